@@ -1,0 +1,107 @@
+"""Running dask graphs: the scheduler in use, progress display and tree reductions.
+
+The package never starts a cluster on its own inside a library call: graphs are
+computed on whatever scheduler is active (a ``distributed.Client`` if one is
+registered, dask's configured scheduler otherwise). The CLI and the demo start
+the embedded ``LocalCluster`` (see :mod:`connectome_dask.cluster`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+from dask.delayed import Delayed, delayed
+
+__all__ = ["compute", "tree_reduce", "active_client"]
+
+
+def active_client():
+    """Return the active ``distributed.Client`` or ``None``."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _want_progress(progress: bool | None) -> bool:
+    if progress is None:
+        progress = dask.config.get("connectome_dask.progress", True)
+    return bool(progress)
+
+
+def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -> tuple:
+    """Compute dask collections on the active scheduler, optionally with a progress bar.
+
+    Parameters
+    ----------
+    *objs
+        Dask collections or delayed objects (anything ``dask.compute`` accepts).
+    progress
+        Show a progress bar. ``None`` reads ``connectome_dask.progress`` from the
+        dask config (default ``True``). On a distributed client this is
+        ``distributed.progress``; otherwise dask's local ``ProgressBar``.
+    desc
+        Short text printed before the bar.
+
+    Returns
+    -------
+    tuple
+        The computed results, as from ``dask.compute``.
+    """
+    show = _want_progress(progress)
+    client = active_client()
+    if show and desc:
+        print(desc, file=sys.stderr, flush=True)
+    if client is not None:
+        futures = client.compute(list(objs))
+        if show:
+            from distributed import progress as dprogress
+
+            with contextlib.suppress(Exception):  # progress display must never fail a job
+                dprogress(futures, notebook=False)
+        return tuple(client.gather(futures))
+    if show:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(out=sys.stderr, minimum=1.0):
+            return dask.compute(*objs)
+    return dask.compute(*objs)
+
+
+def tree_reduce(
+    parts: Sequence[Delayed],
+    combine: Callable[[list], Any],
+    *,
+    split_every: int = 8,
+    name: str = "combine",
+) -> Delayed:
+    """Combine delayed partial results in a balanced tree (like ``dask.array.reduction``).
+
+    ``combine`` receives a list of up to ``split_every`` partial results and
+    returns one partial result of the same kind. The tree keeps the number of
+    partials held in memory by any one task bounded.
+    """
+    if not parts:
+        raise ValueError("tree_reduce needs at least one part")
+    from dask.base import tokenize
+
+    level = list(parts)
+    if len(level) == 1:
+        return delayed(combine, pure=True)(level, dask_key_name=f"{name}-{tokenize(level)}")
+    depth = 0
+    while len(level) > 1:
+        level = [
+            delayed(combine, pure=True)(
+                level[i : i + split_every],
+                dask_key_name=f"{name}-{depth}-{tokenize(level[i : i + split_every])}",
+            )
+            for i in range(0, len(level), split_every)
+        ]
+        depth += 1
+    return level[0]

@@ -1,0 +1,1155 @@
+"""The connectome store: on-disk format, streaming writer, and :class:`Connectome`.
+
+This is the only module that knows the file layout (documented in
+``docs/store.md``). A store is a directory::
+
+    meta.json          commit point: schema version, dataset info, and which
+                       array directories / ROI folder are current
+    neurons.parquet    one row per body (bodyId int64, index int32, type, ...)
+    synapses.zarr/     Zarr v3 group of 1-D arrays on one chunk grid
+    index.zarr/        pre_offsets, post_offsets, post_perm (fast per-body reads)
+    rois/<gen>/        current ROI set (rois.json, meshes, cached label grid)
+    skeletons/         optional SWC files, <bodyId>.swc
+
+Every mutation writes new files under fresh names and then replaces
+``meta.json`` atomically (``os.replace``), so a killed job leaves the previous
+store exactly as it was; unreferenced leftovers are reported by
+:meth:`Connectome.check` and removed by the next successful write.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Connectome",
+    "StoreError",
+    "StoreWriter",
+    "open",
+    "default_connectome",
+    "set_default_connectome",
+    "write_store",
+]
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "connectome-dask"
+DEFAULT_CHUNK_ROWS = 1 << 20  # 1 Mi rows: 4 MB per int32 column chunk
+DEFAULT_PARTITION_CHUNKS = 4  # 4 Mi rows per dask partition
+POSITION_COLUMNS_PAIR = ("x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post")
+POSITION_COLUMNS_CENTER = ("x", "y", "z")
+STANDARD_NEURON_COLUMNS = ("type", "instance", "status", "cropped")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+# dtypes of the known synapse columns; other numeric columns keep their own
+SYNAPSE_DTYPES: dict[str, str] = {
+    "pre": "int32",
+    "post": "int32",
+    **{c: "float32" for c in POSITION_COLUMNS_PAIR + POSITION_COLUMNS_CENTER},
+    "confidence": "float32",
+    "confidence_pre": "float32",
+    "confidence_post": "float32",
+    "size": "float32",
+    "roi_pre": "int16",
+    "roi_post": "int16",
+}
+
+
+class StoreError(ValueError):
+    """A store is missing, malformed, from a newer schema, or a write was refused."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it can be used as a single path component inside a store.
+
+    Names read from data (columns, ROI names) never become paths outside the
+    store: anything with a separator, ``..``, or unusual characters is refused.
+    """
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise StoreError(
+            f"{what} {name!r} cannot be stored: only letters, digits, '_', '-', '.' "
+            "are allowed (no path separators or '..'), at most 128 characters"
+        )
+    return name
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """Resolve ``rel`` under ``root`` and refuse anything that escapes it."""
+    p = (root / rel).resolve()
+    r = root.resolve()
+    if p != r and r not in p.parents:
+        raise StoreError(f"path {rel!r} in {root / 'meta.json'} points outside the store")
+    return p
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace`` (atomic on POSIX)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with tmp.open("w") as f:
+        json.dump(obj, f, indent=1, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange_dirs(a: Path, b: Path) -> bool:
+    """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)`` (Linux).
+
+    Python's ``os.rename`` has no flags argument, hence ctypes. Returns False
+    where the call is unavailable so the caller falls back to two renames.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD = -100
+    rc = fn(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move a fully written directory ``tmp`` to ``target``, replacing any old one.
+
+    With ``renameat2`` the swap is atomic: readers see either the old or the
+    new directory, never neither. The old directory is then deleted.
+    """
+    tmp, target = Path(tmp), Path(target)
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    if _exchange_dirs(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, trash)
+    os.rename(tmp, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _codecs():
+    from zarr.codecs import BloscCodec
+
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+
+
+def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: int):
+    import zarr
+
+    safe_name(name, "array name")
+    return zarr.create_array(
+        store=str(group_path / name),
+        shape=(n,),
+        chunks=(max(1, min(chunk_rows, max(n, 1))),),
+        dtype=dtype,
+        compressors=_codecs(),
+        fill_value=-1 if name in ("roi_pre", "roi_post") else 0,
+        overwrite=True,
+    )
+
+
+@lru_cache(maxsize=256)
+def _open_array_cached(path: str, generation: int):
+    import zarr
+
+    return zarr.open_array(path, mode="r")
+
+
+def _ensure_group(path: Path) -> None:
+    import zarr
+
+    zarr.open_group(str(path), mode="a")
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class StoreWriter:
+    """Stream synapse blocks into a new store with bounded memory.
+
+    Synapse rows are stored sorted by ``(pre, post)``: each partition then owns
+    contiguous runs of presynaptic neurons, so pair counting is a run-length
+    scan and one neuron's output synapses are one contiguous slice.
+
+    Blocks may arrive in any order. Unless ``presorted=True``, rows are spilled
+    to bucket files by presynaptic index range (an external bucket sort: at
+    most ``bucket_rows`` rows are held in memory while sorting a bucket).
+
+    Parameters
+    ----------
+    path
+        Store directory to create. Written under a temporary name beside it
+        and renamed into place by :meth:`close`.
+    n_neurons
+        Number of bodies; ``pre``/``post`` must be dense indices in ``[0, n_neurons)``.
+    columns
+        Synapse columns besides ``pre`` and ``post`` and their dtypes.
+    chunk_rows
+        Zarr chunk length (rows). Dask partitions are whole multiples of it.
+    presorted
+        Blocks arrive already sorted by ``(pre, post)`` and in that order overall.
+    pre_counts
+        Synapses per presynaptic index (if known), used to balance spill buckets.
+    bucket_rows
+        Maximum rows per spill bucket (memory bound of the sort).
+    overwrite
+        Replace an existing store at ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_neurons: int,
+        columns: Mapping[str, str] | None = None,
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        presorted: bool = False,
+        pre_counts: np.ndarray | None = None,
+        bucket_rows: int = 1 << 25,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"{self.path} already exists; pass overwrite=True to replace it")
+        if chunk_rows < 1:
+            raise StoreError(f"chunk_rows must be positive, got {chunk_rows}")
+        self.n_neurons = int(n_neurons)
+        self.columns = {"pre": "int32", "post": "int32"}
+        for name, dt in (columns or {}).items():
+            safe_name(name, "synapse column")
+            self.columns[name] = str(np.dtype(SYNAPSE_DTYPES.get(name, dt)))
+        self.chunk_rows = int(chunk_rows)
+        self.presorted = presorted
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp.mkdir()
+        self._spill = self.tmp / "_spill"
+        self._n_rows = 0
+        self._last_key = -1
+        self._pre_counts = np.zeros(self.n_neurons, dtype=np.int64)
+        self._post_counts = np.zeros(self.n_neurons, dtype=np.int64)
+        # bucket boundaries over the pre index range
+        if presorted:
+            self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
+        else:
+            if pre_counts is not None:
+                cum = np.cumsum(np.asarray(pre_counts, dtype=np.int64))
+                total = int(cum[-1]) if len(cum) else 0
+                nb = max(1, -(-total // bucket_rows))
+                cuts = np.searchsorted(cum, np.arange(1, nb) * (total / nb))
+                self._bounds = np.unique(np.concatenate([[0], cuts, [self.n_neurons]]))
+            else:
+                self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
+        self._pieces = [0] * (len(self._bounds) - 1)
+        self._closed = False
+        self._direct: _SequentialArrays | None = None
+
+    # -- appending
+    def append(self, block: Mapping[str, np.ndarray]) -> None:
+        """Add a block of synapse rows (a mapping of column name to 1-D array)."""
+        missing = [c for c in self.columns if c not in block]
+        if missing:
+            raise StoreError(f"block is missing columns {missing}")
+        n = len(block["pre"])
+        if n == 0:
+            return
+        arrs = {c: np.asarray(block[c]).astype(self.columns[c], copy=False) for c in self.columns}
+        pre, post = arrs["pre"], arrs["post"]
+        for side, a in (("pre", pre), ("post", post)):
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 or hi >= self.n_neurons:
+                raise StoreError(f"{side} index out of range [0, {self.n_neurons}): {lo}..{hi}")
+        self._pre_counts += np.bincount(pre, minlength=self.n_neurons)
+        self._post_counts += np.bincount(post, minlength=self.n_neurons)
+        self._n_rows += n
+        if self.presorted:
+            key = (pre.astype(np.int64) << 32) | post.astype(np.int64)
+            if key[0] < self._last_key or np.any(np.diff(key) < 0):
+                raise StoreError("presorted=True but rows are not sorted by (pre, post)")
+            self._last_key = int(key[-1])
+            if self._direct is None:
+                self._direct = _SequentialArrays(self.tmp / "_direct", self.columns)
+            self._direct.write(arrs)
+            return
+        bucket = np.searchsorted(self._bounds, pre, side="right") - 1
+        order = np.argsort(bucket, kind="stable")
+        bsorted = bucket[order]
+        starts = np.searchsorted(bsorted, np.arange(len(self._bounds)))
+        for b in range(len(self._bounds) - 1):
+            s, e = starts[b], starts[b + 1]
+            if s == e:
+                continue
+            sel = order[s:e]
+            d = self._spill / f"b{b:06d}"
+            d.mkdir(parents=True, exist_ok=True)
+            k = self._pieces[b]
+            for c, a in arrs.items():
+                np.save(d / f"{k:06d}.{c}.npy", a[sel], allow_pickle=False)
+            self._pieces[b] += 1
+
+    # -- finishing
+    def _sorted_blocks(self) -> Iterable[dict[str, np.ndarray]]:
+        if self.presorted:
+            if self._direct is not None:
+                yield from self._direct.read_back()
+            return
+        for b in range(len(self._bounds) - 1):
+            d = self._spill / f"b{b:06d}"
+            if not d.exists():
+                continue
+            block = {
+                c: np.concatenate(
+                    [np.load(d / f"{k:06d}.{c}.npy", allow_pickle=False) for k in range(self._pieces[b])]
+                )
+                for c in self.columns
+            }
+            key = (block["pre"].astype(np.int64) << 32) | block["post"].astype(np.int64)
+            order = np.argsort(key, kind="stable")
+            shutil.rmtree(d)
+            yield {c: a[order] for c, a in block.items()}
+
+    def close(
+        self,
+        neurons: pd.DataFrame,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        skeletons: Mapping[int, str] | Path | None = None,
+    ) -> Connectome:
+        """Write arrays, neuron table, index and meta.json, then move the store into place.
+
+        Parameters
+        ----------
+        neurons
+            One row per body in index order: must have ``bodyId`` (int64) and
+            ``len(neurons) == n_neurons``. ``index``, ``pre`` and ``post`` are
+            (re)computed; standard annotation columns are added when absent.
+        meta
+            Dataset fields for meta.json (``name``, ``version``, ``source``,
+            ``units``, ``voxel_size``, ``voxel_offset``, ``default_confidence``...).
+        skeletons
+            Optional SWC files to include: a folder of ``<bodyId>.swc`` files or
+            a mapping of bodyId to SWC text.
+        """
+        if self._closed:
+            raise StoreError("writer already closed")
+        try:
+            conn = self._close(neurons, dict(meta or {}), skeletons)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self._closed = True
+        return conn
+
+    def _close(self, neurons: pd.DataFrame, meta: dict, skeletons) -> Connectome:
+        neurons = _prepare_neurons(neurons, self.n_neurons)
+        neurons["pre"] = self._pre_counts
+        neurons["post"] = self._post_counts
+        syn_dir = self.tmp / "synapses.zarr"
+        _ensure_group(syn_dir)
+        n = self._n_rows
+        arrays = {c: _create_array(syn_dir, c, n, dt, self.chunk_rows) for c, dt in self.columns.items()}
+        # sequential, chunk-aligned writes: buffer until a whole chunk is ready
+        buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+        buffered = 0
+        offset = 0
+        for block in self._sorted_blocks():
+            for c in self.columns:
+                buf[c].append(block[c])
+            buffered += len(block["pre"])
+            if buffered >= self.chunk_rows:
+                full = (buffered // self.chunk_rows) * self.chunk_rows
+                for c in self.columns:
+                    a = np.concatenate(buf[c])
+                    arrays[c][offset : offset + full] = a[:full]
+                    buf[c] = [a[full:]]
+                offset += full
+                buffered -= full
+        if buffered:
+            for c in self.columns:
+                arrays[c][offset : offset + buffered] = np.concatenate(buf[c])
+            offset += buffered
+        assert offset == n, (offset, n)
+        shutil.rmtree(self._spill, ignore_errors=True)
+        shutil.rmtree(self.tmp / "_direct", ignore_errors=True)
+        _build_index(self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows)
+        neurons.to_parquet(self.tmp / "neurons.parquet", index=False)
+        skel_rel = None
+        if skeletons is not None:
+            skel_rel = "skeletons"
+            _write_skeletons(self.tmp / skel_rel, skeletons, set(neurons["bodyId"].tolist()))
+        full_meta = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "name": meta.pop("name", self.path.name),
+            "version": meta.pop("version", "0"),
+            "source": meta.pop("source", None),
+            "units": meta.pop("units", "nm"),
+            "voxel_size": meta.pop("voxel_size", None),
+            "voxel_offset": meta.pop("voxel_offset", None),
+            "default_confidence": float(meta.pop("default_confidence", 0.0)),
+            "n_neurons": self.n_neurons,
+            "n_synapses": n,
+            "generation": 0,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "neurons": "neurons.parquet",
+            "synapses": {
+                "path": "synapses.zarr",
+                "chunk_rows": self.chunk_rows,
+                "sorted_by": ["pre", "post"],
+                "columns": {c: c for c in self.columns},
+            },
+            "index": {"path": "index.zarr"},
+            "rois": None,
+            "skeletons": skel_rel,
+            "extra": meta,
+        }
+        write_json_atomic(self.tmp / "meta.json", full_meta)
+        replace_dir(self.tmp, self.path)
+        return open(self.path, set_default=False)
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._closed:
+            self.abort()
+
+
+class _SequentialArrays:
+    """Append-only raw column files for presorted streams (no pickle, plain .npy pieces)."""
+
+    def __init__(self, path: Path, columns: Mapping[str, str]):
+        self.path = path
+        self.columns = dict(columns)
+        self.n = 0
+        path.mkdir(parents=True)
+
+    def write(self, arrs: Mapping[str, np.ndarray]) -> None:
+        for c in self.columns:
+            np.save(self.path / f"{self.n:06d}.{c}.npy", arrs[c], allow_pickle=False)
+        self.n += 1
+
+    def read_back(self) -> Iterable[dict[str, np.ndarray]]:
+        for k in range(self.n):
+            yield {c: np.load(self.path / f"{k:06d}.{c}.npy", allow_pickle=False) for c in self.columns}
+            for c in self.columns:
+                (self.path / f"{k:06d}.{c}.npy").unlink()
+
+
+def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:
+    if "bodyId" not in neurons.columns:
+        raise StoreError("neuron table needs a 'bodyId' column")
+    if len(neurons) != n_neurons:
+        raise StoreError(f"neuron table has {len(neurons)} rows, expected {n_neurons}")
+    neurons = neurons.reset_index(drop=True).copy()
+    neurons["bodyId"] = neurons["bodyId"].astype("int64")
+    if neurons["bodyId"].duplicated().any():
+        dup = neurons.loc[neurons["bodyId"].duplicated(), "bodyId"].iloc[0]
+        raise StoreError(f"neuron table: duplicate bodyId {dup}")
+    neurons["index"] = np.arange(n_neurons, dtype=np.int32)
+    for c in ("type", "instance", "status"):
+        if c not in neurons.columns:
+            neurons[c] = pd.Series([None] * n_neurons, dtype="string")
+        else:
+            neurons[c] = neurons[c].astype("string")
+    if "cropped" not in neurons.columns:
+        neurons["cropped"] = pd.array([pd.NA] * n_neurons, dtype="boolean")
+    else:
+        neurons["cropped"] = neurons["cropped"].astype("boolean")
+    first = ["bodyId", "index", "type", "instance", "status", "cropped"]
+    return neurons[first + [c for c in neurons.columns if c not in first]]
+
+
+def _write_skeletons(dest: Path, skeletons, body_ids: set[int]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    if isinstance(skeletons, str | os.PathLike):
+        items = ((int(p.stem), p.read_text()) for p in Path(skeletons).glob("*.swc") if p.stem.isdigit())
+    else:
+        items = ((int(k), v) for k, v in skeletons.items())
+    for bid, text in items:
+        if bid in body_ids:
+            (dest / f"{bid}.swc").write_text(text)
+
+
+def _build_index(root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int) -> None:
+    """Write index.zarr: pre_offsets, post_offsets and post_perm.
+
+    Rows are sorted by pre, so ``pre_offsets`` is a cumulative sum. ``post_perm``
+    lists row ids ordered by (post, row): built by a counting sort over post
+    index ranges so that at most ``index_bucket`` entries are held at once.
+    """
+    import zarr
+
+    idx = root / "index.zarr"
+    _ensure_group(idx)
+    pre_off = np.concatenate([[0], np.cumsum(pre_counts)]).astype(np.int64)
+    post_off = np.concatenate([[0], np.cumsum(post_counts)]).astype(np.int64)
+    for name, a in (("pre_offsets", pre_off), ("post_offsets", post_off)):
+        arr = _create_array(idx, name, len(a), "int64", chunk_rows)
+        arr[:] = a
+    perm = _create_array(idx, "post_perm", n, "int64", chunk_rows)
+    if n == 0:
+        return
+    post_arr = zarr.open_array(str(syn_dir / "post"), mode="r")
+    bucket = 1 << 28  # entries per pass (2 GiB of int64)
+    nn = len(post_counts)
+    lo_idx = 0
+    while lo_idx < nn:
+        # widest post-index range whose rows fit the bucket (at least one neuron)
+        hi_idx = int(np.searchsorted(post_off, post_off[lo_idx] + bucket, side="right")) - 1
+        hi_idx = max(hi_idx, lo_idx + 1)
+        hi_idx = min(hi_idx, nn)
+        base = int(post_off[lo_idx])
+        size = int(post_off[hi_idx]) - base
+        out = np.empty(size, dtype=np.int64)
+        cursor = post_off[lo_idx:hi_idx].copy() - base
+        for s in range(0, n, chunk_rows):
+            p = post_arr[s : min(s + chunk_rows, n)]
+            sel = np.flatnonzero((p >= lo_idx) & (p < hi_idx))
+            if len(sel) == 0:
+                continue
+            _scatter_rows(p[sel] - lo_idx, sel + s, cursor, out)
+        # write in chunk-aligned pieces where possible
+        perm[base : base + size] = out
+        lo_idx = hi_idx
+
+
+def _scatter_rows(keys: np.ndarray, rows: np.ndarray, cursor: np.ndarray, out: np.ndarray) -> None:
+    """Stable counting-sort scatter: out[cursor[k]++] = row, for rows in increasing order."""
+    from ._kernels import scatter_rows
+
+    scatter_rows(keys.astype(np.int64), rows.astype(np.int64), cursor, out)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+_default: Connectome | None = None
+
+
+def default_connectome() -> Connectome:
+    """Return the connectome opened last (neuprint's ``default_client``)."""
+    if _default is None:
+        raise StoreError("no connectome is open: call connectome_dask.open(path) first")
+    return _default
+
+
+def set_default_connectome(conn: Connectome | None) -> None:
+    """Make ``conn`` the default used by query functions when ``client=None``."""
+    global _default
+    _default = conn
+
+
+def open(path: str | os.PathLike, *, set_default: bool = True) -> Connectome:  # noqa: A001
+    """Open a connectome store and (by default) make it the default for queries.
+
+    Parameters
+    ----------
+    path
+        Store directory, as written by :func:`connectome_dask.ingest` or
+        :func:`connectome_dask.datasets.synthetic`.
+    set_default
+        Make it the default connectome (like neuprint's default client).
+
+    Returns
+    -------
+    Connectome
+
+    Examples
+    --------
+    >>> import connectome_dask as cd
+    >>> conn = cd.datasets.synthetic(tmp_path / "s", n_neurons=200, n_synapses=5_000)  # doctest: +SKIP
+    >>> cd.open(tmp_path / "s").n_synapses  # doctest: +SKIP
+    5000
+    """
+    conn = Connectome(path)
+    if set_default:
+        set_default_connectome(conn)
+    return conn
+
+
+def _read_meta(path: Path) -> dict:
+    mp = path / "meta.json"
+    if not path.is_dir():
+        raise StoreError(f"{path} is not a connectome store directory")
+    if not mp.exists():
+        raise StoreError(f"{mp} is missing: not a connectome store (or an interrupted write)")
+    try:
+        meta = json.loads(mp.read_text())
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{mp} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise StoreError(f"{mp}: 'format' is not {FORMAT_NAME!r}")
+    sv = meta.get("schema_version")
+    if not isinstance(sv, int):
+        raise StoreError(f"{mp}: 'schema_version' missing or not an integer")
+    if sv > SCHEMA_VERSION:
+        raise StoreError(
+            f"{mp}: schema_version {sv} is newer than this connectome_dask understands "
+            f"({SCHEMA_VERSION}); upgrade connectome_dask"
+        )
+    for key in ("synapses", "n_neurons", "n_synapses", "neurons", "index"):
+        if key not in meta:
+            raise StoreError(f"{mp}: required key {key!r} missing")
+    for col, rel in meta["synapses"]["columns"].items():
+        safe_name(col, f"{mp}: synapse column")
+        safe_name(rel, f"{mp}: array directory")
+    return meta
+
+
+class Connectome:
+    """A connectome store opened for analysis (the local counterpart of neuprint's ``Client``).
+
+    Attributes
+    ----------
+    path : Path
+    meta : dict
+        Contents of meta.json.
+    neurons : pandas.DataFrame
+        One row per body, row ``i`` has ``index == i``.
+    synapses : dask.dataframe.DataFrame
+        One partition per range of whole chunks; reads only the columns used.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.meta = _read_meta(self.path)
+        self._neurons: pd.DataFrame | None = None
+        self._body_index: pd.Index | None = None
+        self._rois_info: dict | None = None
+
+    # -- basic facts
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"<Connectome {m.get('name')!r} v{m.get('version')}: {m['n_neurons']:,} neurons, "
+            f"{m['n_synapses']:,} synapses, rois={'yes' if m.get('rois') else 'no'} at {self.path}>"
+        )
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.meta["n_neurons"])
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.meta["n_synapses"])
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta.get("generation", 0))
+
+    @property
+    def chunk_rows(self) -> int:
+        return int(self.meta["synapses"]["chunk_rows"])
+
+    @property
+    def synapse_columns(self) -> list[str]:
+        return list(self.meta["synapses"]["columns"])
+
+    @property
+    def positions(self) -> tuple[str, ...]:
+        """Position columns present: ``x_pre..z_post``, ``x, y, z`` or empty."""
+        cols = set(self.synapse_columns)
+        if set(POSITION_COLUMNS_PAIR) <= cols:
+            return POSITION_COLUMNS_PAIR
+        if set(POSITION_COLUMNS_CENTER) <= cols:
+            return POSITION_COLUMNS_CENTER
+        return ()
+
+    def site_columns(self, site: str) -> tuple[str, str, str]:
+        """Position columns of a synapse site (``"pre"`` or ``"post"``); centre columns if single."""
+        if site not in ("pre", "post"):
+            raise ValueError(f"site must be 'pre' or 'post', got {site!r}")
+        pos = self.positions
+        if pos == POSITION_COLUMNS_PAIR:
+            return (f"x_{site}", f"y_{site}", f"z_{site}")
+        if pos == POSITION_COLUMNS_CENTER:
+            return POSITION_COLUMNS_CENTER
+        raise StoreError(f"{self.path}: the store has no synapse positions")
+
+    def _array_path(self, column: str) -> Path:
+        cols = self.meta["synapses"]["columns"]
+        if column not in cols:
+            raise KeyError(
+                f"synapse column {column!r} not in store {self.path}; available: {sorted(cols)}"
+            )
+        return _inside(self.path, f"{self.meta['synapses']['path']}/{cols[column]}")
+
+    def _array(self, column: str):
+        return _open_array_cached(str(self._array_path(column)), self.generation)
+
+    def _index_array(self, name: str):
+        p = _inside(self.path, f"{self.meta['index']['path']}/{name}")
+        return _open_array_cached(str(p), self.generation)
+
+    # -- neurons
+    @property
+    def neurons(self) -> pd.DataFrame:
+        if self._neurons is None:
+            p = _inside(self.path, self.meta["neurons"])
+            df = pd.read_parquet(p)
+            if len(df) != self.n_neurons:
+                raise StoreError(f"{p}: {len(df)} rows but meta.json says {self.n_neurons}")
+            self._neurons = df
+        return self._neurons
+
+    @property
+    def body_ids(self) -> np.ndarray:
+        return self.neurons["bodyId"].to_numpy()
+
+    def body_to_index(self, body_ids: Iterable[int] | np.ndarray, *, missing: str = "raise") -> np.ndarray:
+        """Map body IDs to dense int32 indices.
+
+        Parameters
+        ----------
+        missing
+            ``"raise"`` (KeyError naming examples), or ``"drop"``.
+        """
+        if self._body_index is None:
+            self._body_index = pd.Index(self.body_ids)
+        ids = np.asarray(list(body_ids) if not isinstance(body_ids, np.ndarray) else body_ids)
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        pos = self._body_index.get_indexer(ids.astype(np.int64))
+        bad = pos < 0
+        if bad.any():
+            if missing == "drop":
+                pos = pos[~bad]
+            else:
+                raise KeyError(
+                    f"{int(bad.sum())} body IDs are not in {self.path} (e.g. {ids[bad][:5].tolist()})"
+                )
+        return pos.astype(np.int32)
+
+    # -- partitions and reads
+    def partitions(self, partition_rows: int | None = None) -> list[tuple[int, int]]:
+        """Row ranges of the dask partitions: whole multiples of the chunk length."""
+        import dask
+
+        c = self.chunk_rows
+        if partition_rows is None:
+            k = int(dask.config.get("connectome_dask.partition_chunks", DEFAULT_PARTITION_CHUNKS))
+            partition_rows = c * max(1, k)
+        per = max(1, -(-int(partition_rows) // c)) * c
+        n = self.n_synapses
+        return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
+
+    def read_synapses(
+        self, columns: Sequence[str], start: int = 0, stop: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Read a row range of synapse columns as numpy arrays."""
+        stop = self.n_synapses if stop is None else stop
+        return {c: self._array(c)[start:stop] for c in columns}
+
+    def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
+        """Read arbitrary rows (sorted ascending is fastest) of synapse columns."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = {}
+        for c in columns:
+            arr = self._array(c)
+            if len(rows) == 0:
+                out[c] = np.zeros(0, dtype=arr.dtype)
+                continue
+            # read the covering contiguous ranges chunk by chunk (zarr orthogonal
+            # indexing with integer arrays decodes each touched chunk once)
+            out[c] = arr.get_orthogonal_selection(rows)
+        return out
+
+    def synapse_rows(self, indices: Iterable[int] | np.ndarray, side: str = "pre") -> np.ndarray:
+        """Row ids of all synapses whose ``side`` ("pre" or "post") is one of ``indices``.
+
+        Uses the index: pre rows are contiguous slices, post rows come from
+        ``post_perm``. Result is sorted ascending.
+        """
+        idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
+        if idx.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if side == "pre":
+            off = self._index_array("pre_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+            starts, stops = off[: len(idx)], off[len(idx) :]
+            return _ranges_to_rows(starts, stops)
+        if side == "post":
+            off = self._index_array("post_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+            starts, stops = off[: len(idx)], off[len(idx) :]
+            perm = self._index_array("post_perm")
+            pos = _ranges_to_rows(starts, stops)
+            if len(pos) == 0:
+                return pos
+            return np.sort(perm.get_orthogonal_selection(pos))
+        raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+
+    @property
+    def synapses(self):
+        """All synapses as a dask DataFrame (index = global row id)."""
+        return self.synapse_frame()
+
+    def synapse_frame(self, columns: Sequence[str] | None = None, partition_rows: int | None = None):
+        """Dask DataFrame over the synapse arrays, one partition per chunk range."""
+        import dask.dataframe as dd
+
+        cols = list(columns) if columns is not None else self.synapse_columns
+        for c in cols:
+            self._array_path(c)
+        parts = self.partitions(partition_rows)
+        paths = {c: str(self._array_path(c)) for c in self.synapse_columns}
+        meta = pd.DataFrame({c: np.zeros(0, dtype=self._array(c).dtype) for c in cols})
+        divisions = [p[0] for p in parts] + [max(parts[-1][1] - 1, 0)]
+        return dd.from_map(
+            _read_synapse_block,
+            parts,
+            paths=paths,
+            gen=self.generation,
+            columns=cols,
+            meta=meta,
+            divisions=divisions,
+            enforce_metadata=False,
+            label="read-synapses",
+        )
+
+    def map_partitions(
+        self,
+        func: Callable[..., Any],
+        columns: Sequence[str],
+        *args: Any,
+        partition_rows: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> list:
+        """Build one delayed task per partition: ``func(block, start, *args, **kwargs)``.
+
+        ``block`` is a dict of numpy arrays read inside the task (nothing large
+        is embedded in the graph). Large ``args`` should be delayed objects or
+        scattered futures so they appear once in the graph.
+        """
+        from dask.base import tokenize
+        from dask.delayed import delayed
+
+        paths = {c: str(self._array_path(c)) for c in columns}
+        gen = self.generation
+        fname = name or getattr(func, "__name__", "map")
+        tok = tokenize(str(self.path), gen, fname, columns, args, kwargs)
+        out = []
+        for i, (s, e) in enumerate(self.partitions(partition_rows)):
+            out.append(
+                delayed(_run_block, pure=True)(
+                    func, paths, gen, s, e, args, kwargs, dask_key_name=f"{fname}-{tok}-{i}"
+                )
+            )
+        return out
+
+    # -- analyses (thin delegations to the layers above the store)
+    def adjacency(self, pre=None, post=None, by: str = "bodyId", rois=None, min_weight: int = 1, **kwargs):
+        """Synapse-count matrix as a labelled xarray.DataArray; see :func:`connectome_dask.aggregate.adjacency`."""
+        from .aggregate import adjacency
+
+        return adjacency(self, pre, post, by=by, rois=rois, min_weight=min_weight, **kwargs)
+
+    def assign_rois(self, roiset, sites: Sequence[str] = ("pre", "post"), **kwargs) -> Connectome:
+        """Label synapse sites with ROI codes; see :func:`connectome_dask.rois.assign_rois`."""
+        from .rois import assign_rois
+
+        return assign_rois(self, roiset, sites=sites, **kwargs)
+
+    # -- ROIs
+    @property
+    def rois_path(self) -> Path | None:
+        rel = self.meta.get("rois")
+        return _inside(self.path, rel) if rel else None
+
+    @property
+    def roi_info(self) -> dict | None:
+        """Contents of the current ``rois.json`` (``names``, ``primary``, ``hierarchy``...) or None."""
+        if self._rois_info is None and self.rois_path is not None:
+            self._rois_info = json.loads((self.rois_path / "rois.json").read_text())
+        return self._rois_info
+
+    @property
+    def roi_names(self) -> list[str]:
+        """ROI names in code order (``roi_pre``/``roi_post`` hold indices into this list)."""
+        info = self.roi_info
+        return list(info["names"]) if info else []
+
+    @property
+    def skeleton_dir(self) -> Path | None:
+        rel = self.meta.get("skeletons")
+        return _inside(self.path, rel) if rel else None
+
+    # -- writes
+    def write_synapse_columns(
+        self,
+        func: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        inputs: Sequence[str],
+        outputs: Mapping[str, str],
+        *,
+        args: tuple = (),
+        write_rois: Callable[[Path], None] | None = None,
+        progress: bool | None = None,
+        desc: str | None = None,
+        meta_update: Mapping[str, Any] | None = None,
+    ) -> Connectome:
+        """Compute new synapse columns partition by partition and commit them atomically.
+
+        ``func(block, *args)`` gets a dict of the ``inputs`` arrays of one
+        partition and returns a dict with one array per name in ``outputs``
+        (same length). Each task writes whole chunks of new arrays under fresh
+        directory names; only when every task has succeeded is ``meta.json``
+        replaced to point at them (and at the new ROI folder filled by
+        ``write_rois(tmpdir)``, if given). A failure or kill before that leaves
+        the store exactly as it was.
+
+        Returns the re-opened :class:`Connectome`.
+        """
+        from ._compute import compute
+
+        gen = self.generation + 1
+        syn_root = _inside(self.path, self.meta["synapses"]["path"])
+        tag = f"g{gen}-{uuid.uuid4().hex[:6]}"
+        new_dirs = {}
+        for name, dt in outputs.items():
+            safe_name(name, "synapse column")
+            d = f"{name}.{tag}"
+            arr = _create_array(syn_root, d, self.n_synapses, str(np.dtype(dt)), self.chunk_rows)
+            del arr
+            new_dirs[name] = d
+        new_rois_rel = None
+        try:
+            if write_rois is not None:
+                new_rois_rel = f"rois/{tag}"
+                rdir = self.path / new_rois_rel
+                rdir.mkdir(parents=True)
+                write_rois(rdir)
+                if not (rdir / "rois.json").exists():
+                    raise StoreError("write_rois must create rois.json")
+            tasks = self.map_partitions(
+                _write_outputs,
+                list(inputs),
+                func,
+                {k: str(syn_root / v) for k, v in new_dirs.items()},
+                args,
+                name=f"write-{'-'.join(outputs)}",
+            )
+            compute(*tasks, progress=progress, desc=desc)
+        except BaseException:
+            for d in new_dirs.values():
+                shutil.rmtree(syn_root / d, ignore_errors=True)
+            if new_rois_rel:
+                shutil.rmtree(self.path / new_rois_rel, ignore_errors=True)
+            raise
+        meta = json.loads(json.dumps(self.meta))
+        old = dict(meta["synapses"]["columns"])
+        meta["synapses"]["columns"].update(new_dirs)
+        old_rois = meta.get("rois")
+        if new_rois_rel:
+            meta["rois"] = new_rois_rel
+        meta["generation"] = gen
+        if meta_update:
+            meta.update(meta_update)
+        write_json_atomic(self.path / "meta.json", meta)
+        # garbage: replaced arrays and ROI folder, and leftovers of killed writes
+        for name in new_dirs:
+            if name in old and old[name] != new_dirs[name]:
+                shutil.rmtree(syn_root / old[name], ignore_errors=True)
+        if new_rois_rel and old_rois:
+            shutil.rmtree(self.path / old_rois, ignore_errors=True)
+        new = Connectome(self.path)
+        new.collect_garbage()
+        if _default is self:
+            set_default_connectome(new)
+        return new
+
+    def unreferenced(self) -> list[Path]:
+        """Files and folders in the store that meta.json does not reference (leftovers)."""
+        out = []
+        syn_root = self.path / self.meta["synapses"]["path"]
+        live = set(self.meta["synapses"]["columns"].values())
+        if syn_root.is_dir():
+            for p in syn_root.iterdir():
+                if p.is_dir() and p.name not in live:
+                    out.append(p)
+        rois_root = self.path / "rois"
+        cur = self.meta.get("rois")
+        if rois_root.is_dir():
+            for p in rois_root.iterdir():
+                if cur is None or p.resolve() != (self.path / cur).resolve():
+                    out.append(p)
+        for p in self.path.iterdir():
+            if p.name.startswith(".meta.json.tmp"):
+                out.append(p)
+        return out
+
+    def collect_garbage(self) -> list[Path]:
+        """Delete leftovers of interrupted writes; returns what was removed."""
+        gone = self.unreferenced()
+        for p in gone:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return gone
+
+    # -- validation
+    def check(self, deep: bool = True) -> list[str]:
+        """Validate the store; return a list of problems (empty when valid).
+
+        Checks meta.json, the neuron table, every array's shape/dtype/chunking,
+        the index, the ROI folder, and (``deep``) that every chunk decodes,
+        ``pre``/``post`` are in range and sorted, ROI codes are valid.
+        """
+        problems: list[str] = []
+        try:
+            neurons = self.neurons
+            if not (neurons["index"].to_numpy() == np.arange(len(neurons))).all():
+                problems.append("neurons.parquet: 'index' column is not 0..n-1")
+            if neurons["bodyId"].duplicated().any():
+                problems.append("neurons.parquet: duplicate bodyId")
+        except Exception as e:  # noqa: BLE001 - report, don't crash
+            problems.append(f"neurons.parquet unreadable: {e}")
+        n = self.n_synapses
+        for c in self.synapse_columns:
+            try:
+                a = self._array(c)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"synapse column {c!r}: cannot open ({e})")
+                continue
+            if a.shape != (n,):
+                problems.append(f"synapse column {c!r}: shape {a.shape}, expected ({n},)")
+            if a.chunks != (min(self.chunk_rows, max(n, 1)),):
+                problems.append(f"synapse column {c!r}: chunks {a.chunks} differ from the store grid")
+        if self.rois_path is not None and not (self.rois_path / "rois.json").exists():
+            problems.append(f"ROI folder {self.rois_path} has no rois.json")
+        if deep and not problems:
+            problems += self._deep_check()
+        return problems
+
+    def _deep_check(self) -> list[str]:
+        problems = []
+        nn = self.n_neurons
+        nroi = len(self.roi_names)
+        last = -1
+        pre_counts = np.zeros(nn, dtype=np.int64)
+        for s, e in self.partitions():
+            for c in self.synapse_columns:
+                try:
+                    a = self._array(c)[s:e]
+                except Exception as ex:  # noqa: BLE001
+                    problems.append(f"synapse column {c!r} rows {s}..{e}: unreadable ({ex})")
+                    return problems
+                if c in ("pre", "post") and len(a) and (a.min() < 0 or a.max() >= nn):
+                    bad = int(np.flatnonzero((a < 0) | (a >= nn))[0]) + s
+                    problems.append(f"synapse column {c!r}: row {bad} out of range")
+                if c in ("roi_pre", "roi_post") and len(a) and (a.min() < -1 or a.max() >= nroi):
+                    problems.append(f"synapse column {c!r}: ROI code outside -1..{nroi - 1}")
+                if c == "pre" and len(a):
+                    if a[0] < last or np.any(np.diff(a) < 0):
+                        problems.append(f"rows {s}..{e} not sorted by pre")
+                    last = int(a[-1])
+                    pre_counts += np.bincount(a, minlength=nn)
+        try:
+            off = self._index_array("pre_offsets")[:]
+            if not np.array_equal(np.diff(off), pre_counts):
+                problems.append("index.zarr/pre_offsets does not match the pre column")
+        except Exception as ex:  # noqa: BLE001
+            problems.append(f"index.zarr unreadable: {ex}")
+        return problems
+
+
+def _ranges_to_rows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    lens = (stops - starts).astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    rep = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    return (np.arange(total, dtype=np.int64) + rep).astype(np.int64)
+
+
+def _run_block(func, paths: Mapping[str, str], gen: int, start: int, stop: int, args, kwargs):
+    block = {c: _open_array_cached(p, gen)[start:stop] for c, p in paths.items()}
+    return func(block, start, *args, **kwargs)
+
+
+def _write_outputs(block, start, func, out_paths: Mapping[str, str], args):
+    import zarr
+
+    res = func(block, *args)
+    n = len(next(iter(block.values()))) if block else 0
+    for name, p in out_paths.items():
+        a = np.asarray(res[name])
+        if len(a) != n:
+            raise StoreError(f"column function returned {len(a)} rows for {name!r}, expected {n}")
+        arr = zarr.open_array(p, mode="r+")
+        arr[start : start + n] = a.astype(arr.dtype, copy=False)
+    return n
+
+
+def _read_synapse_block(
+    part: tuple[int, int], paths: Mapping[str, str], gen: int, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read one row range of synapse columns as a DataFrame (index = global row id).
+
+    The ``columns=`` keyword lets dask project columns: only the arrays a
+    query uses are read.
+    """
+    s, e = part
+    cols = list(paths) if columns is None else list(columns)
+    data = {c: _open_array_cached(paths[c], gen)[s:e] for c in cols}
+    return pd.DataFrame(data, index=pd.RangeIndex(s, e))
+
+
+def write_store(
+    path: str | os.PathLike,
+    neurons: pd.DataFrame,
+    synapses: pd.DataFrame,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    overwrite: bool = False,
+    skeletons: Mapping[int, str] | Path | None = None,
+) -> Connectome:
+    """Write an in-memory connectome (already encoded) to a store.
+
+    ``neurons`` has one row per body (``bodyId`` + annotations) in index
+    order; ``synapses`` has ``pre``/``post`` as dense indices into it plus
+    any other synapse columns. For raw tables with body IDs use
+    :func:`connectome_dask.ingest`.
+    """
+    cols = {c: str(synapses[c].dtype) for c in synapses.columns if c not in ("pre", "post")}
+    w = StoreWriter(path, len(neurons), cols, chunk_rows=chunk_rows, overwrite=overwrite)
+    with w:
+        w.append({c: synapses[c].to_numpy() for c in synapses.columns})
+        return w.close(neurons, meta, skeletons=skeletons)
