@@ -345,6 +345,7 @@ class StoreWriter:
         meta: Mapping[str, Any] | None = None,
         *,
         skeletons: Mapping[int, str] | Path | None = None,
+        rois: Mapping[str, Any] | None = None,
     ) -> Connectome:
         """Write arrays, neuron table, index and meta.json, then move the store into place.
 
@@ -360,18 +361,22 @@ class StoreWriter:
         skeletons
             Optional SWC files to include: a folder of ``<bodyId>.swc`` files or
             a mapping of bodyId to SWC text.
+        rois
+            ROI names for ``roi_pre``/``roi_post`` codes already present in the
+            blocks (e.g. a neuPrint export): ``{"names": [...], "primary": [...],
+            "hierarchy": {...}}``, written as the store's ROI folder.
         """
         if self._closed:
             raise StoreError("writer already closed")
         try:
-            conn = self._close(neurons, dict(meta or {}), skeletons)
+            conn = self._close(neurons, dict(meta or {}), skeletons, rois)
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
         self._closed = True
         return conn
 
-    def _close(self, neurons: pd.DataFrame, meta: dict, skeletons) -> Connectome:
+    def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> Connectome:
         neurons = _prepare_neurons(neurons, self.n_neurons)
         neurons["pre"] = self._pre_counts
         neurons["post"] = self._post_counts
@@ -408,6 +413,18 @@ class StoreWriter:
         if skeletons is not None:
             skel_rel = "skeletons"
             _write_skeletons(self.tmp / skel_rel, skeletons, set(neurons["bodyId"].tolist()))
+        rois_rel = None
+        if rois is not None:
+            info = dict(rois)
+            names = [safe_name(str(x), "ROI name") for x in info.get("names", [])]
+            if len(set(names)) != len(names):
+                raise StoreError("duplicate ROI names")
+            info["names"] = names
+            info.setdefault("primary", names)
+            info.setdefault("hierarchy", {})
+            rois_rel = "rois/g0"
+            (self.tmp / rois_rel).mkdir(parents=True)
+            write_json_atomic(self.tmp / rois_rel / "rois.json", info)
         full_meta = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
@@ -430,7 +447,7 @@ class StoreWriter:
                 "columns": {c: c for c in self.columns},
             },
             "index": {"path": "index.zarr"},
-            "rois": None,
+            "rois": rois_rel,
             "skeletons": skel_rel,
             "extra": meta,
         }
