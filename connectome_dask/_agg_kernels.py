@@ -1,0 +1,168 @@
+"""numba kernels for the map-reduce aggregations (integers only, no labels).
+
+Synapse rows are stored sorted by ``(pre, post)``, so neuron-pair counting is a
+run-length scan instead of a hash or sort: O(rows), sequential memory access.
+numba is used because numpy has no fused "filter + run-length-encode" or
+"scatter-add into a 2-D block" that avoids several full-size temporaries.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "pair_runs",
+    "pair_roi_runs",
+    "merge_sorted_runs",
+    "block_add_pairs",
+    "row_mask",
+]
+
+
+@numba.njit(cache=True, nogil=True)
+def row_mask(pre, post, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2):
+    """Boolean keep-mask of rows from per-neuron, per-ROI and confidence filters.
+
+    ``roi_ok`` is indexed by ``code + 1`` (slot 0 = no ROI).
+    """
+    n = pre.shape[0]
+    keep = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        k = pre_ok[pre[i]] and post_ok[post[i]]
+        if k and use_roi:
+            k = roi_ok[roi[i] + 1]
+        if k and use_conf:
+            k = conf[i] > thr
+        if k and use_conf2:
+            k = conf2[i] > thr
+        keep[i] = k
+    return keep
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_runs(pre, post, keep):
+    """Run-length encode kept rows of a (pre, post)-sorted block.
+
+    Returns ``(upre, upost, count)`` of the distinct pairs in order.
+    """
+    n = pre.shape[0]
+    upre = np.empty(n, dtype=np.int32)
+    upost = np.empty(n, dtype=np.int32)
+    cnt = np.empty(n, dtype=np.int64)
+    m = -1
+    lp = -1
+    lq = -1
+    for i in range(n):
+        if not keep[i]:
+            continue
+        p = pre[i]
+        q = post[i]
+        if p == lp and q == lq:
+            cnt[m] += 1
+        else:
+            m += 1
+            upre[m] = p
+            upost[m] = q
+            cnt[m] = 1
+            lp = p
+            lq = q
+    m += 1
+    return upre[:m].copy(), upost[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_roi_runs(pre, post, roi, keep, n_codes):
+    """Counts per distinct (pre, post, roi) of a (pre, post)-sorted block.
+
+    Within each (pre, post) run the ROI codes are tallied in a small scratch
+    histogram (``n_codes`` = number of ROI codes + 1 for "none"), so output is
+    ordered by (pre, post, roi).
+    """
+    n = pre.shape[0]
+    upre = np.empty(n, dtype=np.int32)
+    upost = np.empty(n, dtype=np.int32)
+    uroi = np.empty(n, dtype=np.int16)
+    cnt = np.empty(n, dtype=np.int64)
+    hist = np.zeros(n_codes, dtype=np.int64)
+    touched = np.empty(n_codes, dtype=np.int64)
+    m = 0
+    i = 0
+    while i < n:
+        if not keep[i]:
+            i += 1
+            continue
+        p = pre[i]
+        q = post[i]
+        j = i
+        nt = 0
+        while j < n and pre[j] == p and post[j] == q:
+            if keep[j]:
+                c = roi[j] + 1
+                if hist[c] == 0:
+                    touched[nt] = c
+                    nt += 1
+                hist[c] += 1
+            j += 1
+        tsorted = np.sort(touched[:nt])
+        for t in range(nt):
+            c = tsorted[t]
+            upre[m] = p
+            upost[m] = q
+            uroi[m] = c - 1
+            cnt[m] = hist[c]
+            hist[c] = 0
+            m += 1
+        i = j
+    return upre[:m].copy(), upost[:m].copy(), uroi[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def merge_sorted_runs(keys, cnt):
+    """Sum counts of equal adjacent keys (keys sorted); returns (ukeys, ucnt)."""
+    n = keys.shape[0]
+    uk = np.empty(n, dtype=keys.dtype)
+    uc = np.empty(n, dtype=np.int64)
+    m = -1
+    for i in range(n):
+        if m >= 0 and keys[i] == uk[m]:
+            uc[m] += cnt[i]
+        else:
+            m += 1
+            uk[m] = keys[i]
+            uc[m] = cnt[i]
+    m += 1
+    return uk[:m].copy(), uc[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def block_add_pairs(out, row0, pre_code, post_code, upre, upost, cnt):
+    """``out[pre_code[p] - row0, post_code[q]] += c`` for kept pairs (codes < 0 dropped)."""
+    for i in range(upre.shape[0]):
+        a = pre_code[upre[i]]
+        b = post_code[upost[i]]
+        if a >= 0 and b >= 0:
+            out[a - row0, b] += cnt[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def code_range(pre, keep, pre_code):
+    """Smallest and largest group code of kept rows (``(0, -1)`` when none)."""
+    lo = np.int64(1) << 62
+    hi = np.int64(-1)
+    last = -1
+    for i in range(pre.shape[0]):
+        if keep[i]:
+            p = pre[i]
+            if p == last:
+                continue
+            last = p
+            c = pre_code[p]
+            if c >= 0:
+                if c < lo:
+                    lo = c
+                if c > hi:
+                    hi = c
+    if hi < 0:
+        return 0, -1
+    return lo, hi

@@ -1,0 +1,670 @@
+"""Map-reduce aggregations over the synapse table: pair counts, grouped blocks, per-ROI counts.
+
+Three layers, as in flox: numba kernels on integer arrays
+(:mod:`connectome_dask._agg_kernels`), dask graph construction here (one task
+per partition plus a tree reduction), and labelled results
+(:func:`adjacency` returns an ``xarray.DataArray``).
+
+Rows are stored sorted by ``(pre, post)``, so every partition owns a
+contiguous run of presynaptic neurons: the per-partition results are already
+sorted and only the pair that straddles a partition seam needs merging. This
+is why pair counting here moves little data between tasks, unlike a hash
+groupby on randomly ordered rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import dask
+import numpy as np
+import pandas as pd
+
+from . import _agg_kernels as K
+from ._compute import compute, tree_reduce
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from .store import Connectome
+
+__all__ = [
+    "pair_counts",
+    "group_counts",
+    "adjacency",
+    "neuron_roi_counts",
+    "resolve_neurons",
+    "resolve_rois",
+    "max_dense_bytes",
+]
+
+#: fraction of the table below which a query on few bodies reads rows through
+#: the store's index instead of scanning every partition
+INDEX_PATH_FRACTION = 0.05
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def max_dense_bytes() -> int:
+    """Largest dense in-memory object the package will build (bytes).
+
+    ``dask.config["connectome_dask.max_dense_bytes"]``; ``None`` means half of
+    the machine's physical memory.
+    """
+    v = dask.config.get("connectome_dask.max_dense_bytes", None)
+    if v is not None:
+        return int(v)
+    try:
+        import os
+
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(total // 2)
+
+
+def _check_dense(shape: tuple[int, ...], itemsize: int, what: str) -> None:
+    need = int(np.prod(shape, dtype=np.float64)) * itemsize
+    limit = max_dense_bytes()
+    if need > limit:
+        raise MemoryError(
+            f"{what} would need a dense {shape} array of {need / 2**30:.1f} GiB, more than the "
+            f"limit of {limit / 2**30:.1f} GiB (dask config 'connectome_dask.max_dense_bytes'). "
+            "Use the sparse neuron-level result (Connectome.adjacency(...) / .to_xarray()) or "
+            "restrict the neurons."
+        )
+
+
+def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
+    """Turn a neuron selection into sorted unique dense indices (``None`` = all neurons).
+
+    Accepts ``None``, a ``NeuronCriteria`` (or anything neuprint-style criteria
+    coercion accepts: int / list of ints as body IDs, str / list of str as
+    type-or-instance, a DataFrame with a ``bodyId`` column), or a boolean mask
+    over ``conn.neurons``.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, np.ndarray) and spec.dtype == bool:
+        if len(spec) != conn.n_neurons:
+            raise ValueError(f"boolean neuron mask has length {len(spec)}, expected {conn.n_neurons}")
+        return np.flatnonzero(spec).astype(np.int32)
+    if isinstance(spec, pd.Series) and spec.dtype == bool:
+        return resolve_neurons(conn, spec.to_numpy())
+    # body IDs given directly: no criteria machinery needed
+    if isinstance(spec, int | np.integer):
+        spec = [spec]
+    if isinstance(spec, pd.DataFrame) and "bodyId" in spec.columns:
+        spec = spec["bodyId"].to_numpy()
+    if isinstance(spec, list | tuple | np.ndarray | pd.Series | pd.Index) and all(
+        isinstance(x, int | np.integer) for x in spec
+    ):
+        return np.unique(conn.body_to_index(np.asarray(spec, dtype=np.int64)))
+    from .criteria import copy_as_neuroncriteria
+
+    crit = copy_as_neuroncriteria(spec)
+    mask = crit.mask(conn)
+    return np.flatnonzero(np.asarray(mask)).astype(np.int32)
+
+
+def _roi_descendants(hierarchy: Any, name: str) -> list[str] | None:
+    """Leaf names under ``name`` in a nested-dict hierarchy (None when absent)."""
+
+    def leaves(node: Any) -> list[str]:
+        if isinstance(node, dict) and node:
+            out: list[str] = []
+            for k, v in node.items():
+                out += [k] if not v else leaves(v)
+            return out
+        return []
+
+    def find(node: Any) -> Any:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == name:
+                    return v if v else {}
+                r = find(v)
+                if r is not None:
+                    return r
+        return None
+
+    sub = find(hierarchy)
+    if sub is None:
+        return None
+    return leaves(sub) or [name]
+
+
+def resolve_rois(conn: Connectome, rois: str | Iterable[str] | None) -> np.ndarray | None:
+    """ROI names (primary or super-level from the hierarchy) to sorted ROI codes.
+
+    Raises ``KeyError`` naming the unknown ROIs and listing the valid ones.
+    """
+    if rois is None:
+        return None
+    if isinstance(rois, str):
+        rois = [rois]
+    rois = list(rois)
+    names = conn.roi_names
+    if not names:
+        raise KeyError(f"{conn.path} has no ROI assignment; run Connectome.assign_rois first")
+    pos = {n: i for i, n in enumerate(names)}
+    hierarchy = (conn.roi_info or {}).get("hierarchy", {})
+    codes: set[int] = set()
+    unknown = []
+    for r in rois:
+        if r in pos:
+            codes.add(pos[r])
+            continue
+        leaves = _roi_descendants(hierarchy, r)
+        if leaves is None or not any(x in pos for x in leaves):
+            unknown.append(r)
+            continue
+        codes.update(pos[x] for x in leaves if x in pos)
+    if unknown:
+        valid = sorted(set(names) | set(_all_hierarchy_names(hierarchy)))
+        raise KeyError(f"unknown ROI(s) {unknown}; valid ROIs are: {', '.join(valid)}")
+    return np.array(sorted(codes), dtype=np.int16)
+
+
+def _all_hierarchy_names(h: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(h, dict):
+        for k, v in h.items():
+            out.append(k)
+            out += _all_hierarchy_names(v)
+    return out
+
+
+def _confidence_columns(conn: Connectome) -> list[str]:
+    cols = conn.synapse_columns
+    if "confidence" in cols:
+        return ["confidence"]
+    return [c for c in ("confidence_pre", "confidence_post") if c in cols]
+
+
+class _Filter:
+    """Row filter parameters shared by all tasks (one object in the graph)."""
+
+    def __init__(self, conn: Connectome, pre, post, roi_codes, confidence):
+        n = conn.n_neurons
+        self.pre_ok = np.ones(n, dtype=bool)
+        self.post_ok = np.ones(n, dtype=bool)
+        if pre is not None:
+            self.pre_ok[:] = False
+            self.pre_ok[pre] = True
+        if post is not None:
+            self.post_ok[:] = False
+            self.post_ok[post] = True
+        n_codes = len(conn.roi_names) + 1
+        self.n_codes = n_codes
+        self.use_roi = roi_codes is not None
+        self.roi_ok = np.ones(n_codes, dtype=bool)
+        if roi_codes is not None:
+            self.roi_ok[:] = False
+            self.roi_ok[np.asarray(roi_codes, dtype=np.int64) + 1] = True
+        self.conf_cols = _confidence_columns(conn) if confidence is not None else []
+        if confidence is not None and not self.conf_cols:
+            raise KeyError(f"{conn.path}: no confidence column to threshold")
+        self.thr = float(confidence) if confidence is not None else 0.0
+
+    def columns(self, need_roi: bool) -> list[str]:
+        cols = ["pre", "post"]
+        if self.use_roi or need_roi:
+            cols.append("roi_post")
+        return cols + self.conf_cols
+
+    def keep(self, block: dict[str, np.ndarray]) -> np.ndarray:
+        pre, post = block["pre"], block["post"]
+        dummy_i = np.zeros(1, dtype=np.int16)
+        dummy_f = np.zeros(1, dtype=np.float32)
+        roi = block.get("roi_post", dummy_i)
+        c1 = block[self.conf_cols[0]] if self.conf_cols else dummy_f
+        c2 = block[self.conf_cols[1]] if len(self.conf_cols) > 1 else dummy_f
+        return K.row_mask(
+            pre, post, self.pre_ok, self.post_ok, roi, self.roi_ok, c1, c2, self.thr,
+            self.use_roi, bool(self.conf_cols), len(self.conf_cols) > 1,
+        )
+
+
+# ----------------------------------------------------------------------------- pair counts
+
+
+def _pairs_chunk(block: dict[str, np.ndarray], start: int, filt: _Filter, by_roi: bool):
+    keep = filt.keep(block)
+    if by_roi:
+        return K.pair_roi_runs(block["pre"], block["post"], block["roi_post"], keep, filt.n_codes)
+    return K.pair_runs(block["pre"], block["post"], keep)
+
+
+def _empty_pairs(by_roi: bool) -> tuple:
+    base = (np.zeros(0, np.int32), np.zeros(0, np.int32))
+    return base + ((np.zeros(0, np.int16),) if by_roi else ()) + (np.zeros(0, np.int64),)
+
+
+def _combine_pairs(parts: list[tuple]) -> tuple:
+    """Concatenate ordered partial results, merging the pair that straddles each seam."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return _empty_pairs(False)
+    by_roi = len(parts[0]) == 4
+    pieces: list[tuple] = [parts[0]]
+    for b in parts[1:]:
+        a = pieces[-1]
+        p, q = a[0][-1], a[1][-1]
+        if b[0][0] == p and b[1][0] == q:
+            ia0 = int(np.searchsorted(a[0], p, "left"))
+            ia = ia0 + int(np.searchsorted(a[1][ia0:], q, "left"))
+            ib0 = int(np.searchsorted(b[0], p, "right"))
+            ib = int(np.searchsorted(b[1][:ib0], q, "right"))
+            if by_roi:
+                rois = np.concatenate([a[2][ia:], b[2][:ib]])
+                cnts = np.concatenate([a[3][ia:], b[3][:ib]])
+                ur, inv = np.unique(rois, return_inverse=True)
+                uc = np.bincount(inv, weights=cnts).astype(np.int64)
+                k = len(ur)
+                mid = (np.full(k, p, np.int32), np.full(k, q, np.int32), ur.astype(np.int16), uc)
+            else:
+                tot = int(a[2][ia:].sum() + b[2][:ib].sum())
+                mid = (np.array([p], np.int32), np.array([q], np.int32), np.array([tot], np.int64))
+            pieces[-1] = tuple(x[:ia] for x in a)
+            pieces.append(mid)
+            pieces.append(tuple(x[ib:] for x in b))
+        else:
+            pieces.append(b)
+    return tuple(np.concatenate([pc[i] for pc in pieces]) for i in range(len(parts[0])))
+
+
+def _index_rows(conn: Connectome, pre, post) -> np.ndarray | None:
+    """Row ids to read through the index when the selection is small, else None."""
+    counts_pre = conn.neurons["pre"].to_numpy()
+    counts_post = conn.neurons["post"].to_numpy()
+    n = max(conn.n_synapses, 1)
+    best = None
+    if pre is not None:
+        best = ("pre", int(counts_pre[pre].sum()), pre)
+    if post is not None:
+        est = int(counts_post[post].sum())
+        if best is None or est < best[1]:
+            best = ("post", est, post)
+    if best is None or best[1] > INDEX_PATH_FRACTION * n:
+        return None
+    return conn.synapse_rows(best[2], side=best[0])
+
+
+def pair_counts(
+    conn: Connectome,
+    *,
+    pre: Any = None,
+    post: Any = None,
+    rois: Iterable[str] | np.ndarray | None = None,
+    by_roi: bool = False,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Count synapses per (presynaptic, postsynaptic) neuron pair.
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+    pre, post
+        Neurons on each side: ``None`` (all), dense indices (int array), or
+        any neuron selection :func:`resolve_neurons` accepts.
+    rois
+        Keep only synapses whose postsynaptic site lies in these ROIs (names,
+        or an int array of ROI codes). A connection's ROI is its postsynaptic
+        site's ROI, as in neuPrint.
+    by_roi
+        Also group by the postsynaptic site's ROI code (column ``roi``, -1 =
+        in no ROI).
+    confidence
+        Keep synapses with confidence strictly greater than this.
+    min_weight
+        Drop rows whose count is below this (per (pair, roi) when ``by_roi``).
+    progress
+        Show a progress bar for whole-table scans.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``pre``, ``post`` (int32 dense indices), ``roi`` (int16, only
+        with ``by_roi``) and ``weight`` (int64), sorted by (pre, post, roi).
+
+    Examples
+    --------
+    >>> df = pair_counts(conn, min_weight=5)  # doctest: +SKIP
+    """
+    pre_idx = _as_indices(conn, pre)
+    post_idx = _as_indices(conn, post)
+    if isinstance(rois, np.ndarray) and rois.dtype.kind in "iu":
+        roi_codes = rois
+    else:
+        roi_codes = resolve_rois(conn, rois)
+    if by_roi and "roi_post" not in conn.synapse_columns:
+        raise KeyError(f"{conn.path} has no roi_post column; run Connectome.assign_rois first")
+    filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
+    cols = filt.columns(by_roi)
+    rows = _index_rows(conn, pre_idx, post_idx)
+    if rows is not None:
+        block = conn.take_synapses(rows, cols)
+        res = _pairs_chunk(block, 0, filt, by_roi)
+    else:
+        from dask.delayed import delayed
+
+        dfilt = delayed(filt, pure=True)
+        parts = conn.map_partitions(_pairs_chunk, cols, dfilt, by_roi, name="pair-counts")
+        total = tree_reduce(parts, _combine_pairs, name="pair-counts-combine")
+        (res,) = compute(total, progress=progress)
+    names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
+    df = pd.DataFrame(dict(zip(names, res, strict=True)))
+    if min_weight > 1:
+        df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
+    return df
+
+
+def _as_indices(conn: Connectome, spec: Any) -> np.ndarray | None:
+    if spec is None:
+        return None
+    if isinstance(spec, np.ndarray) and spec.dtype.kind in "iu":
+        idx = np.unique(spec.astype(np.int64))
+        if len(idx) and (idx[0] < 0 or idx[-1] >= conn.n_neurons):
+            raise IndexError(f"neuron index out of range [0, {conn.n_neurons})")
+        return idx.astype(np.int32)
+    return resolve_neurons(conn, spec)
+
+
+# ----------------------------------------------------------------------------- grouped counts
+
+
+def _group_chunk(block, start, filt: _Filter, pre_code, post_code, n_post: int, min_weight: int):
+    keep = filt.keep(block)
+    upre, upost, cnt = K.pair_runs(block["pre"], block["post"], keep)
+    if min_weight > 1:
+        sel = cnt >= min_weight
+        upre, upost, cnt = upre[sel], upost[sel], cnt[sel]
+    lo, hi = K.code_range(upre, np.ones(len(upre), dtype=bool), pre_code)
+    out = np.zeros((max(hi - lo + 1, 0), n_post), dtype=np.int64)
+    if hi >= lo:
+        K.block_add_pairs(out, lo, pre_code, post_code, upre, upost, cnt)
+    return lo, out
+
+
+def _combine_groups(parts: list[tuple[int, np.ndarray | None]]):
+    parts = [p for p in parts if p[1] is not None and p[1].shape[0]]
+    if not parts:
+        return 0, None
+    lo = min(p[0] for p in parts)
+    hi = max(p[0] + p[1].shape[0] for p in parts)
+    out = np.zeros((hi - lo, parts[0][1].shape[1]), dtype=np.int64)
+    for s, a in parts:
+        out[s - lo : s - lo + a.shape[0]] += a
+    return lo, out
+
+
+def group_counts(
+    conn: Connectome,
+    pre_codes: np.ndarray,
+    post_codes: np.ndarray,
+    n_pre: int,
+    n_post: int,
+    *,
+    pre: Any = None,
+    post: Any = None,
+    rois: Iterable[str] | np.ndarray | None = None,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Synapse counts summed over groups of neurons, as a dense ``(n_pre, n_post)`` array.
+
+    Parameters
+    ----------
+    pre_codes, post_codes
+        int per neuron (length ``conn.n_neurons``): the group of each neuron
+        on that side, ``-1`` to leave the neuron out.
+    n_pre, n_post
+        Number of groups on each side.
+    min_weight
+        Neuron pairs with fewer synapses are left out before grouping.
+
+    Each partition accumulates only the block of group rows its presynaptic
+    neurons touch, so neurons ordered by group make the partial blocks small.
+    """
+    _check_dense((n_pre, n_post), 8, "the grouped matrix")
+    pre_code = np.asarray(pre_codes, dtype=np.int64)
+    post_code = np.asarray(post_codes, dtype=np.int64)
+    if len(pre_code) != conn.n_neurons or len(post_code) != conn.n_neurons:
+        raise ValueError(f"pre_codes/post_codes must have one entry per neuron ({conn.n_neurons})")
+    pre_idx = _as_indices(conn, pre)
+    post_idx = _as_indices(conn, post)
+    roi_codes = rois if isinstance(rois, np.ndarray) else resolve_rois(conn, rois)
+    filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
+    cols = filt.columns(False)
+    rows = _index_rows(conn, pre_idx, post_idx)
+    if rows is not None:
+        lo, part = _group_chunk(conn.take_synapses(rows, cols), 0, filt, pre_code, post_code, n_post, min_weight)
+    else:
+        from dask.delayed import delayed
+
+        args = delayed((filt, pre_code, post_code), pure=True)
+        parts = conn.map_partitions(_group_chunk_packed, cols, args, n_post, min_weight, name="group-counts")
+        (res,) = compute(tree_reduce(parts, _combine_groups, name="group-counts-combine"), progress=progress)
+        lo, part = res
+    out = np.zeros((n_pre, n_post), dtype=np.int64)
+    if part is not None and part.shape[0]:
+        out[lo : lo + part.shape[0]] = part
+    return out
+
+
+def _group_chunk_packed(block, start, packed, n_post, min_weight):
+    filt, pre_code, post_code = packed
+    return _group_chunk(block, start, filt, pre_code, post_code, n_post, min_weight)
+
+
+# ----------------------------------------------------------------------------- labelled result
+
+
+def _object_labels(values: pd.Series) -> np.ndarray:
+    """Labels as an object array with ``None`` for missing (JSON/Zarr friendly)."""
+    return np.array([None if pd.isna(v) else v for v in values.tolist()], dtype=object)
+
+
+def _labels(values: pd.Series) -> tuple[np.ndarray, list]:
+    """Factorize a neuron annotation column into codes over sorted labels (missing -> -1)."""
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64), list(uniques)
+
+
+def adjacency(
+    conn: Connectome,
+    pre: Any = None,
+    post: Any = None,
+    *,
+    by: str = "bodyId",
+    rois: Iterable[str] | None = None,
+    min_weight: int = 1,
+    confidence: float | None = None,
+    progress: bool | None = None,
+) -> xr.DataArray:
+    """Synapse-count matrix between neurons (or groups of neurons) as a labelled DataArray.
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+    pre, post
+        Neurons on each axis: ``None`` (all), ``NeuronCriteria``, body IDs,
+        or a DataFrame with ``bodyId``.
+    by
+        ``"bodyId"`` for a neuron x neuron matrix (``sparse.COO`` data), or any
+        annotation column (e.g. ``"type"``) to sum over its values (dense
+        numpy). Neurons whose value is missing are left out of grouped results.
+    rois
+        Count only synapses whose postsynaptic site is in these ROIs.
+    min_weight
+        Neuron pairs with fewer synapses are dropped (before grouping).
+    confidence
+        Keep synapses with confidence strictly above this.
+
+    Returns
+    -------
+    xarray.DataArray
+        dims ``("pre", "post")``. Neuron level: index coords ``pre``/``post``
+        are body IDs, with ``type_pre``, ``instance_pre`` (and ``_post``)
+        alongside. Grouped: index coords are the group labels (sorted), with
+        ``n_neurons_pre`` / ``n_neurons_post``. ``attrs`` hold provenance.
+
+    Examples
+    --------
+    >>> A = conn.adjacency(by="type")  # doctest: +SKIP
+    >>> A.sel(pre="EPG", post="PEN_a(PEN1)").item()  # doctest: +SKIP
+    """
+    import sparse
+    import xarray as xr
+
+    pre_idx = _as_indices(conn, pre)
+    post_idx = _as_indices(conn, post)
+    neurons = conn.neurons
+    attrs = {
+        "dataset": conn.meta.get("name"),
+        "version": conn.meta.get("version"),
+        "store": str(conn.path),
+        "by": by,
+        "rois": json.dumps(list(rois) if rois is not None and not isinstance(rois, str) else rois),
+        "min_weight": int(min_weight),
+        "confidence": "none" if confidence is None else float(confidence),
+        "weight": "synapse count",
+    }
+    all_pre = np.arange(conn.n_neurons) if pre_idx is None else pre_idx
+    all_post = np.arange(conn.n_neurons) if post_idx is None else post_idx
+    if by == "bodyId":
+        df = pair_counts(
+            conn, pre=pre_idx, post=post_idx, rois=rois, confidence=confidence,
+            min_weight=min_weight, progress=progress,
+        )
+        pos_pre = np.full(conn.n_neurons, -1, dtype=np.int64)
+        pos_pre[all_pre] = np.arange(len(all_pre))
+        pos_post = np.full(conn.n_neurons, -1, dtype=np.int64)
+        pos_post[all_post] = np.arange(len(all_post))
+        coords = np.stack([pos_pre[df["pre"].to_numpy()], pos_post[df["post"].to_numpy()]])
+        data = sparse.COO(
+            coords, df["weight"].to_numpy(), shape=(len(all_pre), len(all_post)),
+            has_duplicates=False, sorted=True, fill_value=0,
+        )
+        c: dict[str, Any] = {}
+        for side, idx in (("pre", all_pre), ("post", all_post)):
+            sub = neurons.iloc[idx]
+            c[side] = (side, sub["bodyId"].to_numpy())
+            for col in ("type", "instance"):
+                if col in sub.columns:
+                    c[f"{col}_{side}"] = (side, _object_labels(sub[col]))
+        return xr.DataArray(data, dims=("pre", "post"), coords=c, name="weight", attrs=attrs)
+    if by not in neurons.columns:
+        raise KeyError(f"unknown neuron column {by!r}; available: {list(neurons.columns)}")
+    codes, labels = _labels(neurons[by])
+    pre_code = np.full(conn.n_neurons, -1, dtype=np.int64)
+    pre_code[all_pre] = codes[all_pre]
+    post_code = np.full(conn.n_neurons, -1, dtype=np.int64)
+    post_code[all_post] = codes[all_post]
+    # only groups present on each axis
+    pre_groups = np.unique(pre_code[pre_code >= 0])
+    post_groups = np.unique(post_code[post_code >= 0])
+    remap_pre = np.full(len(labels) + 1, -1, dtype=np.int64)
+    remap_pre[pre_groups] = np.arange(len(pre_groups))
+    remap_post = np.full(len(labels) + 1, -1, dtype=np.int64)
+    remap_post[post_groups] = np.arange(len(post_groups))
+    pc = np.where(pre_code >= 0, remap_pre[pre_code], -1)
+    qc = np.where(post_code >= 0, remap_post[post_code], -1)
+    mat = group_counts(
+        conn, pc, qc, len(pre_groups), len(post_groups), pre=pre_idx, post=post_idx,
+        rois=rois, confidence=confidence, min_weight=min_weight, progress=progress,
+    )
+    lab = np.array(labels, dtype=object)
+    n_pre_g = np.bincount(pc[pc >= 0], minlength=len(pre_groups))
+    n_post_g = np.bincount(qc[qc >= 0], minlength=len(post_groups))
+    coords = {
+        "pre": ("pre", lab[pre_groups]),
+        "post": ("post", lab[post_groups]),
+        "n_neurons_pre": ("pre", n_pre_g),
+        "n_neurons_post": ("post", n_post_g),
+    }
+    return xr.DataArray(mat, dims=("pre", "post"), coords=coords, name="weight", attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- per-neuron ROI counts
+
+
+def _roi_counts_chunk(block, start, n: int, C: int, has_roi_pre: bool):
+    pre = block["pre"].astype(np.int64)
+    post = block["post"].astype(np.int64)
+    rpost = block["roi_post"].astype(np.int64) + 1
+    down = np.bincount(pre * C + rpost, minlength=n * C)
+    up = np.bincount(post * C + rpost, minlength=n * C)
+    if has_roi_pre:
+        pre_s = np.bincount(pre * C + block["roi_pre"].astype(np.int64) + 1, minlength=n * C)
+    else:
+        pre_s = down
+    return np.stack([pre_s, up, down])
+
+
+def _sum_arrays(parts):
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out += p
+    return out
+
+
+def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: bool = True) -> pd.DataFrame:
+    """Per-neuron, per-ROI synapse counts (neuPrint's ``roiInfo``), long format.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``index`` (int32 dense neuron index), ``roi`` (int16 ROI code,
+        -1 = in no ROI), ``pre`` (rows with this neuron presynaptic whose
+        presynaptic site is in the ROI), ``post`` and ``upstream`` (rows with
+        this neuron postsynaptic whose postsynaptic site is in the ROI),
+        ``downstream`` (rows with this neuron presynaptic whose postsynaptic
+        site is in the ROI). One row is one synaptic connection; only
+        non-zero rows are kept. When the store has only ``roi_post``,
+        ``pre`` equals ``downstream``.
+
+    The result is cached as Parquet in the store's ROI folder (keyed by the
+    store generation) and reused.
+    """
+    if "roi_post" not in conn.synapse_columns or conn.rois_path is None:
+        raise KeyError(f"{conn.path} has no ROI assignment; run Connectome.assign_rois first")
+    cache_file = conn.rois_path / f"neuron_roi_counts.g{conn.generation}.parquet"
+    if cache and cache_file.exists():
+        return pd.read_parquet(cache_file)
+    n = conn.n_neurons
+    C = len(conn.roi_names) + 1
+    _check_dense((3, n * C), 8, "per-neuron ROI counts")
+    has_roi_pre = "roi_pre" in conn.synapse_columns
+    cols = ["pre", "post", "roi_post"] + (["roi_pre"] if has_roi_pre else [])
+    parts = conn.map_partitions(_roi_counts_chunk, cols, n, C, has_roi_pre, name="roi-counts")
+    (tot,) = compute(tree_reduce(parts, _sum_arrays, name="roi-counts-combine"), progress=progress)
+    nz = np.flatnonzero(tot.any(axis=0))
+    df = pd.DataFrame(
+        {
+            "index": (nz // C).astype(np.int32),
+            "roi": (nz % C - 1).astype(np.int16),
+            "pre": tot[0, nz],
+            "post": tot[1, nz],
+            "downstream": tot[2, nz],
+            "upstream": tot[1, nz],
+        }
+    )
+    if cache:
+        import os
+        import uuid
+
+        tmp = cache_file.with_name(f".{cache_file.name}.tmp-{uuid.uuid4().hex[:6]}")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, cache_file)
+    return df
+
