@@ -1,0 +1,261 @@
+"""The ``connectome-dask`` command.
+
+Subcommands: ``demo``, ``synth``, ``ingest``, ``info``, ``assign-rois``,
+``matrix``. Every command accepts ``--scheduler`` (an address, a scheduler
+file, ``local`` for the embedded LocalCluster, or ``slurm``/``pbs``/``lsf``)
+and ``--workers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    from .cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
+
+
+def _client(args: argparse.Namespace):
+    from .cluster import client_from_args
+
+    return client_from_args(args)
+
+
+def _print_dashboard(client) -> None:
+    from .cluster import dashboard_link
+
+    link = dashboard_link(client)
+    if link:
+        print(f"dask dashboard: {link}", flush=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build a demo store, assign ROIs, summarise it and plot the type matrix."""
+    from . import datasets
+    from .rois import RoiSet
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "demo_store"
+    t0 = time.perf_counter()
+    with _client(args) as client:
+        _print_dashboard(client)
+        print(f"building a demo store of {args.synapses:,} synapses at {store} ...", flush=True)
+        conn = datasets.demo_store(store, n_synapses=args.synapses, overwrite=True)
+        mesh_dir = datasets.demo_mesh_dir(conn)
+        print(f"assigning ROIs from the meshes in {mesh_dir} ...", flush=True)
+        rs = RoiSet.from_directory(mesh_dir)
+        conn = conn.assign_rois(rs)
+        _summary(conn)
+        png = out / "type_matrix.png"
+        from .matrix import plot_type_heatmap
+
+        plot_type_heatmap(conn, png)
+        print(f"whole-brain type-level heatmap written to {png}")
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _summary(conn) -> None:
+    from .aggregate import neuron_roi_counts, pair_counts
+
+    neurons = conn.neurons
+    print()
+    print(conn)
+    print(f"  neurons:  {conn.n_neurons:,}")
+    print(f"  synapses: {conn.n_synapses:,}")
+    print(f"  types:    {neurons['type'].nunique():,}")
+    if conn.roi_names:
+        print(f"  ROIs:     {len(conn.roi_names)} ({', '.join(conn.roi_names[:8])}{', ...' if len(conn.roi_names) > 8 else ''})")
+    pairs = pair_counts(conn, progress=False)
+    top = pairs.nlargest(10, "weight")
+    bid = neurons["bodyId"].to_numpy()
+    typ = neurons["type"].astype(object).to_numpy()
+    print("\nstrongest connections:")
+    print(f"  {'bodyId_pre':>14} {'type_pre':>14}  ->  {'bodyId_post':>14} {'type_post':>14} {'weight':>7}")
+    for r in top.itertuples():
+        print(f"  {bid[r.pre]:>14} {str(typ[r.pre]):>14}  ->  {bid[r.post]:>14} {str(typ[r.post]):>14} {r.weight:>7}")
+    if conn.roi_names:
+        rc = neuron_roi_counts(conn, progress=False)
+        per = rc.groupby("roi")["post"].sum().sort_values(ascending=False).head(8)
+        names = ["(none)"] + conn.roi_names
+        print("\npostsynaptic sites per ROI (top 8):")
+        for code, v in per.items():
+            print(f"  {names[int(code) + 1]:>12} {int(v):>12,}")
+    print()
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    with _client(args) as client:
+        _print_dashboard(client)
+        conn = datasets.synthetic(
+            args.path, args.neurons, args.synapses, seed=args.seed, neurons=args.neuron_table,
+            meshes=args.meshes, parquet=args.parquet, overwrite=args.overwrite,
+        )
+        print(conn)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from . import ingest as ingest_mod
+
+    with _client(args):
+        conn = ingest_mod.run_from_args(args)
+        print(conn)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .store import Connectome, StoreError
+
+    try:
+        conn = Connectome(args.path)
+    except StoreError as e:
+        print(f"INVALID: {e}", file=sys.stderr)
+        return 2
+    info = {
+        "path": str(conn.path),
+        "name": conn.meta.get("name"),
+        "version": conn.meta.get("version"),
+        "schema_version": conn.meta.get("schema_version"),
+        "neurons": conn.n_neurons,
+        "synapses": conn.n_synapses,
+        "columns": conn.synapse_columns,
+        "chunk_rows": conn.chunk_rows,
+        "partitions": len(conn.partitions()),
+        "rois": len(conn.roi_names),
+        "units": conn.meta.get("units"),
+        "voxel_size": conn.meta.get("voxel_size"),
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for k, v in info.items():
+            print(f"{k:>15}: {v}")
+    if args.check:
+        with _client(args):
+            problems = conn.check(deep=True)
+        leftovers = conn.unreferenced()
+        for p in leftovers:
+            print(f"note: unreferenced leftover (from an interrupted write): {p}")
+        if problems:
+            print("INVALID:", file=sys.stderr)
+            for p in problems:
+                print(f"  - {p}", file=sys.stderr)
+            return 2
+        print("store OK")
+    return 0
+
+
+def cmd_assign_rois(args: argparse.Namespace) -> int:
+    from . import open as open_store
+    from .rois import RoiSet
+
+    with _client(args) as client:
+        _print_dashboard(client)
+        conn = open_store(args.path)
+        rs = RoiSet.from_directory(args.meshes, scale=args.scale)
+        conn = conn.assign_rois(rs)
+        print(conn)
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from . import open as open_store
+    from .matrix import save_dataarray
+
+    with _client(args) as client:
+        _print_dashboard(client)
+        conn = open_store(args.path)
+        t0 = time.perf_counter()
+        da = conn.adjacency(by=args.by, rois=args.rois or None, min_weight=args.min_weight)
+        dt = time.perf_counter() - t0
+        save_dataarray(da, args.out)
+        nnz = int(getattr(da.data, "nnz", (da.values != 0).sum()))
+        print(f"{args.by} matrix {da.shape[0]:,} x {da.shape[1]:,} ({nnz:,} non-zero) in {dt:.1f} s -> {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="connectome-dask", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="build a demo store, assign ROIs, print a summary, plot")
+    d.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    d.add_argument("--synapses", type=int, default=3_000_000, help="synapses in the demo store")
+    _add_scheduler(d)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("synth", help="write a synthetic whole-brain store")
+    s.add_argument("path")
+    s.add_argument("--neurons", type=int, default=139_000)
+    s.add_argument("--synapses", type=int, default=50_000_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--neuron-table", default=None, help="real neuron table to reuse (CSV/Parquet)")
+    s.add_argument("--meshes", default=None, help="mesh folder for synapse positions")
+    s.add_argument("--parquet", default=None, help="also write a CAVE-style Parquet file here")
+    s.add_argument("--overwrite", action="store_true")
+    _add_scheduler(s)
+    s.set_defaults(func=cmd_synth)
+
+    i = sub.add_parser("ingest", help="ingest a synapse table (Parquet/CSV/Feather) into a store")
+    from .ingest import add_arguments
+
+    add_arguments(i)
+    _add_scheduler(i)
+    i.set_defaults(func=cmd_ingest)
+
+    f = sub.add_parser("info", help="describe a store; --check validates it")
+    f.add_argument("path")
+    f.add_argument("--check", action="store_true", help="validate every array and the index")
+    f.add_argument("--json", action="store_true")
+    _add_scheduler(f)
+    f.set_defaults(func=cmd_info)
+
+    a = sub.add_parser("assign-rois", help="assign ROI codes to synapse sites from meshes")
+    a.add_argument("path")
+    a.add_argument("meshes", help="folder of .ply/.obj/.stl meshes (+ hierarchy.json)")
+    a.add_argument("--scale", type=float, default=1.0, help="multiply mesh coordinates (um->nm: 1000)")
+    _add_scheduler(a)
+    a.set_defaults(func=cmd_assign_rois)
+
+    m = sub.add_parser("matrix", help="whole-brain adjacency matrix of a store, saved as Zarr")
+    m.add_argument("path")
+    m.add_argument("--by", default="type", help="bodyId or an annotation column (default type)")
+    m.add_argument("--rois", nargs="*", default=None)
+    m.add_argument("--min-weight", type=int, default=1)
+    m.add_argument("--out", required=True, help="output .zarr path")
+    _add_scheduler(m)
+    m.set_defaults(func=cmd_matrix)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``connectome-dask``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, MemoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
