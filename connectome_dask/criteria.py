@@ -1,0 +1,816 @@
+"""Neuron and synapse selection criteria with neuPrint semantics.
+
+:class:`NeuronCriteria` and :class:`SynapseCriteria` mirror the classes of
+``neuprint-python`` so notebooks port by changing an import. Instead of being
+turned into Cypher, a :class:`NeuronCriteria` is compiled into a boolean mask
+over ``conn.neurons`` (:meth:`NeuronCriteria.mask`) or an array of dense
+neuron indices (:meth:`NeuronCriteria.indices`). ROI conditions use per-neuron
+per-ROI synapse counts: read through the index for a few candidate bodies,
+from :func:`connectome_dask.aggregate.neuron_roi_counts` (a cached whole-brain
+aggregation) otherwise.
+
+ROIs
+----
+Each synaptic site carries one ROI code (``roi_pre`` / ``roi_post``, ``-1`` =
+none) into ``conn.roi_names``. The ROI folder's ``rois.json`` may add
+``primary`` (names of the primary ROIs; default: every named ROI that has no
+children in the hierarchy) and ``hierarchy``, either a mapping
+``{parent: [children, ...]}`` or neuPrint's nested form
+``{"name": root, "children": [{"name": ..., "children": [...]}, ...]}`` (the
+root of the nested form is the dataset, not an ROI, unless it is also listed in
+``names``). A site counts for an ROI when its code names that ROI or any of
+its descendants, so super-level ROIs sum the primary ROIs under them, as in
+neuPrint.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .store import Connectome
+
+__all__ = [
+    "NeuronCriteria",
+    "SynapseCriteria",
+    "NotNull",
+    "IsNull",
+    "CriteriaError",
+    "UnknownRoiError",
+    "UnknownColumnError",
+    "RoiModel",
+    "copy_as_neuroncriteria",
+    "neuron_roi_table",
+    "NOT_PRIMARY",
+]
+
+NOT_PRIMARY = "NotPrimary"
+
+#: characters that make ``regex="guess"`` treat a type/instance value as a regex (neuprint's set;
+#: parentheses alone do not count)
+_REGEX_CHARS = re.compile(r"[\\.?\[\]+^$*]")
+
+#: above this many synapse rows, ROI counts come from the whole-brain aggregation, not the index
+INDEX_ROWS_LIMIT = 2_000_000
+
+
+class CriteriaError(ValueError):
+    """Invalid selection criteria (bad value, regex, combination of options)."""
+
+
+class UnknownRoiError(CriteriaError):
+    """An ROI name that the store does not define; the message lists the valid names."""
+
+
+class UnknownColumnError(CriteriaError):
+    """A neuron property that ``conn.neurons`` does not have; the message lists the columns."""
+
+
+class _NullSentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+#: match any non-null value (``type=NotNull``)
+NotNull = _NullSentinel("NotNull")
+#: match missing values (``type=IsNull``; same as ``type=[None]``)
+IsNull = _NullSentinel("IsNull")
+
+
+# ----------------------------------------------------------------------------- ROI model
+
+
+class RoiModel:
+    """ROI names, codes, primary set and hierarchy of a store (from ``rois.json``).
+
+    Examples
+    --------
+    >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+    >>> m.primary, m.all_rois
+    (['A', 'B'], ['A', 'B', 'C'])
+    >>> m.codes_for("C").tolist()
+    [0, 1, 2]
+    """
+
+    def __init__(self, info: Mapping[str, Any] | None) -> None:
+        info = dict(info or {})
+        self.names: list[str] = [str(n) for n in info.get("names", [])]
+        self.code_of: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        self.children: dict[str, list[str]] = {}
+        self.parent: dict[str, str] = {}
+        self._parse_hierarchy(info.get("hierarchy") or {})
+        nodes = set(self.names) | set(self.children) | set(self.parent)
+        self.all_rois: list[str] = sorted(nodes)
+        prim = info.get("primary")
+        if prim is None:
+            prim = [n for n in self.names if not self.children.get(n)]
+        elif len(prim) == len(self.names) and all(isinstance(p, bool | np.bool_) for p in prim):
+            prim = [n for n, p in zip(self.names, prim, strict=True) if p]
+        prim = [str(p) for p in prim]
+        bad = sorted(set(prim) - nodes)
+        if bad:
+            raise CriteriaError(f"rois.json: primary ROIs {bad} are not ROI names")
+        self.primary: list[str] = sorted(prim)
+        self._desc: dict[str, set[str]] = {}
+
+    def _parse_hierarchy(self, h: Any) -> None:
+        def add(parent: str, child: str) -> None:
+            if child in self.parent and self.parent[child] != parent:
+                raise CriteriaError(f"rois.json hierarchy: ROI {child!r} has two parents")
+            self.parent[child] = parent
+            self.children.setdefault(parent, [])
+            if child not in self.children[parent]:
+                self.children[parent].append(child)
+
+        if isinstance(h, Mapping) and "name" in h and "children" in h:
+            root_is_roi = str(h["name"]) in self.names
+
+            def walk(node: Mapping, is_root: bool) -> None:
+                name = str(node["name"])
+                for ch in node.get("children") or []:
+                    if not (is_root and not root_is_roi):
+                        add(name, str(ch["name"]))
+                    walk(ch, False)
+
+            walk(h, True)
+            return
+        if not isinstance(h, Mapping):
+            raise CriteriaError(f"rois.json hierarchy must be a mapping, got {type(h).__name__}")
+        for k, v in h.items():
+            if isinstance(v, str):  # child -> parent
+                add(v, str(k))
+            else:
+                for ch in v or []:
+                    add(str(k), str(ch))
+        # cycles would make descendant sums loop
+        for start in self.parent:
+            seen, cur = {start}, start
+            while cur in self.parent:
+                cur = self.parent[cur]
+                if cur in seen:
+                    raise CriteriaError(f"rois.json hierarchy has a cycle through {cur!r}")
+                seen.add(cur)
+
+    def __bool__(self) -> bool:
+        return bool(self.all_rois)
+
+    @classmethod
+    def of(cls, conn: Connectome) -> RoiModel:
+        """The ROI model of a connectome (cached on the object)."""
+        key = (str(conn.path), conn.meta.get("rois"), conn.generation)
+        cached = getattr(conn, "_cd_roi_model", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        m = cls(conn.roi_info)
+        try:
+            conn._cd_roi_model = (key, m)  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - slotted objects
+            pass
+        return m
+
+    def validate(self, rois: Iterable[str], what: str = "ROI") -> list[str]:
+        """Return ``rois`` as a list; raise :class:`UnknownRoiError` listing the valid names."""
+        rois = [rois] if isinstance(rois, str) else list(rois)
+        for r in rois:
+            if not isinstance(r, str):
+                raise CriteriaError(f"{what} names must be strings, got {r!r}")
+        bad = [r for r in rois if r not in set(self.all_rois)]
+        if bad:
+            if not self.all_rois:
+                raise UnknownRoiError(
+                    f"unknown {what} {bad}: this store has no ROIs (label synapses with assign_rois first)"
+                )
+            raise UnknownRoiError(f"unknown {what} {bad}; valid ROIs are: {self.all_rois}")
+        return rois
+
+    def descendants(self, name: str) -> set[str]:
+        """``name`` and every ROI below it in the hierarchy."""
+        if name not in self._desc:
+            out, stack = set(), [name]
+            while stack:
+                n = stack.pop()
+                if n in out:
+                    continue
+                out.add(n)
+                stack.extend(self.children.get(n, ()))
+            self._desc[name] = out
+        return self._desc[name]
+
+    def ancestors_or_self(self, name: str) -> list[str]:
+        out = [name]
+        while out[-1] in self.parent:
+            out.append(self.parent[out[-1]])
+        return out
+
+    def codes_for(self, name: str) -> np.ndarray:
+        """Site codes that count for ROI ``name`` (its own code and its descendants')."""
+        d = self.descendants(name)
+        return np.array(sorted(self.code_of[n] for n in d if n in self.code_of), dtype=np.int64)
+
+    def code_lut(self, rois: Iterable[str]) -> np.ndarray:
+        """Boolean table indexed by ``code + 1`` (slot 0 = no ROI): site lies in any of ``rois``."""
+        lut = np.zeros(len(self.names) + 1, dtype=bool)
+        for r in rois:
+            lut[self.codes_for(r) + 1] = True
+        return lut
+
+    def primary_name_of_code(self) -> np.ndarray:
+        """Object array indexed by ``code + 1``: the primary ROI containing each code, or None."""
+        prim = set(self.primary)
+        out = np.empty(len(self.names) + 1, dtype=object)
+        out[:] = None
+        for c, n in enumerate(self.names):
+            for a in self.ancestors_or_self(n):
+                if a in prim:
+                    out[c + 1] = a
+                    break
+        return out
+
+    def all_names_of_code(self) -> list[list[str]]:
+        """For each ``code + 1``: every ROI (any level) containing the code, sorted."""
+        out: list[list[str]] = [[]]
+        for n in self.names:
+            out.append(sorted(self.ancestors_or_self(n)))
+        return out
+
+    def membership(self, rois: Sequence[str] | None = None) -> pd.DataFrame:
+        """Pairs ``(code, roi)``: which site codes count for which ROI names (all levels by default)."""
+        rois = self.all_rois if rois is None else list(rois)
+        rows_c, rows_r = [], []
+        for r in rois:
+            cs = self.codes_for(r)
+            rows_c.append(cs)
+            rows_r.extend([r] * len(cs))
+        codes = np.concatenate(rows_c) if rows_c else np.zeros(0, dtype=np.int64)
+        return pd.DataFrame({"code": codes.astype(np.int64), "roi": pd.Series(rows_r, dtype=object)})
+
+
+# ----------------------------------------------------------------------------- ROI counts
+
+
+_COUNT_COLS = ["pre", "post", "downstream", "upstream"]
+
+
+def _code_counts_by_index(conn: Connectome, idx: np.ndarray) -> pd.DataFrame:
+    """Per (neuron, site code) counts for a few neurons, read through the index (no scan)."""
+    cols = set(conn.synapse_columns)
+    frames = []
+    rows = conn.synapse_rows(idx, "pre")
+    want = ["pre"] + [c for c in ("roi_pre", "roi_post") if c in cols]
+    d = conn.take_synapses(rows, want)
+    pre = d["pre"].astype(np.int64)
+    for col, out in (("roi_pre", "pre"), ("roi_post", "downstream")):
+        code = d[col].astype(np.int64) if col in d else np.full(len(pre), -1, dtype=np.int64)
+        s = pd.DataFrame({"index": pre, "roi": code}).value_counts(sort=False).rename(out)
+        frames.append(s)
+    rows = conn.synapse_rows(idx, "post")
+    want = ["post"] + (["roi_post"] if "roi_post" in cols else [])
+    d = conn.take_synapses(rows, want)
+    post = d["post"].astype(np.int64)
+    code = d["roi_post"].astype(np.int64) if "roi_post" in d else np.full(len(post), -1, dtype=np.int64)
+    s = pd.DataFrame({"index": post, "roi": code}).value_counts(sort=False)
+    frames.append(s.rename("post"))
+    frames.append(s.rename("upstream"))
+    df = pd.concat(frames, axis=1).fillna(0).astype(np.int64).reset_index()
+    return df[["index", "roi", *_COUNT_COLS]]
+
+
+def code_roi_counts(conn: Connectome, idx: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (neuron index, site ROI code) counts ``pre, post, downstream, upstream``.
+
+    Few neurons (fewer than :data:`INDEX_ROWS_LIMIT` synapse rows in all) are
+    read through the index; otherwise the cached whole-brain
+    :func:`connectome_dask.aggregate.neuron_roi_counts` is used. Rows with
+    code ``-1`` (no ROI) may or may not be present; callers derive
+    ``NotPrimary`` from the neuron totals instead.
+    """
+    if idx is not None:
+        idx = np.unique(np.asarray(idx, dtype=np.int64))
+        n = conn.neurons
+        rows = int(n["pre"].to_numpy()[idx].sum() + n["post"].to_numpy()[idx].sum())
+        if rows <= INDEX_ROWS_LIMIT:
+            return _code_counts_by_index(conn, idx)
+    from .aggregate import neuron_roi_counts
+
+    df = neuron_roi_counts(conn)
+    df = df.rename(columns={"code": "roi"}) if "roi" not in df.columns else df
+    if idx is not None:
+        df = df[np.isin(df["index"].to_numpy(), idx)]
+    df = df[["index", "roi", *_COUNT_COLS]].copy()
+    df["index"] = df["index"].astype(np.int64)
+    df["roi"] = df["roi"].astype(np.int64)
+    return df
+
+
+def neuron_roi_table(
+    conn: Connectome, idx: np.ndarray | None, rois: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Per (neuron index, ROI name) counts at every ROI level (``roi`` = name), no zero rows.
+
+    ``rois`` restricts the ROI names computed (default: all ROIs of the store).
+    """
+    model = RoiModel.of(conn)
+    codes = code_roi_counts(conn, idx)
+    codes = codes[codes["roi"] >= 0]
+    mem = model.membership(rois)
+    m = codes.merge(mem, left_on="roi", right_on="code", suffixes=("_code", ""))
+    if len(m) == 0:
+        return pd.DataFrame(
+            {"index": np.zeros(0, np.int64), "roi": pd.Series([], dtype=object), **{c: np.zeros(0, np.int64) for c in _COUNT_COLS}}
+        )
+    out = m.groupby(["index", "roi"], sort=True)[_COUNT_COLS].sum().reset_index()
+    out = out[(out[_COUNT_COLS] != 0).any(axis=1)]
+    return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- NeuronCriteria
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    if isinstance(v, str | _NullSentinel) or np.isscalar(v):
+        return [v]
+    if isinstance(v, pd.Series | pd.Index | np.ndarray):
+        return list(v.tolist())
+    return list(v)
+
+
+_STANDARD = (
+    "bodyId", "type", "instance", "status", "cropped", "min_pre", "min_post", "rois", "inputRois",
+    "outputRois", "min_roi_inputs", "min_roi_outputs", "roi_req", "regex", "label",
+)
+
+
+class NeuronCriteria:
+    """Select neurons the way neuPrint's ``NeuronCriteria`` does.
+
+    Conditions are ANDed, except ``type`` and ``instance``, which are ORed
+    with each other. A list of values matches any of them; ``None`` or
+    :data:`IsNull` in the list matches missing values; :data:`NotNull` alone
+    matches any present value.
+
+    Parameters
+    ----------
+    matchvar
+        Ignored (kept so neuprint code ports); must start with a lowercase
+        letter so ``NeuronCriteria("MBON01")`` fails loudly instead of being
+        taken as a type.
+    bodyId
+        Body ID or list of body IDs. Unknown IDs simply match nothing.
+    type, instance
+        Strings (or lists). Matched as full-string regular expressions when
+        ``regex`` is True; ``regex="guess"`` (default) turns regex matching on
+        when any value contains one of ``\\ . ? [ ] + ^ $ *`` (parentheses
+        alone do not count).
+    status
+        ``status`` value(s), exact match.
+    cropped
+        True: only cropped neurons; False: not cropped, including neurons
+        whose ``cropped`` is missing (neuPrint treats a missing flag as False).
+    min_pre, min_post
+        Minimum total presynaptic / postsynaptic site counts (``pre``/``post`` columns).
+    rois
+        ROIs the neuron must intersect (any synapse, input or output, at any
+        hierarchy level). Always extended with ``inputRois`` and ``outputRois``.
+    inputRois, outputRois
+        ROIs in which the neuron must have at least ``min_roi_inputs`` input
+        (postsynaptic) sites / ``min_roi_outputs`` output (presynaptic) sites.
+    roi_req
+        ``"all"`` (default, as neuPrint): every listed ROI must be satisfied;
+        ``"any"``: at least one (for ``inputRois`` and ``outputRois`` separately).
+    **properties
+        Any other column of ``conn.neurons`` (neuPrint's ``class_`` maps to
+        ``class``), exact match with the same null rules.
+
+    Examples
+    --------
+    >>> NC = NeuronCriteria
+    >>> nc = NC(type="MBON.*", status="Traced", cropped=False)
+    >>> nc.regex
+    True
+    >>> NC(type="KC(ab)").regex  # parentheses alone do not make a regex
+    False
+    """
+
+    def __init__(
+        self,
+        matchvar: str = "n",
+        *,
+        bodyId: Any = None,
+        type: Any = None,  # noqa: A002 - neuprint's name
+        instance: Any = None,
+        regex: bool | str = "guess",
+        status: Any = None,
+        cropped: bool | None = None,
+        min_pre: int = 0,
+        min_post: int = 0,
+        rois: Any = None,
+        inputRois: Any = None,
+        outputRois: Any = None,
+        min_roi_inputs: int = 1,
+        min_roi_outputs: int = 1,
+        roi_req: str = "all",
+        label: str | None = None,
+        client: Any = None,
+        **properties: Any,
+    ) -> None:
+        if not isinstance(matchvar, str) or not re.match(r"^[a-z][a-zA-Z0-9]*$", matchvar):
+            raise CriteriaError(
+                f"bad matchvar {matchvar!r}: pass types, instances and body IDs as keywords "
+                "(NeuronCriteria(type=...)), or pass them directly to the query function"
+            )
+        self.matchvar = matchvar
+        bids = _as_list(bodyId)
+        try:
+            arr = np.asarray(bids)
+            if len(bids) and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError
+            self.bodyId = [int(b) for b in bids]
+        except (TypeError, ValueError):
+            raise CriteriaError(f"bodyId must be an integer or a list of integers, got {bodyId!r}") from None
+        self.type = _as_list(type)
+        self.instance = _as_list(instance)
+        for name, vals in (("type", self.type), ("instance", self.instance)):
+            for v in vals:
+                if not (v is None or isinstance(v, str | _NullSentinel)):
+                    raise CriteriaError(f"{name} must be a string, None, IsNull or NotNull, got {v!r}")
+        if regex not in (True, False, "guess"):
+            raise CriteriaError(f"regex must be True, False or 'guess', got {regex!r}")
+        if regex == "guess":
+            regex = any(
+                isinstance(v, str) and bool(_REGEX_CHARS.search(v)) for v in self.type + self.instance
+            )
+        self.regex = bool(regex)
+        if self.regex:
+            for v in self.type + self.instance:
+                if isinstance(v, str):
+                    try:
+                        re.compile(v)
+                    except re.error as e:
+                        raise CriteriaError(f"invalid regular expression {v!r} in type/instance: {e}") from None
+        self.status = _as_list(status)
+        if cropped not in (None, True, False):
+            raise CriteriaError(f"cropped must be True, False or None, got {cropped!r}")
+        self.cropped = cropped
+        for name, v in (("min_pre", min_pre), ("min_post", min_post), ("min_roi_inputs", min_roi_inputs),
+                        ("min_roi_outputs", min_roi_outputs)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise CriteriaError(f"{name} must be an integer, got {v!r}")
+        self.min_pre, self.min_post = int(min_pre), int(min_post)
+        if roi_req not in ("any", "all"):
+            raise CriteriaError(f"roi_req must be 'any' or 'all', got {roi_req!r}")
+        self.roi_req = roi_req
+        rois_l, in_l, out_l = _as_list(rois), _as_list(inputRois), _as_list(outputRois)
+        if min_roi_inputs > 1 and not in_l:
+            raise CriteriaError("min_roi_inputs needs a list of inputRois")
+        if min_roi_outputs > 1 and not out_l:
+            raise CriteriaError("min_roi_outputs needs a list of outputRois")
+        if rois_l and not set(rois_l) >= set(in_l):
+            raise CriteriaError("rois must be a superset of inputRois")
+        if rois_l and not set(rois_l) >= set(out_l):
+            raise CriteriaError("rois must be a superset of outputRois")
+        self.inputRois = sorted(dict.fromkeys(in_l))
+        self.outputRois = sorted(dict.fromkeys(out_l))
+        self.rois = sorted(set(rois_l) | set(in_l) | set(out_l))
+        self.min_roi_inputs, self.min_roi_outputs = int(min_roi_inputs), int(min_roi_outputs)
+        self.label = label
+        self.properties: dict[str, list] = {}
+        for k, v in properties.items():
+            col = k[:-1] if k.endswith("_") else k
+            vals = _as_list(v)
+            if vals:
+                self.properties[col] = vals
+        for col, vals in {"status": self.status, "type": self.type, "instance": self.instance,
+                          **self.properties}.items():
+            if NotNull in vals and len(vals) > 1:
+                raise CriteriaError(f"NotNull cannot be combined with other values for {col!r}")
+        if client is not None:
+            self.validate(client)
+
+    # -- representation
+    def __repr__(self) -> str:
+        parts = []
+        for k in ("bodyId", "type", "instance", "status", "rois", "inputRois", "outputRois"):
+            v = getattr(self, k)
+            if v:
+                parts.append(f"{k}={v if len(v) > 1 else v[0]!r}")
+        if self.type or self.instance:
+            parts.append(f"regex={self.regex}")
+        if self.cropped is not None:
+            parts.append(f"cropped={self.cropped}")
+        for k, d in (("min_pre", 0), ("min_post", 0), ("min_roi_inputs", 1), ("min_roi_outputs", 1)):
+            if getattr(self, k) != d:
+                parts.append(f"{k}={getattr(self, k)}")
+        if self.roi_req != "all":
+            parts.append(f"roi_req={self.roi_req!r}")
+        parts += [f"{k}={v!r}" for k, v in self.properties.items()]
+        return f"NeuronCriteria({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NeuronCriteria):
+            return NotImplemented
+        keys = ("bodyId", "type", "instance", "status", "cropped", "min_pre", "min_post", "rois",
+                "inputRois", "outputRois", "min_roi_inputs", "min_roi_outputs", "roi_req", "regex",
+                "properties")
+        return all(_eq_val(getattr(self, k), getattr(other, k)) for k in keys)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def is_everything(self) -> bool:
+        """True when the criteria select every neuron (no condition given)."""
+        return not (
+            self.bodyId or self.type or self.instance or self.status or self.cropped is not None
+            or self.min_pre or self.min_post or self.rois or self.properties
+        )
+
+    # -- compile
+    def validate(self, conn: Connectome) -> None:
+        """Check ROI names and property columns against ``conn``; raise before any work."""
+        model = RoiModel.of(conn)
+        model.validate(self.rois, "ROI")
+        cols = list(conn.neurons.columns)
+        for col in self.properties:
+            if col not in cols:
+                raise UnknownColumnError(
+                    f"neuron property {col!r} is not a column of {conn.path}/neurons.parquet; "
+                    f"available columns: {cols}"
+                )
+
+    def basic_mask(self, conn: Connectome) -> np.ndarray:
+        """Mask of the non-ROI conditions (cheap: only the neuron table)."""
+        self.validate(conn)
+        n = conn.neurons
+        mask = np.ones(len(n), dtype=bool)
+        if self.bodyId:
+            mask &= n["bodyId"].isin(self.bodyId).to_numpy()
+        if self.type or self.instance:
+            ti = np.zeros(len(n), dtype=bool)
+            if self.type:
+                ti |= _match(n["type"], self.type, self.regex, "type")
+            if self.instance:
+                ti |= _match(n["instance"], self.instance, self.regex, "instance")
+            mask &= ti
+        if self.status:
+            mask &= _match(n["status"], self.status, False, "status")
+        for col, vals in self.properties.items():
+            mask &= _match(n[col], vals, False, col)
+        if self.cropped is not None:
+            c = n["cropped"].astype("boolean")
+            mask &= c.fillna(False).to_numpy(dtype=bool) if self.cropped else ~c.fillna(False).to_numpy(dtype=bool)
+        if self.min_pre:
+            mask &= n["pre"].to_numpy() >= self.min_pre
+        if self.min_post:
+            mask &= n["post"].to_numpy() >= self.min_post
+        return mask
+
+    def mask(self, conn: Connectome) -> np.ndarray:
+        """Boolean mask over ``conn.neurons`` rows (dense indices) of the matching neurons.
+
+        Examples
+        --------
+        >>> m = NeuronCriteria(type="KC.*").mask(conn)  # doctest: +SKIP
+        >>> conn.neurons[m]  # doctest: +SKIP
+        """
+        mask = self.basic_mask(conn)
+        if not self.rois or not mask.any():
+            return mask
+        cand = np.flatnonzero(mask)
+        table = neuron_roi_table(conn, None if len(cand) == len(mask) else cand, self.rois)
+        ok = self._roi_ok(table, cand)
+        out = np.zeros_like(mask)
+        out[cand[ok]] = True
+        return out
+
+    def _roi_ok(self, table: pd.DataFrame, cand: np.ndarray) -> np.ndarray:
+        pos = pd.Index(cand).get_indexer(table["index"].to_numpy())
+        keep = pos >= 0
+        table, pos = table[keep], pos[keep]
+        nc = len(cand)
+        ok = np.ones(nc, dtype=bool)
+
+        def hits(rois: list[str], col: str, thr: int) -> np.ndarray:
+            cnt = np.zeros(nc, dtype=np.int64)
+            sel = table["roi"].isin(rois).to_numpy() & (table[col].to_numpy() >= thr)
+            np.add.at(cnt, pos[sel], 1)
+            return cnt
+
+        any_syn = table.assign(_s=table["pre"] + table["post"])
+        cnt = np.zeros(nc, dtype=np.int64)
+        sel = any_syn["roi"].isin(self.rois).to_numpy() & (any_syn["_s"].to_numpy() > 0)
+        np.add.at(cnt, pos[sel], 1)
+        need = len(self.rois) if self.roi_req == "all" else 1
+        ok &= cnt >= need
+        if self.inputRois:
+            need = len(self.inputRois) if self.roi_req == "all" else 1
+            ok &= hits(self.inputRois, "post", self.min_roi_inputs) >= need
+        if self.outputRois:
+            need = len(self.outputRois) if self.roi_req == "all" else 1
+            ok &= hits(self.outputRois, "pre", self.min_roi_outputs) >= need
+        return ok
+
+    def indices(self, conn: Connectome) -> np.ndarray:
+        """Sorted int32 dense indices of the matching neurons."""
+        return np.flatnonzero(self.mask(conn)).astype(np.int32)
+
+    def with_rois_any(self, rois: Sequence[str]) -> NeuronCriteria:
+        """neuPrint's query speed-up, kept for identical results: when ``rois`` are given
+        to a connection query and these criteria list no ROIs, require the neuron to
+        intersect any of them."""
+        if not rois or self.rois:
+            return self
+        nc = copy.copy(self)
+        nc.rois = sorted(set(rois))
+        nc.roi_req = "any"
+        return nc
+
+
+def _eq_val(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(map(repr, a)) == sorted(map(repr, b))
+    return a == b
+
+
+def _match(s: pd.Series, values: list, regex: bool, name: str) -> np.ndarray:
+    """neuPrint's ``where_expr`` on a pandas column."""
+    isna = s.isna().to_numpy()
+    if values == [NotNull]:
+        return ~isna
+    want_null = any(v is None or v is IsNull for v in values)
+    vals = [v for v in values if v is not None and v is not IsNull]
+    out = isna.copy() if want_null else np.zeros(len(s), dtype=bool)
+    if not vals:
+        return out
+    if regex:
+        pat = "|".join(f"(?:{v})" for v in vals)
+        try:
+            rx = re.compile(pat)
+        except re.error as e:
+            raise CriteriaError(f"invalid regular expression {pat!r} for {name}: {e}") from None
+        strs = s.astype("string")
+        m = strs.str.fullmatch(rx.pattern).fillna(False).to_numpy(dtype=bool)
+        return out | m
+    col = s
+    if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
+        col = s.astype("string")
+        vals = [str(v) if not isinstance(v, str) else v for v in vals]
+    return out | col.isin(vals).fillna(False).to_numpy(dtype=bool)
+
+
+def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
+    """Coerce a query argument into :class:`NeuronCriteria` (neuprint's rules).
+
+    ``NeuronCriteria`` -> a copy; ``None`` -> all neurons; int or list of ints
+    -> ``bodyId``; str or list of str -> ``type`` OR ``instance``; a DataFrame
+    -> its ``bodyId`` column. Empty lists and anything else are errors.
+
+    Examples
+    --------
+    >>> copy_as_neuroncriteria([1, 2]).bodyId
+    [1, 2]
+    >>> c = copy_as_neuroncriteria("KC.*")
+    >>> (c.type, c.instance, c.regex)
+    (['KC.*'], ['KC.*'], True)
+    """
+    if isinstance(obj, pd.DataFrame):
+        if "bodyId" not in obj.columns:
+            raise CriteriaError("a DataFrame used as neuron criteria must have a 'bodyId' column")
+        return NeuronCriteria(bodyId=obj["bodyId"].to_numpy(), client=client)
+    if obj is None:
+        return NeuronCriteria(client=client)
+    if isinstance(obj, NeuronCriteria):
+        return copy.copy(obj)
+    if isinstance(obj, str):
+        return NeuronCriteria(type=obj, instance=obj, client=client)
+    if isinstance(obj, bool | np.bool_):
+        raise CriteriaError(f"cannot build NeuronCriteria from {obj!r}")
+    if isinstance(obj, int | np.integer):
+        return NeuronCriteria(bodyId=int(obj), client=client)
+    if isinstance(obj, pd.Series | pd.Index | np.ndarray | list | tuple | set):
+        items = list(obj.tolist() if hasattr(obj, "tolist") else obj)
+        real = [x for x in items if x is not None]
+        if not real:
+            raise CriteriaError(f"cannot build NeuronCriteria from an empty or all-None list {obj!r}")
+        if all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in real):
+            return NeuronCriteria(bodyId=real, client=client)
+        if all(isinstance(x, str) for x in real):
+            return NeuronCriteria(type=items, instance=items, client=client)
+    raise CriteriaError(f"cannot build NeuronCriteria from {obj!r}; construct one explicitly")
+
+
+# ----------------------------------------------------------------------------- SynapseCriteria
+
+
+class SynapseCriteria:
+    """Select synaptic sites the way neuPrint's ``SynapseCriteria`` does.
+
+    Parameters
+    ----------
+    matchvar
+        Ignored (neuprint compatibility).
+    rois
+        Keep sites inside any of these ROIs (any hierarchy level).
+    type
+        ``"pre"`` or ``"post"`` to keep only one kind of site (``None``: both).
+    confidence
+        Keep sites whose confidence is strictly greater than this; ``None``
+        uses ``conn.meta["default_confidence"]`` when the criteria are applied
+        (neuPrint's dataset default). As in neuPrint, a threshold of ``0``
+        means no confidence filter at all.
+    primary_only
+        True (default): each site is reported with its single primary ROI
+        (or None). False: one row per ROI (any level) containing the site.
+        As in neuPrint, naming a non-primary ROI in ``rois`` requires
+        ``primary_only=False``.
+
+    Examples
+    --------
+    >>> SynapseCriteria(type="pre", confidence=0.5)
+    SynapseCriteria(type='pre', confidence=0.5, primary_only=True)
+    """
+
+    def __init__(
+        self,
+        matchvar: str = "s",
+        *,
+        rois: Any = None,
+        type: str | None = None,  # noqa: A002
+        confidence: float | None = None,
+        primary_only: bool = True,
+        client: Any = None,
+    ) -> None:
+        self.matchvar = matchvar
+        self.rois = sorted(dict.fromkeys(_as_list(rois)))
+        type = type or None
+        if type not in ("pre", "post", None):
+            raise CriteriaError(f"invalid synapse type {type!r}; choices are 'pre' and 'post'")
+        self.type = type
+        if confidence is not None and (isinstance(confidence, bool) or not np.isscalar(confidence)):
+            raise CriteriaError(f"confidence must be a number, got {confidence!r}")
+        self.confidence = None if confidence is None else float(confidence)
+        self.primary_only = bool(primary_only)
+        if client is not None:
+            self.validate(client)
+
+    def __repr__(self) -> str:
+        args = []
+        if self.rois:
+            args.append(f"rois={self.rois!r}")
+        if self.type:
+            args.append(f"type={self.type!r}")
+        if self.confidence is not None:
+            args.append(f"confidence={self.confidence}")
+        args.append(f"primary_only={self.primary_only}")
+        return f"SynapseCriteria({', '.join(args)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SynapseCriteria):
+            return NotImplemented
+        return (self.rois, self.type, self.confidence, self.primary_only) == (
+            other.rois, other.type, other.confidence, other.primary_only)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def validate(self, conn: Connectome) -> None:
+        """Check ROI names (and the primary-only rule) against ``conn``."""
+        model = RoiModel.of(conn)
+        model.validate(self.rois, "synapse ROI")
+        nonprim = sorted(set(self.rois) - set(model.primary))
+        if nonprim and self.primary_only:
+            raise CriteriaError(
+                f"you listed non-primary ROIs {nonprim}; pass primary_only=False to use them"
+            )
+
+    def threshold(self, conn: Connectome) -> float | None:
+        """The confidence threshold in effect (``None``: no filter)."""
+        thr = self.confidence if self.confidence is not None else conn.meta.get("default_confidence")
+        return float(thr) if thr else None
+
+    def site_mask(self, conn: Connectome, code: np.ndarray, conf: np.ndarray | None) -> np.ndarray:
+        """Keep-mask of sites with ROI ``code`` and confidence ``conf`` (type not considered)."""
+        keep = np.ones(len(code), dtype=bool)
+        if self.rois:
+            lut = RoiModel.of(conn).code_lut(self.rois)
+            keep &= lut[np.asarray(code, dtype=np.int64) + 1]
+        thr = self.threshold(conn)
+        if thr is not None and conf is not None:
+            keep &= np.asarray(conf) > thr
+        return keep
