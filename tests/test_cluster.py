@@ -147,6 +147,7 @@ def test_unknown_scheduler_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- jobqueue
 
+
 # What each batch system's job script says for cores=C, memory=M, walltime=W, queue=Q
 # (written out by hand from the SLURM / PBS Pro / LSF directive syntax).
 def _expected_lines(kind: str, cores: int, mem_gib: int, walltime: str, queue: str) -> list[str]:
@@ -297,16 +298,20 @@ def test_cli_arguments_and_client_from_args():
         assert client.submit(max, [3, 9, 4]).result() == 9
     assert client.status == "closed"
     assert cluster.status.name == "closed"
-    with pytest.raises(ValueError, match="--workers must be at least 1"), cl.client_from_args(
-        argparse.Namespace(scheduler="local", workers=0)
+    with (
+        pytest.raises(ValueError, match="--workers must be at least 1"),
+        cl.client_from_args(argparse.Namespace(scheduler="local", workers=0)),
     ):
         pass
 
 
 def test_dashboard_link():
-    with distributed.LocalCluster(
-        n_workers=1, processes=False, protocol="tcp://", dashboard_address=":0"
-    ) as c, distributed.Client(c) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=False, protocol="tcp://", dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
         link = cl.dashboard_link(client)
         has_dashboard = "dashboard" in client.scheduler_info().get("services", {})
         if has_dashboard:  # bokeh installed
