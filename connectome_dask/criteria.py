@@ -14,8 +14,9 @@ ROIs
 Each synaptic site carries one ROI code (``roi_pre`` / ``roi_post``, ``-1`` =
 none) into ``conn.roi_names``. The ROI folder's ``rois.json`` may add
 ``primary`` (names of the primary ROIs; default: every named ROI that has no
-children in the hierarchy) and ``hierarchy``, either a mapping
-``{parent: [children, ...]}`` or neuPrint's nested form
+children in the hierarchy) and ``hierarchy``: a nested mapping
+``{name: {child: {...}, ...}}`` (leaves map to ``{}`` or ``None``), a mapping
+``{parent: [children, ...]}``, a mapping ``{child: parent}``, or neuPrint's form
 ``{"name": root, "children": [{"name": ..., "children": [...]}, ...]}`` (the
 root of the nested form is the dataset, not an ROI, unless it is also listed in
 ``names``). A site counts for an ROI when its code names that ROI or any of
@@ -153,12 +154,27 @@ class RoiModel:
             return
         if not isinstance(h, Mapping):
             raise CriteriaError(f"rois.json hierarchy must be a mapping, got {type(h).__name__}")
-        for k, v in h.items():
-            if isinstance(v, str):  # child -> parent
-                add(v, str(k))
-            else:
-                for ch in v or []:
-                    add(str(k), str(ch))
+
+        def nested(parent: str | None, node: Mapping) -> None:
+            for k, v in node.items():
+                k = str(k)
+                if parent is not None:
+                    add(parent, k)
+                else:
+                    self.children.setdefault(k, [])
+                if isinstance(v, str):  # child -> parent
+                    add(v, k)
+                elif isinstance(v, Mapping):  # nested {name: {child: {...}}}
+                    nested(k, v)
+                elif v:  # {parent: [children]}
+                    for ch in v:
+                        if isinstance(ch, Mapping):
+                            nested(k, ch)
+                        else:
+                            add(k, str(ch))
+
+        nested(None, h)
+        self.children = {k: v for k, v in self.children.items() if v or k in self.parent or k in self.code_of}
         # cycles would make descendant sums loop
         for start in self.parent:
             seen, cur = {start}, start

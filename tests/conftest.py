@@ -44,7 +44,7 @@ import pytest
 
 ROI_NAMES = ["AL_R", "AL_L", "LH_R", "MB_CA", "MB_ML", "FB", "EB", "OL_R", "ME_R"]
 ROI_PRIMARY = ["AL_R", "AL_L", "LH_R", "MB_CA", "MB_ML", "FB", "EB", "ME_R"]
-ROI_HIERARCHY = {"MB": ["MB_CA", "MB_ML"], "CX": ["FB", "EB"], "OL_R": ["ME_R"]}
+ROI_HIERARCHY = {"MB": {"MB_CA": {}, "MB_ML": {}}, "CX": {"FB": {}, "EB": {}}, "OL_R": {"ME_R": {}}}
 ROI_INFO = {"names": ROI_NAMES, "primary": ROI_PRIMARY, "hierarchy": ROI_HIERARCHY}
 
 TYPES = ["KC(ab)", "KC(g)", "MBON01", "MBON02", "PN.a", "PN.b", "LHN", "EPG", "PEN", "Mi1", "Tm3", "APL"]
