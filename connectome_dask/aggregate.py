@@ -387,7 +387,8 @@ def _group_chunk(block, start, filt: _Filter, pre_code, post_code, n_post: int, 
         sel = cnt >= min_weight
         upre, upost, cnt = upre[sel], upost[sel], cnt[sel]
     lo, hi = K.code_range(upre, np.ones(len(upre), dtype=bool), pre_code)
-    out = np.zeros((max(hi - lo + 1, 0), n_post), dtype=np.int64)
+    # int32 is exact here: a partition holds fewer than 2**31 rows
+    out = np.zeros((max(hi - lo + 1, 0), n_post), dtype=np.int32)
     if hi >= lo:
         K.block_add_pairs(out, lo, pre_code, post_code, upre, upost, cnt)
     return lo, out
@@ -451,13 +452,29 @@ def group_counts(
         from dask.delayed import delayed
 
         args = delayed((filt, pre_code, post_code), pure=True)
-        parts = conn.map_partitions(_group_chunk_packed, cols, args, n_post, min_weight, name="group-counts")
+        parts = conn.map_partitions(
+            _group_chunk_packed, cols, args, n_post, min_weight, name="group-counts",
+            partition_rows=_group_partition_rows(conn, n_pre, n_post),
+        )
         (res,) = compute(tree_reduce(parts, _combine_groups, name="group-counts-combine"), progress=progress)
         lo, part = res
     out = np.zeros((n_pre, n_post), dtype=np.int64)
     if part is not None and part.shape[0]:
         out[lo : lo + part.shape[0]] = part
     return out
+
+
+def _group_partition_rows(conn: Connectome, n_pre: int, n_post: int) -> int:
+    """Partition length for grouped counts.
+
+    Each task returns a dense int32 block of up to ``n_pre x n_post``; with
+    many groups (8 k types: 256 MB) zeroing and summing blocks dominates, so
+    partitions grow until a block costs at most about two bytes per row
+    (capped at 32 Mi rows, i.e. ~256 MB of pre/post columns per task).
+    """
+    base = conn.partitions()[0][1] - conn.partitions()[0][0]
+    want = (n_pre * n_post * 4) // 2
+    return int(min(max(base, want), 1 << 25))
 
 
 def _group_chunk_packed(block, start, packed, n_post, min_weight):
