@@ -655,7 +655,8 @@ def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.Argument
 def client_from_args(args: argparse.Namespace) -> Iterator:
     """Connect as the CLI's ``--scheduler`` / ``--workers`` say; close what was started.
 
-    Prints the dashboard link (when there is one) to stderr.
+    ``--scheduler`` missing: dask config ``connectome_dask.cluster.scheduler``,
+    else the embedded LocalCluster. Show :func:`dashboard_link` to the user.
 
     Examples
     --------
@@ -671,7 +672,4 @@ def client_from_args(args: argparse.Namespace) -> Iterator:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     kw = {} if workers is None else {"workers": workers}
     with connect(scheduler, **kw) as client:
-        link = dashboard_link(client)
-        if link:
-            print(f"dask dashboard: {link}", file=sys.stderr, flush=True)
         yield client
