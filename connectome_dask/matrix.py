@@ -70,7 +70,10 @@ __all__ = [
     "WITHIN_TYPE_ORDER_RULES",
     "max_dense_bytes",
     "natural_type_order",
+    "open_dataarray",
     "open_matrix",
+    "plot_type_heatmap",
+    "save_dataarray",
 ]
 
 WeightMode = Literal["relative_outgoing", "relative_incoming", "count", "column"]
@@ -851,9 +854,11 @@ class _NestedBase:
         Parameters
         ----------
         level
-            ``"neuron"`` (data ``sparse.COO``; coords ``bodyId_pre``, ``type_pre``,
-            ``instance_pre`` and the same for ``post``), ``"type_sum"`` or
-            ``"type_mean"`` (dense numpy; coords ``type_*`` and ``n_neurons_*``).
+            ``"neuron"`` (data ``sparse.COO``; index coords ``pre``/``post`` =
+            body IDs, plus ``bodyId_pre``, ``type_pre``, ``instance_pre`` and
+            the same for ``post``, as :func:`connectome_dask.aggregate.adjacency`),
+            ``"type_sum"`` or ``"type_mean"`` (dense numpy; index coords = type
+            names, plus ``type_*`` and ``n_neurons_*``).
         relative
             Row-normalise first (as :meth:`get_relative_weights`).
 
@@ -874,7 +879,9 @@ class _NestedBase:
             data = sparse.COO.from_scipy_sparse(m)
             coords = {}
             for side, ax in (("pre", self._src), ("post", self._tgt)):
-                coords[f"bodyId_{side}"] = (side, ax.body_ids())
+                bid = ax.body_ids()
+                coords[side] = (side, bid)
+                coords[f"bodyId_{side}"] = (side, bid)
                 coords[f"type_{side}"] = (side, ax.types)
                 coords[f"instance_{side}"] = (side, ax.instances)
             return xr.DataArray(data, dims=("pre", "post"), coords=coords, attrs=attrs, name="weight")
@@ -884,7 +891,9 @@ class _NestedBase:
             a = a / np.where(rs == 0, 1.0, rs)
         coords = {}
         for side, ax in (("pre", self._src), ("post", self._tgt)):
-            coords[f"type_{side}"] = (side, np.array(list(ax.boundaries), dtype=object))
+            names = np.array(list(ax.boundaries), dtype=object)
+            coords[side] = (side, names)
+            coords[f"type_{side}"] = (side, names)
             coords[f"n_neurons_{side}"] = (side, ax.type_sizes)
         return xr.DataArray(np.array(a), dims=("pre", "post"), coords=coords, attrs=attrs, name="weight")
 
@@ -1925,3 +1934,148 @@ def open_matrix(path: str | os.PathLike) -> NestedMatrix | DirectedNestedMatrix:
     ts.setflags(write=False)
     m.__dict__["_type_sum"] = ts  # seed the cache with the stored dense type level
     return m
+
+
+# ----------------------------------------------------------------------------- DataArray I/O
+
+
+_DA_FORMAT = "connectome-dask-dataarray"
+
+
+def _is_da_dir(path: Path) -> bool:
+    zj = path / "zarr.json"
+    try:
+        return json.loads(zj.read_text()).get("attributes", {}).get("format") == _DA_FORMAT
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write a 2-D labelled matrix (dense or ``sparse.COO``) to a Zarr v3 group, atomically.
+
+    Sparse data is stored as COO coordinate and value arrays, dense data as
+    one array; 1-D coordinates as arrays (labels as int32 codes with the
+    names in JSON attrs); ``attrs`` must be JSON-able. Written to a temporary
+    folder and renamed into place, so a failure leaves an older file intact.
+
+    Parameters
+    ----------
+    da
+        ``xarray.DataArray`` with 2 dims (e.g. from ``Connectome.adjacency`` or
+        :meth:`NestedMatrix.to_xarray`).
+    path
+        Target folder (``.zarr``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, tempfile, pathlib
+    >>> da = xr.DataArray(np.eye(2), dims=("pre", "post"), coords={"pre": ["a", "b"], "post": [1, 2]})
+    >>> p = save_dataarray(da, pathlib.Path(tempfile.mkdtemp()) / "a.zarr")
+    >>> open_dataarray(p).identical(da)
+    True
+    """
+    import zarr
+
+    from .store import replace_dir
+
+    if da.ndim != 2:
+        raise ValueError(f"save_dataarray writes 2-D matrices, got dims {da.dims}")
+    path = Path(path)
+    if path.exists():
+        if not _is_da_dir(path):
+            raise FileExistsError(f"{path} exists and is not a saved connectome_dask DataArray; refusing to replace it")
+        if not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    try:
+        attrs_json = json.loads(json.dumps(dict(da.attrs)))
+    except TypeError as e:
+        raise ValueError(f"DataArray attrs must be JSON-able: {e}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        root = zarr.open_group(str(tmp), mode="w")
+        data = da.data
+        meta: dict[str, Any] = {
+            "format": _DA_FORMAT,
+            "format_version": 1,
+            "name": da.name,
+            "dims": list(da.dims),
+            "shape": list(da.shape),
+            "attrs": attrs_json,
+            "coords": {},
+        }
+        if hasattr(data, "coords") and hasattr(data, "nnz"):  # sparse.COO
+            meta["storage"] = "coo"
+            meta["dtype"] = str(data.dtype)
+            _write_array(root, "row", np.asarray(data.coords[0], dtype=np.int64))
+            _write_array(root, "col", np.asarray(data.coords[1], dtype=np.int64))
+            _write_array(root, "value", np.asarray(data.data))
+        else:
+            meta["storage"] = "dense"
+            _write_array(root, "values", np.asarray(data))
+        cg = root.create_group("coords")
+        for i, (name, c) in enumerate(da.coords.items()):
+            if c.ndim != 1:
+                raise ValueError(f"coordinate {name!r} is not 1-D")
+            vals = np.asarray(c.values)
+            key = f"c{i}"
+            entry: dict[str, Any] = {"dim": c.dims[0], "key": key}
+            if vals.dtype.kind in "iufb":
+                _write_array(cg, key, vals)
+                entry["kind"] = "array"
+            else:
+                codes, names = _labels_to_arrays(vals)
+                _write_array(cg, key, codes)
+                entry["kind"] = "labels"
+                entry["names"] = names
+            meta["coords"][str(name)] = entry
+        root.attrs.update(meta)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def open_dataarray(path: str | os.PathLike):
+    """Read a matrix written by :func:`save_dataarray` (sparse data comes back as ``sparse.COO``)."""
+    import sparse
+    import xarray as xr
+    import zarr
+
+    path = Path(path)
+    if not _is_da_dir(path):
+        raise FileNotFoundError(f"{path} is not a saved connectome_dask DataArray")
+    root = zarr.open_group(str(path), mode="r")
+    meta = dict(root.attrs)
+    shape = tuple(meta["shape"])
+    if meta["storage"] == "coo":
+        coords = np.stack([root["row"][...], root["col"][...]]) if meta["shape"] else None
+        data: Any = sparse.COO(coords, root["value"][...], shape=shape, fill_value=0)
+    else:
+        data = root["values"][...]
+    coords_out = {}
+    for name, e in meta["coords"].items():
+        raw = root["coords"][e["key"]][...]
+        if e["kind"] == "labels":
+            names = np.array(e["names"], dtype=object)
+            v = np.empty(len(raw), dtype=object)
+            v[:] = None
+            ok = raw >= 0
+            if len(names):
+                v[ok] = names[raw[ok]]
+        else:
+            v = raw
+        coords_out[name] = (e["dim"], v)
+    return xr.DataArray(data, dims=tuple(meta["dims"]), coords=coords_out, attrs=meta["attrs"], name=meta["name"])
+
+
+def plot_type_heatmap(source: Any, output_path: str | os.PathLike | None = None, **kwargs: Any):
+    """Whole-brain type x type heatmap; see :func:`connectome_dask.plotting.plot_type_heatmap`."""
+    from .plotting import plot_type_heatmap as _plot
+
+    return _plot(source, output_path, **kwargs)
