@@ -440,7 +440,7 @@ def _check_schema(plan: _Plan, schema: pa.Schema, file: str) -> None:
             )
     for t, (c, k) in plan.positions.items():
         typ = schema.field(c).type
-        if k is not None and not _is_list(typ) and not _is_stringy(typ):
+        if k is not None and not (_is_list(typ) or _is_stringy(typ) or pa.types.is_null(typ)):
             raise IngestError(
                 f"{file}: column {c!r} should hold [x, y, z] lists for {t}, but has type {typ}",
                 file=file,
@@ -502,8 +502,9 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
 
     def fail(i: int, why: str):
         v = arr[int(i)].as_py()
+        shown = "" if v is None else f" {v!r}"
         raise IngestError(
-            f"{file}: column {column!r}, row {offset + int(i)}: body ID {v!r} {why}",
+            f"{file}: column {column!r}, row {offset + int(i)}: body ID{shown} {why}",
             file=file,
             column=column,
             row=offset + int(i),
@@ -511,7 +512,7 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
         )
 
     if arr.null_count:
-        fail(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0], "is missing")
+        fail(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0], "is missing (null)")
     if pa.types.is_integer(t):
         a = arr.to_numpy()
         if pa.types.is_unsigned_integer(t):
@@ -642,8 +643,9 @@ def _check_finite(a: np.ndarray, orig: pa.Array, file: str, column: str, offset:
     if bad.any():
         i = int(np.argmax(bad))
         v = _decode(orig)[i].as_py()
+        why = "is missing (null)" if v is None else f"{v!r} is missing (NaN) or not finite"
         raise IngestError(
-            f"{file}: column {column!r}, row {offset + i}: coordinate {v!r} is missing or not finite",
+            f"{file}: column {column!r}, row {offset + i}: coordinate {why}",
             file=file,
             column=column,
             row=offset + i,
@@ -656,6 +658,21 @@ def _roi_values(arr: pa.Array) -> set[str]:
     if pa.types.is_null(arr.type):
         return set()
     return {v for v in pc.unique(arr).to_pylist() if v}
+
+
+def _check_roi_name(name: str, arr: pa.Array, file: str, column: str, offset: int) -> None:
+    """ROI names must be storable in the store's ROI folder (see :func:`~connectome_dask.store.safe_name`)."""
+    try:
+        safe_name(name, "ROI name")
+    except StoreError as e:
+        i = int(pc.index(_decode(arr), name).as_py())
+        raise IngestError(
+            f"{file}: column {column!r}, row {offset + i}: {e}",
+            file=file,
+            column=column,
+            row=offset + i,
+            value=name,
+        ) from None
 
 
 def _roi_codes(arr: pa.Array, names: pa.Array) -> np.ndarray:
@@ -753,7 +770,10 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
             if len(uniq) >= 16:
                 uniq = [pd.unique(np.concatenate(uniq))]
             for c in roi_cols:
-                rois |= _roi_values(batch.column(c))
+                new = _roi_values(batch.column(c)) - rois
+                for name in sorted(new):
+                    _check_roi_name(name, batch.column(c), file, c, offset)
+                rois |= new
             offset += n
             n_total += n
             if bar is not None:
