@@ -1,0 +1,223 @@
+"""Benchmark: streaming ingest of a CAVE-style synapse table vs. ``pyarrow.parquet.read_table``.
+
+Writes (or reuses) a FlyWire/CAVE-style Parquet file of ``--rows`` synapses
+(~139 k distinct root IDs with a heavy-tailed number of synapses per body,
+list-column positions in 4x4x40 nm voxels, row groups of 1 Mi rows), then in
+fresh subprocesses measures
+
+* ``connectome_dask.ingest.ingest`` of the file (voxels -> nm), and
+* ``pyarrow.parquet.read_table`` of the same file (all columns, and only the
+  columns ingest uses),
+
+reporting wall time, rows/s and peak RSS (``ru_maxrss`` of the child; the RSS
+after imports is shown separately). Results go to
+``benchmarks/results/ingest.md`` and ``ingest.json``.
+
+Usage::
+
+    python -m benchmarks.ingest --rows 5_000_000
+    python -m benchmarks.ingest --rows 50_000_000 --data-dir /scratch/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["make_cave_parquet", "main", "measure"]
+
+N_BODIES = 139_255
+BASE_ID = 720575940600000000
+ROW_GROUP = 1 << 20
+VOXEL_SIZE = (4, 4, 40)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_cave_parquet(path: Path, rows: int, seed: int = 0) -> Path:
+    """Write a CAVE-style synapse table of ``rows`` rows, one row group at a time.
+
+    Examples
+    --------
+    >>> make_cave_parquet(tmp_path / "s.parquet", 1000)  # doctest: +SKIP
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(10**13, N_BODIES, replace=False)).astype(np.int64) + BASE_ID
+    # heavy tail: a few bodies with 10^5 synapses, most with a few hundred
+    w_pre = rng.lognormal(0.0, 1.6, N_BODIES)
+    w_post = w_pre * rng.lognormal(0.0, 0.5, N_BODIES)
+    cdf_pre = np.cumsum(w_pre / w_pre.sum())
+    cdf_post = np.cumsum(w_post / w_post.sum())
+    extent = np.array([250_000, 100_000, 7_000])
+    tmp = path.with_name(path.name + ".part")
+    writer = None
+    try:
+        for start in range(0, rows, ROW_GROUP):
+            n = min(ROW_GROUP, rows - start)
+            pre = ids[np.minimum(np.searchsorted(cdf_pre, rng.random(n)), N_BODIES - 1)]
+            post = ids[np.minimum(np.searchsorted(cdf_post, rng.random(n)), N_BODIES - 1)]
+            p_pre = (rng.random((n, 3)) * extent).astype(np.int64)
+            p_post = p_pre + rng.integers(-60, 60, (n, 3))
+            offsets = pa.array(np.arange(0, 3 * n + 1, 3, dtype=np.int32))
+            table = pa.table(
+                {
+                    "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+                    "pre_pt_root_id": pa.array(pre),
+                    "post_pt_root_id": pa.array(post),
+                    "size": pa.array(rng.lognormal(5.5, 1.0, n).astype(np.int64)),
+                    "connection_score": pa.array(rng.gamma(2.0, 60.0, n)),
+                    "cleft_score": pa.array(rng.integers(0, 200, n).astype(np.float64)),
+                    "pre_pt_position": pa.ListArray.from_arrays(offsets, pa.array(p_pre.ravel())),
+                    "post_pt_position": pa.ListArray.from_arrays(offsets, pa.array(p_post.ravel())),
+                }
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="snappy")
+            writer.write_table(table, row_group_size=ROW_GROUP)
+        if writer is not None:
+            writer.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+_CHILD = r"""
+import json, resource, sys, time
+kind, src, out = sys.argv[1], sys.argv[2], sys.argv[3]
+import numpy, pandas, pyarrow, pyarrow.parquet as pq
+import connectome_dask.ingest as ing
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+if kind == "ingest":
+    conn = ing.ingest(src, out, units="voxels", voxel_size=(4, 4, 40), overwrite=True, progress=False)
+    info = {"n_neurons": conn.n_neurons, "n_synapses": conn.n_synapses}
+elif kind == "read_all":
+    tab = pq.read_table(src)
+    info = {"n_rows": tab.num_rows, "bytes": tab.nbytes}
+else:
+    cols = ["pre_pt_root_id", "post_pt_root_id", "pre_pt_position", "post_pt_position",
+            "connection_score", "cleft_score", "size"]
+    tab = pq.read_table(src, columns=cols)
+    info = {"n_rows": tab.num_rows, "bytes": tab.nbytes}
+dt = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": dt, "peak_rss_mb": rss / 1024, "rss_after_imports_mb": rss0 / 1024, **info}))
+"""
+
+
+def measure(kind: str, src: Path, out: Path) -> dict:
+    """Run one measurement in a fresh Python process and return its JSON report."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, kind, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point (``python -m benchmarks.ingest``)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=5_000_000)
+    ap.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "connectome_dask_bench"
+    )
+    ap.add_argument("--keep-store", action="store_true", help="keep the ingested store")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    src = args.data_dir / f"cave_{args.rows}.parquet"
+    t = time.perf_counter()
+    cached = src.exists()
+    if not cached:
+        print(f"writing {src} ({args.rows:,} rows)...", file=sys.stderr, flush=True)
+        make_cave_parquet(src, args.rows)
+    gen_s = time.perf_counter() - t
+    store = args.data_dir / f"store_{args.rows}"
+
+    results = {}
+    for kind in ("read_all", "read_used", "ingest"):
+        print(f"measuring {kind}...", file=sys.stderr, flush=True)
+        results[kind] = measure(kind, src, store)
+        results[kind]["rows_per_s"] = args.rows / results[kind]["seconds"]
+    store_bytes = _dir_size(store)
+    if not args.keep_store:
+        shutil.rmtree(store, ignore_errors=True)
+
+    report = {
+        "rows": args.rows,
+        "source": str(src),
+        "source_mb": src.stat().st_size / 2**20,
+        "source_cached": cached,
+        "generate_seconds": None if cached else gen_s,
+        "store_mb": store_bytes / 2**20,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ingest.json").write_text(json.dumps(report, indent=1))
+    lines = [
+        "# Ingest benchmark",
+        "",
+        f"CAVE-style Parquet, {args.rows:,} rows, {report['source_mb']:.0f} MB "
+        f"(list-column positions in {VOXEL_SIZE} nm voxels, ~{N_BODIES:,} root IDs, heavy tail); "
+        f"{report['machine']['cpus']} CPUs. Each run in a fresh process; peak RSS = ru_maxrss.",
+        "",
+        "| operation | seconds | M rows/s | peak RSS (MB) | RSS after imports (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {
+        "read_all": "`pq.read_table` (all columns)",
+        "read_used": "`pq.read_table` (columns ingest uses)",
+        "ingest": "`ingest` (2 passes, voxels->nm, sort, index, store)",
+    }
+    for k, r in results.items():
+        lines.append(
+            f"| {names[k]} | {r['seconds']:.1f} | {r['rows_per_s'] / 1e6:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['rss_after_imports_mb']:.0f} |"
+        )
+    ing = results["ingest"]
+    lines += [
+        "",
+        f"Store: {ing['n_neurons']:,} neurons, {ing['n_synapses']:,} synapses, "
+        f"{report['store_mb']:.0f} MB on disk.",
+        "",
+        f"Reproduce: `python -m benchmarks.ingest --rows {args.rows}`",
+        "",
+    ]
+    (args.out / "ingest.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return report
+
+
+if __name__ == "__main__":
+    main()
