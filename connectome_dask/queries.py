@@ -679,7 +679,7 @@ def connection_table_to_matrix(
     Examples
     --------
     >>> c = pd.DataFrame({"bodyId_pre": [1, 1, 2], "bodyId_post": [2, 3, 3], "weight": [5, 1, 2]})
-    >>> connection_table_to_matrix(c)
+    >>> connection_table_to_matrix(c)  # doctest: +NORMALIZE_WHITESPACE
     bodyId_post  2  3
     bodyId_pre
     1            5  1
