@@ -72,7 +72,7 @@ def bin_matrix(data: Any, max_pixels: int = 2000) -> tuple[np.ndarray, tuple[flo
         rs = np.add.reduceat(np.asarray(data, dtype=np.float64), np.flatnonzero(np.r_[True, np.diff(r) > 0]), axis=0) if nrows else np.zeros((0, ncols))
         out = np.add.reduceat(rs, np.flatnonzero(np.r_[True, np.diff(c) > 0]), axis=1) if ncols else np.zeros((h, 0))
         return out, (nrows / h, ncols / w)
-    if hasattr(data, "tocoo") and not sp.issparse(data):  # sparse.COO
+    if hasattr(data, "coords") and hasattr(data, "nnz") and not sp.issparse(data):  # sparse.COO
         coords = data.coords
         row, col, val = coords[0], coords[1], np.asarray(data.data, dtype=np.float64)
     else:
