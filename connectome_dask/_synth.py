@@ -77,6 +77,31 @@ def _normal2(st):
     return r * math.cos(_TWO_PI * u2), r * math.sin(_TWO_PI * u2)
 
 
+_MASK21 = np.uint64((1 << 21) - 1)
+_S21 = np.uint64(21)
+_S42 = np.uint64(42)
+_INV21 = 1.0 / 2097152.0
+
+
+@numba.njit(inline="always")
+def _u3(st):
+    """Three 21-bit uniforms in [0, 1) from one hash (cheap variates for jitter)."""
+    st[0] += _GOLDEN
+    h = _mix(st[0])
+    return (
+        float(h & _MASK21) * _INV21,
+        float((h >> _S21) & _MASK21) * _INV21,
+        float((h >> _S42) & _MASK21) * _INV21,
+    )
+
+
+@numba.njit(inline="always")
+def _g(st):
+    """Approximately standard normal (Irwin-Hall sum of three uniforms, variance 1)."""
+    a, b, c = _u3(st)
+    return (a + b + c - 1.5) * 2.0
+
+
 @numba.njit(inline="always")
 def _stream(key, a, b):
     """Seed a counter state for the pair ``(a, b)`` under ``key``."""
@@ -99,19 +124,6 @@ def _mix_py(z: int) -> int:
 
 
 @numba.njit(inline="always")
-def _bsearch(cum, lo, hi, u):
-    """First position p in [lo, hi) with cum[p] > u (cum increasing, last == 1)."""
-    while lo < hi - 1:
-        mid = (lo + hi) >> 1
-        if cum[mid - 1] > u:
-            hi = mid
-        else:
-            lo = mid
-    # now hi == lo + 1; check lo
-    return lo
-
-
-@numba.njit(inline="always")
 def _pick(cum, lo, hi, u):
     # smallest p in [lo, hi) with cum[p] > u
     a = lo
@@ -126,8 +138,7 @@ def _pick(cum, lo, hi, u):
 
 
 @numba.njit(inline="always")
-def _centre(neuron, zone, key_shift, zc, zsig, shift_frac, out):
-    st = np.empty(1, dtype=np.uint64)
+def _centre(neuron, zone, key_shift, zc, zsig, shift_frac, out, st):
     st[0] = _stream(key_shift, neuron, zone)
     g0, g1 = _normal2(st)
     g2, _ = _normal2(st)
@@ -142,8 +153,9 @@ def neuron_zone_centres(neurons, zones, key_shift, zc, zsig, shift_frac):
     """Per-neuron arbor centres (nm) for the pairs ``(neurons[k], zones[k])``."""
     out = np.empty((len(neurons), 3), dtype=np.float64)
     tmp = np.empty(3, dtype=np.float64)
+    st = np.empty(1, dtype=np.uint64)
     for k in range(len(neurons)):
-        _centre(neurons[k], zones[k], key_shift, zc, zsig, shift_frac, tmp)
+        _centre(neurons[k], zones[k], key_shift, zc, zsig, shift_frac, tmp, st)
         out[k, 0] = tmp[0]
         out[k, 1] = tmp[1]
         out[k, 2] = tmp[2]
@@ -178,13 +190,18 @@ def gen_block(
     n_neurons,
     out_pre,
     out_post,
-    out_pos,
+    out_xa,
+    out_ya,
+    out_za,
+    out_xb,
+    out_yb,
+    out_zb,
     out_conf,
     out_size,
 ):
     """Generate all output synapses of neurons ``lo..hi-1`` into the ``out_*`` arrays.
 
-    Rows come out sorted by ``(pre, post)``. ``out_pos`` is ``(T, 6)`` float32:
+    Rows come out sorted by ``(pre, post)``; ``out_xa..out_zb`` are the float32
     x/y/z of the pre site then of the post site, on the ``voxel`` grid (nm).
     """
     maxc = 0
@@ -195,9 +212,12 @@ def gen_block(
     pw = np.empty(maxc, dtype=np.int64)
     pe = np.empty(maxc, dtype=np.int64)
     st = np.empty(1, dtype=np.uint64)
+    st2 = np.empty(1, dtype=np.uint64)
     ca = np.empty(3, dtype=np.float64)
     cb = np.empty(3, dtype=np.float64)
     inv_alpha = 1.0 / alpha
+    vx, vy, vz = voxel[0], voxel[1], voxel[2]
+    ivx, ivy, ivz = 1.0 / vx, 1.0 / vy, 1.0 / vz
     row = 0
     for i in range(lo, hi):
         s_i = counts[i]
@@ -240,8 +260,8 @@ def gen_block(
             e = pe[p]
             za = e_za[e]
             zb = e_zb[e]
-            _centre(i, za, key_shift, zc, zsig, shift_frac, ca)
-            _centre(j, zb, key_shift, zc, zsig, shift_frac, cb)
+            _centre(i, za, key_shift, zc, zsig, shift_frac, ca, st2)
+            _centre(j, zb, key_shift, zc, zsig, shift_frac, cb, st2)
             sa2 = zsig[za] * zsig[za]
             sb2 = zsig[zb] * zsig[zb]
             den = sa2 + sb2
@@ -250,29 +270,31 @@ def gen_block(
             my = (ca[1] * sb2 + cb[1] * sa2) / den
             mz = (ca[2] * sb2 + cb[2] * sa2) / den
             for _r in range(pw[p]):
-                g0, g1 = _normal2(st)
-                g2, g3 = _normal2(st)
-                g4, g5 = _normal2(st)
-                x = mx + sd * g0
-                y = my + sd * g1
-                z = mz + sd * g2
-                nrm = math.sqrt(g3 * g3 + g4 * g4 + g5 * g5) + 1e-12
-                dist = 100.0 + 200.0 * _u01(st)
-                x2 = x + dist * g3 / nrm
-                y2 = y + dist * g4 / nrm
-                z2 = z + dist * g5 / nrm
+                x = mx + sd * _g(st)
+                y = my + sd * _g(st)
+                z = mz + sd * _g(st)
+                # post site 100-300 nm away in a random direction
+                g3, g4, g5 = _u3(st)
+                g3 -= 0.5
+                g4 -= 0.5
+                g5 -= 0.5
+                nrm = math.sqrt(g3 * g3 + g4 * g4 + g5 * g5) + 1e-9
+                dist = (100.0 + 200.0 * _u01(st)) / nrm
+                x2 = x + dist * g3
+                y2 = y + dist * g4
+                z2 = z + dist * g5
                 out_pre[row] = i
                 out_post[row] = j
-                out_pos[row, 0] = round(x / voxel[0]) * voxel[0]
-                out_pos[row, 1] = round(y / voxel[1]) * voxel[1]
-                out_pos[row, 2] = round(z / voxel[2]) * voxel[2]
-                out_pos[row, 3] = round(x2 / voxel[0]) * voxel[0]
-                out_pos[row, 4] = round(y2 / voxel[1]) * voxel[1]
-                out_pos[row, 5] = round(z2 / voxel[2]) * voxel[2]
-                # confidence: Beta(3, 1)-like, skewed to 1, in [0, 1], 3 decimals
-                out_conf[row] = round(_u01(st) ** (1.0 / 3.0) * 1000.0) / 1000.0
-                gs, _ = _normal2(st)
-                out_size[row] = max(1.0, round(math.exp(4.0 + 0.6 * gs)))
+                out_xa[row] = round(x * ivx) * vx
+                out_ya[row] = round(y * ivy) * vy
+                out_za[row] = round(z * ivz) * vz
+                out_xb[row] = round(x2 * ivx) * vx
+                out_yb[row] = round(y2 * ivy) * vy
+                out_zb[row] = round(z2 * ivz) * vz
+                # confidence: Beta(3, 1) (max of three uniforms), skewed to 1, 3 decimals
+                c1, c2, c3 = _u3(st)
+                out_conf[row] = round(max(c1, c2, c3) * 1000.0) / 1000.0
+                out_size[row] = max(1.0, round(math.exp(4.0 + 0.6 * _g(st))))
                 row += 1
     return row
 
@@ -432,8 +454,15 @@ def _containment_mesh(mesh):
     return m
 
 
-def sample_inside(mesh, n: int, rng: np.random.Generator, max_rounds: int = 60) -> np.ndarray:
-    """``n`` points uniformly inside ``mesh`` by rejection from its bounding box (deterministic per rng)."""
+def sample_inside(
+    mesh, n: int, rng: np.random.Generator, min_depth: float = 0.0, max_rounds: int = 60
+) -> np.ndarray:
+    """``n`` points inside ``mesh`` by rejection from its bounding box (deterministic per rng).
+
+    With ``min_depth`` points closer than that to the surface are rejected
+    (relaxed to half the deepest candidate's depth for thin meshes), so
+    clouds around them stay mostly inside.
+    """
     if n <= 0:
         return np.zeros((0, 3))
     m = _containment_mesh(mesh)
@@ -441,14 +470,18 @@ def sample_inside(mesh, n: int, rng: np.random.Generator, max_rounds: int = 60) 
     got: list[np.ndarray] = []
     have = 0
     for _ in range(max_rounds):
-        cand = rng.uniform(lo, hi, size=(max(64, 3 * (n - have)), 3))
+        cand = rng.uniform(lo, hi, size=(max(64, 4 * (n - have)), 3))
         ok = cand[m.contains(cand)]
         got.append(ok)
         have += len(ok)
-        if have >= n:
+        if have >= 4 * n:
             break
     pts = np.concatenate(got) if got else np.zeros((0, 3))
-    if len(pts) < n:  # degenerate mesh: fall back to surface-centroid points
+    if min_depth > 0 and len(pts):
+        _, depth, _ = m.nearest.on_surface(pts)
+        need = min(float(min_depth), 0.5 * float(depth.max()))
+        pts = pts[depth >= need]
+    if len(pts) < n:  # degenerate mesh: fall back to the centroid
         extra = np.repeat(mesh.centroid[None, :], n - len(pts), axis=0)
         pts = np.concatenate([pts, extra])
     return pts[:n]
@@ -565,8 +598,8 @@ def skeleton_swc(
     sigmas: np.ndarray,
     rng: np.random.Generator,
     *,
-    arbor_points: int = 40,
-    step: float = 2000.0,
+    arbor_points: int = 30,
+    step: float = 2500.0,
     body_id: int | None = None,
 ) -> str:
     """SWC text (nm) of a plausible neuron: soma, trunks to each arbor zone, MST arbors.
@@ -585,7 +618,8 @@ def skeleton_swc(
     order = np.argsort(np.linalg.norm(centres - soma, axis=1), kind="stable")
     for z in order:
         c, s = centres[z], float(sigmas[z])
-        cloud = c + rng.normal(scale=s, size=(arbor_points, 3))
+        npts = int(np.clip(round(arbor_points * (s / 3000.0) ** 2), arbor_points, 6 * arbor_points))
+        cloud = c + rng.normal(scale=s, size=(npts, 3))
         cloud[0] = c
         existing = np.asarray(pts)
         dd = cdist(cloud, existing)

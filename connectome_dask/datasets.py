@@ -399,12 +399,15 @@ def _build_model(
         p = near[zone_np[z - 1]].copy()
         p /= p.sum()
         zone_np[z] = rng.choice(len(names), p=p)
+    sig_t = np.exp(rng.normal(math.log(4000.0), 0.3, size=nt)) * (1 + 0.4 * np.log10(sizes))
+    zsig = np.maximum(np.minimum(sig_t[zone_type], 0.2 * r_eq[zone_np]), 400.0)
     zc = np.empty((Z, 3))
     for r in np.unique(zone_np):
         sel = np.flatnonzero(zone_np == r)
-        zc[sel] = _synth.sample_inside(md[names[r]], len(sel), np.random.default_rng([seed, 2, int(r)]))
-    sig_t = np.exp(rng.normal(math.log(4500.0), 0.3, size=nt)) * (1 + 0.4 * np.log10(sizes))
-    zsig = np.maximum(np.minimum(sig_t[zone_type], 0.3 * r_eq[zone_np]), 400.0)
+        zc[sel] = _synth.sample_inside(
+            md[names[r]], len(sel), np.random.default_rng([seed, 2, int(r)]),
+            min_depth=2.0 * float(np.median(zsig[sel])),
+        )  # fmt: skip
 
     # ---- type-to-type edges by arbor overlap (Peters' rule) and popularity
     from scipy.spatial import cKDTree
@@ -427,7 +430,7 @@ def _build_model(
     firstk = np.concatenate([[True], key[1:] != key[:-1]])
     key, w, za, zb, ta, tb = key[firstk], w[firstk], za[firstk], zb[firstk], ta[firstk], tb[firstk]
     bounds = np.searchsorted(ta, np.arange(nt + 1))
-    n_part = np.clip(np.round(rng.lognormal(math.log(8.0), 0.7, size=nt)), 1, 60).astype(int)
+    n_part = np.clip(np.round(rng.lognormal(math.log(12.0), 0.7, size=nt)), 1, 60).astype(int)
     sel_idx = []
     for t in range(nt):
         s, e = bounds[t], bounds[t + 1]
@@ -454,7 +457,7 @@ def _build_model(
     members = order.astype(np.int32)
     m_ptr = np.concatenate([[0], np.cumsum(np.bincount(ntype, minlength=nt))]).astype(np.int64)
     m_cum = np.empty(n)
-    iw = in_w[members].astype(float)
+    iw = np.sqrt(in_w[members].astype(float))
     for t in range(nt):
         s, e = m_ptr[t], m_ptr[t + 1]
         c = np.cumsum(iw[s:e]) if iw[s:e].sum() > 0 else np.arange(1, e - s + 1, dtype=float)
@@ -550,19 +553,18 @@ def _generate(model: _Model, lo: int, hi: int, seed: int, voxel: np.ndarray) -> 
     T = int(model.counts[lo:hi].sum())
     pre = np.empty(T, np.int32)
     post = np.empty(T, np.int32)
-    pos = np.empty((T, 6), np.float32)
+    pos = [np.empty(T, np.float32) for _ in range(6)]
     conf = np.empty(T, np.float32)
     size = np.empty(T, np.float32)
     got = _synth.gen_block(
         lo, hi, model.counts, model.ntype, model.e_ptr, model.e_dst, model.e_cum, model.e_scale,
         model.e_za, model.e_zb, model.m_ptr, model.members, model.m_cum, model.zc, model.zsig,
         model.shift_frac, model.alpha, _synth.seed_key(seed, 1), _synth.seed_key(seed, 2), voxel,
-        len(model.counts), pre, post, pos, conf, size,
+        len(model.counts), pre, post, *pos, conf, size,
     )  # fmt: skip
     assert got == T, (got, T)
     block = {"pre": pre, "post": post, "confidence": conf, "size": size}
-    for k, c in enumerate(_POSITION_COLUMNS):
-        block[c] = np.ascontiguousarray(pos[:, k])
+    block.update(zip(_POSITION_COLUMNS, pos, strict=True))
     return block
 
 
