@@ -448,6 +448,7 @@ def jobqueue_cluster(
 # ----------------------------------------------------------------------------- clients
 
 
+@lru_cache(maxsize=1)
 def _client_class():
     from distributed import Client
 
@@ -546,6 +547,13 @@ def get_client(scheduler: str | os.PathLike | None = None, *, cluster=None, **kw
             cluster.scale(int(workers))
         return Client(cluster, **kw)
     what, value = _classify(scheduler)
+    if what in ("address", "file") and workers is not None:
+        import warnings
+
+        warnings.warn(
+            f"workers={workers} ignored: the scheduler at {value} manages its own workers",
+            stacklevel=2,
+        )
     if what == "address":
         return Client(value, **kw)
     if what == "file":
