@@ -110,33 +110,6 @@ def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
     return np.flatnonzero(np.asarray(mask)).astype(np.int32)
 
 
-def _roi_descendants(hierarchy: Any, name: str) -> list[str] | None:
-    """Leaf names under ``name`` in a nested-dict hierarchy (None when absent)."""
-
-    def leaves(node: Any) -> list[str]:
-        if isinstance(node, dict) and node:
-            out: list[str] = []
-            for k, v in node.items():
-                out += [k] if not v else leaves(v)
-            return out
-        return []
-
-    def find(node: Any) -> Any:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == name:
-                    return v if v else {}
-                r = find(v)
-                if r is not None:
-                    return r
-        return None
-
-    sub = find(hierarchy)
-    if sub is None:
-        return None
-    return leaves(sub) or [name]
-
-
 def resolve_rois(conn: Connectome, rois: str | Iterable[str] | None) -> np.ndarray | None:
     """ROI names (primary or super-level from the hierarchy) to sorted ROI codes.
 
@@ -144,38 +117,19 @@ def resolve_rois(conn: Connectome, rois: str | Iterable[str] | None) -> np.ndarr
     """
     if rois is None:
         return None
+    from .criteria import RoiModel
+
     if isinstance(rois, str):
         rois = [rois]
     rois = list(rois)
-    names = conn.roi_names
-    if not names:
+    if not conn.roi_names:
         raise KeyError(f"{conn.path} has no ROI assignment; run Connectome.assign_rois first")
-    pos = {n: i for i, n in enumerate(names)}
-    hierarchy = (conn.roi_info or {}).get("hierarchy", {})
-    codes: set[int] = set()
-    unknown = []
-    for r in rois:
-        if r in pos:
-            codes.add(pos[r])
-            continue
-        leaves = _roi_descendants(hierarchy, r)
-        if leaves is None or not any(x in pos for x in leaves):
-            unknown.append(r)
-            continue
-        codes.update(pos[x] for x in leaves if x in pos)
+    model = RoiModel(conn.roi_info)
+    unknown = [r for r in rois if r not in model.all_rois]
     if unknown:
-        valid = sorted(set(names) | set(_all_hierarchy_names(hierarchy)))
-        raise KeyError(f"unknown ROI(s) {unknown}; valid ROIs are: {', '.join(valid)}")
-    return np.array(sorted(codes), dtype=np.int16)
-
-
-def _all_hierarchy_names(h: Any) -> list[str]:
-    out: list[str] = []
-    if isinstance(h, dict):
-        for k, v in h.items():
-            out.append(k)
-            out += _all_hierarchy_names(v)
-    return out
+        raise KeyError(f"unknown ROI(s) {unknown}; valid ROIs are: {', '.join(model.all_rois)}")
+    codes = np.unique(np.concatenate([model.codes_for(r) for r in rois] + [np.zeros(0, np.int64)]))
+    return codes.astype(np.int16)
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:

@@ -53,7 +53,9 @@ DEFAULT_PARTITION_CHUNKS = 4  # 4 Mi rows per dask partition
 POSITION_COLUMNS_PAIR = ("x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post")
 POSITION_COLUMNS_CENTER = ("x", "y", "z")
 STANDARD_NEURON_COLUMNS = ("type", "instance", "status", "cropped")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+# letters, digits and the punctuation of real ROI names ("SIP(R)", "b'L(R)", "PEN_a(PEN1)");
+# never a path separator, never leading dot, never ".."
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_(][A-Za-z0-9_.\-()'+ ]{0,127}$")
 
 # dtypes of the known synapse columns; other numeric columns keep their own
 SYNAPSE_DTYPES: dict[str, str] = {
@@ -84,8 +86,8 @@ def safe_name(name: str, what: str = "name") -> str:
     """
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise StoreError(
-            f"{what} {name!r} cannot be stored: only letters, digits, '_', '-', '.' "
-            "are allowed (no path separators or '..'), at most 128 characters"
+            f"{what} {name!r} cannot be stored: only letters, digits and _ - . ( ) ' + space "
+            "are allowed (no path separators, no leading '.', no '..'), at most 128 characters"
         )
     return name
 
