@@ -750,3 +750,29 @@ def test_store_by_neuropil_uses_roi_codes(store):
     assert_same(part["other"], ref)
     with pytest.raises(ValueError, match="Invalid neuropil"):
         NestedMatrix.from_synapses_by_neuropil(conn, neuropil_names=["AL"])
+
+
+def test_by_neuropil_with_real_roiset(data, tmp_path):
+    """Mesh containment through connectome_dask.rois.RoiSet (boxes; reference: trimesh.contains)."""
+    rois = pytest.importorskip("connectome_dask.rois")
+    trimesh = pytest.importorskip("trimesh")
+    syn, ann = data
+    syn = syn.assign(ctr_pt_position=list(syn[["x", "y", "z"]].to_numpy()))
+    boxes = {
+        "EB": trimesh.creation.box(bounds=[[3, 0.5, 0.5], [97, 9.5, 9.5]]),
+        "FB": trimesh.creation.box(bounds=[[103, 0.5, 0.5], [197, 9.5, 9.5]]),
+    }
+    rs = rois.RoiSet.from_meshes(boxes)
+    col = NestedMatrix.from_synapses_by_neuropil(syn, ann, rois=rs, weight_mode="count", annotation_scope="all")
+    pts = syn[["x", "y", "z"]].to_numpy()
+    inside = {n: b.contains(pts) for n, b in boxes.items()}
+    for name in ("EB", "FB"):
+        ref, _ = ref_nested(syn[inside[name]], ann, "count", scope="all")
+        assert_same(col[name], ref)
+    ref, _ = ref_nested(syn[~(inside["EB"] | inside["FB"])], ann, "count", scope="all")
+    assert_same(col["other"], ref)
+    for n, b in boxes.items():
+        b.export(tmp_path / f"{n}.ply")
+    col2 = NestedMatrix.from_synapses_by_neuropil(syn, ann, rois=tmp_path, weight_mode="count", annotation_scope="all")
+    assert list(col2) == list(col)
+    np.testing.assert_allclose(col2.EB.matrix.to_numpy(), col.EB.matrix.to_numpy())
