@@ -33,6 +33,7 @@ __all__ = [
     "PROCEDURAL_HIERARCHY",
     "gen_block",
     "neuron_zone_centres",
+    "prim_tree",
     "seed_key",
     "procedural_blob",
     "load_mesh_dir",
@@ -568,28 +569,72 @@ def type_names(primary_neuropils: list[str], sizes: np.ndarray, rng: np.random.G
 # ----------------------------------------------------------------------------- skeletons
 
 
-def _resample_edges(pts: list[np.ndarray], parent: list[int], step: float, rng) -> tuple:
-    """Insert nodes so that no edge is longer than ``step`` (slight wiggle)."""
-    out_pts = [pts[0]]
-    out_par = [-1]
-    new_id = {0: 0}
-    for k in range(1, len(pts)):
-        p = parent[k]
-        a = pts[p]
-        b = pts[k]
-        d = float(np.linalg.norm(b - a))
-        nseg = max(1, int(math.ceil(d / step)))
-        prev = new_id[p]
-        for s in range(1, nseg):
-            t = s / nseg
-            q = a + (b - a) * t + rng.normal(scale=0.08 * step, size=3)
-            out_pts.append(q)
-            out_par.append(prev)
-            prev = len(out_pts) - 1
-        out_pts.append(b)
-        out_par.append(prev)
-        new_id[k] = len(out_pts) - 1
-    return out_pts, out_par
+@numba.njit(cache=True)
+def prim_tree(pts, root):
+    """Minimum spanning tree of a small point cloud by Prim's algorithm (dense, O(n^2)).
+
+    Returns ``(order, parent)``: nodes in the order they joined the tree
+    (``order[0] == root``) and each node's parent (-1 for the root).
+    """
+    n = pts.shape[0]
+    best = np.full(n, np.inf)
+    src = np.full(n, -1, dtype=np.int64)
+    done = np.zeros(n, dtype=np.bool_)
+    order = np.empty(n, dtype=np.int64)
+    cur = root
+    best[root] = 0.0
+    for k in range(n):
+        done[cur] = True
+        order[k] = cur
+        nxt = -1
+        nb = np.inf
+        for j in range(n):
+            if done[j]:
+                continue
+            d = 0.0
+            for c in range(3):
+                t = pts[cur, c] - pts[j, c]
+                d += t * t
+            if d < best[j]:
+                best[j] = d
+                src[j] = cur
+            if best[j] < nb:
+                nb = best[j]
+                nxt = j
+        if nxt < 0:
+            break
+        cur = nxt
+    return order, src
+
+
+def _resample_edges(pts: np.ndarray, parent: np.ndarray, step: float, rng) -> tuple:
+    """Insert nodes so that no edge is longer than ``step`` (slight wiggle), vectorised.
+
+    ``parent[k] < k`` for every non-root node; the output keeps that property:
+    each original node is preceded by the new nodes on the edge from its parent.
+    """
+    n = len(pts)
+    par = parent.copy()
+    par[0] = 0
+    seg = np.ones(n, dtype=np.int64)
+    d = np.linalg.norm(pts - pts[par], axis=1)
+    seg[1:] = np.maximum(1, np.ceil(d[1:] / step).astype(np.int64))
+    end = np.cumsum(seg)  # new index (exclusive end) of each original node's block
+    new_of = end - 1  # new index of original node k
+    total = int(end[-1])
+    owner = np.repeat(np.arange(n), seg)  # original node each new node belongs to
+    pos_in = np.arange(total) - (end - seg)[owner]  # 0..seg-1 within the block
+    t = (pos_in + 1) / seg[owner]  # fraction along parent -> node
+    a = pts[par[owner]]
+    b = pts[owner]
+    out = a + (b - a) * t[:, None]
+    inter = pos_in < seg[owner] - 1
+    out[inter] += rng.normal(scale=0.08 * step, size=(int(inter.sum()), 3))
+    out_par = np.arange(total) - 1
+    first = pos_in == 0
+    out_par[first] = new_of[par[owner[first]]]
+    out_par[0] = -1
+    return out, out_par
 
 
 def skeleton_swc(
@@ -609,12 +654,10 @@ def skeleton_swc(
     Gaussian cloud, so the neuron's synapses (drawn from overlapping clouds)
     lie within a few micrometres of the skeleton.
     """
-    from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
     from scipy.spatial.distance import cdist
 
     pts: list[np.ndarray] = [np.asarray(soma, dtype=float)]
     parent: list[int] = [-1]
-    kind: list[int] = [1]
     order = np.argsort(np.linalg.norm(centres - soma, axis=1), kind="stable")
     for z in order:
         c, s = centres[z], float(sigmas[z])
@@ -625,21 +668,22 @@ def skeleton_swc(
         dd = cdist(cloud, existing)
         ci, ei = np.unravel_index(int(np.argmin(dd)), dd.shape)
         # MST over the cloud, rooted at the point closest to the existing tree
-        mst = minimum_spanning_tree(cdist(cloud, cloud) + 1e-9)
-        sym = mst + mst.T
-        bfs, pred = breadth_first_order(sym, int(ci), directed=False, return_predecessors=True)
+        bfs, pred = prim_tree(cloud, int(ci))
         base = len(pts)
-        local = {}
-        for k, node in enumerate(bfs):
-            local[int(node)] = base + k
-        for node in bfs:
-            node = int(node)
+        local = np.empty(len(cloud), dtype=np.int64)
+        local[bfs] = base + np.arange(len(cloud))
+        for node in bfs.tolist():
             pts.append(cloud[node])
-            kind.append(3)
-            parent.append(int(ei) if node == int(ci) else local[int(pred[node])])
-    pts_r, par_r = _resample_edges(pts, parent, step, rng)
-    # types / radii: soma 1, trunk nodes (between soma and first arbor) 2, arbor 3
+            parent.append(int(ei) if node == int(ci) else int(local[pred[node]]))
+    pts_r, par_r = _resample_edges(np.asarray(pts), np.asarray(parent), step, rng)
     n = len(pts_r)
+    depth = np.zeros(n)
+    for k in range(1, n):  # parents precede children
+        depth[k] = depth[par_r[k]] + 1
+    kind = np.full(n, 3)
+    kind[0] = 1
+    radius = np.maximum(100.0, 600.0 * np.exp(-depth / 60.0))
+    radius[0] = 2000.0
     lines = [
         "# synthetic skeleton generated by connectome_dask.datasets.synthetic",
         "# units: nm",
@@ -647,18 +691,13 @@ def skeleton_swc(
     if body_id is not None:
         lines.append(f"# bodyId: {body_id}")
     lines.append("# rowId type x y z radius parent")
-    depth = np.zeros(n)
-    for k in range(1, n):
-        depth[k] = depth[par_r[k]] + 1
-    for k in range(n):
-        p = pts_r[k]
-        if k == 0:
-            t, r = 1, 2000.0
-        else:
-            t, r = 3, max(100.0, 600.0 * math.exp(-depth[k] / 60.0))
-        lines.append(
-            f"{k + 1} {t} {p[0]:.1f} {p[1]:.1f} {p[2]:.1f} {r:.1f} {par_r[k] + 1 if par_r[k] >= 0 else -1}"
+    parent_col = np.where(par_r >= 0, par_r + 1, -1)
+    lines += [
+        f"{k + 1} {t} {x:.1f} {y:.1f} {z:.1f} {r:.1f} {p}"
+        for k, (t, x, y, z, r, p) in enumerate(
+            zip(kind.tolist(), *pts_r.T.tolist(), radius.tolist(), parent_col.tolist(), strict=True)
         )
+    ]
     return "\n".join(lines) + "\n"
 
 
