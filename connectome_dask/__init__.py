@@ -21,7 +21,17 @@ from . import config as _config  # noqa: F401  (registers dask config defaults)
 from . import datasets
 from .criteria import IsNull, NeuronCriteria, NotNull, SynapseCriteria
 from .ingest import ingest
-from .matrix import All, DirectedNestedMatrix, NestedMatrix, NeuropilCollection, open_matrix
+from .aggregate import DenseMatrixTooLarge
+from .matrix import (
+    All,
+    DirectedNestedMatrix,
+    NestedMatrix,
+    NeuropilCollection,
+    open_dataarray,
+    open_matrix,
+    plot_type_heatmap,
+    save_dataarray,
+)
 from .queries import (
     connection_table_to_matrix,
     fetch_adjacencies,
@@ -50,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "All",
     "Connectome",
+    "DenseMatrixTooLarge",
     "DirectedNestedMatrix",
     "IsNull",
     "NestedMatrix",
@@ -76,7 +87,10 @@ __all__ = [
     "ingest",
     "merge_neuron_properties",
     "open",
+    "open_dataarray",
     "open_matrix",
+    "plot_type_heatmap",
+    "save_dataarray",
     "set_default_connectome",
     "write_store",
     "__version__",

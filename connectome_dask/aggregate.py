@@ -38,6 +38,8 @@ __all__ = [
     "resolve_neurons",
     "resolve_rois",
     "max_dense_bytes",
+    "check_dense",
+    "DenseMatrixTooLarge",
 ]
 
 #: fraction of the table below which a query on few bodies reads rows through
@@ -48,34 +50,52 @@ INDEX_PATH_FRACTION = 0.05
 # ----------------------------------------------------------------------------- inputs
 
 
+class DenseMatrixTooLarge(MemoryError):
+    """A dense in-memory result was asked for that would not fit (checked before allocating)."""
+
+
 def max_dense_bytes() -> int:
     """Largest dense in-memory object the package will build (bytes).
 
     ``dask.config["connectome_dask.max_dense_bytes"]``; ``None`` means half of
     the machine's physical memory.
+
+    Examples
+    --------
+    >>> import dask
+    >>> with dask.config.set({"connectome_dask.max_dense_bytes": 1000}):
+    ...     max_dense_bytes()
+    1000
     """
     v = dask.config.get("connectome_dask.max_dense_bytes", None)
     if v is not None:
         return int(v)
     try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except ImportError:
         import os
 
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 << 30
-    return int(total // 2)
+        total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return total // 2
 
 
-def _check_dense(shape: tuple[int, ...], itemsize: int, what: str) -> None:
+def check_dense(shape: tuple[int, ...], itemsize: int, what: str, hint: str | None = None) -> None:
+    """Raise :class:`DenseMatrixTooLarge` before allocating a dense array above the limit."""
     need = int(np.prod(shape, dtype=np.float64)) * itemsize
     limit = max_dense_bytes()
     if need > limit:
-        raise MemoryError(
-            f"{what} would need a dense {shape} array of {need / 2**30:.1f} GiB, more than the "
-            f"limit of {limit / 2**30:.1f} GiB (dask config 'connectome_dask.max_dense_bytes'). "
-            "Use the sparse neuron-level result (Connectome.adjacency(...) / .to_xarray()) or "
-            "restrict the neurons."
+        dims = " x ".join(f"{int(d):,}" for d in shape)
+        raise DenseMatrixTooLarge(
+            f"{what} would need a dense {dims} array of {need / 2**30:.2f} GiB, more than the "
+            f"limit of {limit / 2**30:.2f} GiB (dask config 'connectome_dask.max_dense_bytes'). "
+            + (hint or "Use the sparse neuron-level result (Connectome.adjacency(...) / .to_xarray()) "
+               "or restrict the neurons.")
         )
+
+
+_check_dense = check_dense  # short private alias used across modules
 
 
 def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:

@@ -61,6 +61,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .aggregate import DenseMatrixTooLarge, check_dense, max_dense_bytes
+
 __all__ = [
     "All",
     "DenseMatrixTooLarge",
@@ -97,10 +99,6 @@ WITHIN_TYPE_ORDER_RULES: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
 }
 _COLUMN_LABEL = re.compile(r"([LR]\d+)\s*$")
 _TYPE_LABEL = re.compile(r"^([A-Za-z]+)(\d*)(.*)$")
-
-
-class DenseMatrixTooLarge(MemoryError):
-    """A dense pandas view was asked for a matrix too large to hold in memory."""
 
 
 # ----------------------------------------------------------------------------- selectors
@@ -171,42 +169,8 @@ class NeuropilCollection(dict):
 # ----------------------------------------------------------------------------- helpers
 
 
-def max_dense_bytes() -> int:
-    """Largest dense in-memory matrix allowed (bytes).
-
-    Reads ``connectome_dask.max_dense_bytes`` from the dask config; ``None``
-    means 50 % of the machine's physical memory.
-
-    Examples
-    --------
-    >>> import dask
-    >>> with dask.config.set({"connectome_dask.max_dense_bytes": 1000}):
-    ...     max_dense_bytes()
-    1000
-    """
-    import dask
-
-    v = dask.config.get("connectome_dask.max_dense_bytes", None)
-    if v is not None:
-        return int(v)
-    try:
-        import psutil
-
-        total = int(psutil.virtual_memory().total)
-    except ImportError:  # pragma: no cover - psutil is a test dependency
-        total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    return total // 2
-
-
 def _check_dense(nrows: int, ncols: int, what: str, hint: str) -> None:
-    need = int(nrows) * int(ncols) * 8
-    limit = max_dense_bytes()
-    if need > limit:
-        raise DenseMatrixTooLarge(
-            f"{what} would be a dense {nrows:,} x {ncols:,} float64 array ({need / 1e9:.2f} GB), "
-            f"above connectome_dask.max_dense_bytes ({limit / 1e9:.2f} GB). {hint} "
-            "or raise the limit with dask.config.set({'connectome_dask.max_dense_bytes': ...})."
-        )
+    check_dense((nrows, ncols), 8, what, f"{hint}, or raise the limit.")
 
 
 def _is_missing(v: Any) -> bool:
