@@ -371,107 +371,172 @@ def gwn_points(P, V, T):
 
 # ----------------------------------------------------------------------------- query
 
+# Triangle record layout (float64, one row per triangle, rows in Morton order of
+# their centroids so that the triangles of one cell share cache lines):
+#   0..3   plane (n, d): side(p) = n.p - d
+#   4..21  three edges, Pluecker (direction, moment), already multiplied by the
+#          edge's sign in this triangle (negation is exact, so both triangles
+#          sharing an edge see exactly opposite values)
+#   22..24 the three edge signs (tie-break for an exact zero)
+#   25     mesh (local index)
+TREC = 26
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV,
+                 rank, code, w, cfan, touched, is_t):
+    nt = 0
+    for q in range(cptr[e, 1], cptr[e + 1, 1]):
+        m = wmv[q, 0]
+        w[m] = wmv[q, 1]
+        is_t[m] = True
+        touched[nt] = m
+        nt += 1
+    rx = refs[e, 0]
+    ry = refs[e, 1]
+    rz = refs[e, 2]
+    # Pluecker coordinates of the segment ref -> p
+    dx = px - rx
+    dy = py - ry
+    dz = pz - rz
+    mx = ry * pz - rz * py
+    my = rz * px - rx * pz
+    mz = rx * py - ry * px
+    for q in range(cptr[e, 0], cptr[e + 1, 0]):
+        t = tidx[q]
+        sp = trec[t, 0] * px + trec[t, 1] * py + trec[t, 2] * pz - trec[t, 3]
+        sr = trec[t, 0] * rx + trec[t, 1] * ry + trec[t, 2] * rz - trec[t, 3]
+        if (sp >= 0.0) == (sr >= 0.0):
+            continue
+        pos = 0
+        for k in range(3):
+            o = 4 + 6 * k
+            v = (dx * trec[t, o + 3] + dy * trec[t, o + 4] + dz * trec[t, o + 5]
+                 + trec[t, o] * mx + trec[t, o + 1] * my + trec[t, o + 2] * mz)
+            if v == 0.0:
+                v = trec[t, 22 + k]
+            if v > 0.0:
+                pos += 1
+        if pos == 3 or pos == 0:
+            m = int(trec[t, 25])
+            if not is_t[m]:
+                is_t[m] = True
+                touched[nt] = m
+                nt += 1
+            if sr < 0.0:
+                w[m] -= 1
+            else:
+                w[m] += 1
+    for q in range(cptr[e, 2], cptr[e + 1, 2]):
+        c = hcomp[q]
+        m = comp_mesh[c]
+        if not is_t[m]:
+            is_t[m] = True
+            touched[nt] = m
+            nt += 1
+        s = 0.0
+        for f in range(fptr[c], fptr[c + 1]):
+            s += _solid_angle(px, py, pz, fanV[f, 0], fanV[f, 1], fanV[f, 2])
+        cfan[m] += s / (4.0 * math.pi)
+    best = -1
+    best_rank = 1 << 30
+    for q in range(nt):
+        m = touched[q]
+        if w[m] - cfan[m] >= 0.5 and rank[m] < best_rank:
+            best_rank = rank[m]
+            best = m
+        w[m] = 0
+        cfan[m] = 0.0
+        is_t[m] = False
+    return -1 if best < 0 else code[best]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _classify(px, py, pz, inv, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, trec,
+              hcomp, comp_mesh, fptr, fanV, rank, code, w, cfan, touched, is_t):
+    fx = px * inv
+    fy = py * inv
+    fz = pz * inv
+    # NaN fails every comparison and lands here too
+    if not (fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < shape[0] and fy < shape[1] and fz < shape[2]):
+        return -1
+    e = grid[(int(fx) * shape[1] + int(fy)) * shape[2] + int(fz)]
+    if e < 0:
+        return -e - 2
+    if not exact:
+        return ref_label[e]
+    return _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV,
+                        rank, code, w, cfan, touched, is_t)
+
+
+SORT_MIN = 32768  # below this many points, skip the locality sort
+BLOCK_SHIFT = 3  # points are bucketed by blocks of 8 x 8 x 8 cells
+
 
 @njit(cache=True, nogil=True)
-def query(P, origin, h, shape, grid, exact,
-          refs, ref_label, wptr, wmesh, wval,
-          tptr, tidx, tri_mesh, plane, tri_edge, tri_esgn, edge_pl,
-          hptr, hcomp, comp_mesh, fptr, fanV,
-          n_mesh, rank, code, out):
+def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, trec,
+          hcomp, comp_mesh, fptr, fanV, rank, code, out):
     """Label every point of ``P`` (N, 3, any float dtype, *unshifted*) into ``out`` (int16).
 
     ``out[i]`` is the code of the best-ranked mesh whose generalized winding
     number at the point is >= 0.5, or -1. Points outside the grid or with a
     NaN coordinate get -1.
+
+    Large inputs are first bucketed by blocks of 8^3 cells (a counting sort:
+    O(N), its write cursors stay in cache) so that the grid and triangle data
+    of a block are loaded into cache once for all its points; random-order
+    lookups into a grid of tens of MB are otherwise dominated by cache misses.
     """
-    nx, ny, nz = shape[0], shape[1], shape[2]
+    n_mesh = rank.shape[0]
+    inv = 1.0 / h
+    N = P.shape[0]
     w = np.zeros(n_mesh, np.int64)
     cfan = np.zeros(n_mesh)
     touched = np.empty(n_mesh, np.int64)
     is_t = np.zeros(n_mesh, np.bool_)
-    inv = 1.0 / h
-    for n in range(P.shape[0]):
-        px = float(P[n, 0]) - origin[0]
-        py = float(P[n, 1]) - origin[1]
-        pz = float(P[n, 2]) - origin[2]
-        fx = px * inv
-        fy = py * inv
-        fz = pz * inv
-        # NaN fails every comparison and lands here too
-        if not (fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < nx and fy < ny and fz < nz):
-            out[n] = -1
-            continue
-        e = grid[(int(fx) * ny + int(fy)) * nz + int(fz)]
-        if e < 0:
-            out[n] = -e - 2
-            continue
-        if not exact:
-            out[n] = ref_label[e]
-            continue
-        nt = 0
-        for q in range(wptr[e], wptr[e + 1]):
-            m = wmesh[q]
-            w[m] = wval[q]
-            is_t[m] = True
-            touched[nt] = m
-            nt += 1
-        rx = refs[e, 0]
-        ry = refs[e, 1]
-        rz = refs[e, 2]
-        # Pluecker coordinates of the segment ref -> p
-        dx = px - rx
-        dy = py - ry
-        dz = pz - rz
-        mx = ry * pz - rz * py
-        my = rz * px - rx * pz
-        mz = rx * py - ry * px
-        for q in range(tptr[e], tptr[e + 1]):
-            t = tidx[q]
-            sp = plane[t, 0] * px + plane[t, 1] * py + plane[t, 2] * pz - plane[t, 3]
-            sr = plane[t, 0] * rx + plane[t, 1] * ry + plane[t, 2] * rz - plane[t, 3]
-            if (sp >= 0.0) == (sr >= 0.0):
-                continue
-            pos = 0
-            neg = 0
-            for k in range(3):
-                g = tri_edge[t, k]
-                v = (dx * edge_pl[g, 3] + dy * edge_pl[g, 4] + dz * edge_pl[g, 5]
-                     + edge_pl[g, 0] * mx + edge_pl[g, 1] * my + edge_pl[g, 2] * mz)
-                if v == 0.0:
-                    v = 1.0
-                if v * tri_esgn[t, k] > 0:
-                    pos += 1
-                else:
-                    neg += 1
-            if pos == 3 or neg == 3:
-                m = tri_mesh[t]
-                if not is_t[m]:
-                    is_t[m] = True
-                    touched[nt] = m
-                    nt += 1
-                if sr < 0.0:
-                    w[m] -= 1
-                else:
-                    w[m] += 1
-        for q in range(hptr[e], hptr[e + 1]):
-            c = hcomp[q]
-            m = comp_mesh[c]
-            if not is_t[m]:
-                is_t[m] = True
-                touched[nt] = m
-                nt += 1
-            s = 0.0
-            for f in range(fptr[c], fptr[c + 1]):
-                s += _solid_angle(px, py, pz, fanV[f, 0], fanV[f, 1], fanV[f, 2])
-            cfan[m] += s / (4.0 * math.pi)
-        best = -1
-        best_rank = 1 << 30
-        for q in range(nt):
-            m = touched[q]
-            if w[m] - cfan[m] >= 0.5 and rank[m] < best_rank:
-                best_rank = rank[m]
-                best = m
-            w[m] = 0
-            cfan[m] = 0.0
-            is_t[m] = False
-        out[n] = -1 if best < 0 else code[best]
+    o0, o1, o2 = origin[0], origin[1], origin[2]
+    if N < SORT_MIN:
+        for n in range(N):
+            out[n] = _classify(float(P[n, 0]) - o0, float(P[n, 1]) - o1, float(P[n, 2]) - o2, inv,
+                               shape, grid, exact, refs, ref_label, cptr, wmv, tidx, trec, hcomp,
+                               comp_mesh, fptr, fanV, rank, code, w, cfan, touched, is_t)
+        return
+    bx = (shape[0] >> BLOCK_SHIFT) + 1
+    by = (shape[1] >> BLOCK_SHIFT) + 1
+    bz = (shape[2] >> BLOCK_SHIFT) + 1
+    nblk = bx * by * bz + 1  # the last bucket collects points outside the grid
+    key = np.empty(N, np.int32)
+    cnt = np.zeros(nblk + 1, np.int64)
+    for n in range(N):
+        fx = (float(P[n, 0]) - o0) * inv
+        fy = (float(P[n, 1]) - o1) * inv
+        fz = (float(P[n, 2]) - o2) * inv
+        if fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < shape[0] and fy < shape[1] and fz < shape[2]:
+            k = (((int(fx) >> BLOCK_SHIFT) * by + (int(fy) >> BLOCK_SHIFT)) * bz
+                 + (int(fz) >> BLOCK_SHIFT))
+        else:
+            k = nblk - 1
+        key[n] = k
+        cnt[k + 1] += 1
+    for k in range(nblk):
+        cnt[k + 1] += cnt[k]
+    n_in = cnt[nblk - 1]
+    Ps = np.empty((n_in, 3))
+    pos = np.empty(N, np.int64)
+    for n in range(N):
+        k = key[n]
+        q = cnt[k]
+        cnt[k] = q + 1
+        pos[n] = q
+        if k < nblk - 1:
+            Ps[q, 0] = float(P[n, 0]) - o0
+            Ps[q, 1] = float(P[n, 1]) - o1
+            Ps[q, 2] = float(P[n, 2]) - o2
+    outs = np.empty(n_in, np.int16)
+    for q in range(n_in):
+        outs[q] = _classify(Ps[q, 0], Ps[q, 1], Ps[q, 2], inv, shape, grid, exact, refs, ref_label,
+                            cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV, rank, code,
+                            w, cfan, touched, is_t)
+    for n in range(N):
+        q = pos[n]
+        out[n] = outs[q] if q < n_in else -1

@@ -29,7 +29,8 @@ per point (a solid-angle sum over the fan only).
 Tie rule for overlapping primary ROIs
 -------------------------------------
 When a point is inside several primary ROIs, the ROI with the **smallest
-volume** wins, then the one whose name comes first in :attr:`RoiSet.names`
+volume** wins (volumes equal to 9 significant digits count as equal), then
+the one whose name comes first in :attr:`RoiSet.names`
 (the more specific region wins; the order is recorded in ``rois.json``).
 
 Acceleration structure (why it is fast and still exact)
@@ -298,9 +299,8 @@ class _Grid:
     Holds only numpy arrays and small scalars; serialisable to Zarr.
     """
 
-    ARRAYS = ("grid", "refs", "ref_label", "wptr", "wmesh", "wval", "tptr", "tidx", "tri_mesh",
-              "plane", "tri_edge", "tri_esgn", "edge_pl", "hptr", "hcomp", "comp_mesh", "fptr",
-              "fanV", "rank", "code", "origin", "shape")
+    ARRAYS = ("grid", "refs", "ref_label", "cptr", "wmv", "tidx", "trec", "hcomp", "comp_mesh",
+              "fptr", "fanV", "rank", "code", "origin", "shape")
 
     def __init__(self, arrays: Mapping[str, np.ndarray], h: float, key: str, names: Sequence[str]):
         for k in self.ARRAYS:
@@ -325,12 +325,12 @@ class _Grid:
             P = P.astype(np.float64)
         P = np.ascontiguousarray(P)
         out = np.empty(len(P), dtype=np.int16)
-        if len(P):
-            _ck.query(P, self.origin, self.h, self.shape, self.grid, bool(exact),
-                      self.refs, self.ref_label, self.wptr, self.wmesh, self.wval,
-                      self.tptr, self.tidx, self.tri_mesh, self.plane, self.tri_edge, self.tri_esgn,
-                      self.edge_pl, self.hptr, self.hcomp, self.comp_mesh, self.fptr, self.fanV,
-                      self.n_mesh, self.rank, self.code, out)
+        step = 1 << 20  # bounds the kernel's temporary memory (~40 B per point)
+        for s in range(0, len(P), step):
+            _ck.query(P[s : s + step], self.origin, self.h, self.shape, self.grid, bool(exact),
+                      self.refs, self.ref_label, self.cptr, self.wmv, self.tidx, self.trec,
+                      self.hcomp, self.comp_mesh, self.fptr, self.fanV, self.rank, self.code,
+                      out[s : s + step])
         return out
 
     def query_threaded(self, P: np.ndarray, exact: bool = True, n_threads: int | None = None) -> np.ndarray:
@@ -359,8 +359,8 @@ class _Grid:
                         "algo_version": _ALGO_VERSION})
         for k in self.ARRAYS:
             a = np.ascontiguousarray(getattr(self, k))
-            arr = g.create_array(k, shape=a.shape, dtype=a.dtype,
-                                 chunks=a.shape if a.size else None, overwrite=True)
+            chunks = (max(1, min(a.shape[0], 1 << 22)), *(max(1, d) for d in a.shape[1:]))
+            arr = g.create_array(k, shape=a.shape, dtype=a.dtype, chunks=chunks, overwrite=True)
             if a.size:
                 arr[...] = a
 
@@ -374,6 +374,16 @@ class _Grid:
             raise RoiError(f"{path}: grid written by another algorithm version")
         arrays = {k: np.asarray(g[k][...]) for k in cls.ARRAYS}
         return cls(arrays, attrs["h"], attrs["key"], attrs["names"])
+
+
+def _morton(ijk: np.ndarray) -> np.ndarray:
+    """Morton (Z-order) codes of non-negative int cell coordinates (< 2**21)."""
+    out = np.zeros(len(ijk), dtype=np.uint64)
+    for d in range(3):
+        x = ijk[:, d].astype(np.uint64)
+        for b in range(21):
+            out |= ((x >> np.uint64(b)) & np.uint64(1)) << np.uint64(3 * b + d)
+    return out
 
 
 def _auto_voxel(lo: np.ndarray, hi: np.ndarray, n_tri: int) -> float:
@@ -423,6 +433,10 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
         raise RoiError(f"voxel_size {h:g} gives a grid of {shape.tolist()} cells: too many; "
                        "use a larger voxel_size")
     Vl = V - origin
+    # triangles in Morton order of their centroids: a cell's triangles share cache lines
+    cen = ((Vl[T[:, 0]] + Vl[T[:, 1]] + Vl[T[:, 2]]) / (3 * h)).astype(np.int64)
+    order = np.argsort(_morton(np.clip(cen, 0, (1 << 21) - 1)), kind="stable")
+    T, tri_mesh = T[order], tri_mesh[order]
     # ---- triangle planes and canonical edges (Pluecker coordinates)
     a, b, c = Vl[T[:, 0]], Vl[T[:, 1]], Vl[T[:, 2]]
     nrm = np.cross(b - a, c - a)
@@ -434,8 +448,14 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
     u, v = ukey // len(V), ukey % len(V)
     edge_pl = np.column_stack([Vl[v] - Vl[u], np.cross(Vl[u], Vl[v])])
     nt = len(T)
-    tri_edge = einv.reshape(3, nt).T.astype(np.int64).copy()
-    tri_esgn = np.where(ea < eb, 1, -1).reshape(3, nt).T.astype(np.int8).copy()
+    tri_edge = einv.reshape(3, nt).T
+    tri_esgn = np.where(ea < eb, 1.0, -1.0).reshape(3, nt).T
+    trec = np.empty((nt, _ck.TREC))
+    trec[:, 0:4] = plane
+    for k in range(3):
+        trec[:, 4 + 6 * k : 10 + 6 * k] = edge_pl[tri_edge[:, k]] * tri_esgn[:, k : k + 1]
+    trec[:, 22:25] = tri_esgn
+    trec[:, 25] = tri_mesh
     # ---- boundary cells: triangles and hole balls
     cells, tris = _ck.tri_cells(Vl, T, h, shape)
     hc, hcomp_l = [], []
@@ -469,10 +489,10 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
     code = np.asarray(codes, dtype=np.int64)
     refs, ref_label, wptr, wmesh, wval = _ck.sweep(shape, h, col, cz, cm, cs, grid, len(meshes), rank, code)
     arrays = {
-        "grid": grid, "refs": refs, "ref_label": ref_label, "wptr": wptr, "wmesh": wmesh,
-        "wval": wval, "tptr": tptr, "tidx": tris, "tri_mesh": tri_mesh, "plane": plane,
-        "tri_edge": tri_edge, "tri_esgn": tri_esgn, "edge_pl": edge_pl, "hptr": hptr,
-        "hcomp": hcomp, "comp_mesh": np.asarray(comp_mesh, np.int32),
+        "grid": grid, "refs": refs, "ref_label": ref_label,
+        "cptr": np.column_stack([tptr, wptr, hptr]).astype(np.int64),
+        "wmv": np.column_stack([wmesh, wval]).astype(np.int64).reshape(-1, 2),
+        "tidx": tris, "trec": trec, "hcomp": hcomp, "comp_mesh": np.asarray(comp_mesh, np.int32),
         "fptr": np.asarray(fptr, np.int64),
         "fanV": (np.concatenate(fanV) - origin) if fanV else np.zeros((0, 3, 3)),
         "rank": rank, "code": code, "origin": origin, "shape": shape,
@@ -711,7 +731,9 @@ class RoiSet:
 
     # -- grids
     def _ranked(self, names: Sequence[str]) -> list[int]:
-        order = sorted(range(len(names)), key=lambda i: (self._meshes[names[i]].volume,
+        # volumes equal to 9 significant digits tie (translated copies of a mesh
+        # differ in the last bits of their computed volume)
+        order = sorted(range(len(names)), key=lambda i: (float(f"{self._meshes[names[i]].volume:.9g}"),
                                                         self._names.index(names[i])))
         rank = [0] * len(names)
         for r, i in enumerate(order):
@@ -810,7 +832,8 @@ class RoiSet:
             if P.chunks[1] != (3,):
                 P = P.rechunk({1: 3})
             g = delayed(grid, name=f"roi-grid-{grid.key}", traverse=False)
-            out = P.map_blocks(_block_labels, g, bool(exact), dtype=np.int16, drop_axis=1)
+            out = P.map_blocks(_block_labels, g, bool(exact), dtype=np.int16, drop_axis=1,
+                                meta=np.empty((0,), np.int16))
             return out >= 0 if name is not None else out
         lab = grid.query_threaded(P, exact, n_threads)
         return lab >= 0 if name is not None else lab
@@ -827,7 +850,7 @@ class RoiSet:
         files = {}
         for i, n in enumerate(self._names):
             rel = f"meshes/{safe_name(f'{i:04d}.ply')}"
-            self._meshes[n].trimesh().export(str(d / rel), file_type="ply")
+            _write_ply64(d / rel, self._meshes[n].V, self._meshes[n].F)
             files[n] = rel
         g = grid if grid is not None else self.grid()
         if grid_src is not None and Path(grid_src).is_dir():
@@ -849,6 +872,21 @@ class RoiSet:
             "grid": {"key": g.key, "path": "grid.zarr", "voxel": g.h, "algo_version": _ALGO_VERSION},
         }
         (d / "rois.json").write_text(json.dumps(info, indent=1))
+
+
+def _write_ply64(path: Path, V: np.ndarray, F: np.ndarray) -> None:
+    """Binary PLY with float64 vertices (trimesh's exporter writes float32, which
+    would change the meshes, and so the labels, on a round trip through the store)."""
+    head = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(V)}\n"
+            "property double x\nproperty double y\nproperty double z\n"
+            f"element face {len(F)}\nproperty list uchar int vertex_indices\nend_header\n")
+    faces = np.zeros(len(F), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    faces["n"] = 3
+    faces["v"] = F
+    with open(path, "wb") as f:
+        f.write(head.encode("ascii"))
+        f.write(np.ascontiguousarray(V, dtype="<f8").tobytes())
+        f.write(faces.tobytes())
 
 
 def _block_labels(block: np.ndarray, grid: _Grid, exact: bool) -> np.ndarray:
