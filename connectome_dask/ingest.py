@@ -101,7 +101,9 @@ __all__ = [
 
 DIALECTS = ("auto", "cave", "flywire", "neuprint")
 DEFAULT_BATCH_ROWS = 1 << 20
-DEFAULT_BUCKET_ROWS = 1 << 23
+DEFAULT_BUCKET_ROWS = 1 << 22
+# record batches read ahead by the scanner (each holds batch_rows rows of every read column)
+_READAHEAD = 1
 _MAX_EXACT_FLOAT = 2.0**53
 _NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
 _VOXEL_UNITS = {"voxel", "voxels", "vx"}
@@ -204,6 +206,12 @@ def _file_format(fmt: str):
         import pyarrow.csv as pacsv
 
         return ds.CsvFileFormat(read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+    if fmt == "parquet":
+        # no pre-buffering of whole row groups: measured 688 -> 227 MB of Arrow memory
+        # (and faster) streaming a 5 M-row CAVE table in 1 Mi-row batches
+        return ds.ParquetFileFormat(
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
+        )
     return fmt
 
 
@@ -700,7 +708,13 @@ def _batches(
     frag: Any, columns: list[str], batch_rows: int, file: str, plan: _Plan, fmt: str
 ) -> Iterator[pa.RecordBatch]:
     try:
-        yield from frag.to_batches(columns=columns, batch_size=batch_rows, use_threads=True)
+        yield from frag.to_batches(
+            columns=columns,
+            batch_size=batch_rows,
+            batch_readahead=_READAHEAD,
+            fragment_readahead=1,
+            use_threads=True,
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         if fmt == "csv":
             _diagnose_csv(file, columns, plan)
