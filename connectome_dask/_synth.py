@@ -50,7 +50,6 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
-_TWO_PI = 2.0 * math.pi
 
 
 # ----------------------------------------------------------------------------- hash RNG
@@ -68,14 +67,6 @@ def _u01(st):
     """Uniform in [0, 1) from the counter state ``st[0]`` (advanced)."""
     st[0] += _GOLDEN
     return float(_mix(st[0]) >> _S11) * _INV53
-
-
-@numba.njit(inline="always")
-def _normal2(st):
-    u1 = 1.0 - _u01(st)  # (0, 1]
-    u2 = _u01(st)
-    r = math.sqrt(-2.0 * math.log(u1))
-    return r * math.cos(_TWO_PI * u2), r * math.sin(_TWO_PI * u2)
 
 
 _MASK21 = np.uint64((1 << 21) - 1)
@@ -141,8 +132,9 @@ def _pick(cum, lo, hi, u):
 @numba.njit(inline="always")
 def _centre(neuron, zone, key_shift, zc, zsig, shift_frac, out, st):
     st[0] = _stream(key_shift, neuron, zone)
-    g0, g1 = _normal2(st)
-    g2, _ = _normal2(st)
+    g0 = _g(st)
+    g1 = _g(st)
+    g2 = _g(st)
     s = zsig[zone] * shift_frac
     out[0] = zc[zone, 0] + s * g0
     out[1] = zc[zone, 1] + s * g1
