@@ -54,7 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_dashboard(client)
         print(f"building a demo store of {args.synapses:,} synapses at {store} ...", flush=True)
         conn = datasets.demo_store(store, n_synapses=args.synapses, overwrite=True)
-        mesh_dir = datasets.demo_mesh_dir(conn)
+        mesh_dir = datasets.meshes_for(conn)
         print(f"assigning ROIs from the meshes in {mesh_dir} ...", flush=True)
         rs = RoiSet.from_directory(mesh_dir)
         conn = conn.assign_rois(rs)

@@ -173,7 +173,7 @@ def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: i
     return zarr.create_array(
         store=str(group_path / name),
         shape=(n,),
-        chunks=(max(1, min(chunk_rows, max(n, 1))),),
+        chunks=(int(chunk_rows),),
         dtype=dtype,
         compressors=_codecs(),
         fill_value=-1 if name in ("roi_pre", "roi_post") else 0,
@@ -275,7 +275,7 @@ class StoreWriter:
                 self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
         self._pieces = [0] * (len(self._bounds) - 1)
         self._closed = False
-        self._direct: _SequentialArrays | None = None
+        self._out: _ChunkedAppender | None = None
 
     # -- appending
     def append(self, block: Mapping[str, np.ndarray]) -> None:
@@ -300,9 +300,7 @@ class StoreWriter:
             if key[0] < self._last_key or np.any(np.diff(key) < 0):
                 raise StoreError("presorted=True but rows are not sorted by (pre, post)")
             self._last_key = int(key[-1])
-            if self._direct is None:
-                self._direct = _SequentialArrays(self.tmp / "_direct", self.columns)
-            self._direct.write(arrs)
+            self._appender().write(arrs)
             return
         bucket = np.searchsorted(self._bounds, pre, side="right") - 1
         order = np.argsort(bucket, kind="stable")
@@ -321,10 +319,13 @@ class StoreWriter:
             self._pieces[b] += 1
 
     # -- finishing
+    def _appender(self) -> _ChunkedAppender:
+        if self._out is None:
+            self._out = _ChunkedAppender(self.tmp / "synapses.zarr", self.columns, self.chunk_rows)
+        return self._out
+
     def _sorted_blocks(self) -> Iterable[dict[str, np.ndarray]]:
         if self.presorted:
-            if self._direct is not None:
-                yield from self._direct.read_back()
             return
         for b in range(len(self._bounds) - 1):
             d = self._spill / f"b{b:06d}"
@@ -383,32 +384,12 @@ class StoreWriter:
         neurons["pre"] = self._pre_counts
         neurons["post"] = self._post_counts
         syn_dir = self.tmp / "synapses.zarr"
-        _ensure_group(syn_dir)
-        n = self._n_rows
-        arrays = {c: _create_array(syn_dir, c, n, dt, self.chunk_rows) for c, dt in self.columns.items()}
-        # sequential, chunk-aligned writes: buffer until a whole chunk is ready
-        buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
-        buffered = 0
-        offset = 0
+        out = self._appender()
         for block in self._sorted_blocks():
-            for c in self.columns:
-                buf[c].append(block[c])
-            buffered += len(block["pre"])
-            if buffered >= self.chunk_rows:
-                full = (buffered // self.chunk_rows) * self.chunk_rows
-                for c in self.columns:
-                    a = np.concatenate(buf[c])
-                    arrays[c][offset : offset + full] = a[:full]
-                    buf[c] = [a[full:]]
-                offset += full
-                buffered -= full
-        if buffered:
-            for c in self.columns:
-                arrays[c][offset : offset + buffered] = np.concatenate(buf[c])
-            offset += buffered
-        assert offset == n, (offset, n)
+            out.write(block)
+        n = out.finish()
+        assert n == self._n_rows, (n, self._n_rows)
         shutil.rmtree(self._spill, ignore_errors=True)
-        shutil.rmtree(self.tmp / "_direct", ignore_errors=True)
         _build_index(self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows)
         neurons.to_parquet(self.tmp / "neurons.parquet", index=False)
         skel_rel = None
@@ -470,25 +451,47 @@ class StoreWriter:
             self.abort()
 
 
-class _SequentialArrays:
-    """Append-only raw column files for presorted streams (no pickle, plain .npy pieces)."""
+class _ChunkedAppender:
+    """Append rows to 1-D Zarr arrays, writing only whole chunks (plus the final tail).
 
-    def __init__(self, path: Path, columns: Mapping[str, str]):
-        self.path = path
+    Arrays start empty and grow with ``resize`` (a metadata-only change), so a
+    stream of unknown length is written once, chunk-aligned, with at most one
+    chunk per column buffered in memory.
+    """
+
+    def __init__(self, group_path: Path, columns: Mapping[str, str], chunk_rows: int):
+        _ensure_group(group_path)
         self.columns = dict(columns)
-        self.n = 0
-        path.mkdir(parents=True)
+        self.chunk_rows = int(chunk_rows)
+        self.arrays = {c: _create_array(group_path, c, 0, dt, self.chunk_rows) for c, dt in self.columns.items()}
+        self.buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+        self.buffered = 0
+        self.offset = 0
 
-    def write(self, arrs: Mapping[str, np.ndarray]) -> None:
+    def _flush(self, rows: int) -> None:
+        end = self.offset + rows
+        for c, arr in self.arrays.items():
+            a = np.concatenate(self.buf[c]) if len(self.buf[c]) > 1 else self.buf[c][0]
+            arr.resize((end,))
+            arr[self.offset : end] = a[:rows]
+            self.buf[c] = [a[rows:]]
+        self.offset = end
+        self.buffered -= rows
+
+    def write(self, block: Mapping[str, np.ndarray]) -> None:
+        n = len(block["pre"])
+        if n == 0:
+            return
         for c in self.columns:
-            np.save(self.path / f"{self.n:06d}.{c}.npy", arrs[c], allow_pickle=False)
-        self.n += 1
+            self.buf[c].append(block[c])
+        self.buffered += n
+        if self.buffered >= self.chunk_rows:
+            self._flush((self.buffered // self.chunk_rows) * self.chunk_rows)
 
-    def read_back(self) -> Iterable[dict[str, np.ndarray]]:
-        for k in range(self.n):
-            yield {c: np.load(self.path / f"{k:06d}.{c}.npy", allow_pickle=False) for c in self.columns}
-            for c in self.columns:
-                (self.path / f"{k:06d}.{c}.npy").unlink()
+    def finish(self) -> int:
+        if self.buffered:
+            self._flush(self.buffered)
+        return self.offset
 
 
 def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:
@@ -1068,7 +1071,7 @@ class Connectome:
                 continue
             if a.shape != (n,):
                 problems.append(f"synapse column {c!r}: shape {a.shape}, expected ({n},)")
-            if a.chunks != (min(self.chunk_rows, max(n, 1)),):
+            if a.chunks != (self.chunk_rows,):
                 problems.append(f"synapse column {c!r}: chunks {a.chunks} differ from the store grid")
         if self.rois_path is not None and not (self.rois_path / "rois.json").exists():
             problems.append(f"ROI folder {self.rois_path} has no rois.json")
