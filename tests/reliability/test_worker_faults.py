@@ -99,6 +99,7 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
         pids = client.run(os.getpid)
         (_, victim), = H.markers(d, "held", tag)
         assert victim in pids.values()
+        victim_addr = next(a for a, p in pids.items() if p == victim)
         done_at_kill = {t for t, _ in H.markers(d, "done") if t.startswith(prefix)}
         os.kill(victim, signal.SIGKILL)
         hold.unlink()
@@ -106,7 +107,7 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
     finally:
         hold.unlink(missing_ok=True)
         pool.shutdown(wait=True)
-    client.wait_for_workers(2, timeout=60)
+    _wait_replaced(client, victim_addr)
     new_pids = set(client.run(os.getpid).values())
     starts = H.markers(d, "start", tag)
     facts = {
@@ -125,18 +126,30 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
     return result, facts
 
 
+def _wait_replaced(client, victim_addr: str) -> None:
+    """Wait until the scheduler lists two workers and the killed one is not among them."""
+    H.wait_for(
+        lambda: (lambda w: victim_addr not in w and len(w) == 2)(client.scheduler_info(n_workers=-1)["workers"]),
+        timeout=60,
+        what="the nanny to restart the killed worker",
+        interval=0.05,
+    )
+
+
 def _partitions(conn):
     with dask.config.set({"connectome_dask.partition_chunks": 1}):
         return conn.partitions()
 
 
-def test_pair_counts_survive_worker_kill(fault_cluster, markers, small_store):
+def test_pair_counts_survive_worker_kill(fault_cluster, markers, small_store, tmp_path):
     client, _, _ = fault_cluster
     conn = small_store.conn
     parts = _partitions(conn)
     assert len(parts) >= 8
     ref = H.pair_reference(small_store.synapses)
-    undisturbed = _in_client(client, pair_counts, conn, progress=False)
+    # the undisturbed run reads a copy: other graph keys, so nothing is reused from it
+    other = Connectome(H.copy_store(small_store.path, tmp_path / "copy"))
+    undisturbed = _in_client(client, pair_counts, other, progress=False)
     H.assert_pairs_equal(undisturbed, ref)
     mid = parts[len(parts) // 2][0]
     got, facts = _kill_mid_task(
@@ -171,7 +184,7 @@ def test_assign_rois_survives_worker_kill(fault_cluster, markers, small_store, t
     assert b2.generation == a2.generation == small_store.conn.generation + 1
 
 
-def test_nested_matrix_survives_worker_kill(fault_cluster, markers, small_store):
+def test_nested_matrix_survives_worker_kill(fault_cluster, markers, small_store, tmp_path):
     client, _, _ = fault_cluster
     conn = small_store.conn
     parts = _partitions(conn)
@@ -181,7 +194,10 @@ def test_nested_matrix_survives_worker_kill(fault_cluster, markers, small_store)
         syn.rename(columns={"bodyId_pre": "pre_pt_root_id", "bodyId_post": "post_pt_root_id"}),
         ann, weight_mode="relative_outgoing",
     )
-    undisturbed = _in_client(client, NestedMatrix.from_synapses, conn, weight_mode="relative_outgoing", progress=False)
+    other = Connectome(H.copy_store(small_store.path, tmp_path / "copy"))
+    undisturbed = _in_client(
+        client, NestedMatrix.from_synapses, other, weight_mode="relative_outgoing", progress=False
+    )
     mid = parts[len(parts) // 3][0]
     got, facts = _kill_mid_task(
         client, markers, NestedMatrix.from_synapses, lambda: f"_pairs_chunk-{mid}", lambda: len(parts),
@@ -238,8 +254,7 @@ def test_local_cluster_memory_limits_and_spilling(fault_cluster):
 def test_memory_thresholds_survive_worker_restart(fault_cluster, markers):
     client, _, _ = fault_cluster
     pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
+    victim_addr, victim = sorted(pids.items())[0]
     os.kill(victim, signal.SIGKILL)
-    H.wait_for(lambda: victim not in client.run(os.getpid).values() and len(client.run(os.getpid)) == 2,
-               timeout=60, what="the nanny to restart the killed worker")
+    _wait_replaced(client, victim_addr)
     _assert_memory_defaults(client.run(_worker_memory))
