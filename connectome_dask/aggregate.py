@@ -15,7 +15,9 @@ groupby on randomly ordered rows.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -75,8 +77,6 @@ def max_dense_bytes() -> int:
 
         total = int(psutil.virtual_memory().total)
     except ImportError:
-        import os
-
         total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     return total // 2
 
@@ -278,6 +278,7 @@ def pair_counts(
     confidence: float | None = None,
     min_weight: int = 1,
     progress: bool | None = None,
+    output: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Count synapses per (presynaptic, postsynaptic) neuron pair.
 
@@ -301,12 +302,20 @@ def pair_counts(
         Drop rows whose count is below this (per (pair, roi) when ``by_roi``).
     progress
         Show a progress bar for whole-table scans.
+    output
+        Write the result out of core instead of gathering it: a directory of
+        Parquet files, one per partition (written to a temporary directory and
+        renamed into place); returns ``dask.dataframe.read_parquet(output)``.
+        Partitions start at presynaptic-neuron boundaries, so each file holds
+        complete pairs. Use it when the pair table is larger than memory
+        (~10^9 synapses).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``pre``, ``post`` (int32 dense indices), ``roi`` (int16, only
         with ``by_roi``) and ``weight`` (int64), sorted by (pre, post, roi).
+        A dask DataFrame when ``output`` is given.
 
     Examples
     --------
@@ -322,6 +331,9 @@ def pair_counts(
         raise KeyError(f"{conn.path} has no roi_post column; run Connectome.assign_rois first")
     filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
     cols = filt.columns(by_roi)
+    names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
+    if output is not None:
+        return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     rows = _index_rows(conn, pre_idx, post_idx)
     if rows is not None:
         block = conn.take_synapses(rows, cols)
@@ -330,14 +342,51 @@ def pair_counts(
         from dask.delayed import delayed
 
         dfilt = delayed(filt, pure=True)
-        parts = conn.map_partitions(_pairs_chunk, cols, dfilt, by_roi, name="pair-counts")
+        parts = conn.map_partitions(_pairs_chunk, cols, dfilt, by_roi, name="pair-counts", align_pre=True)
         total = tree_reduce(parts, _combine_pairs, name="pair-counts-combine")
         (res,) = compute(total, progress=progress)
-    names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
     df = pd.DataFrame(dict(zip(names, res, strict=True)))
     if min_weight > 1:
         df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
     return df
+
+
+def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder: str) -> int:
+    res = _pairs_chunk(block, start, filt, by_roi)
+    df = pd.DataFrame(dict(zip(names, res, strict=True)))
+    if min_weight > 1:
+        df = df[df["weight"].to_numpy() >= min_weight]
+    df.to_parquet(Path(folder) / f"part-{start:013d}.parquet", index=False)
+    return len(df)
+
+
+def _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, output: Path, progress):
+    import uuid
+
+    import dask.dataframe as dd
+    from dask.delayed import delayed
+
+    from .store import StoreError, replace_dir
+
+    if output.exists() and not (output / "_pair_counts").exists():
+        raise StoreError(f"{output} exists and is not a pair-count output; refusing to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        parts = conn.map_partitions(
+            _pairs_part_to_parquet, cols, delayed(filt, pure=True), by_roi, names, min_weight, str(tmp),
+            name="pair-counts-parquet", align_pre=True,
+        )
+        compute(*parts, progress=progress)
+        (tmp / "_pair_counts").write_text(json.dumps({"store": str(conn.path), "columns": names}))
+        replace_dir(tmp, output)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dd.read_parquet(str(output))
 
 
 def _as_indices(conn: Connectome, spec: Any) -> np.ndarray | None:
@@ -651,7 +700,6 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
         }
     )
     if cache:
-        import os
         import uuid
 
         tmp = cache_file.with_name(f".{cache_file.name}.tmp-{uuid.uuid4().hex[:6]}")

@@ -780,8 +780,14 @@ class Connectome:
         return pos.astype(np.int32)
 
     # -- partitions and reads
-    def partitions(self, partition_rows: int | None = None) -> list[tuple[int, int]]:
-        """Row ranges of the dask partitions: whole multiples of the chunk length."""
+    def partitions(self, partition_rows: int | None = None, *, align_pre: bool = False) -> list[tuple[int, int]]:
+        """Row ranges of the dask partitions.
+
+        By default whole multiples of the chunk length (required for tasks
+        that write). With ``align_pre=True`` (read-only tasks) each boundary
+        moves forward to the next presynaptic-neuron start, so no neuron's
+        outputs (and no (pre, post) pair) are split between partitions.
+        """
         import dask
 
         c = self.chunk_rows
@@ -790,7 +796,15 @@ class Connectome:
             partition_rows = c * max(1, k)
         per = max(1, -(-int(partition_rows) // c)) * c
         n = self.n_synapses
-        return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
+        bounds = list(range(0, n, per)) + [n]
+        if align_pre and len(bounds) > 2:
+            off = self._index_array("pre_offsets")[:]
+            inner = np.asarray(bounds[1:-1], dtype=np.int64)
+            # the neuron each boundary row belongs to; move to its end unless it starts there
+            i = np.searchsorted(off, inner, side="right") - 1
+            inner = np.where(off[i] == inner, inner, off[np.minimum(i + 1, len(off) - 1)])
+            bounds = sorted({0, n, *inner.tolist()})
+        return [(s, e) for s, e in zip(bounds[:-1], bounds[1:], strict=True)] or [(0, 0)]
 
     def read_synapses(
         self, columns: Sequence[str], start: int = 0, stop: int | None = None
@@ -870,6 +884,7 @@ class Connectome:
         columns: Sequence[str],
         *args: Any,
         partition_rows: int | None = None,
+        align_pre: bool = False,
         name: str | None = None,
         **kwargs: Any,
     ) -> list:
@@ -887,7 +902,7 @@ class Connectome:
         fname = name or getattr(func, "__name__", "map")
         tok = tokenize(str(self.path), gen, fname, columns, args, kwargs)
         out = []
-        for i, (s, e) in enumerate(self.partitions(partition_rows)):
+        for i, (s, e) in enumerate(self.partitions(partition_rows, align_pre=align_pre)):
             out.append(
                 delayed(_run_block, pure=True)(
                     func, paths, gen, s, e, args, kwargs, dask_key_name=f"{fname}-{tok}-{i}"
