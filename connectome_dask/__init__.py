@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from . import config as _config  # noqa: F401  (registers dask config defaults)
 from . import datasets
+from .aggregate import DenseMatrixTooLarge
 from .criteria import IsNull, NeuronCriteria, NotNull, SynapseCriteria
 from .ingest import ingest
-from .aggregate import DenseMatrixTooLarge
 from .matrix import (
     All,
     DirectedNestedMatrix,
