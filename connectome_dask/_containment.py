@@ -79,7 +79,7 @@ def _tri_box(c, hs, a, b, d):
 
 @njit(cache=True)
 def _tri_cells_impl(V, T, h, shape, fill, out_cell, out_tri):
-    nx, ny, nz = shape[0], shape[1], shape[2]
+    ny, nz = shape[1], shape[2]
     # box slightly enlarged (relative 1e-6 of a voxel): listing a triangle in
     # an extra cell costs a test, missing one would give a wrong label
     hs = 0.5 * h * (1.0 + 1e-6) + 1e-9

@@ -464,11 +464,11 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
         i0 = np.maximum(np.floor((cl - r) / h).astype(np.int64), 0)
         i1 = np.minimum(np.floor((cl + r) / h).astype(np.int64), shape - 1)
         ii = [np.arange(i0[d], i1[d] + 1) for d in range(3)]
-        I, J, K = np.meshgrid(*ii, indexing="ij")
-        lo_c = np.stack([I, J, K], -1) * h
+        gi, gj, gk = np.meshgrid(*ii, indexing="ij")
+        lo_c = np.stack([gi, gj, gk], -1) * h
         near = np.clip(cl, lo_c, lo_c + h)
         inside = np.linalg.norm(near - cl, axis=-1) <= r
-        lin = ((I * shape[1] + J) * shape[2] + K)[inside]
+        lin = ((gi * shape[1] + gj) * shape[2] + gk)[inside]
         hc.append(lin.ravel())
         hcomp_l.append(np.full(lin.size, k, np.int32))
     hcells = np.concatenate(hc) if hc else np.zeros(0, np.int64)

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 import connectome_dask as cd
 from connectome_dask import rois as R
-from connectome_dask.rois import RoiError, RoiRepairWarning, RoiScaleWarning, RoiSet, assign_rois, fetch_roi_hierarchy
+from connectome_dask.rois import (
+    RoiError,
+    RoiRepairWarning,
+    RoiScaleWarning,
+    RoiSet,
+    assign_rois,
+    fetch_roi_hierarchy,
+)
 
 # ----------------------------------------------------------------------------- references
 
