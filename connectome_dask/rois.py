@@ -671,6 +671,9 @@ class RoiSet:
         if not info:
             raise RoiError(f"{conn.path}: the store has no ROI set; run assign_rois first")
         root = conn.rois_path
+        if not isinstance(info.get("meshes"), Mapping):
+            raise RoiError(f"{root / 'rois.json'}: the stored ROI set has names but no meshes "
+                           "(it was not written by assign_rois); cannot rebuild a RoiSet")
         prepared = {}
         for n in info["names"]:
             rel = info["meshes"][n]
