@@ -45,6 +45,7 @@ from .queries import (
     get_synapses,
     merge_neuron_properties,
 )
+from .rois import RoiSet, assign_rois, fetch_roi_hierarchy
 from .skeletons import attach_synapses, fetch_skeleton
 from .store import (
     Connectome,
@@ -60,6 +61,8 @@ __version__ = "0.1.0"
 __all__ = [
     "All",
     "Connectome",
+    "RoiSet",
+    "assign_rois",
     "DenseMatrixTooLarge",
     "DirectedNestedMatrix",
     "IsNull",
@@ -96,15 +99,3 @@ __all__ = [
     "__version__",
 ]
 
-
-def __getattr__(name: str):
-    # rois imports trimesh and compiles kernels: load it on first use
-    if name == "fetch_roi_hierarchy":
-        from .rois import fetch_roi_hierarchy
-
-        return fetch_roi_hierarchy
-    if name == "rois":
-        import importlib
-
-        return importlib.import_module(".rois", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
