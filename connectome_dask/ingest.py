@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
 import re
 import sys
@@ -1299,13 +1298,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``connectome-dask ingest`` from parsed arguments; print a summary, return 0.
+def run_from_args(args: argparse.Namespace) -> Connectome:
+    """Run ``connectome-dask ingest`` from arguments parsed with :func:`add_arguments`.
 
-    Errors are raised as :class:`IngestError` for the CLI to report.
+    Returns the new :class:`~connectome_dask.store.Connectome` (the CLI prints
+    it); errors are raised as :class:`IngestError` for the CLI to report.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> pd.DataFrame({"bodyId_pre": [1, 2], "bodyId_post": [2, 1]}).to_csv(tmp_path / "e.csv", index=False)
+    >>> args = add_arguments(argparse.ArgumentParser()).parse_args(
+    ...     [str(tmp_path / "e.csv"), str(tmp_path / "st"), "--no-progress"])
+    >>> run_from_args(args).n_synapses
+    2
     """
     src = args.source[0] if len(args.source) == 1 else list(args.source)
-    conn = ingest(
+    return ingest(
         src,
         args.path,
         neurons=args.neurons,
@@ -1322,11 +1331,3 @@ def run_from_args(args: argparse.Namespace) -> int:
         bucket_rows=args.bucket_rows,
         progress=not args.no_progress,
     )
-    summary = {
-        "path": str(conn.path),
-        "neurons": conn.n_neurons,
-        "synapses": conn.n_synapses,
-        "columns": conn.synapse_columns,
-    }
-    print(json.dumps(summary))
-    return 0

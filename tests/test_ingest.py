@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import importlib
 import inspect
-import json
 import warnings
 from pathlib import Path
 
@@ -817,7 +816,7 @@ def test_unsigned_ids_above_int64_rejected(tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_arguments_round_trip(tmp_path, capsys):
+def test_cli_arguments_round_trip(tmp_path):
     df = cave_frame(n=150, seed=30, positions="split")
     df.to_csv(tmp_path / "syn.csv", index=False)
     parser = add_arguments(argparse.ArgumentParser(prog="connectome-dask ingest"))
@@ -840,10 +839,9 @@ def test_cli_arguments_round_trip(tmp_path, capsys):
             "confidence=cleft_score",
         ]
     )
-    assert run_from_args(args) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["synapses"] == 150
-    conn = Connectome(tmp_path / "store")
+    conn = run_from_args(args)
+    assert isinstance(conn, Connectome) and conn.n_synapses == 150
+    assert Connectome(tmp_path / "store").n_synapses == 150
     assert conn.chunk_rows == 32 and conn.meta["name"] == "hb"
     src = pd.read_csv(tmp_path / "syn.csv")
     ref = cave_reference(src, scale=(8, 8, 8))
