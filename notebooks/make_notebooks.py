@@ -236,8 +236,13 @@ QUERY = [
     assert up_conn["weight"].sum() == raw["bodyId_post"].isin(epg).sum()
     """),
     code("""
-    # between two type patterns: EPG/EPGt -> the PFN and hDelta types
-    SOURCES, TARGETS = NC(type="EPG.*"), NC(type="(PFN|hDelta).*")
+    # between two type patterns: EPG.* -> the type family (name prefix) of EPG's strongest partner type
+    import re
+
+    partner = cd.merge_neuron_properties(down_neurons, down_conn, "type").groupby("type_post")["weight"].sum().idxmax()
+    family = re.match(r"[A-Za-z]+", partner).group(0)
+    SOURCES, TARGETS = NC(type="EPG.*"), NC(type=f"{family}.*")
+    print("strongest partner type:", partner, "-> targets", TARGETS)
     neuron_df, conn_df = cd.fetch_adjacencies(SOURCES, TARGETS)
     print(f"{len(conn_df):,} (pair, ROI) rows between {len(neuron_df)} neurons")
     assert len(conn_df) > 0
@@ -284,7 +289,7 @@ QUERY = [
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [2, 1]})
     im = axes[0].imshow(matrix.to_numpy(), cmap="Purples", aspect="auto", interpolation="nearest")
-    axes[0].set(title="EPG.* -> (PFN|hDelta).*: neurons (sorted by type)", xlabel="postsynaptic bodyId", ylabel="presynaptic bodyId")
+    axes[0].set(title=f"EPG.* -> {family}.*: neurons (sorted by type)", xlabel="postsynaptic bodyId", ylabel="presynaptic bodyId")
     axes[0].set_yticks(range(len(matrix.index)), matrix.index.astype(str), fontsize=5)
     axes[0].set_xticks([])
     fig.colorbar(im, ax=axes[0], label="synapses")
@@ -480,7 +485,7 @@ NESTED = [
     pd.DataFrame({mode: {"total weight": mm.to_scipy().sum(), "nnz": mm.nnz} for mode, mm in modes.items()}).T
     """),
     code("""
-    fig, ax = modes["relative_outgoing"].plot(FIG / "nested_neuron.png", level="neuron", figsize=(9, 8))
+    fig, ax = modes["relative_outgoing"].plot(FIG / "nested_neuron.png", level="neuron", figsize=(9, 8), linewidth_scale=0.3)
     plt.show()
     fig, ax = modes["count"].plot(FIG / "nested_type_mean.png", level="type_mean", figsize=(8, 7))
     plt.show()
@@ -512,14 +517,15 @@ NESTED = [
     of each source, before restricting the columns.
     """),
     code("""
-    d_sel = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["EPG", "PEG"], target_types=r"PFN.*|hDelta.*".split("|") ,
-                                               weight_mode="relative_outgoing", normalization_scope="selected")
-    d_all = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["EPG", "PEG"],
-                                               target_types=sorted(t for t in ann.cell_type.dropna().unique() if t.startswith(("PFN", "hDelta"))),
-                                               weight_mode="relative_outgoing", normalization_scope="all")
+    # targets: the 6 types receiving most synapses from EPG and PEG in this table
+    TARGET_TYPES = s2[s2["tpre"].isin(["EPG", "PEG"])]["tpost"].value_counts().index[:6].tolist()
+    kw = dict(source_types=["EPG", "PEG"], target_types=TARGET_TYPES, weight_mode="relative_outgoing")
+    d_sel = DirectedNestedMatrix.from_synapses(syn, ann, normalization_scope="selected", **kw)
+    d_all = DirectedNestedMatrix.from_synapses(syn, ann, normalization_scope="all", **kw)
     print(d_all)
-    rs = d_all.matrix.sum(axis=1)
-    assert (rs <= 1 + 1e-9).all()
+    rs_sel, rs_all = d_sel.matrix.sum(axis=1), d_all.matrix.sum(axis=1)
+    assert np.allclose(rs_sel[rs_sel > 0], 1)  # normalised within the selected block
+    assert (rs_all <= 1 + 1e-9).all() and (rs_all <= rs_sel + 1e-9).all()  # a share of all partners
     fig, ax = d_all.plot(FIG / "directed_type_sum.png", level="type_sum", figsize=(9, 4))
     plt.show()
     d_all.sum_type_matrix.round(3)
