@@ -188,13 +188,32 @@ def markers(d: Path, kind: str, tag: str | None = None) -> list[tuple[str, int]]
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 
+def _claim_hold(d: str, hold: str, fname: str, start: int) -> bool:
+    """True for exactly one task: the first of ``fname`` starting at or after the row in ``hold``."""
+    try:
+        with open(hold) as f:
+            min_start = int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return False
+    if start < min_start:
+        return False
+    try:
+        fd = os.open(os.path.join(d, f"claimed~{fname}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
 class FaultInjector(WorkerPlugin):
     """Worker plugin: wraps ``connectome_dask.store._run_block`` (every per-partition task).
 
     Each task writes ``start`` / ``done`` marker files named by function and
-    first row. While a file ``hold~<tag>`` exists, the task with that tag
-    writes a ``held`` marker and waits (bounded), so the test can kill its
-    worker process at a known point: some tasks finished, this one in flight.
+    first row. While a file ``hold~<function name>`` holding a row number
+    exists, the first task of that function starting at or after that row
+    (claimed atomically) writes a ``held`` marker and waits (bounded), so the
+    test can kill its worker process at a known point: some tasks finished,
+    this one in flight. Partition boundaries need not be known in advance.
     For ``_write_outputs`` (column writes such as ``assign_rois``) the held task
     first writes garbage (-7) into its output rows, a torn write the retry
     must overwrite. Installed on every worker, including ones the nanny restarts.
@@ -214,11 +233,12 @@ class FaultInjector(WorkerPlugin):
         d = self.marker_dir
 
         def run_block(func, paths, gen, start, stop, args, kwargs):
-            tag = f"{getattr(func, '__name__', 'task')}-{start}"
+            fname = getattr(func, "__name__", "task")
+            tag = f"{fname}-{start}"
             _marker(d, "start", tag)
-            hold = os.path.join(d, f"hold~{tag}")
-            if os.path.exists(hold):
-                if getattr(func, "__name__", "") == "_write_outputs":
+            hold = os.path.join(d, f"hold~{fname}")
+            if _claim_hold(d, hold, fname, start):
+                if fname == "_write_outputs":
                     import zarr
 
                     for p in args[1].values():

@@ -23,12 +23,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
 import pytest
 
-import _reliability_helpers as H
 from connectome_dask.aggregate import pair_counts
 from connectome_dask.criteria import NeuronCriteria
 from connectome_dask.ingest import IngestError, ingest
@@ -89,8 +89,12 @@ def _with(col, row, value, dtype=None):
 
 def _neurons_conflict(tmp, small):
     _cave().to_parquet(tmp / "syn.parquet")
-    pd.DataFrame({"bodyId": [3, 3, 4], "type": ["KC", "MBON", "KC"]}).to_parquet(tmp / "neurons.parquet")
-    return lambda: ingest(tmp / "syn.parquet", tmp / "store", neurons=tmp / "neurons.parquet", progress=False)
+    pd.DataFrame({"bodyId": [3, 3, 4], "type": ["KC", "MBON", "KC"]}).to_parquet(
+        tmp / "neurons.parquet"
+    )
+    return lambda: ingest(
+        tmp / "syn.parquet", tmp / "store", neurons=tmp / "neurons.parquet", progress=False
+    )
 
 
 def _box(lo=(0, 0, 0), size=1.0):
@@ -213,15 +217,23 @@ def _writer_bad_roi_name(tmp, small):
     def act():
         w = StoreWriter(tmp / "store", 3, {"roi_post": "int16"}, chunk_rows=4)
         with w:
-            w.append({"pre": np.array([0, 1]), "post": np.array([1, 2]), "roi_post": np.array([0, -1])})
+            w.append(
+                {"pre": np.array([0, 1]), "post": np.array([1, 2]), "roi_post": np.array([0, -1])}
+            )
             w.close(pd.DataFrame({"bodyId": [5, 6, 7]}), rois={"names": ["../../evil"]})
 
     return act
 
 
+def _open_store_as_matrix(tmp, small):
+    store = _store_copy(tmp, small)
+    return lambda: open_matrix(store)
+
+
 def _matrix_newer(tmp, small):
     m = NestedMatrix.from_connectivity(
-        pd.DataFrame({"pre": [1, 2], "post": [2, 1]}), pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]})
+        pd.DataFrame({"pre": [1, 2], "post": [2, 1]}),
+        pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]}),
     )
     p = m.to_zarr(tmp / "m.zarr")
     zj = p / "zarr.json"
@@ -235,7 +247,8 @@ def _to_zarr_over_foreign(tmp, small):
     (tmp / "results").mkdir()
     (tmp / "results" / "notes.txt").write_text("precious")
     m = NestedMatrix.from_connectivity(
-        pd.DataFrame({"pre": [1], "post": [2]}), pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]})
+        pd.DataFrame({"pre": [1], "post": [2]}),
+        pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]}),
     )
     return lambda: m.to_zarr(tmp / "results")
 
@@ -248,75 +261,214 @@ def _nested_ambiguous(tmp, small):
 
 CASES = [
     # ---- ingest
-    Case("ingest-nan-body-id", _ingest_case(_with("post_pt_root_id", 7, np.nan, float)), IngestError,
-         [r"syn\.parquet", r"column 'post_pt_root_id'", r"row 7", r"missing"]),
-    Case("ingest-negative-body-id", _ingest_case(_with("pre_pt_root_id", 12, -5)), IngestError,
-         [r"syn\.parquet", r"column 'pre_pt_root_id', row 12: body ID -5 is negative"]),
-    Case("ingest-float-body-id", _ingest_case(_with("pre_pt_root_id", 3, 7.5, float)), IngestError,
-         [r"column 'pre_pt_root_id', row 3: body ID 7\.5 is not a whole number"]),
-    Case("ingest-missing-column", _ingest_case(lambda: _cave().drop(columns=["post_pt_root_id"])), IngestError,
-         [r"syn\.parquet", r"post_pt_root_id"]),
-    Case("ingest-empty-table", _ingest_case(lambda: _cave().iloc[:0]), IngestError,
-         [r"empty input", r"syn\.parquet has no synapse rows"]),
-    Case("ingest-coordinate-not-a-number", _ingest_case(_with("pre_pt_position_y", 21, "12,5nm", str)),
-         IngestError, [r"column 'pre_pt_position_y', row 21: coordinate '12,5nm' is not a number"]),
-    Case("ingest-unknown-units", _ingest_case(_cave, units="um"), IngestError, [r"unknown units 'um'"]),
-    Case("ingest-voxels-without-size", _ingest_case(_cave, units="voxels"), IngestError, [r"needs voxel_size"]),
-    Case("ingest-duplicate-annotations", _neurons_conflict, IngestError,
-         [r"neurons\.parquet", r"bodyId 3 appears with different annotations"]),
-    Case("ingest-existing-store-no-overwrite", _ingest_case(_cave, store_exists=True), IngestError,
-         [r"store already exists; pass overwrite=True"]),
-    Case("ingest-bad-input-keeps-old-store",
-         _ingest_case(_with("post_pt_root_id", 30, -1), store_exists=True, overwrite=True), IngestError,
-         [r"column 'post_pt_root_id', row 30: body ID -1 is negative"]),
+    Case(
+        "ingest-nan-body-id",
+        _ingest_case(_with("post_pt_root_id", 7, np.nan, float)),
+        IngestError,
+        [r"syn\.parquet", r"column 'post_pt_root_id'", r"row 7", r"missing"],
+    ),
+    Case(
+        "ingest-negative-body-id",
+        _ingest_case(_with("pre_pt_root_id", 12, -5)),
+        IngestError,
+        [r"syn\.parquet", r"column 'pre_pt_root_id', row 12: body ID -5 is negative"],
+    ),
+    Case(
+        "ingest-float-body-id",
+        _ingest_case(_with("pre_pt_root_id", 3, 7.5, float)),
+        IngestError,
+        [r"column 'pre_pt_root_id', row 3: body ID 7\.5 is not a whole number"],
+    ),
+    Case(
+        "ingest-missing-column",
+        _ingest_case(lambda: _cave().drop(columns=["post_pt_root_id"])),
+        IngestError,
+        [r"syn\.parquet", r"post_pt_root_id"],
+    ),
+    Case(
+        "ingest-empty-table",
+        _ingest_case(lambda: _cave().iloc[:0]),
+        IngestError,
+        [r"empty input", r"syn\.parquet has no synapse rows"],
+    ),
+    Case(
+        "ingest-coordinate-not-a-number",
+        _ingest_case(_with("pre_pt_position_y", 21, "12,5nm", str)),
+        IngestError,
+        [r"column 'pre_pt_position_y', row 21: coordinate '12,5nm' is not a number"],
+    ),
+    Case(
+        "ingest-unknown-units",
+        _ingest_case(_cave, units="um"),
+        IngestError,
+        [r"unknown units 'um'"],
+    ),
+    Case(
+        "ingest-voxels-without-size",
+        _ingest_case(_cave, units="voxels"),
+        IngestError,
+        [r"needs voxel_size"],
+    ),
+    Case(
+        "ingest-duplicate-annotations",
+        _neurons_conflict,
+        IngestError,
+        [r"neurons\.parquet", r"bodyId 3 appears with different annotations"],
+    ),
+    Case(
+        "ingest-existing-store-no-overwrite",
+        _ingest_case(_cave, store_exists=True),
+        IngestError,
+        [r"store already exists; pass overwrite=True"],
+    ),
+    Case(
+        "ingest-bad-input-keeps-old-store",
+        _ingest_case(_with("post_pt_root_id", 30, -1), store_exists=True, overwrite=True),
+        IngestError,
+        [r"column 'post_pt_root_id', row 30: body ID -1 is negative"],
+    ),
     # ---- meshes and ROI sets
-    Case("mesh-zero-volume", _mesh_arrays_case(_flat), RoiError, [r"from_meshes\['AL_R'\]", r"encloses zero volume"]),
-    Case("mesh-nan-vertex", _mesh_arrays_case(_nan_vertex), RoiError,
-         [r"mesh 'AL_R' has 1 NaN/inf vertices \(e\.g\. vertex 3\)"]),
-    Case("mesh-face-index-out-of-range", _mesh_arrays_case(_bad_face), RoiError,
-         [r"mesh 'AL_R' has face indices outside 0\.\.7"]),
-    Case("mesh-unreadable-file", _mesh_dir_case({"AL_R.ply": "BOX", "EB.ply": "this is not a mesh"}), RoiError,
-         [r"EB\.ply: not a readable mesh file"]),
-    Case("mesh-file-name-escapes", _mesh_dir_case({"..AL_R.ply": "BOX"}), RoiError,
-         [r"\.\.AL_R\.ply", r"would escape the store directory"]),
-    Case("roi-name-escapes", lambda tmp, small: (lambda: RoiSet.from_meshes({"../../AL_R": _box()})), RoiError,
-         [r"ROI name '\.\./\.\./AL_R' would escape the store directory"]),
-    Case("hierarchy-bad-json", _mesh_dir_case({"AL_R.ply": "BOX", "hierarchy.json": "{primary: [}"}), RoiError,
-         [r"hierarchy\.json: not valid JSON"]),
-    Case("hierarchy-unknown-roi",
-         _mesh_dir_case({"AL_R.ply": "BOX", "hierarchy.json": json.dumps({"hierarchy": {"AL": {"AL_X": {}}}})}),
-         RoiError, [r"hierarchy names ROIs that have no mesh: \['AL_X'\]"]),
-    Case("assign-rois-units-mismatch", _far_meshes_assign, RoiError,
-         [r"assign_rois\(.*store\)", r"do not overlap the ROI meshes", r"units mismatch"]),
+    Case(
+        "mesh-zero-volume",
+        _mesh_arrays_case(_flat),
+        RoiError,
+        [r"from_meshes\['AL_R'\]", r"encloses zero volume"],
+    ),
+    Case(
+        "mesh-nan-vertex",
+        _mesh_arrays_case(_nan_vertex),
+        RoiError,
+        [r"mesh 'AL_R' has 1 NaN/inf vertices \(e\.g\. vertex 3\)"],
+    ),
+    Case(
+        "mesh-face-index-out-of-range",
+        _mesh_arrays_case(_bad_face),
+        RoiError,
+        [r"mesh 'AL_R' has face indices outside 0\.\.7"],
+    ),
+    Case(
+        "mesh-unreadable-file",
+        _mesh_dir_case({"AL_R.ply": "BOX", "EB.ply": "this is not a mesh"}),
+        RoiError,
+        [r"EB\.ply: not a readable mesh file"],
+    ),
+    Case(
+        "mesh-file-name-escapes",
+        _mesh_dir_case({"..AL_R.ply": "BOX"}),
+        RoiError,
+        [r"\.\.AL_R\.ply", r"would escape the store directory"],
+    ),
+    Case(
+        "roi-name-escapes",
+        lambda tmp, small: lambda: RoiSet.from_meshes({"../../AL_R": _box()}),
+        RoiError,
+        [r"ROI name '\.\./\.\./AL_R' would escape the store directory"],
+    ),
+    Case(
+        "hierarchy-bad-json",
+        _mesh_dir_case({"AL_R.ply": "BOX", "hierarchy.json": "{primary: [}"}),
+        RoiError,
+        [r"hierarchy\.json: not valid JSON"],
+    ),
+    Case(
+        "hierarchy-unknown-roi",
+        _mesh_dir_case(
+            {"AL_R.ply": "BOX", "hierarchy.json": json.dumps({"hierarchy": {"AL": {"AL_X": {}}}})}
+        ),
+        RoiError,
+        [r"hierarchy names ROIs that have no mesh: \['AL_X'\]"],
+    ),
+    Case(
+        "assign-rois-units-mismatch",
+        _far_meshes_assign,
+        RoiError,
+        [r"assign_rois\(.*store\)", r"do not overlap the ROI meshes", r"units mismatch"],
+    ),
     # ---- criteria and queries
-    Case("unknown-roi-name", _conn_action(lambda c: pair_counts(c, rois=["NOPE_R"], progress=False)), KeyError,
-         [r"unknown ROI\(s\) \['NOPE_R'\]", r"valid ROIs are: .*AL_R"]),
-    Case("bad-regex", lambda tmp, small: (lambda: NeuronCriteria(type="KC(ab", regex=True)), ValueError,
-         [r"invalid regular expression 'KC\(ab' in type/instance"]),
-    Case("unknown-neuron-column", _conn_action(lambda c: c.adjacency(by="cell_class")), KeyError,
-         [r"unknown neuron column 'cell_class'", r"available: .*'type'"]),
-    Case("unknown-body-id", _conn_action(lambda c: c.body_to_index([123, 456])), KeyError,
-         [r"2 body IDs are not in .*store \(e\.g\. \[123, 456\]\)"]),
+    Case(
+        "unknown-roi-name",
+        _conn_action(lambda c: pair_counts(c, rois=["NOPE_R"], progress=False)),
+        KeyError,
+        [r"unknown ROI\(s\) \['NOPE_R'\]", r"valid ROIs are: .*AL_R"],
+    ),
+    Case(
+        "bad-regex",
+        lambda tmp, small: lambda: NeuronCriteria(type="KC(ab", regex=True),
+        ValueError,
+        [r"invalid regular expression 'KC\(ab' in type/instance"],
+    ),
+    Case(
+        "unknown-neuron-column",
+        _conn_action(lambda c: c.adjacency(by="cell_class")),
+        KeyError,
+        [r"unknown neuron column 'cell_class'", r"available: .*'type'"],
+    ),
+    Case(
+        "unknown-body-id",
+        _conn_action(lambda c: c.body_to_index([123, 456])),
+        KeyError,
+        [r"2 body IDs are not in .*store \(e\.g\. \[123, 456\]\)"],
+    ),
     # ---- matrices
-    Case("matrix-newer-format", _matrix_newer, ValueError, [r"m\.zarr: matrix format version 42 is newer"]),
-    Case("matrix-open-not-a-matrix", lambda tmp, small: (lambda p=_store_copy(tmp, small): open_matrix(p)),
-         FileNotFoundError, [r"store is not a connectome_dask matrix"]),
-    Case("matrix-to-zarr-over-foreign-dir", _to_zarr_over_foreign, FileExistsError,
-         [r"results exists and is not a connectome_dask matrix; refusing to replace it"]),
-    Case("matrix-ambiguous-edge-columns", _nested_ambiguous, ValueError, [r"pre.*source|source.*pre"]),
+    Case(
+        "matrix-newer-format",
+        _matrix_newer,
+        ValueError,
+        [r"m\.zarr: matrix format version 42 is newer"],
+    ),
+    Case(
+        "matrix-open-not-a-matrix",
+        _open_store_as_matrix,
+        FileNotFoundError,
+        [r"store is not a connectome_dask matrix"],
+    ),
+    Case(
+        "matrix-to-zarr-over-foreign-dir",
+        _to_zarr_over_foreign,
+        FileExistsError,
+        [r"results exists and is not a connectome_dask matrix; refusing to replace it"],
+    ),
+    Case(
+        "matrix-ambiguous-edge-columns", _nested_ambiguous, ValueError, [r"pre.*source|source.*pre"]
+    ),
     # ---- store files
-    Case("meta-newer-schema", _meta_case(_newer), StoreError,
-         [r"store/meta\.json: schema_version 7 is newer than this connectome_dask understands"]),
-    Case("meta-array-path-escapes", _meta_case(_escape_array), StoreError,
-         [r"meta\.json: array directory '\.\./\.\./\.\./etc' cannot be stored"]),
-    Case("meta-neurons-path-escapes", _meta_case(_escape_neurons), StoreError,
-         [r"path '\.\./outside\.parquet' in .*meta\.json points outside the store"]),
-    Case("meta-rois-path-escapes", _rois_escape, StoreError,
-         [r"path '\.\./\.\.' in .*meta\.json points outside the store"]),
+    Case(
+        "meta-newer-schema",
+        _meta_case(_newer),
+        StoreError,
+        [r"store/meta\.json: schema_version 7 is newer than this connectome_dask understands"],
+    ),
+    Case(
+        "meta-array-path-escapes",
+        _meta_case(_escape_array),
+        StoreError,
+        [r"meta\.json: array directory '\.\./\.\./\.\./etc' cannot be stored"],
+    ),
+    Case(
+        "meta-neurons-path-escapes",
+        _meta_case(_escape_neurons),
+        StoreError,
+        [r"path '\.\./outside\.parquet' in .*meta\.json points outside the store"],
+    ),
+    Case(
+        "meta-rois-path-escapes",
+        _rois_escape,
+        StoreError,
+        [r"path '\.\./\.\.' in .*meta\.json points outside the store"],
+    ),
     Case("meta-invalid-json", _meta_case(_bad_json), StoreError, [r"meta\.json is not valid JSON"]),
-    Case("array-symlink-escapes", _symlink_escape, StoreError, [r"path 'synapses\.zarr/pre' in .*points outside the store"]),
-    Case("store-roi-name-escapes", _writer_bad_roi_name, StoreError,
-         [r"ROI name '\.\./\.\./evil' cannot be stored", r"no path separators"]),
+    Case(
+        "array-symlink-escapes",
+        _symlink_escape,
+        StoreError,
+        [r"path 'synapses\.zarr/pre' in .*points outside the store"],
+    ),
+    Case(
+        "store-roi-name-escapes",
+        _writer_bad_roi_name,
+        StoreError,
+        [r"ROI name '\.\./\.\./evil' cannot be stored", r"no path separators"],
+    ),
 ]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -24,7 +25,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _reliability_helpers as H
 from connectome_dask.aggregate import neuron_roi_counts, pair_counts
 from connectome_dask.matrix import NestedMatrix
 from connectome_dask.store import StoreWriter
@@ -46,7 +46,9 @@ def client():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     c = Client(cluster, set_as_default=False)
     yield c
     c.close()
@@ -65,7 +67,9 @@ def stores(small_store, tmp_path_factory):
             cols = {c: str(syn[c].dtype) for c in syn.columns if c not in ("pre", "post")}
             # shuffled rows: the writer must sort them itself
             block = syn.sample(frac=1.0, random_state=chunk_rows)
-            w = StoreWriter(root / f"c{chunk_rows}", len(small_store.neurons), cols, chunk_rows=chunk_rows)
+            w = StoreWriter(
+                root / f"c{chunk_rows}", len(small_store.neurons), cols, chunk_rows=chunk_rows
+            )
             w.append({c: block[c].to_numpy() for c in block.columns})
             cache[chunk_rows] = w.close(small_store.neurons, {"name": "det"}, rois=small_store.rois)
         return cache[chunk_rows]
@@ -78,21 +82,32 @@ def refs(small_store):
     syn = small_store.synapses
     neurons = small_store.neurons
     types = neurons["type"].astype(object).to_numpy()
-    t = syn.assign(type_pre=types[syn["pre"]], type_post=types[syn["post"]]).dropna(subset=["type_pre", "type_post"])
+    t = syn.assign(type_pre=types[syn["pre"]], type_post=types[syn["post"]]).dropna(
+        subset=["type_pre", "type_post"]
+    )
     labels = sorted(neurons["type"].dropna().unique())
     by_type = (
-        t.groupby(["type_pre", "type_post"]).size().unstack(fill_value=0).reindex(index=labels, columns=labels, fill_value=0)
+        t.groupby(["type_pre", "type_post"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(index=labels, columns=labels, fill_value=0)
     )
     n = len(neurons)
     rc = []
-    for key, side, roi in (("pre", "pre", "roi_pre"), ("post", "post", "roi_post"), ("downstream", "pre", "roi_post")):
+    for key, side, roi in (
+        ("pre", "pre", "roi_pre"),
+        ("post", "post", "roi_post"),
+        ("downstream", "pre", "roi_post"),
+    ):
         g = syn.groupby([side, roi]).size().rename(key)
         g.index = g.index.set_names(["index", "roi"])
         rc.append(g)
     roi_counts = pd.concat(rc, axis=1).fillna(0).astype(np.int64).sort_index().reset_index()
     roi_counts["upstream"] = roi_counts["post"]
     with dask.config.set(scheduler="sync"):
-        nested = NestedMatrix.from_synapses(small_store.conn, weight_mode="relative_outgoing", progress=False)
+        nested = NestedMatrix.from_synapses(
+            small_store.conn, weight_mode="relative_outgoing", progress=False
+        )
     return {
         "pairs": H.pair_reference(syn),
         "pairs_roi": H.pair_reference(syn, by_roi=True),
@@ -128,7 +143,9 @@ draws = dict(
 
 @SETTINGS
 @given(**draws)
-def test_pair_counts_bit_identical(stores, refs, client, chunk_rows, partition_chunks, kind, workers):
+def test_pair_counts_bit_identical(
+    stores, refs, client, chunk_rows, partition_chunks, kind, workers
+):
     conn = stores(chunk_rows)
     with scheduler(kind, workers, client, partition_chunks):
         assert len(conn.partitions()) == -(-conn.n_synapses // (chunk_rows * partition_chunks))
@@ -139,7 +156,9 @@ def test_pair_counts_bit_identical(stores, refs, client, chunk_rows, partition_c
 
 @SETTINGS
 @given(**draws)
-def test_grouped_and_roi_counts_bit_identical(stores, refs, client, chunk_rows, partition_chunks, kind, workers):
+def test_grouped_and_roi_counts_bit_identical(
+    stores, refs, client, chunk_rows, partition_chunks, kind, workers
+):
     conn = stores(chunk_rows)
     with scheduler(kind, workers, client, partition_chunks):
         da = conn.adjacency(by="type", progress=False)
@@ -153,9 +172,13 @@ def test_grouped_and_roi_counts_bit_identical(stores, refs, client, chunk_rows, 
     assert np.array_equal(got.to_numpy(np.int64), want.to_numpy(np.int64))
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(**draws)
-def test_nested_relative_weights_identical(stores, refs, client, chunk_rows, partition_chunks, kind, workers):
+def test_nested_relative_weights_identical(
+    stores, refs, client, chunk_rows, partition_chunks, kind, workers
+):
     conn = stores(chunk_rows)
     with scheduler(kind, workers, client, partition_chunks):
         m = NestedMatrix.from_synapses(conn, weight_mode="relative_outgoing", progress=False)
@@ -165,5 +188,6 @@ def test_nested_relative_weights_identical(stores, refs, client, chunk_rows, par
     for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data)):
         assert np.array_equal(x, y)  # bit-identical floats, same sparsity
     assert np.array_equal(
-        m.get_relative_weights(by_type=True).to_numpy(), base.get_relative_weights(by_type=True).to_numpy()
+        m.get_relative_weights(by_type=True).to_numpy(),
+        base.get_relative_weights(by_type=True).to_numpy(),
     )

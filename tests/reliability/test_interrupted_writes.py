@@ -19,11 +19,11 @@ import shutil
 import warnings
 from pathlib import Path
 
+import _reliability_helpers as H
 import numpy as np
 import pandas as pd
 import pytest
 
-import _reliability_helpers as H
 from connectome_dask.cli import main as cli_main
 from connectome_dask.ingest import ingest
 from connectome_dask.matrix import NestedMatrix, open_dataarray, open_matrix, save_dataarray
@@ -41,7 +41,9 @@ def scheduler_address():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        )
     yield cluster.scheduler_address
     cluster.close()
 
@@ -325,7 +327,9 @@ def _smash_header(p: Path) -> None:
     ],
     ids=["pre-truncated", "x_post-truncated", "confidence-corrupted", "roi_post-corrupted"],
 )
-def test_info_check_damaged_chunk(small_store, tmp_path, scheduler_address, capsys, column, damage, expect):
+def test_info_check_damaged_chunk(
+    small_store, tmp_path, scheduler_address, capsys, column, damage, expect
+):
     import re
 
     store = H.copy_store(small_store.path, tmp_path / "store")

@@ -82,7 +82,9 @@ def test_grouped_adjacency_with_low_limit(small_store):
     with dask.config.set({"connectome_dask.max_dense_bytes": 8 * ntypes}):
         fails_fast(lambda: conn.adjacency(by="type", progress=False), rf"{ntypes:,} x {ntypes:,}")
         fails_fast(lambda: conn.adjacency(by="instance", progress=False), r"dense")
-        fails_fast(lambda: neuron_roi_counts(conn, progress=False, cache=False), r"per-neuron ROI counts")
+        fails_fast(
+            lambda: neuron_roi_counts(conn, progress=False, cache=False), r"per-neuron ROI counts"
+        )
     # neuron level is sparse: fine under the same limit, and equal to pandas
     with dask.config.set({"connectome_dask.max_dense_bytes": 8 * ntypes, "scheduler": "sync"}):
         da = conn.adjacency(progress=False)

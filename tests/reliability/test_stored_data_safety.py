@@ -17,12 +17,12 @@ import re
 import warnings
 from pathlib import Path
 
+import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
 import pytest
 
-import _reliability_helpers as H
 import connectome_dask
 from connectome_dask import datasets
 from connectome_dask.ingest import ingest
@@ -54,20 +54,38 @@ def written(small_store, tmp_path_factory):
     small_store.neurons.to_parquet(root / "neurons.parquet")
     with dask.config.set(scheduler="sync"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = ingest(root / "syn.parquet", root / "ingested", neurons=root / "neurons.parquet",
-                   chunk_rows=4096, progress=False)
+        a = ingest(
+            root / "syn.parquet",
+            root / "ingested",
+            neurons=root / "neurons.parquet",
+            chunk_rows=4096,
+            progress=False,
+        )
         a = a.assign_rois(H.slab_roiset(), progress=False)
-        b = datasets.synthetic(root / "synthetic", n_neurons=200, n_synapses=20_000, chunk_rows=4096,
-                               skeletons=5, progress=False, meshes_dir=root / "meshes")
+        b = datasets.synthetic(
+            root / "synthetic",
+            n_neurons=200,
+            n_synapses=20_000,
+            chunk_rows=4096,
+            skeletons=5,
+            progress=False,
+            meshes_dir=root / "meshes",
+        )
         b = b.assign_rois(RoiSet.from_directory(root / "meshes"), progress=False)
-        NestedMatrix.from_synapses(a, weight_mode="relative_outgoing", progress=False).to_zarr(root / "m.zarr")
+        NestedMatrix.from_synapses(a, weight_mode="relative_outgoing", progress=False).to_zarr(
+            root / "m.zarr"
+        )
         save_dataarray(b.adjacency(by="type", progress=False), root / "types.zarr")
         save_dataarray(a.adjacency(progress=False), root / "neurons.zarr")
     return root, [a, b]
 
 
 def _is_chunk(p: Path) -> bool:
-    return "c" in p.parts[:-1] and p.parts[p.parts.index("c") - 1] != "" and not p.name.endswith(".json")
+    return (
+        "c" in p.parts[:-1]
+        and p.parts[p.parts.index("c") - 1] != ""
+        and not p.name.endswith(".json")
+    )
 
 
 def test_no_pickle_in_stored_data(written):
@@ -110,7 +128,9 @@ def _calls(tree: ast.AST):
         if isinstance(node, ast.Call):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
-            base = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            base = (
+                f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            )
             yield node, base, name
 
 
@@ -121,18 +141,28 @@ def scan_source(text: str, filename: str) -> list[str]:
     for node, base, name in _calls(tree):
         kw = {k.arg: k.value for k in node.keywords}
         where = f"{filename}:{node.lineno}"
-        if base == "yaml" and name in ("unsafe_load", "unsafe_load_all", "full_load", "full_load_all"):
+        if base == "yaml" and name in (
+            "unsafe_load",
+            "unsafe_load_all",
+            "full_load",
+            "full_load_all",
+        ):
             bad.append(f"{where}: yaml.{name}")
         if base == "yaml" and name in ("load", "load_all"):
             loader = kw.get("Loader") or (node.args[1] if len(node.args) > 1 else None)
             lname = ast.unparse(loader) if loader is not None else ""
             if "SafeLoader" not in lname and "CSafeLoader" not in lname:
                 bad.append(f"{where}: yaml.{name} without SafeLoader")
-        if base in ("pickle", "cPickle", "dill", "cloudpickle", "joblib") and name in ("load", "loads"):
+        if base in ("pickle", "cPickle", "dill", "cloudpickle", "joblib") and name in (
+            "load",
+            "loads",
+        ):
             bad.append(f"{where}: {base}.{name}")
         if name == "read_pickle":
             bad.append(f"{where}: read_pickle")
-        if "allow_pickle" in kw and not (isinstance(kw["allow_pickle"], ast.Constant) and kw["allow_pickle"].value is False):
+        if "allow_pickle" in kw and not (
+            isinstance(kw["allow_pickle"], ast.Constant) and kw["allow_pickle"].value is False
+        ):
             bad.append(f"{where}: allow_pickle={ast.unparse(kw['allow_pickle'])}")
         if base in ("np", "numpy") and name == "load" and "allow_pickle" not in kw:
             bad.append(f"{where}: np.load without allow_pickle=False")

@@ -25,12 +25,12 @@ import signal
 import warnings
 from pathlib import Path
 
+import _reliability_helpers as H
 import cloudpickle
 import dask
 import numpy as np
 import pytest
 
-import _reliability_helpers as H
 from connectome_dask.aggregate import pair_counts
 from connectome_dask.cluster import LOCAL_MEMORY_FRACTIONS, local_cluster
 from connectome_dask.matrix import NestedMatrix
@@ -74,33 +74,34 @@ def _in_client(client, fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
-    """Run ``fn`` on the cluster; SIGKILL the worker running the held partition.
+def _kill_mid_task(client, d: Path, fname: str, min_start: int, fn, *args, **kwargs):
+    """Run ``fn`` on the cluster; SIGKILL the worker running the held task of ``fname``.
 
     Returns (result, facts) where facts describe what was observed at the kill.
     """
-    tag, n_parts = tag_fn(), n_parts_of()
     for p in d.iterdir():  # markers of earlier (undisturbed) runs
         p.unlink()
-    hold = d / f"hold~{tag}"
-    hold.touch()
-    prefix = tag.rsplit("-", 1)[0]
+    hold = d / f"hold~{fname}"
+    hold.write_text(str(min_start))
+    prefix = f"{fname}-"
+
+    def done_tags():
+        return {t for t, _ in H.markers(d, "done") if t.startswith(prefix)}
+
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         fut = pool.submit(_in_client, client, fn, *args, **kwargs)
         H.wait_for(
-            lambda: fut.done()
-            or (H.markers(d, "held", tag) and len(H.markers(d, "done")) >= 1 and any(
-                t.startswith(prefix) for t, _ in H.markers(d, "done"))),
+            lambda: fut.done() or (H.markers(d, "held") and len(done_tags()) >= 1),
             timeout=90,
-            what=f"partition {tag} held and other partitions done",
+            what=f"a task of {fname} held and others done",
         )
         assert not fut.done(), f"finished before the kill: {fut.exception()}"
         pids = client.run(os.getpid)
-        (_, victim), = H.markers(d, "held", tag)
+        ((tag, victim),) = H.markers(d, "held")
         assert victim in pids.values()
         victim_addr = next(a for a, p in pids.items() if p == victim)
-        done_at_kill = {t for t, _ in H.markers(d, "done") if t.startswith(prefix)}
+        done_at_kill = done_tags()
         os.kill(victim, signal.SIGKILL)
         hold.unlink()
         result = fut.result(timeout=120)
@@ -110,8 +111,10 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
     _wait_replaced(client, victim_addr)
     new_pids = set(client.run(os.getpid).values())
     starts = H.markers(d, "start", tag)
+    n_parts = len(done_tags())
     facts = {
         "victim": victim,
+        "held": tag,
         "done_at_kill": done_at_kill,
         "n_parts": n_parts,
         "starts_of_held": starts,
@@ -119,7 +122,7 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
     }
     # the kill happened mid-job: some but not all partitions were done
     assert 1 <= len(done_at_kill) < n_parts, facts
-    assert tag not in done_at_kill
+    assert tag not in done_at_kill and tag in done_tags()
     # the held task was run again, by another process, and the worker was replaced
     assert len(starts) >= 2 and {p for _, p in starts} - {victim}, facts
     assert victim not in new_pids and len(new_pids) == 2, facts
@@ -129,7 +132,9 @@ def _kill_mid_task(client, d: Path, fn, tag_fn, n_parts_of, *args, **kwargs):
 def _wait_replaced(client, victim_addr: str) -> None:
     """Wait until the scheduler lists two workers and the killed one is not among them."""
     H.wait_for(
-        lambda: (lambda w: victim_addr not in w and len(w) == 2)(client.scheduler_info(n_workers=-1)["workers"]),
+        lambda: (lambda w: victim_addr not in w and len(w) == 2)(
+            client.scheduler_info(n_workers=-1)["workers"]
+        ),
         timeout=60,
         what="the nanny to restart the killed worker",
         interval=0.05,
@@ -151,10 +156,10 @@ def test_pair_counts_survive_worker_kill(fault_cluster, markers, small_store, tm
     other = Connectome(H.copy_store(small_store.path, tmp_path / "copy"))
     undisturbed = _in_client(client, pair_counts, other, progress=False)
     H.assert_pairs_equal(undisturbed, ref)
-    mid = parts[len(parts) // 2][0]
     got, facts = _kill_mid_task(
-        client, markers, pair_counts, lambda: f"_pairs_chunk-{mid}", lambda: len(parts), conn, progress=False
+        client, markers, "_pairs_chunk", conn.n_synapses // 2, pair_counts, conn, progress=False
     )
+    assert facts["n_parts"] >= 8
     H.assert_pairs_equal(got, ref)
     H.assert_pairs_equal(got, undisturbed)
 
@@ -168,7 +173,7 @@ def test_assign_rois_survives_worker_kill(fault_cluster, markers, small_store, t
     a2 = _in_client(client, a.assign_rois, rs, progress=False)
     mid = parts[len(parts) // 2][0]
     b2, facts = _kill_mid_task(
-        client, markers, b.assign_rois, lambda: f"_write_outputs-{mid}", lambda: len(parts), rs, progress=False
+        client, markers, "_write_outputs", mid, b.assign_rois, rs, progress=False
     )
     cols = ["roi_pre", "roi_post", "x_pre", "x_post"]
     ra, rb = a2.read_synapses(cols), b2.read_synapses(cols)
@@ -192,7 +197,8 @@ def test_nested_matrix_survives_worker_kill(fault_cluster, markers, small_store,
     ann = small_store.neurons.rename(columns={"bodyId": "root_id", "type": "cell_type"})
     ref = NestedMatrix.from_synapses(
         syn.rename(columns={"bodyId_pre": "pre_pt_root_id", "bodyId_post": "post_pt_root_id"}),
-        ann, weight_mode="relative_outgoing",
+        ann,
+        weight_mode="relative_outgoing",
     )
     other = Connectome(H.copy_store(small_store.path, tmp_path / "copy"))
     undisturbed = _in_client(
@@ -200,8 +206,14 @@ def test_nested_matrix_survives_worker_kill(fault_cluster, markers, small_store,
     )
     mid = parts[len(parts) // 3][0]
     got, facts = _kill_mid_task(
-        client, markers, NestedMatrix.from_synapses, lambda: f"_pairs_chunk-{mid}", lambda: len(parts),
-        conn, weight_mode="relative_outgoing", progress=False,
+        client,
+        markers,
+        "_pairs_chunk",
+        mid,
+        NestedMatrix.from_synapses,
+        conn,
+        weight_mode="relative_outgoing",
+        progress=False,
     )
     for other in (undisturbed, ref):
         assert got.ordered_neurons == other.ordered_neurons
@@ -240,7 +252,9 @@ def test_local_cluster_memory_limits_and_spilling(fault_cluster):
     """Fresh workers of ``local_cluster()`` have a memory limit and the documented spill thresholds."""
     client, _, fresh = fault_cluster
     _assert_memory_defaults(fresh)
-    nanny_terminate = {n.memory_manager.memory_terminate_fraction for n in client.cluster.workers.values()}
+    nanny_terminate = {
+        n.memory_manager.memory_terminate_fraction for n in client.cluster.workers.values()
+    }
     assert nanny_terminate == {LOCAL_MEMORY_FRACTIONS["terminate"]}
 
 
