@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl")
-_ALGO_VERSION = 1
+_ALGO_VERSION = 2
 _FAN_RADIUS = 2.0  # hole balls: |gwn(fan)| < 0.5 outside _FAN_RADIUS * hole radius
 _UNITS = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0,
           "micron": 1000.0, "mm": 1e6, "millimeter": 1e6}
@@ -300,7 +300,7 @@ class _Grid:
     """
 
     ARRAYS = ("grid", "refs", "ref_label", "cptr", "wmv", "tidx", "trec", "hcomp", "comp_mesh",
-              "fptr", "fanV", "rank", "code", "origin", "shape")
+              "fptr", "fanV", "rank", "code", "origin", "shape", "sub")
 
     def __init__(self, arrays: Mapping[str, np.ndarray], h: float, key: str, names: Sequence[str]):
         for k in self.ARRAYS:
@@ -309,6 +309,8 @@ class _Grid:
         self.key = key
         self.names = list(names)  # codes -> names (all of the RoiSet)
         self.n_mesh = len(self.rank)
+        # derived, cheap (a pass over the grid): labels of uniform 8^3-cell blocks
+        self.blk = _ck.block_table(self.grid, self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -330,7 +332,7 @@ class _Grid:
             _ck.query(P[s : s + step], self.origin, self.h, self.shape, self.grid, bool(exact),
                       self.refs, self.ref_label, self.cptr, self.wmv, self.tidx, self.trec,
                       self.hcomp, self.comp_mesh, self.fptr, self.fanV, self.rank, self.code,
-                      out[s : s + step])
+                      self.blk, self.sub, out[s : s + step])
         return out
 
     def query_threaded(self, P: np.ndarray, exact: bool = True, n_threads: int | None = None) -> np.ndarray:
@@ -488,14 +490,18 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
     rank = np.asarray(ranks, dtype=np.int64)
     code = np.asarray(codes, dtype=np.int64)
     refs, ref_label, wptr, wmesh, wval = _ck.sweep(shape, h, col, cz, cm, cs, grid, len(meshes), rank, code)
+    cptr = np.column_stack([tptr, wptr, hptr]).astype(np.int64)
+    wmv = np.column_stack([wmesh, wval]).astype(np.int64).reshape(-1, 2)
+    fanV_l = (np.concatenate(fanV) - origin) if fanV else np.zeros((0, 3, 3))
+    comp_mesh_a = np.asarray(comp_mesh, np.int32)
+    fptr_a = np.asarray(fptr, np.int64)
+    sub = _ck.sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tris, trec, hcomp, comp_mesh_a,
+                         fptr_a, fanV_l, rank, code)
     arrays = {
         "grid": grid, "refs": refs, "ref_label": ref_label,
-        "cptr": np.column_stack([tptr, wptr, hptr]).astype(np.int64),
-        "wmv": np.column_stack([wmesh, wval]).astype(np.int64).reshape(-1, 2),
-        "tidx": tris, "trec": trec, "hcomp": hcomp, "comp_mesh": np.asarray(comp_mesh, np.int32),
-        "fptr": np.asarray(fptr, np.int64),
-        "fanV": (np.concatenate(fanV) - origin) if fanV else np.zeros((0, 3, 3)),
-        "rank": rank, "code": code, "origin": origin, "shape": shape,
+        "cptr": cptr, "wmv": wmv, "tidx": tris, "trec": trec, "hcomp": hcomp,
+        "comp_mesh": comp_mesh_a, "fptr": fptr_a, "fanV": fanV_l,
+        "rank": rank, "code": code, "origin": origin, "shape": shape, "sub": sub,
     }
     return _Grid(arrays, h, key, names)
 
