@@ -64,7 +64,7 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
             from distributed import progress as dprogress
 
             with contextlib.suppress(Exception):  # progress display must never fail a job
-                dprogress(futures, notebook=False)
+                dprogress(futures)  # text bar in a terminal, widget in Jupyter
         return tuple(client.gather(futures))
     if show:
         from dask.diagnostics import ProgressBar

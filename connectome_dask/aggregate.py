@@ -88,11 +88,18 @@ def check_dense(shape: tuple[int, ...], itemsize: int, what: str, hint: str | No
     if need > limit:
         dims = " x ".join(f"{int(d):,}" for d in shape)
         raise DenseMatrixTooLarge(
-            f"{what} would need a dense {dims} array of {need / 2**30:.2f} GiB, more than the "
-            f"limit of {limit / 2**30:.2f} GiB (dask config 'connectome_dask.max_dense_bytes'). "
+            f"{what} would need a dense {dims} array of {_nbytes(need)}, more than the "
+            f"limit of {_nbytes(limit)} (dask config 'connectome_dask.max_dense_bytes'). "
             + (hint or "Use the sparse neuron-level result (Connectome.adjacency(...) / .to_xarray()) "
                "or restrict the neurons.")
         )
+
+
+def _nbytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} bytes"
 
 
 _check_dense = check_dense  # short private alias used across modules

@@ -111,10 +111,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from . import ingest as ingest_mod
+    from .ingest import run_from_args
 
     with _client(args):
-        conn = ingest_mod.run_from_args(args)
+        conn = run_from_args(args)
         print(conn)
     return 0
 

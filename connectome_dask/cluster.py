@@ -126,6 +126,18 @@ def _memory_config(fractions: Mapping[str, float]) -> dict[str, Any]:
     return {f"distributed.worker.memory.{k}": v for k, v in fractions.items()}
 
 
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b.c": v}`` -> ``{"a": {"b": {"c": v}}}`` (the form ``Nanny(config=...)`` merges)."""
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        d = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
 def _machine_memory() -> int:
     """Usable memory of this machine in bytes (respects cgroup and rlimit limits)."""
     from distributed.system import MEMORY_LIMIT
@@ -212,6 +224,14 @@ def local_cluster(
         tmpdir = tempfile.mkdtemp(prefix="connectome-dask-", dir=base)
         kw["local_directory"] = tmpdir
     fractions = _memory_fractions()
+    # ``config`` is part of the worker spec: every nanny (also one the cluster
+    # creates later to replace a lost worker) merges it into the config it
+    # ships to each worker process it (re)starts, so the thresholds survive
+    # restarts. The global dask config below only reaches the first nannies.
+    # (Nanny merges it shallowly over the global config: pass a full, deep-merged snapshot)
+    kw["config"] = dask.config.merge(
+        dask.config.config, kw.pop("config", None) or {}, _nest(_memory_config(fractions))
+    )
     try:
         # Nannies read the terminate fraction at creation and ship this config to
         # their worker processes, so the thresholds apply to every worker.

@@ -178,7 +178,31 @@ def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: i
         compressors=_codecs(),
         fill_value=-1 if name in ("roi_pre", "roi_post") else 0,
         overwrite=True,
+        # every chunk gets a file, so a lost chunk file is detectable (otherwise
+        # a missing chunk reads silently as the fill value)
+        config={"write_empty_chunks": True},
     )
+
+
+def _read_range(path: str, gen: int, start: int, stop: int) -> np.ndarray:
+    """Read rows ``start:stop`` of a store array; decode failures name the array, chunks and rows."""
+    arr = _open_array_cached(path, gen)
+    try:
+        return arr[start:stop]
+    except Exception as e:  # noqa: BLE001 - zarr/blosc raise assorted types for damaged chunks
+        c = arr.chunks[0]
+        bad = []
+        for i in range(start // c, max(start, stop - 1) // c + 1):
+            try:
+                arr[i * c : min((i + 1) * c, arr.shape[0])]
+            except Exception:  # noqa: BLE001
+                bad.append(i)
+        where = ", ".join(f"chunk {i} (rows {i * c}..{min((i + 1) * c, arr.shape[0])})" for i in bad[:5])
+        raise StoreError(
+            f"{path}: cannot read {where or f'rows {start}..{stop}'}: {type(e).__name__}: {e}. "
+            "The chunk file may be truncated or corrupted; run `connectome-dask info --check` "
+            "on the store"
+        ) from e
 
 
 @lru_cache(maxsize=256)
@@ -252,6 +276,7 @@ class StoreWriter:
             safe_name(name, "synapse column")
             self.columns[name] = str(np.dtype(SYNAPSE_DTYPES.get(name, dt)))
         self.chunk_rows = int(chunk_rows)
+        self.bucket_rows = int(bucket_rows)
         self.presorted = presorted
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -390,7 +415,10 @@ class StoreWriter:
         n = out.finish()
         assert n == self._n_rows, (n, self._n_rows)
         shutil.rmtree(self._spill, ignore_errors=True)
-        _build_index(self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows)
+        _build_index(
+            self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows,
+            bucket=max(self.bucket_rows, self.chunk_rows),
+        )
         neurons.to_parquet(self.tmp / "neurons.parquet", index=False)
         skel_rel = None
         if skeletons is not None:
@@ -529,7 +557,9 @@ def _write_skeletons(dest: Path, skeletons, body_ids: set[int]) -> None:
             (dest / f"{bid}.swc").write_text(text)
 
 
-def _build_index(root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int) -> None:
+def _build_index(
+    root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int, bucket: int = 1 << 25
+) -> None:
     """Write index.zarr: pre_offsets, post_offsets and post_perm.
 
     Rows are sorted by pre, so ``pre_offsets`` is a cumulative sum. ``post_perm``
@@ -549,7 +579,7 @@ def _build_index(root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chu
     if n == 0:
         return
     post_arr = zarr.open_array(str(syn_dir / "post"), mode="r")
-    bucket = 1 << 28  # entries per pass (2 GiB of int64)
+    # ``bucket`` entries per pass (the writer's memory bound); more passes re-read ``post``
     nn = len(post_counts)
     lo_idx = 0
     while lo_idx < nn:
@@ -811,7 +841,7 @@ class Connectome:
     ) -> dict[str, np.ndarray]:
         """Read a row range of synapse columns as numpy arrays."""
         stop = self.n_synapses if stop is None else stop
-        return {c: self._array(c)[start:stop] for c in columns}
+        return {c: _read_range(str(self._array_path(c)), self.generation, start, stop) for c in columns}
 
     def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
         """Read arbitrary rows (sorted ascending is fastest) of synapse columns."""
@@ -1088,6 +1118,12 @@ class Connectome:
                 problems.append(f"synapse column {c!r}: shape {a.shape}, expected ({n},)")
             if a.chunks != (self.chunk_rows,):
                 problems.append(f"synapse column {c!r}: chunks {a.chunks} differ from the store grid")
+            missing = _missing_chunks(self._array_path(c), n, self.chunk_rows)
+            if missing:
+                problems.append(
+                    f"synapse column {c!r}: chunk file(s) missing: {missing[:5]}"
+                    f"{' ...' if len(missing) > 5 else ''} (in {self._array_path(c)})"
+                )
         if self.rois_path is not None and not (self.rois_path / "rois.json").exists():
             problems.append(f"ROI folder {self.rois_path} has no rois.json")
         if deep and not problems:
@@ -1126,6 +1162,12 @@ class Connectome:
         return problems
 
 
+def _missing_chunks(array_dir: Path, n: int, chunk_rows: int) -> list[int]:
+    """Indices of chunks whose file is absent (default v3 key encoding ``c/<i>``)."""
+    nchunks = -(-n // chunk_rows) if n else 0
+    return [i for i in range(nchunks) if not (array_dir / "c" / str(i)).exists()]
+
+
 def _ranges_to_rows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     lens = (stops - starts).astype(np.int64)
     total = int(lens.sum())
@@ -1136,7 +1178,7 @@ def _ranges_to_rows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 
 def _run_block(func, paths: Mapping[str, str], gen: int, start: int, stop: int, args, kwargs):
-    block = {c: _open_array_cached(p, gen)[start:stop] for c, p in paths.items()}
+    block = {c: _read_range(p, gen, start, stop) for c, p in paths.items()}
     return func(block, start, *args, **kwargs)
 
 
@@ -1164,7 +1206,7 @@ def _read_synapse_block(
     """
     s, e = part
     cols = list(paths) if columns is None else list(columns)
-    data = {c: _open_array_cached(paths[c], gen)[s:e] for c in cols}
+    data = {c: _read_range(paths[c], gen, s, e) for c in cols}
     return pd.DataFrame(data, index=pd.RangeIndex(s, e))
 
 

@@ -516,13 +516,6 @@ def test_inverted_or_open_mesh_is_repaired_with_a_named_warning(defect):
 # ----------------------------------------------------------------------------- reading a damaged chunk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store._read_synapse_block/_run_block/Connectome.read_synapses: a corrupted or truncated chunk "
-    "surfaces as a bare RuntimeError('error during blosc decompression: -1') naming no file, column or "
-    "rows. Fix: catch decode errors around the zarr reads and raise StoreError naming the array "
-    "directory, chunk index and row range, and suggesting `connectome-dask info --check`.",
-)
 def test_damaged_chunk_read_error_names_the_chunk(small_store, tmp_path):
     store = _store_copy(tmp_path, small_store)
     chunk = store / "synapses.zarr" / "pre" / "c" / "2"

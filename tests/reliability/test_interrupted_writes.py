@@ -351,13 +351,6 @@ def test_info_check_out_of_range_indices(small_store, tmp_path, scheduler_addres
     assert rc == 2 and "synapse column 'post': row 5000 out of range" in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store: a deleted chunk file reads as the fill value (zarr default) and Connectome.check() "
-    "does not notice for columns other than pre/post; arrays are created with write_empty_chunks=False "
-    "so a missing chunk is indistinguishable from an all-fill chunk. Fix: create arrays with "
-    "config={'write_empty_chunks': True} and make check() verify that every chunk key c/<i> exists.",
-)
 def test_info_check_missing_chunk_file(small_store, tmp_path, scheduler_address, capsys):
     store = H.copy_store(small_store.path, tmp_path / "store")
     _chunk(store, "x_pre", 2).unlink()

@@ -258,13 +258,6 @@ def test_local_cluster_memory_limits_and_spilling(fault_cluster):
     assert nanny_terminate == {LOCAL_MEMORY_FRACTIONS["terminate"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cluster.local_cluster sets the memory thresholds with dask.config.set only while the "
-    "LocalCluster is constructed; a worker the nanny restarts (after a crash or a memory "
-    "'terminate') falls back to distributed's defaults (pause 0.8 instead of 0.85). Fix: pass "
-    "memory_target/spill/pause_fraction as worker kwargs (forwarded by the Nanny on every restart).",
-)
 def test_memory_thresholds_survive_worker_restart(fault_cluster, markers):
     client, _, _ = fault_cluster
     pids = client.run(os.getpid)
