@@ -45,7 +45,6 @@ import numpy as np
 
 from . import peers
 from ._common import (
-    DATA,
     JFRC2NP,
     PY,
     RESULTS,
@@ -292,7 +291,7 @@ def bench_rois(ctx) -> dict:
     for ext in ("json", "md"):
         shutil.copy(tmp / f"rois.{ext}", a.results / f"rois_{tag}.{ext}")
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"meshes": tag, "result_file": f"rois_{tag}.md", "command": " ".join(cmd[1:]), "raw": r}
+    return {"meshes": tag, "result_file": f"rois_{tag}.md", "command": " ".join(cmd[2:]), "raw": r}
 
 
 BENCH = {"pairs": bench_pairs, "types": bench_types, "one_neuron": bench_one_neuron,
@@ -321,11 +320,19 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return f"{a['seconds'] / b['seconds']:.2f}x"
 
 
+def _speedup(peer: dict | None, ours: dict | None) -> str:
+    """time(peer) / time(ours)."""
+    if not peer or not ours or "seconds" not in peer or "seconds" not in ours:
+        return "—"
+    return f"{peer['seconds'] / ours['seconds']:.1f}x"
+
+
 def _profile_lines(p: dict | None) -> list[str]:
     if not p or "top_tottime" not in p:
         return []
-    out = ["", f"cProfile on the synchronous scheduler ({p['seconds_sync_profiled']:.1f} s in total; "
-           "top functions by own time):", "", "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]
+    out = ["", f"cProfile of a second (warm) call on the synchronous scheduler ({p['seconds_sync_profiled']:.1f} s "
+           "in total; top functions by own time; `acquire` of a lock = waiting for zarr's I/O thread, i.e. "
+           "reading + decompressing chunks):", "", "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]
     for r in p["top_tottime"][:15]:
         out.append(f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.2f} | {r['cumtime_s']:.2f} |")
     return out
@@ -513,7 +520,7 @@ def render_summary(rep: dict) -> str:
         pc = r["ours"].get("pair_counts_threads")
         P = r["peers"]
         peers_s = ", ".join(f"{k} {_t(P.get(k))} s" for k in ("duckdb", "polars", "pandas") if P.get(k))
-        rat = ", ".join(f"{_ratio(o, P.get(k))} of {k}" for k in ("duckdb", "polars", "pandas") if P.get(k))
+        rat = ", ".join(f"{_speedup(P.get(k), o)} faster than {k}" for k in ("duckdb", "polars", "pandas") if P.get(k))
         ok = all(v.get("identical", v.get("n_pairs_equal", False)) for v in r.get("correctness", {}).values())
         L.append(f"| {n} synapses -> neuron-pair counts (`adjacency()`; raw `pair_counts` {_t(pc)} s) | {_t(o)} s | "
                  f"{_t(c)} s | {peers_s} | {rat} | <= 1.0x DuckDB | {'yes' if r.get('goal_met') else 'no'} | "

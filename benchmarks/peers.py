@@ -364,6 +364,7 @@ def task_profile(store: str, what: str, top: int = 25) -> dict:
         "types": lambda: conn.adjacency(by="type", progress=False),
         "fetch_adjacencies": lambda: cd.fetch_adjacencies(None, None, client=conn, progress=False),
     }
+    ops[what]()  # warm: imports, numba cache loads, zarr metadata
     pr = cProfile.Profile()
     t0 = time.perf_counter()
     pr.enable()
@@ -374,7 +375,7 @@ def task_profile(store: str, what: str, top: int = 25) -> dict:
     st = pstats.Stats(pr, stream=s)
     st.sort_stats("tottime").print_stats(top)
     rows = []
-    for (fn, line, name), (cc, nc, tt, ct, _callers) in st.stats.items():
+    for (fn, line, name), (_cc, nc, tt, ct, _callers) in st.stats.items():
         rows.append({"function": f"{Path(fn).name}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
     rows.sort(key=lambda r: -r["tottime_s"])
     return {"what": what, "seconds_sync_profiled": dt, "top_tottime": rows[:top]}
