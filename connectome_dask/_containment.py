@@ -571,15 +571,15 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
     number at the point is >= 0.5, or -1. Points outside the grid or with a
     NaN coordinate get -1.
 
-    One pass labels every point in a uniform 8^3-cell block from the small
-    block table ``blk`` (it stays in cache), every other point in a uniform
-    cell from the grid, and collects the points in boundary cells. Only those
-    are bucketed by 8^3-cell block (a counting sort, O(n)) and copied
-    contiguously, so the triangles of neighbouring cells, which they share,
-    are loaded into cache once per block. Bucketing *all* points costs more
-    than the random grid lookups it saves: the scatter misses the cache on
-    nearly every write; and sorting by cell gains little, since boundary
-    cells hold about one query point each.
+    Pass 1 labels every point in a uniform 8^3-cell block from the small
+    block table ``blk`` (it stays in cache) and keeps the others with their
+    block id. Those are put in block order by an LSD radix sort (8-bit digits,
+    so each pass scatters into 256 cache-friendly streams), then pass 2 labels
+    uniform cells from the grid and uniform sub-cells from ``sub``, reading
+    both tables locally. The remaining points, in block order and copied
+    contiguously, get the exact crossing test against their cell's triangles,
+    which neighbouring cells share. ``P`` is processed in calls of at most
+    2**31 points (int32 indices).
     """
     n_mesh = rank.shape[0]
     inv = 1.0 / h
@@ -588,11 +588,12 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
     s0, s1, s2 = shape[0], shape[1], shape[2]
     by = (s1 >> BLOCK_SHIFT) + 1
     bz = (s2 >> BLOCK_SHIFT) + 1
-    bidx = np.empty(N, np.int64)
-    bkey = np.empty(N, np.int32)
     nblk = blk.shape[0]
-    cnt = np.zeros(nblk + 1, np.int64)
-    nb = 0
+    # pass 1: points in uniform blocks (or outside) are done; keep the rest with their block
+    rkey = np.empty(N, np.int32)
+    rsrc = np.empty(N, np.int32)
+    rxyz = np.empty((N, 3))
+    nr = 0
     for n in range(N):
         fx = (float(P[n, 0]) - o0) * inv
         fy = (float(P[n, 1]) - o1) * inv
@@ -601,14 +602,63 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
         if not (fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < s0 and fy < s1 and fz < s2):
             out[n] = -1
             continue
-        ix = int(fx)
-        iy = int(fy)
-        iz = int(fz)
-        k = ((ix >> BLOCK_SHIFT) * by + (iy >> BLOCK_SHIFT)) * bz + (iz >> BLOCK_SHIFT)
+        k = (((int(fx) >> BLOCK_SHIFT) * by + (int(fy) >> BLOCK_SHIFT)) * bz
+             + (int(fz) >> BLOCK_SHIFT))
         b = blk[k]
         if b >= -1:
             out[n] = b
             continue
+        rkey[nr] = k
+        rsrc[nr] = n
+        rxyz[nr, 0] = fx
+        rxyz[nr, 1] = fy
+        rxyz[nr, 2] = fz
+        nr += 1
+    if nr == 0:
+        return
+    # LSD radix sort of the rest by block, 8 bits per pass: each pass scatters
+    # into 256 streams (cache friendly), unlike one counting sort over ~10^4
+    # buckets, which misses the cache on nearly every write. Afterwards the
+    # grid, sub-cell and triangle lookups of consecutive points are local.
+    if nr >= SORT_MIN:
+        tkey = np.empty(nr, np.int32)
+        tsrc = np.empty(nr, np.int32)
+        txyz = np.empty((nr, 3))
+        shift = 0
+        while (nblk - 1) >> shift > 0:
+            cnt = np.zeros(257, np.int64)
+            for j in range(nr):
+                cnt[((rkey[j] >> shift) & 255) + 1] += 1
+            for d in range(256):
+                cnt[d + 1] += cnt[d]
+            for j in range(nr):
+                d = (rkey[j] >> shift) & 255
+                q = cnt[d]
+                cnt[d] = q + 1
+                tkey[q] = rkey[j]
+                tsrc[q] = rsrc[j]
+                txyz[q, 0] = rxyz[j, 0]
+                txyz[q, 1] = rxyz[j, 1]
+                txyz[q, 2] = rxyz[j, 2]
+            rkey, tkey = tkey, rkey
+            rsrc, tsrc = tsrc, rsrc
+            rxyz, txyz = txyz, rxyz
+            shift += 8
+    # pass 2 (block order): uniform cells and sub-cells; collect exact ones
+    Ps = np.empty((nr, 3))
+    src = np.empty(nr, np.int32)
+    nb = 0
+    for j in range(nr):
+        n = rsrc[j]
+        # grid coordinates, computed once in pass 1 exactly as before: the
+        # exact test needs the shifted point, h * f reproduces it only up to
+        # rounding, so the exact loop re-reads P for its few points
+        fx = rxyz[j, 0]
+        fy = rxyz[j, 1]
+        fz = rxyz[j, 2]
+        ix = int(fx)
+        iy = int(fy)
+        iz = int(fz)
         e = grid[(ix * s1 + iy) * s2 + iz]
         if e < 0:
             out[n] = -e - 2
@@ -622,26 +672,14 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
         sl = sub[e * (SUB_N * SUB_N * SUB_N) + (sa * SUB_N + sb) * SUB_N + sc]
         if sl != SUB_MIXED:
             out[n] = sl
-        else:
-            bidx[nb] = n
-            bkey[nb] = k
-            cnt[k + 1] += 1
-            nb += 1
+            continue
+        Ps[nb, 0] = float(P[n, 0]) - o0
+        Ps[nb, 1] = float(P[n, 1]) - o1
+        Ps[nb, 2] = float(P[n, 2]) - o2
+        src[nb] = n
+        nb += 1
     if nb == 0:
         return
-    for k in range(nblk):
-        cnt[k + 1] += cnt[k]
-    Ps = np.empty((nb, 3))
-    src = np.empty(nb, np.int64)
-    for j in range(nb):
-        k = bkey[j]
-        q = cnt[k]
-        cnt[k] = q + 1
-        n = bidx[j]
-        src[q] = n
-        Ps[q, 0] = float(P[n, 0]) - o0
-        Ps[q, 1] = float(P[n, 1]) - o1
-        Ps[q, 2] = float(P[n, 2]) - o2
     w = np.zeros(n_mesh, np.int64)
     cfan = np.zeros(n_mesh)
     touched = np.empty(n_mesh, np.int64)

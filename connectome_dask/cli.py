@@ -152,6 +152,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         leftovers = conn.unreferenced()
         for p in leftovers:
             print(f"note: unreferenced leftover (from an interrupted write): {p}")
+        for p in conn.stale_siblings():
+            print(f"note: temporary directory beside the store (a killed or running ingest): {p}")
         if problems:
             print("INVALID:", file=sys.stderr)
             for p in problems:

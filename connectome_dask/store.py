@@ -1080,6 +1080,16 @@ class Connectome:
                 out.append(p)
         return out
 
+    def stale_siblings(self) -> list[Path]:
+        """Temporary directories beside the store left by killed ingests or rewrites.
+
+        Reported by ``connectome-dask info --check`` but never deleted
+        automatically: an ingest running right now writes to such a directory.
+        """
+        return sorted(self.path.parent.glob(f".{self.path.name}.tmp-*")) + sorted(
+            self.path.parent.glob(f".{self.path.name}.old-*")
+        )
+
     def collect_garbage(self) -> list[Path]:
         """Delete leftovers of interrupted writes; returns what was removed."""
         gone = self.unreferenced()
