@@ -82,7 +82,16 @@ def max_dense_bytes() -> int:
 
 
 def check_dense(shape: tuple[int, ...], itemsize: int, what: str, hint: str | None = None) -> None:
-    """Raise :class:`DenseMatrixTooLarge` before allocating a dense array above the limit."""
+    """Raise :class:`DenseMatrixTooLarge` before allocating a dense array above the limit.
+
+    Examples
+    --------
+    >>> check_dense((1000, 1000), 8, "a small matrix")  # 8 MB: fine
+    >>> check_dense((10**7, 10**7), 8, "a neuron x neuron matrix")
+    Traceback (most recent call last):
+    ...
+    connectome_dask.aggregate.DenseMatrixTooLarge: a neuron x neuron matrix would need a dense ...
+    """
     need = int(np.prod(shape, dtype=np.float64)) * itemsize
     limit = max_dense_bytes()
     if need > limit:
@@ -112,6 +121,16 @@ def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
     coercion accepts: int / list of ints as body IDs, str / list of str as
     type-or-instance, a DataFrame with a ``bodyId`` column), or a boolean mask
     over ``conn.neurons``.
+
+    Examples
+    --------
+    >>> resolve_neurons(conn, None) is None
+    True
+    >>> resolve_neurons(conn, [some_body]).tolist()
+    [0]
+    >>> kc = resolve_neurons(conn, "KC.*")  # a type pattern
+    >>> kc.dtype, bool((conn.neurons.type.iloc[kc] == "KCg-m").all())
+    (dtype('int32'), True)
     """
     if spec is None:
         return None
@@ -141,6 +160,16 @@ def resolve_rois(conn: Connectome, rois: str | Iterable[str] | None) -> np.ndarr
     """ROI names (primary or super-level from the hierarchy) to sorted ROI codes.
 
     Raises ``KeyError`` naming the unknown ROIs and listing the valid ones.
+
+    Examples
+    --------
+    >>> codes = resolve_rois(conn, "CX")  # a super-level ROI: its primary children
+    >>> sorted(conn.roi_names[c] for c in codes)
+    ['EB', 'FB', 'NO', 'PB']
+    >>> resolve_rois(conn, "nowhere")
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown ROI(s) ['nowhere']; valid ROIs are: ...
     """
     if rois is None:
         return None
@@ -326,7 +355,12 @@ def pair_counts(
 
     Examples
     --------
-    >>> df = pair_counts(conn, min_weight=5)  # doctest: +SKIP
+    >>> df = pair_counts(conn, min_weight=5)
+    >>> df.columns.tolist(), bool((df.weight >= 5).all())
+    (['pre', 'post', 'weight'], True)
+    >>> by_roi = pair_counts(conn, pre=[some_body], by_roi=True)
+    >>> by_roi.columns.tolist(), int(by_roi.weight.sum()) == int(conn.neurons.pre.iloc[0])
+    (['pre', 'post', 'roi', 'weight'], True)
     """
     pre_idx = _as_indices(conn, pre)
     post_idx = _as_indices(conn, post)
@@ -464,6 +498,15 @@ def group_counts(
 
     Each partition accumulates only the block of group rows its presynaptic
     neurons touch, so neurons ordered by group make the partial blocks small.
+
+    Examples
+    --------
+    Left / right hemisphere block matrix:
+
+    >>> side = conn.neurons.side.map({"left": 0, "right": 1}).fillna(-1).to_numpy("int32")
+    >>> M = group_counts(conn, side, side, 2, 2)
+    >>> M.shape, M.dtype, int(M.sum()) == conn.n_synapses
+    ((2, 2), dtype('int64'), True)
     """
     _check_dense((n_pre, n_post), 8, "the grouped matrix")
     pre_code = np.asarray(pre_codes, dtype=np.int64)
@@ -567,8 +610,15 @@ def adjacency(
 
     Examples
     --------
-    >>> A = conn.adjacency(by="type")  # doctest: +SKIP
-    >>> A.sel(pre="EPG", post="PEN_a(PEN1)").item()  # doctest: +SKIP
+    >>> A = conn.adjacency(by="type")  # dense, type x type
+    >>> n_types = conn.neurons.type.nunique()  # neurons without a type are left out
+    >>> A.dims, A.shape == (n_types, n_types)
+    (('pre', 'post'), True)
+    >>> int(A.sel(pre="KCg-m", post="KCg-m")) > 0
+    True
+    >>> W = adjacency(conn, [some_body], None)  # sparse.COO, neuron x neuron
+    >>> W.shape == (1, conn.n_neurons), W.coords["type_pre"].values.tolist() == [some_type]
+    (True, True)
     """
     import sparse
     import xarray as xr
@@ -682,6 +732,14 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
 
     The result is cached as Parquet in the store's ROI folder (keyed by the
     store generation) and reused.
+
+    Examples
+    --------
+    >>> counts = neuron_roi_counts(conn)
+    >>> counts.columns.tolist()
+    ['index', 'roi', 'pre', 'post', 'downstream', 'upstream']
+    >>> int(counts.downstream.sum()) == conn.n_synapses  # every row counted once per side
+    True
     """
     if "roi_post" not in conn.synapse_columns or conn.rois_path is None:
         raise KeyError(f"{conn.path} has no ROI assignment; run Connectome.assign_rois first")
