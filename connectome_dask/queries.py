@@ -152,7 +152,15 @@ def fetch_neurons(criteria: Any = None, *, client: Any = None) -> tuple[pd.DataF
 
     Examples
     --------
-    >>> neuron_df, roi_df = fetch_neurons(NeuronCriteria(type="KC.*"))  # doctest: +SKIP
+    >>> neuron_df, roi_df = fetch_neurons(NeuronCriteria(type="KC.*"))
+    >>> neuron_df.columns.tolist()[:9]
+    ['bodyId', 'instance', 'type', 'pre', 'post', 'downstream', 'upstream', 'status', 'cropped']
+    >>> neuron_df.type.unique().tolist(), neuron_df.bodyId.is_monotonic_increasing
+    (['KCg-m'], True)
+    >>> roi_df.columns.tolist()
+    ['bodyId', 'roi', 'pre', 'post', 'downstream', 'upstream']
+    >>> {"MB_CA_R", "MB_R"} <= set(roi_df.roi)  # primary ROI and its parent
+    True
     """
     conn = _conn(client)
     crit = _crit(criteria, conn)
@@ -247,7 +255,17 @@ def fetch_adjacencies(
 
     Examples
     --------
-    >>> neuron_df, conn_df = fetch_adjacencies("KC.*", None, rois=["MB_CA"])  # doctest: +SKIP
+    >>> neuron_df, conn_df = fetch_adjacencies("KC.*", None, rois=["MB_CA_R"])
+    >>> conn_df.columns.tolist(), conn_df.roi.unique().tolist()
+    (['bodyId_pre', 'bodyId_post', 'roi', 'weight'], ['MB_CA_R'])
+    >>> neuron_df.columns.tolist(), bool(neuron_df.bodyId.isin(conn_df.bodyId_post).any())
+    (['bodyId', 'type', 'instance'], True)
+
+    Super-level ROIs need ``include_nonprimary=True``:
+
+    >>> _, conn_df = fetch_adjacencies("KC.*", "KC.*", rois=["MB_R"], include_nonprimary=True)
+    >>> conn_df.roi.unique().tolist()
+    ['MB_R']
     """
     from .aggregate import pair_counts
 
@@ -339,7 +357,11 @@ def fetch_traced_adjacencies(
 
     Examples
     --------
-    >>> neuron_df, conn_df = fetch_traced_adjacencies("exported")  # doctest: +SKIP
+    >>> neuron_df, conn_df = fetch_traced_adjacencies(tmp_path / "exported")
+    >>> set(conn.neurons.set_index("bodyId").loc[neuron_df.bodyId, "status"])
+    {'Traced'}
+    >>> sorted(p.name for p in (tmp_path / "exported").iterdir())
+    ['neurons.csv', 'roi-connections.csv', 'total-connections.csv']
     """
     crit = NeuronCriteria(status="Traced", cropped=False)
     return fetch_adjacencies(crit, crit, include_nonprimary=False, export_dir=export_dir,
@@ -464,7 +486,14 @@ def fetch_synapses(
 
     Examples
     --------
-    >>> fetch_synapses(12345, SynapseCriteria(type="pre", rois=["MB_CA"]))  # doctest: +SKIP
+    >>> syn = fetch_synapses(some_body, SynapseCriteria(type="pre"))
+    >>> syn.columns.tolist()
+    ['bodyId', 'type', 'roi', 'x', 'y', 'z', 'confidence']
+    >>> syn.type.unique().tolist(), bool((syn.confidence > 0.5).all())  # store default 0.5
+    (['pre'], True)
+    >>> kc = fetch_synapses("KC.*", SynapseCriteria(rois=["MB_CA_R"]))
+    >>> kc.roi.unique().tolist(), sorted(kc.type.unique())
+    (['MB_CA_R'], ['post', 'pre'])
     """
     conn = _conn(client)
     crit = _crit(neuron_criteria, conn)
@@ -564,7 +593,9 @@ def fetch_synapse_connections(
 
     Examples
     --------
-    >>> fetch_synapse_connections(12345, None, SynapseCriteria(rois=["FB"]))  # doctest: +SKIP
+    >>> syn = fetch_synapse_connections("KC.*", "KC.*", SynapseCriteria(rois=["MB_CA_R"]))
+    >>> syn.columns.tolist()[:4], syn.roi_post.unique().tolist()
+    (['bodyId_pre', 'bodyId_post', 'roi_pre', 'roi_post'], ['MB_CA_R'])
     """
     conn = _conn(client)
     if source_criteria is None and target_criteria is None:
@@ -764,7 +795,11 @@ def get_synapses(
 
     Examples
     --------
-    >>> get_synapses(pre_ids=[12345], threshold=3)  # doctest: +SKIP
+    >>> syn = get_synapses(pre_ids=[some_body], threshold=3)
+    >>> syn.columns.tolist()[:4], set(syn.pre_pt_root_id) == {some_body}
+    (['id', 'pre_pt_root_id', 'post_pt_root_id', 'size'], True)
+    >>> int(syn.groupby("post_pt_root_id").size().min()) >= 3
+    True
     """
     conn = _conn(client)
     if pre_ids is None and post_ids is None:
@@ -827,7 +862,11 @@ def get_connectivity(
 
     Examples
     --------
-    >>> get_connectivity([12345], upstream=False, threshold=3)  # doctest: +SKIP
+    >>> edges = get_connectivity([some_body], upstream=False, threshold=3)
+    >>> edges.columns.tolist(), set(edges.pre) == {some_body}
+    (['pre', 'post', 'weight'], True)
+    >>> edges.weight.is_monotonic_decreasing, int(edges.weight.min()) >= 3
+    (True, True)
     """
     from .aggregate import pair_counts
 
@@ -890,7 +929,13 @@ def get_adjacency(
 
     Examples
     --------
-    >>> get_adjacency([1, 2], [3, 4], threshold=2)  # doctest: +SKIP
+    >>> kc = conn.neurons.bodyId[conn.neurons.type == "KCg-m"].tolist()
+    >>> adj = get_adjacency(kc, kc, threshold=2)
+    >>> bool(adj.index.isin(kc).all() and adj.columns.isin(kc).all()), adj.dtypes.unique().tolist()
+    (True, [dtype('int64')])
+    >>> sym = get_adjacency(kc, kc, threshold=2, symmetric=True)
+    >>> sym.index.equals(sym.columns), int(sym.to_numpy().sum()) == int(adj.to_numpy().sum())
+    (True, True)
     """
     from .aggregate import _check_dense, pair_counts
 
@@ -950,7 +995,9 @@ def get_synapse_counts(
 
     Examples
     --------
-    >>> get_synapse_counts([12345], threshold=3)  # doctest: +SKIP
+    >>> counts = get_synapse_counts([some_body], threshold=3)
+    >>> counts.index.name, counts.columns.tolist(), counts.index.tolist() == [some_body]
+    ('neuron_id', ['pre', 'post'], True)
     """
     conn = _conn(client)
     crit = _crit(neuron_ids, conn)
