@@ -189,7 +189,16 @@ class RoiModel:
 
     @classmethod
     def of(cls, conn: Connectome) -> RoiModel:
-        """The ROI model of a connectome (cached on the object)."""
+        """The ROI model of a connectome (cached on the object).
+
+        Examples
+        --------
+        >>> m = RoiModel.of(conn)
+        >>> m is RoiModel.of(conn), m.primary == conn.roi_info["primary"]
+        (True, True)
+        >>> sorted(m.children["CX"])
+        ['EB', 'FB', 'NO', 'PB']
+        """
         key = (str(conn.path), conn.meta.get("rois"), conn.generation)
         cached = getattr(conn, "_cd_roi_model", None)
         if cached is not None and cached[0] == key:
@@ -202,7 +211,18 @@ class RoiModel:
         return m
 
     def validate(self, rois: Iterable[str], what: str = "ROI") -> list[str]:
-        """Return ``rois`` as a list; raise :class:`UnknownRoiError` listing the valid names."""
+        """Return ``rois`` as a list; raise :class:`UnknownRoiError` listing the valid names.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> m.validate("A")
+        ['A']
+        >>> m.validate(["A", "D"])
+        Traceback (most recent call last):
+        ...
+        connectome_dask.criteria.UnknownRoiError: unknown ROI ['D']; valid ROIs are: ['A', 'B', 'C']
+        """
         rois = [rois] if isinstance(rois, str) else list(rois)
         for r in rois:
             if not isinstance(r, str):
@@ -217,7 +237,14 @@ class RoiModel:
         return rois
 
     def descendants(self, name: str) -> set[str]:
-        """``name`` and every ROI below it in the hierarchy."""
+        """``name`` and every ROI below it in the hierarchy.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> sorted(m.descendants("C")), sorted(m.descendants("A"))
+        (['A', 'B', 'C'], ['A'])
+        """
         if name not in self._desc:
             out, stack = set(), [name]
             while stack:
@@ -230,25 +257,55 @@ class RoiModel:
         return self._desc[name]
 
     def ancestors_or_self(self, name: str) -> list[str]:
+        """``name`` followed by its parent, grandparent, ... up to the top level.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> m.ancestors_or_self("A"), m.ancestors_or_self("C")
+        (['A', 'C'], ['C'])
+        """
         out = [name]
         while out[-1] in self.parent:
             out.append(self.parent[out[-1]])
         return out
 
     def codes_for(self, name: str) -> np.ndarray:
-        """Site codes that count for ROI ``name`` (its own code and its descendants')."""
+        """Site codes that count for ROI ``name`` (its own code and its descendants').
+
+        Examples
+        --------
+        >>> m = RoiModel.of(conn)
+        >>> [conn.roi_names[c] for c in m.codes_for("MB_R")]
+        ['MB_CA_R', 'MB_ML_R']
+        """
         d = self.descendants(name)
         return np.array(sorted(self.code_of[n] for n in d if n in self.code_of), dtype=np.int64)
 
     def code_lut(self, rois: Iterable[str]) -> np.ndarray:
-        """Boolean table indexed by ``code + 1`` (slot 0 = no ROI): site lies in any of ``rois``."""
+        """Boolean table indexed by ``code + 1`` (slot 0 = no ROI): site lies in any of ``rois``.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> lut = m.code_lut(["A"])
+        >>> lut[np.array([-1, 0, 1]) + 1].tolist()  # sites with codes -1 (none), 0 (A), 1 (B)
+        [False, True, False]
+        """
         lut = np.zeros(len(self.names) + 1, dtype=bool)
         for r in rois:
             lut[self.codes_for(r) + 1] = True
         return lut
 
     def primary_name_of_code(self) -> np.ndarray:
-        """Object array indexed by ``code + 1``: the primary ROI containing each code, or None."""
+        """Object array indexed by ``code + 1``: the primary ROI containing each code, or None.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> m.primary_name_of_code().tolist()  # no ROI, A, B, C (not primary)
+        [None, 'A', 'B', None]
+        """
         prim = set(self.primary)
         out = np.empty(len(self.names) + 1, dtype=object)
         out[:] = None
@@ -260,14 +317,28 @@ class RoiModel:
         return out
 
     def all_names_of_code(self) -> list[list[str]]:
-        """For each ``code + 1``: every ROI (any level) containing the code, sorted."""
+        """For each ``code + 1``: every ROI (any level) containing the code, sorted.
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> m.all_names_of_code()
+        [[], ['A', 'C'], ['B', 'C'], ['C']]
+        """
         out: list[list[str]] = [[]]
         for n in self.names:
             out.append(sorted(self.ancestors_or_self(n)))
         return out
 
     def membership(self, rois: Sequence[str] | None = None) -> pd.DataFrame:
-        """Pairs ``(code, roi)``: which site codes count for which ROI names (all levels by default)."""
+        """Pairs ``(code, roi)``: which site codes count for which ROI names (all levels by default).
+
+        Examples
+        --------
+        >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
+        >>> m.membership(["A", "C"]).values.tolist()
+        [[0, 'A'], [0, 'C'], [1, 'C'], [2, 'C']]
+        """
         rois = self.all_rois if rois is None else list(rois)
         rows_c, rows_r = [], []
         for r in rois:
@@ -288,17 +359,15 @@ def _code_counts_by_index(conn: Connectome, idx: np.ndarray) -> pd.DataFrame:
     """Per (neuron, site code) counts for a few neurons, read through the index (no scan)."""
     cols = set(conn.synapse_columns)
     frames = []
-    rows = conn.synapse_rows(idx, "pre")
     want = ["pre"] + [c for c in ("roi_pre", "roi_post") if c in cols]
-    d = conn.take_synapses(rows, want)
+    d = conn.synapses_of(idx, "pre", want)
     pre = d["pre"].astype(np.int64)
     for col, out in (("roi_pre", "pre"), ("roi_post", "downstream")):
         code = d[col].astype(np.int64) if col in d else np.full(len(pre), -1, dtype=np.int64)
         s = pd.DataFrame({"index": pre, "roi": code}).value_counts(sort=False).rename(out)
         frames.append(s)
-    rows = conn.synapse_rows(idx, "post")
     want = ["post"] + (["roi_post"] if "roi_post" in cols else [])
-    d = conn.take_synapses(rows, want)
+    d = conn.synapses_of(idx, "post", want)
     post = d["post"].astype(np.int64)
     code = d["roi_post"].astype(np.int64) if "roi_post" in d else np.full(len(post), -1, dtype=np.int64)
     s = pd.DataFrame({"index": post, "roi": code}).value_counts(sort=False)
@@ -341,6 +410,14 @@ def neuron_roi_table(
     """Per (neuron index, ROI name) counts at every ROI level (``roi`` = name), no zero rows.
 
     ``rois`` restricts the ROI names computed (default: all ROIs of the store).
+
+    Examples
+    --------
+    >>> t = neuron_roi_table(conn, np.array([0, 1]), ["CX", "MB_R", "OL_L"])
+    >>> t.columns.tolist()
+    ['index', 'roi', 'pre', 'post', 'downstream', 'upstream']
+    >>> set(t["index"]) <= {0, 1}, set(t.roi) <= {"CX", "MB_R", "OL_L"}
+    (True, True)
     """
     model = RoiModel.of(conn)
     codes = code_roi_counts(conn, idx)
@@ -552,7 +629,13 @@ class NeuronCriteria:
 
     @property
     def is_everything(self) -> bool:
-        """True when the criteria select every neuron (no condition given)."""
+        """True when the criteria select every neuron (no condition given).
+
+        Examples
+        --------
+        >>> NeuronCriteria().is_everything, NeuronCriteria(type="KC.*").is_everything
+        (True, False)
+        """
         return not (
             self.bodyId or self.type or self.instance or self.status or self.cropped is not None
             or self.min_pre or self.min_post or self.rois or self.properties
@@ -560,7 +643,16 @@ class NeuronCriteria:
 
     # -- compile
     def validate(self, conn: Connectome) -> None:
-        """Check ROI names and property columns against ``conn``; raise before any work."""
+        """Check ROI names and property columns against ``conn``; raise before any work.
+
+        Examples
+        --------
+        >>> NeuronCriteria(side="left", rois=["MB_CA_R"]).validate(conn)  # fine
+        >>> NeuronCriteria(flavour="sweet").validate(conn)
+        Traceback (most recent call last):
+        ...
+        connectome_dask.criteria.UnknownColumnError: neuron property 'flavour' is not a column of ...
+        """
         model = RoiModel.of(conn)
         model.validate(self.rois, "ROI")
         cols = list(conn.neurons.columns)
@@ -572,7 +664,14 @@ class NeuronCriteria:
                 )
 
     def basic_mask(self, conn: Connectome) -> np.ndarray:
-        """Mask of the non-ROI conditions (cheap: only the neuron table)."""
+        """Mask of the non-ROI conditions (cheap: only the neuron table).
+
+        Examples
+        --------
+        >>> nc = NeuronCriteria(status="Traced", rois=["MB_CA_R"])
+        >>> int(nc.basic_mask(conn).sum()) >= int(nc.mask(conn).sum())  # ROIs ignored here
+        True
+        """
         self.validate(conn)
         n = conn.neurons
         mask = np.ones(len(n), dtype=bool)
@@ -603,8 +702,12 @@ class NeuronCriteria:
 
         Examples
         --------
-        >>> m = NeuronCriteria(type="KC.*").mask(conn)  # doctest: +SKIP
-        >>> conn.neurons[m]  # doctest: +SKIP
+        >>> m = NeuronCriteria(type="KC.*").mask(conn)
+        >>> m.dtype, m.shape == (conn.n_neurons,), conn.neurons[m].type.unique().tolist()
+        (dtype('bool'), True, ['KCg-m'])
+        >>> in_mb = NeuronCriteria(type="KC.*", outputRois=["MB_CA_R"], min_roi_outputs=100).mask(conn)
+        >>> bool((in_mb <= m).all())  # a subset of the KCs
+        True
         """
         mask = self.basic_mask(conn)
         if not self.rois or not mask.any():
@@ -644,13 +747,25 @@ class NeuronCriteria:
         return ok
 
     def indices(self, conn: Connectome) -> np.ndarray:
-        """Sorted int32 dense indices of the matching neurons."""
+        """Sorted int32 dense indices of the matching neurons.
+
+        Examples
+        --------
+        >>> NeuronCriteria(bodyId=some_body).indices(conn)
+        array([0], dtype=int32)
+        """
         return np.flatnonzero(self.mask(conn)).astype(np.int32)
 
     def with_rois_any(self, rois: Sequence[str]) -> NeuronCriteria:
         """neuPrint's query speed-up, kept for identical results: when ``rois`` are given
         to a connection query and these criteria list no ROIs, require the neuron to
-        intersect any of them."""
+        intersect any of them.
+
+        Examples
+        --------
+        >>> NeuronCriteria(type="KC.*").with_rois_any(["MB_ML_R", "MB_CA_R"])
+        NeuronCriteria(type='KC.*', rois=['MB_CA_R', 'MB_ML_R'], regex=True, roi_req='any')
+        """
         if not rois or self.rois:
             return self
         nc = copy.copy(self)
@@ -806,7 +921,16 @@ class SynapseCriteria:
     __hash__ = None  # type: ignore[assignment]
 
     def validate(self, conn: Connectome) -> None:
-        """Check ROI names (and the primary-only rule) against ``conn``."""
+        """Check ROI names (and the primary-only rule) against ``conn``.
+
+        Examples
+        --------
+        >>> SynapseCriteria(rois=["MB_R"], primary_only=False).validate(conn)  # fine
+        >>> SynapseCriteria(rois=["MB_R"]).validate(conn)
+        Traceback (most recent call last):
+        ...
+        connectome_dask.criteria.CriteriaError: you listed non-primary ROIs ['MB_R']; pass primary_only=False to use them
+        """
         model = RoiModel.of(conn)
         model.validate(self.rois, "synapse ROI")
         nonprim = sorted(set(self.rois) - set(model.primary))
@@ -816,12 +940,28 @@ class SynapseCriteria:
             )
 
     def threshold(self, conn: Connectome) -> float | None:
-        """The confidence threshold in effect (``None``: no filter)."""
+        """The confidence threshold in effect (``None``: no filter).
+
+        Examples
+        --------
+        >>> conn.meta["default_confidence"], SynapseCriteria().threshold(conn)
+        (0.5, 0.5)
+        >>> SynapseCriteria(confidence=0).threshold(conn) is None  # 0 = no filter
+        True
+        """
         thr = self.confidence if self.confidence is not None else conn.meta.get("default_confidence")
         return float(thr) if thr else None
 
     def site_mask(self, conn: Connectome, code: np.ndarray, conf: np.ndarray | None) -> np.ndarray:
-        """Keep-mask of sites with ROI ``code`` and confidence ``conf`` (type not considered)."""
+        """Keep-mask of sites with ROI ``code`` and confidence ``conf`` (type not considered).
+
+        Examples
+        --------
+        >>> ca = conn.roi_names.index("MB_CA_R")
+        >>> sc = SynapseCriteria(rois=["MB_CA_R"])  # default confidence threshold 0.5
+        >>> sc.site_mask(conn, np.array([-1, ca, ca]), np.array([0.9, 0.9, 0.2])).tolist()
+        [False, True, False]
+        """
         keep = np.ones(len(code), dtype=bool)
         if self.rois:
             lut = RoiModel.of(conn).code_lut(self.rois)
