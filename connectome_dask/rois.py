@@ -635,9 +635,18 @@ class RoiSet:
 
         Examples
         --------
+        The procedural neuropil meshes of a synthetic store (already in nm):
+
+        >>> rs = RoiSet.from_directory(cd.datasets.meshes_for(conn))
+        >>> len(rs.names), rs.primary[:3]
+        (26, ['AL_L', 'AL_R', 'AVLP_L'])
+        >>> sorted(rs.hierarchy["CX"])
+        ['EB', 'FB', 'NO', 'PB']
+
+        A real mesh folder in micrometres is loaded with ``scale="um"`` (skipped:
+        needs the shared JRC2018 neuropil meshes):
+
         >>> rs = RoiSet.from_directory("../shared/data/meshes/jfrc2np", scale="um")  # doctest: +SKIP
-        >>> len(rs.names), rs.primary[:2]  # doctest: +SKIP
-        (75, ['AL_L', 'AL_R'])
         """
         p = Path(path)
         if not p.is_dir():
@@ -671,7 +680,14 @@ class RoiSet:
 
     @classmethod
     def from_store(cls, conn: Connectome | None = None) -> RoiSet:
-        """Reload the ROI set stored by :func:`assign_rois` (meshes already repaired and scaled)."""
+        """Reload the ROI set stored by :func:`assign_rois` (meshes already repaired and scaled).
+
+        Examples
+        --------
+        >>> rs = RoiSet.from_store(conn)
+        >>> rs.names == conn.roi_names, rs.primary == conn.roi_info["primary"]
+        (True, True)
+        """
         conn = conn if conn is not None else default_connectome()
         info = conn.roi_info
         if not info:
@@ -701,36 +717,103 @@ class RoiSet:
     # -- properties
     @property
     def names(self) -> list[str]:
-        """All ROI names in code order (``assign`` returns indices into this list)."""
+        """All ROI names in code order (``assign`` returns indices into this list).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> rs.names
+        ['A', 'B']
+        """
         return list(self._names)
 
     @property
     def primary(self) -> list[str]:
-        """Primary ROI names (in code order)."""
+        """Primary ROI names (in code order).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> rs.primary
+        ['A']
+        """
         return list(self._primary)
 
     @property
     def hierarchy(self) -> dict:
-        """Nested hierarchy dict as given (groups may be names without meshes)."""
+        """Nested hierarchy dict as given (groups may be names without meshes).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> rs.hierarchy
+        {'AB': {'A': {}, 'B': {}}}
+        """
         return json.loads(json.dumps(self._hierarchy))
 
     @property
     def meshes(self) -> dict:
-        """Repaired, scaled meshes as ``trimesh.Trimesh`` (the ones containment is defined on)."""
+        """Repaired, scaled meshes as ``trimesh.Trimesh`` (the ones containment is defined on).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> sorted(rs.meshes), rs.meshes["A"].is_watertight
+        (['A', 'B'], True)
+        """
         return {n: m.trimesh() for n, m in self._meshes.items()}
 
     @property
     def repairs(self) -> dict[str, list[str]]:
-        """What was repaired per mesh (only meshes that needed it)."""
+        """What was repaired per mesh (only meshes that needed it).
+
+        Examples
+        --------
+        >>> import trimesh, warnings
+        >>> inside_out = trimesh.creation.box()
+        >>> inside_out.faces = inside_out.faces[:, ::-1]
+        >>> with warnings.catch_warnings():  # RoiRepairWarning
+        ...     warnings.simplefilter("ignore")
+        ...     rs = RoiSet.from_meshes({"box": inside_out})
+        >>> rs.repairs
+        {'box': ['inverted orientation (negative volume): faces flipped']}
+        """
         return {n: list(m.repairs) for n, m in self._meshes.items() if m.repairs}
 
     @property
     def volumes(self) -> dict[str, float]:
+        """Volume of each repaired, scaled mesh (nm^3 once ``scale`` converts to nm).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> {n: round(v, 3) for n, v in rs.volumes.items()}
+        {'A': 1.0, 'B': 4.153}
+        """
         return {n: m.volume for n, m in self._meshes.items()}
 
     @property
     def bounds(self) -> np.ndarray:
-        """(2, 3) bounding box of all meshes."""
+        """(2, 3) bounding box of all meshes.
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()},
+        ...                         hierarchy={"AB": {"A": {}, "B": {}}}, primary=["A"])
+        >>> rs.bounds.tolist()
+        [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+        """
         lo = np.min([m.V.min(axis=0) for m in self._meshes.values()], axis=0)
         hi = np.max([m.V.max(axis=0) for m in self._meshes.values()], axis=0)
         return np.stack([lo, hi])
@@ -753,7 +836,15 @@ class RoiSet:
         return (tuple(self._primary if names is None else names), self.voxel_size)
 
     def grid_key(self, names: Sequence[str] | None = None) -> str:
-        """Content hash of the containment grid for ``names`` (default: the primary ROIs)."""
+        """Content hash of the containment grid for ``names`` (default: the primary ROIs).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()})
+        >>> len(rs.grid_key()), rs.grid_key() == rs.grid_key(["A", "B"]), rs.grid_key(["A"]) == rs.grid_key()
+        (32, True, False)
+        """
         names = self._primary if names is None else list(names)
         h = hashlib.sha256(f"v{_ALGO_VERSION}|{self.voxel_size}|{_FAN_RADIUS}".encode())
         for n in names:
@@ -762,7 +853,16 @@ class RoiSet:
         return h.hexdigest()[:32]
 
     def grid(self, names: Sequence[str] | None = None) -> _Grid:
-        """The (cached) containment grid over ``names`` (default: primary ROIs)."""
+        """The (cached) containment grid over ``names`` (default: primary ROIs).
+
+        Examples
+        --------
+        >>> import trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()})
+        >>> g = rs.grid()
+        >>> g is rs.grid(), g.key == rs.grid_key()
+        (True, True)
+        """
         ck = self._grid_cache_key(names)
         if ck not in self._grids:
             sel = list(ck[0])
@@ -853,6 +953,16 @@ class RoiSet:
         """Write ``rois.json``, ``meshes/NNNN.ply`` and the primary grid (``grid.zarr``).
 
         File names are ROI codes, never ROI names.
+
+        Examples
+        --------
+        >>> import json, trimesh
+        >>> rs = RoiSet.from_meshes({"A": trimesh.creation.box(), "B": trimesh.creation.icosphere()})
+        >>> rs.write(tmp_path / "rois")
+        >>> sorted(p.name for p in (tmp_path / "rois").iterdir())
+        ['grid.zarr', 'meshes', 'rois.json']
+        >>> json.loads((tmp_path / "rois" / "rois.json").read_text())["meshes"]
+        {'A': 'meshes/0000.ply', 'B': 'meshes/0001.ply'}
         """
         d = Path(directory)
         (d / "meshes").mkdir(parents=True, exist_ok=True)
@@ -985,10 +1095,17 @@ def assign_rois(conn: Connectome, roiset: RoiSet | str | os.PathLike,
 
     Examples
     --------
-    >>> rs = RoiSet.from_directory("../shared/data/meshes/flywire78")  # doctest: +SKIP
-    >>> conn = assign_rois(conn, rs)  # doctest: +SKIP
-    >>> conn.roi_names[:3]  # doctest: +SKIP
-    ['AL_L', 'AL_R', 'AME_L']
+    Re-label a copy of the example store (the containment grid stored with its
+    ROI set is reused, so nothing is rebuilt):
+
+    >>> import shutil
+    >>> copy = cd.open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+    >>> rs = RoiSet.from_store(copy)  # or RoiSet.from_directory(<mesh folder>)
+    >>> relabelled = assign_rois(copy, rs, exact=False)
+    >>> relabelled.roi_names[:3], relabelled.generation > copy.generation
+    (['AL_L', 'AL_R', 'AVLP_L'], True)
+    >>> {"roi_pre", "roi_post"} <= set(relabelled.synapse_columns)
+    True
     """
     from dask.delayed import delayed
 
