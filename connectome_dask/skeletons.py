@@ -186,7 +186,14 @@ def heal_skeleton(skeleton: pd.DataFrame, max_distance: float = np.inf, root: in
 
 
 def skeleton_to_networkx(skeleton: pd.DataFrame):
-    """A directed ``networkx.DiGraph`` child -> parent with node positions and edge lengths."""
+    """A directed ``networkx.DiGraph`` child -> parent with node positions and edge lengths.
+
+    Examples
+    --------
+    >>> g = skeleton_to_networkx(read_swc("1 0 0 0 0 1 -1\\n2 0 3 4 0 1 1\\n"))
+    >>> list(g.edges(data="distance")), g.nodes[2]["y"]
+    ([(2, 1, 5.0)], 4.0)
+    """
     import networkx as nx
 
     _validate(skeleton)
@@ -242,7 +249,14 @@ def fetch_skeleton(
 
     Examples
     --------
-    >>> sk = fetch_skeleton(12345, client=conn)  # doctest: +SKIP
+    >>> sk = fetch_skeleton(skeleton_body, client=conn)
+    >>> sk.columns.tolist(), int((sk.link == -1).sum())  # one root
+    (['rowId', 'x', 'y', 'z', 'radius', 'link'], 1)
+    >>> g = fetch_skeleton(skeleton_body, format="nx", client=conn)
+    >>> g.number_of_nodes() == len(sk), g.number_of_edges() == len(sk) - 1
+    (True, True)
+    >>> fetch_skeleton(skeleton_body, format="swc").splitlines()[0] == f"# bodyId {skeleton_body}"
+    True
     """
     if format not in ("pandas", "swc", "nx"):
         raise SkeletonError(f"format must be 'pandas', 'swc' or 'nx', got {format!r}")
@@ -326,6 +340,17 @@ def to_navis(skeleton: pd.DataFrame, bodyId: int | None = None, connectors: pd.D
     """Convert to a ``navis.TreeNeuron`` (needs navis; ``pip install navis``).
 
     ``connectors`` (from :func:`attach_synapses`) become the neuron's connectors.
+
+    Examples
+    --------
+    Skipped in the doctest run: navis is an optional dependency (not in the
+    test extras) and takes several seconds to import.
+
+    >>> sk = read_swc("1 0 0 0 0 1 -1\\n2 0 10 0 0 1 1\\n")
+    >>> syn = pd.DataFrame({"type": ["pre"], "x": [9.0], "y": [0.0], "z": [1.0]})
+    >>> n = to_navis(sk, bodyId=42, connectors=attach_synapses(sk, syn))  # doctest: +SKIP
+    >>> n.id, n.n_nodes, n.connectors.node_id.tolist()  # doctest: +SKIP
+    (42, 2, [2])
     """
     try:
         import navis
@@ -346,7 +371,17 @@ def to_navis(skeleton: pd.DataFrame, bodyId: int | None = None, connectors: pd.D
 
 
 def from_navis(neuron) -> pd.DataFrame:
-    """A ``navis.TreeNeuron``'s nodes as ``rowId, x, y, z, radius, link``."""
+    """A ``navis.TreeNeuron``'s nodes as ``rowId, x, y, z, radius, link``.
+
+    Examples
+    --------
+    Skipped in the doctest run: needs the optional navis package (see
+    :func:`to_navis`).
+
+    >>> sk = read_swc("1 0 0 0 0 1 -1\\n2 0 10 0 0 1 1\\n")
+    >>> from_navis(to_navis(sk)).equals(sk)  # doctest: +SKIP
+    True
+    """
     nodes = neuron.nodes
     radius = nodes["radius"] if "radius" in nodes.columns else pd.Series(0.0, index=nodes.index)
     df = pd.DataFrame({
