@@ -149,6 +149,16 @@ class NeuropilCollection(dict):
         """Plot one neuropil's matrix (``name``) or several (``All`` / ``All.minus(...)``).
 
         Returns ``(fig, ax)`` for one name, a dict ``{name: (fig, ax)}`` for a selector.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt
+        >>> c = NestedMatrix.from_synapses_by_neuropil(conn, neuropil_names=["MB_CA_R"])
+        >>> fig, ax = c.plot("MB_CA_R")
+        >>> figs = c.plot(All.minus("other"))
+        >>> list(figs)
+        ['MB_CA_R']
+        >>> plt.close("all")
         """
         if isinstance(name, _AllSelector):
             return {n: self[n].plot(**kwargs) for n in name.resolve(list(self.keys()))}
@@ -1078,12 +1088,30 @@ class NestedMatrix(_NestedBase):
 
     @property
     def type_boundaries(self) -> Mapping[str, tuple[int, int]]:
-        """Read-only mapping type -> (start, end) slice of :attr:`ordered_neurons`."""
+        """Read-only mapping type -> (start, end) slice of :attr:`ordered_neurons`.
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> dict(m.type_boundaries)
+        {'ER': (0, 2), 'Pbt': (2, 3)}
+        """
         return MappingProxyType(self._src.boundaries)
 
     @property
     def ordered_neurons(self) -> tuple[str, ...]:
-        """Neuron IDs (str) in matrix order."""
+        """Neuron IDs (str) in matrix order.
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> m.ordered_neurons
+        ('1', '2', '3')
+        """
         return tuple(self._src.ids.tolist())
 
     @cached_property
@@ -1093,7 +1121,16 @@ class NestedMatrix(_NestedBase):
 
     @property
     def neuron_to_type(self) -> Mapping[str, str]:
-        """Read-only mapping neuron ID -> type (typed neurons only)."""
+        """Read-only mapping neuron ID -> type (typed neurons only).
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> dict(m.neuron_to_type)
+        {'1': 'ER', '2': 'ER', '3': 'Pbt'}
+        """
         return MappingProxyType(self._n2t)
 
     # -- constructors
@@ -1287,6 +1324,14 @@ class NestedMatrix(_NestedBase):
         Returns
         -------
         NeuropilCollection
+
+        Examples
+        --------
+        From a store with ROIs assigned (neuropils without synapses are left out):
+
+        >>> c = NestedMatrix.from_synapses_by_neuropil(conn, neuropil_names=["MB_CA_R"])
+        >>> list(c), c.MB_CA_R.shape[0] > 0
+        (['MB_CA_R', 'other'], True)
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if coordinates not in ("nm", "pixels"):
@@ -1358,33 +1403,87 @@ class DirectedNestedMatrix(_NestedBase):
 
     @property
     def source_neurons(self) -> tuple[str, ...]:
-        """Row neuron IDs in order."""
+        """Row neuron IDs in order.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> d.source_neurons
+        ('1', '2')
+        """
         return tuple(self._src.ids.tolist())
 
     @property
     def target_neurons(self) -> tuple[str, ...]:
-        """Column neuron IDs in order."""
+        """Column neuron IDs in order.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> d.target_neurons
+        ('2', '3')
+        """
         return tuple(self._tgt.ids.tolist())
 
     @property
     def source_type_boundaries(self) -> Mapping[str, tuple[int, int]]:
-        """Read-only source type -> row slice."""
+        """Read-only source type -> row slice.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.source_type_boundaries)
+        {'A': (0, 1), 'B': (1, 2)}
+        """
         return MappingProxyType(self._src.boundaries)
 
     @property
     def target_type_boundaries(self) -> Mapping[str, tuple[int, int]]:
-        """Read-only target type -> column slice."""
+        """Read-only target type -> column slice.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.target_type_boundaries)
+        {'B': (0, 1), 'C': (1, 2)}
+        """
         return MappingProxyType(self._tgt.boundaries)
 
     @property
     def source_neuron_to_type(self) -> Mapping[str, str]:
-        """Read-only source neuron ID -> type."""
+        """Read-only source neuron ID -> type.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.source_neuron_to_type)
+        {'1': 'A', '2': 'B'}
+        """
         n = self._src.n_typed
         return MappingProxyType(dict(zip(self._src.ids[:n].tolist(), self._src.types[:n].tolist(), strict=True)))
 
     @property
     def target_neuron_to_type(self) -> Mapping[str, str]:
-        """Read-only target neuron ID -> type."""
+        """Read-only target neuron ID -> type.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.target_neuron_to_type)
+        {'2': 'B', '3': 'C'}
+        """
         n = self._tgt.n_typed
         return MappingProxyType(dict(zip(self._tgt.ids[:n].tolist(), self._tgt.types[:n].tolist(), strict=True)))
 
@@ -1433,6 +1532,14 @@ class DirectedNestedMatrix(_NestedBase):
 
         Sources available are the rows (neurons with outgoing entries),
         targets the columns. See :meth:`NestedMatrix.from_connectivity`.
+
+        Examples
+        --------
+        >>> edges = pd.DataFrame({"pre": [1, 1, 2], "post": [2, 3, 3], "weight": [4, 1, 6]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_connectivity(edges, ann, source_types=["A"])
+        >>> d.source_neurons, d.target_neurons, d.matrix.loc["1"].tolist()
+        (('1',), ('2', '3'), [4.0, 1.0])
         """
         if _is_connectome(connections_df) or _is_dask_frame(connections_df):
             return cls.from_synapses(
@@ -1495,6 +1602,17 @@ class DirectedNestedMatrix(_NestedBase):
         Returns
         -------
         DirectedNestedMatrix
+
+        Examples
+        --------
+        Kenyon cells onto themselves and one target type, from a store:
+
+        >>> d = DirectedNestedMatrix.from_synapses(
+        ...     conn, source_types=["KCg-m"], target_types=["KCg-m", "LHPV1c3"], weight_mode="count")
+        >>> list(d.source_type_boundaries), list(d.target_type_boundaries)
+        (['KCg-m'], ['KCg-m', 'LHPV1c3'])
+        >>> d.matrix.shape == d.shape
+        True
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if normalization_scope not in _NORM_SCOPES:
@@ -1545,6 +1663,13 @@ class DirectedNestedMatrix(_NestedBase):
         """Directed nested matrices per neuropil; see :meth:`NestedMatrix.from_synapses_by_neuropil`.
 
         Neuropils whose matrix has no rows or no columns are left out.
+
+        Examples
+        --------
+        >>> c = DirectedNestedMatrix.from_synapses_by_neuropil(
+        ...     conn, neuropil_names=["MB_CA_R"], source_types=["KCg-m"], weight_mode="count")
+        >>> list(c), list(c["MB_CA_R"].source_type_boundaries)
+        (['MB_CA_R', 'other'], ['KCg-m'])
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if normalization_scope not in _NORM_SCOPES:
@@ -2006,7 +2131,15 @@ def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) 
 
 
 def open_dataarray(path: str | os.PathLike):
-    """Read a matrix written by :func:`save_dataarray` (sparse data comes back as ``sparse.COO``)."""
+    """Read a matrix written by :func:`save_dataarray` (sparse data comes back as ``sparse.COO``).
+
+    Examples
+    --------
+    >>> W = conn.adjacency()  # sparse neuron x neuron
+    >>> back = open_dataarray(save_dataarray(W, tmp_path / "W.zarr"))
+    >>> type(back.data).__name__, back.shape == W.shape, bool((back.data == W.data).all())
+    ('COO', True, True)
+    """
     import sparse
     import xarray as xr
     import zarr
@@ -2039,7 +2172,16 @@ def open_dataarray(path: str | os.PathLike):
 
 
 def plot_type_heatmap(source: Any, output_path: str | os.PathLike | None = None, **kwargs: Any):
-    """Whole-brain type x type heatmap; see :func:`connectome_dask.plotting.plot_type_heatmap`."""
+    """Whole-brain type x type heatmap; see :func:`connectome_dask.plotting.plot_type_heatmap`.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plot_type_heatmap(conn.adjacency(by="type"), tmp_path / "types.png")
+    >>> (tmp_path / "types.png").exists()
+    True
+    >>> plt.close(fig)
+    """
     from .plotting import plot_type_heatmap as _plot
 
     return _plot(source, output_path, **kwargs)
