@@ -240,6 +240,8 @@ def bench_adjacencies(ctx) -> dict:
     info = ctx["info"]
     res = {"assign_rois": ensure_rois(info, log=log)}
     res["ours"] = _child("benchmarks.peers:task_ours_fetch_adjacencies", store=info["store"], scheduler="threads")
+    if not ctx["args"].no_profile:
+        res["profile"] = _child("benchmarks.peers:task_profile", store=info["store"], what="fetch_adjacencies")
     return res
 
 
@@ -320,6 +322,18 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return f"{a['seconds'] / b['seconds']:.2f}x"
 
 
+def _one_neuron_note(o: dict) -> str:
+    c = o.get("chunks_touched")
+    if not c:
+        return ""
+    return (f"Where the time goes (raw path): index lookup median {o['raw_index_ms']['median']:.1f} ms, reading rows "
+            f"median {o['raw_take_ms']['median']:.1f} ms. A body's output rows are contiguous (median "
+            f"{c['pre_median']:.0f} chunk per column touched) but its input rows are spread over the table (median "
+            f"{c['post_median']:.0f}, max {c['post_max']} of the {c['chunks_per_column']} chunks of "
+            f"{c['chunk_rows']:,} rows); zarr decodes every touched chunk whole, for each of the "
+            f"{c['columns_read']} columns read.")
+
+
 def _speedup(peer: dict | None, ours: dict | None) -> str:
     """time(peer) / time(ours)."""
     if not peer or not ours or "seconds" not in peer or "seconds" not in ours:
@@ -335,6 +349,11 @@ def _profile_lines(p: dict | None) -> list[str]:
            "reading + decompressing chunks):", "", "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]
     for r in p["top_tottime"][:15]:
         out.append(f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.2f} | {r['cumtime_s']:.2f} |")
+    if p.get("package_cumtime"):
+        out += ["", "connectome_dask functions by cumulative time:", "", "| function | calls | cumulative s |",
+                "|---|---:|---:|"]
+        for r in p["package_cumtime"]:
+            out.append(f"| `{r['function']}` | {r['calls']} | {r['cumtime_s']:.2f} |")
     return out
 
 
@@ -435,6 +454,7 @@ def render(rep: dict) -> str:
                   f"Median speed-up vs DuckDB: fetch_synapses "
                   f"{d['duckdb_ms']['median'] / o['fetch_synapses_ms']['median']:.0f}x, raw "
                   f"{d['duckdb_ms']['median'] / o['raw_ms']['median']:.0f}x.",
+                  "", _one_neuron_note(o),
                   "", "Correctness: " + json.dumps(r.get("correctness", {})),
                   "(`fetch_synapses` applies the store's default confidence threshold 0.5 like neuPrint; "
                   "with `SynapseCriteria(confidence=0)` its row counts are compared with DuckDB's.)"]
@@ -457,6 +477,7 @@ def render(rep: dict) -> str:
                       f"| `fetch_adjacencies(None, None)`, threads | {_t(o)} | {_rss(o)} | "
                       f"{o['conn_df_rows']:,} (pair, ROI) rows, {o['neuron_df_rows']:,} neurons, conn_df "
                       f"{o['conn_df_mb']:.0f} MB |"]
+                L += _profile_lines(r.get("profile"))
     if "matrix" in B:
         r = B["matrix"]
         L += ["", "## Whole-brain NestedMatrix (`benchmarks/matrix.py` on the same store)", ""]

@@ -280,6 +280,7 @@ def task_ours_one_neuron(store: str, bodies: list[int]) -> dict:
     cols = ["pre", "post", *conn.site_columns("pre"), *conn.site_columns("post")]
     cols += [c for c in ("confidence",) if c in conn.synapse_columns]
     t_fetch, t_raw, n_fetch, n_raw = [], [], [], []
+    t_index, t_take, chunks_pre, chunks_post = [], [], [], []
     for b in bodies:
         t0 = time.perf_counter()
         df = cd.fetch_synapses(int(b), client=conn, progress=False)
@@ -290,16 +291,26 @@ def task_ours_one_neuron(store: str, bodies: list[int]) -> dict:
         i = conn.body_to_index([int(b)])
         rows_pre = conn.synapse_rows(i, side="pre")
         rows_post = conn.synapse_rows(i, side="post")
+        t1 = time.perf_counter()
         d1 = conn.take_synapses(rows_pre, cols)
         d2 = conn.take_synapses(rows_post, cols)
         t_raw.append(time.perf_counter() - t0)
+        t_index.append(t1 - t0)
+        t_take.append(time.perf_counter() - t1)
+        chunks_pre.append(len(np.unique(rows_pre // conn.chunk_rows)))
+        chunks_post.append(len(np.unique(rows_post // conn.chunk_rows)))
         n_raw.append(len(d1["pre"]) + len(d2["pre"]))
     from connectome_dask.criteria import SynapseCriteria
 
     # fetch_synapses applies the store's default confidence threshold; count without it too
     n_all = [len(cd.fetch_synapses(int(b), SynapseCriteria(confidence=0.0), client=conn, progress=False))
              for b in bodies[:5]]
-    return _latency(t_fetch, "fetch_synapses") | _latency(t_raw, "raw") | {
+    n_chunks = -(-conn.n_synapses // conn.chunk_rows)
+    return _latency(t_fetch, "fetch_synapses") | _latency(t_raw, "raw") | _latency(t_index, "raw_index") | _latency(
+        t_take, "raw_take") | {
+        "chunks_touched": {"pre_median": float(np.median(chunks_pre)), "post_median": float(np.median(chunks_post)),
+                           "post_max": int(max(chunks_post)), "chunks_per_column": n_chunks,
+                           "chunk_rows": conn.chunk_rows, "columns_read": len(cols)},
         "rows_fetch_synapses": n_fetch, "rows_raw": n_raw, "rows_fetch_synapses_conf0_first5": n_all,
         "scheduler": "in process (index path, no dask graph)"}
 
@@ -378,7 +389,12 @@ def task_profile(store: str, what: str, top: int = 25) -> dict:
     for (fn, line, name), (_cc, nc, tt, ct, _callers) in st.stats.items():
         rows.append({"function": f"{Path(fn).name}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
     rows.sort(key=lambda r: -r["tottime_s"])
-    return {"what": what, "seconds_sync_profiled": dt, "top_tottime": rows[:top]}
+    cum = sorted((r for r in rows if "connectome_dask" in r["function"] or r["function"].split(":")[0] in _PKG_FILES),
+                 key=lambda r: -r["cumtime_s"])
+    return {"what": what, "seconds_sync_profiled": dt, "top_tottime": rows[:top], "package_cumtime": cum[:12]}
+
+
+_PKG_FILES = {p.name for p in Path(__file__).resolve().parents[1].joinpath("connectome_dask").glob("*.py")}
 
 
 # ----------------------------------------------------------------------------- ingest (benchmarks/ingest.py)
