@@ -287,8 +287,12 @@ def _combine_pairs(parts: list[tuple]) -> tuple:
     return tuple(np.concatenate([pc[i] for pc in pieces]) for i in range(len(parts[0])))
 
 
-def _index_rows(conn: Connectome, pre, post) -> np.ndarray | None:
-    """Row ids to read through the index when the selection is small, else None."""
+def _index_block(conn: Connectome, pre, post, cols) -> dict[str, np.ndarray] | None:
+    """The selection's rows read through the index when it is small (else None).
+
+    Outputs of the pre bodies are contiguous row ranges, inputs of the post
+    bodies contiguous ranges of the post-ordered copies: no scan either way.
+    """
     counts_pre = conn.neurons["pre"].to_numpy()
     counts_post = conn.neurons["post"].to_numpy()
     n = max(conn.n_synapses, 1)
@@ -301,7 +305,7 @@ def _index_rows(conn: Connectome, pre, post) -> np.ndarray | None:
             best = ("post", est, post)
     if best is None or best[1] > INDEX_PATH_FRACTION * n:
         return None
-    return conn.synapse_rows(best[2], side=best[0])
+    return conn.synapses_of(best[2], best[0], cols)
 
 
 def pair_counts(
@@ -375,9 +379,8 @@ def pair_counts(
     names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
     if output is not None:
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
-    rows = _index_rows(conn, pre_idx, post_idx)
-    if rows is not None:
-        block = conn.take_synapses(rows, cols)
+    block = _index_block(conn, pre_idx, post_idx, cols)
+    if block is not None:
         res = _pairs_chunk(block, 0, filt, by_roi)
     else:
         from dask.delayed import delayed
@@ -518,9 +521,9 @@ def group_counts(
     roi_codes = rois if isinstance(rois, np.ndarray) else resolve_rois(conn, rois)
     filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
     cols = filt.columns(False)
-    rows = _index_rows(conn, pre_idx, post_idx)
-    if rows is not None:
-        lo, part = _group_chunk(conn.take_synapses(rows, cols), 0, filt, pre_code, post_code, n_post, min_weight)
+    block = _index_block(conn, pre_idx, post_idx, cols)
+    if block is not None:
+        lo, part = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)
     else:
         from dask.delayed import delayed
 

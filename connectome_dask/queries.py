@@ -9,7 +9,7 @@ How the work is done: neuron criteria compile to masks over the neuron table;
 neuron-pair counts come from :func:`connectome_dask.aggregate.pair_counts`
 (which reads through the per-body index when few bodies are involved and
 streams over partitions otherwise); synapse-level reads of a few bodies use
-``conn.synapse_rows`` + ``conn.take_synapses`` (no scan), larger selections
+``conn.synapses_of`` (the store's clustered indexes, no scan), larger selections
 stream over partitions. No dense neuron x neuron object is built.
 
 Conventions (deliberate choices where neuPrint has quirks)
@@ -416,12 +416,17 @@ def _select_rows(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndar
     elif not either and est and min(est.values()) <= INDEX_ROWS_LIMIT:
         use_index = True
     if use_index:
+        # outputs are row ranges, inputs ranges of the post-ordered copies: no scan
         if either:
-            rows = np.union1d(conn.synapse_rows(pre_idx, "pre"), conn.synapse_rows(post_idx, "post"))
+            a = conn.synapses_of(pre_idx, "pre", cols)
+            b = conn.synapses_of(post_idx, "post", cols)
+            rows, first = np.unique(np.concatenate([a["row"], b["row"]]), return_index=True)
+            d = {c: np.concatenate([a[c], b[c]])[first] for c in cols}
         else:
             side = min(est, key=est.get)
-            rows = conn.synapse_rows(pre_idx if side == "pre" else post_idx, side)
-        d = conn.take_synapses(rows, cols)
+            got = conn.synapses_of(pre_idx if side == "pre" else post_idx, side, cols)
+            rows = got.pop("row")
+            d = got
         d = _filter_block(d, 0, pre_ok, post_ok, either)
         d["_row"] = rows[d["_row"]]
         return d

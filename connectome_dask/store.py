@@ -48,8 +48,14 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "connectome-dask"
-DEFAULT_CHUNK_ROWS = 1 << 20  # 1 Mi rows: 4 MB per int32 column chunk
-DEFAULT_PARTITION_CHUNKS = 4  # 4 Mi rows per dask partition
+DEFAULT_CHUNK_ROWS = 1 << 18  # 256 Ki rows: 1 MB per int32 column chunk (point reads decode little)
+DEFAULT_PARTITION_CHUNKS = 16  # 4 Mi rows per dask partition
+#: columns kept a second time in (post, row) order under index.zarr/by_post, so
+#: one body's *input* synapses are contiguous slices too (a clustered index)
+BY_POST_COLUMNS = (
+    "pre", "x_post", "y_post", "z_post", "x", "y", "z",
+    "confidence", "confidence_post", "roi_post",
+)
 POSITION_COLUMNS_PAIR = ("x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post")
 POSITION_COLUMNS_CENTER = ("x", "y", "z")
 STANDARD_NEURON_COLUMNS = ("type", "instance", "status", "cropped")
@@ -415,9 +421,9 @@ class StoreWriter:
         n = out.finish()
         assert n == self._n_rows, (n, self._n_rows)
         shutil.rmtree(self._spill, ignore_errors=True)
-        _build_index(
+        by_post = _build_index(
             self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows,
-            bucket=max(self.bucket_rows, self.chunk_rows),
+            list(self.columns), bucket=max(self.bucket_rows, self.chunk_rows),
         )
         neurons.to_parquet(self.tmp / "neurons.parquet", index=False)
         skel_rel = None
@@ -457,7 +463,7 @@ class StoreWriter:
                 "sorted_by": ["pre", "post"],
                 "columns": {c: c for c in self.columns},
             },
-            "index": {"path": "index.zarr"},
+            "index": {"path": "index.zarr", "by_post": by_post},
             "rois": rois_rel,
             "skeletons": skel_rel,
             "extra": meta,
@@ -558,16 +564,16 @@ def _write_skeletons(dest: Path, skeletons, body_ids: set[int]) -> None:
 
 
 def _build_index(
-    root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int, bucket: int = 1 << 25
-) -> None:
-    """Write index.zarr: pre_offsets, post_offsets and post_perm.
+    root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int,
+    columns: Sequence[str], bucket: int = 1 << 25,
+) -> dict[str, str]:
+    """Write index.zarr: pre_offsets, post_offsets, post_perm and by_post copies.
 
-    Rows are sorted by pre, so ``pre_offsets`` is a cumulative sum. ``post_perm``
-    lists row ids ordered by (post, row): built by a counting sort over post
-    index ranges so that at most ``index_bucket`` entries are held at once.
+    Rows are sorted by pre, so ``pre_offsets`` is a cumulative sum.
+    ``post_perm`` lists row ids ordered by (post, row), and ``by_post/<col>``
+    holds the :data:`BY_POST_COLUMNS` present in that order. Returns the
+    by_post mapping for meta.json.
     """
-    import zarr
-
     idx = root / "index.zarr"
     _ensure_group(idx)
     pre_off = np.concatenate([[0], np.cumsum(pre_counts)]).astype(np.int64)
@@ -575,37 +581,114 @@ def _build_index(
     for name, a in (("pre_offsets", pre_off), ("post_offsets", post_off)):
         arr = _create_array(idx, name, len(a), "int64", chunk_rows)
         arr[:] = a
-    perm = _create_array(idx, "post_perm", n, "int64", chunk_rows)
+    cols = [c for c in BY_POST_COLUMNS if c in columns]
+    _ensure_group(idx / "by_post")
+    src = {c: syn_dir / c for c in cols}
+    dst = {"row": idx / "post_perm", **{c: idx / "by_post" / c for c in cols}}
+    _post_order(syn_dir / "post", src, dst, post_off, n, chunk_rows, bucket, with_row=True)
+    return {c: f"by_post/{c}" for c in cols}
+
+
+def _post_order(
+    post_path: Path,
+    src: Mapping[str, Path],
+    dst: Mapping[str, Path],
+    post_off: np.ndarray,
+    n: int,
+    chunk_rows: int,
+    bucket: int,
+    with_row: bool = False,
+) -> None:
+    """Copy columns from row order to (post, row) order: an external bucket sort.
+
+    One pass over the table splits every chunk's rows by post-index range into
+    spill files (rows stay in increasing order inside a range); each range,
+    at most ``bucket`` rows, is then put in post order by a stable counting
+    sort and written to its slice of the output (ranges are consecutive in
+    post order). With ``with_row`` the row ids themselves go to ``dst["row"]``.
+    Memory: one range plus one chunk per column.
+    """
+    import zarr
+
+    dtypes = {c: zarr.open_array(str(p), mode="r").dtype for c, p in src.items()}
+    if with_row:
+        dtypes["row"] = np.dtype("int64")
+    outs = {c: _create_array(Path(dst[c]).parent, Path(dst[c]).name, n, str(dt), chunk_rows)
+            for c, dt in dtypes.items()}
     if n == 0:
         return
-    post_arr = zarr.open_array(str(syn_dir / "post"), mode="r")
-    # ``bucket`` entries per pass (the writer's memory bound); more passes re-read ``post``
-    nn = len(post_counts)
-    lo_idx = 0
-    while lo_idx < nn:
-        # widest post-index range whose rows fit the bucket (at least one neuron)
-        hi_idx = int(np.searchsorted(post_off, post_off[lo_idx] + bucket, side="right")) - 1
-        hi_idx = max(hi_idx, lo_idx + 1)
-        hi_idx = min(hi_idx, nn)
-        base = int(post_off[lo_idx])
-        size = int(post_off[hi_idx]) - base
-        out = np.empty(size, dtype=np.int64)
-        cursor = post_off[lo_idx:hi_idx].copy() - base
+    nn = len(post_off) - 1
+    # post-index ranges holding at most ``bucket`` rows (at least one neuron each)
+    bounds = [0]
+    while bounds[-1] < nn:
+        lo = bounds[-1]
+        hi = int(np.searchsorted(post_off, post_off[lo] + bucket, side="right")) - 1
+        bounds.append(min(max(hi, lo + 1), nn))
+    bounds_a = np.asarray(bounds, dtype=np.int64)
+    post_arr = zarr.open_array(str(post_path), mode="r")
+    arrays = {c: zarr.open_array(str(p), mode="r") for c, p in src.items()}
+    single = len(bounds) == 2
+    spill = Path(dst[next(iter(dst))]).parent.parent / f"_spill-{uuid.uuid4().hex[:6]}"
+    pieces: dict[int, int] = {}
+    held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
+    try:
         for s in range(0, n, chunk_rows):
-            p = post_arr[s : min(s + chunk_rows, n)]
-            sel = np.flatnonzero((p >= lo_idx) & (p < hi_idx))
-            if len(sel) == 0:
+            e = min(s + chunk_rows, n)
+            block = {c: a[s:e] for c, a in arrays.items()}
+            block["_post"] = post_arr[s:e]
+            if with_row:
+                block["row"] = np.arange(s, e, dtype=np.int64)
+            if single:
+                for c in held:
+                    held[c].append(block[c])
                 continue
-            _scatter_rows(p[sel] - lo_idx, sel + s, cursor, out)
-        # write in chunk-aligned pieces where possible
-        perm[base : base + size] = out
-        lo_idx = hi_idx
+            b = np.searchsorted(bounds_a, block["_post"], side="right") - 1
+            order = np.argsort(b, kind="stable")
+            starts = np.searchsorted(b[order], np.arange(len(bounds_a)))
+            for k in range(len(bounds) - 1):
+                lo_, hi_ = starts[k], starts[k + 1]
+                if lo_ == hi_:
+                    continue
+                sel = order[lo_:hi_]
+                d = spill / f"b{k:06d}"
+                d.mkdir(parents=True, exist_ok=True)
+                j = pieces.get(k, 0)
+                for c, a in block.items():
+                    np.save(d / f"{j:06d}.{c}.npy", a[sel], allow_pickle=False)
+                pieces[k] = j + 1
+        for k in range(len(bounds) - 1):
+            lo, hi = bounds[k], bounds[k + 1]
+            if single:
+                part = {c: np.concatenate(v) for c, v in held.items()}
+                held = {}
+            else:
+                d = spill / f"b{k:06d}"
+                if not d.exists():
+                    continue
+                part = {
+                    c: np.concatenate([np.load(d / f"{j:06d}.{c}.npy", allow_pickle=False)
+                                       for j in range(pieces[k])])
+                    for c in [*dtypes, "_post"]
+                }
+                shutil.rmtree(d)
+            base = int(post_off[lo])
+            size = int(post_off[hi]) - base
+            cursor = post_off[lo:hi].copy() - base
+            perm = np.empty(size, dtype=np.int64)
+            _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
+            for c in dtypes:
+                outs[c][base : base + size] = part[c][perm]
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _scatter_rows(keys: np.ndarray, rows: np.ndarray, cursor: np.ndarray, out: np.ndarray) -> None:
     """Stable counting-sort scatter: out[cursor[k]++] = row, for rows in increasing order."""
     from ._kernels import scatter_rows
 
+    # the kernel does no bounds checks: validate here (cheap next to the scatter)
+    if len(keys) and (keys.min() < 0 or keys.max() >= len(cursor) or len(keys) > len(out)):
+        raise StoreError("internal error: post index outside the range being sorted")
     scatter_rows(keys.astype(np.int64), rows.astype(np.int64), cursor, out)
 
 
@@ -880,6 +963,58 @@ class Connectome:
             return np.sort(perm.get_orthogonal_selection(pos))
         raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
 
+    def _by_post_array(self, column: str):
+        rel = (self.meta["index"].get("by_post") or {}).get(column)
+        if rel is None:
+            return None
+        safe_name(rel.split("/")[-1], "index array")
+        p = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+        return _open_array_cached(str(p), self.generation)
+
+    def synapses_of(
+        self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """All synapse rows whose ``side`` neuron is one of ``indices``, without a scan.
+
+        Outputs (``side="pre"``) are contiguous row ranges; inputs
+        (``side="post"``) are contiguous ranges of the post-ordered copies in
+        ``index.zarr/by_post`` (columns missing there are read by row id).
+
+        Returns
+        -------
+        dict
+            ``"row"`` (global row ids, ascending) and each requested column,
+            in the same order as ``take_synapses(synapse_rows(...))``.
+        """
+        idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
+        if side == "pre" or idx.size == 0:
+            rows = self.synapse_rows(idx, side)
+            return {"row": rows, **self.take_synapses(rows, columns)}
+        if side != "post":
+            raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+        off = self._index_array("post_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+        starts, stops = off[: len(idx)], off[len(idx) :]
+        pos = _ranges_to_rows(starts, stops)
+        out: dict[str, np.ndarray] = {}
+        rows = self._index_array("post_perm").get_orthogonal_selection(pos) if len(pos) else np.zeros(0, np.int64)
+        order = np.argsort(rows, kind="stable")
+        out["row"] = rows[order]
+        missing = []
+        for c in columns:
+            if c == "post":
+                out[c] = np.repeat(idx.astype(np.int32), (stops - starts).astype(np.int64))[order]
+                continue
+            arr = self._by_post_array(c)
+            if arr is None:
+                missing.append(c)
+            elif len(pos):
+                out[c] = arr.get_orthogonal_selection(pos)[order]
+            else:
+                out[c] = np.zeros(0, dtype=arr.dtype)
+        if missing:
+            out.update(self.take_synapses(out["row"], missing))
+        return {k: out[k] for k in ["row", *columns]}
+
     @property
     def synapses(self):
         """All synapses as a dask DataFrame (index = global row id)."""
@@ -1006,6 +1141,7 @@ class Connectome:
 
         gen = self.generation + 1
         syn_root = _inside(self.path, self.meta["synapses"]["path"])
+        idx_root = _inside(self.path, self.meta["index"]["path"])
         tag = f"g{gen}-{uuid.uuid4().hex[:6]}"
         new_dirs = {}
         for name, dt in outputs.items():
@@ -1032,15 +1168,34 @@ class Connectome:
                 name=f"write-{'-'.join(outputs)}",
             )
             compute(*tasks, progress=progress, desc=desc)
+            # keep the post-ordered copies (clustered index) in step
+            bp = [c for c in outputs if c in BY_POST_COLUMNS and self.meta["index"].get("by_post") is not None]
+            if bp:
+                _ensure_group(idx_root / "by_post")
+                post_off = self._index_array("post_offsets")[:]
+                _post_order(
+                    self._array_path("post"),
+                    {c: syn_root / new_dirs[c] for c in bp},
+                    {c: idx_root / "by_post" / f"{c}.{tag}" for c in bp},
+                    post_off, self.n_synapses, self.chunk_rows, bucket=1 << 25,
+                )
+                new_bp = {c: f"by_post/{c}.{tag}" for c in bp}
+            else:
+                new_bp = {}
         except BaseException:
             for d in new_dirs.values():
                 shutil.rmtree(syn_root / d, ignore_errors=True)
+            for c in outputs:
+                shutil.rmtree(idx_root / "by_post" / f"{c}.{tag}", ignore_errors=True)
             if new_rois_rel:
                 shutil.rmtree(self.path / new_rois_rel, ignore_errors=True)
             raise
         meta = json.loads(json.dumps(self.meta))
         old = dict(meta["synapses"]["columns"])
+        old_bp = dict(meta["index"].get("by_post") or {})
         meta["synapses"]["columns"].update(new_dirs)
+        if new_bp:
+            meta["index"]["by_post"].update(new_bp)
         old_rois = meta.get("rois")
         if new_rois_rel:
             meta["rois"] = new_rois_rel
@@ -1052,6 +1207,8 @@ class Connectome:
         for name in new_dirs:
             if name in old and old[name] != new_dirs[name]:
                 shutil.rmtree(syn_root / old[name], ignore_errors=True)
+            if name in old_bp and name in new_bp and old_bp[name] != new_bp[name]:
+                shutil.rmtree(idx_root / old_bp[name], ignore_errors=True)
         if new_rois_rel and old_rois:
             shutil.rmtree(self.path / old_rois, ignore_errors=True)
         new = Connectome(self.path)
@@ -1069,6 +1226,15 @@ class Connectome:
             for p in syn_root.iterdir():
                 if p.is_dir() and p.name not in live:
                     out.append(p)
+        bp_root = self.path / self.meta["index"]["path"] / "by_post"
+        live_bp = {Path(v).name for v in (self.meta["index"].get("by_post") or {}).values()}
+        if bp_root.is_dir():
+            for p in bp_root.iterdir():
+                if p.is_dir() and p.name not in live_bp:
+                    out.append(p)
+        idx_root = self.path / self.meta["index"]["path"]
+        if idx_root.is_dir():
+            out += [p for p in idx_root.iterdir() if p.name.startswith("_spill-")]
         rois_root = self.path / "rois"
         cur = self.meta.get("rois")
         if rois_root.is_dir():

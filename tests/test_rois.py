@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -358,7 +359,10 @@ def test_assign_rois_failure_leaves_store_unchanged(tmp_path, monkeypatch):
     orig = R._assign_block
     monkeypatch.setattr(R, "_assign_block", failing)
     rs_other = RoiSet.from_meshes({"only": trimesh.creation.box((3, 3, 3))})
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    # one chunk per partition, so the failure hits after some partitions were written
+    with pytest.raises(RuntimeError, match="disk on fire"), dask.config.set(
+        {"connectome_dask.partition_chunks": 1}
+    ):
         assign_rois(conn, rs_other, progress=False)
     assert (conn.path / "meta.json").read_text() == meta
     again = cd.open(conn.path, set_default=False)

@@ -166,7 +166,9 @@ def test_assign_rois_killed_mid_write(small_store, tmp_path, scheduler_address, 
     marker = tmp_path / "marker"
     body = f"""
 import dask
+# one chunk per partition: the store spans many partitions, so the kill lands mid-write
 dask.config.set(scheduler="sync")
+dask.config.set({{"connectome_dask.partition_chunks": 1}})
 import warnings
 warnings.simplefilter("ignore")
 import connectome_dask.store as st
