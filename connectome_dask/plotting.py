@@ -156,6 +156,16 @@ def plot_nested(
     Returns
     -------
     (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> b = {"A": (0, 2), "B": (2, 4)}
+    >>> fig, ax = plot_nested(np.arange(16.0).reshape(4, 4), b, b, output_path=tmp_path / "figs" / "m.png",
+    ...                       figsize=(4, 4), dpi=50)
+    >>> (tmp_path / "figs" / "m.png").exists(), ax.get_ylabel()
+    (True, 'Presynaptic')
+    >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
@@ -295,6 +305,14 @@ def plot_type_heatmap(
     Returns
     -------
     (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plot_type_heatmap(conn, tmp_path / "types.png", figsize=(4, 4), dpi=50)
+    >>> (tmp_path / "types.png").exists(), ax.get_xlabel() == f"postsynaptic type ({conn.neurons.type.nunique()})"
+    (True, True)
+    >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
 
