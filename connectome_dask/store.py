@@ -257,6 +257,23 @@ class StoreWriter:
         Maximum rows per spill bucket (memory bound of the sort).
     overwrite
         Replace an existing store at ``path``.
+
+    Examples
+    --------
+    Blocks in any order; rows come out sorted by ``(pre, post)``:
+
+    >>> neurons = pd.DataFrame({"bodyId": [10, 20, 30], "type": ["A", "B", "B"]})
+    >>> with StoreWriter(tmp_path / "tiny", 3, {"confidence": "float32"}, chunk_rows=2) as w:
+    ...     w.append({"pre": np.array([2, 0, 0]), "post": np.array([1, 2, 1]),
+    ...               "confidence": np.array([0.9, 0.8, 0.7])})
+    ...     w.append({"pre": np.array([1, 0]), "post": np.array([0, 1]), "confidence": np.array([0.6, 0.5])})
+    ...     tiny = w.close(neurons, {"name": "tiny"})
+    >>> tiny
+    <Connectome 'tiny' v0: 3 neurons, 5 synapses, rois=no at ...>
+    >>> tiny.read_synapses(["pre", "post"], 0, tiny.n_synapses)
+    {'pre': array([0, 0, 0, 1, 2], dtype=int32), 'post': array([1, 1, 2, 0, 1], dtype=int32)}
+    >>> tiny.neurons[["bodyId", "pre", "post"]].values.tolist()
+    [[10, 3, 1], [20, 1, 3], [30, 1, 1]]
     """
 
     def __init__(
@@ -310,7 +327,15 @@ class StoreWriter:
 
     # -- appending
     def append(self, block: Mapping[str, np.ndarray]) -> None:
-        """Add a block of synapse rows (a mapping of column name to 1-D array)."""
+        """Add a block of synapse rows (a mapping of column name to 1-D array).
+
+        Examples
+        --------
+        >>> w = StoreWriter(tmp_path / "s", n_neurons=2, columns={"confidence": "float32"})
+        >>> w.append({"pre": np.array([1, 0]), "post": np.array([0, 1]), "confidence": np.array([0.9, 0.8])})
+        >>> w.close(pd.DataFrame({"bodyId": [7, 8]})).read_synapses(["pre"], 0, 2)["pre"].tolist()  # sorted
+        [0, 1]
+        """
         missing = [c for c in self.columns if c not in block]
         if missing:
             raise StoreError(f"block is missing columns {missing}")
@@ -399,6 +424,14 @@ class StoreWriter:
             ROI names for ``roi_pre``/``roi_post`` codes already present in the
             blocks (e.g. a neuPrint export): ``{"names": [...], "primary": [...],
             "hierarchy": {...}}``, written as the store's ROI folder.
+
+        Examples
+        --------
+        >>> w = StoreWriter(tmp_path / "s", n_neurons=2, presorted=True)
+        >>> w.append({"pre": np.array([0, 0, 1]), "post": np.array([1, 1, 0])})
+        >>> conn2 = w.close(pd.DataFrame({"bodyId": [7, 8]}), {"name": "two", "units": "nm"})
+        >>> conn2.meta["name"], conn2.n_synapses, conn2.check()
+        ('two', 3, [])
         """
         if self._closed:
             raise StoreError("writer already closed")
@@ -473,7 +506,16 @@ class StoreWriter:
         return open(self.path, set_default=False)
 
     def abort(self) -> None:
-        """Discard everything written so far."""
+        """Discard everything written so far.
+
+        Examples
+        --------
+        >>> w = StoreWriter(tmp_path / "never", n_neurons=2)
+        >>> w.append({"pre": np.array([0]), "post": np.array([1])})
+        >>> w.abort()
+        >>> sorted(p.name for p in tmp_path.iterdir())  # no store, no temp dir
+        []
+        """
         shutil.rmtree(self.tmp, ignore_errors=True)
         self._closed = True
 
@@ -699,14 +741,30 @@ _default: Connectome | None = None
 
 
 def default_connectome() -> Connectome:
-    """Return the connectome opened last (neuprint's ``default_client``)."""
+    """Return the connectome opened last (neuprint's ``default_client``).
+
+    Examples
+    --------
+    >>> default_connectome() is conn  # the doctests open their example store
+    True
+    """
     if _default is None:
         raise StoreError("no connectome is open: call connectome_dask.open(path) first")
     return _default
 
 
 def set_default_connectome(conn: Connectome | None) -> None:
-    """Make ``conn`` the default used by query functions when ``client=None``."""
+    """Make ``conn`` the default used by query functions when ``client=None``.
+
+    Examples
+    --------
+    >>> set_default_connectome(None)
+    >>> default_connectome()
+    Traceback (most recent call last):
+    ...
+    connectome_dask.store.StoreError: no connectome is open: call connectome_dask.open(path) first
+    >>> set_default_connectome(conn)
+    """
     global _default
     _default = conn
 
@@ -729,9 +787,12 @@ def open(path: str | os.PathLike, *, set_default: bool = True) -> Connectome:  #
     Examples
     --------
     >>> import connectome_dask as cd
-    >>> conn = cd.datasets.synthetic(tmp_path / "s", n_neurons=200, n_synapses=5_000)  # doctest: +SKIP
-    >>> cd.open(tmp_path / "s").n_synapses  # doctest: +SKIP
-    5000
+    >>> _ = cd.datasets.synthetic(tmp_path / "s", n_neurons=50, n_synapses=2_000, progress=False)
+    >>> small = cd.open(tmp_path / "s", set_default=False)
+    >>> small.n_neurons, small.n_synapses
+    (50, 2000)
+    >>> cd.open(tmp_path / "s") is cd.default_connectome()  # set_default=True
+    True
     """
     conn = Connectome(path)
     if set_default:
@@ -780,6 +841,14 @@ class Connectome:
         One row per body, row ``i`` has ``index == i``.
     synapses : dask.dataframe.DataFrame
         One partition per range of whole chunks; reads only the columns used.
+
+    Examples
+    --------
+    >>> c = Connectome(conn.path)  # or connectome_dask.open(path)
+    >>> c
+    <Connectome 'store' v1.0: 400 neurons, 30,000 synapses, rois=yes at ...>
+    >>> c.n_neurons, c.n_synapses, c.roi_names[:2]
+    (400, 30000, ['AL_L', 'AL_R'])
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -799,27 +868,68 @@ class Connectome:
 
     @property
     def n_neurons(self) -> int:
+        """Number of bodies (rows of :attr:`neurons`).
+
+        Examples
+        --------
+        >>> conn.n_neurons == len(conn.neurons)
+        True
+        """
         return int(self.meta["n_neurons"])
 
     @property
     def n_synapses(self) -> int:
+        """Number of synapse rows (one row per synaptic connection).
+
+        Examples
+        --------
+        >>> conn.n_synapses
+        30000
+        """
         return int(self.meta["n_synapses"])
 
     @property
     def generation(self) -> int:
+        """Commit counter of the store: bumped by every :meth:`write_synapse_columns`.
+
+        Examples
+        --------
+        >>> conn.generation >= 1  # 0 when written, +1 for assign_rois
+        True
+        """
         return int(self.meta.get("generation", 0))
 
     @property
     def chunk_rows(self) -> int:
+        """Zarr chunk length (rows) of every synapse array.
+
+        Examples
+        --------
+        >>> conn.chunk_rows > 0
+        True
+        """
         return int(self.meta["synapses"]["chunk_rows"])
 
     @property
     def synapse_columns(self) -> list[str]:
+        """Names of the synapse columns, ``pre`` and ``post`` first.
+
+        Examples
+        --------
+        >>> conn.synapse_columns[:2], {"confidence", "roi_pre", "roi_post"} <= set(conn.synapse_columns)
+        (['pre', 'post'], True)
+        """
         return list(self.meta["synapses"]["columns"])
 
     @property
     def positions(self) -> tuple[str, ...]:
-        """Position columns present: ``x_pre..z_post``, ``x, y, z`` or empty."""
+        """Position columns present: ``x_pre..z_post``, ``x, y, z`` or empty.
+
+        Examples
+        --------
+        >>> conn.positions
+        ('x_pre', 'y_pre', 'z_pre', 'x_post', 'y_post', 'z_post')
+        """
         cols = set(self.synapse_columns)
         if set(POSITION_COLUMNS_PAIR) <= cols:
             return POSITION_COLUMNS_PAIR
@@ -828,7 +938,13 @@ class Connectome:
         return ()
 
     def site_columns(self, site: str) -> tuple[str, str, str]:
-        """Position columns of a synapse site (``"pre"`` or ``"post"``); centre columns if single."""
+        """Position columns of a synapse site (``"pre"`` or ``"post"``); centre columns if single.
+
+        Examples
+        --------
+        >>> conn.site_columns("post")
+        ('x_post', 'y_post', 'z_post')
+        """
         if site not in ("pre", "post"):
             raise ValueError(f"site must be 'pre' or 'post', got {site!r}")
         pos = self.positions
@@ -856,6 +972,15 @@ class Connectome:
     # -- neurons
     @property
     def neurons(self) -> pd.DataFrame:
+        """The neuron table (``neurons.parquet``), loaded once; row ``i`` has ``index == i``.
+
+        Examples
+        --------
+        >>> conn.neurons.columns.tolist()[:6]
+        ['bodyId', 'index', 'type', 'instance', 'status', 'cropped']
+        >>> bool((conn.neurons['index'] == np.arange(conn.n_neurons)).all())
+        True
+        """
         if self._neurons is None:
             p = _inside(self.path, self.meta["neurons"])
             df = pd.read_parquet(p)
@@ -866,6 +991,13 @@ class Connectome:
 
     @property
     def body_ids(self) -> np.ndarray:
+        """Body IDs (int64) in dense-index order.
+
+        Examples
+        --------
+        >>> conn.body_ids.dtype, int(conn.body_ids[0]) == some_body
+        (dtype('int64'), True)
+        """
         return self.neurons["bodyId"].to_numpy()
 
     def body_to_index(self, body_ids: Iterable[int] | np.ndarray, *, missing: str = "raise") -> np.ndarray:
@@ -875,6 +1007,17 @@ class Connectome:
         ----------
         missing
             ``"raise"`` (KeyError naming examples), or ``"drop"``.
+
+        Examples
+        --------
+        >>> conn.body_to_index([some_body, int(conn.body_ids[5])])
+        array([0, 5], dtype=int32)
+        >>> conn.body_to_index([1, some_body], missing="drop")
+        array([0], dtype=int32)
+        >>> conn.body_to_index([1])
+        Traceback (most recent call last):
+        ...
+        KeyError: '1 body IDs are not in ... (e.g. [1])'
         """
         if self._body_index is None:
             self._body_index = pd.Index(self.body_ids)
@@ -900,6 +1043,19 @@ class Connectome:
         that write). With ``align_pre=True`` (read-only tasks) each boundary
         moves forward to the next presynaptic-neuron start, so no neuron's
         outputs (and no (pre, post) pair) are split between partitions.
+
+        Examples
+        --------
+        >>> parts = conn.partitions()
+        >>> parts[0][0], parts[-1][1] == conn.n_synapses
+        (0, True)
+
+        On a tiny store with 2-row chunks (rows' pre = 0, 0, 0, 1, 2):
+
+        >>> tiny = write_store(tmp_path / "tiny", pd.DataFrame({"bodyId": [10, 20, 30]}),
+        ...                    pd.DataFrame({"pre": [0, 0, 0, 1, 2], "post": [1, 1, 2, 0, 1]}), chunk_rows=2)
+        >>> tiny.partitions(2), tiny.partitions(2, align_pre=True)
+        ([(0, 2), (2, 4), (4, 5)], [(0, 3), (3, 4), (4, 5)])
         """
         import dask
 
@@ -922,12 +1078,26 @@ class Connectome:
     def read_synapses(
         self, columns: Sequence[str], start: int = 0, stop: int | None = None
     ) -> dict[str, np.ndarray]:
-        """Read a row range of synapse columns as numpy arrays."""
+        """Read a row range of synapse columns as numpy arrays.
+
+        Examples
+        --------
+        >>> block = conn.read_synapses(["pre", "post"], 0, 5)
+        >>> sorted(block), str(block["pre"].dtype), len(block["post"])
+        (['post', 'pre'], 'int32', 5)
+        """
         stop = self.n_synapses if stop is None else stop
         return {c: _read_range(str(self._array_path(c)), self.generation, start, stop) for c in columns}
 
     def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
-        """Read arbitrary rows (sorted ascending is fastest) of synapse columns."""
+        """Read arbitrary rows (sorted ascending is fastest) of synapse columns.
+
+        Examples
+        --------
+        >>> d = conn.take_synapses(np.array([0, 10, 20]), ["pre", "confidence"])
+        >>> str(d["confidence"].dtype), len(d["pre"])
+        ('float32', 3)
+        """
         rows = np.asarray(rows, dtype=np.int64)
         out = {}
         for c in columns:
@@ -945,6 +1115,14 @@ class Connectome:
 
         Uses the index: pre rows are contiguous slices, post rows come from
         ``post_perm``. Result is sorted ascending.
+
+        Examples
+        --------
+        >>> out_rows = conn.synapse_rows([0], side="pre")  # one contiguous slice
+        >>> len(out_rows) == int(conn.neurons.pre.iloc[0]), bool((np.diff(out_rows) == 1).all())
+        (True, True)
+        >>> len(conn.synapse_rows([0], side="post")) == int(conn.neurons.post.iloc[0])
+        True
         """
         idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
         if idx.size == 0:
@@ -985,6 +1163,14 @@ class Connectome:
         dict
             ``"row"`` (global row ids, ascending) and each requested column,
             in the same order as ``take_synapses(synapse_rows(...))``.
+
+        Examples
+        --------
+        >>> inputs = conn.synapses_of([0], side="post", columns=["pre", "post"])
+        >>> sorted(inputs), set(inputs["post"].tolist()) == {0}
+        (['post', 'pre', 'row'], True)
+        >>> bool((inputs["row"] == conn.synapse_rows([0], side="post")).all())
+        True
         """
         idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
         if side == "pre" or idx.size == 0:
@@ -1017,11 +1203,25 @@ class Connectome:
 
     @property
     def synapses(self):
-        """All synapses as a dask DataFrame (index = global row id)."""
+        """All synapses as a dask DataFrame (index = global row id).
+
+        Examples
+        --------
+        >>> ddf = conn.synapses
+        >>> ddf.columns.tolist()[:4], len(ddf) == conn.n_synapses
+        (['pre', 'post', 'x_pre', 'y_pre'], True)
+        """
         return self.synapse_frame()
 
     def synapse_frame(self, columns: Sequence[str] | None = None, partition_rows: int | None = None):
-        """Dask DataFrame over the synapse arrays, one partition per chunk range."""
+        """Dask DataFrame over the synapse arrays, one partition per chunk range.
+
+        Examples
+        --------
+        >>> ddf = conn.synapse_frame(["pre", "confidence"])
+        >>> ddf.columns.tolist(), ddf.npartitions == len(conn.partitions())
+        (['pre', 'confidence'], True)
+        """
         import dask.dataframe as dd
 
         cols = list(columns) if columns is not None else self.synapse_columns
@@ -1058,6 +1258,15 @@ class Connectome:
         ``block`` is a dict of numpy arrays read inside the task (nothing large
         is embedded in the graph). Large ``args`` should be delayed objects or
         scattered futures so they appear once in the graph.
+
+        Examples
+        --------
+        >>> import dask
+        >>> def n_strong(block, start, threshold):
+        ...     return int((block["confidence"] > threshold).sum())
+        >>> tasks = conn.map_partitions(n_strong, ["confidence"], 0.9)
+        >>> len(tasks) == len(conn.partitions()), 0 < sum(dask.compute(*tasks)) < conn.n_synapses
+        (True, True)
         """
         from dask.base import tokenize
         from dask.delayed import delayed
@@ -1077,13 +1286,29 @@ class Connectome:
 
     # -- analyses (thin delegations to the layers above the store)
     def adjacency(self, pre=None, post=None, by: str = "bodyId", rois=None, min_weight: int = 1, **kwargs):
-        """Synapse-count matrix as a labelled xarray.DataArray; see :func:`connectome_dask.aggregate.adjacency`."""
+        """Synapse-count matrix as a labelled xarray.DataArray; see :func:`connectome_dask.aggregate.adjacency`.
+
+        Examples
+        --------
+        >>> A = conn.adjacency(by="type", rois=["MB_CA_R"])
+        >>> A.dims, A.sel(pre="KCg-m", post="KCg-m").item() > 0
+        (('pre', 'post'), True)
+        """
         from .aggregate import adjacency
 
         return adjacency(self, pre, post, by=by, rois=rois, min_weight=min_weight, **kwargs)
 
     def assign_rois(self, roiset, sites: Sequence[str] = ("pre", "post"), **kwargs) -> Connectome:
-        """Label synapse sites with ROI codes; see :func:`connectome_dask.rois.assign_rois`."""
+        """Label synapse sites with ROI codes; see :func:`connectome_dask.rois.assign_rois`.
+
+        Examples
+        --------
+        >>> import shutil
+        >>> from connectome_dask.rois import RoiSet
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> copy.assign_rois(RoiSet.from_store(copy), exact=False).roi_names == conn.roi_names
+        True
+        """
         from .rois import assign_rois
 
         return assign_rois(self, roiset, sites=sites, **kwargs)
@@ -1091,24 +1316,50 @@ class Connectome:
     # -- ROIs
     @property
     def rois_path(self) -> Path | None:
+        """Folder of the current ROI set (``rois/<tag>``), or None before :meth:`assign_rois`.
+
+        Examples
+        --------
+        >>> sorted(p.name for p in conn.rois_path.iterdir())[:2]
+        ['grid.zarr', 'meshes']
+        """
         rel = self.meta.get("rois")
         return _inside(self.path, rel) if rel else None
 
     @property
     def roi_info(self) -> dict | None:
-        """Contents of the current ``rois.json`` (``names``, ``primary``, ``hierarchy``...) or None."""
+        """Contents of the current ``rois.json`` (``names``, ``primary``, ``hierarchy``...) or None.
+
+        Examples
+        --------
+        >>> sorted(conn.roi_info["hierarchy"]["CX"])
+        ['EB', 'FB', 'NO', 'PB']
+        """
         if self._rois_info is None and self.rois_path is not None:
             self._rois_info = json.loads((self.rois_path / "rois.json").read_text())
         return self._rois_info
 
     @property
     def roi_names(self) -> list[str]:
-        """ROI names in code order (``roi_pre``/``roi_post`` hold indices into this list)."""
+        """ROI names in code order (``roi_pre``/``roi_post`` hold indices into this list).
+
+        Examples
+        --------
+        >>> conn.roi_names[:3]
+        ['AL_L', 'AL_R', 'AVLP_L']
+        """
         info = self.roi_info
         return list(info["names"]) if info else []
 
     @property
     def skeleton_dir(self) -> Path | None:
+        """Folder of ``<bodyId>.swc`` skeletons, or None.
+
+        Examples
+        --------
+        >>> (conn.skeleton_dir / f"{skeleton_body}.swc").exists()
+        True
+        """
         rel = self.meta.get("skeletons")
         return _inside(self.path, rel) if rel else None
 
@@ -1136,6 +1387,20 @@ class Connectome:
         the store exactly as it was.
 
         Returns the re-opened :class:`Connectome`.
+
+        Examples
+        --------
+        Add a boolean column on a copy of the example store:
+
+        >>> import shutil
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> def strong(block, threshold):
+        ...     return {"strong": block["confidence"] > threshold}
+        >>> new = copy.write_synapse_columns(strong, ["confidence"], {"strong": "bool"}, args=(0.9,))
+        >>> "strong" in new.synapse_columns, new.generation == copy.generation + 1
+        (True, True)
+        >>> new.read_synapses(["strong"], 0, 3)["strong"].dtype
+        dtype('bool')
         """
         from ._compute import compute
 
@@ -1218,7 +1483,13 @@ class Connectome:
         return new
 
     def unreferenced(self) -> list[Path]:
-        """Files and folders in the store that meta.json does not reference (leftovers)."""
+        """Files and folders in the store that meta.json does not reference (leftovers).
+
+        Examples
+        --------
+        >>> conn.unreferenced()
+        []
+        """
         out = []
         syn_root = self.path / self.meta["synapses"]["path"]
         live = set(self.meta["synapses"]["columns"].values())
@@ -1251,13 +1522,27 @@ class Connectome:
 
         Reported by ``connectome-dask info --check`` but never deleted
         automatically: an ingest running right now writes to such a directory.
+
+        Examples
+        --------
+        >>> conn.stale_siblings()
+        []
         """
         return sorted(self.path.parent.glob(f".{self.path.name}.tmp-*")) + sorted(
             self.path.parent.glob(f".{self.path.name}.old-*")
         )
 
     def collect_garbage(self) -> list[Path]:
-        """Delete leftovers of interrupted writes; returns what was removed."""
+        """Delete leftovers of interrupted writes; returns what was removed.
+
+        Examples
+        --------
+        >>> import shutil
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> (copy.path / "synapses.zarr" / "pre.g9-dead00").mkdir()  # as if a write was killed
+        >>> [p.name for p in copy.collect_garbage()], copy.unreferenced()
+        (['pre.g9-dead00'], [])
+        """
         gone = self.unreferenced()
         for p in gone:
             if p.is_dir():
@@ -1273,6 +1558,11 @@ class Connectome:
         Checks meta.json, the neuron table, every array's shape/dtype/chunking,
         the index, the ROI folder, and (``deep``) that every chunk decodes,
         ``pre``/``post`` are in range and sorted, ROI codes are valid.
+
+        Examples
+        --------
+        >>> conn.check()
+        []
         """
         problems: list[str] = []
         try:
@@ -1402,6 +1692,15 @@ def write_store(
     order; ``synapses`` has ``pre``/``post`` as dense indices into it plus
     any other synapse columns. For raw tables with body IDs use
     :func:`connectome_dask.ingest`.
+
+    Examples
+    --------
+    >>> neurons = pd.DataFrame({"bodyId": [10, 20, 30], "type": ["A", "B", "B"]})
+    >>> synapses = pd.DataFrame({"pre": np.array([0, 2, 0], np.int32), "post": np.array([1, 1, 2], np.int32),
+    ...                          "confidence": np.array([0.9, 0.8, 0.7], np.float32)})
+    >>> small = write_store(tmp_path / "small", neurons, synapses, {"name": "small"})
+    >>> small.n_synapses, small.synapse_columns, small.neurons.post.tolist()
+    (3, ['pre', 'post', 'confidence'], [0, 2, 1])
     """
     cols = {c: str(synapses[c].dtype) for c in synapses.columns if c not in ("pre", "post")}
     w = StoreWriter(path, len(neurons), cols, chunk_rows=chunk_rows, overwrite=overwrite)
