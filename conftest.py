@@ -31,6 +31,13 @@ from __future__ import annotations
 
 import pytest
 
+# Import the package before pytest collects its modules: with
+# ``--import-mode=importlib``, collecting e.g. ``connectome_dask/store.py`` while
+# the package is not yet imported executes that file a second time as a new
+# module object, so ``cd.open`` / ``cd.set_default_connectome`` and the doctest's
+# globals would live in two different copies of ``store``.
+import connectome_dask  # noqa: F401, E402
+
 
 @pytest.fixture(scope="session")
 def _doctest_store(tmp_path_factory):
