@@ -196,6 +196,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``connectome-dask`` (one subparser per command).
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["matrix", "store", "--by", "type", "--out", "m.zarr"])
+    >>> args.command, args.by, args.min_weight, args.out, args.scheduler
+    ('matrix', 'type', 1, 'm.zarr', None)
+    """
     p = argparse.ArgumentParser(prog="connectome-dask", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -250,7 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``connectome-dask``."""
+    """Entry point of ``connectome-dask``; returns the exit status.
+
+    Examples
+    --------
+    >>> import contextlib, io, json
+    >>> out = io.StringIO()
+    >>> with contextlib.redirect_stdout(out):
+    ...     status = main(["info", str(conn.path), "--json"])
+    >>> info = json.loads(out.getvalue())
+    >>> status, info["neurons"], info["synapses"], info["rois"] == len(conn.roi_names)
+    (0, 400, 30000, True)
+    >>> main(["info", str(tmp_path / "missing")])  # message on stderr
+    2
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
