@@ -20,7 +20,13 @@ __all__ = ["compute", "tree_reduce", "active_client"]
 
 
 def active_client():
-    """Return the active ``distributed.Client`` or ``None``."""
+    """Return the active ``distributed.Client`` or ``None``.
+
+    Examples
+    --------
+    >>> active_client() is None  # no distributed client: dask's local scheduler is used
+    True
+    """
     try:
         from distributed import get_client
 
@@ -53,6 +59,12 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
     -------
     tuple
         The computed results, as from ``dask.compute``.
+
+    Examples
+    --------
+    >>> from dask import delayed
+    >>> compute(delayed(sum)([1, 2]), delayed(len)("abc"), progress=False)
+    (3, 3)
     """
     show = _want_progress(progress)
     client = active_client()
@@ -86,6 +98,14 @@ def tree_reduce(
     ``combine`` receives a list of up to ``split_every`` partial results and
     returns one partial result of the same kind. The tree keeps the number of
     partials held in memory by any one task bounded.
+
+    Examples
+    --------
+    >>> from dask import delayed
+    >>> parts = [delayed(int)(i) for i in range(20)]
+    >>> total = tree_reduce(parts, sum, split_every=4)
+    >>> total.compute()
+    190
     """
     if not parts:
         raise ValueError("tree_reduce needs at least one part")
