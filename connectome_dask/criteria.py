@@ -74,6 +74,16 @@ class UnknownColumnError(CriteriaError):
 
 
 class _NullSentinel:
+    """Type of :data:`NotNull` / :data:`IsNull`: match any non-missing / missing value.
+
+    Examples
+    --------
+    >>> typed = NeuronCriteria(type=NotNull).mask(conn)
+    >>> untyped = NeuronCriteria(type=IsNull).mask(conn)
+    >>> bool((typed ^ untyped).all()), int(untyped.sum()) == int(conn.neurons.type.isna().sum())
+    (True, True)
+    """
+
     __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
