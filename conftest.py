@@ -24,7 +24,7 @@ own globals):
 The store is only built when a doctest runs, and the previous default
 connectome is restored after each example, so ``tests/`` is unaffected.
 Progress bars are switched off (``connectome_dask.progress: False``) while an
-example runs: a bar printed to stdout would become part of its output.
+example runs: distributed's text bar writes to stdout, which doctest compares.
 """
 
 from __future__ import annotations
