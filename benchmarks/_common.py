@@ -38,6 +38,8 @@ PY = sys.executable
 
 __all__ = [
     "DATA",
+    "code_fingerprint",
+    "git_state",
     "JFRC2NP",
     "RESULTS",
     "ROOT",
@@ -90,6 +92,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "git": git_state(),
     }
 
 
@@ -273,9 +276,46 @@ def mesh_dir() -> Path | None:
     return JFRC2NP if (JFRC2NP / "hierarchy.json").exists() else None
 
 
+def code_fingerprint() -> str:
+    """Hash of the code that decides what a cached dataset contains (store writer, generator).
+
+    Docstrings and comments are ignored (hash of the AST without docstrings), so
+    documentation edits do not invalidate the cache; a change to the store
+    layout or the generator does.
+    """
+    import ast
+    import hashlib
+
+    h = hashlib.sha1()
+    for name in ("store.py", "datasets.py", "_synth.py", "_kernels.py"):
+        f = ROOT / "connectome_dask" / name
+        if not f.exists():
+            continue
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+                    getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:8]
+
+
+def git_state() -> dict:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "connectome_dask"], cwd=ROOT,
+                               capture_output=True, text=True, check=False).stdout.strip()
+        return {"commit": head, "package_dirty": bool(dirty)}
+    except OSError:
+        return {}
+
+
 def dataset_key(synapses: int, neurons: int, seed: int = 0, parquet: bool = True) -> str:
     m = "jfrc2np" if mesh_dir() is not None else "procedural"
-    return f"brain_s{synapses}_n{neurons}_seed{seed}_{m}" + ("" if parquet else "_noparquet")
+    return (f"brain_s{synapses}_n{neurons}_seed{seed}_{m}" + ("" if parquet else "_noparquet")
+            + f"_code{code_fingerprint()}")
 
 
 def dataset(synapses: int, neurons: int, seed: int = 0, parquet: bool = True, root: Path = DATA,

@@ -300,6 +300,15 @@ def task_ours_one_neuron(store: str, bodies: list[int]) -> dict:
         chunks_pre.append(len(np.unique(rows_pre // conn.chunk_rows)))
         chunks_post.append(len(np.unique(rows_post // conn.chunk_rows)))
         n_raw.append(len(d1["pre"]) + len(d2["pre"]))
+    t_of, n_of = [], []
+    if hasattr(conn, "synapses_of"):
+        for b in bodies:
+            t0 = time.perf_counter()
+            i = conn.body_to_index([int(b)])
+            d1 = conn.synapses_of(i, "pre", cols)
+            d2 = conn.synapses_of(i, "post", cols)
+            t_of.append(time.perf_counter() - t0)
+            n_of.append(len(d1["pre"]) + len(d2["pre"]))
     from connectome_dask.criteria import SynapseCriteria
 
     # fetch_synapses applies the store's default confidence threshold; count without it too
@@ -307,7 +316,7 @@ def task_ours_one_neuron(store: str, bodies: list[int]) -> dict:
              for b in bodies[:5]]
     n_chunks = -(-conn.n_synapses // conn.chunk_rows)
     return _latency(t_fetch, "fetch_synapses") | _latency(t_raw, "raw") | _latency(t_index, "raw_index") | _latency(
-        t_take, "raw_take") | {
+        t_take, "raw_take") | (_latency(t_of, "synapses_of") | {"rows_synapses_of": n_of} if t_of else {}) | {
         "chunks_touched": {"pre_median": float(np.median(chunks_pre)), "post_median": float(np.median(chunks_post)),
                            "post_max": int(max(chunks_post)), "chunks_per_column": n_chunks,
                            "chunk_rows": conn.chunk_rows, "columns_read": len(cols)},

@@ -41,6 +41,7 @@ from pathlib import Path
 from ._common import (
     DATA,
     RESULTS,
+    code_fingerprint,
     fmt_mb,
     fmt_s,
     human,
@@ -131,6 +132,7 @@ def task_assign_rois(store: str, n_workers: int, memory_limit: str) -> dict:
 
 
 def task_pair_counts(store: str, out: str, n_workers: int, memory_limit: str) -> dict:
+    import numpy as np
     import pyarrow.parquet as pq
     from distributed import get_task_stream
 
@@ -147,8 +149,25 @@ def task_pair_counts(store: str, out: str, n_workers: int, memory_limit: str) ->
         files = sorted(Path(out).glob("*.parquet"))
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         size = sum(f.stat().st_size for f in files)
+        # correctness (not timed): weights sum to the synapse count, per-neuron sums match the
+        # store's index (computed independently at write time), pairs strictly increasing
+        per_pre = np.zeros(conn.n_neurons, np.int64)
+        total, last, ok = 0, -1, True
+        for f in files:
+            t = pq.read_table(f, columns=["pre", "post", "weight"])
+            p, q, w = (t[c].to_numpy() for c in ("pre", "post", "weight"))
+            per_pre += np.bincount(p, weights=w, minlength=conn.n_neurons).astype(np.int64)
+            total += int(w.sum())
+            k = (p.astype(np.int64) << 32) | q.astype(np.int64)
+            if len(k):
+                ok = ok and bool(k[0] > last) and bool(np.all(np.diff(k) > 0))
+                last = int(k[-1])
+        check = {"total_weight_equals_synapses": total == conn.n_synapses,
+                 "per_pre_sums_equal_index": bool(np.array_equal(per_pre, conn.neurons["pre"].to_numpy())),
+                 "pairs_strictly_sorted": ok}
         return {"seconds": dt, "cluster_startup_s": startup, **_stream_stats(ts), "pairs": rows,
-                "parts": len(files), "output_mb": size / 2**20, "npartitions": ddf.npartitions}
+                "parts": len(files), "output_mb": size / 2**20, "npartitions": ddf.npartitions,
+                "chunk_rows": conn.chunk_rows, "check": check}
     finally:
         client.close()
         cluster.close()
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = [parse_int(s) for s in args.sizes.split(",") if s.strip()]
     jpath = args.results / "scaling.json"
     rep = json.loads(jpath.read_text()) if (args.resume and jpath.exists()) else {}
-    rep.update({"neurons": args.neurons, "workers": args.workers, "memory_limit": args.memory_limit,
+    rep.update({"code": code_fingerprint(), "neurons": args.neurons, "workers": args.workers, "memory_limit": args.memory_limit,
                 "meshes": str(mesh_dir() or "procedural"), "machine": machine_info()})
     rep.setdefault("sizes", {})
     root = DATA / "scaling"
@@ -263,7 +282,8 @@ def render(rep: dict) -> str:
         "",
         f"{rep['neurons']:,} neurons, ~8 k types, meshes `{Path(rep['meshes']).name}`. Machine: {m['cpus']} CPUs, "
         f"{m['memory_gib']} GiB RAM (shared with other work: load average {m['loadavg'][0]} at the start), "
-        f"{m['date']}. Stages 2-4 on `local_cluster(n_workers={rep['workers']}, threads_per_worker=1, "
+        f"{m['date']}, package commit {m.get('git', {}).get('commit', '?')}"
+        f"{' (with uncommitted changes)' if m.get('git', {}).get('package_dirty') else ''}. Stages 2-4 on `local_cluster(n_workers={rep['workers']}, threads_per_worker=1, "
         f"memory_limit='{rep['memory_limit']}')` with the package's spilling thresholds; each stage in a fresh "
         "process. Peak RSS = highest sum over the measuring process + nannies + workers (psutil, 50 ms). "
         "Time excludes cluster start-up.",
@@ -292,6 +312,8 @@ def render(rep: dict) -> str:
                 notes.append(f"index build {fmt_s(r['index_build_s'])} s; store {fmt_mb(r.get('store_mb'))} MB")
             if "pairs" in r:
                 notes.append(f"{r['pairs']:,} pairs in {r['parts']} Parquet parts ({fmt_mb(r['output_mb'])} MB)")
+                if "check" in r:
+                    notes.append("verified" if all(r["check"].values()) else f"CHECK FAILED {r['check']}")
             if "shape" in r:
                 notes.append(f"{r['shape'][0]:,} x {r['shape'][1]:,} dense")
             if "sites" in r:
