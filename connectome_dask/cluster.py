@@ -229,9 +229,10 @@ def local_cluster(
     # ships to each worker process it (re)starts, so the thresholds survive
     # restarts. The global dask config below only reaches the first nannies.
     # (Nanny merges it shallowly over the global config: pass a full, deep-merged snapshot)
-    kw["config"] = dask.config.merge(
-        dask.config.config, kw.pop("config", None) or {}, _nest(_memory_config(fractions))
-    )
+    if kw.get("processes", True):  # only a Nanny takes ``config`` (in-process workers share ours)
+        kw["config"] = dask.config.merge(
+            dask.config.config, kw.pop("config", None) or {}, _nest(_memory_config(fractions))
+        )
     try:
         # Nannies read the terminate fraction at creation and ship this config to
         # their worker processes, so the thresholds apply to every worker.
