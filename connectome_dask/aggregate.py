@@ -380,6 +380,8 @@ def pair_counts(
     if output is not None:
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     block = _index_block(conn, pre_idx, post_idx, cols)
+    if block is None and _use_pair_table(conn, filt, by_roi):
+        return _pairs_from_table(conn, filt, min_weight, progress)
     if block is not None:
         res = _pairs_chunk(block, 0, filt, by_roi)
     else:
@@ -393,6 +395,38 @@ def pair_counts(
     if min_weight > 1:
         df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
     return df
+
+
+def _use_pair_table(conn: Connectome, filt: _Filter, by_roi: bool) -> bool:
+    """Unfiltered counts (no ROI, no confidence) come straight from the connection table."""
+    return conn.has_pair_table and not by_roi and not filt.use_roi and not filt.conf_cols
+
+
+def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:
+    n = int(conn.meta["index"]["n_pairs"])
+    per = conn.partitions()[0][1] - conn.partitions()[0][0] or 1
+    return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
+
+
+def _pairs_table_part(conn_path: str, start: int, stop: int, pre_ok, post_ok, min_weight: int):
+    from .store import Connectome
+
+    t = Connectome(conn_path).read_pairs(start=start, stop=stop)
+    keep = pre_ok[t["pre"]] & post_ok[t["post"]]
+    if min_weight > 1:
+        keep &= t["weight"] >= min_weight
+    return tuple(t[c][keep] for c in ("pre", "post", "weight"))
+
+
+def _pairs_from_table(conn: Connectome, filt: _Filter, min_weight: int, progress) -> pd.DataFrame:
+    from dask.delayed import delayed
+
+    pre_ok = delayed(filt.pre_ok, pure=True)  # one copy of each mask in the graph
+    post_ok = delayed(filt.post_ok, pure=True)
+    task = delayed(_pairs_table_part, pure=True)
+    parts = [task(str(conn.path), s, e, pre_ok, post_ok, min_weight) for s, e in _pair_table_ranges(conn)]
+    res = compute(*parts, progress=progress)
+    return pd.DataFrame({c: np.concatenate([r[i] for r in res]) for i, c in enumerate(("pre", "post", "weight"))})
 
 
 def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder: str) -> int:
@@ -522,6 +556,8 @@ def group_counts(
     filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
     cols = filt.columns(False)
     block = _index_block(conn, pre_idx, post_idx, cols)
+    if block is None and _use_pair_table(conn, filt, False):
+        return _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if block is not None:
         lo, part = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)
     else:
@@ -537,6 +573,33 @@ def group_counts(
     out = np.zeros((n_pre, n_post), dtype=np.int64)
     if part is not None and part.shape[0]:
         out[lo : lo + part.shape[0]] = part
+    return out
+
+
+def _group_from_pairs(conn_path: str, pre_ok, post_ok, codes, n_pre: int, n_post: int,
+                      min_weight: int) -> np.ndarray:
+    pre_code, post_code = codes
+    up, uq, w = _pairs_table_part(conn_path, 0, None, pre_ok, post_ok, 1)
+    out = np.zeros((n_pre, n_post), dtype=np.int64)
+    K.band_add_pairs(out, 0, n_pre, pre_code, post_code, up, uq, w, min_weight)
+    return out
+
+
+def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
+    """Grouped counts from the connection table in one task.
+
+    The table holds one row per connected pair (~6x fewer than synapses), so
+    a single pass adds it into the dense result. Measured on 10 M synapses /
+    7.8 k types: one task 0.18 s; splitting the output rows into 2 or 4
+    bands on 2 cores took 0.25 / 0.34 s (the stacking copy of a 0.5 GB
+    result costs more than the parallel scan saves).
+    """
+    from dask.delayed import delayed
+
+    task = delayed(_group_from_pairs, pure=True)(
+        str(conn.path), filt.pre_ok, filt.post_ok, (pre_code, post_code), n_pre, n_post, min_weight
+    )
+    (out,) = compute(task, progress=progress)
     return out
 
 

@@ -324,6 +324,7 @@ class StoreWriter:
         self._pieces = [0] * (len(self._bounds) - 1)
         self._closed = False
         self._out: _ChunkedAppender | None = None
+        self._pairs: _PairTable | None = None
 
     # -- appending
     def append(self, block: Mapping[str, np.ndarray]) -> None:
@@ -357,6 +358,7 @@ class StoreWriter:
                 raise StoreError("presorted=True but rows are not sorted by (pre, post)")
             self._last_key = int(key[-1])
             self._appender().write(arrs)
+            self._pair_table().write(arrs["pre"], arrs["post"])
             return
         bucket = np.searchsorted(self._bounds, pre, side="right") - 1
         order = np.argsort(bucket, kind="stable")
@@ -375,6 +377,11 @@ class StoreWriter:
             self._pieces[b] += 1
 
     # -- finishing
+    def _pair_table(self) -> _PairTable:
+        if self._pairs is None:
+            self._pairs = _PairTable(self.tmp / "index.zarr" / "pairs", self.chunk_rows)
+        return self._pairs
+
     def _appender(self) -> _ChunkedAppender:
         if self._out is None:
             self._out = _ChunkedAppender(self.tmp / "synapses.zarr", self.columns, self.chunk_rows)
@@ -449,9 +456,12 @@ class StoreWriter:
         neurons["post"] = self._post_counts
         syn_dir = self.tmp / "synapses.zarr"
         out = self._appender()
+        pairs = self._pair_table()
         for block in self._sorted_blocks():
             out.write(block)
+            pairs.write(block["pre"], block["post"])
         n = out.finish()
+        n_pairs = pairs.finish()
         assert n == self._n_rows, (n, self._n_rows)
         shutil.rmtree(self._spill, ignore_errors=True)
         by_post = _build_index(
@@ -496,7 +506,7 @@ class StoreWriter:
                 "sorted_by": ["pre", "post"],
                 "columns": {c: c for c in self.columns},
             },
-            "index": {"path": "index.zarr", "by_post": by_post},
+            "index": {"path": "index.zarr", "by_post": by_post, "pairs": "pairs", "n_pairs": n_pairs},
             "rois": rois_rel,
             "skeletons": skel_rel,
             "extra": meta,
@@ -525,6 +535,45 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._closed:
             self.abort()
+
+
+class _PairTable:
+    """Run-length encode (pre, post)-sorted blocks into the connection table as they stream by.
+
+    The table (one row per connected neuron pair: ``pre``, ``post``,
+    ``weight``) is neuPrint's ``ConnectsTo`` weight, stored once so that
+    unfiltered whole-brain pair counts and grouped matrices read ~6x fewer
+    rows than the synapse table and skip the run-length pass.
+    """
+
+    def __init__(self, group_path: Path, chunk_rows: int):
+        self.out = _ChunkedAppender(group_path, {"pre": "int32", "post": "int32", "weight": "int64"}, chunk_rows)
+        self.pending: tuple[int, int, int] | None = None
+
+    def write(self, pre: np.ndarray, post: np.ndarray) -> None:
+        from ._agg_kernels import pair_runs
+
+        if len(pre) == 0:
+            return
+        up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
+        if self.pending is not None:
+            p, q, w = self.pending
+            if up[0] == p and uq[0] == q:
+                cnt[0] += w
+            else:
+                self.out.write({"pre": np.array([p], np.int32), "post": np.array([q], np.int32),
+                                "weight": np.array([w], np.int64)})
+        # the last run may continue in the next block
+        self.pending = (int(up[-1]), int(uq[-1]), int(cnt[-1]))
+        self.out.write({"pre": up[:-1], "post": uq[:-1], "weight": cnt[:-1]})
+
+    def finish(self) -> int:
+        if self.pending is not None:
+            p, q, w = self.pending
+            self.out.write({"pre": np.array([p], np.int32), "post": np.array([q], np.int32),
+                            "weight": np.array([w], np.int64)})
+            self.pending = None
+        return self.out.finish()
 
 
 class _ChunkedAppender:
@@ -1149,6 +1198,25 @@ class Connectome:
         p = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
         return _open_array_cached(str(p), self.generation)
 
+    @property
+    def has_pair_table(self) -> bool:
+        """Whether the store keeps the connection table (``index.zarr/pairs``)."""
+        return bool(self.meta["index"].get("pairs"))
+
+    def read_pairs(self, columns: Sequence[str] = ("pre", "post", "weight"), start: int = 0,
+                   stop: int | None = None) -> dict[str, np.ndarray]:
+        """Rows of the connection table: one per connected (pre, post) pair, sorted.
+
+        ``weight`` is the number of synapse rows of the pair (no filters).
+        """
+        rel = self.meta["index"].get("pairs")
+        if not rel:
+            raise StoreError(f"{self.path} has no connection table (written by an older version)")
+        safe_name(rel, "index group")
+        root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+        stop = int(self.meta["index"]["n_pairs"]) if stop is None else stop
+        return {c: _read_range(str(root / c), self.generation, start, stop) for c in columns}
+
     def synapses_of(
         self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]
     ) -> dict[str, np.ndarray]:
@@ -1623,6 +1691,13 @@ class Connectome:
             off = self._index_array("pre_offsets")[:]
             if not np.array_equal(np.diff(off), pre_counts):
                 problems.append("index.zarr/pre_offsets does not match the pre column")
+            if self.has_pair_table:
+                t = self.read_pairs()
+                if int(t["weight"].sum()) != self.n_synapses or (len(t["weight"]) and t["weight"].min() < 1):
+                    problems.append("index.zarr/pairs weights do not add up to the synapse count")
+                if not np.array_equal(np.bincount(t["pre"], weights=t["weight"], minlength=nn).astype(np.int64),
+                                      pre_counts):
+                    problems.append("index.zarr/pairs does not match the pre column")
         except Exception as ex:  # noqa: BLE001
             problems.append(f"index.zarr unreadable: {ex}")
         return problems
