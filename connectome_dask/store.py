@@ -720,6 +720,17 @@ def _post_order(
     arrays = {c: zarr.open_array(str(p), mode="r") for c, p in src.items()}
     single = len(bounds) == 2
     spill = Path(dst[next(iter(dst))]).parent.parent / f"_spill-{uuid.uuid4().hex[:6]}"
+    spill_bytes = n * (sum(dt.itemsize for dt in dtypes.values()) + 4)
+    if not single and shutil.disk_usage(spill.parent).free < 2 * spill_bytes:
+        # not enough disk for the spill files: re-read the table once per range
+        # instead, with 4x larger ranges (each range costs a full read)
+        big = [0]
+        while big[-1] < nn:
+            lo = big[-1]
+            hi = int(np.searchsorted(post_off, post_off[lo] + 4 * bucket, side="right")) - 1
+            big.append(min(max(hi, lo + 1), nn))
+        _post_order_rereading(post_arr, arrays, outs, big, post_off, n, chunk_rows, with_row)
+        return
     pieces: dict[int, int] = {}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
     try:
@@ -771,6 +782,40 @@ def _post_order(
                 outs[c][base : base + size] = part[c][perm]
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _post_order_rereading(post_arr, arrays, outs, bounds, post_off, n, chunk_rows, with_row) -> None:
+    """:func:`_post_order` without spill files: one read of the table per post range.
+
+    Slower for many ranges (each range re-reads ``post`` and the columns) but
+    needs no disk beyond the output; chosen when the spill would not fit.
+    """
+    for k in range(len(bounds) - 1):
+        lo, hi = bounds[k], bounds[k + 1]
+        base = int(post_off[lo])
+        size = int(post_off[hi]) - base
+        cursor = post_off[lo:hi].copy() - base
+        pos = np.empty(size, dtype=np.int64)  # output position of each selected row, in row order
+        sel_rows = []
+        got = 0
+        for s in range(0, n, chunk_rows):
+            e = min(s + chunk_rows, n)
+            p = post_arr[s:e]
+            sel = np.flatnonzero((p >= lo) & (p < hi))
+            if len(sel) == 0:
+                continue
+            _scatter_rows(p[sel] - lo, np.arange(got, got + len(sel), dtype=np.int64), cursor, pos)
+            sel_rows.append((s, e, sel))
+            got += len(sel)
+        # pos[j] = selected-row index that goes to output slot j; gather each column in turn
+        for c, out in outs.items():
+            vals = np.empty(size, dtype=out.dtype)
+            off = 0
+            for s, e, sel in sel_rows:
+                block = np.arange(s, e, dtype=np.int64)[sel] if c == "row" and with_row else arrays[c][s:e][sel]
+                vals[off : off + len(sel)] = block
+                off += len(sel)
+            out[base : base + size] = vals[pos]
 
 
 def _scatter_rows(keys: np.ndarray, rows: np.ndarray, cursor: np.ndarray, out: np.ndarray) -> None:
