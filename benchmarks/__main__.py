@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
         return report
     log(f"dataset: {human(args.synapses)} synapses, {args.neurons:,} neurons")
     info = dataset(args.synapses, args.neurons, args.seed, parquet=True, log=log)
-    if report.get("dataset", {}).get("key") not in (None, info["key"]):
-        report["benchmarks"] = {}  # measured on another dataset / store format: do not mix
+    old_key = report.get("dataset", {}).get("key")
+    for b in report["benchmarks"].values() if "benchmarks" in report else ():
+        b.setdefault("dataset_key", old_key)  # results keep the dataset (store format) they were measured on
     report.update({"n_synapses": args.synapses, "n_neurons": args.neurons, "dataset": info,
                    "machine": machine_info(), "repeat": args.repeat})
     report.setdefault("benchmarks", {})
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             traceback.print_exc()
             res = {"error": f"{type(e).__name__}: {e}"}
         res["benchmark_wall_s"] = time.perf_counter() - t0
+        res["dataset_key"] = info["key"]
         res["date"] = time.strftime("%Y-%m-%d %H:%M")
         report["benchmarks"][name] = res
         save()
@@ -406,6 +408,11 @@ def render(rep: dict) -> str:
         "process (2 threads); \"LocalCluster\" = `connectome_dask.cluster.local_cluster(n_workers=2, "
         "threads_per_worker=1, memory_limit='6GiB')` started in the measuring process (start-up not timed).",
     ]
+    stale = {k: v.get("dataset_key") for k, v in B.items() if v.get("dataset_key") not in (None, info["key"])}
+    if stale:
+        L += ["", "**Note:** " + ", ".join(f"`{k}`" for k in stale) + " were measured on an earlier cached dataset "
+              f"(`{', '.join(sorted(set(stale.values())))}`: same generator parameters, store written by an earlier "
+              "version of the package); the other sections on the dataset above."]
     if "pairs" in B:
         r = B["pairs"]
         L += ["", f"## Neuron-pair counts ({human(rep['n_synapses'])} synapses -> (pre, post) counts)", ""]
@@ -621,6 +628,11 @@ def render_summary(rep: dict) -> str:
         r = B["ingest"]
         L.append(f"| ingest of the same CAVE Parquet ({n} rows) | {fmt_s(r['seconds'])} s ({r['Mrows_per_s']:.2f} M rows/s) "
                  f"| — | — | — | — | — | {fmt_mb(r['peak_rss_mb'])} |")
+    key = rep["dataset"]["key"]
+    stale = [k for k, v in B.items() if v.get("dataset_key") not in (None, key)]
+    if stale:
+        L += ["", f"Rows from {', '.join(stale)}: measured on an earlier cached dataset (same generator parameters, "
+              "store written by an earlier package version; see the note in the details file)."]
     return "\n".join(L) + "\n"
 
 

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
             save()
             continue
         kw = {"n_workers": args.workers, "memory_limit": args.memory_limit}
+        from ._common import git_state
+
+        entry["git"] = git_state()
         for stage in STAGES:
             done = entry["stages"].get(stage)
             if args.resume and done and "error" not in done and (stage != "generate" or have_store):
@@ -295,6 +298,9 @@ def render(rep: dict) -> str:
     for key in sorted(rep["sizes"], key=int):
         e = rep["sizes"][key]
         n = int(key)
+        if e.get("code_note") or e.get("git"):
+            note = e.get("code_note") or f"package commit {e['git'].get('commit')}"
+            L.append(f"| {human(n)} | *{note}* | | | | | | | |")
         if e.get("skipped"):
             L.append(f"| {human(n)} | — | — | — | — | — | — | — | skipped: {e['skipped']} |")
         for st in STAGES:
