@@ -221,6 +221,24 @@ def _label_of(active, n_active, w, rank, code):
     return -1 if best < 0 else code[best]
 
 
+@njit(cache=True, inline="always")
+def _advance(z, p, pend, cz, cmesh, csgn, w, pos, active, n_active):
+    """Apply a column's crossings below height ``z``: winding numbers and active meshes.
+
+    Returns the new crossing pointer, active count, and whether anything changed.
+    """
+    start = p
+    while p < pend and cz[p] < z:
+        m = cmesh[p]
+        if pos[m] < 0:
+            pos[m] = n_active
+            active[n_active] = m
+            n_active += 1
+        w[m] += csgn[p]
+        p += 1
+    return p, n_active, p > start
+
+
 @njit(cache=True)
 def _sweep_impl(shape, h, col_ptr, cz, cmesh, csgn, grid, n_mesh, rank, code, fill,
                 refs, ref_label, wptr, wmesh, wval):
@@ -259,14 +277,7 @@ def _sweep_impl(shape, h, col_ptr, cz, cmesh, csgn, grid, n_mesh, rank, code, fi
                         best_lo = prev
                     zr = best_lo + 0.5 * best_len
                     # advance to the reference point
-                    while p < pend and cz[p] < zr:
-                        m = cmesh[p]
-                        if pos[m] < 0:
-                            pos[m] = n_active
-                            active[n_active] = m
-                            n_active += 1
-                        w[m] += csgn[p]
-                        p += 1
+                    p, n_active, _ = _advance(zr, p, pend, cz, cmesh, csgn, w, pos, active, n_active)
                     label = _label_of(active, n_active, w, rank, code)
                     if fill:
                         refs[e, 0] = (i + 0.5) * h
@@ -283,16 +294,7 @@ def _sweep_impl(shape, h, col_ptr, cz, cmesh, csgn, grid, n_mesh, rank, code, fi
                             nw += 1
                     continue
                 zc = (k + 0.5) * h
-                changed = False
-                while p < pend and cz[p] < zc:
-                    m = cmesh[p]
-                    if pos[m] < 0:
-                        pos[m] = n_active
-                        active[n_active] = m
-                        n_active += 1
-                    w[m] += csgn[p]
-                    changed = True
-                    p += 1
+                p, n_active, changed = _advance(zc, p, pend, cz, cmesh, csgn, w, pos, active, n_active)
                 if changed:
                     label = _label_of(active, n_active, w, rank, code)
                 if fill:
