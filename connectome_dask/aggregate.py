@@ -398,8 +398,15 @@ def pair_counts(
 
 
 def _use_pair_table(conn: Connectome, filt: _Filter, by_roi: bool) -> bool:
-    """Unfiltered counts (no ROI, no confidence) come straight from the connection table."""
-    return conn.has_pair_table and not by_roi and not filt.use_roi and not filt.conf_cols
+    """Unfiltered counts (no ROI, no confidence) come straight from the connection table.
+
+    ``dask.config["connectome_dask.use_pair_table"] = False`` forces the scan of
+    the synapse arrays (same results; used to test and time the scan path).
+    """
+    return (
+        bool(dask.config.get("connectome_dask.use_pair_table", True))
+        and conn.has_pair_table and not by_roi and not filt.use_roi and not filt.conf_cols
+    )
 
 
 def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:

@@ -70,7 +70,12 @@ def markers(fault_cluster):
 
 
 def _in_client(client, fn, *args, **kwargs):
-    with client.as_current(), dask.config.set({"connectome_dask.partition_chunks": 1}):
+    # one chunk per partition, and the scan of the synapse arrays (not the
+    # store's connection table, which answers unfiltered counts in few tasks):
+    # many tasks, so a worker can be killed mid-job
+    with client.as_current(), dask.config.set(
+        {"connectome_dask.partition_chunks": 1, "connectome_dask.use_pair_table": False}
+    ):
         return fn(*args, **kwargs)
 
 
