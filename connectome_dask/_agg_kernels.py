@@ -16,7 +16,6 @@ __all__ = [
     "pair_roi_runs",
     "merge_sorted_runs",
     "block_add_pairs",
-    "band_add_pairs",
     "row_mask",
 ]
 
@@ -167,20 +166,3 @@ def code_range(pre, keep, pre_code):
     if hi < 0:
         return 0, -1
     return lo, hi
-
-
-@numba.njit(cache=True, nogil=True)
-def band_add_pairs(out, lo, hi, pre_code, post_code, upre, upost, w, min_weight):
-    """Add pair weights whose pre group is in ``[lo, hi)`` into ``out[a - lo, b]`` (a band of rows).
-
-    Pairs lighter than ``min_weight`` and neurons with code < 0 are left out.
-    """
-    for i in range(upre.shape[0]):
-        if w[i] < min_weight:
-            continue
-        a = pre_code[upre[i]]
-        if a < lo or a >= hi:
-            continue
-        b = post_code[upost[i]]
-        if b >= 0:
-            out[a - lo, b] += w[i]

@@ -397,6 +397,12 @@ def pair_counts(
     return df
 
 
+def _default_partition_rows(conn: Connectome) -> int:
+    """Rows per partition of the store's default partitioning (at least 1)."""
+    s, e = conn.partitions()[0]
+    return max(e - s, 1)
+
+
 def _use_pair_table(conn: Connectome, filt: _Filter, by_roi: bool) -> bool:
     """Unfiltered counts (no ROI, no confidence) come straight from the connection table.
 
@@ -411,7 +417,7 @@ def _use_pair_table(conn: Connectome, filt: _Filter, by_roi: bool) -> bool:
 
 def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:
     n = int(conn.meta["index"]["n_pairs"])
-    per = conn.partitions()[0][1] - conn.partitions()[0][0] or 1
+    per = _default_partition_rows(conn)
     return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
 
 
@@ -586,9 +592,9 @@ def group_counts(
 def _group_from_pairs(conn_path: str, pre_ok, post_ok, codes, n_pre: int, n_post: int,
                       min_weight: int) -> np.ndarray:
     pre_code, post_code = codes
-    up, uq, w = _pairs_table_part(conn_path, 0, None, pre_ok, post_ok, 1)
+    up, uq, w = _pairs_table_part(conn_path, 0, None, pre_ok, post_ok, min_weight)
     out = np.zeros((n_pre, n_post), dtype=np.int64)
-    K.band_add_pairs(out, 0, n_pre, pre_code, post_code, up, uq, w, min_weight)
+    K.block_add_pairs(out, 0, pre_code, post_code, up, uq, w)
     return out
 
 
@@ -618,7 +624,7 @@ def _group_partition_rows(conn: Connectome, n_pre: int, n_post: int) -> int:
     partitions grow until a block costs at most about two bytes per row
     (capped at 32 Mi rows, i.e. ~256 MB of pre/post columns per task).
     """
-    base = conn.partitions()[0][1] - conn.partitions()[0][0]
+    base = _default_partition_rows(conn)
     want = (n_pre * n_post * 4) // 2
     return int(min(max(base, want), 1 << 25))
 
