@@ -32,6 +32,7 @@ __all__ = [
     "column_crossings",
     "sweep",
     "query",
+    "scratch",
     "gwn_points",
     "sub_labels",
 ]
@@ -454,24 +455,6 @@ def _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, f
     return -1 if best < 0 else code[best]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _classify(px, py, pz, inv, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, trec,
-              hcomp, comp_mesh, fptr, fanV, rank, code, w, cfan, touched, is_t):
-    fx = px * inv
-    fy = py * inv
-    fz = pz * inv
-    # NaN fails every comparison and lands here too
-    if not (fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < shape[0] and fy < shape[1] and fz < shape[2]):
-        return -1
-    e = grid[(int(fx) * shape[1] + int(fy)) * shape[2] + int(fz)]
-    if e < 0:
-        return -e - 2
-    if not exact:
-        return ref_label[e]
-    return _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV,
-                        rank, code, w, cfan, touched, is_t)
-
-
 SUB_SHIFT = 2  # boundary cells are split into 4 x 4 x 4 sub-cells
 SUB_N = 1 << SUB_SHIFT
 SUB_MIXED = -2
@@ -541,8 +524,9 @@ def sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tidx, trec, hcomp, comp
     return out
 
 
-SORT_MIN = 32768  # below this many points, skip the locality sort
-BLOCK_SHIFT = 3  # points are bucketed by blocks of 8 x 8 x 8 cells
+SORT_MIN = 4096  # below this many exact points, skip the locality sort
+BLOCK_SHIFT = 3  # blocks of 8 x 8 x 8 cells for the in-cache block table
+RADIX_BITS = 11  # LSD radix sort digit: 2048 buckets stay in L1
 
 
 def block_table(grid: np.ndarray, shape) -> np.ndarray:
@@ -564,24 +548,35 @@ def block_table(grid: np.ndarray, shape) -> np.ndarray:
     return out.reshape(-1)
 
 
+def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Work arrays for :func:`query` on up to ``n`` points (49 bytes per point).
+
+    Allocated once per thread and reused across calls: fresh pages of a large
+    ``np.empty`` are faulted in on first write, which costs more than the
+    streaming pass that writes them.
+    """
+    return np.empty((4, n), np.int32), np.empty(n, np.int8), np.empty((n, 3))
+
+
 @njit(cache=True, nogil=True)
 def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, trec,
-          hcomp, comp_mesh, fptr, fanV, rank, code, blk, sub, out):
+          hcomp, comp_mesh, fptr, fanV, rank, code, blk, sub, out, si, sb, sf):
     """Label every point of ``P`` (N, 3, any float dtype, *unshifted*) into ``out`` (int16).
 
     ``out[i]`` is the code of the best-ranked mesh whose generalized winding
     number at the point is >= 0.5, or -1. Points outside the grid or with a
-    NaN coordinate get -1.
+    NaN coordinate get -1. ``si, sb, sf`` come from :func:`scratch` (at least
+    ``N`` points); ``N`` must be below 2**31.
 
-    Pass 1 labels every point in a uniform 8^3-cell block from the small
-    block table ``blk`` (it stays in cache) and keeps the others with their
-    block id. Those are put in block order by an LSD radix sort (8-bit digits,
-    so each pass scatters into 256 cache-friendly streams), then pass 2 labels
-    uniform cells from the grid and uniform sub-cells from ``sub``, reading
-    both tables locally. The remaining points, in block order and copied
-    contiguously, get the exact crossing test against their cell's triangles,
-    which neighbouring cells share. ``P`` is processed in calls of at most
-    2**31 points (int32 indices).
+    Pass 1 streams over the points: those in a uniform 8^3-cell block get
+    their label from the small block table ``blk`` (it stays in cache); the
+    others keep their cell, sub-cell and position. Pass 2 reads their cells
+    (uniform cell: done) and sub-cells (uniform sub-cell: done) in input
+    order; the loads are independent, so the CPU overlaps their cache
+    misses. The few points left, in cut sub-cells, are put in boundary-cell
+    order by an LSD radix sort, so that points of one cell reuse its
+    triangles and reference point from cache, their coordinates are gathered
+    contiguously, and each gets the exact crossing test.
     """
     n_mesh = rank.shape[0]
     inv = 1.0 / h
@@ -590,11 +585,9 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
     s0, s1, s2 = shape[0], shape[1], shape[2]
     by = (s1 >> BLOCK_SHIFT) + 1
     bz = (s2 >> BLOCK_SHIFT) + 1
-    nblk = blk.shape[0]
-    # pass 1: points in uniform blocks (or outside) are done; keep the rest with their block
-    rkey = np.empty(N, np.int32)
-    rsrc = np.empty(N, np.int32)
-    rxyz = np.empty((N, 3))
+    cell = si[0]
+    src = si[1]
+    # pass 1: points in uniform blocks (or outside) are done; keep cell / sub-cell of the rest
     nr = 0
     for n in range(N):
         fx = (float(P[n, 0]) - o0) * inv
@@ -604,92 +597,76 @@ def query(P, origin, h, shape, grid, exact, refs, ref_label, cptr, wmv, tidx, tr
         if not (fx >= 0.0 and fy >= 0.0 and fz >= 0.0 and fx < s0 and fy < s1 and fz < s2):
             out[n] = -1
             continue
-        k = (((int(fx) >> BLOCK_SHIFT) * by + (int(fy) >> BLOCK_SHIFT)) * bz
-             + (int(fz) >> BLOCK_SHIFT))
-        b = blk[k]
-        if b >= -1:
-            out[n] = b
-            continue
-        rkey[nr] = k
-        rsrc[nr] = n
-        rxyz[nr, 0] = fx
-        rxyz[nr, 1] = fy
-        rxyz[nr, 2] = fz
-        nr += 1
-    if nr == 0:
-        return
-    # LSD radix sort of the rest by block, 8 bits per pass: each pass scatters
-    # into 256 streams (cache friendly), unlike one counting sort over ~10^4
-    # buckets, which misses the cache on nearly every write. Afterwards the
-    # grid, sub-cell and triangle lookups of consecutive points are local.
-    if nr >= SORT_MIN:
-        tkey = np.empty(nr, np.int32)
-        tsrc = np.empty(nr, np.int32)
-        txyz = np.empty((nr, 3))
-        shift = 0
-        while (nblk - 1) >> shift > 0:
-            cnt = np.zeros(257, np.int64)
-            for j in range(nr):
-                cnt[((rkey[j] >> shift) & 255) + 1] += 1
-            for d in range(256):
-                cnt[d + 1] += cnt[d]
-            for j in range(nr):
-                d = (rkey[j] >> shift) & 255
-                q = cnt[d]
-                cnt[d] = q + 1
-                tkey[q] = rkey[j]
-                tsrc[q] = rsrc[j]
-                txyz[q, 0] = rxyz[j, 0]
-                txyz[q, 1] = rxyz[j, 1]
-                txyz[q, 2] = rxyz[j, 2]
-            rkey, tkey = tkey, rkey
-            rsrc, tsrc = tsrc, rsrc
-            rxyz, txyz = txyz, rxyz
-            shift += 8
-    # pass 2 (block order): uniform cells and sub-cells; collect exact ones
-    Ps = np.empty((nr, 3))
-    src = np.empty(nr, np.int32)
-    nb = 0
-    for j in range(nr):
-        n = rsrc[j]
-        # grid coordinates, computed once in pass 1 exactly as before: the
-        # exact test needs the shifted point, h * f reproduces it only up to
-        # rounding, so the exact loop re-reads P for its few points
-        fx = rxyz[j, 0]
-        fy = rxyz[j, 1]
-        fz = rxyz[j, 2]
         ix = int(fx)
         iy = int(fy)
         iz = int(fz)
-        e = grid[(ix * s1 + iy) * s2 + iz]
+        b = blk[((ix >> BLOCK_SHIFT) * by + (iy >> BLOCK_SHIFT)) * bz + (iz >> BLOCK_SHIFT)]
+        if b >= -1:
+            out[n] = b
+            continue
+        cell[nr] = (ix * s1 + iy) * s2 + iz
+        sa = min(int((fx - ix) * SUB_N), SUB_N - 1)
+        sc = min(int((fy - iy) * SUB_N), SUB_N - 1)
+        sd = min(int((fz - iz) * SUB_N), SUB_N - 1)
+        sb[nr] = (sa * SUB_N + sc) * SUB_N + sd
+        src[nr] = n
+        nr += 1
+    # pass 2: uniform cells and sub-cells; the rest is compacted in place
+    # (slot nb <= j is written after slot j has been read)
+    xe = cell
+    xs = src
+    nb = 0
+    for j in range(nr):
+        e = grid[cell[j]]
+        n = src[j]
         if e < 0:
             out[n] = -e - 2
             continue
         if not exact:
             out[n] = ref_label[e]
             continue
-        sa = min(int((fx - ix) * SUB_N), SUB_N - 1)
-        sb = min(int((fy - iy) * SUB_N), SUB_N - 1)
-        sc = min(int((fz - iz) * SUB_N), SUB_N - 1)
-        sl = sub[e * (SUB_N * SUB_N * SUB_N) + (sa * SUB_N + sb) * SUB_N + sc]
+        sl = sub[e * (SUB_N * SUB_N * SUB_N) + sb[j]]
         if sl != SUB_MIXED:
             out[n] = sl
             continue
-        Ps[nb, 0] = float(P[n, 0]) - o0
-        Ps[nb, 1] = float(P[n, 1]) - o1
-        Ps[nb, 2] = float(P[n, 2]) - o2
-        src[nb] = n
+        xe[nb] = e
+        xs[nb] = n
         nb += 1
     if nb == 0:
         return
+    if nb >= SORT_MIN:
+        te = si[2]
+        ts = si[3]
+        nbits = 1
+        while (refs.shape[0] - 1) >> nbits > 0:
+            nbits += 1
+        shift = 0
+        mask = (1 << RADIX_BITS) - 1
+        while shift < nbits:
+            cnt = np.zeros((1 << RADIX_BITS) + 1, np.int64)
+            for j in range(nb):
+                cnt[((xe[j] >> shift) & mask) + 1] += 1
+            for d in range(1 << RADIX_BITS):
+                cnt[d + 1] += cnt[d]
+            for j in range(nb):
+                d = (xe[j] >> shift) & mask
+                q = cnt[d]
+                cnt[d] = q + 1
+                te[q] = xe[j]
+                ts[q] = xs[j]
+            xe, te = te, xe
+            xs, ts = ts, xs
+            shift += RADIX_BITS
+    # gather the coordinates (shifted frame, float64) contiguously, then test
+    for q in range(nb):
+        n = xs[q]
+        sf[q, 0] = float(P[n, 0]) - o0
+        sf[q, 1] = float(P[n, 1]) - o1
+        sf[q, 2] = float(P[n, 2]) - o2
     w = np.zeros(n_mesh, np.int64)
     cfan = np.zeros(n_mesh)
     touched = np.empty(n_mesh, np.int64)
     is_t = np.zeros(n_mesh, np.bool_)
     for q in range(nb):
-        px = Ps[q, 0]
-        py = Ps[q, 1]
-        pz = Ps[q, 2]
-        e = grid[(int(px * inv) * s1 + int(py * inv)) * s2 + int(pz * inv)]
-        out[src[q]] = _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh,
-                                   fptr, fanV, rank, code, w, cfan, touched, is_t)
+        out[xs[q]] = _label_point(sf[q, 0], sf[q, 1], sf[q, 2], xe[q], refs, cptr, wmv, tidx, trec,
+                                  hcomp, comp_mesh, fptr, fanV, rank, code, w, cfan, touched, is_t)

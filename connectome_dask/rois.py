@@ -320,36 +320,53 @@ class _Grid:
     def bounds(self) -> np.ndarray:
         return np.stack([self.origin, self.origin + self.shape * self.h])
 
-    def query(self, P: np.ndarray, exact: bool = True) -> np.ndarray:
-        """Labels (int16 codes, -1 = none) of an (N, 3) float array."""
+    STEP = 1 << 20  # points per kernel call: bounds the scratch memory (49 B per point)
+
+    def _prepare(self, P: np.ndarray) -> np.ndarray:
         P = np.asarray(P)
         if P.dtype not in (np.float32, np.float64):
             P = P.astype(np.float64)
-        P = np.ascontiguousarray(P)
+        return np.ascontiguousarray(P)
+
+    def _query_into(self, P: np.ndarray, out: np.ndarray, exact: bool, scratch) -> None:
+        _ck.query(P, self.origin, self.h, self.shape, self.grid, bool(exact),
+                  self.refs, self.ref_label, self.cptr, self.wmv, self.tidx, self.trec,
+                  self.hcomp, self.comp_mesh, self.fptr, self.fanV, self.rank, self.code,
+                  self.blk, self.sub, out, *scratch)
+
+    def query(self, P: np.ndarray, exact: bool = True) -> np.ndarray:
+        """Labels (int16 codes, -1 = none) of an (N, 3) float array."""
+        P = self._prepare(P)
         out = np.empty(len(P), dtype=np.int16)
-        step = 1 << 20  # bounds the kernel's temporary memory (~40 B per point)
-        for s in range(0, len(P), step):
-            _ck.query(P[s : s + step], self.origin, self.h, self.shape, self.grid, bool(exact),
-                      self.refs, self.ref_label, self.cptr, self.wmv, self.tidx, self.trec,
-                      self.hcomp, self.comp_mesh, self.fptr, self.fanV, self.rank, self.code,
-                      self.blk, self.sub, out[s : s + step])
+        scratch = _ck.scratch(min(len(P), self.STEP))
+        for s in range(0, len(P), self.STEP):
+            self._query_into(P[s : s + self.STEP], out[s : s + self.STEP], exact, scratch)
         return out
 
     def query_threaded(self, P: np.ndarray, exact: bool = True, n_threads: int | None = None) -> np.ndarray:
-        """:meth:`query` split over threads (the numba kernel releases the GIL)."""
+        """:meth:`query` over threads (the numba kernel releases the GIL).
+
+        Each thread keeps one scratch buffer and takes the next slice of
+        ``P`` until none is left, so uneven slices (dense neuropils, points
+        sorted by neuron) still keep every thread busy.
+        """
         n = len(P)
         nt = n_threads or os.cpu_count() or 1
         if nt <= 1 or n < 200_000:
             return self.query(P, exact)
-        P = np.ascontiguousarray(P)
-        step = -(-n // (nt * 4))
+        P = self._prepare(P)
         out = np.empty(n, dtype=np.int16)
+        step = min(self.STEP, -(-n // (nt * 4)))
+        starts = iter(range(0, n, step))  # next() on a range iterator is atomic under the GIL
 
-        def run(s: int) -> None:
-            out[s : s + step] = self.query(P[s : s + step], exact)
+        def run() -> None:
+            scratch = _ck.scratch(step)
+            for s in starts:
+                self._query_into(P[s : s + step], out[s : s + step], exact, scratch)
 
         with concurrent.futures.ThreadPoolExecutor(nt) as ex:
-            list(ex.map(run, range(0, n, step)))
+            for f in [ex.submit(run) for _ in range(nt)]:
+                f.result()
         return out
 
     # -- Zarr persistence (no pickle)
