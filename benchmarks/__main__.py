@@ -545,7 +545,7 @@ def render(rep: dict) -> str:
 
 def _rois_lines(r: dict) -> list[str]:
     raw = r["raw"]
-    best = max(raw["ncollpyde_n_rays_3"]["Mpts_per_s"], raw["trimesh_embree"]["Mpts_per_s"])
+    best = raw["peers"][raw["best_peer"]]["Mpts_per_s"]
     ex = raw["exact_reference"]["agreement"]
     L = [f"{raw['n_points']:,} points, {raw['n_primary']} meshes of `{r['meshes']}`; full table "
          f"`{r['result_file']}` (`python -m {r['command']}`).", "",
@@ -553,9 +553,8 @@ def _rois_lines(r: dict) -> list[str]:
     for nt, v in raw["connectome_dask"].items():
         L.append(f"| connectome_dask exact, {nt} thread(s) | {v['Mpts_per_s']:.2f} | {v['Mpts_per_s'] / best:.0f}x | "
                  f"{ex['connectome_dask']:.6f} |")
-    for k, lab in (("ncollpyde_n_rays_3", "ncollpyde n_rays=3"), ("trimesh_embree", "trimesh + embree")):
-        v = raw[k]
-        L.append(f"| {lab} | {v['Mpts_per_s']:.3f} | {v['Mpts_per_s'] / best:.2f}x | {ex[k]:.6f} |")
+    for k, v in raw["peers"].items():
+        L.append(f"| {v['label']} | {v['Mpts_per_s']:.3f} | {v['Mpts_per_s'] / best:.2f}x | {ex[k]:.6f} |")
     return L
 
 
@@ -591,15 +590,16 @@ def render_summary(rep: dict) -> str:
                  f"{'yes' if r.get('goal_met') else 'no'} | {_rss(o)} / {_rss(d)} |")
     if "rois" in B and "raw" in B["rois"]:
         raw = B["rois"]["raw"]
-        best = max(raw["ncollpyde_n_rays_3"]["Mpts_per_s"], raw["trimesh_embree"]["Mpts_per_s"])
+        best = raw["peers"][raw["best_peer"]]["Mpts_per_s"]
         one = raw["connectome_dask"].get("1") or next(iter(raw["connectome_dask"].values()))
         two = raw["connectome_dask"].get("2", one)
         ag = raw["exact_reference"]["agreement"]["connectome_dask"]
         x = max(one["Mpts_per_s"], two["Mpts_per_s"]) / best
         L.append(f"| ROI assignment, {raw['n_primary']} real meshes, {raw['n_points'] / 1e6:g} M points | "
-                 f"{one['Mpts_per_s']:.2f} M pts/s (1 thread), {two['Mpts_per_s']:.2f} (2) | — | trimesh+embree "
-                 f"{raw['trimesh_embree']['Mpts_per_s']:.3f}, ncollpyde {raw['ncollpyde_n_rays_3']['Mpts_per_s']:.3f} "
-                 f"M pts/s | {x:.0f}x throughput; labels {ag:.4%} = exact reference | >= 100x, identical | "
+                 f"{one['Mpts_per_s']:.2f} M pts/s (1 thread), {two['Mpts_per_s']:.2f} (2) | — | "
+                 + ", ".join(f"{v['label'].split(',')[0]} ({k}) {v['Mpts_per_s']:.3f}" for k, v in raw["peers"].items())
+                 + f" M pts/s | {x:.0f}x the best peer's throughput; labels {ag:.4%} = exact reference | "
+                 ">= 100x, identical | "
                  f"{'yes' if x >= 100 and ag == 1 else 'no'} | — |")
     if "adjacencies" in B and "assign_rois" in B["adjacencies"]:
         ar = B["adjacencies"]["assign_rois"]

@@ -457,9 +457,11 @@ def _label_point(px, py, pz, e, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, f
     return -1 if best < 0 else code[best]
 
 
-SUB_SHIFT = 2  # boundary cells are split into 4 x 4 x 4 sub-cells
+SUB_SHIFT = 3  # boundary cells are split into 8 x 8 x 8 sub-cells
 SUB_N = 1 << SUB_SHIFT
+SUB_NS = SUB_N ** 3
 SUB_MIXED = -2
+_SUB_UNSET = -3
 
 
 @njit(cache=True, parallel=True)
@@ -471,48 +473,109 @@ def _sub_labels_impl(h, s1, s2, bcells, Vl, T, refs, cptr, wmv, tidx, trec, hcom
     # enlarged like the cell boxes: listing a triangle in an extra sub-cell
     # costs an exact test later, missing one would give a wrong label
     hs = 0.5 * hsub * (1.0 + 1e-6) + 1e-9
-    step = 1024
+    step = 256
     for blk in prange((nb + step - 1) // step):
         w = np.zeros(n_mesh, np.int64)
         cfan = np.zeros(n_mesh)
         touched = np.empty(n_mesh, np.int64)
         is_t = np.zeros(n_mesh, np.bool_)
         c = np.empty(3)
+        lab = np.empty(SUB_NS, np.int16)
+        stack = np.empty(SUB_NS, np.int64)
+        lo = np.empty(3, np.int64)
+        hi = np.empty(3, np.int64)
         for e in range(blk * step, min(nb, (blk + 1) * step)):
-            base = e * SUB_N * SUB_N * SUB_N
+            base = e * SUB_NS
             if cptr[e + 1, 2] > cptr[e, 2]:
                 # near a mesh hole the winding number varies continuously
-                for q in range(SUB_N * SUB_N * SUB_N):
+                for q in range(SUB_NS):
                     out[base + q] = SUB_MIXED
                 continue
             lin = bcells[e]
-            i = lin // (s1 * s2)
-            j = (lin // s2) % s1
-            k = lin % s2
-            for a in range(SUB_N):
-                c[0] = i * h + (a + 0.5) * hsub
-                for b in range(SUB_N):
-                    c[1] = j * h + (b + 0.5) * hsub
-                    for d in range(SUB_N):
-                        c[2] = k * h + (d + 0.5) * hsub
-                        mixed = False
-                        for q in range(cptr[e, 0], cptr[e + 1, 0]):
-                            t = tidx[q]
-                            if _tri_box(c, hs, Vl[T[t, 0]], Vl[T[t, 1]], Vl[T[t, 2]]):
-                                mixed = True
-                                break
-                        idx = base + (a * SUB_N + b) * SUB_N + d
-                        if mixed:
-                            out[idx] = SUB_MIXED
+            x0 = (lin // (s1 * s2)) * h
+            y0 = ((lin // s2) % s1) * h
+            z0 = (lin % s2) * h
+            for q in range(SUB_NS):
+                lab[q] = _SUB_UNSET
+            # 1. sub-cells cut by a triangle: only those in the triangle's box
+            #    (one sub-cell of slack), a cheap lenient plane test, then the
+            #    exact separating-axis test decides
+            for qq in range(cptr[e, 0], cptr[e + 1, 0]):
+                t = tidx[qq]
+                va = Vl[T[t, 0]]
+                vb = Vl[T[t, 1]]
+                vd = Vl[T[t, 2]]
+                org = (x0, y0, z0)
+                for k in range(3):
+                    mn = min(va[k], vb[k], vd[k]) - org[k]
+                    mx = max(va[k], vb[k], vd[k]) - org[k]
+                    lo[k] = max(0, int(math.floor(mn / hsub)) - 1)
+                    hi[k] = min(SUB_N - 1, int(math.floor(mx / hsub)) + 1)
+                n0 = (vb[1] - va[1]) * (vd[2] - va[2]) - (vb[2] - va[2]) * (vd[1] - va[1])
+                n1 = (vb[2] - va[2]) * (vd[0] - va[0]) - (vb[0] - va[0]) * (vd[2] - va[2])
+                n2 = (vb[0] - va[0]) * (vd[1] - va[1]) - (vb[1] - va[1]) * (vd[0] - va[0])
+                lim = hs * (abs(n0) + abs(n1) + abs(n2)) * (1.0 + 1e-6)
+                for sa in range(lo[0], hi[0] + 1):
+                    c[0] = x0 + (sa + 0.5) * hsub
+                    for sb in range(lo[1], hi[1] + 1):
+                        c[1] = y0 + (sb + 0.5) * hsub
+                        for sc in range(lo[2], hi[2] + 1):
+                            q = (sa * SUB_N + sb) * SUB_N + sc
+                            if lab[q] == SUB_MIXED:
+                                continue
+                            c[2] = z0 + (sc + 0.5) * hsub
+                            if abs(n0 * (c[0] - va[0]) + n1 * (c[1] - va[1]) + n2 * (c[2] - va[2])) > lim:
+                                continue
+                            if _tri_box(c, hs, va, vb, vd):
+                                lab[q] = SUB_MIXED
+            # 2. uniform sub-cells: one exact label per face-connected group.
+            #    Two face-adjacent uncut sub-cells form a box no triangle
+            #    touches, so the winding numbers (and the label) are equal.
+            for q0 in range(SUB_NS):
+                if lab[q0] != _SUB_UNSET:
+                    continue
+                c[0] = x0 + (q0 // (SUB_N * SUB_N) + 0.5) * hsub
+                c[1] = y0 + ((q0 // SUB_N) % SUB_N + 0.5) * hsub
+                c[2] = z0 + (q0 % SUB_N + 0.5) * hsub
+                L = _label_point(c[0], c[1], c[2], e, refs, cptr, wmv, tidx, trec, hcomp,
+                                 comp_mesh, fptr, fanV, rank, code, w, cfan, touched, is_t)
+                lab[q0] = L
+                stack[0] = q0
+                top = 1
+                while top > 0:
+                    top -= 1
+                    r = stack[top]
+                    ra = r // (SUB_N * SUB_N)
+                    rb = (r // SUB_N) % SUB_N
+                    rc = r % SUB_N
+                    for d in range(6):
+                        na, nb_, nc = ra, rb, rc
+                        if d == 0:
+                            na -= 1
+                        elif d == 1:
+                            na += 1
+                        elif d == 2:
+                            nb_ -= 1
+                        elif d == 3:
+                            nb_ += 1
+                        elif d == 4:
+                            nc -= 1
                         else:
-                            out[idx] = _label_point(c[0], c[1], c[2], e, refs, cptr, wmv, tidx,
-                                                    trec, hcomp, comp_mesh, fptr, fanV, rank,
-                                                    code, w, cfan, touched, is_t)
+                            nc += 1
+                        if na < 0 or nb_ < 0 or nc < 0 or na >= SUB_N or nb_ >= SUB_N or nc >= SUB_N:
+                            continue
+                        nq = (na * SUB_N + nb_) * SUB_N + nc
+                        if lab[nq] == _SUB_UNSET:
+                            lab[nq] = L
+                            stack[top] = nq
+                            top += 1
+            for q in range(SUB_NS):
+                out[base + q] = lab[q]
 
 
 def sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr,
                fanV, rank, code) -> np.ndarray:
-    """Exact labels of the 4^3 sub-cells of every boundary cell (int16, ``SUB_MIXED`` if cut).
+    """Exact labels of the 8^3 sub-cells of every boundary cell (int16, ``SUB_MIXED`` if cut).
 
     A sub-cell that none of its cell's triangles touches lies entirely on one
     side of every surface, so the winding numbers are constant in it and the
@@ -520,7 +583,7 @@ def sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tidx, trec, hcomp, comp
     hole cap nearby are left mixed. Queries in uniform sub-cells then need one
     table read instead of crossing tests against the cell's triangles.
     """
-    out = np.empty(len(bcells) * SUB_N ** 3, np.int16)
+    out = np.empty(len(bcells) * SUB_NS, np.int16)
     _sub_labels_impl(float(h), int(shape[1]), int(shape[2]), np.asarray(bcells, np.int64), Vl, T,
                      refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV, rank, code, out)
     return out
@@ -558,30 +621,30 @@ def block_table(grid: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
     return blk, np.ascontiguousarray(gg[mixed]).reshape(-1)
 
 
-SUB_WORDS = 4  # int64 words per boundary cell in the packed sub-cell table (32 bytes)
+SUB_WORDS = SUB_NS // 32  # int64 words of 2-bit codes per boundary cell
 
 
 @njit(cache=True)
-def pack_sub(sub: np.ndarray) -> np.ndarray:
-    """Pack the int16 sub-cell labels of each boundary cell into 32 bytes.
+def pack_sub(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pack the int16 sub-cell labels of each boundary cell: 2-bit codes and a palette.
 
-    Words 0 and 1 hold a 2-bit code per sub-cell (sub-cell ``q`` in word
-    ``q >> 5`` at bit ``2 * (q & 31)``): 0-2 index the cell's palette, 3 means
-    cut (exact test). Word 2 holds the palette, three labels as ``label + 1``
-    in 16 bits each. A cell with more than three labels among its uniform
-    sub-cells (where several neuropils meet) marks the extra ones as cut: the
-    exact test gives the same label, only slower. Word 3 is padding (records
-    never straddle a cache line). 11 MB instead of 45 MB for FlyWire's
-    neuropils, so the random reads of a query mostly hit the cache.
+    ``codes[e]`` (``SUB_WORDS`` int64 words) holds a 2-bit code per sub-cell
+    (sub-cell ``q`` in word ``q >> 5`` at bit ``2 * (q & 31)``): 0-2 index the
+    cell's palette, 3 means cut (exact test). ``pal[e]`` holds three labels
+    as ``label + 1`` in 16 bits each. A cell with more than three labels
+    among its uniform sub-cells (where several neuropils meet) marks the
+    extra ones as cut: the exact test gives the same label, only slower.
+    136 bytes per boundary cell instead of 1 kB of int16 labels, so the
+    random reads of a query mostly hit the cache.
     """
-    nsub = SUB_N * SUB_N * SUB_N
-    nb = sub.shape[0] // nsub
-    out = np.zeros((nb, SUB_WORDS), np.int64)
+    nb = sub.shape[0] // SUB_NS
+    codes = np.zeros((nb, SUB_WORDS), np.int64)
+    pals = np.zeros(nb, np.int64)
     pal = np.empty(3, np.int64)
     for e in range(nb):
         npal = 0
-        for q in range(nsub):
-            v = sub[e * nsub + q]
+        for q in range(SUB_NS):
+            v = sub[e * SUB_NS + q]
             c = 3
             if v != SUB_MIXED:
                 for i in range(npal):
@@ -591,32 +654,32 @@ def pack_sub(sub: np.ndarray) -> np.ndarray:
                     pal[npal] = v
                     c = npal
                     npal += 1
-            out[e, q >> 5] |= c << (2 * (q & 31))
+            codes[e, q >> 5] |= c << (2 * (q & 31))
         word = 0
         for i in range(npal):
             word |= (pal[i] + 1) << (16 * i)
-        out[e, 2] = word
-    return out
+        pals[e] = word
+    return codes, pals
 
 
-def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Work arrays for :func:`query` on up to ``n`` points (49 bytes per point).
+def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Work arrays for :func:`query` on up to ``n`` points (58 bytes per point).
 
     Allocated once per thread and reused across calls: fresh pages of a large
     ``np.empty`` are faulted in on first write, which costs more than the
     streaming pass that writes them.
     """
-    return np.empty((4, n), np.int32), np.empty(n, np.int8), np.empty((n, 3))
+    return np.empty((4, n), np.int32), np.empty(n, np.int16), np.empty((n, 3)), np.empty(n, np.int64)
 
 
 @njit(cache=True, nogil=True)
 def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
-          hcomp, comp_mesh, fptr, fanV, rank, code, blk, bgrid, subc, out, si, sb, sf):
+          hcomp, comp_mesh, fptr, fanV, rank, code, blk, bgrid, subc, spal, out, si, sb, sf, sw):
     """Label every point of ``P`` (N, 3, any float dtype, *unshifted*) into ``out`` (int16).
 
     ``out[i]`` is the code of the best-ranked mesh whose generalized winding
     number at the point is >= 0.5, or -1. Points outside the grid or with a
-    NaN coordinate get -1. ``si, sb, sf`` come from :func:`scratch` (at least
+    NaN coordinate get -1. ``si, sb, sf, sw`` come from :func:`scratch` (at least
     ``N`` points); ``N`` must be below 2**31.
 
     Pass 1 streams over the points: those in a uniform 8^3-cell block get
@@ -676,19 +739,21 @@ def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
             out[src[j]] = -e - 2 if e < 0 else ref_label[e]
         return
     # branch-free (whether a point is done here is unpredictable, and a
-    # mispredicted branch costs more than a few loads that hit the cell's
-    # 32-byte record; e < 0 reads record 0), in two loops: the cell gather
-    # alone, then the sub-cell gather. One random read per iteration lets the
-    # CPU keep many misses in flight (11.7 vs 17.7 ns per point in one loop)
+    # mispredicted branch costs more than a few loads; e < 0 reads record 0)
+    # and one random read per loop: the cell gather, the sub-cell code
+    # gather, then the palettes. Small loop bodies let the CPU keep many
+    # cache misses in flight (flywire78: 11.7 vs 17.7 ns per point for the
+    # cell and sub-cell reads in one loop)
     for j in range(nr):
         cell[j] = bgrid[cell[j]]
     for j in range(nr):
+        q = sb[j]
+        sw[j] = subc[max(cell[j], 0), q >> 5] >> (2 * (q & 31))
+    for j in range(nr):
         e = cell[j]
         n = src[j]
-        ee = max(e, 0)
-        q = sb[j]
-        c = (subc[ee, q >> 5] >> (2 * (q & 31))) & 3
-        lab = ((subc[ee, 2] >> (16 * c)) & 0xFFFF) - 1  # c == 3: -1, replaced by the exact test
+        c = sw[j] & 3
+        lab = ((spal[max(e, 0)] >> (16 * c)) & 0xFFFF) - 1  # c == 3: -1, replaced by the exact test
         out[n] = -e - 2 if e < 0 else lab
         xe[nb] = e
         xs[nb] = n

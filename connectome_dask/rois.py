@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl")
-_ALGO_VERSION = 3
+_ALGO_VERSION = 4
 _FAN_RADIUS = 2.0  # hole balls: |gwn(fan)| < 0.5 outside _FAN_RADIUS * hole radius
 _UNITS = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0,
           "micron": 1000.0, "mm": 1e6, "millimeter": 1e6}
@@ -300,7 +300,7 @@ class _Grid:
     """
 
     ARRAYS = ("grid", "refs", "ref_label", "cptr", "wmv", "tidx", "trec", "hcomp", "comp_mesh",
-              "fptr", "fanV", "rank", "code", "origin", "shape", "subc")
+              "fptr", "fanV", "rank", "code", "origin", "shape", "subc", "spal")
 
     def __init__(self, arrays: Mapping[str, np.ndarray], h: float, key: str, names: Sequence[str]):
         for k in self.ARRAYS:
@@ -321,7 +321,7 @@ class _Grid:
     def bounds(self) -> np.ndarray:
         return np.stack([self.origin, self.origin + self.shape * self.h])
 
-    STEP = 1 << 20  # points per kernel call: bounds the scratch memory (49 B per point)
+    STEP = 1 << 20  # points per kernel call: bounds the scratch memory (58 B per point)
 
     def _prepare(self, P: np.ndarray) -> np.ndarray:
         P = np.asarray(P)
@@ -333,7 +333,7 @@ class _Grid:
         _ck.query(P, self.origin, self.h, self.shape, bool(exact),
                   self.refs, self.ref_label, self.cptr, self.wmv, self.tidx, self.trec,
                   self.hcomp, self.comp_mesh, self.fptr, self.fanV, self.rank, self.code,
-                  self.blk, self.bgrid, self.subc, out, *scratch)
+                  self.blk, self.bgrid, self.subc, self.spal, out, *scratch)
 
     def query(self, P: np.ndarray, exact: bool = True) -> np.ndarray:
         """Labels (int16 codes, -1 = none) of an (N, 3) float array."""
@@ -516,13 +516,13 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
     fanV_l = (np.concatenate(fanV) - origin) if fanV else np.zeros((0, 3, 3))
     comp_mesh_a = np.asarray(comp_mesh, np.int32)
     fptr_a = np.asarray(fptr, np.int64)
-    subc = _ck.pack_sub(_ck.sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tris, trec, hcomp, comp_mesh_a,
+    subc, spal = _ck.pack_sub(_ck.sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tris, trec, hcomp, comp_mesh_a,
                          fptr_a, fanV_l, rank, code))
     arrays = {
         "grid": grid, "refs": refs, "ref_label": ref_label,
         "cptr": cptr, "wmv": wmv, "tidx": tris, "trec": trec, "hcomp": hcomp,
         "comp_mesh": comp_mesh_a, "fptr": fptr_a, "fanV": fanV_l,
-        "rank": rank, "code": code, "origin": origin, "shape": shape, "subc": subc,
+        "rank": rank, "code": code, "origin": origin, "shape": shape, "subc": subc, "spal": spal,
     }
     return _Grid(arrays, h, key, names)
 

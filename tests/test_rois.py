@@ -195,16 +195,17 @@ def test_pack_sub_round_trip_and_palette_overflow():
     from connectome_dask import _containment as ck
 
     rng = np.random.default_rng(4)
-    nb = 200
-    sub = rng.choice(np.array([-1, 0, 7, 300, 12, ck.SUB_MIXED], np.int16), nb * 64)
-    sub[:64] = 5  # a cell with one label
-    packed = ck.pack_sub(sub)
-    assert packed.shape == (nb, ck.SUB_WORDS)
-    q = np.arange(64)
+    nb, ns = 60, ck.SUB_NS
+    sub = rng.choice(np.array([-1, 0, 7, 300, 12, ck.SUB_MIXED], np.int16), nb * ns)
+    sub[:ns] = 5  # a cell with one label
+    sub[ns : 2 * ns] = ck.SUB_MIXED  # a cell cut everywhere
+    codes, pal = ck.pack_sub(sub)
+    assert codes.shape == (nb, ck.SUB_WORDS) and pal.shape == (nb,)
+    q = np.arange(ns)
     for e in range(nb):
-        code = (packed[e, q >> 5] >> (2 * (q & 31))) & 3
-        lab = ((packed[e, 2] >> (16 * np.minimum(code, 2))) & 0xFFFF) - 1
-        orig = sub[e * 64 : (e + 1) * 64]
+        code = (codes[e, q >> 5] >> (2 * (q & 31))) & 3
+        lab = ((pal[e] >> (16 * np.minimum(code, 2))) & 0xFFFF) - 1
+        orig = sub[e * ns : (e + 1) * ns]
         first3 = list(dict.fromkeys(orig[orig != ck.SUB_MIXED].tolist()))[:3]
         # a label is kept iff it is one of the cell's first three; cut sub-cells stay cut
         assert np.array_equal(code == 3, ~np.isin(orig, first3))
