@@ -597,7 +597,7 @@ def render_summary(rep: dict) -> str:
         x = max(one["Mpts_per_s"], two["Mpts_per_s"]) / best
         L.append(f"| ROI assignment, {raw['n_primary']} real meshes, {raw['n_points'] / 1e6:g} M points | "
                  f"{one['Mpts_per_s']:.2f} M pts/s (1 thread), {two['Mpts_per_s']:.2f} (2) | — | "
-                 + ", ".join(f"{v['label'].split(',')[0]} ({k}) {v['Mpts_per_s']:.3f}" for k, v in raw["peers"].items())
+                 + ", ".join(f"{v.get('short', k)} {v['Mpts_per_s']:.3f}" for k, v in raw["peers"].items())
                  + f" M pts/s | {x:.0f}x the best peer's throughput; labels {ag:.4%} = exact reference | "
                  ">= 100x, identical | "
                  f"{'yes' if x >= 100 and ag == 1 else 'no'} | — |")

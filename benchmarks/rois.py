@@ -130,12 +130,12 @@ def peer_trimesh(rs, P):
 
 
 # peer configurations: the best of them is "the best peer"
-PEERS = {
+PEERS = {  # key: (label, short label, function)
     "ncollpyde": ("ncollpyde n_rays=3, threaded (its default; 2 threads), no pre-filter",
-                  lambda rs, P: peer_ncollpyde(rs, P, threads=True, prefilter=False)),
-    "ncollpyde_1t": ("ncollpyde n_rays=3, 1 thread, bbox pre-filter",
+                  "ncollpyde (2 threads)", lambda rs, P: peer_ncollpyde(rs, P, threads=True, prefilter=False)),
+    "ncollpyde_1t": ("ncollpyde n_rays=3, 1 thread, bbox pre-filter", "ncollpyde (1 thread)",
                      lambda rs, P: peer_ncollpyde(rs, P, threads=False, prefilter=True)),
-    "trimesh_embree": ("trimesh + embree, bbox pre-filter", peer_trimesh),
+    "trimesh_embree": ("trimesh + embree, bbox pre-filter", "trimesh+embree", peer_trimesh),
 }
 
 
@@ -223,10 +223,10 @@ def main(argv=None) -> dict:
     # --- peers, each in the configurations of PEERS
     peers = {}
     peer_labels = {}
-    for key, (label, fn) in PEERS.items():
+    for key, (label, short, fn) in PEERS.items():
         lab_p, t_p = fn(rs, P)
         peer_labels[key] = lab_p
-        peers[key] = {"label": label, "wall_s": t_p, "Mpts_per_s": N / t_p / 1e6,
+        peers[key] = {"label": label, "short": short, "wall_s": t_p, "Mpts_per_s": N / t_p / 1e6,
                       "agreement_with_connectome_dask": float((lab_p == ours).mean())}
     res["peers"] = peers
     best_key = max(peers, key=lambda k: peers[k]["Mpts_per_s"])
@@ -313,7 +313,7 @@ def render(r: dict) -> str:
            if ex["connectome_dask_disagreements"] else "") + ".",
         "",
         "Label agreement of the peers with connectome_dask on all points: "
-        + ", ".join(f"{v['label'].split(',')[0]} ({k}) {v['agreement_with_connectome_dask']:.6f}"
+        + ", ".join(f"{v.get('short', k)} {v['agreement_with_connectome_dask']:.6f}"
                     for k, v in r["peers"].items()) + ".",
         "",
         "## Approximate mode (`exact=False`, pure voxel lookup) per voxel size",

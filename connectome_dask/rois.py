@@ -46,7 +46,17 @@ numba (:mod:`connectome_dask._containment`):
   in such a cell counts signed crossings of the segment reference -> point with
   those triangles (Pluecker-coordinate edge tests evaluated identically for
   both triangles sharing an edge, so a segment through an edge is counted
-  exactly once), which gives its exact winding numbers.
+  exactly once), which gives its exact winding numbers;
+* each boundary cell is split into 8^3 *sub-cells*; those no triangle touches
+  get their exact label at build time (one crossing test per face-connected
+  group of uncut sub-cells), packed as 2-bit codes into a 3-label palette.
+  Only points in cut sub-cells (8 % of the FlyWire benchmark's points) need
+  the crossing test.
+
+A query (:func:`connectome_dask._containment.query`) streams over the points
+with a cache-resident table of uniform 8^3-cell blocks, reads cells and
+sub-cells of the rest in small branch-free loops (many cache misses in
+flight), and runs the crossing tests in boundary-cell order.
 
 The grid is cached as Zarr under the store's ROI folder and reused by
 :func:`assign_rois` when the meshes and grid parameters are unchanged.
