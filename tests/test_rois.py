@@ -161,14 +161,34 @@ def test_dask_array_input_equals_numpy():
 
 
 def test_large_input_uses_sorted_path_and_agrees():
-    rs = RoiSet.from_meshes({"a": trimesh.creation.icosphere(subdivisions=3)}, voxel_size=0.05)
-    P = np.random.default_rng(7).uniform(-1.1, 1.1, (100_000, 3))  # > SORT_MIN
+    from connectome_dask import _containment as ck
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    rs = RoiSet.from_meshes({"a": sphere}, voxel_size=0.05)
+    rng = np.random.default_rng(7)
+    # half of the points within 0.005 of the surface: more than SORT_MIN exact
+    # tests in one call (sorted path), fewer in each 10 k slice (unsorted)
+    near = sphere.vertices[rng.integers(0, len(sphere.vertices), 50_000)] * rng.uniform(0.995, 1.005, (50_000, 1))
+    P = np.concatenate([rng.uniform(-1.1, 1.1, (50_000, 3)), near])
+    rng.shuffle(P)
     P[::97] = np.nan
     P[1::101] = 50.0  # outside the grid
     big = rs.grid().query(P)
     small = np.concatenate([rs.grid().query(P[s : s + 10_000]) for s in range(0, len(P), 10_000)])
     assert np.array_equal(big, small)
     assert (big[::97] == -1).all() and (big[1::101] == -1).all()
+    ok = np.isfinite(P).all(1) & (np.abs(P) < 2).all(1)
+    ref = (gwn_reference(P[ok][:3000], sphere.vertices, sphere.faces) >= 0.5).astype(np.int16) - 1
+    assert np.array_equal(big[ok][:3000], ref)
+    g = rs.grid()  # the sorted path was taken: count points in cut sub-cells
+    f = (P[ok] - g.origin) / g.h
+    i = f.astype(np.int64)
+    e = g.grid[(i[:, 0] * g.shape[1] + i[:, 1]) * g.shape[2] + i[:, 2]]
+    sc = np.minimum(((f - i) * ck.SUB_N).astype(np.int64), ck.SUB_N - 1)
+    q = (sc[:, 0] * ck.SUB_N + sc[:, 1]) * ck.SUB_N + sc[:, 2]
+    m = e >= 0
+    cut = ((g.subc[e[m], q[m] >> 5] >> (2 * (q[m] & 31))) & 3) == 3
+    assert cut.sum() > ck.SORT_MIN
 
 
 def test_block_table_decodes_to_the_grid():
