@@ -662,36 +662,36 @@ def pack_sub(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, pals
 
 
-def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Work arrays for :func:`query` on up to ``n`` points (58 bytes per point).
+def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Work arrays for :func:`query` on up to ``n`` points (44 bytes per point).
 
     Allocated once per thread and reused across calls: fresh pages of a large
     ``np.empty`` are faulted in on first write, which costs more than the
     streaming pass that writes them.
     """
-    return np.empty((4, n), np.int32), np.empty(n, np.int16), np.empty((n, 3)), np.empty(n, np.int64)
+    return np.empty((4, n), np.int32), np.empty((2, n), np.int16), np.empty((n, 3))
 
 
 @njit(cache=True, nogil=True)
 def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
-          hcomp, comp_mesh, fptr, fanV, rank, code, blk, bgrid, subc, spal, out, si, sb, sf, sw):
+          hcomp, comp_mesh, fptr, fanV, rank, code, blk, bgrid, subc, spal, out, si, sb, sf):
     """Label every point of ``P`` (N, 3, any float dtype, *unshifted*) into ``out`` (int16).
 
     ``out[i]`` is the code of the best-ranked mesh whose generalized winding
     number at the point is >= 0.5, or -1. Points outside the grid or with a
-    NaN coordinate get -1. ``si, sb, sf, sw`` come from :func:`scratch` (at least
+    NaN coordinate get -1. ``si, sb, sf`` come from :func:`scratch` (at least
     ``N`` points); ``N`` must be below 2**31.
 
     Pass 1 streams over the points: those in a uniform 8^3-cell block get
     their label from the small block table ``blk`` (it stays in cache); the
     others keep their cell in the compact ``bgrid`` and their sub-cell (see
-    :func:`block_table`, :func:`pack_sub`). Pass 2 reads their cells
-    (uniform cell: done) and sub-cells (uniform sub-cell: done) in input
-    order; the loads are independent, so the CPU overlaps their cache
-    misses. The few points left, in cut sub-cells, are put in boundary-cell
-    order by an LSD radix sort, so that points of one cell reuse its
-    triangles and reference point from cache, their coordinates are gathered
-    contiguously, and each gets the exact crossing test.
+    :func:`block_table`, :func:`pack_sub`). Pass 2 reads their cells in input
+    order (uniform cell: done). Pass 3 sorts the points in boundary cells by
+    cell (LSD radix sort), pass 4 reads their sub-cell codes in that order
+    (uniform sub-cell: done), and the few points left, in cut sub-cells and
+    still in cell order, get their coordinates gathered contiguously and the
+    exact crossing test; points of one cell reuse its triangles and
+    reference point from cache.
     """
     n_mesh = rank.shape[0]
     inv = 1.0 / h
@@ -725,44 +725,40 @@ def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
         sa = min(int((fx - ix) * SUB_N), SUB_N - 1)
         sc = min(int((fy - iy) * SUB_N), SUB_N - 1)
         sd = min(int((fz - iz) * SUB_N), SUB_N - 1)
-        sb[nr] = (sa * SUB_N + sc) * SUB_N + sd
+        sb[0, nr] = (sa * SUB_N + sc) * SUB_N + sd
         src[nr] = n
         nr += b >= 0
-    # pass 2: uniform cells and sub-cells; the rest is compacted in place
-    # (slot nb <= j is written after slot j has been read)
-    xe = cell
-    xs = src
-    nb = 0
-    if not exact:
-        for j in range(nr):
-            e = bgrid[cell[j]]
-            out[src[j]] = -e - 2 if e < 0 else ref_label[e]
-        return
-    # branch-free (whether a point is done here is unpredictable, and a
-    # mispredicted branch costs more than a few loads; e < 0 reads record 0)
-    # and one random read per loop: the cell gather, the sub-cell code
-    # gather, then the palettes. Small loop bodies let the CPU keep many
-    # cache misses in flight (flywire78: 11.7 vs 17.7 ns per point for the
-    # cell and sub-cell reads in one loop)
+    # pass 2: the cells, gathered in a loop of its own (one random read per
+    # iteration, so the CPU keeps many cache misses in flight)
     for j in range(nr):
         cell[j] = bgrid[cell[j]]
-    for j in range(nr):
-        q = sb[j]
-        sw[j] = subc[max(cell[j], 0), q >> 5] >> (2 * (q & 31))
+    if not exact:
+        for j in range(nr):
+            e = cell[j]
+            out[src[j]] = -e - 2 if e < 0 else ref_label[e]
+        return
+    # uniform cells are done; points in boundary cells are compacted in place
+    # (slot m <= j is written after slot j has been read), branch-free as in pass 1
+    ke = cell
+    ks = src
+    kq = sb[0]
+    m = 0
     for j in range(nr):
         e = cell[j]
         n = src[j]
-        c = sw[j] & 3
-        lab = ((spal[max(e, 0)] >> (16 * c)) & 0xFFFF) - 1  # c == 3: -1, replaced by the exact test
-        out[n] = -e - 2 if e < 0 else lab
-        xe[nb] = e
-        xs[nb] = n
-        nb += (e >= 0) & (c == 3)
-    if nb == 0:
-        return
-    if nb >= SORT_MIN:
+        out[n] = -e - 2
+        ke[m] = e
+        ks[m] = n
+        kq[m] = kq[j]
+        m += e >= 0
+    # pass 3: LSD radix sort by boundary cell (11-bit digits: the 2048
+    # counters stay in L1), so the sub-cell codes and, for the exact tests,
+    # the triangles and reference points are read in order (flywire78: the
+    # sort costs 4 ns per point and saves 7 on the sub-cell reads alone)
+    if m >= SORT_MIN:
         te = si[2]
         ts = si[3]
+        tq = sb[1]
         nbits = 1
         while (refs.shape[0] - 1) >> nbits > 0:
             nbits += 1
@@ -770,19 +766,37 @@ def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
         mask = (1 << RADIX_BITS) - 1
         while shift < nbits:
             cnt = np.zeros((1 << RADIX_BITS) + 1, np.int64)
-            for j in range(nb):
-                cnt[((xe[j] >> shift) & mask) + 1] += 1
+            for j in range(m):
+                cnt[((ke[j] >> shift) & mask) + 1] += 1
             for d in range(1 << RADIX_BITS):
                 cnt[d + 1] += cnt[d]
-            for j in range(nb):
-                d = (xe[j] >> shift) & mask
+            for j in range(m):
+                d = (ke[j] >> shift) & mask
                 q = cnt[d]
                 cnt[d] = q + 1
-                te[q] = xe[j]
-                ts[q] = xs[j]
-            xe, te = te, xe
-            xs, ts = ts, xs
+                te[q] = ke[j]
+                ts[q] = ks[j]
+                tq[q] = kq[j]
+            ke, te = te, ke
+            ks, ts = ts, ks
+            kq, tq = tq, kq
             shift += RADIX_BITS
+    # pass 4: uniform sub-cells are done; the rest (cut sub-cells) is
+    # compacted in place, still in cell order
+    xe = ke
+    xs = ks
+    nb = 0
+    for j in range(m):
+        e = ke[j]
+        n = ks[j]
+        q = kq[j]
+        c = (subc[e, q >> 5] >> (2 * (q & 31))) & 3
+        out[n] = ((spal[e] >> (16 * c)) & 0xFFFF) - 1  # c == 3: -1, replaced by the exact test
+        xe[nb] = e
+        xs[nb] = n
+        nb += c == 3
+    if nb == 0:
+        return
     # gather the coordinates (shifted frame, float64) contiguously, then test
     for q in range(nb):
         n = xs[q]

@@ -331,7 +331,7 @@ class _Grid:
     def bounds(self) -> np.ndarray:
         return np.stack([self.origin, self.origin + self.shape * self.h])
 
-    STEP = 1 << 20  # points per kernel call: bounds the scratch memory (58 B per point)
+    STEP = 1 << 20  # points per kernel call: bounds the scratch memory (44 B per point)
 
     def _prepare(self, P: np.ndarray) -> np.ndarray:
         P = np.asarray(P)
