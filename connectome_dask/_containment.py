@@ -700,6 +700,8 @@ def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
     s0, s1, s2 = shape[0], shape[1], shape[2]
     by = (s1 >> BLOCK_SHIFT) + 1
     bz = (s2 >> BLOCK_SHIFT) + 1
+    if si.shape[1] < N or sb.shape[1] < N or sf.shape[0] < N:
+        raise ValueError("query: scratch arrays smaller than the number of points")
     cell = si[0]
     src = si[1]
     # pass 1: points in uniform blocks (or outside) are done; keep cell / sub-cell of the rest

@@ -212,6 +212,18 @@ def test_block_table_decodes_to_the_grid():
     assert len(bgrid) == 512 * int((blk >= 0).sum())
 
 
+def test_query_kernel_refuses_short_scratch():
+    from connectome_dask import _containment as ck
+
+    g = RoiSet.from_meshes({"a": trimesh.creation.box()}).grid()
+    P = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="scratch"):
+        g._query_into(P, np.empty(10, np.int16), True, ck.scratch(5))
+    out = np.empty(10, np.int16)
+    g._query_into(P, out, True, ck.scratch(10))
+    assert (out == 0).all()
+
+
 def test_pack_sub_round_trip_and_palette_overflow():
     from connectome_dask import _containment as ck
 
