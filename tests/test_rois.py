@@ -212,6 +212,22 @@ def test_block_table_decodes_to_the_grid():
     assert len(bgrid) == 512 * int((blk >= 0).sum())
 
 
+def test_threaded_assign_equals_single_thread_and_reference():
+    """The threaded path (>= 200 k points, slices per thread) gives the same labels."""
+    meshes = {"ball": trimesh.creation.icosphere(subdivisions=3, radius=1.0),
+              "box": trimesh.creation.box((1.0, 1.0, 1.0)).apply_translation([0.9, 0.0, 0.0])}
+    rs = RoiSet.from_meshes(meshes, voxel_size=0.04)
+    P = np.random.default_rng(8).uniform(-1.2, 1.6, (450_001, 3))
+    one = rs.assign(P, n_threads=1)
+    for nt in (2, 3):
+        assert np.array_equal(rs.assign(P, n_threads=nt), one)
+    ref = label_reference(P[:5000], meshes, list(meshes))
+    bad = one[:5000] != ref
+    if bad.any():
+        allm = trimesh.util.concatenate(list(meshes.values()))
+        assert not far_from_surface(P[:5000][bad], allm, 1e-6 * 2.8).any()
+
+
 def test_query_kernel_refuses_short_scratch():
     from connectome_dask import _containment as ck
 
