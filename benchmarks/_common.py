@@ -114,17 +114,10 @@ def write_text(path: Path, text: str) -> None:
 
 
 def _default(o: Any) -> Any:
-    import numpy as np
+    """The store's JSON encoder for numpy values, plus paths (results name their files)."""
+    from connectome_dask.store import _json_default
 
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))
+    return str(o) if isinstance(o, Path) else _json_default(o)
 
 
 # ----------------------------------------------------------------------------- memory of a process tree

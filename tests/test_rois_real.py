@@ -2,7 +2,7 @@
 
 Skipped (with the reason) when the folder is absent. References are
 independent of the code under test: a brute-force numpy generalized winding
-number written here, and ``trimesh.Trimesh.contains`` for a watertight mesh.
+number (``tests/_gwn.py``), and ``trimesh.Trimesh.contains`` for a watertight mesh.
 Point counts are moderate to keep the file fast on 2 cores.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from _gwn import gwn_reference
 
 from connectome_dask.rois import RoiSet
 
@@ -20,21 +21,6 @@ MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshe
 pytestmark = pytest.mark.skipif(
     not MESHES.is_dir(), reason=f"real reference meshes not found at {MESHES} (see shared/data/README.md)"
 )
-
-
-def gwn(P: np.ndarray, V: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """Brute-force generalized winding number (numpy, Van Oosterom-Strackee)."""
-    A, B, C = V[F[:, 0]], V[F[:, 1]], V[F[:, 2]]
-    out = np.empty(len(P))
-    for s in range(0, len(P), 32):
-        p = P[s : s + 32, None, :]
-        a, b, c = A[None] - p, B[None] - p, C[None] - p
-        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
-        det = np.einsum("ijk,ijk->ij", a, np.cross(b, c))
-        den = la * lb * lc + np.einsum("ijk,ijk->ij", a, b) * lc + np.einsum("ijk,ijk->ij", a, c) * lb \
-            + np.einsum("ijk,ijk->ij", b, c) * la
-        out[s : s + 32] = (2 * np.arctan2(det, den)).sum(axis=1) / (4 * np.pi)
-    return out
 
 
 def realistic_points(meshes: dict, n: int, seed: int) -> np.ndarray:
@@ -63,7 +49,7 @@ def reference_labels(rs: RoiSet, P: np.ndarray) -> np.ndarray:
     for n in reversed(order):
         m = meshes[n]
         idx = np.flatnonzero(((P >= m.bounds[0]) & (P <= m.bounds[1])).all(axis=1))
-        g = gwn(P[idx], np.asarray(m.vertices), np.asarray(m.faces))
+        g = gwn_reference(P[idx], np.asarray(m.vertices), np.asarray(m.faces))
         lab[idx[g >= 0.5]] = names.index(n)
     return lab
 
@@ -107,7 +93,7 @@ def test_hemibrain_envelope_matches_trimesh():
     ref = mm.contains(P)
     bad = np.flatnonzero(got != ref)
     if len(bad):  # ray-based reference can itself be wrong: settle with the GWN
-        g = gwn(P[bad], np.asarray(mm.vertices), np.asarray(mm.faces))
+        g = gwn_reference(P[bad], np.asarray(mm.vertices), np.asarray(mm.faces))
         assert np.array_equal(got[bad], g >= 0.5)
 
 
