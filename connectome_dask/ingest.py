@@ -149,6 +149,12 @@ class IngestError(StoreError):
         super().__init__(message)
         self.file, self.column, self.row, self.value = file, column, row, value
 
+    @classmethod
+    def at(cls, file: str, column: str, row: int, what: str, value: Any = None) -> IngestError:
+        """The error for one offending cell: ``"<file>: column '<column>', row <row>: <what>"``."""
+        return cls(f"{file}: column {column!r}, row {row}: {what}", file=file, column=column, row=row,
+                   value=value)
+
 
 # ----------------------------------------------------------------------------- sources
 
@@ -510,13 +516,7 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
     def fail(i: int, why: str):
         v = arr[int(i)].as_py()
         shown = "" if v is None else f" {v!r}"
-        raise IngestError(
-            f"{file}: column {column!r}, row {offset + int(i)}: body ID{shown} {why}",
-            file=file,
-            column=column,
-            row=offset + int(i),
-            value=v,
-        )
+        raise IngestError.at(file, column, offset + int(i), f"body ID{shown} {why}", v)
 
     if arr.null_count:
         fail(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0], "is missing (null)")
@@ -592,14 +592,8 @@ def _to_float64(
             i = _first_unparsable(vals)
             if i < 0:  # Python parses what Arrow would not (e.g. "1_000")
                 return np.array([np.nan if v is None else float(v) for v in vals])
-            raise IngestError(
-                f"{file}: column {column!r}, row {offset + i // stride}: {what} "
-                f"{vals[i]!r} is not a number",
-                file=file,
-                column=column,
-                row=offset + i // stride,
-                value=vals[i],
-            ) from None
+            raise IngestError.at(file, column, offset + i // stride, f"{what} {vals[i]!r} is not a number",
+                                 vals[i]) from None
         t = arr.type
     if not _is_numeric(t):
         raise IngestError(
@@ -620,27 +614,14 @@ def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarr
         arr = pc.split_pattern_regex(stripped, r"[\s,]+")
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise IngestError(
-            f"{file}: column {column!r}, row {offset + i}: position is missing",
-            file=file,
-            column=column,
-            row=offset + i,
-            value=None,
-        )
+        raise IngestError.at(file, column, offset + i, "position is missing")
     if not pa.types.is_fixed_size_list(arr.type) or arr.type.list_size != 3:
         lens = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
         bad = lens != 3
         if bad.any():
             i = int(np.argmax(bad))
             v = arr[i].as_py()
-            raise IngestError(
-                f"{file}: column {column!r}, row {offset + i}: position {v!r} does not have "
-                "3 coordinates",
-                file=file,
-                column=column,
-                row=offset + i,
-                value=v,
-            )
+            raise IngestError.at(file, column, offset + i, f"position {v!r} does not have 3 coordinates", v)
     values = pc.list_flatten(arr)
     return _to_float64(values, file, column, offset, "coordinate", stride=3).reshape(-1, 3)
 
@@ -651,13 +632,7 @@ def _check_finite(a: np.ndarray, orig: pa.Array, file: str, column: str, offset:
         i = int(np.argmax(bad))
         v = _decode(orig)[i].as_py()
         why = "is missing (null)" if v is None else f"{v!r} is missing (NaN) or not finite"
-        raise IngestError(
-            f"{file}: column {column!r}, row {offset + i}: coordinate {why}",
-            file=file,
-            column=column,
-            row=offset + i,
-            value=v,
-        )
+        raise IngestError.at(file, column, offset + i, f"coordinate {why}", v)
 
 
 def _roi_values(arr: pa.Array) -> set[str]:
@@ -673,13 +648,7 @@ def _check_roi_name(name: str, arr: pa.Array, file: str, column: str, offset: in
         safe_name(name, "ROI name")
     except StoreError as e:
         i = int(pc.index(_decode(arr), name).as_py())
-        raise IngestError(
-            f"{file}: column {column!r}, row {offset + i}: {e}",
-            file=file,
-            column=column,
-            row=offset + i,
-            value=name,
-        ) from None
+        raise IngestError.at(file, column, offset + i, str(e), name) from None
 
 
 def _roi_codes(arr: pa.Array, names: pa.Array) -> np.ndarray:
@@ -840,14 +809,8 @@ def _convert_batch(
                 if bad.any():
                     i = int(np.argmax(bad))
                     val = _decode(batch.column(c))[i].as_py()
-                    raise IngestError(
-                        f"{file}: column {c!r}, row {offset + i}: position {val!r} has a "
-                        "missing or non-finite coordinate",
-                        file=file,
-                        column=c,
-                        row=offset + i,
-                        value=val,
-                    )
+                    raise IngestError.at(file, c, offset + i,
+                                         f"position {val!r} has a missing or non-finite coordinate", val)
                 lists[c] = xyz
             v = lists[c][:, k]
         out[t] = ((v + shift[axis]) * scale[axis]).astype(np.float32)
@@ -858,12 +821,7 @@ def _convert_batch(
         if pa.types.is_integer(_decode(raw).type) and out_dtypes[t] == "int64":
             if raw.null_count:
                 i = int(np.flatnonzero(raw.is_null().to_numpy(zero_copy_only=False))[0])
-                raise IngestError(
-                    f"{file}: column {c!r}, row {offset + i}: value is missing",
-                    file=file,
-                    column=c,
-                    row=offset + i,
-                )
+                raise IngestError.at(file, c, offset + i, "value is missing")
             out[t] = _decode(raw).to_numpy().astype(np.int64)
         else:
             out[t] = _to_float64(raw, file, c, offset, t).astype(np.float32)
