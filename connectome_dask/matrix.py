@@ -382,6 +382,11 @@ class _Axis:
     def type_sizes(self) -> np.ndarray:
         return np.array([e - s for s, e in self.boundaries.values()], dtype=np.int64)
 
+    def neuron_to_type(self) -> dict[str, str]:
+        """Neuron ID -> type of the typed neurons (the first ``n_typed`` of the axis)."""
+        n = self.n_typed
+        return dict(zip(self.ids[:n].tolist(), self.types[:n].tolist(), strict=True))
+
     def indicator(self) -> sp.csr_matrix:
         """Sparse (n_neurons, n_types) 0/1 matrix of typed neurons."""
         n = len(self)
@@ -1116,8 +1121,7 @@ class NestedMatrix(_NestedBase):
 
     @cached_property
     def _n2t(self) -> dict[str, str]:
-        n = self._src.n_typed
-        return dict(zip(self._src.ids[:n].tolist(), self._src.types[:n].tolist(), strict=True))
+        return self._src.neuron_to_type()
 
     @property
     def neuron_to_type(self) -> Mapping[str, str]:
@@ -1469,8 +1473,7 @@ class DirectedNestedMatrix(_NestedBase):
         >>> dict(d.source_neuron_to_type)
         {'1': 'A', '2': 'B'}
         """
-        n = self._src.n_typed
-        return MappingProxyType(dict(zip(self._src.ids[:n].tolist(), self._src.types[:n].tolist(), strict=True)))
+        return MappingProxyType(self._src.neuron_to_type())
 
     @property
     def target_neuron_to_type(self) -> Mapping[str, str]:
@@ -1484,8 +1487,7 @@ class DirectedNestedMatrix(_NestedBase):
         >>> dict(d.target_neuron_to_type)
         {'2': 'B', '3': 'C'}
         """
-        n = self._tgt.n_typed
-        return MappingProxyType(dict(zip(self._tgt.ids[:n].tolist(), self._tgt.types[:n].tolist(), strict=True)))
+        return MappingProxyType(self._tgt.neuron_to_type())
 
     @classmethod
     def _finish(
