@@ -1,0 +1,523 @@
+"""File-system rules of the package: names, paths inside a store, atomic directories, writer locks.
+
+Every rule here exists once and is used by every writer and reader:
+
+* :func:`check_name` - the one name rule (columns, ROI names, neuron annotations
+  that end up as keys): any printable string without ``/``, ``\\``, NUL or a
+  line break, not ``.`` or ``..``, at most 255 characters.
+* :func:`encode_name` - the file name derived from such a name (percent-encoding
+  of everything outside ``[A-Za-z0-9_.-]``), so a name read from data never
+  becomes a path component unencoded.
+* :func:`inside` - resolve a path taken from a store's metadata and refuse it
+  unless it stays inside the store (symlinks are resolved, then checked).
+* :func:`writer_lock` - the exclusive writer lock of one target (``filelock``).
+* :func:`atomic_dir` - write a directory under a fresh temporary name beside
+  its target, then move it into place; a marker file names what the package
+  created, so leftovers of killed writes are recognised and removed by the
+  next write to the same target, and ``overwrite`` only ever replaces a
+  directory of the expected kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+__all__ = [
+    "MARKER",
+    "PathError",
+    "atomic_dir",
+    "check_component",
+    "check_exists",
+    "check_name",
+    "encode_name",
+    "inside",
+    "is_kind",
+    "lock_path",
+    "read_marker",
+    "remove_leftovers",
+    "no_symlinks",
+    "replace_dir",
+    "rmtree_real",
+    "stale_leftovers",
+    "write_marker",
+    "writer_lock",
+]
+
+log = logging.getLogger("connectome_dask.store")
+
+#: marker file written into every directory the package creates with :func:`atomic_dir`
+MARKER = ".connectome-dask.json"
+_MAX_NAME = 255
+_FORBIDDEN = re.compile(r"[/\\\x00\r\n\x0b\x0c\x85\u2028\u2029]")
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# a directory name the package wrote itself (plain or percent-encoded)
+_STORED_COMPONENT = re.compile(r"^[A-Za-z0-9_%(][A-Za-z0-9_.%\-()'+]{0,254}$")
+
+
+class PathError(ValueError):
+    """A path or name would leave the store, or a directory is not the package's to replace.
+
+    :class:`connectome_dask.store.StoreError` derives from it, so one ``except``
+    catches both.
+    """
+
+
+
+def check_name(name: object, what: str = "name", error: type[Exception] = PathError) -> str:
+    """Return ``name`` if it passes the package's one name rule, else raise ``error``.
+
+    Every printable string is allowed except one holding ``/``, ``\\``, NUL or a
+    line break, or equal to ``.`` or ``..``; empty strings, surrounding blanks
+    and names over 255 characters are refused too. Real ROI names such as
+    ``CRE(-ROB,-RUB)(R)`` and ``a'L(R)`` pass. Names are never used as paths
+    directly: see :func:`encode_name`.
+
+    Parameters
+    ----------
+    name
+        The candidate name.
+    what
+        What the name is, for the message ("ROI name", "synapse column").
+    error
+        Exception class to raise (a subclass of ValueError).
+
+    Returns
+    -------
+    str
+        ``name`` unchanged.
+
+    Raises
+    ------
+    error
+        When the rule is broken; the message quotes the name.
+
+    Examples
+    --------
+    >>> check_name("CRE(-ROB,-RUB)(R)", "ROI name")
+    'CRE(-ROB,-RUB)(R)'
+    >>> check_name("EB\\n", "ROI name")
+    Traceback (most recent call last):
+    ...
+    connectome_dask._fsutil.PathError: ROI name 'EB\\n' is not allowed: ...
+    """
+    problem = None
+    if not isinstance(name, str):
+        problem = f"must be a string, not {type(name).__name__}"
+    elif not name or name != name.strip():
+        problem = "must be non-empty without surrounding blanks"
+    elif name in (".", ".."):
+        problem = "'.' and '..' are not names"
+    elif len(name) > _MAX_NAME:
+        problem = f"is longer than {_MAX_NAME} characters"
+    elif _FORBIDDEN.search(name) or not name.isprintable():
+        problem = "contains '/', '\\', NUL, a line break or another non-printable character"
+    if problem:
+        raise error(f"{what} {name!r} is not allowed: it {problem}")
+    return name
+
+
+def encode_name(name: str) -> str:
+    """The file-name component derived from a name (identity for plain names).
+
+    Names made of ``[A-Za-z0-9_.-]`` (not starting with ``.`` or ``-``) are kept;
+    anything else is percent-encoded (``%XX`` of the UTF-8 bytes), prefixed with
+    ``%`` so the encoding is unambiguous. The result never contains a separator
+    and never starts with a dot.
+
+    Parameters
+    ----------
+    name
+        A name that passed :func:`check_name`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> encode_name("roi_pre"), encode_name("a'L(R)"), encode_name("..x")
+    ('roi_pre', '%a%27L%28R%29', '%..x')
+    """
+    check_name(name)
+    if _PLAIN.match(name):
+        return name
+    return "%" + quote(name, safe="-_.")
+
+
+def check_component(rel: str, what: str, where: object, error: type[Exception] = PathError) -> str:
+    """Validate one path component read from a store's metadata (as the package writes them)."""
+    if not isinstance(rel, str) or not _STORED_COMPONENT.match(rel) or ".." in rel:
+        raise error(f"{where}: {what} {rel!r} is not a name this package writes")
+    return rel
+
+
+def inside(root: Path, rel: str | os.PathLike, where: object = None,
+           error: type[Exception] = PathError) -> Path:
+    """Resolve ``rel`` under ``root``; refuse it unless the result stays inside ``root``.
+
+    Symlinks are resolved before the check, so a link inside a store that
+    points elsewhere is refused too.
+
+    Parameters
+    ----------
+    root
+        The store directory.
+    rel
+        A relative path read from the store (meta.json, rois.json, a folder listing).
+    where
+        What to name in the message (default ``root / 'meta.json'``).
+    error
+        Exception class to raise.
+
+    Returns
+    -------
+    Path
+        The resolved path.
+
+    Raises
+    ------
+    error
+        When the path is absolute, contains ``..`` that escapes, or resolves outside.
+
+    Examples
+    --------
+    >>> (tmp_path / "s" / "a").mkdir(parents=True)
+    >>> inside(tmp_path / "s", "a").name
+    'a'
+    >>> inside(tmp_path / "s", "../x")
+    Traceback (most recent call last):
+    ...
+    connectome_dask._fsutil.PathError: .../s/meta.json: path '../x' points outside the store ...
+    """
+    where = where if where is not None else Path(root) / "meta.json"
+    if not isinstance(rel, str | os.PathLike) or os.path.isabs(os.fspath(rel)):
+        raise error(f"{where}: path {rel!r} points outside the store {root} (absolute or not a path)")
+    r = Path(root).resolve()
+    p = (r / rel).resolve()
+    if p != r and r not in p.parents:
+        raise error(f"{where}: path {os.fspath(rel)!r} points outside the store {r} (resolves to {p})")
+    return p
+
+
+def no_symlinks(root: Path, rel: str, where: object = None, error: type[Exception] = PathError) -> Path:
+    """Like :func:`inside`, and refuse any symlink on the way from ``root`` to ``rel``."""
+    p = inside(root, rel, where, error)
+    cur = Path(root).resolve()
+    for part in Path(rel).parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise error(f"{where or Path(root) / 'meta.json'}: {cur} is a symlink; "
+                        "stores never hold symlinks (refusing to follow it)")
+    return p
+
+
+# ----------------------------------------------------------------------------- markers
+
+
+def read_marker(path: Path) -> dict | None:
+    """The marker of a directory the package created (or None)."""
+    m = Path(path) / MARKER
+    if m.is_symlink() or not m.is_file():
+        return None
+    try:
+        d = json.loads(m.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and d.get("created_by") == "connectome_dask" else None
+
+
+def write_marker(path: Path, kind: str, **extra: object) -> None:
+    """Write the marker that says the package created ``path`` as a ``kind``."""
+    (Path(path) / MARKER).write_text(json.dumps({"created_by": "connectome_dask", "kind": kind, **extra}))
+
+
+def is_kind(path: Path, kind: str) -> bool:
+    """Whether ``path`` is a real directory (no symlink) the package wrote as ``kind``.
+
+    Stores are recognised by their ``meta.json`` format marker as well (stores
+    written before markers existed).
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    m = read_marker(path)
+    if m is not None:
+        return m.get("kind") == kind
+    if kind == "store":
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and meta.get("format") == "connectome-dask"
+    return False
+
+
+# ----------------------------------------------------------------------------- locks
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of a target directory: ``.<name>.lock`` beside it."""
+    target = Path(os.path.abspath(target))
+    return target.with_name(f".{target.name}.lock")
+
+
+@contextlib.contextmanager
+def writer_lock(target: Path, error: type[Exception] = PathError, timeout: float | None = None) -> Iterator[Path]:
+    """Hold the exclusive writer lock of ``target`` (one writer per store or output).
+
+    The lock is an OS file lock (``filelock``, ``flock``) on ``.<name>.lock``
+    beside the target, so it is released when the process dies, however it
+    dies. The wait is bounded by ``timeout`` seconds (default: the dask config
+    key ``connectome_dask.lock_timeout``, 0 = fail at once).
+
+    Parameters
+    ----------
+    target
+        The directory to be written.
+    error
+        Exception class raised when the lock is held by another writer.
+    timeout
+        Seconds to wait.
+
+    Raises
+    ------
+    error
+        Another writer holds the lock; the message names the lock file.
+
+    Examples
+    --------
+    >>> with writer_lock(tmp_path / "store"):
+    ...     with writer_lock(tmp_path / "store"):  # a second writer (same process too)
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    connectome_dask._fsutil.PathError: another writer holds .../.store.lock ...
+    """
+    import dask
+    from filelock import FileLock, Timeout
+
+    if timeout is None:
+        timeout = float(dask.config.get("connectome_dask.lock_timeout", 0) or 0)
+    lp = lock_path(target)
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    # is_singleton=False and thread_local=False: a second acquisition, even from
+    # this process, is a second writer and must wait or fail like any other
+    lock = FileLock(str(lp), timeout=timeout, thread_local=False, is_singleton=False)
+    try:
+        lock.acquire(timeout=timeout, blocking=timeout != 0)
+    except Timeout:
+        raise error(
+            f"another writer holds {lp} (a write to {target} is running in another process "
+            f"or thread); waited {timeout:g} s. Retry when it is done, or raise the dask "
+            "config key connectome_dask.lock_timeout to wait longer"
+        ) from None
+    try:
+        yield lp
+    finally:
+        lock.release()
+
+
+# ----------------------------------------------------------------------------- atomic directories
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange_dirs(a: Path, b: Path) -> bool:
+    """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)`` (Linux).
+
+    Python's ``os.rename`` has no flags argument, hence ctypes. Returns False
+    where the call is unavailable so the caller falls back to two renames.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def rmtree_real(path: Path) -> None:
+    """Delete a directory tree without following a symlink at its root (never outside)."""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+        return
+    if path.is_dir():
+        # shutil.rmtree never follows symlinks inside the tree (it unlinks them)
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink(missing_ok=True)
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move a fully written directory ``tmp`` to ``target``, replacing any old one.
+
+    With ``renameat2`` the swap is atomic: readers see either the old or the
+    new directory, never neither. The old directory is then deleted (under
+    the temporary name, so an interrupted delete is a recognisable leftover).
+    """
+    tmp, target = Path(tmp), Path(target)
+    if not target.exists() and not target.is_symlink():
+        os.rename(tmp, target)
+        _fsync_dir(target.parent)
+        return
+    if target.is_symlink():
+        raise PathError(f"{target} is a symlink; refusing to replace what it points to")
+    if _exchange_dirs(tmp, target):
+        _fsync_dir(target.parent)
+        rmtree_real(tmp)
+        return
+    trash = target.with_name(f"{tmp.name}.old")
+    os.rename(target, trash)
+    os.rename(tmp, target)
+    _fsync_dir(target.parent)
+    rmtree_real(trash)
+
+
+def stale_leftovers(target: Path) -> list[Path]:
+    """Temporary directories of earlier, killed writes to ``target`` (by name pattern AND marker)."""
+    target = Path(os.path.abspath(target))
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    out = []
+    for p in sorted(parent.glob(f".{glob_escape(target.name)}.tmp-*")):
+        if p.is_symlink() or not p.is_dir():
+            continue
+        m = read_marker(p)
+        if m is not None and m.get("target") == target.name:
+            out.append(p)
+    return out
+
+
+def glob_escape(s: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", s)
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Remove :func:`stale_leftovers` of ``target``; call only while holding its writer lock."""
+    gone = stale_leftovers(target)
+    for p in gone:
+        log.info("removing %s (left by an interrupted write)", p)
+        rmtree_real(p)
+    return gone
+
+
+@contextlib.contextmanager
+def atomic_dir(
+    target: str | os.PathLike,
+    kind: str,
+    *,
+    overwrite: bool = False,
+    error: type[Exception] = PathError,
+    lock: bool = True,
+    on_commit: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
+    """Write a directory atomically: yield a fresh temporary directory, then move it to ``target``.
+
+    The temporary directory ``.<name>.tmp-<random>`` is created beside the
+    target with a marker naming the target and ``kind``. On success the
+    directory replaces ``target`` in one rename; on any error (or a kill) the
+    target is untouched. The writer lock of the target is held throughout,
+    and leftovers of earlier killed writes to the same target (pattern and
+    marker) are removed first.
+
+    Parameters
+    ----------
+    target
+        Final directory.
+    kind
+        What is written ("store", "matrix", "dataarray", "meshes"); ``overwrite``
+        replaces only a directory of this kind.
+    overwrite
+        Replace an existing target of the same kind.
+    error
+        Exception class of the refusals.
+    lock
+        Take the writer lock (False when the caller holds it already).
+    on_commit
+        Called with the temporary directory just before the rename.
+
+    Raises
+    ------
+    error
+        ``target`` exists and ``overwrite`` is False, or it exists and is not a
+        directory of ``kind`` written by this package, or it is a symlink, or
+        another writer holds its lock.
+
+    Examples
+    --------
+    >>> with atomic_dir(tmp_path / "out", "matrix") as d:
+    ...     _ = (d / "data.txt").write_text("1")
+    >>> sorted(p.name for p in (tmp_path / "out").iterdir())
+    ['.connectome-dask.json', 'data.txt']
+    >>> with atomic_dir(tmp_path / "out", "store", overwrite=True) as d:
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    connectome_dask._fsutil.PathError: .../out exists and is not a connectome_dask store ...
+    """
+    target = Path(os.path.abspath(target))
+    check_exists(target, kind, overwrite, error)
+    ctx = writer_lock(target, error) if lock else contextlib.nullcontext()
+    with ctx:
+        check_exists(target, kind, overwrite, error)
+        remove_leftovers(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            write_marker(tmp, kind, target=target.name)
+            yield tmp
+            if on_commit is not None:
+                on_commit(tmp)
+            check_exists(target, kind, overwrite, error)
+            replace_dir(tmp, target)
+        except BaseException:
+            rmtree_real(tmp)
+            raise
+
+
+def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception]) -> None:
+    """Refuse to replace ``target`` unless ``overwrite`` and it is a ``kind`` the package wrote."""
+    target = Path(target)
+    if target.is_symlink():
+        raise error(f"{target} is a symlink; refusing to write through it (give the real path)")
+    if not target.exists():
+        return
+    if not overwrite:
+        raise error(f"{target} already exists; pass overwrite=True to replace it")
+    if not is_kind(target, kind):
+        what = "connectome_dask store" if kind == "store" else f"connectome_dask {kind}"
+        raise error(
+            f"{target} exists and is not a {what} (no {MARKER} marker"
+            f"{' or meta.json format marker' if kind == 'store' else ''}); overwrite=True only "
+            "replaces what connectome_dask wrote. Remove it yourself or choose another path"
+        )
