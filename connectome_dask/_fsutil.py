@@ -438,7 +438,7 @@ def atomic_dir(
     overwrite: bool = False,
     error: type[Exception] = PathError,
     lock: bool = True,
-    on_commit: Callable[[Path], None] | None = None,
+    recognise: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """Write a directory atomically: yield a fresh temporary directory, then move it to ``target``.
 
@@ -462,8 +462,9 @@ def atomic_dir(
         Exception class of the refusals.
     lock
         Take the writer lock (False when the caller holds it already).
-    on_commit
-        Called with the temporary directory just before the rename.
+    recognise
+        Predicate telling whether an existing target is of ``kind`` (default:
+        :func:`is_kind`), for formats that carry their own marker.
 
     Raises
     ------
@@ -485,10 +486,10 @@ def atomic_dir(
     connectome_dask._fsutil.PathError: .../out exists and is not a connectome_dask store ...
     """
     target = Path(os.path.abspath(target))
-    check_exists(target, kind, overwrite, error)
+    check_exists(target, kind, overwrite, error, recognise)
     ctx = writer_lock(target, error) if lock else contextlib.nullcontext()
     with ctx:
-        check_exists(target, kind, overwrite, error)
+        check_exists(target, kind, overwrite, error, recognise)
         remove_leftovers(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -496,16 +497,15 @@ def atomic_dir(
         try:
             write_marker(tmp, kind, target=target.name)
             yield tmp
-            if on_commit is not None:
-                on_commit(tmp)
-            check_exists(target, kind, overwrite, error)
+            check_exists(target, kind, overwrite, error, recognise)
             replace_dir(tmp, target)
         except BaseException:
             rmtree_real(tmp)
             raise
 
 
-def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception]) -> None:
+def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception],
+                 recognise: Callable[[Path], bool] | None = None) -> None:
     """Refuse to replace ``target`` unless ``overwrite`` and it is a ``kind`` the package wrote."""
     target = Path(target)
     if target.is_symlink():
@@ -514,7 +514,8 @@ def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception
         return
     if not overwrite:
         raise error(f"{target} already exists; pass overwrite=True to replace it")
-    if not is_kind(target, kind):
+    ok = recognise(target) if recognise is not None else is_kind(target, kind)
+    if target.is_symlink() or not ok:
         what = "connectome_dask store" if kind == "store" else f"connectome_dask {kind}"
         raise error(
             f"{target} exists and is not a {what} (no {MARKER} marker"

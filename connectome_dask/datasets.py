@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -148,21 +147,16 @@ def write_procedural_meshes(directory: str | os.PathLike, seed: int = 0) -> Path
     >>> (d / "hierarchy.json").exists(), len(list(d.glob("*.ply")))
     (True, 26)
     """
-    from .store import replace_dir
+    from ._fsutil import atomic_dir, encode_name
+    from .store import StoreError
 
     directory = Path(directory)
     meshes, hier = procedural_meshes(seed)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    # replaces only a mesh folder this function wrote (its marker), never another directory
+    with atomic_dir(directory, "meshes", overwrite=True, error=StoreError) as tmp:
         for name, m in meshes.items():
-            m.export(tmp / f"{name}.ply")
+            m.export(tmp / f"{encode_name(name)}.ply")
         (tmp / "hierarchy.json").write_text(json.dumps(hier, indent=1))
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
@@ -568,6 +562,37 @@ def _generate(model: _Model, lo: int, hi: int, seed: int, voxel: np.ndarray) -> 
     return block
 
 
+def _remove_stale_parquet_tmp(pq_path: Path) -> None:
+    """Remove temporary Parquet files of killed :func:`synthetic` runs writing ``pq_path``.
+
+    Only regular files with the exact temporary name pattern that are empty or
+    start with the Parquet magic bytes (what this function writes) are removed.
+    """
+    import re
+
+    pat = re.compile(rf"^\.{re.escape(pq_path.name)}\.tmp-[0-9a-f]{{8}}$")
+    for p in pq_path.parent.iterdir():
+        if not pat.match(p.name) or p.is_symlink() or not p.is_file():
+            continue
+        with p.open("rb") as f:
+            head = f.read(4)
+        if head in (b"", b"PAR1"):
+            p.unlink(missing_ok=True)
+
+
+def _is_synthetic_parquet(path: Path) -> bool:
+    """Whether ``path`` is a regular Parquet file that :func:`synthetic` wrote (schema metadata)."""
+    import pyarrow.parquet as pq
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return False
+    return b"connectome_dask" in md
+
+
 def _parquet_schema():
     import pyarrow as pa
 
@@ -761,8 +786,16 @@ def synthetic(
     if path.exists() and not overwrite:
         raise StoreError(f"{path} already exists; pass overwrite=True to replace it")
     pq_path = Path(parquet) if parquet is not None else None
-    if pq_path is not None and pq_path.exists() and not overwrite:
-        raise StoreError(f"{pq_path} already exists; pass overwrite=True to replace it")
+    if pq_path is not None and (pq_path.exists() or pq_path.is_symlink()):
+        if not overwrite:
+            raise StoreError(f"{pq_path} already exists; pass overwrite=True to replace it")
+        if not _is_synthetic_parquet(pq_path):
+            raise StoreError(f"{pq_path} exists and is not a Parquet file written by "
+                             "datasets.synthetic; overwrite=True only replaces those")
+    if path.exists() or path.is_symlink():
+        from ._fsutil import check_exists
+
+        check_exists(path, "store", overwrite, StoreError)
     if meshes_dir is not None and meshes is not None:
         raise ValueError("meshes_dir is for procedural meshes only (meshes=None)")
 
@@ -792,6 +825,7 @@ def synthetic(
                 import pyarrow.parquet as pq
 
                 pq_path.parent.mkdir(parents=True, exist_ok=True)
+                _remove_stale_parquet_tmp(pq_path)
                 pq_tmp = pq_path.with_name(f".{pq_path.name}.tmp-{uuid.uuid4().hex[:8]}")
                 schema = _parquet_schema()
                 pq_writer = pq.ParquetWriter(pq_tmp, schema, compression="zstd")

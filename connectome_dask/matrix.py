@@ -49,8 +49,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -891,22 +889,14 @@ class _NestedBase:
         -------
         pathlib.Path
         """
-        from .store import replace_dir
+        from ._fsutil import atomic_dir
 
         path = Path(path)
-        if path.exists():
-            if not _is_matrix_dir(path):
-                raise FileExistsError(f"{path} exists and is not a connectome_dask matrix; refusing to replace it")
-            if not overwrite:
-                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
+        if path.exists() and not _is_matrix_dir(path):
+            raise FileExistsError(f"{path} exists and is not a connectome_dask matrix; refusing to replace it")
+        with atomic_dir(path, "matrix", overwrite=overwrite, error=FileExistsError,
+                        recognise=_is_matrix_dir) as tmp:
             _write_matrix(self, tmp)
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     # -- plotting
@@ -1910,12 +1900,13 @@ def _labels_to_arrays(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _write_array(group, name: str, a: np.ndarray) -> None:
-    from zarr.codecs import BloscCodec
+    from .store import array_codecs
 
     a = np.ascontiguousarray(a)
     chunks = tuple(max(1, min(s, 1 << 20)) for s in a.shape) if a.ndim == 1 else tuple(max(1, min(s, 2048)) for s in a.shape)
     arr = group.create_array(
-        name, shape=a.shape, chunks=chunks, dtype=a.dtype, compressors=[BloscCodec(cname="lz4", clevel=5)], fill_value=0
+        name, shape=a.shape, chunks=chunks, dtype=a.dtype, compressors=array_codecs(), fill_value=0,
+        config={"write_empty_chunks": True},
     )
     if a.size:
         arr[...] = a
@@ -1944,7 +1935,7 @@ def _write_axis(group, axis: _Axis) -> dict:
 def _write_matrix(m: _NestedBase, path: Path) -> None:
     import zarr
 
-    root = zarr.open_group(str(path), mode="w")
+    root = zarr.open_group(str(path), mode="a")  # a fresh directory (holding only the marker)
     coo = m._data.tocoo()
     order = np.lexsort((coo.col, coo.row))
     data = root.create_group("data")
@@ -2071,24 +2062,20 @@ def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) 
     """
     import zarr
 
-    from .store import replace_dir
+    from ._fsutil import atomic_dir
 
     if da.ndim != 2:
         raise ValueError(f"save_dataarray writes 2-D matrices, got dims {da.dims}")
     path = Path(path)
-    if path.exists():
-        if not _is_da_dir(path):
-            raise FileExistsError(f"{path} exists and is not a saved connectome_dask DataArray; refusing to replace it")
-        if not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if path.exists() and not _is_da_dir(path):
+        raise FileExistsError(f"{path} exists and is not a saved connectome_dask DataArray; refusing to replace it")
     try:
         attrs_json = json.loads(json.dumps(dict(da.attrs)))
     except TypeError as e:
         raise ValueError(f"DataArray attrs must be JSON-able: {e}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        root = zarr.open_group(str(tmp), mode="w")
+    with atomic_dir(path, "dataarray", overwrite=overwrite, error=FileExistsError,
+                    recognise=_is_da_dir) as tmp:
+        root = zarr.open_group(str(tmp), mode="a")
         data = da.data
         meta: dict[str, Any] = {
             "format": _DA_FORMAT,
@@ -2125,10 +2112,6 @@ def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) 
                 entry["names"] = names
             meta["coords"][str(name)] = entry
         root.attrs.update(meta)
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

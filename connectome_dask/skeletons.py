@@ -215,9 +215,14 @@ def _skeleton_path(body_id: int, conn: Connectome | None, folder: str | os.PathL
             from .store import default_connectome
 
             conn = default_connectome()
-        d = conn.skeleton_dir
-        if d is None:
+        if conn.skeleton_dir is None:
             raise SkeletonError(f"{conn.path} has no skeletons folder; pass folder=")
+        # the store's own rule: a regular file inside the store, never through a symlink
+        sp = conn.skeleton_file(int(body_id))
+        if sp is None:
+            raise SkeletonError(
+                f"no skeleton for body {int(body_id)}: {conn.skeleton_dir / f'{int(body_id)}.swc'} does not exist")
+        return sp
     p = d / f"{int(body_id)}.swc"
     if not p.exists():
         raise SkeletonError(f"no skeleton for body {int(body_id)}: {p} does not exist")

@@ -15,13 +15,27 @@ Every mutation writes new files under fresh names and then replaces
 ``meta.json`` atomically (``os.replace``), so a killed job leaves the previous
 store exactly as it was; unreferenced leftovers are reported by
 :meth:`Connectome.check` and removed by the next successful write.
+
+Guarantees (tests in ``tests/reliability``; README "Guarantees"):
+
+* one writer at a time: every write holds the store's writer lock
+  (``.<store>.lock`` beside it, :func:`connectome_dask._fsutil.writer_lock`) and a
+  commit refuses to land unless meta.json still holds the generation it
+  started from;
+* a reader keeps reading the generation it opened: arrays replaced by commit
+  ``g + 1`` are deleted only by commit ``g + 2``;
+* every array chunk carries a CRC32C checksum and a missing chunk is an error,
+  never a fill value; meta.json carries a SHA-256 of its own content;
+* paths read from meta.json resolve inside the store and never through a
+  symlink; garbage collection deletes only entries with the package's name
+  pattern and marker.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +48,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ._fsutil import (
+    MARKER,
+    PathError,
+    check_component,
+    check_exists,
+    check_name,
+    encode_name,
+    no_symlinks,
+    read_marker,
+    remove_leftovers,
+    replace_dir,
+    rmtree_real,
+    write_marker,
+    writer_lock,
+)
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -59,9 +91,13 @@ BY_POST_COLUMNS = (
 POSITION_COLUMNS_PAIR = ("x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post")
 POSITION_COLUMNS_CENTER = ("x", "y", "z")
 STANDARD_NEURON_COLUMNS = ("type", "instance", "status", "cropped")
-# letters, digits and the punctuation of real ROI names ("SIP(R)", "b'L(R)", "PEN_a(PEN1)");
-# never a path separator, never leading dot, never ".."
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_(][A-Za-z0-9_.\-()'+ ]{0,127}$")
+# names of the directories a commit creates: <encoded column>.g<generation>-<6 hex>
+_GEN_DIR = re.compile(r"^.+\.g[0-9]+-[0-9a-f]{6}$")
+_ROI_DIR = re.compile(r"^g[0-9]+(-[0-9a-f]{6})?$")
+_TXN_FILE = re.compile(r"^\.meta\.json\.tmp-[0-9a-f]{8}$")
+_SPILL_DIR = re.compile(r"^_spill-[0-9a-f]{6}$")
+#: arrays of index.zarr that every store has
+INDEX_ARRAYS = ("pre_offsets", "post_offsets", "post_perm")
 
 # dtypes of the known synapse columns; other numeric columns keep their own
 SYNAPSE_DTYPES: dict[str, str] = {
@@ -77,7 +113,7 @@ SYNAPSE_DTYPES: dict[str, str] = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(PathError):
     """A store is missing, malformed, from a newer schema, or a write was refused."""
 
 
@@ -85,26 +121,27 @@ class StoreError(ValueError):
 
 
 def safe_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it can be used as a single path component inside a store.
+    """Return ``name`` if it passes the package's one name rule (:func:`~connectome_dask._fsutil.check_name`).
 
-    Names read from data (columns, ROI names) never become paths outside the
-    store: anything with a separator, ``..``, or unusual characters is refused.
+    Any printable name without ``/``, ``\\``, NUL or a line break, not ``.`` or
+    ``..``. Names are never used as paths unencoded
+    (:func:`~connectome_dask._fsutil.encode_name`).
+
+    Examples
+    --------
+    >>> safe_name("CRE(-ROB,-RUB)(R)", "ROI name")
+    'CRE(-ROB,-RUB)(R)'
+    >>> safe_name("EB\\n", "ROI name")
+    Traceback (most recent call last):
+    ...
+    connectome_dask.store.StoreError: ROI name 'EB\\n' is not allowed: ...
     """
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
-        raise StoreError(
-            f"{what} {name!r} cannot be stored: only letters, digits and _ - . ( ) ' + space "
-            "are allowed (no path separators, no leading '.', no '..'), at most 128 characters"
-        )
-    return name
+    return check_name(name, what, error=StoreError)
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """Resolve ``rel`` under ``root`` and refuse anything that escapes it."""
-    p = (root / rel).resolve()
-    r = root.resolve()
-    if p != r and r not in p.parents:
-        raise StoreError(f"path {rel!r} in {root / 'meta.json'} points outside the store")
-    return p
+    """Resolve ``rel`` under ``root``: refuse anything that escapes it or passes a symlink."""
+    return no_symlinks(root, rel, root / "meta.json", error=StoreError)
 
 
 def _json_default(o: Any) -> Any:
@@ -117,85 +154,112 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (atomic on POSIX)."""
+def write_json_atomic(path: Path, obj: Any, *, before_replace: Callable[[], None] | None = None) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace`` (atomic on POSIX).
+
+    ``before_replace`` runs after the bytes are on disk and right before the
+    rename (the commit's last check).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with tmp.open("w") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-_RENAME_EXCHANGE = 2
-
-
-def _exchange_dirs(a: Path, b: Path) -> bool:
-    """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)`` (Linux).
-
-    Python's ``os.rename`` has no flags argument, hence ctypes. Returns False
-    where the call is unavailable so the caller falls back to two renames.
-    """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    AT_FDCWD = -100
-    rc = fn(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE)
-    return rc == 0
+        with tmp.open("w") as f:
+            json.dump(obj, f, indent=1, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a fully written directory ``tmp`` to ``target``, replacing any old one.
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
-    With ``renameat2`` the swap is atomic: readers see either the old or the
-    new directory, never neither. The old directory is then deleted.
+
+def write_meta(path: Path, meta: dict, *, before_replace: Callable[[], None] | None = None) -> None:
+    """Write a store's meta.json with its own SHA-256 (``checksum``), atomically."""
+    meta = dict(meta)
+    meta["checksum"] = _meta_digest(meta)
+    write_json_atomic(Path(path) / "meta.json", meta, before_replace=before_replace)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (``sha256:<hex>``)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def array_codecs() -> list:
+    """Bytes codecs of every stored array: LZ4 Blosc, then a CRC32C checksum of the chunk.
+
+    zarr v3 ships ``crc32c``: a flipped bit in a chunk file is a read error
+    (naming the array and chunk), never a silently different value.
     """
-    tmp, target = Path(tmp), Path(target)
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    if _exchange_dirs(tmp, target):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, trash)
-    os.rename(tmp, target)
-    shutil.rmtree(trash, ignore_errors=True)
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
 
 
-def _codecs():
-    from zarr.codecs import BloscCodec
-
-    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+_codecs = array_codecs  # the older private name
 
 
 def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: int):
+    """Create a 1-D array directory ``group_path/name`` (``name`` already encoded) with the marker."""
     import zarr
 
-    safe_name(name, "array name")
-    return zarr.create_array(
+    check_component(name, "array name", group_path, error=StoreError)
+    arr = zarr.create_array(
         store=str(group_path / name),
         shape=(n,),
         chunks=(int(chunk_rows),),
         dtype=dtype,
-        compressors=_codecs(),
-        fill_value=-1 if name in ("roi_pre", "roi_post") else 0,
+        compressors=array_codecs(),
+        fill_value=-1 if np.dtype(dtype).kind == "i" else 0,
         overwrite=True,
-        # every chunk gets a file, so a lost chunk file is detectable (otherwise
-        # a missing chunk reads silently as the fill value)
+        # every chunk gets a file, so a lost chunk file is detectable (reads
+        # check for it: a missing chunk is an error, never the fill value)
         config={"write_empty_chunks": True},
     )
+    write_marker(group_path / name, "array")
+    return arr
 
 
-def _read_range(path: str, gen: int, start: int, stop: int) -> np.ndarray:
+def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> None:
+    """Raise StoreError unless every listed chunk file of the array at ``path`` exists.
+
+    zarr-python 3.1 returns the fill value for a missing chunk (an error mode
+    is only in later releases, zarr-python PR 3748), hence this check: a few
+    ``stat`` calls per read, next to decoding whole chunks.
+    """
+    base = os.path.join(os.fspath(path), "c")
+    missing = [int(i) for i in chunks if not os.path.isfile(os.path.join(base, str(int(i))))]
+    if missing:
+        where = ", ".join(f"chunk {i} (rows {i * chunk_rows}..{(i + 1) * chunk_rows})" for i in missing[:5])
+        raise StoreError(
+            f"{path}: {where} missing: the chunk file was deleted or the store was "
+            "replaced while reading; reopen the store, and run `connectome-dask info --check` on it"
+        )
+
+
+def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
     """Read rows ``start:stop`` of a store array; decode failures name the array, chunks and rows."""
-    arr = _open_array_cached(path, gen)
+    arr = _open_array_cached(path, token)
+    n = arr.shape[0]
+    stop = min(stop, n)
+    if stop > start:
+        c = arr.chunks[0]
+        require_chunks(path, c, range(start // c, (stop - 1) // c + 1))
     try:
         return arr[start:stop]
-    except Exception as e:  # noqa: BLE001 - zarr/blosc raise assorted types for damaged chunks
+    except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
         c = arr.chunks[0]
         bad = []
         for i in range(start // c, max(start, stop - 1) // c + 1):
@@ -211,11 +275,36 @@ def _read_range(path: str, gen: int, start: int, stop: int) -> np.ndarray:
         ) from e
 
 
+def take_rows(arr: Any, path: str | Path, rows: np.ndarray) -> np.ndarray:
+    """``arr.get_orthogonal_selection(rows)`` after checking the touched chunk files exist."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=arr.dtype)
+    c = arr.chunks[0]
+    require_chunks(path, c, np.unique(rows // c).tolist())
+    try:
+        return arr.get_orthogonal_selection(rows)
+    except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
+        raise StoreError(
+            f"{path}: cannot read {len(rows)} rows: {type(e).__name__}: {e}. The chunk file may be "
+            "truncated or corrupted; run `connectome-dask info --check` on the store"
+        ) from e
+
+
 @lru_cache(maxsize=256)
-def _open_array_cached(path: str, generation: int):
+def _open_array_cached(path: str, token: str):
+    """Open a store array once per (path, store identity and generation).
+
+    ``token`` is ``"<store uuid>:<generation>"``: a store replaced at the same
+    path (new uuid) or committed again (new generation) never hits a stale entry,
+    on the client or on a worker.
+    """
     import zarr
 
-    return zarr.open_array(path, mode="r")
+    try:
+        return zarr.open_array(path, mode="r")
+    except Exception as e:  # noqa: BLE001 - FileNotFoundError, JSON errors, zarr's own
+        raise StoreError(f"{path}: cannot open the array ({type(e).__name__}: {e})") from e
 
 
 def _ensure_group(path: Path) -> None:
@@ -256,7 +345,12 @@ class StoreWriter:
     bucket_rows
         Maximum rows per spill bucket (memory bound of the sort).
     overwrite
-        Replace an existing store at ``path``.
+        Replace an existing store at ``path`` (only a connectome_dask store: any
+        other directory is refused, naming the path).
+
+    The writer holds the target's writer lock from construction until
+    :meth:`close` or :meth:`abort`; leftovers of earlier killed writes to the
+    same target are removed first.
 
     Examples
     --------
@@ -288,9 +382,11 @@ class StoreWriter:
         bucket_rows: int = 1 << 25,
         overwrite: bool = False,
     ) -> None:
-        self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise StoreError(f"{self.path} already exists; pass overwrite=True to replace it")
+        import contextlib
+
+        self.path = Path(os.path.abspath(path))
+        self.overwrite = bool(overwrite)
+        check_exists(self.path, "store", self.overwrite, StoreError)
         if chunk_rows < 1:
             raise StoreError(f"chunk_rows must be positive, got {chunk_rows}")
         self.n_neurons = int(n_neurons)
@@ -302,8 +398,17 @@ class StoreWriter:
         self.bucket_rows = int(bucket_rows)
         self.presorted = presorted
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        self.tmp.mkdir()
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(writer_lock(self.path, StoreError))
+        try:
+            check_exists(self.path, "store", self.overwrite, StoreError)
+            remove_leftovers(self.path)
+            self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            self.tmp.mkdir()
+            write_marker(self.tmp, "store", target=self.path.name)
+        except BaseException:
+            self._lock.close()
+            raise
         self._spill = self.tmp / "_spill"
         self._n_rows = 0
         self._last_key = -1
@@ -445,9 +550,11 @@ class StoreWriter:
         try:
             conn = self._close(neurons, dict(meta or {}), skeletons, rois)
         except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            rmtree_real(self.tmp)
             raise
-        self._closed = True
+        finally:
+            self._closed = True
+            self._lock.close()
         return conn
 
     def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> Connectome:
@@ -468,11 +575,13 @@ class StoreWriter:
             self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows,
             list(self.columns), bucket=max(self.bucket_rows, self.chunk_rows),
         )
-        neurons.to_parquet(self.tmp / "neurons.parquet", index=False)
+        write_neuron_table(neurons, self.tmp / "neurons.parquet")
+        checksums = {"neurons.parquet": file_digest(self.tmp / "neurons.parquet")}
         skel_rel = None
         if skeletons is not None:
             skel_rel = "skeletons"
             _write_skeletons(self.tmp / skel_rel, skeletons, set(neurons["bodyId"].tolist()))
+            checksums[f"{skel_rel}/manifest.json"] = file_digest(self.tmp / skel_rel / "manifest.json")
         rois_rel = None
         if rois is not None:
             info = dict(rois)
@@ -484,10 +593,13 @@ class StoreWriter:
             info.setdefault("hierarchy", {})
             rois_rel = "rois/g0"
             (self.tmp / rois_rel).mkdir(parents=True)
+            write_marker(self.tmp / rois_rel, "rois")
             write_json_atomic(self.tmp / rois_rel / "rois.json", info)
+            checksums.update(folder_digests(self.tmp, rois_rel))
         full_meta = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
+            "uuid": uuid.uuid4().hex,
             "name": meta.pop("name", self.path.name),
             "version": meta.pop("version", "0"),
             "source": meta.pop("source", None),
@@ -504,14 +616,17 @@ class StoreWriter:
                 "path": "synapses.zarr",
                 "chunk_rows": self.chunk_rows,
                 "sorted_by": ["pre", "post"],
-                "columns": {c: c for c in self.columns},
+                "columns": {c: encode_name(c) for c in self.columns},
             },
             "index": {"path": "index.zarr", "by_post": by_post, "pairs": "pairs", "n_pairs": n_pairs},
             "rois": rois_rel,
             "skeletons": skel_rel,
+            "checksums": checksums,
+            "retained": [],
             "extra": meta,
         }
-        write_json_atomic(self.tmp / "meta.json", full_meta)
+        write_meta(self.tmp, full_meta)
+        check_exists(self.path, "store", self.overwrite, StoreError)
         replace_dir(self.tmp, self.path)
         return open(self.path, set_default=False)
 
@@ -523,11 +638,13 @@ class StoreWriter:
         >>> w = StoreWriter(tmp_path / "never", n_neurons=2)
         >>> w.append({"pre": np.array([0]), "post": np.array([1])})
         >>> w.abort()
-        >>> sorted(p.name for p in tmp_path.iterdir())  # no store, no temp dir
-        []
+        >>> sorted(p.name for p in tmp_path.iterdir())  # no store, no temp dir; the lock file stays
+        ['.never.lock']
         """
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self._closed = True
+        if not self._closed:
+            rmtree_real(self.tmp)
+            self._closed = True
+            self._lock.close()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -588,7 +705,8 @@ class _ChunkedAppender:
         _ensure_group(group_path)
         self.columns = dict(columns)
         self.chunk_rows = int(chunk_rows)
-        self.arrays = {c: _create_array(group_path, c, 0, dt, self.chunk_rows) for c, dt in self.columns.items()}
+        self.arrays = {c: _create_array(group_path, encode_name(c), 0, dt, self.chunk_rows)
+                       for c, dt in self.columns.items()}
         self.buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         self.buffered = 0
         self.offset = 0
@@ -643,15 +761,52 @@ def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:
     return neurons[first + [c for c in neurons.columns if c not in first]]
 
 
+def write_neuron_table(neurons: pd.DataFrame, path: Path) -> None:
+    """Write neurons.parquet with Parquet page checksums (verified on every read)."""
+    neurons.to_parquet(path, index=False, write_page_checksum=True)
+
+
+def read_neuron_table(path: Path) -> pd.DataFrame:
+    """Read neurons.parquet, verifying its Parquet page checksums; errors are StoreErrors."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, page_checksum_verification=True).to_pandas()
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
+        raise StoreError(f"{path}: cannot read the neuron table ({type(e).__name__}: {e})") from None
+
+
+def folder_digests(root: Path, rel: str) -> dict[str, str]:
+    """SHA-256 of every regular file under ``root/rel`` except Zarr arrays (they carry CRC32C)."""
+    out = {}
+    base = Path(root) / rel
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.endswith(".zarr"))
+        for f in sorted(filenames):
+            if f == MARKER:
+                continue
+            p = Path(dirpath) / f
+            if not p.is_symlink():
+                out[p.relative_to(root).as_posix()] = file_digest(p)
+    return out
+
+
 def _write_skeletons(dest: Path, skeletons, body_ids: set[int]) -> None:
+    """Write ``<bodyId>.swc`` files (regular files only) and ``manifest.json`` of their SHA-256."""
     dest.mkdir(parents=True, exist_ok=True)
+    write_marker(dest, "skeletons")
     if isinstance(skeletons, str | os.PathLike):
-        items = ((int(p.stem), p.read_text()) for p in Path(skeletons).glob("*.swc") if p.stem.isdigit())
+        items = ((int(p.stem), p.read_text()) for p in Path(skeletons).glob("*.swc")
+                 if p.stem.isdigit() and not p.is_symlink())
     else:
         items = ((int(k), v) for k, v in skeletons.items())
+    manifest = {}
     for bid, text in items:
         if bid in body_ids:
-            (dest / f"{bid}.swc").write_text(text)
+            f = dest / f"{bid}.swc"
+            f.write_text(text)
+            manifest[f.name] = file_digest(f)
+    write_json_atomic(dest / "manifest.json", manifest)
 
 
 def _build_index(
@@ -674,10 +829,10 @@ def _build_index(
         arr[:] = a
     cols = [c for c in BY_POST_COLUMNS if c in columns]
     _ensure_group(idx / "by_post")
-    src = {c: syn_dir / c for c in cols}
-    dst = {"row": idx / "post_perm", **{c: idx / "by_post" / c for c in cols}}
+    src = {c: syn_dir / encode_name(c) for c in cols}
+    dst = {"row": idx / "post_perm", **{c: idx / "by_post" / encode_name(c) for c in cols}}
     _post_order(syn_dir / "post", src, dst, post_off, n, chunk_rows, bucket, with_row=True)
-    return {c: f"by_post/{c}" for c in cols}
+    return {c: f"by_post/{encode_name(c)}" for c in cols}
 
 
 def _post_order(
@@ -733,6 +888,9 @@ def _post_order(
         return
     pieces: dict[int, int] = {}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
+    if not single:
+        spill.mkdir()
+        write_marker(spill, "spill")
     try:
         for s in range(0, n, chunk_rows):
             e = min(s + chunk_rows, n)
@@ -895,32 +1053,106 @@ def open(path: str | os.PathLike, *, set_default: bool = True) -> Connectome:  #
 
 
 def _read_meta(path: Path) -> dict:
+    """Read and validate meta.json; every malformed input is a StoreError naming the file and key."""
     mp = path / "meta.json"
     if not path.is_dir():
         raise StoreError(f"{path} is not a connectome store directory")
+    if mp.is_symlink():
+        raise StoreError(f"{mp} is a symlink; a store's meta.json must be a regular file")
     if not mp.exists():
         raise StoreError(f"{mp} is missing: not a connectome store (or an interrupted write)")
     try:
-        meta = json.loads(mp.read_text())
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{mp} is not valid JSON: {e}") from None
+        raw = mp.read_bytes()
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise StoreError(f"{mp} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+    except OSError as e:
+        raise StoreError(f"{mp} cannot be read: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise StoreError(f"{mp}: 'format' is not {FORMAT_NAME!r}")
     sv = meta.get("schema_version")
-    if not isinstance(sv, int):
+    if not isinstance(sv, int) or isinstance(sv, bool):
         raise StoreError(f"{mp}: 'schema_version' missing or not an integer")
     if sv > SCHEMA_VERSION:
         raise StoreError(
             f"{mp}: schema_version {sv} is newer than this connectome_dask understands "
             f"({SCHEMA_VERSION}); upgrade connectome_dask"
         )
+    if "checksum" in meta and meta["checksum"] != _meta_digest(meta):
+        raise StoreError(f"{mp}: content does not match its checksum (the file was damaged or edited)")
     for key in ("synapses", "n_neurons", "n_synapses", "neurons", "index"):
         if key not in meta:
             raise StoreError(f"{mp}: required key {key!r} missing")
-    for col, rel in meta["synapses"]["columns"].items():
+
+    def bad(key: str, want: str) -> StoreError:
+        return StoreError(f"{mp}: {key!r} must be {want}, got {str(meta_get(key))[:80]!r}")
+
+    def meta_get(key: str) -> Any:
+        d: Any = meta
+        for k in key.split("."):
+            d = d.get(k) if isinstance(d, dict) else None
+        return d
+
+    for key in ("n_neurons", "n_synapses", "generation"):
+        v = meta_get(key)
+        if key == "generation" and v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise bad(key, "a non-negative integer")
+    syn, idx = meta["synapses"], meta["index"]
+    if not isinstance(syn, dict) or not isinstance(syn.get("columns"), dict) or not syn["columns"]:
+        raise bad("synapses.columns", "a mapping of column name to array directory")
+    cr = syn.get("chunk_rows")
+    if not isinstance(cr, int) or isinstance(cr, bool) or cr < 1:
+        raise bad("synapses.chunk_rows", "a positive integer")
+    if not isinstance(idx, dict):
+        raise bad("index", "a mapping")
+    for key in ("synapses.path", "index.path", "neurons"):
+        v = meta_get(key)
+        if not isinstance(v, str):
+            raise bad(key, "a relative path")
+        check_component(v, key, mp, error=StoreError)
+    for col, rel in syn["columns"].items():
         safe_name(col, f"{mp}: synapse column")
-        safe_name(rel, f"{mp}: array directory")
+        check_component(rel, f"array directory of column {col!r}", mp, error=StoreError)
+    for c in ("pre", "post"):
+        if c not in syn["columns"]:
+            raise StoreError(f"{mp}: synapse column {c!r} missing")
+    bp = idx.get("by_post") or {}
+    if not isinstance(bp, dict):
+        raise bad("index.by_post", "a mapping")
+    for col, rel in bp.items():
+        parts = rel.split("/") if isinstance(rel, str) else []
+        if len(parts) != 2 or parts[0] != "by_post":
+            raise bad(f"index.by_post.{col}", "'by_post/<array>'")
+        check_component(parts[1], f"index.by_post.{col}", mp, error=StoreError)
+    if idx.get("pairs") is not None:
+        if not isinstance(idx["pairs"], str):
+            raise bad("index.pairs", "a name")
+        check_component(idx["pairs"], "index.pairs", mp, error=StoreError)
+        np_ = idx.get("n_pairs")
+        if not isinstance(np_, int) or isinstance(np_, bool) or np_ < 0:
+            raise bad("index.n_pairs", "a non-negative integer")
+    for key in ("rois", "skeletons"):
+        v = meta.get(key)
+        if v is None:
+            continue
+        parts = v.split("/") if isinstance(v, str) else []
+        if not parts or any(not p for p in parts):
+            raise bad(key, "a relative path")
+        for part in parts:
+            check_component(part, key, mp, error=StoreError)
+    for key in ("retained",):
+        v = meta.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise bad(key, "a list of relative paths")
     return meta
+
+
+def _meta_token(meta: Mapping[str, Any]) -> str:
+    """The store identity and generation, as used in every cache key."""
+    ident = meta.get("uuid") or meta.get("checksum") or _meta_digest(meta)
+    return f"{ident}:{int(meta.get('generation', 0))}"
 
 
 class Connectome:
@@ -948,6 +1180,8 @@ class Connectome:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.meta = _read_meta(self.path)
+        #: store identity and generation: part of every cache key (client and workers)
+        self.token = _meta_token(self.meta)
         self._neurons: pd.DataFrame | None = None
         self._body_index: pd.Index | None = None
         self._rois_info: dict | None = None
@@ -1057,11 +1291,21 @@ class Connectome:
         return _inside(self.path, f"{self.meta['synapses']['path']}/{cols[column]}")
 
     def _array(self, column: str):
-        return _open_array_cached(str(self._array_path(column)), self.generation)
+        return _open_array_cached(str(self._array_path(column)), self.token)
+
+    def _index_path(self, name: str) -> Path:
+        return _inside(self.path, f"{self.meta['index']['path']}/{name}")
 
     def _index_array(self, name: str):
-        p = _inside(self.path, f"{self.meta['index']['path']}/{name}")
-        return _open_array_cached(str(p), self.generation)
+        return _open_array_cached(str(self._index_path(name)), self.token)
+
+    def _read_index(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """An index array, whole or at ``rows``, with the missing-chunk check."""
+        arr = self._index_array(name)
+        p = str(self._index_path(name))
+        if rows is None:
+            return _read_range(p, self.token, 0, arr.shape[0])
+        return take_rows(arr, p, rows)
 
     # -- neurons
     @property
@@ -1077,7 +1321,7 @@ class Connectome:
         """
         if self._neurons is None:
             p = _inside(self.path, self.meta["neurons"])
-            df = pd.read_parquet(p)
+            df = read_neuron_table(p)
             if len(df) != self.n_neurons:
                 raise StoreError(f"{p}: {len(df)} rows but meta.json says {self.n_neurons}")
             self._neurons = df
@@ -1161,7 +1405,7 @@ class Connectome:
         n = self.n_synapses
         bounds = list(range(0, n, per)) + [n]
         if align_pre and len(bounds) > 2:
-            off = self._index_array("pre_offsets")[:]
+            off = self._read_index("pre_offsets")
             inner = np.asarray(bounds[1:-1], dtype=np.int64)
             # the neuron each boundary row belongs to; move to its end unless it starts there
             i = np.searchsorted(off, inner, side="right") - 1
@@ -1181,7 +1425,7 @@ class Connectome:
         (['post', 'pre'], 'int32', 5)
         """
         stop = self.n_synapses if stop is None else stop
-        return {c: _read_range(str(self._array_path(c)), self.generation, start, stop) for c in columns}
+        return {c: _read_range(str(self._array_path(c)), self.token, start, stop) for c in columns}
 
     def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
         """Read arbitrary rows (sorted ascending is fastest) of synapse columns.
@@ -1199,9 +1443,8 @@ class Connectome:
             if len(rows) == 0:
                 out[c] = np.zeros(0, dtype=arr.dtype)
                 continue
-            # read the covering contiguous ranges chunk by chunk (zarr orthogonal
-            # indexing with integer arrays decodes each touched chunk once)
-            out[c] = arr.get_orthogonal_selection(rows)
+            # zarr orthogonal indexing with integer arrays decodes each touched chunk once
+            out[c] = take_rows(arr, self._array_path(c), rows)
         return out
 
     def synapse_rows(self, indices: Iterable[int] | np.ndarray, side: str = "pre") -> np.ndarray:
@@ -1222,26 +1465,27 @@ class Connectome:
         if idx.size == 0:
             return np.zeros(0, dtype=np.int64)
         if side == "pre":
-            off = self._index_array("pre_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+            off = self._read_index("pre_offsets", np.concatenate([idx, idx + 1]))
             starts, stops = off[: len(idx)], off[len(idx) :]
             return _ranges_to_rows(starts, stops)
         if side == "post":
-            off = self._index_array("post_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+            off = self._read_index("post_offsets", np.concatenate([idx, idx + 1]))
             starts, stops = off[: len(idx)], off[len(idx) :]
-            perm = self._index_array("post_perm")
             pos = _ranges_to_rows(starts, stops)
             if len(pos) == 0:
                 return pos
-            return np.sort(perm.get_orthogonal_selection(pos))
+            return np.sort(self._read_index("post_perm", pos))
         raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
 
-    def _by_post_array(self, column: str):
+    def _by_post_path(self, column: str) -> Path | None:
         rel = (self.meta["index"].get("by_post") or {}).get(column)
         if rel is None:
             return None
-        safe_name(rel.split("/")[-1], "index array")
-        p = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
-        return _open_array_cached(str(p), self.generation)
+        return _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+
+    def _by_post_array(self, column: str):
+        p = self._by_post_path(column)
+        return None if p is None else _open_array_cached(str(p), self.token)
 
     @property
     def has_pair_table(self) -> bool:
@@ -1257,10 +1501,12 @@ class Connectome:
         rel = self.meta["index"].get("pairs")
         if not rel:
             raise StoreError(f"{self.path} has no connection table (written by an older version)")
-        safe_name(rel, "index group")
         root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
         stop = int(self.meta["index"]["n_pairs"]) if stop is None else stop
-        return {c: _read_range(str(root / c), self.generation, start, stop) for c in columns}
+        for c in columns:
+            if c not in ("pre", "post", "weight"):
+                raise KeyError(f"the connection table has columns pre, post, weight, not {c!r}")
+        return {c: _read_range(str(root / c), self.token, start, stop) for c in columns}
 
     def synapses_of(
         self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]
@@ -1291,11 +1537,11 @@ class Connectome:
             return {"row": rows, **self.take_synapses(rows, columns)}
         if side != "post":
             raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
-        off = self._index_array("post_offsets").get_orthogonal_selection(np.concatenate([idx, idx + 1]))
+        off = self._read_index("post_offsets", np.concatenate([idx, idx + 1]))
         starts, stops = off[: len(idx)], off[len(idx) :]
         pos = _ranges_to_rows(starts, stops)
         out: dict[str, np.ndarray] = {}
-        rows = self._index_array("post_perm").get_orthogonal_selection(pos) if len(pos) else np.zeros(0, np.int64)
+        rows = self._read_index("post_perm", pos) if len(pos) else np.zeros(0, np.int64)
         order = np.argsort(rows, kind="stable")
         out["row"] = rows[order]
         missing = []
@@ -1307,7 +1553,7 @@ class Connectome:
             if arr is None:
                 missing.append(c)
             elif len(pos):
-                out[c] = arr.get_orthogonal_selection(pos)[order]
+                out[c] = take_rows(arr, self._by_post_path(c), pos)[order]
             else:
                 out[c] = np.zeros(0, dtype=arr.dtype)
         if missing:
@@ -1348,7 +1594,7 @@ class Connectome:
             _read_synapse_block,
             parts,
             paths=paths,
-            gen=self.generation,
+            gen=self.token,
             columns=cols,
             meta=meta,
             divisions=divisions,
@@ -1385,7 +1631,7 @@ class Connectome:
         from dask.delayed import delayed
 
         paths = {c: str(self._array_path(c)) for c in columns}
-        gen = self.generation
+        gen = self.token
         fname = name or getattr(func, "__name__", "map")
         tok = tokenize(str(self.path), gen, fname, columns, args, kwargs)
         out = []
@@ -1433,8 +1679,8 @@ class Connectome:
 
         Examples
         --------
-        >>> sorted(p.name for p in conn.rois_path.iterdir())[:2]
-        ['grid.zarr', 'meshes']
+        >>> sorted(p.name for p in conn.rois_path.iterdir())
+        ['.connectome-dask.json', 'grid.zarr', 'meshes', 'rois.json']
         """
         rel = self.meta.get("rois")
         return _inside(self.path, rel) if rel else None
@@ -1449,7 +1695,16 @@ class Connectome:
         ['EB', 'FB', 'NO', 'PB']
         """
         if self._rois_info is None and self.rois_path is not None:
-            self._rois_info = json.loads((self.rois_path / "rois.json").read_text())
+            p = _inside(self.path, f"{self.meta['rois']}/rois.json")
+            try:
+                info = json.loads(p.read_bytes().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+                raise StoreError(f"{p}: cannot read the ROI set ({type(e).__name__}: {str(e)[:200]})") from None
+            if not isinstance(info, dict) or not isinstance(info.get("names", []), list):
+                raise StoreError(f"{p}: 'names' must be a list of ROI names")
+            for n in info.get("names", []):
+                safe_name(n, f"{p}: ROI name")
+            self._rois_info = info
         return self._rois_info
 
     @property
@@ -1476,7 +1731,40 @@ class Connectome:
         rel = self.meta.get("skeletons")
         return _inside(self.path, rel) if rel else None
 
+    def skeleton_file(self, body_id: int) -> Path | None:
+        """The stored SWC file of one body (a regular file inside the store), or None.
+
+        Examples
+        --------
+        >>> conn.skeleton_file(skeleton_body).name == f"{skeleton_body}.swc"
+        True
+        """
+        rel = self.meta.get("skeletons")
+        if not rel:
+            return None
+        name = f"{int(body_id)}.swc"
+        p = self.path / rel / name
+        if not p.exists() and not p.is_symlink():
+            return None
+        p = _inside(self.path, f"{rel}/{name}")
+        if not p.is_file():
+            raise StoreError(f"{p} is not a regular file")
+        return p
+
     # -- writes
+    def _check_current(self, when: str) -> dict:
+        """Raise StoreError unless meta.json still holds the generation this object opened."""
+        cur = _read_meta(self.path)
+        same = (cur.get("uuid"), cur.get("generation", 0), cur.get("checksum")) == (
+            self.meta.get("uuid"), self.meta.get("generation", 0), self.meta.get("checksum"))
+        if not same or (cur.get("checksum") is None and cur != self.meta):
+            raise StoreError(
+                f"{self.path} changed since it was opened (generation {self.generation} -> "
+                f"{cur.get('generation', 0)}{', a different store' if cur.get('uuid') != self.meta.get('uuid') else ''}"
+                f", seen {when}): another writer committed. Reopen it with connectome_dask.open and retry"
+            )
+        return cur
+
     def write_synapse_columns(
         self,
         func: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
@@ -1499,7 +1787,40 @@ class Connectome:
         ``write_rois(tmpdir)``, if given). A failure or kill before that leaves
         the store exactly as it was.
 
-        Returns the re-opened :class:`Connectome`.
+        The store's writer lock is held throughout; the commit lands only if
+        meta.json still holds the generation this object was opened at
+        (checked at the start and right before the rename). Arrays replaced
+        by this commit stay until the next one, so readers of the previous
+        generation finish undisturbed.
+
+        Parameters
+        ----------
+        func
+            ``func(block, *args) -> {name: array}``.
+        inputs
+            Synapse columns read for ``func``.
+        outputs
+            New or replaced columns and their dtypes (never ``pre``/``post``:
+            they define the row order, the index and the connection table).
+        args
+            Extra arguments of ``func`` (delayed objects or futures for large ones).
+        write_rois
+            Fills the new ROI folder (must create ``rois.json``).
+        progress, desc
+            Progress bar switch and label.
+        meta_update
+            Keys to set in meta.json with the commit.
+
+        Returns
+        -------
+        Connectome
+            The re-opened store.
+
+        Raises
+        ------
+        StoreError
+            Another writer holds the lock, or committed since this object was
+            opened; an output is ``pre``/``post`` or has a bad name.
 
         Examples
         --------
@@ -1517,23 +1838,47 @@ class Connectome:
         """
         from ._compute import compute
 
+        for name in outputs:
+            safe_name(name, "synapse column")
+            if name in ("pre", "post"):
+                raise StoreError(
+                    f"write_synapse_columns cannot replace {name!r}: it defines the row order, the "
+                    "index and the connection table of the store; ingest the table again instead"
+                )
+        with writer_lock(self.path, StoreError):
+            self._check_current("before the write")
+            self.collect_garbage()
+            remove_leftovers(self.path)
+            new = self._write_locked(func, inputs, outputs, args, write_rois, progress, desc, meta_update, compute)
+            new.collect_garbage()
+        if _default is self:
+            set_default_connectome(new)
+        return new
+
+    def _write_locked(self, func, inputs, outputs, args, write_rois, progress, desc, meta_update,
+                      compute) -> Connectome:
         gen = self.generation + 1
         syn_root = _inside(self.path, self.meta["synapses"]["path"])
         idx_root = _inside(self.path, self.meta["index"]["path"])
         tag = f"g{gen}-{uuid.uuid4().hex[:6]}"
-        new_dirs = {}
-        for name, dt in outputs.items():
-            safe_name(name, "synapse column")
-            d = f"{name}.{tag}"
-            arr = _create_array(syn_root, d, self.n_synapses, str(np.dtype(dt)), self.chunk_rows)
-            del arr
-            new_dirs[name] = d
+        new_dirs: dict[str, str] = {}
+        new_bp: dict[str, str] = {}
         new_rois_rel = None
         try:
+            for name, dt in outputs.items():
+                d = f"{encode_name(name)}.{tag}"
+                new_dirs[name] = d
+                del_arr = _create_array(syn_root, d, self.n_synapses, str(np.dtype(dt)), self.chunk_rows)
+                del del_arr
             if write_rois is not None:
                 new_rois_rel = f"rois/{tag}"
-                rdir = self.path / new_rois_rel
-                rdir.mkdir(parents=True)
+                rroot = self.path / "rois"
+                if rroot.is_symlink():
+                    raise StoreError(f"{rroot} is a symlink; stores never hold symlinks (refusing to write)")
+                rroot.mkdir(exist_ok=True)
+                rdir = rroot / tag
+                rdir.mkdir()
+                write_marker(rdir, "rois")
                 write_rois(rdir)
                 if not (rdir / "rois.json").exists():
                     raise StoreError("write_rois must create rois.json")
@@ -1550,127 +1895,163 @@ class Connectome:
             bp = [c for c in outputs if c in BY_POST_COLUMNS and self.meta["index"].get("by_post") is not None]
             if bp:
                 _ensure_group(idx_root / "by_post")
-                post_off = self._index_array("post_offsets")[:]
+                post_off = self._read_index("post_offsets")
+                new_bp = {c: f"by_post/{encode_name(c)}.{tag}" for c in bp}
                 _post_order(
                     self._array_path("post"),
                     {c: syn_root / new_dirs[c] for c in bp},
-                    {c: idx_root / "by_post" / f"{c}.{tag}" for c in bp},
+                    {c: idx_root / new_bp[c] for c in bp},
                     post_off, self.n_synapses, self.chunk_rows, bucket=1 << 25,
                 )
-                new_bp = {c: f"by_post/{c}.{tag}" for c in bp}
-            else:
-                new_bp = {}
         except BaseException:
             for d in new_dirs.values():
-                shutil.rmtree(syn_root / d, ignore_errors=True)
-            for c in outputs:
-                shutil.rmtree(idx_root / "by_post" / f"{c}.{tag}", ignore_errors=True)
+                rmtree_real(syn_root / d)
+            for rel in new_bp.values():
+                rmtree_real(idx_root / rel)
             if new_rois_rel:
-                shutil.rmtree(self.path / new_rois_rel, ignore_errors=True)
+                rmtree_real(self.path / new_rois_rel)
             raise
         meta = json.loads(json.dumps(self.meta))
-        old = dict(meta["synapses"]["columns"])
-        old_bp = dict(meta["index"].get("by_post") or {})
         meta["synapses"]["columns"].update(new_dirs)
         if new_bp:
             meta["index"]["by_post"].update(new_bp)
-        old_rois = meta.get("rois")
+        checksums = dict(meta.get("checksums") or {})
         if new_rois_rel:
+            old_rois = meta.get("rois")
+            if old_rois:
+                checksums = {k: v for k, v in checksums.items() if not k.startswith(f"{old_rois}/")}
+            checksums.update(folder_digests(self.path, new_rois_rel))
             meta["rois"] = new_rois_rel
+        meta["checksums"] = checksums
         meta["generation"] = gen
         if meta_update:
             meta.update(meta_update)
-        write_json_atomic(self.path / "meta.json", meta)
-        # garbage: replaced arrays and ROI folder, and leftovers of killed writes
-        for name in new_dirs:
-            if name in old and old[name] != new_dirs[name]:
-                shutil.rmtree(syn_root / old[name], ignore_errors=True)
-            if name in old_bp and name in new_bp and old_bp[name] != new_bp[name]:
-                shutil.rmtree(idx_root / old_bp[name], ignore_errors=True)
-        if new_rois_rel and old_rois:
-            shutil.rmtree(self.path / old_rois, ignore_errors=True)
-        new = Connectome(self.path)
-        new.collect_garbage()
-        if _default is self:
-            set_default_connectome(new)
-        return new
+        # what the previous generation used and this one no longer does: kept
+        # until the next commit, so a reader of generation g - 1 can finish
+        meta["retained"] = sorted(_references(self.meta) - _references(meta))
+        write_meta(self.path, meta, before_replace=lambda: self._check_current("at the commit"))
+        return Connectome(self.path)
+
+    # -- garbage
+    def _entries(self) -> list[tuple[Path, str, bool]]:
+        """Every entry a write may leave in the store: (path, relative path, created by the package)."""
+        out: list[tuple[Path, str, bool]] = []
+
+        def scan(rel_dir: str, pattern: re.Pattern, want_dir: bool = True) -> None:
+            d = self.path / rel_dir if rel_dir else self.path
+            rel_parts = Path(rel_dir).parts if rel_dir else ()
+            cur = self.path
+            for part in rel_parts:  # never descend through a symlink
+                cur = cur / part
+                if cur.is_symlink():
+                    out.append((cur, cur.relative_to(self.path).as_posix(), False))
+                    return
+            if not d.is_dir():
+                return
+            for p in sorted(d.iterdir()):
+                if p.name in (MARKER, "zarr.json"):
+                    continue
+                rel = p.relative_to(self.path).as_posix()
+                if p.is_symlink():
+                    out.append((p, rel, False))
+                    continue
+                if want_dir != p.is_dir():
+                    continue
+                ours = bool(pattern.match(p.name)) and (read_marker(p) is not None if want_dir else True)
+                out.append((p, rel, ours))
+
+        syn = self.meta["synapses"]["path"]
+        idx = self.meta["index"]["path"]
+        scan(syn, _GEN_DIR)
+        scan(f"{idx}/by_post", _GEN_DIR)
+        scan("rois", _ROI_DIR)
+        out += [e for e in _scan_spill(self.path, idx)]
+        for p in sorted(self.path.iterdir()):
+            if p.name.startswith(".meta.json.tmp-") and not p.is_symlink() and p.is_file():
+                out.append((p, p.name, bool(_TXN_FILE.match(p.name)) and _is_meta_tmp(p)))
+        return out
 
     def unreferenced(self) -> list[Path]:
         """Files and folders in the store that meta.json does not reference (leftovers).
+
+        Entries still used by the previous generation (``meta["retained"]``)
+        are live. Symlinks found where the store keeps its arrays are listed
+        too (they are never followed or deleted).
 
         Examples
         --------
         >>> conn.unreferenced()
         []
         """
-        out = []
-        syn_root = self.path / self.meta["synapses"]["path"]
-        live = set(self.meta["synapses"]["columns"].values())
-        if syn_root.is_dir():
-            for p in syn_root.iterdir():
-                if p.is_dir() and p.name not in live:
-                    out.append(p)
-        bp_root = self.path / self.meta["index"]["path"] / "by_post"
-        live_bp = {Path(v).name for v in (self.meta["index"].get("by_post") or {}).values()}
-        if bp_root.is_dir():
-            for p in bp_root.iterdir():
-                if p.is_dir() and p.name not in live_bp:
-                    out.append(p)
-        idx_root = self.path / self.meta["index"]["path"]
-        if idx_root.is_dir():
-            out += [p for p in idx_root.iterdir() if p.name.startswith("_spill-")]
-        rois_root = self.path / "rois"
-        cur = self.meta.get("rois")
-        if rois_root.is_dir():
-            for p in rois_root.iterdir():
-                if cur is None or p.resolve() != (self.path / cur).resolve():
-                    out.append(p)
-        for p in self.path.iterdir():
-            if p.name.startswith(".meta.json.tmp"):
-                out.append(p)
-        return out
+        live = _references(self.meta) | set(self.meta.get("retained") or [])
+        index_fixed = {f"{self.meta['index']['path']}/by_post"}
+        return [p for p, rel, _ in self._entries() if rel not in live and rel not in index_fixed]
 
     def stale_siblings(self) -> list[Path]:
         """Temporary directories beside the store left by killed ingests or rewrites.
 
-        Reported by ``connectome-dask info --check`` but never deleted
-        automatically: an ingest running right now writes to such a directory.
+        Those with the package's marker are removed by the next write to this
+        store (under its writer lock); others are only reported.
 
         Examples
         --------
         >>> conn.stale_siblings()
         []
         """
-        return sorted(self.path.parent.glob(f".{self.path.name}.tmp-*")) + sorted(
-            self.path.parent.glob(f".{self.path.name}.old-*")
-        )
+        return sorted(set(self.path.parent.glob(f".{self.path.name}.tmp-*"))
+                      | set(self.path.parent.glob(f".{self.path.name}.old-*")))
 
     def collect_garbage(self) -> list[Path]:
         """Delete leftovers of interrupted writes; returns what was removed.
 
+        Only entries the store itself created are deleted: the name pattern
+        of a commit (``<column>.g<N>-<hex>``, ``rois/g<N>-<hex>``, ``_spill-<hex>``,
+        ``.meta.json.tmp-<hex>``) AND the package's marker file; symlinks are
+        never followed nor deleted. Unreferenced entries without the marker
+        stay (``connectome-dask info --check`` lists them).
+
         Examples
         --------
         >>> import shutil
+        >>> from connectome_dask._fsutil import write_marker
         >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
         >>> (copy.path / "synapses.zarr" / "pre.g9-dead00").mkdir()  # as if a write was killed
-        >>> [p.name for p in copy.collect_garbage()], copy.unreferenced()
-        (['pre.g9-dead00'], [])
+        >>> write_marker(copy.path / "synapses.zarr" / "pre.g9-dead00", "array")
+        >>> (copy.path / "synapses.zarr" / "mine").mkdir()  # not the package's: kept
+        >>> [p.name for p in copy.collect_garbage()], [p.name for p in copy.unreferenced()]
+        (['pre.g9-dead00'], ['mine'])
         """
-        gone = self.unreferenced()
-        for p in gone:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        live = _references(self.meta) | set(self.meta.get("retained") or [])
+        gone = []
+        for p, rel, ours in self._entries():
+            if not ours or rel in live or p.is_symlink():
+                continue
+            log.info("removing %s (not referenced by %s)", p, self.path / "meta.json")
+            rmtree_real(p)
+            gone.append(p)
         return gone
 
     # -- validation
     def check(self, deep: bool = True) -> list[str]:
         """Validate the store; return a list of problems (empty when valid).
 
-        Checks meta.json, the neuron table, every array's shape/dtype/chunking,
-        the index, the ROI folder, and (``deep``) that every chunk decodes,
-        ``pre``/``post`` are in range and sorted, ROI codes are valid.
+        Checks meta.json (and its checksum), the neuron table, every array's
+        shape/dtype/chunking and chunk files, the index, the ROI folder, the
+        file checksums, symlinks; and with ``deep`` every chunk of every array
+        of the current generation (CRC32C) and every index invariant:
+        ``pre``/``post`` in range and rows sorted by (pre, post), the offsets
+        equal the counts, the connection table equals a recount, ``post_perm``
+        is the (post, row) ordering of the rows and each ``by_post`` copy
+        equals its column in that order, ROI codes are valid.
+
+        Parameters
+        ----------
+        deep
+            Read and verify every chunk (minutes at whole-brain scale).
+
+        Returns
+        -------
+        list of str
 
         Examples
         --------
@@ -1679,6 +2060,23 @@ class Connectome:
         """
         problems: list[str] = []
         try:
+            problems += self._shallow_check()
+        except StoreError as e:
+            problems.append(str(e))
+        if deep and not problems:
+            try:
+                problems += self._deep_check()
+            except StoreError as e:
+                problems.append(str(e))
+        return problems
+
+    def _shallow_check(self) -> list[str]:
+        problems: list[str] = []
+        try:
+            _read_meta(self.path)
+        except StoreError as e:
+            return [str(e)]
+        try:
             neurons = self.neurons
             if not (neurons["index"].to_numpy() == np.arange(len(neurons))).all():
                 problems.append("neurons.parquet: 'index' column is not 0..n-1")
@@ -1686,66 +2084,216 @@ class Connectome:
                 problems.append("neurons.parquet: duplicate bodyId")
         except Exception as e:  # noqa: BLE001 - report, don't crash
             problems.append(f"neurons.parquet unreadable: {e}")
+        for p, _rel, _ in self._entries():
+            if p.is_symlink():
+                problems.append(f"{p} is a symlink; stores never hold symlinks")
         n = self.n_synapses
-        for c in self.synapse_columns:
+        arrays = self._arrays_of_generation()
+        for label, path, length in arrays:
             try:
-                a = self._array(c)
-            except Exception as e:  # noqa: BLE001
-                problems.append(f"synapse column {c!r}: cannot open ({e})")
+                a = _open_array_cached(str(path), self.token)
+            except StoreError as e:
+                problems.append(f"{label}: cannot open ({e})")
                 continue
-            if a.shape != (n,):
-                problems.append(f"synapse column {c!r}: shape {a.shape}, expected ({n},)")
-            if a.chunks != (self.chunk_rows,):
-                problems.append(f"synapse column {c!r}: chunks {a.chunks} differ from the store grid")
-            missing = _missing_chunks(self._array_path(c), n, self.chunk_rows)
+            if length is not None and a.shape != (length,):
+                problems.append(f"{label}: shape {a.shape}, expected ({length},)")
+            if label.startswith("synapse column") and a.chunks != (self.chunk_rows,):
+                problems.append(f"{label}: chunks {a.chunks} differ from the store grid")
+            missing = _missing_chunks(path, a.shape[0], a.chunks[0])
             if missing:
                 problems.append(
-                    f"synapse column {c!r}: chunk file(s) missing: {missing[:5]}"
-                    f"{' ...' if len(missing) > 5 else ''} (in {self._array_path(c)})"
+                    f"{label}: chunk file(s) missing: {missing[:5]}"
+                    f"{' ...' if len(missing) > 5 else ''} (in {path})"
                 )
+        del n
         if self.rois_path is not None and not (self.rois_path / "rois.json").exists():
             problems.append(f"ROI folder {self.rois_path} has no rois.json")
-        if deep and not problems:
-            problems += self._deep_check()
+        for rel, digest in sorted((self.meta.get("checksums") or {}).items()):
+            try:
+                p = _inside(self.path, rel)
+                if file_digest(p) != digest:
+                    problems.append(f"{p}: content does not match its checksum in meta.json")
+            except (OSError, StoreError) as e:
+                problems.append(f"{rel}: cannot verify its checksum ({e})")
         return problems
 
+    def _arrays_of_generation(self) -> list[tuple[str, Path, int | None]]:
+        """(label, path, expected length) of every array the current generation reads."""
+        n, nn = self.n_synapses, self.n_neurons
+        out: list[tuple[str, Path, int | None]] = []
+        for c in self.synapse_columns:
+            out.append((f"synapse column {c!r}", self._array_path(c), n))
+        out += [("index.zarr/pre_offsets", self._index_path("pre_offsets"), nn + 1),
+                ("index.zarr/post_offsets", self._index_path("post_offsets"), nn + 1),
+                ("index.zarr/post_perm", self._index_path("post_perm"), n)]
+        for c in (self.meta["index"].get("by_post") or {}):
+            out.append((f"index.zarr/by_post copy of {c!r}", self._by_post_path(c), n))  # type: ignore[arg-type]
+        if self.has_pair_table:
+            root = self.meta["index"]["pairs"]
+            for c in ("pre", "post", "weight"):
+                out.append((f"index.zarr/{root}/{c}", self._index_path(f"{root}/{c}"),
+                            int(self.meta["index"]["n_pairs"])))
+        return out
+
     def _deep_check(self) -> list[str]:
-        problems = []
-        nn = self.n_neurons
+        from ._agg_kernels import pair_runs
+
+        problems: list[str] = []
+        nn, n = self.n_neurons, self.n_synapses
         nroi = len(self.roi_names)
-        last = -1
-        pre_counts = np.zeros(nn, dtype=np.int64)
-        for s, e in self.partitions():
-            for c in self.synapse_columns:
+        # every chunk of every array decodes and passes its CRC32C
+        for label, path, _ in self._arrays_of_generation():
+            a = _open_array_cached(str(path), self.token)
+            c = a.chunks[0]
+            for s in range(0, a.shape[0], c):
                 try:
-                    a = self._array(c)[s:e]
-                except Exception as ex:  # noqa: BLE001
-                    problems.append(f"synapse column {c!r} rows {s}..{e}: unreadable ({ex})")
-                    return problems
-                if c in ("pre", "post") and len(a) and (a.min() < 0 or a.max() >= nn):
+                    _read_range(str(path), self.token, s, min(s + c, a.shape[0]))
+                except StoreError as ex:
+                    problems.append(f"{label} rows {s}..{min(s + c, a.shape[0])}: unreadable ({ex})")
+                    break
+        if problems:
+            return problems
+        last_key = -1
+        pre_counts = np.zeros(nn, dtype=np.int64)
+        post_counts = np.zeros(nn, dtype=np.int64)
+        h_row = 0
+        h_cols = {c: 0 for c in (self.meta["index"].get("by_post") or {})}
+        pairs_ok = self.has_pair_table
+        n_pairs = int(self.meta["index"].get("n_pairs") or 0)
+        pair_pos = 0
+        for s, e in self.partitions(align_pre=True):
+            block = self.read_synapses(self.synapse_columns, s, e)
+            pre, post = block["pre"], block["post"]
+            for c in ("pre", "post"):
+                a = block[c]
+                if len(a) and (a.min() < 0 or a.max() >= nn):
                     bad = int(np.flatnonzero((a < 0) | (a >= nn))[0]) + s
-                    problems.append(f"synapse column {c!r}: row {bad} out of range")
-                if c in ("roi_pre", "roi_post") and len(a) and (a.min() < -1 or a.max() >= nroi):
+                    problems.append(f"synapse column {c!r}: row {bad} out of range 0..{nn - 1}")
+                    return problems
+            for c in ("roi_pre", "roi_post"):
+                if c in block and len(block[c]) and (block[c].min() < -1 or block[c].max() >= nroi):
                     problems.append(f"synapse column {c!r}: ROI code outside -1..{nroi - 1}")
-                if c == "pre" and len(a):
-                    if a[0] < last or np.any(np.diff(a) < 0):
-                        problems.append(f"rows {s}..{e} not sorted by pre")
-                    last = int(a[-1])
-                    pre_counts += np.bincount(a, minlength=nn)
-        try:
-            off = self._index_array("pre_offsets")[:]
-            if not np.array_equal(np.diff(off), pre_counts):
-                problems.append("index.zarr/pre_offsets does not match the pre column")
-            if self.has_pair_table:
-                t = self.read_pairs()
-                if int(t["weight"].sum()) != self.n_synapses or (len(t["weight"]) and t["weight"].min() < 1):
-                    problems.append("index.zarr/pairs weights do not add up to the synapse count")
-                if not np.array_equal(np.bincount(t["pre"], weights=t["weight"], minlength=nn).astype(np.int64),
-                                      pre_counts):
-                    problems.append("index.zarr/pairs does not match the pre column")
-        except Exception as ex:  # noqa: BLE001
-            problems.append(f"index.zarr unreadable: {ex}")
+            key = (pre.astype(np.int64) << 32) | post.astype(np.int64)
+            if len(key) and (key[0] < last_key or np.any(np.diff(key) < 0)):
+                bad = s + (int(np.flatnonzero(np.diff(key) < 0)[0]) + 1 if np.any(np.diff(key) < 0) else 0)
+                problems.append(f"rows are not sorted by (pre, post) at row {bad}")
+            if len(key):
+                last_key = int(key[-1])
+            pre_counts += np.bincount(pre, minlength=nn)
+            post_counts += np.bincount(post, minlength=nn)
+            rows = np.arange(s, e, dtype=np.uint64)
+            h_row = (h_row + int(_mix(rows, post.astype(np.uint64)).sum(dtype=np.uint64))) & _M64
+            for c in h_cols:
+                h_cols[c] = (h_cols[c] + int(_mix(rows, _bits(block[c])).sum(dtype=np.uint64))) & _M64
+            if pairs_ok and len(pre):
+                up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
+                stored = self.read_pairs(start=pair_pos, stop=min(pair_pos + len(up), n_pairs))
+                if not (len(stored["pre"]) == len(up) and np.array_equal(stored["pre"], up)
+                        and np.array_equal(stored["post"], uq) and np.array_equal(stored["weight"], cnt)):
+                    problems.append(f"index.zarr/pairs differs from a recount of the synapse rows "
+                                    f"(pairs {pair_pos}..{pair_pos + len(up)}, rows {s}..{e})")
+                    pairs_ok = False
+                pair_pos += len(up)
+        if pairs_ok and pair_pos != n_pairs:
+            problems.append(f"index.zarr/pairs has {n_pairs} rows, a recount gives {pair_pos}")
+        pre_off = self._read_index("pre_offsets")
+        post_off = self._read_index("post_offsets")
+        if not np.array_equal(pre_off, np.concatenate([[0], np.cumsum(pre_counts)])):
+            problems.append("index.zarr/pre_offsets does not match the pre column")
+        if not np.array_equal(post_off, np.concatenate([[0], np.cumsum(post_counts)])):
+            problems.append("index.zarr/post_offsets does not match the post column")
+            return problems
+        # post_perm: (perm[k], owner(k)) must be the multiset {(row, post[row])} and rows
+        # must increase within each post neuron (a streaming, order-free comparison)
+        perm_path = self._index_path("post_perm")
+        h_perm = 0
+        h_bp = {c: 0 for c in h_cols}
+        c_len = self.chunk_rows
+        prev_owner, prev_row = -1, -1
+        for s in range(0, n, c_len):
+            e = min(s + c_len, n)
+            perm = _read_range(str(perm_path), self.token, s, e)
+            owner = np.searchsorted(post_off, np.arange(s, e), side="right") - 1
+            if len(perm) and (perm.min() < 0 or perm.max() >= n):
+                problems.append("index.zarr/post_perm holds row ids outside the table")
+                return problems
+            o = np.concatenate([[prev_owner], owner])
+            r = np.concatenate([[prev_row], perm])
+            if np.any((o[1:] == o[:-1]) & (r[1:] <= r[:-1])):
+                problems.append(f"index.zarr/post_perm is not in (post, row) order near position {s}")
+                return problems
+            prev_owner, prev_row = int(owner[-1]), int(perm[-1])
+            pu = perm.astype(np.uint64)
+            h_perm = (h_perm + int(_mix(pu, owner.astype(np.uint64)).sum(dtype=np.uint64))) & _M64
+            for c in h_bp:
+                vals = _read_range(str(self._by_post_path(c)), self.token, s, e)
+                h_bp[c] = (h_bp[c] + int(_mix(pu, _bits(vals)).sum(dtype=np.uint64))) & _M64
+        if h_perm != h_row:
+            problems.append("index.zarr/post_perm is not the (post, row) permutation of the rows")
+            return problems
+        for c in h_bp:
+            if h_bp[c] != h_cols[c]:
+                problems.append(f"index.zarr/by_post copy of {c!r} differs from the column")
         return problems
+
+
+def _references(meta: Mapping[str, Any]) -> set[str]:
+    """Relative paths (POSIX) of the entries a generation reads."""
+    syn, idx = meta["synapses"]["path"], meta["index"]["path"]
+    out = {f"{syn}/{d}" for d in meta["synapses"]["columns"].values()}
+    out |= {f"{idx}/{a}" for a in INDEX_ARRAYS}
+    out |= {f"{idx}/{v}" for v in (meta["index"].get("by_post") or {}).values()}
+    if meta["index"].get("pairs"):
+        out.add(f"{idx}/{meta['index']['pairs']}")
+    for key in ("rois", "skeletons", "neurons"):
+        if meta.get(key):
+            out.add(str(meta[key]))
+    return out
+
+
+def _scan_spill(root: Path, idx: str) -> list[tuple[Path, str, bool]]:
+    d = root / idx
+    if d.is_symlink() or not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.iterdir()):
+        if p.name.startswith("_spill-"):
+            rel = p.relative_to(root).as_posix()
+            ours = not p.is_symlink() and bool(_SPILL_DIR.match(p.name)) and read_marker(p) is not None
+            out.append((p, rel, ours))
+    return out
+
+
+def _is_meta_tmp(p: Path) -> bool:
+    """A temporary meta.json of a killed commit: empty or starting like one."""
+    try:
+        with p.open("rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head == b"" or b'"format": "connectome-dask"' in head or head in b'{\n "format": "connectome-dask"'
+
+
+_M64 = (1 << 64) - 1
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """splitmix64 of (a, b) pairs (uint64, wrapping): the summands of an order-free multiset hash."""
+    with np.errstate(over="ignore"):
+        z = a * np.uint64(0x9E3779B97F4A7C15) + (b ^ np.uint64(0xD1B54A32D192ED03))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """The raw bits of a numeric array as uint64 (floats compared bit for bit)."""
+    v = np.ascontiguousarray(values)
+    if v.dtype.kind == "b":
+        v = v.astype(np.uint8)
+    size = v.dtype.itemsize
+    u = v.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size])
+    return u.astype(np.uint64)
 
 
 def _missing_chunks(array_dir: Path, n: int, chunk_rows: int) -> list[int]:
@@ -1763,7 +2311,7 @@ def _ranges_to_rows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return (np.arange(total, dtype=np.int64) + rep).astype(np.int64)
 
 
-def _run_block(func, paths: Mapping[str, str], gen: int, start: int, stop: int, args, kwargs):
+def _run_block(func, paths: Mapping[str, str], gen: str, start: int, stop: int, args, kwargs):
     block = {c: _read_range(p, gen, start, stop) for c, p in paths.items()}
     return func(block, start, *args, **kwargs)
 
@@ -1783,7 +2331,7 @@ def _write_outputs(block, start, func, out_paths: Mapping[str, str], args):
 
 
 def _read_synapse_block(
-    part: tuple[int, int], paths: Mapping[str, str], gen: int, columns: Sequence[str] | None = None
+    part: tuple[int, int], paths: Mapping[str, str], gen: str, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Read one row range of synapse columns as a DataFrame (index = global row id).
 

@@ -98,10 +98,10 @@ st._build_index = patched
     # everything written except the new meta.json
     "meta": """
 orig = st.write_json_atomic
-def patched(path, obj):
+def patched(path, obj, **kw):
     if Path(path).name == "meta.json":
         _hold(MARKER, str(path))
-    return orig(path, obj)
+    return orig(path, obj, **kw)
 st.write_json_atomic = patched
 """,
 }
