@@ -256,10 +256,10 @@ def _empty_pairs(by_roi: bool) -> tuple:
 
 def _combine_pairs(parts: list[tuple]) -> tuple:
     """Concatenate ordered partial results, merging the pair that straddles each seam."""
+    by_roi = bool(parts) and len(parts[0]) == 4
     parts = [p for p in parts if len(p[0])]
     if not parts:
-        return _empty_pairs(False)
-    by_roi = len(parts[0]) == 4
+        return _empty_pairs(by_roi)
     pieces: list[tuple] = [parts[0]]
     for b in parts[1:]:
         a = pieces[-1]
@@ -339,7 +339,9 @@ def pair_counts(
     confidence
         Keep synapses with confidence strictly greater than this.
     min_weight
-        Drop rows whose count is below this (per (pair, roi) when ``by_roi``).
+        Drop rows whose count is below this (per (pair, roi) when ``by_roi``):
+        the count of all the pair's synapses that pass the other filters,
+        whatever the partitioning.
     progress
         Show a progress bar for whole-table scans.
     output
@@ -497,7 +499,7 @@ def _as_indices(conn: Connectome, spec: Any) -> np.ndarray | None:
 def _group_chunk(block, start, filt: _Filter, pre_code, post_code, n_post: int, min_weight: int):
     keep = filt.keep(block)
     upre, upost, cnt = K.pair_runs(block["pre"], block["post"], keep)
-    if min_weight > 1:
+    if min_weight > 1:  # the block holds whole pairs (partitions aligned to pre, or the index block)
         sel = cnt >= min_weight
         upre, upost, cnt = upre[sel], upost[sel], cnt[sel]
     lo, hi = K.code_range(upre, np.ones(len(upre), dtype=bool), pre_code)
@@ -544,7 +546,8 @@ def group_counts(
     n_pre, n_post
         Number of groups on each side.
     min_weight
-        Neuron pairs with fewer synapses are left out before grouping.
+        Neuron pairs with fewer synapses (all of the pair's synapses that pass
+        the filters, whatever the partitioning) are left out before grouping.
 
     Each partition accumulates only the block of group rows its presynaptic
     neurons touch, so neurons ordered by group make the partial blocks small.
@@ -577,9 +580,12 @@ def group_counts(
         from dask.delayed import delayed
 
         args = delayed((filt, pre_code, post_code), pure=True)
+        # min_weight judges whole neuron pairs: partitions then start at
+        # presynaptic-neuron boundaries, so no pair's rows are split between
+        # two tasks (each would test only its part against the threshold)
         parts = conn.map_partitions(
             _group_chunk_packed, cols, args, n_post, min_weight, name="group-counts",
-            partition_rows=_group_partition_rows(conn, n_pre, n_post),
+            partition_rows=_group_partition_rows(conn, n_pre, n_post), align_pre=min_weight > 1,
         )
         (res,) = compute(tree_reduce(parts, _combine_groups, name="group-counts-combine"), progress=progress)
         lo, part = res
@@ -675,7 +681,9 @@ def adjacency(
     rois
         Count only synapses whose postsynaptic site is in these ROIs.
     min_weight
-        Neuron pairs with fewer synapses are dropped (before grouping).
+        Neuron pairs with fewer synapses are dropped (before grouping): the
+        count is over all of the pair's synapses that pass the ``rois`` and
+        ``confidence`` filters, whatever the partitioning or path.
     confidence
         Keep synapses with confidence strictly above this.
 
