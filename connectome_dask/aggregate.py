@@ -117,40 +117,41 @@ _check_dense = check_dense  # short private alias used across modules
 def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
     """Turn a neuron selection into sorted unique dense indices (``None`` = all neurons).
 
-    Accepts ``None``, a ``NeuronCriteria`` (or anything neuprint-style criteria
-    coercion accepts: int / list of ints as body IDs, str / list of str as
-    type-or-instance, a DataFrame with a ``bodyId`` column), or a boolean mask
-    over ``conn.neurons``.
+    Accepts ``None``; body IDs: an int or any collection of ints (list, tuple,
+    set, numpy array, pandas Series / Index, any other iterable; always body
+    IDs, never positional indices, see :func:`~connectome_dask.criteria.body_ids_of`;
+    an unknown ID raises ``KeyError``, an empty collection selects no neuron);
+    a ``NeuronCriteria`` (or anything neuprint-style criteria coercion
+    accepts: str / list of str as type-or-instance, a DataFrame with a
+    ``bodyId`` column); or a boolean mask over ``conn.neurons`` (the way to
+    pass dense indices).
 
     Examples
     --------
     >>> resolve_neurons(conn, None) is None
     True
-    >>> resolve_neurons(conn, [some_body]).tolist()
-    [0]
+    >>> resolve_neurons(conn, [some_body]).tolist(), resolve_neurons(conn, np.array([some_body])).tolist()
+    ([0], [0])
     >>> kc = resolve_neurons(conn, "KC.*")  # a type pattern
     >>> kc.dtype, bool((conn.neurons.type.iloc[kc] == "KCg-m").all())
     (dtype('int32'), True)
     """
+    from .criteria import _materialize, body_ids_of, copy_as_neuroncriteria
+
     if spec is None:
         return None
+    if isinstance(spec, pd.Series | pd.Index) and spec.dtype == bool:
+        spec = spec.to_numpy()
     if isinstance(spec, np.ndarray) and spec.dtype == bool:
         if len(spec) != conn.n_neurons:
             raise ValueError(f"boolean neuron mask has length {len(spec)}, expected {conn.n_neurons}")
         return np.flatnonzero(spec).astype(np.int32)
-    if isinstance(spec, pd.Series) and spec.dtype == bool:
-        return resolve_neurons(conn, spec.to_numpy())
-    # body IDs given directly: no criteria machinery needed
-    if isinstance(spec, int | np.integer):
-        spec = [spec]
     if isinstance(spec, pd.DataFrame) and "bodyId" in spec.columns:
         spec = spec["bodyId"].to_numpy()
-    if isinstance(spec, list | tuple | np.ndarray | pd.Series | pd.Index) and all(
-        isinstance(x, int | np.integer) for x in spec
-    ):
-        return np.unique(conn.body_to_index(np.asarray(spec, dtype=np.int64)))
-    from .criteria import copy_as_neuroncriteria
-
+    spec = _materialize(spec)  # a generator is read once
+    ids = body_ids_of(spec)
+    if ids is not None:  # body IDs given directly: no criteria machinery needed
+        return np.unique(conn.body_to_index(ids)).astype(np.int32)
     crit = copy_as_neuroncriteria(spec)
     mask = crit.mask(conn)
     return np.flatnonzero(np.asarray(mask)).astype(np.int32)
@@ -327,8 +328,11 @@ def pair_counts(
     conn
         The connectome.
     pre, post
-        Neurons on each side: ``None`` (all), dense indices (int array), or
-        any neuron selection :func:`resolve_neurons` accepts.
+        Neurons on each side: ``None`` (all), body IDs (an int or any
+        collection of ints: list, tuple, set, numpy array, pandas Series /
+        Index...; never positional indices), a boolean mask over
+        ``conn.neurons`` (dense indices), or any neuron selection
+        :func:`resolve_neurons` accepts.
     rois
         Keep only synapses whose postsynaptic site lies in these ROIs (names,
         or an int array of ROI codes). A connection's ROI is its postsynaptic
@@ -368,12 +372,26 @@ def pair_counts(
     >>> by_roi.columns.tolist(), int(by_roi.weight.sum()) == int(conn.neurons.pre.iloc[0])
     (['pre', 'post', 'roi', 'weight'], True)
     """
-    pre_idx = _as_indices(conn, pre)
-    post_idx = _as_indices(conn, post)
-    if isinstance(rois, np.ndarray) and rois.dtype.kind in "iu":
-        roi_codes = rois
-    else:
-        roi_codes = resolve_rois(conn, rois)
+    return _pair_counts(
+        conn, resolve_neurons(conn, pre), resolve_neurons(conn, post), rois=rois, by_roi=by_roi,
+        confidence=confidence, min_weight=min_weight, progress=progress, output=output,
+    )
+
+
+def _pair_counts(
+    conn: Connectome,
+    pre_idx: np.ndarray | None,
+    post_idx: np.ndarray | None,
+    *,
+    rois: Iterable[str] | np.ndarray | None = None,
+    by_roi: bool = False,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    progress: bool | None = None,
+    output: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """:func:`pair_counts` of neurons already resolved to dense indices (``None`` = all)."""
+    roi_codes = _roi_codes(conn, rois)
     if by_roi and "roi_post" not in conn.synapse_columns:
         raise KeyError(f"{conn.path} has no roi_post column; run Connectome.assign_rois first")
     filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
@@ -482,15 +500,11 @@ def _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, output:
     return dd.read_parquet(str(output))
 
 
-def _as_indices(conn: Connectome, spec: Any) -> np.ndarray | None:
-    if spec is None:
-        return None
-    if isinstance(spec, np.ndarray) and spec.dtype.kind in "iu":
-        idx = np.unique(spec.astype(np.int64))
-        if len(idx) and (idx[0] < 0 or idx[-1] >= conn.n_neurons):
-            raise IndexError(f"neuron index out of range [0, {conn.n_neurons})")
-        return idx.astype(np.int32)
-    return resolve_neurons(conn, spec)
+def _roi_codes(conn: Connectome, rois: Any) -> np.ndarray | None:
+    """ROI codes of a ``rois`` argument: an int array is codes, anything else names."""
+    if isinstance(rois, np.ndarray) and rois.dtype.kind in "iu":
+        return rois
+    return resolve_rois(conn, rois)
 
 
 # ----------------------------------------------------------------------------- grouped counts
@@ -545,6 +559,11 @@ def group_counts(
         on that side, ``-1`` to leave the neuron out.
     n_pre, n_post
         Number of groups on each side.
+    pre, post
+        Neurons counted on each side, as in :func:`pair_counts` (body IDs in
+        any container, a boolean mask, criteria; ``None`` = all).
+    rois, confidence
+        Row filters, as in :func:`pair_counts`.
     min_weight
         Neuron pairs with fewer synapses (all of the pair's synapses that pass
         the filters, whatever the partitioning) are left out before grouping.
@@ -561,14 +580,33 @@ def group_counts(
     >>> M.shape, M.dtype, int(M.sum()) == conn.n_synapses
     ((2, 2), dtype('int64'), True)
     """
+    return _group_counts(
+        conn, pre_codes, post_codes, n_pre, n_post, resolve_neurons(conn, pre), resolve_neurons(conn, post),
+        rois=rois, confidence=confidence, min_weight=min_weight, progress=progress,
+    )
+
+
+def _group_counts(
+    conn: Connectome,
+    pre_codes: np.ndarray,
+    post_codes: np.ndarray,
+    n_pre: int,
+    n_post: int,
+    pre_idx: np.ndarray | None,
+    post_idx: np.ndarray | None,
+    *,
+    rois: Iterable[str] | np.ndarray | None = None,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """:func:`group_counts` of neurons already resolved to dense indices (``None`` = all)."""
     _check_dense((n_pre, n_post), 8, "the grouped matrix")
     pre_code = np.asarray(pre_codes, dtype=np.int64)
     post_code = np.asarray(post_codes, dtype=np.int64)
     if len(pre_code) != conn.n_neurons or len(post_code) != conn.n_neurons:
         raise ValueError(f"pre_codes/post_codes must have one entry per neuron ({conn.n_neurons})")
-    pre_idx = _as_indices(conn, pre)
-    post_idx = _as_indices(conn, post)
-    roi_codes = rois if isinstance(rois, np.ndarray) else resolve_rois(conn, rois)
+    roi_codes = _roi_codes(conn, rois)
     filt = _Filter(conn, pre_idx, post_idx, roi_codes, confidence)
     cols = filt.columns(False)
     block = _index_block(conn, pre_idx, post_idx, cols)
@@ -672,8 +710,10 @@ def adjacency(
     conn
         The connectome.
     pre, post
-        Neurons on each axis: ``None`` (all), ``NeuronCriteria``, body IDs,
-        or a DataFrame with ``bodyId``.
+        Neurons on each axis: ``None`` (all), ``NeuronCriteria``, body IDs
+        (an int or any collection of ints: list, tuple, set, numpy array,
+        pandas Series / Index...; never positional indices), a boolean mask
+        over ``conn.neurons``, or a DataFrame with ``bodyId``.
     by
         ``"bodyId"`` for a neuron x neuron matrix (``sparse.COO`` data), or any
         annotation column (e.g. ``"type"``) to sum over its values (dense
@@ -710,8 +750,10 @@ def adjacency(
     import sparse
     import xarray as xr
 
-    pre_idx = _as_indices(conn, pre)
-    post_idx = _as_indices(conn, post)
+    pre_idx = resolve_neurons(conn, pre)
+    post_idx = resolve_neurons(conn, post)
+    if rois is not None and not isinstance(rois, str | np.ndarray):
+        rois = list(rois)  # any iterable of names, read once (attrs and the counts both use it)
     neurons = conn.neurons
     attrs = {
         "dataset": conn.meta.get("name"),
@@ -726,9 +768,8 @@ def adjacency(
     all_pre = np.arange(conn.n_neurons) if pre_idx is None else pre_idx
     all_post = np.arange(conn.n_neurons) if post_idx is None else post_idx
     if by == "bodyId":
-        df = pair_counts(
-            conn, pre=pre_idx, post=post_idx, rois=rois, confidence=confidence,
-            min_weight=min_weight, progress=progress,
+        df = _pair_counts(
+            conn, pre_idx, post_idx, rois=rois, confidence=confidence, min_weight=min_weight, progress=progress,
         )
         pos_pre = np.full(conn.n_neurons, -1, dtype=np.int64)
         pos_pre[all_pre] = np.arange(len(all_pre))
@@ -768,8 +809,8 @@ def adjacency(
     remap_post[post_groups] = np.arange(len(post_groups))
     pc = np.where(pre_code >= 0, remap_pre[pre_code], -1)
     qc = np.where(post_code >= 0, remap_post[post_code], -1)
-    mat = group_counts(
-        conn, pc, qc, len(pre_groups), len(post_groups), pre=pre_idx, post=post_idx,
+    mat = _group_counts(
+        conn, pc, qc, len(pre_groups), len(post_groups), pre_idx, post_idx,
         rois=rois, confidence=confidence, min_weight=min_weight, progress=progress,
     )
     lab = np.array(labels, dtype=object)

@@ -47,6 +47,7 @@ __all__ = [
     "UnknownColumnError",
     "RoiModel",
     "copy_as_neuroncriteria",
+    "body_ids_of",
     "neuron_roi_table",
     "NOT_PRIMARY",
 ]
@@ -452,8 +453,69 @@ def _as_list(v: Any) -> list:
     if isinstance(v, str | _NullSentinel) or np.isscalar(v):
         return [v]
     if isinstance(v, pd.Series | pd.Index | np.ndarray):
-        return list(v.tolist())
+        return list(np.ravel(v).tolist() if isinstance(v, np.ndarray) else v.tolist())
     return list(v)
+
+
+def _materialize(obj: Any) -> Any:
+    """A one-shot iterable (generator, ``dict.keys()``, ``range``...) as a list; anything else as is.
+
+    Neuron selections may be any iterable of body IDs; reading it once here
+    keeps a generator from being consumed by a first type check.
+    """
+    if obj is None or isinstance(
+        obj, str | bytes | Mapping | pd.DataFrame | pd.Series | pd.Index | np.ndarray | list | tuple | set
+        | frozenset | NeuronCriteria
+    ):
+        return obj
+    if isinstance(obj, Iterable):
+        return list(obj)
+    return obj
+
+
+def body_ids_of(obj: Any) -> np.ndarray | None:
+    """int64 body IDs when ``obj`` names neurons by body ID; ``None`` when it does not.
+
+    Body IDs are an int (not a bool) or a collection of ints: list, tuple,
+    set, frozenset, a numpy integer array, a pandas Series or Index of ints,
+    or any other iterable of ints (read once). ``None`` items are dropped, as
+    neuPrint does; an empty collection is an empty selection. Integers are
+    always body IDs, never positional indices, whatever the container.
+    Strings, bools, floats, boolean masks and criteria are not body IDs.
+
+    Examples
+    --------
+    >>> body_ids_of([5, 6]).tolist(), body_ids_of(np.array([5, 6], np.uint64)).tolist()
+    ([5, 6], [5, 6])
+    >>> body_ids_of(x for x in (7, None)).tolist(), body_ids_of({8}).tolist(), body_ids_of(9).tolist()
+    ([7], [8], [9])
+    >>> body_ids_of("KC.*") is None, body_ids_of(np.array([True, False])) is None, body_ids_of([1.5]) is None
+    (True, True, True)
+    """
+    obj = _materialize(obj)
+    if isinstance(obj, bool | np.bool_):
+        return None
+    if isinstance(obj, int | np.integer):
+        return np.array([int(obj)], dtype=np.int64)
+    if isinstance(obj, pd.Series | pd.Index):
+        if pd.api.types.is_integer_dtype(obj.dtype) and obj.hasnans:
+            obj = obj.dropna()  # nullable integers: missing values are dropped like None
+        obj = obj.to_numpy()
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "iu":
+            return obj.ravel().astype(np.int64)
+        if obj.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if obj.dtype != object:
+            return None
+        obj = obj.ravel().tolist()
+    if isinstance(obj, list | tuple | set | frozenset):
+        real = [x for x in obj if x is not None and x is not pd.NA]
+        if not real:
+            return np.zeros(0, dtype=np.int64) if len(obj) == 0 else None
+        if all(isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_) for x in real):
+            return np.array([int(x) for x in real], dtype=np.int64)
+    return None
 
 
 _STANDARD = (
@@ -477,7 +539,9 @@ class NeuronCriteria:
         letter so ``NeuronCriteria("MBON01")`` fails loudly instead of being
         taken as a type.
     bodyId
-        Body ID or list of body IDs. Unknown IDs simply match nothing.
+        Body ID or body IDs: a list, tuple, set, numpy array, pandas Series /
+        Index or any other iterable of ints (always body IDs, never positional
+        indices). Unknown IDs simply match nothing.
     type, instance
         Strings (or lists). Matched as full-string regular expressions when
         ``regex`` is True; ``regex="guess"`` (default) turns regex matching on
@@ -541,14 +605,10 @@ class NeuronCriteria:
                 "(NeuronCriteria(type=...)), or pass them directly to the query function"
             )
         self.matchvar = matchvar
-        bids = _as_list(bodyId)
-        try:
-            arr = np.asarray(bids)
-            if len(bids) and not np.issubdtype(arr.dtype, np.integer):
-                raise TypeError
-            self.bodyId = [int(b) for b in bids]
-        except (TypeError, ValueError):
-            raise CriteriaError(f"bodyId must be an integer or a list of integers, got {bodyId!r}") from None
+        ids = body_ids_of(bodyId) if bodyId is not None else np.zeros(0, dtype=np.int64)
+        if ids is None:
+            raise CriteriaError(f"bodyId must be an integer or a collection of integers, got {bodyId!r}")
+        self.bodyId = ids.tolist()
         self.type = _as_list(type)
         self.instance = _as_list(instance)
         for name, vals in (("type", self.type), ("instance", self.instance)):
@@ -819,9 +879,11 @@ def _match(s: pd.Series, values: list, regex: bool, name: str) -> np.ndarray:
 def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
     """Coerce a query argument into :class:`NeuronCriteria` (neuprint's rules).
 
-    ``NeuronCriteria`` -> a copy; ``None`` -> all neurons; int or list of ints
-    -> ``bodyId``; str or list of str -> ``type`` OR ``instance``; a DataFrame
-    -> its ``bodyId`` column. Empty lists and anything else are errors.
+    ``NeuronCriteria`` -> a copy; ``None`` -> all neurons; int or any
+    collection of ints (list, tuple, set, numpy array, pandas Series / Index,
+    other iterables; see :func:`body_ids_of`) -> ``bodyId``, never positional
+    indices; str or list of str -> ``type`` OR ``instance``; a DataFrame ->
+    its ``bodyId`` column. Empty lists and anything else are errors.
 
     Examples
     --------
@@ -843,15 +905,15 @@ def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
         return NeuronCriteria(type=obj, instance=obj, client=client)
     if isinstance(obj, bool | np.bool_):
         raise CriteriaError(f"cannot build NeuronCriteria from {obj!r}")
-    if isinstance(obj, int | np.integer):
-        return NeuronCriteria(bodyId=int(obj), client=client)
-    if isinstance(obj, pd.Series | pd.Index | np.ndarray | list | tuple | set):
-        items = list(obj.tolist() if hasattr(obj, "tolist") else obj)
+    obj = _materialize(obj)  # any iterable, read once
+    ids = body_ids_of(obj)
+    if ids is not None and len(ids):
+        return NeuronCriteria(bodyId=ids, client=client)
+    if isinstance(obj, pd.Series | pd.Index | np.ndarray | list | tuple | set | frozenset):
+        items = _as_list(obj)
         real = [x for x in items if x is not None]
         if not real:
             raise CriteriaError(f"cannot build NeuronCriteria from an empty or all-None list {obj!r}")
-        if all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in real):
-            return NeuronCriteria(bodyId=real, client=client)
         if all(isinstance(x, str) for x in real):
             return NeuronCriteria(type=items, instance=items, client=client)
     raise CriteriaError(f"cannot build NeuronCriteria from {obj!r}; construct one explicitly")

@@ -267,7 +267,7 @@ def fetch_adjacencies(
     >>> conn_df.roi.unique().tolist()
     ['MB_R']
     """
-    from .aggregate import pair_counts
+    from .aggregate import _pair_counts
 
     conn = _conn(client)
     model = RoiModel.of(conn)
@@ -292,9 +292,9 @@ def fetch_adjacencies(
         pc = pd.DataFrame({"pre": np.zeros(0, np.int32), "post": np.zeros(0, np.int32),
                            "roi": np.zeros(0, np.int16), "weight": np.zeros(0, np.int64)})
     elif "roi_post" in conn.synapse_columns:
-        pc = pair_counts(conn, pre=pre_idx, post=post_idx, by_roi=True, progress=progress)
+        pc = _pair_counts(conn, pre_idx, post_idx, by_roi=True, progress=progress)
     else:
-        pc = pair_counts(conn, pre=pre_idx, post=post_idx, progress=progress)
+        pc = _pair_counts(conn, pre_idx, post_idx, progress=progress)
         pc["roi"] = np.int16(-1)
     conn_df, totals = _roi_rows(conn, model, pc, include_nonprimary)
     if rois_l:
@@ -873,7 +873,7 @@ def get_connectivity(
     >>> edges.weight.is_monotonic_decreasing, int(edges.weight.min()) >= 3
     (True, True)
     """
-    from .aggregate import pair_counts
+    from .aggregate import _pair_counts
 
     conn = _conn(client)
     if not upstream and not downstream:
@@ -885,9 +885,9 @@ def get_connectivity(
     parts = []
     if len(idx) and min_size is None:
         if downstream:
-            parts.append(pair_counts(conn, pre=idx, progress=progress))
+            parts.append(_pair_counts(conn, idx, None, progress=progress))
         if upstream:
-            up = pair_counts(conn, post=idx, progress=progress)
+            up = _pair_counts(conn, None, idx, progress=progress)
             if downstream:  # rows with both sides in idx were already counted
                 up = up[~np.isin(up["pre"].to_numpy(), idx)]
             parts.append(up)
@@ -942,7 +942,7 @@ def get_adjacency(
     >>> sym.index.equals(sym.columns), int(sym.to_numpy().sum()) == int(adj.to_numpy().sum())
     (True, True)
     """
-    from .aggregate import _check_dense, pair_counts
+    from .aggregate import _check_dense, _pair_counts
 
     conn = _conn(client)
     if pre_ids is None and post_ids is None:
@@ -959,8 +959,7 @@ def get_adjacency(
             pc = pd.DataFrame({"pre": np.zeros(0, np.int64), "post": np.zeros(0, np.int64),
                                "weight": np.zeros(0, np.int64)})
         else:
-            raw = pair_counts(conn, pre=pre_idx, post=post_idx, min_weight=max(int(threshold), 1),
-                              progress=progress)
+            raw = _pair_counts(conn, pre_idx, post_idx, min_weight=max(int(threshold), 1), progress=progress)
             pc = pd.DataFrame({"pre": body[raw["pre"].to_numpy()], "post": body[raw["post"].to_numpy()],
                                "weight": raw["weight"].to_numpy(np.int64)})
         if clean:
