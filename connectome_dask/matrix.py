@@ -661,8 +661,8 @@ def _pairs_from_store(
     universe = _str_array(conn.neurons["bodyId"])
     pre = post = None
     if scope == "annotated_only":
-        ok = np.flatnonzero(ann.positions(universe) >= 0).astype(np.int32)
-        if len(ok) < len(universe):
+        ok = ann.positions(universe) >= 0  # a boolean mask over the store's neurons
+        if not ok.all():
             pre = post = ok
     df = pair_counts(
         conn, pre=pre, post=post, rois=rois, by_roi=by_roi, confidence=confidence, min_weight=min_weight, progress=progress
