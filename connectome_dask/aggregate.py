@@ -219,7 +219,9 @@ class _Filter:
         self.conf_cols = _confidence_columns(conn) if confidence is not None else []
         if confidence is not None and not self.conf_cols:
             raise KeyError(f"{conn.path}: no confidence column to threshold")
-        self.thr = float(confidence) if confidence is not None else 0.0
+        # compared as float32, the stored precision (as SynapseCriteria and the queries do):
+        # a stored float32(0.3) is not > 0.3
+        self.thr = float(np.float32(confidence)) if confidence is not None else 0.0
 
     def columns(self, need_roi: bool) -> list[str]:
         cols = ["pre", "post"]

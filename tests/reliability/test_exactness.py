@@ -43,7 +43,7 @@ from connectome_dask import aggregate as A
 from connectome_dask import criteria as C
 from connectome_dask import queries as Q
 from connectome_dask.criteria import NeuronCriteria, SynapseCriteria
-from connectome_dask.store import StoreWriter
+from connectome_dask.store import StoreWriter, write_store
 
 pytestmark = [
     pytest.mark.timeout(600),
@@ -565,3 +565,15 @@ def test_roi_names_in_any_container(stores, container):
         want = dense_of(conn.adjacency(by="type", rois=["R0", "SUP"], min_weight=2))
         got = dense_of(conn.adjacency(by="type", rois=make(["R0", "SUP"]), min_weight=2))
     assert want.sum() > 0 and np.array_equal(got, want)
+
+
+def test_confidence_threshold_compares_at_stored_precision(tmp_path):
+    """A stored float32(0.3) is not above a 0.3 threshold, in adjacency as in SynapseCriteria."""
+    neurons = pd.DataFrame({"bodyId": [1, 2, 3]})
+    syn = pd.DataFrame({"pre": np.array([0, 0, 1], np.int32), "post": np.array([1, 2, 2], np.int32),
+                        "confidence": np.array([0.3, 0.3, 0.9], np.float32)})
+    conn = write_store(tmp_path / "s", neurons, syn)
+    got = conn.adjacency(confidence=0.3, progress=False)
+    expected = int((syn["confidence"] > np.float32(0.3)).sum())  # float32 comparison
+    assert expected == 1
+    assert int(got.data.sum()) == expected
