@@ -474,31 +474,23 @@ def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder
 
 
 def _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, output: Path, progress):
-    import uuid
-
     import dask.dataframe as dd
     from dask.delayed import delayed
 
-    from .store import StoreError, replace_dir
+    from ._fsutil import atomic_dir
+    from .store import StoreError
 
-    if output.exists() and not (output / "_pair_counts").exists():
-        raise StoreError(f"{output} exists and is not a pair-count output; refusing to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    def is_output(p: Path) -> bool:
+        return (p / "_pair_counts").is_file()
+
+    # replaces only an earlier pair-count output; written beside it and renamed into place
+    with atomic_dir(output, "pair-counts", overwrite=True, error=StoreError, recognise=is_output) as tmp:
         parts = conn.map_partitions(
             _pairs_part_to_parquet, cols, delayed(filt, pure=True), by_roi, names, min_weight, str(tmp),
             name="pair-counts-parquet", align_pre=True,
         )
         compute(*parts, progress=progress)
         (tmp / "_pair_counts").write_text(json.dumps({"store": str(conn.path), "columns": names}))
-        replace_dir(tmp, output)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dd.read_parquet(str(output))
 
 
