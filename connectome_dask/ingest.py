@@ -42,7 +42,16 @@ explicit ``columns=``
 
 Other source columns are ignored. Body IDs are 64-bit integers; IDs stored as
 floating point are accepted only when they are whole numbers below 2**53
-(larger floats have already lost digits).
+(larger floats have already lost digits). IDs given as text (every CSV ID
+column is read as text) must be plain decimal integers: ``0x1F``, ``1e3``,
+``inf`` or ``1_000`` are refused, never guessed. Store columns are float32:
+a value that does not fit (``1e39``, or a voxel coordinate times
+``voxel_size``) is an error, not ``inf``.
+
+ROI names and store column names follow the package's one name rule
+(:func:`connectome_dask._fsutil.check_name`): any printable name without
+``/``, ``\\``, NUL or a line break, not ``.`` or ``..`` (real names such as
+``CRE(-ROB,-RUB)(R)`` or ``a'L(R)`` pass).
 
 Units
 -----
@@ -65,14 +74,25 @@ annotations), ordered by ``bodyId``. ``pre``/``post`` are recomputed from the
 ingested synapses; a source table's own ``pre``/``post`` columns are kept as
 ``pre_source``/``post_source``.
 
-Error rows are reported as 0-based data rows within their file (the CSV
-header is not counted).
+Errors
+------
+Every problem with the input is an :class:`IngestError` (a
+:class:`~connectome_dask.store.StoreError`) naming the file, column, row and
+value where one applies: damaged files (truncated, corrupt pages, failed
+Parquet page checksums, which are verified on read), text that is not UTF-8,
+mixed-type or too deeply nested neuron table columns (checked before the
+synapse passes), degenerate parameters, and OS errors while writing (disk
+full, permission denied). Error rows are reported as 0-based data rows within
+their file (the CSV header is not counted).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import numbers
+import operator
 import os
 import re
 import sys
@@ -88,7 +108,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreError, StoreWriter, safe_name
+from ._fsutil import check_name
+from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreError, StoreWriter
 
 __all__ = [
     "DIALECTS",
@@ -104,6 +125,10 @@ DEFAULT_BUCKET_ROWS = 1 << 22
 # record batches read ahead by the scanner (each holds batch_rows rows of every read column)
 _READAHEAD = 1
 _MAX_EXACT_FLOAT = 2.0**53
+_MAX_CHUNK_ROWS = 1 << 27  # a larger Zarr chunk of int64 exceeds the codecs' 2 GiB limit
+_MAX_NESTING = 64  # nesting depth of list/dict values in a neuron table
+# body IDs given as text: plain decimal numbers only (no hex, exponent, inf, '_')
+_DECIMAL = r"^[+-]?[0-9]+(\.[0-9]*)?$"
 _NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
 _VOXEL_UNITS = {"voxel", "voxels", "vx"}
 _POSITION_TARGETS = ("x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post", "x", "y", "z")
@@ -206,36 +231,168 @@ def _is_data_file(p: Path) -> bool:
 _CSV_BLOCK_BYTES = 1 << 24  # CSV read block (types are inferred from a file's first block)
 
 
-def _file_format(fmt: str):
+def _file_format(fmt: str, text_columns: Sequence[str] = ()):
+    """The dataset format of ``fmt``; CSV ``text_columns`` are read as text, not inferred.
+
+    Body ID columns of CSV files are read as text (bytes) so that only plain
+    decimal integers are accepted (Arrow's inference would turn ``1e3`` into 1000.0).
+    Parquet page checksums (CRC32, when the writer stored them) are verified.
+    """
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
-        return ds.CsvFileFormat(read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+        return ds.CsvFileFormat(
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            # bytes, not string: text that is not UTF-8 is then named by row (see _as_text)
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in text_columns}),
+        )
     if fmt == "parquet":
         # no pre-buffering of whole row groups: measured 688 -> 227 MB of Arrow memory
         # (and faster) streaming a 5 M-row CAVE table in 1 Mi-row batches
         return ds.ParquetFileFormat(
-            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+                pre_buffer=False, page_checksum_verification=True
+            )
         )
     return fmt
+
+
+def _read_error(file: str, e: BaseException) -> IngestError:
+    return IngestError(f"{file}: cannot read the file ({type(e).__name__}: {e})", file=file)
+
+
+def _schema_of(frag: Any, file: str) -> pa.Schema:
+    """A fragment's schema, with unreadable files and non-UTF-8 headers as :class:`IngestError`."""
+    try:
+        schema = frag.physical_schema
+        list(schema.names)
+    except UnicodeDecodeError as e:
+        raise IngestError(
+            f"{file}: the column names (header) are not valid UTF-8 text ({e})", file=file
+        ) from None
+    except (pa.ArrowException, OSError) as e:
+        raise _read_error(file, e) from None
+    return schema
+
+
+def _count_rows(src: _Source) -> int:
+    """Rows of a Parquet/IPC source from the file footers; an unreadable file is named."""
+    try:
+        return int(src.dataset.count_rows())
+    except (pa.ArrowException, OSError):
+        pass
+    total = 0
+    for file, frag in src.fragments():
+        _schema_of(frag, file)
+        try:
+            total += frag.count_rows()
+        except (pa.ArrowException, OSError) as e:
+            raise _read_error(file, e) from None
+    return total
+
+
+def _frame_to_table(df: pd.DataFrame, label: str) -> pa.Table:
+    """A pandas DataFrame as an Arrow table; a column Arrow cannot hold is named with its row."""
+    if df.columns.has_duplicates:
+        dup = df.columns[df.columns.duplicated()][0]
+        raise IngestError(f"{label}: column {dup!r} appears more than once", file=label, column=str(dup))
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError, RecursionError):
+        pass
+    for c in df.columns:
+        _arrow_column(df[c], label, c)
+    raise IngestError(f"{label}: the table cannot be converted to Arrow", file=label)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool | np.bool_):
+        return "bool"
+    if isinstance(v, numbers.Number):
+        return "number"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, bytes):
+        return "bytes"
+    if isinstance(v, list | tuple | np.ndarray):
+        return "list"
+    if isinstance(v, Mapping):
+        return "dict"
+    return type(v).__name__
+
+
+def _nesting(v: Any, limit: int) -> int:
+    """Nesting depth of lists / dicts in ``v`` (counted up to ``limit + 1``), without recursion."""
+    depth, level = 0, [v]
+    while depth <= limit:
+        containers = [x for x in level if isinstance(x, Mapping | list | tuple | np.ndarray)]
+        if not containers:
+            break
+        depth += 1
+        level = []
+        for x in containers:
+            if isinstance(x, Mapping):
+                level.extend(x.values())
+            elif not isinstance(x, np.ndarray) or x.dtype == object:
+                level.extend(x)
+    return depth
+
+
+def _arrow_column(s: pd.Series, label: str, column: Any) -> pa.Array:
+    """One pandas column as Arrow; mixed value types and deep nesting are named by row."""
+    if s.dtype == object:
+        for i, v in enumerate(s.to_numpy()):
+            nested = isinstance(v, Mapping | list | tuple | np.ndarray)
+            if nested and _nesting(v, _MAX_NESTING) > _MAX_NESTING:
+                raise IngestError.at(label, column, i, f"value is nested more than {_MAX_NESTING} "
+                                     "levels deep (lists in lists ...)", None)
+    try:
+        return pa.array(s, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, RecursionError) as e:
+        first = None
+        for i, v in enumerate(s.to_numpy()):
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+                continue
+            if first is None:
+                first = (i, v)
+            elif _kind(v) != _kind(first[1]):
+                raise IngestError.at(
+                    label, column, i,
+                    f"{type(v).__name__} value {v!r} in a column of {type(first[1]).__name__} values "
+                    f"(first at row {first[0]}: {first[1]!r}); a column must hold one type", v
+                ) from None
+        raise IngestError(f"{label}: column {column!r} cannot be stored ({type(e).__name__}: {e})",
+                          file=label, column=str(column)) from None
 
 
 def _resolve_source(source: Any) -> _Source:
     """Turn a path / directory / glob / list of them / table into a dataset."""
     if isinstance(source, pd.DataFrame):
-        source = pa.Table.from_pandas(source, preserve_index=False)
+        source = _frame_to_table(source, "<table>")
     if isinstance(source, pa.RecordBatch):
         source = pa.Table.from_batches([source])
     if isinstance(source, pa.Table):
         if source.num_rows == 0:
             raise IngestError("empty input: the in-memory table has no rows", file="<table>")
         return _Source("<table>", [], "memory", ds.dataset(source))
-    items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if isinstance(source, str | os.PathLike):
+        items = [source]
+    elif isinstance(source, list | tuple):
+        items = list(source)
+    else:
+        items = [source]
     if not items:
         raise IngestError("empty input: no source given")
     files: list[str] = []
     for it in items:
+        if not isinstance(it, str | os.PathLike):
+            raise IngestError(
+                "source must be a file, directory or glob pattern (or a list of them), a pandas "
+                f"DataFrame or a pyarrow Table; got {type(it).__name__} {it!r:.80}"
+            )
         s = os.fspath(it)
+        if "\x00" in s:
+            raise IngestError(f"source {s!r} is not a valid path (it holds a NUL character)", file=s)
         if _MAGIC.search(s) and not os.path.exists(s):
             import glob
 
@@ -378,9 +535,14 @@ def _make_plan(
     schema: pa.Schema, file: str, dialect: str, columns: Mapping[str, str] | None
 ) -> _Plan:
     names = set(schema.names)
-    d = (dialect or "auto").lower()
+    d = str(dialect or "auto").lower()
     if d not in DIALECTS:
         raise IngestError(f"unknown dialect {dialect!r}; expected one of {list(DIALECTS)}")
+    if columns is not None and not isinstance(columns, Mapping):
+        raise IngestError(
+            "columns= must be a mapping of store column to source column, e.g. "
+            f"{{'pre': 'src', 'post': 'dst'}}; got {type(columns).__name__} {columns!r:.80}"
+        )
     columns = dict(columns or {})
     explicit = "pre" in columns and "post" in columns
     if explicit and d == "auto":
@@ -416,7 +578,7 @@ def _make_plan(
 def _apply_columns(plan: _Plan, columns: Mapping[str, str]) -> None:
     for target, col in columns.items():
         if not isinstance(col, str):
-            raise IngestError(f"columns[{target!r}] must be a column name, got {col!r}")
+            raise IngestError(f"columns= [{target!r}] must be a column name, got {col!r}")
         for d in (plan.ids, plan.positions, plan.floats, plan.extras, plan.rois):
             d.pop(target, None)
         if target in ("pre", "post"):
@@ -433,9 +595,9 @@ def _apply_columns(plan: _Plan, columns: Mapping[str, str]) -> None:
             plan.rois[target] = col
         else:
             try:
-                safe_name(target, "column")
-            except StoreError as e:
-                raise IngestError(f"columns=: {e}") from None
+                check_name(target, "store column", error=IngestError)
+            except IngestError as e:
+                raise IngestError(f"columns=: {e}", column=col) from None
             plan.extras[target] = col
 
 
@@ -453,13 +615,13 @@ def _check_schema(plan: _Plan, schema: pa.Schema, file: str) -> None:
             )
     for t, (c, k) in plan.positions.items():
         typ = schema.field(c).type
-        if k is not None and not (_is_list(typ) or _is_stringy(typ) or pa.types.is_null(typ)):
+        if k is not None and not (_is_list(typ) or _is_texty(typ) or pa.types.is_null(typ)):
             raise IngestError(
                 f"{file}: column {c!r} should hold [x, y, z] lists for {t}, but has type {typ}",
                 file=file,
                 column=c,
             )
-        if k is None and not (_is_numeric(typ) or _is_stringy(typ)):
+        if k is None and not (_is_numeric(typ) or _is_texty(typ)):
             raise IngestError(
                 f"{file}: column {c!r} ({t}) must be numeric, but has type {typ}",
                 file=file,
@@ -467,7 +629,7 @@ def _check_schema(plan: _Plan, schema: pa.Schema, file: str) -> None:
             )
     for t, c in {**plan.floats, **plan.extras}.items():
         typ = schema.field(c).type
-        if not (_is_numeric(typ) or _is_stringy(typ)):
+        if not (_is_numeric(typ) or _is_texty(typ)):
             raise IngestError(
                 f"{file}: column {c!r} ({t}) must be numeric, but has type {typ}",
                 file=file,
@@ -475,7 +637,7 @@ def _check_schema(plan: _Plan, schema: pa.Schema, file: str) -> None:
             )
     for t, c in plan.rois.items():
         typ = schema.field(c).type
-        if not (_is_stringy(typ) or pa.types.is_null(typ)):
+        if not (_is_texty(typ) or pa.types.is_null(typ)):
             raise IngestError(
                 f"{file}: column {c!r} ({t}) must hold ROI names (strings), but has type {typ}",
                 file=file,
@@ -493,6 +655,13 @@ def _is_stringy(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+def _is_texty(t: pa.DataType) -> bool:
+    """Text, or bytes (a CSV column that is not valid UTF-8 is read as binary)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return _is_stringy(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
 def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
@@ -508,9 +677,88 @@ def _decode(arr: pa.Array) -> pa.Array:
     return arr
 
 
+def _as_text(arr: pa.Array, file: str, column: str, offset: int, *, stride: int = 1) -> pa.Array:
+    """Bytes (a CSV column that is not valid UTF-8) -> text; the first undecodable row is named."""
+    arr = _decode(arr)
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        return arr
+    try:
+        return pc.cast(arr, pa.large_string() if pa.types.is_large_binary(arr.type) else pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for i, v in enumerate(arr.to_pylist()):
+        if v is None:
+            continue
+        try:
+            v.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise IngestError.at(file, column, offset + i // stride,
+                                 f"value {v!r} is not valid UTF-8 text ({e.reason})", v) from None
+    raise IngestError(f"{file}: column {column!r} is not valid UTF-8 text", file=file, column=column)
+
+
+def _looks_numeric(v: str) -> bool:
+    """Whether Python would read ``v`` as a number in some notation (hex, exponent, '_', ...)."""
+    for parse in (float, lambda x: int(x, 0)):
+        try:
+            parse(v.strip())
+            return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
+def _text_ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
+    """Body IDs given as text: plain decimal integers only (``12``, ``+12``, ``12.0``).
+
+    ``0x1F``, ``1e3``, ``inf``, ``1_000`` or full-width digits are refused even
+    though some parser would accept them: an ID is never a guess.
+    """
+
+    def fail(i: int, why: str, shown: Any = None):
+        """``shown``: the parsed number (well-formed text); else the text itself is quoted."""
+        v = arr[int(i)].as_py() if shown is None else shown
+        raise IngestError.at(file, column, offset + int(i), f"body ID {v!r} {why}", v)
+
+    s = pc.utf8_trim_whitespace(arr)
+    missing = pc.fill_null(pc.equal(s, ""), True)
+    if pc.any(missing).as_py():
+        i = _first(missing)
+        raise IngestError.at(file, column, offset + i, "body ID is missing (null)", None)
+    ok = pc.match_substring_regex(s, _DECIMAL)
+    if not pc.all(ok).as_py():
+        i = _first(pc.invert(ok))
+        v = arr[i].as_py()
+        fail(i, "is not a decimal integer (only digits are read as body IDs)" if _looks_numeric(v)
+             else "is not a number")
+    try:  # the common case: plain digits (the regex above has ruled out 0x..., which Arrow reads)
+        a = pc.cast(s, pa.int64()).to_numpy()
+    except pa.ArrowInvalid:  # '+12', '12.0', '12.5', or beyond int64
+        whole = pc.replace_substring_regex(pc.replace_substring_regex(s, r"^\+", ""), r"\.0*$", "")
+        frac = pc.match_substring(whole, ".")
+        if pc.any(frac).as_py():
+            i = _first(frac)
+            fail(i, "is not a whole number", shown=float(s[i].as_py()))
+        try:
+            a = pc.cast(whole, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            vals = [int(v) for v in whole.to_pylist()]
+            i = next(k for k, v in enumerate(vals) if not -(2**63) <= v < 2**63)
+            fail(i, "is negative" if vals[i] < 0 else "does not fit a signed 64-bit integer",
+                 shown=vals[i])
+    if len(a) and a.min() < 0:
+        i = int(np.argmax(a < 0))
+        fail(i, "is negative", shown=int(a[i]))
+    return a
+
+
+def _first(mask: pa.Array) -> int:
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
 def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
     """Validate one batch of body IDs and return them as int64."""
-    arr = _decode(arr)
+    arr = _as_text(arr, file, column, offset)
     t = arr.type
 
     def fail(i: int, why: str):
@@ -550,14 +798,8 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
         return a.astype(np.int64)
     if pa.types.is_null(t):
         fail(0, "is missing")
-    if _is_stringy(t):  # e.g. a CSV column with a non-numeric entry
-        for target in (pa.int64(), pa.float64()):
-            try:
-                return _ids_to_int64(pc.cast(arr, target), file, column, offset)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-        i = _first_unparsable(arr.to_pylist())
-        fail(max(i, 0), "is not a number")
+    if _is_stringy(t):  # text: every CSV ID column, or a string column of a table
+        return _text_ids_to_int64(arr, file, column, offset)
     fail(0, f"is not an integer (column type {t})")
     raise AssertionError("unreachable")
 
@@ -582,7 +824,7 @@ def _to_float64(
     ``stride`` > 1 when ``arr`` is the flattened values of a list column (the
     reported row is then ``offset + i // stride``).
     """
-    arr = _decode(arr)
+    arr = _as_text(arr, file, column, offset, stride=stride)
     t = arr.type
     if _is_stringy(t):
         try:
@@ -608,7 +850,7 @@ def _to_float64(
 
 def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
     """A column of [x, y, z] (list, fixed-size list or "[x y z]" strings) -> (n, 3) float64."""
-    arr = _decode(arr)
+    arr = _as_text(arr, file, column, offset)
     if _is_stringy(arr.type):
         stripped = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"[\[\]()]", ""))
         arr = pc.split_pattern_regex(stripped, r"[\s,]+")
@@ -635,6 +877,30 @@ def _check_finite(a: np.ndarray, orig: pa.Array, file: str, column: str, offset:
         raise IngestError.at(file, column, offset + i, f"coordinate {why}", v)
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _to_float32(v: np.ndarray, orig: pa.Array, file: str, column: str, offset: int, what: str,
+                how: str = "") -> np.ndarray:
+    """float64 -> float32, refusing finite values that would become inf (|x| > 3.4e38).
+
+    ``orig`` is the source column (one value per row of ``v``, shown in the
+    message); ``how`` describes a unit conversion applied to it.
+    """
+    with np.errstate(over="ignore"):
+        out = v.astype(np.float32)
+    bad = np.isinf(out) & np.isfinite(v)
+    if bad.any():
+        i = int(np.argmax(bad))
+        src = _decode(orig)[i].as_py()
+        conv = f" ({how}: {v[i]:.6g})" if how else ""
+        raise IngestError.at(
+            file, column, offset + i,
+            f"{what} {src!r}{conv} does not fit float32 (largest {_F32_MAX:.6g}); check the units",
+            src)
+    return out
+
+
 def _roi_values(arr: pa.Array) -> set[str]:
     arr = _decode(arr)
     if pa.types.is_null(arr.type):
@@ -643,16 +909,18 @@ def _roi_values(arr: pa.Array) -> set[str]:
 
 
 def _check_roi_name(name: str, arr: pa.Array, file: str, column: str, offset: int) -> None:
-    """ROI names must be storable in the store's ROI folder (see :func:`~connectome_dask.store.safe_name`)."""
+    """ROI names follow the package's one name rule (:func:`~connectome_dask._fsutil.check_name`)."""
     try:
-        safe_name(name, "ROI name")
-    except StoreError as e:
+        check_name(name, "ROI name", error=IngestError)
+    except IngestError as e:
         i = int(pc.index(_decode(arr), name).as_py())
         raise IngestError.at(file, column, offset + i, str(e), name) from None
 
 
 def _roi_codes(arr: pa.Array, names: pa.Array) -> np.ndarray:
     arr = _decode(arr)
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        arr = pc.cast(arr, pa.string())  # valid UTF-8: checked in pass 1
     if pa.types.is_null(arr.type):
         return np.full(len(arr), -1, dtype=np.int16)
     idx = pc.index_in(arr, value_set=names)
@@ -683,10 +951,17 @@ def _batches(
             fragment_readahead=1,
             use_threads=True,
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        if fmt == "csv":
-            _diagnose_csv(file, columns, plan)
-        raise IngestError(f"{file}: cannot read columns {columns}: {e}", file=file) from None
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
+        # corrupt or truncated pages, failed page checksums, compression errors, I/O errors,
+        # and CSV values that do not fit the types inferred from the first block
+        if fmt == "csv" and isinstance(e, pa.ArrowInvalid | pa.ArrowTypeError):
+            try:
+                _diagnose_csv(file, columns, plan)
+            except (pa.ArrowException, OSError, UnicodeDecodeError):
+                pass  # the file itself is unreadable there (e.g. a ragged row): report the scan error
+        raise IngestError(
+            f"{file}: cannot read columns {columns} ({type(e).__name__}: {e})", file=file
+        ) from None
 
 
 def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
@@ -702,17 +977,18 @@ def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
     lists = {c for c, k in plan.positions.values() if k is not None}
     coords = {c for c, k in plan.positions.values() if k is None}
     numbers = set(plan.floats.values()) | set(plan.extras.values())
+    # read as bytes: text that is not valid UTF-8 is then named by row too
     reader = pacsv.open_csv(
         file,
         read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
         convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns}, include_columns=columns
+            column_types={c: pa.binary() for c in columns}, include_columns=columns
         ),
     )
     offset = 0
     for batch in reader:
         for c in columns:
-            arr = batch.column(c)
+            arr = _as_text(batch.column(c), file, c, offset)
             if c in ids:
                 _ids_to_int64(arr, file, c, offset)
             if c in lists:
@@ -735,7 +1011,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
     n_total = 0
     file_rows: dict[str, int] = {}
     for file, frag in src.fragments():
-        _check_schema(plan, frag.physical_schema, file)
+        _check_schema(plan, _schema_of(frag, file), file)
         offset = 0
         for batch in _batches(frag, cols, batch_rows, file, plan, src.fmt):
             n = batch.num_rows
@@ -752,9 +1028,10 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
             if len(uniq) >= 16:
                 uniq = [pd.unique(np.concatenate(uniq))]
             for c in roi_cols:
-                new = _roi_values(batch.column(c)) - rois
+                col = _as_text(batch.column(c), file, c, offset)
+                new = _roi_values(col) - rois
                 for name in sorted(new):
-                    _check_roi_name(name, batch.column(c), file, c, offset)
+                    _check_roi_name(name, col, file, c, offset)
                 rois |= new
             offset += n
             n_total += n
@@ -813,9 +1090,16 @@ def _convert_batch(
                                          f"position {val!r} has a missing or non-finite coordinate", val)
                 lists[c] = xyz
             v = lists[c][:, k]
-        out[t] = ((v + shift[axis]) * scale[axis]).astype(np.float32)
+        how = ""
+        if scale[axis] != 1 or shift[axis] != 0:
+            how = (f"{t[0]} in voxels{f' + voxel_offset {shift[axis]:g}' if shift[axis] else ''} "
+                   f"times voxel_size {scale[axis]:g} = nm")
+        with np.errstate(over="ignore"):
+            nm = (v + shift[axis]) * scale[axis]
+        out[t] = _to_float32(nm, batch.column(c), file, c, offset, "coordinate", how)
     for t, c in plan.floats.items():
-        out[t] = _to_float64(batch.column(c), file, c, offset, t).astype(np.float32)
+        raw = batch.column(c)
+        out[t] = _to_float32(_to_float64(raw, file, c, offset, t), raw, file, c, offset, t)
     for t, c in plan.extras.items():
         raw = batch.column(c)
         if pa.types.is_integer(_decode(raw).type) and out_dtypes[t] == "int64":
@@ -824,7 +1108,7 @@ def _convert_batch(
                 raise IngestError.at(file, c, offset + i, "value is missing")
             out[t] = _decode(raw).to_numpy().astype(np.int64)
         else:
-            out[t] = _to_float64(raw, file, c, offset, t).astype(np.float32)
+            out[t] = _to_float32(_to_float64(raw, file, c, offset, t), raw, file, c, offset, t)
     for t, c in plan.rois.items():
         out[t] = _roi_codes(batch.column(c), roi_names)
     return out
@@ -839,7 +1123,7 @@ _NEURON_ID_COLUMNS = ("bodyId", "root_id", "pt_root_id")
 def _read_table(path: str) -> pd.DataFrame:
     fmt = _format_of(path)
     if fmt == "parquet":
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, page_checksum_verification=True)
     if fmt == "ipc":
         return pd.read_feather(path)
     return pd.read_csv(path, dtype_backend="numpy_nullable")
@@ -849,15 +1133,25 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
     """Read and validate the neuron table; return it with a unique int64 ``bodyId``."""
     if isinstance(neurons, pd.DataFrame):
         df, label = neurons.copy(), "<neurons DataFrame>"
-    else:
+    elif isinstance(neurons, str | os.PathLike):
         label = os.fspath(neurons)
-        if not os.path.isfile(label):
-            raise IngestError(f"neuron table {label} does not exist", file=label)
+        if "\x00" in label or not os.path.isfile(label):
+            raise IngestError(f"neuron table {label!r} does not exist", file=label)
         try:
             df = _read_table(label)
-        except (pa.ArrowInvalid, ValueError, OSError) as e:
-            raise IngestError(f"{label}: cannot read the neuron table: {e}", file=label) from None
+        except IngestError:
+            raise
+        except (pa.ArrowException, ValueError, OSError, RecursionError) as e:
+            # corrupt pages (CRC), truncated files, text that is not UTF-8, empty CSV files
+            raise IngestError(f"{label}: cannot read the neuron table ({type(e).__name__}: {e})",
+                              file=label) from None
+    else:
+        raise IngestError(
+            "neurons= must be a path to a CSV/Parquet/Feather table or a pandas DataFrame, "
+            f"got {type(neurons).__name__} {neurons!r:.80}"
+        )
     df = df.reset_index(drop=True)
+    _check_neuron_columns(df, label)
     idcol = next((c for c in _NEURON_ID_COLUMNS if c in df.columns), None)
     if idcol is None:
         raise IngestError(
@@ -865,7 +1159,7 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
             f"found {sorted(map(str, df.columns))}",
             file=label,
         )
-    ids = _ids_to_int64(pa.array(df[idcol], from_pandas=True), label, idcol, 0)
+    ids = _ids_to_int64(_arrow_column(df[idcol], label, idcol), label, idcol, 0)
     if idcol != "bodyId":
         df = df.drop(columns=[c for c in ("bodyId",) if c in df.columns]).rename(
             columns={idcol: "bodyId"}
@@ -877,14 +1171,14 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
     df = df.rename(columns={c: f"{c}_source" for c in ("pre", "post") if c in df.columns})
     try:
         dedup = df.drop_duplicates()
-    except TypeError:  # unhashable cells (lists): compare their text
+    except (TypeError, ValueError):  # unhashable cells (lists, arrays): compare their text
         dedup = df.loc[~df.astype(str).duplicated()]
     dup = dedup["bodyId"].duplicated(keep=False)
     if dup.any():
         bid = int(dedup.loc[dup, "bodyId"].iloc[0])
         rows = dedup.index[dedup["bodyId"] == bid].tolist()
         a, b = dedup.loc[rows[0]], dedup.loc[rows[1]]
-        diff = [c for c in dedup.columns if not (a[c] == b[c] or (pd.isna(a[c]) and pd.isna(b[c])))]
+        diff = [c for c in dedup.columns if not _same(a[c], b[c])]
         raise IngestError(
             f"{label}: column {idcol!r}, rows {rows[:5]}: bodyId {bid} appears with different "
             f"annotations (differing columns: {diff})",
@@ -905,6 +1199,38 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
     return out, label
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Cell equality for annotation values (scalars, missing values, lists, arrays)."""
+    try:
+        if pd.isna(a) and pd.isna(b):
+            return True
+    except (TypeError, ValueError):  # lists / arrays
+        pass
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _check_neuron_columns(df: pd.DataFrame, label: str) -> None:
+    """Column names follow the name rule, once each; every column converts to Arrow.
+
+    Run before the synapse passes: a column Arrow cannot store (mixed ints and
+    strings, deep nesting) used to fail only when the finished store was written.
+    """
+    if df.columns.has_duplicates:
+        dup = df.columns[df.columns.duplicated()][0]
+        raise IngestError(f"{label}: column {dup!r} appears more than once", file=label,
+                          column=str(dup))
+    for c in df.columns:
+        try:
+            check_name(c, "neuron table column", error=IngestError)
+        except IngestError as e:
+            raise IngestError(f"{label}: {e}", file=label, column=c) from None
+    for c in df.columns:
+        _arrow_column(df[c], label, c)
+
+
 def _merge_neurons(body_ids: np.ndarray, table: pd.DataFrame | None) -> pd.DataFrame:
     base = pd.DataFrame({"bodyId": body_ids})
     if table is None:
@@ -921,7 +1247,10 @@ def _units(
     u = str(units).lower()
 
     def vec(v: Any, what: str, positive: bool) -> np.ndarray:
-        a = np.asarray(v, dtype=np.float64).reshape(-1)
+        try:
+            a = np.asarray(v, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            a = np.full(0, np.nan)
         if a.size == 1:
             a = np.repeat(a, 3)
         if a.size != 3 or not np.isfinite(a).all() or (positive and (a <= 0).any()):
@@ -951,8 +1280,34 @@ def _writer_supports_rois() -> bool:
     return "rois" in inspect.signature(StoreWriter.close).parameters
 
 
+def _count(v: Any, what: str, hi: int | None = None) -> int:
+    """A positive whole number of rows (``hi`` = upper bound), else an :class:`IngestError`."""
+    try:
+        n = operator.index(v)
+    except TypeError:
+        n = int(v) if isinstance(v, float) and v.is_integer() else None
+    if n is None or isinstance(v, bool):
+        raise IngestError(f"{what} must be a positive integer, got {v!r}")
+    if n < 1 or (hi is not None and n > hi):
+        bound = f"between 1 and {hi}" if hi is not None else "positive"
+        raise IngestError(f"{what} must be {bound}, got {n}")
+    return n
+
+
 def _check_target(path: Path, overwrite: bool, src: _Source) -> None:
-    if path.exists():
+    try:
+        exists = path.exists()
+        if not exists:  # the nearest existing ancestor must be a directory
+            for parent in path.absolute().parents:
+                if parent.exists():
+                    if not parent.is_dir():
+                        raise IngestError(f"cannot create the store {path}: {parent} exists and is "
+                                          "not a directory", file=str(path))
+                    break
+    except (OSError, ValueError) as e:  # name too long, NUL in the path, permission denied
+        raise IngestError(f"cannot use {os.fspath(path)!r} as the store path ({e})",
+                          file=os.fspath(path)) from None
+    if exists:
         if not overwrite:
             raise IngestError(
                 f"{path} already exists; pass overwrite=True to replace it", file=str(path)
@@ -1049,11 +1404,14 @@ def ingest(
     Raises
     ------
     IngestError
-        Bad input: missing columns, missing/negative/fractional body IDs,
-        non-numeric or missing coordinates, empty input, conflicting neuron
-        annotations, unknown units, an existing target without ``overwrite``.
-        The message names the file, column and an example row. Nothing is
-        written.
+        Bad input: missing columns, missing/negative/fractional body IDs or
+        IDs in other notations than decimal, non-numeric, missing or
+        float32-overflowing values, empty, truncated or corrupt files, text
+        that is not UTF-8, conflicting or mixed-type neuron annotations,
+        names that break the name rule, unknown units, degenerate sizes, an
+        existing target without ``overwrite``, and OS errors while writing
+        (disk full). The message names the file, column and an example row.
+        Nothing is written.
 
     Examples
     --------
@@ -1068,14 +1426,28 @@ def ingest(
     >>> conn.read_synapses(["pre", "post", "confidence"])["confidence"].tolist()
     [90.0, 120.0, 75.0]
     """
+    if not isinstance(path, str | os.PathLike):
+        raise IngestError(f"path must be a directory path, got {type(path).__name__} {path!r:.80}")
     path = Path(path)
-    if batch_rows < 1 or bucket_rows < 1:
-        raise IngestError("batch_rows and bucket_rows must be positive")
+    batch_rows = _count(batch_rows, "batch_rows")
+    bucket_rows = _count(bucket_rows, "bucket_rows")
+    chunk = DEFAULT_CHUNK_ROWS if chunk_rows is None else _count(chunk_rows, "chunk_rows", _MAX_CHUNK_ROWS)
+    if name is not None:
+        check_name(name, "dataset name", error=IngestError)
     src_units, scale, shift, vsize, voffset = _units(units, voxel_size, voxel_offset)
     src = _resolve_source(source)
     _check_target(path, overwrite, src)
     first_file, first_frag = next(src.fragments())
-    plan = _make_plan(first_frag.physical_schema, first_file, dialect, columns)
+    first_schema = _schema_of(first_frag, first_file)
+    plan = _make_plan(first_schema, first_file, dialect, columns)
+    if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
+        paths = [f.path for f in src.dataset.get_fragments()]
+        try:
+            src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values())))
+        except (pa.ArrowException, OSError) as e:
+            raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
+        first_file, first_frag = next(src.fragments())
+        first_schema = _schema_of(first_frag, first_file)
     if plan.rois and not _writer_supports_rois():
         warnings.warn(
             f"ROI columns {sorted(plan.rois)} are not ingested: this StoreWriter cannot record "
@@ -1089,7 +1461,7 @@ def ingest(
     # ---- pass 1: ids (and ROI names), validation
     total = None
     if src.fmt in ("parquet", "ipc", "memory"):
-        total = src.dataset.count_rows()
+        total = _count_rows(src)  # reads every footer: an unreadable file is named here
     bar = _progress_bar(progress, total, "ingest 1/2 (ids)")
     try:
         scan = _pass1(src, plan, batch_rows, bar)
@@ -1111,7 +1483,7 @@ def ingest(
     out_dtypes: dict[str, str] = {t: "float32" for t in plan.positions}
     out_dtypes.update({t: "float32" for t in plan.floats})
     for t, c in plan.extras.items():
-        typ = first_frag.physical_schema.field(c).type
+        typ = first_schema.field(c).type
         out_dtypes[t] = "int64" if pa.types.is_integer(typ) else "float32"
     out_dtypes.update({t: "int16" for t in plan.rois})
     roi_names = pa.array(scan.roi_names, type=pa.string())
@@ -1120,9 +1492,8 @@ def ingest(
     # ---- pass 2: convert and write
     read_cols = plan.source_columns()
     bar = _progress_bar(progress, scan.n_rows, "ingest 2/2 (write)")
-    chunk = DEFAULT_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     try:
-        with StoreWriter(
+        with _write_errors(path), StoreWriter(
             path,
             n_neurons,
             out_dtypes,
@@ -1193,6 +1564,18 @@ def ingest(
         if bar is not None:
             bar.close()
     return conn
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """OS errors while writing the store (disk full, permission denied) as :class:`IngestError`.
+
+    Errors reading the source are IngestErrors already (they name the source file).
+    """
+    try:
+        yield
+    except OSError as e:
+        raise IngestError(f"cannot write the store {path}: {e}", file=str(path)) from e
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

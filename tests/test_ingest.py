@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import importlib
 import inspect
+import re
 import warnings
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def test_unstorable_roi_name_fails_in_pass_1(tmp_path):
     err = _expect(
         tmp_path,
         tmp_path / "syn.parquet",
-        r"syn\.parquet: column 'roi_post', row 50: ROI name 'AL/\.\./R' cannot be stored",
+        r"syn\.parquet: column 'roi_post', row 50: ROI name 'AL/\.\./R' is not allowed",
         batch_rows=20,
     )
     assert (err.column, err.row, err.value) == ("roi_post", 50, "AL/../R")
@@ -864,3 +865,124 @@ def test_writer_without_rois_parameter_skips_roi_columns(tmp_path, monkeypatch):
     cols = [*POS, "confidence_pre", "confidence_post"]
     ref = src[["bodyId_pre", "bodyId_post", *cols]].astype({c: np.float32 for c in cols})
     assert_same_rows(decoded(conn, cols), ref)
+
+
+# ----------------------------------------------------------------------------- bad input that used to get through
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_body_ids_as_text_must_be_decimal(tmp_path, fmt):
+    good = ["0012", "+7", "720575940600000001", "12.0", "5.", "  9", "11 "]
+    df = pd.DataFrame({"pre_pt_root_id": good, "post_pt_root_id": ["1"] * len(good)})
+    src = tmp_path / f"syn.{fmt}"
+
+    def write(frame):
+        frame.to_parquet(src) if fmt == "parquet" else frame.to_csv(src, index=False)
+
+    write(df)
+    conn = ingest(src, tmp_path / "good", progress=False)
+    assert conn.neurons["bodyId"].tolist() == [1, 5, 7, 9, 11, 12, 720575940600000001]
+    # (value, why, shown): other notations are quoted as given; well-formed decimals as numbers
+    bad = [
+        ("0x1F", "is not a decimal integer", "0x1F"),
+        ("1e3", "is not a decimal integer", "1e3"),
+        ("1E3", "is not a decimal integer", "1E3"),
+        ("inf", "is not a decimal integer", "inf"),
+        ("0b101", "is not a decimal integer", "0b101"),
+        ("1_000", "is not a decimal integer", "1_000"),
+        ("\uff11\uff12", "is not a decimal integer", "\uff11\uff12"),  # full-width digits
+        ("abc", "is not a number", "abc"),
+        ("12.5", "is not a whole number", 12.5),
+        ("-3", "is negative", -3),
+        ("99999999999999999999", "does not fit a signed 64-bit integer", 99999999999999999999),
+    ]
+    for value, why, shown in bad:
+        frame = df.copy()
+        frame.loc[4, "pre_pt_root_id"] = value
+        write(frame)
+        err = _expect(tmp_path, src, rf"column 'pre_pt_root_id', row 4: body ID {re.escape(repr(shown))} {why}")
+        assert (err.column, err.row, err.value) == ("pre_pt_root_id", 4, shown)
+
+
+def test_float32_overflow_of_an_extra_column(tmp_path):
+    df = cave_frame(n=60, seed=70)
+    df["q"] = 1.0
+    df.loc[13, "q"] = -3e38 * 10
+    _expect(tmp_path, df, r"<table>: column 'q', row 13: .*-3e\+39.*float32", columns={"q": "q"})
+
+
+def _flip_value_byte(path: Path, column: int) -> None:
+    cc = pq.ParquetFile(path).metadata.row_group(0).column(column)
+    b = bytearray(path.read_bytes())
+    b[cc.data_page_offset + cc.total_compressed_size - 20] ^= 0x01
+    path.write_bytes(bytes(b))
+
+
+def test_parquet_page_checksums_are_verified(tmp_path):
+    df = cave_frame(n=3000, seed=71, positions="split")
+    kw = {"write_page_checksum": True, "compression": None, "use_dictionary": False}
+    nt = pd.DataFrame({"bodyId": np.unique(df["pre_pt_root_id"]), "soma_x": 1.5})
+    nt.to_parquet(tmp_path / "neurons.parquet", **kw)
+    df.to_parquet(tmp_path / "syn.parquet", **kw)
+    # intact files with checksums, and files without any, ingest as before
+    conn = ingest(tmp_path / "syn.parquet", tmp_path / "ok", neurons=tmp_path / "neurons.parquet",
+                  progress=False)
+    assert conn.n_synapses == 3000
+    df.to_parquet(tmp_path / "plain.parquet")
+    assert ingest(tmp_path / "plain.parquet", tmp_path / "ok2", progress=False).n_synapses == 3000
+    # one flipped bit in a value: only the page checksum can tell
+    for col in ("pre_pt_root_id", "post_pt_position_z"):
+        df.to_parquet(tmp_path / "syn.parquet", **kw)
+        _flip_value_byte(tmp_path / "syn.parquet", list(df.columns).index(col))
+        _expect(tmp_path, tmp_path / "syn.parquet", r"syn\.parquet.*(?i:crc|checksum)")
+    df.to_parquet(tmp_path / "syn.parquet", **kw)
+    _flip_value_byte(tmp_path / "neurons.parquet", 1)
+    _expect(tmp_path, tmp_path / "syn.parquet", r"neurons\.parquet: cannot read the neuron table.*(?i:crc|checksum)",
+            neurons=tmp_path / "neurons.parquet")
+
+
+def test_disk_full_while_writing_is_an_ingest_error(tmp_path, monkeypatch):
+    import errno
+
+    df = cave_frame(n=200, seed=72)
+    df.to_parquet(tmp_path / "syn.parquet")
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StoreWriter, "append", full)
+    err = _expect(tmp_path, tmp_path / "syn.parquet", r"store.*No space left on device")
+    assert isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.ENOSPC
+
+
+def test_neuron_table_is_validated_before_the_synapse_passes(tmp_path, monkeypatch):
+    df = cave_frame(n=100, seed=73)
+    df.to_parquet(tmp_path / "syn.parquet")
+    ids = np.unique(df["pre_pt_root_id"])[:3]
+
+    def no_pass(*a, **k):
+        raise AssertionError("the synapse pass ran before the neuron table was validated")
+
+    monkeypatch.setattr(ingest_mod, "_pass1", no_pass)
+    bad_tables = {
+        "type": pd.DataFrame({"bodyId": ids, "type": ["KC", 5, "MBON"]}),
+        "lineage": pd.DataFrame({"bodyId": ids, "lineage": [None, True, "text"]}),
+        "bodyId": pd.DataFrame({"bodyId": [ids[0], str(ids[1]), ids[2]]}),
+        "a/b": pd.DataFrame({"bodyId": ids, "a/b": ["x", "y", "z"]}),
+    }
+    for col, nt in bad_tables.items():
+        with pytest.raises(IngestError, match=re.escape(repr(col))) as e:
+            ingest(tmp_path / "syn.parquet", tmp_path / "store", neurons=nt, progress=False)
+        assert e.value.column == col
+        assert not (tmp_path / "store").exists()
+
+
+def test_neuron_table_with_nested_values_still_ingests(tmp_path):
+    df = cave_frame(n=100, seed=74)
+    ids = np.unique(df["pre_pt_root_id"])[:3]
+    nt = pd.DataFrame({"bodyId": ids, "somaLocation": [[1, 2, 3], None, [4, 5, 6]],
+                       "roiInfo": [{"EB": 1}, {"FB": 2}, None], "score": [1, 2.5, None]})
+    conn = ingest(df, tmp_path / "store", neurons=nt, progress=False)
+    got = conn.neurons.set_index("bodyId").loc[ids]
+    assert list(got["somaLocation"].iloc[0]) == [1, 2, 3]
+    assert got["score"].tolist()[:2] == [1.0, 2.5]
