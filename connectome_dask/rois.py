@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from . import _containment as _ck
+from ._fsutil import check_name
 from .store import Connectome, StoreError, default_connectome, safe_name
 
 __all__ = [
@@ -97,7 +98,11 @@ _FAN_RADIUS = 2.0  # hole balls: |gwn(fan)| < 0.5 outside _FAN_RADIUS * hole rad
 _UNITS = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0,
           "micron": 1000.0, "mm": 1e6, "millimeter": 1e6}
 _TIE_RULE = "smallest volume wins, then position in names"
-_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+_MAX_DEPTH = 64  # nesting levels of a hierarchy
+# the extent check of assign / assign_rois: warn when the points' and the meshes' extents
+# differ by this factor, judged on at least _SCALE_MIN_POINTS points (a few points span nothing)
+_SCALE_FACTOR = 4.0
+_SCALE_MIN_POINTS = 256
 
 
 class RoiError(StoreError):
@@ -109,22 +114,25 @@ class RoiRepairWarning(UserWarning):
 
 
 class RoiScaleWarning(UserWarning):
-    """Points and ROI meshes do not overlap at all: probably a units mismatch."""
+    """Points and ROI meshes do not overlap, or their extents differ by 4x or more: units?
+
+    E.g. hemibrain synapses in 8 nm voxels ingested as nm: they still overlap the
+    meshes (both start near 0) but span 1/8 of them, and most labels are wrong.
+    """
 
 
 # ----------------------------------------------------------------------------- mesh preparation
 
 
 def _check_roi_name(name: Any, where: str) -> str:
-    """ROI names are only ever stored inside rois.json, never used as paths; refuse
-    anything that looks like a path anyway (a clear error beats a surprise later)."""
-    if not isinstance(name, str) or not name or name != name.strip() or len(name) > 128:
-        raise RoiError(f"{where}: ROI name {name!r} must be a non-empty string without "
-                       "surrounding spaces, at most 128 characters")
-    if _BAD_NAME.search(name) or name in (".", "..") or ".." in name:
-        raise RoiError(f"{where}: ROI name {name!r} would escape the store directory "
-                       "(path separators, '..' and control characters are not allowed)")
-    return name
+    """The package's one name rule (:func:`~connectome_dask._fsutil.check_name`) for ROI names.
+
+    Real names such as ``CRE(-ROB,-RUB)(R)`` or ``a'L(R)`` pass; a name with
+    ``/``, ``\\``, NUL or a line break, and ``.`` / ``..``, is refused. ROI names
+    are only stored inside rois.json, never used as file names (meshes are
+    ``meshes/NNNN.ply``).
+    """
+    return check_name(name, f"{where}: ROI name", error=RoiError)
 
 
 def _parse_scale(scale: float | str) -> float:
@@ -134,7 +142,10 @@ def _parse_scale(scale: float | str) -> float:
             raise RoiError(f"unknown mesh units {scale!r}; use a number or one of {sorted(_UNITS)} "
                            "(converted to nm)")
         return _UNITS[key]
-    s = float(scale)
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        s = math.nan
     if not math.isfinite(s) or s <= 0:
         raise RoiError(f"scale must be a positive finite number, got {scale!r}")
     return s
@@ -544,12 +555,23 @@ def _build_grid(meshes: Sequence[_Mesh], codes: Sequence[int], ranks: Sequence[i
 
 
 def _hierarchy_names(h: Mapping, where: str, path: tuple = ()) -> list[tuple[str, bool]]:
-    """(name, is_leaf) for every node of a nested dict hierarchy."""
-    out = []
+    """(name, is_leaf) for every node of a nested dict hierarchy (depth-first, in order).
+
+    Iterative, with a depth limit: a hierarchy nested thousands of levels deep
+    is an error, not a RecursionError.
+    """
+    out: list[tuple[str, bool]] = []
     if not isinstance(h, Mapping):
         raise RoiError(f"{where}: hierarchy must be a nested dict, got {type(h).__name__} "
                        f"at {'/'.join(path) or 'top level'}")
-    for k, v in h.items():
+    stack = [(iter(h.items()), path)]
+    while stack:
+        items, at = stack[-1]
+        kv = next(items, None)
+        if kv is None:
+            stack.pop()
+            continue
+        k, v = kv
         if not isinstance(k, str):
             raise RoiError(f"{where}: hierarchy key {k!r} is not a string")
         if v is None:
@@ -557,7 +579,11 @@ def _hierarchy_names(h: Mapping, where: str, path: tuple = ()) -> list[tuple[str
         if not isinstance(v, Mapping):
             raise RoiError(f"{where}: hierarchy value under {k!r} must be a dict, got {type(v).__name__}")
         out.append((k, len(v) == 0))
-        out += _hierarchy_names(v, where, (*path, k))
+        if v:
+            if len(stack) >= _MAX_DEPTH:
+                raise RoiError(f"{where}: hierarchy is nested more than {_MAX_DEPTH} levels deep "
+                               f"(under {'/'.join((*at, k))[:200]!r})")
+            stack.append((iter(v.items()), (*at, k)))
     return out
 
 
@@ -587,6 +613,8 @@ class RoiSet:
         self._meshes = dict(meshes)
         self._bounds: np.ndarray | None = None
         self._names = list(self._meshes)
+        if hierarchy is not None and not isinstance(hierarchy, Mapping):
+            raise RoiError(f"{where}: hierarchy must be a nested dict, got {type(hierarchy).__name__}")
         hierarchy = dict(hierarchy or {})
         nodes = _hierarchy_names(hierarchy, where)
         missing = sorted({n for n, leaf in nodes if leaf and n not in self._meshes})
@@ -597,15 +625,24 @@ class RoiSet:
             _check_roi_name(n, f"{where} hierarchy")
         if primary is None:
             primary = list(self._names)
+        if isinstance(primary, str | bytes | Mapping) or not hasattr(primary, "__iter__"):
+            raise RoiError(f"{where}: primary must be a list of ROI names, got {primary!r:.200}")
         primary = list(primary)
+        if not all(isinstance(p, str) for p in primary):
+            raise RoiError(f"{where}: primary must be a list of ROI names, got {primary!r:.200}")
         if len(set(primary)) != len(primary):
             dup = sorted({p for p in primary if primary.count(p) > 1})
             raise RoiError(f"{where}: primary lists ROIs twice: {dup}")
         bad = [p for p in primary if p not in self._meshes]
         if bad:
             raise RoiError(f"{where}: primary ROIs without a mesh: {bad[:10]}")
-        if voxel_size is not None and not (float(voxel_size) > 0 and math.isfinite(float(voxel_size))):
-            raise RoiError(f"{where}: voxel_size must be positive, got {voxel_size!r}")
+        if voxel_size is not None:
+            try:
+                v = float(voxel_size)
+            except (TypeError, ValueError):
+                v = math.nan
+            if not (v > 0 and math.isfinite(v)):
+                raise RoiError(f"{where}: voxel_size must be a positive number, got {voxel_size!r}")
         self._primary = [n for n in self._names if n in set(primary)]
         self._hierarchy = hierarchy
         self.name = str(name)
@@ -699,15 +736,21 @@ class RoiSet:
         hj = p / "hierarchy.json"
         if hj.exists():
             try:
-                info = json.loads(hj.read_text())
+                info = json.loads(hj.read_bytes().decode("utf-8"))
             except json.JSONDecodeError as e:
                 raise RoiError(f"{hj}: not valid JSON ({e})") from None
+            except UnicodeDecodeError as e:
+                raise RoiError(f"{hj}: not valid UTF-8 text ({e})") from None
+            except RecursionError:
+                raise RoiError(f"{hj}: JSON nested too deeply to be a hierarchy") from None
+            except OSError as e:
+                raise RoiError(f"{hj}: cannot read the file ({e})") from None
             if not isinstance(info, Mapping):
                 raise RoiError(f"{hj}: expected an object with 'primary' and 'hierarchy'")
             hierarchy, primary, hname = info.get("hierarchy"), info.get("primary"), info.get("name")
         prepared = {}
         for n in sorted(stems):
-            _check_roi_name(n, str(stems[n]))
+            _check_roi_name(n, f"{p}: file {stems[n].name!r}")
             V, F = _load_mesh_file(stems[n])
             prepared[n] = _Mesh(n, V, F, str(stems[n]), s)
         return cls(prepared, hierarchy=hierarchy, primary=primary,
@@ -731,10 +774,14 @@ class RoiSet:
         if not isinstance(info.get("meshes"), Mapping):
             raise RoiError(f"{root / 'rois.json'}: the stored ROI set has names but no meshes "
                            "(it was not written by assign_rois); cannot rebuild a RoiSet")
+        names = info.get("names")
+        if not isinstance(names, list):
+            raise RoiError(f"{root / 'rois.json'}: 'names' must be a list, got {type(names).__name__}")
         prepared = {}
-        for n in info["names"]:
-            rel = info["meshes"][n]
-            if not re.fullmatch(r"meshes/[0-9]{4,6}\.ply", rel):
+        for n in names:
+            _check_roi_name(n, str(root / "rois.json"))
+            rel = info["meshes"].get(n)
+            if not isinstance(rel, str) or not re.fullmatch(r"meshes/[0-9]{4,6}\.ply", rel):
                 raise RoiError(f"{root / 'rois.json'}: unexpected mesh path {rel!r}")
             V, F = _load_mesh_file(root / rel)
             prepared[n] = _Mesh(n, V, F, str(root / rel))
@@ -917,13 +964,16 @@ class RoiSet:
 
         if isinstance(points, da.Array):
             if points.ndim != 2 or points.shape[1] != 3:
-                raise ValueError(f"{what}: points must be (N, 3), got shape {points.shape}")
+                raise RoiError(f"{what}: points must be (N, 3), got shape {points.shape}")
             return points
-        P = np.asarray(points)
+        try:
+            P = np.asarray(points)
+        except (TypeError, ValueError) as e:
+            raise RoiError(f"{what}: points must be an (N, 3) array ({e})") from None
         if P.ndim != 2 or P.shape[1] != 3:
-            raise ValueError(f"{what}: points must be an (N, 3) array, got shape {P.shape}")
+            raise RoiError(f"{what}: points must be an (N, 3) array, got shape {P.shape}")
         if not np.issubdtype(P.dtype, np.number):
-            raise ValueError(f"{what}: points must be numeric, got dtype {P.dtype}")
+            raise RoiError(f"{what}: points must be numeric, got dtype {P.dtype}")
         if len(P):
             _warn_scale(P, self.bounds, self.scale, what)
         return P
@@ -1062,12 +1112,15 @@ def _warn_scale(P: np.ndarray, bounds: np.ndarray, scale: float, what: str, erro
     # meshes, so do all points, and the full pass (20 % of a fast assign) is
     # skipped; a small sample, as each strided row is a cache miss
     step = max(1, len(P) // 4096)
-    if step > 1 and overlaps(*bbox(P[::step])):
+    sample = P[::step]
+    if step > 1 and overlaps(*bbox(sample)):
+        _check_extent(sample, bounds, scale, what)
         return
     lo, hi = bbox(P)
     if not np.isfinite(lo).all():
         return
     if overlaps(lo, hi):
+        _check_extent(sample, bounds, scale, what)
         return
     ps = float(np.abs(np.concatenate([lo, hi])).max()) or 1.0
     ms = float(np.abs(bounds).max()) or 1.0
@@ -1081,6 +1134,43 @@ def _warn_scale(P: np.ndarray, bounds: np.ndarray, scale: float, what: str, erro
     if error:
         raise RoiError(msg)
     warnings.warn(msg, RoiScaleWarning, stacklevel=4)
+
+
+def _check_extent(P: np.ndarray, bounds: np.ndarray, scale: float, what: str) -> None:
+    """Warn when the points' extent and the meshes' extent differ by a factor >= 4.
+
+    Overlapping points can still be in the wrong units: hemibrain synapses in
+    8 nm voxels ingested as nm start near 0 like the meshes but span 1/8 of
+    them (90 % wrong labels). The extent is the largest side of the 1st..99th
+    percentile box (robust to a few stray points), judged only on
+    ``_SCALE_MIN_POINTS`` or more finite points.
+    """
+    Q = np.asarray(P, dtype=np.float64)
+    Q = Q[np.isfinite(Q).all(axis=1)]
+    if len(Q) < _SCALE_MIN_POINTS:
+        return
+    lo, hi = np.percentile(Q[:: max(1, len(Q) // 65536)], [1, 99], axis=0)
+    ext_p = float((hi - lo).max())
+    ext_m = float((bounds[1] - bounds[0]).max())
+    if not (ext_p > 0 and ext_m > 0):
+        return
+    ratio = ext_p / ext_m
+    if 1 / _SCALE_FACTOR < ratio < _SCALE_FACTOR:
+        return
+    if ratio < 1:
+        hint = ("Are the points in voxels but read as nm (hemibrain: ingest with units='voxels', "
+                f"voxel_size=8), or the meshes scaled too much (scale={scale:g}; try "
+                f"scale={scale * ratio:.3g})? Ignore this if the points cover only part of the "
+                "meshes' volume on purpose.")
+    else:
+        hint = (f"Are the meshes in larger units than the points (scale={scale:g}; meshes in "
+                f"micrometres need scale='um'; try scale={scale * ratio:.3g})? Ignore this if the "
+                "meshes cover only part of the points' volume on purpose.")
+    warnings.warn(
+        f"{what}: the points' extent is ~{ratio:.3g}x that of the ROI meshes (largest side "
+        f"{ext_p:.4g} vs {ext_m:.4g}, 1st..99th percentile of {len(Q)} points): a units "
+        f"mismatch? {hint}",
+        RoiScaleWarning, stacklevel=5)
 
 
 # ----------------------------------------------------------------------------- assign_rois
