@@ -4,12 +4,22 @@ Subcommands: ``demo``, ``synth``, ``ingest``, ``info``, ``assign-rois``,
 ``matrix``. Every command accepts ``--scheduler`` (an address, a scheduler
 file, ``local`` for the embedded LocalCluster, or ``slurm``/``pbs``/``lsf``)
 and ``--workers``.
+
+Errors: an expected error (bad input, a damaged or missing file, disk full,
+permission denied) is printed as ``connectome-dask: error: <message>`` on
+stderr, without a traceback, and the exit status is 2. Expected are the
+package's error classes (:class:`~connectome_dask.store.StoreError` and its
+subclasses ``IngestError`` and ``RoiError``, ``PathError``, ``CriteriaError``,
+``SkeletonError``, ``DenseMatrixTooLarge``), every ``OSError``, and the
+``ValueError`` / ``KeyError`` the package raises itself about its input. Any
+other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -120,13 +130,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .store import Connectome, StoreError
+    from .store import Connectome
 
-    try:
-        conn = Connectome(args.path)
-    except StoreError as e:
-        print(f"INVALID: {e}", file=sys.stderr)
-        return 2
+    conn = Connectome(args.path)  # not a store: a StoreError, reported by main()
     info = {
         "path": str(conn.path),
         "name": conn.meta.get("name"),
@@ -257,6 +263,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _expected(e: BaseException) -> bool:
+    """Whether ``e`` is an expected error (reported without a traceback), see the module docs."""
+    from ._fsutil import PathError
+    from .aggregate import DenseMatrixTooLarge
+    from .criteria import CriteriaError
+    from .skeletons import SkeletonError
+    from .store import StoreError
+
+    if isinstance(e, StoreError | PathError | CriteriaError | SkeletonError | DenseMatrixTooLarge | OSError):
+        return True
+    if type(e) in (ValueError, KeyError):
+        # raised by a ``raise`` statement of the package about its input (the innermost
+        # frame is package code), not by numpy / pandas / pyarrow on the way (a bug)
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR + os.sep)
+    return False
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]  # str(KeyError) would quote it
+    text = str(e)
+    return text if text else type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``connectome-dask``; returns the exit status.
 
@@ -269,14 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> info = json.loads(out.getvalue())
     >>> status, info["neurons"], info["synapses"], info["rois"] == len(conn.roi_names)
     (0, 400, 30000, True)
-    >>> main(["info", str(tmp_path / "missing")])  # message on stderr
+    >>> main(["info", str(tmp_path / "missing")])  # "connectome-dask: error: ..." on stderr
     2
     """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, MemoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:
+        if not _expected(e):
+            raise
+        print(f"connectome-dask: error: {_message(e)}", file=sys.stderr, flush=True)
         return 2
 
 
