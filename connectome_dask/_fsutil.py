@@ -42,6 +42,7 @@ __all__ = [
     "check_name",
     "encode_name",
     "inside",
+    "is_empty_shell",
     "is_kind",
     "lock_path",
     "read_marker",
@@ -364,16 +365,67 @@ def _fsync_dir(path: Path) -> None:
 
 
 def rmtree_real(path: Path) -> None:
-    """Delete a directory tree without following a symlink at its root (never outside)."""
+    """Delete a directory tree without following a symlink at its root (never outside).
+
+    The marker file goes last: a delete killed half-way leaves a directory that
+    is still recognisably the package's (name pattern and marker), so the next
+    write removes the rest; killed after the marker, it leaves an empty shell
+    (see :func:`is_empty_shell`).
+    """
     path = Path(path)
     if path.is_symlink():
         path.unlink()
         return
     if path.is_dir():
-        # shutil.rmtree never follows symlinks inside the tree (it unlinks them)
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            entries = []
+        for entry in entries:
+            if entry.name == MARKER:
+                continue
+            p = path / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    # shutil.rmtree never follows symlinks inside the tree (it unlinks them)
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        try:
+            (path / MARKER).unlink(missing_ok=True)
+            path.rmdir()
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
         path.unlink(missing_ok=True)
+
+
+def is_empty_shell(path: Path) -> bool:
+    """Whether ``path`` is a real directory holding nothing, or only an empty or valid marker.
+
+    That is what a write killed between creating its directory and writing
+    the marker leaves, or a delete killed after removing everything but the
+    marker (or the marker too): nothing to lose, so such a directory with the
+    package's name pattern is removed like a marked one.
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    if not entries:
+        return True
+    if len(entries) != 1 or entries[0].name != MARKER or not entries[0].is_file(follow_symlinks=False):
+        return False
+    try:
+        empty = (path / MARKER).stat().st_size == 0
+    except OSError:
+        return False
+    return empty or read_marker(path) is not None
 
 
 def replace_dir(tmp: Path, target: Path) -> None:
@@ -402,7 +454,11 @@ def replace_dir(tmp: Path, target: Path) -> None:
 
 
 def stale_leftovers(target: Path) -> list[Path]:
-    """Temporary directories of earlier, killed writes to ``target`` (by name pattern AND marker)."""
+    """Temporary directories of earlier, killed writes to ``target`` (by name pattern AND marker).
+
+    Empty shells with the pattern (:func:`is_empty_shell`) count too: a write
+    killed before its marker was written, or a delete killed at its very end.
+    """
     target = Path(os.path.abspath(target))
     parent = target.parent
     if not parent.is_dir():
@@ -412,7 +468,7 @@ def stale_leftovers(target: Path) -> list[Path]:
         if p.is_symlink() or not p.is_dir():
             continue
         m = read_marker(p)
-        if m is not None and m.get("target") == target.name:
+        if (m is not None and m.get("target") == target.name) or is_empty_shell(p):
             out.append(p)
     return out
 

@@ -56,6 +56,7 @@ from ._fsutil import (
     check_exists,
     check_name,
     encode_name,
+    is_empty_shell,
     no_symlinks,
     read_marker,
     remove_leftovers,
@@ -216,19 +217,23 @@ def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: i
     import zarr
 
     check_component(name, "array name", group_path, error=StoreError)
+    # the marker first (zarr's overwrite=True would delete it): a write killed
+    # while creating the array leaves a directory garbage collection recognises
+    d = group_path / name
+    d.mkdir(parents=True)
+    write_marker(d, "array")
     arr = zarr.create_array(
-        store=str(group_path / name),
+        store=str(d),
         shape=(n,),
         chunks=(int(chunk_rows),),
         dtype=dtype,
         compressors=array_codecs(),
         fill_value=-1 if np.dtype(dtype).kind == "i" else 0,
-        overwrite=True,
+        overwrite=False,
         # every chunk gets a file, so a lost chunk file is detectable (reads
         # check for it: a missing chunk is an error, never the fill value)
         config={"write_empty_chunks": True},
     )
-    write_marker(group_path / name, "array")
     return arr
 
 
@@ -939,7 +944,7 @@ def _post_order(
             for c in dtypes:
                 outs[c][base : base + size] = part[c][perm]
     finally:
-        shutil.rmtree(spill, ignore_errors=True)
+        rmtree_real(spill)
 
 
 def _post_order_rereading(post_arr, arrays, outs, bounds, post_off, n, chunk_rows, with_row) -> None:
@@ -1957,7 +1962,8 @@ class Connectome:
                     continue
                 if want_dir != p.is_dir():
                     continue
-                ours = bool(pattern.match(p.name)) and (read_marker(p) is not None if want_dir else True)
+                ours = bool(pattern.match(p.name)) and (
+                    read_marker(p) is not None or is_empty_shell(p) if want_dir else True)
                 out.append((p, rel, ours))
 
         syn = self.meta["synapses"]["path"]
@@ -2006,9 +2012,11 @@ class Connectome:
 
         Only entries the store itself created are deleted: the name pattern
         of a commit (``<column>.g<N>-<hex>``, ``rois/g<N>-<hex>``, ``_spill-<hex>``,
-        ``.meta.json.tmp-<hex>``) AND the package's marker file; symlinks are
-        never followed nor deleted. Unreferenced entries without the marker
-        stay (``connectome-dask info --check`` lists them).
+        ``.meta.json.tmp-<hex>``) AND the package's marker file (or an empty
+        shell with that pattern, :func:`~connectome_dask._fsutil.is_empty_shell`:
+        what a kill right after a ``mkdir`` leaves); symlinks are never followed
+        nor deleted. Unreferenced entries without the marker stay
+        (``connectome-dask info --check`` lists them).
 
         Examples
         --------
@@ -2259,7 +2267,8 @@ def _scan_spill(root: Path, idx: str) -> list[tuple[Path, str, bool]]:
     for p in sorted(d.iterdir()):
         if p.name.startswith("_spill-"):
             rel = p.relative_to(root).as_posix()
-            ours = not p.is_symlink() and bool(_SPILL_DIR.match(p.name)) and read_marker(p) is not None
+            ours = not p.is_symlink() and bool(_SPILL_DIR.match(p.name)) and (
+                read_marker(p) is not None or is_empty_shell(p))
             out.append((p, rel, ours))
     return out
 
