@@ -1089,8 +1089,19 @@ def _read_meta(path: Path) -> dict:
         if key not in meta:
             raise StoreError(f"{mp}: required key {key!r} missing")
 
-    def bad(key: str, want: str) -> StoreError:
-        return StoreError(f"{mp}: {key!r} must be {want}, got {str(meta_get(key))[:80]!r}")
+    def bad(key: str, want: str, value: Any = None) -> StoreError:
+        v = meta_get(key) if value is None else value
+        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        text = text if len(text) <= 400 else text[:400] + "..."
+        return StoreError(f"{mp}: {key!r} must be {want}, got {text!r}")
+
+    def check_rel(key: str, v: Any) -> None:
+        """A relative path made of components the package writes (no '..', never absolute)."""
+        parts = v.split("/") if isinstance(v, str) else []
+        if not parts or any(not p for p in parts):
+            raise bad(key, "a relative path inside the store", v)
+        for part in parts:
+            check_component(part, f"{key} {v!r}: component", mp, error=StoreError)
 
     def meta_get(key: str) -> Any:
         d: Any = meta
@@ -1130,7 +1141,7 @@ def _read_meta(path: Path) -> dict:
         parts = rel.split("/") if isinstance(rel, str) else []
         if len(parts) != 2 or parts[0] != "by_post":
             raise bad(f"index.by_post.{col}", "'by_post/<array>'")
-        check_component(parts[1], f"index.by_post.{col}", mp, error=StoreError)
+        check_component(parts[1], f"index.by_post.{col} {rel!r}: component", mp, error=StoreError)
     if idx.get("pairs") is not None:
         if not isinstance(idx["pairs"], str):
             raise bad("index.pairs", "a name")
@@ -1142,15 +1153,12 @@ def _read_meta(path: Path) -> dict:
         v = meta.get(key)
         if v is None:
             continue
-        parts = v.split("/") if isinstance(v, str) else []
-        if not parts or any(not p for p in parts):
-            raise bad(key, "a relative path")
-        for part in parts:
-            check_component(part, key, mp, error=StoreError)
-    for key in ("retained",):
-        v = meta.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise bad(key, "a list of relative paths")
+        check_rel(key, v)
+    retained = meta.get("retained", [])
+    if not isinstance(retained, list) or not all(isinstance(x, str) for x in retained):
+        raise bad("retained", "a list of relative paths")
+    for i, x in enumerate(retained):
+        check_rel(f"retained[{i}]", x)
     return meta
 
 
