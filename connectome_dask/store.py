@@ -1717,6 +1717,16 @@ class Connectome:
                 raise StoreError(f"{p}: 'names' must be a list of ROI names")
             for n in info.get("names", []):
                 safe_name(n, f"{p}: ROI name")
+            # the files rois.json names (meshes, label grid) follow meta.json's rule:
+            # inside the store and never through a symlink (malformed entries are
+            # refused, with the entry named, by RoiSet.from_store and assign_rois)
+            rels = list((info.get("meshes") or {}).values()) if isinstance(info.get("meshes"), dict) else []
+            grid = info.get("grid")
+            if isinstance(grid, dict):
+                rels.append(grid.get("path"))
+            for rel in rels:
+                if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.split("/"):
+                    no_symlinks(self.path, f"{self.meta['rois']}/{rel}", p, error=StoreError)
             self._rois_info = info
         return self._rois_info
 
@@ -1873,6 +1883,9 @@ class Connectome:
         gen = self.generation + 1
         syn_root = _inside(self.path, self.meta["synapses"]["path"])
         idx_root = _inside(self.path, self.meta["index"]["path"])
+        bp = [c for c in outputs if c in BY_POST_COLUMNS and self.meta["index"].get("by_post") is not None]
+        if bp:  # never write through a symlinked by_post folder (it would land outside the store)
+            _inside(self.path, f"{self.meta['index']['path']}/by_post")
         tag = f"g{gen}-{uuid.uuid4().hex[:6]}"
         new_dirs: dict[str, str] = {}
         new_bp: dict[str, str] = {}
@@ -1905,7 +1918,6 @@ class Connectome:
             )
             compute(*tasks, progress=progress, desc=desc)
             # keep the post-ordered copies (clustered index) in step
-            bp = [c for c in outputs if c in BY_POST_COLUMNS and self.meta["index"].get("by_post") is not None]
             if bp:
                 _ensure_group(idx_root / "by_post")
                 post_off = self._read_index("post_offsets")
@@ -2100,9 +2112,8 @@ class Connectome:
                 problems.append("neurons.parquet: duplicate bodyId")
         except Exception as e:  # noqa: BLE001 - report, don't crash
             problems.append(f"neurons.parquet unreadable: {e}")
-        for p, _rel, _ in self._entries():
-            if p.is_symlink():
-                problems.append(f"{p} is a symlink; stores never hold symlinks")
+        for p in _symlinks_in(self.path):
+            problems.append(f"{p} is a symlink; stores never hold symlinks")
         n = self.n_synapses
         arrays = self._arrays_of_generation()
         for label, path, length in arrays:
@@ -2265,6 +2276,17 @@ def _references(meta: Mapping[str, Any]) -> set[str]:
         if meta.get(key):
             out.add(str(meta[key]))
     return out
+
+
+def _symlinks_in(root: Path) -> list[Path]:
+    """Every symlink anywhere in the store (never followed)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                out.append(p)
+    return sorted(out)
 
 
 def _scan_spill(root: Path, idx: str) -> list[tuple[Path, str, bool]]:
