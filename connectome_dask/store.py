@@ -259,11 +259,20 @@ def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
     arr = _open_array_cached(path, token)
     n = arr.shape[0]
     stop = min(stop, n)
+    chunks = range(0)
     if stop > start:
         c = arr.chunks[0]
-        require_chunks(path, c, range(start // c, (stop - 1) // c + 1))
+        chunks = range(start // c, (stop - 1) // c + 1)
+        require_chunks(path, c, chunks)
     try:
-        return arr[start:stop]
+        out = arr[start:stop]
+        # again after the read: a chunk file deleted between the check and the
+        # read (a newer commit's garbage collection) made zarr return fill values
+        require_chunks(path, arr.chunks[0], chunks)
+        _check_unchanged(path, token)
+        return out
+    except StoreError:
+        raise
     except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
         c = arr.chunks[0]
         bad = []
@@ -280,20 +289,34 @@ def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
         ) from e
 
 
-def take_rows(arr: Any, path: str | Path, rows: np.ndarray) -> np.ndarray:
-    """``arr.get_orthogonal_selection(rows)`` after checking the touched chunk files exist."""
+def take_rows(arr: Any, path: str | Path, rows: np.ndarray, token: str | None = None) -> np.ndarray:
+    """``arr.get_orthogonal_selection(rows)`` after checking the touched chunk files exist.
+
+    With ``token`` (the store identity the array was opened for), also that the
+    array directory is still the one opened.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:
         return np.zeros(0, dtype=arr.dtype)
     c = arr.chunks[0]
-    require_chunks(path, c, np.unique(rows // c).tolist())
+    chunks = np.unique(rows // c).tolist()
+    require_chunks(path, c, chunks)
     try:
-        return arr.get_orthogonal_selection(rows)
+        out = arr.get_orthogonal_selection(rows)
+        require_chunks(path, c, chunks)  # again: deleted while being read means fill values were read
+        _check_unchanged(str(path), token)
+        return out
+    except StoreError:
+        raise
     except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
         raise StoreError(
             f"{path}: cannot read {len(rows)} rows: {type(e).__name__}: {e}. The chunk file may be "
             "truncated or corrupted; run `connectome-dask info --check` on the store"
         ) from e
+
+
+#: (path, token) -> (st_dev, st_ino) of the array directory when it was opened
+_ARRAY_DIRS: dict[tuple[str, str], tuple[int, int]] = {}
 
 
 @lru_cache(maxsize=256)
@@ -302,14 +325,60 @@ def _open_array_cached(path: str, token: str):
 
     ``token`` is ``"<store uuid>:<generation>"``: a store replaced at the same
     path (new uuid) or committed again (new generation) never hits a stale entry,
-    on the client or on a worker.
+    on the client or on a worker. An array opened for a store that has since
+    been replaced at the same path is refused (the uuid in meta.json differs),
+    and every read checks the directory is still the one opened
+    (:func:`_check_unchanged`).
     """
     import zarr
 
     try:
-        return zarr.open_array(path, mode="r")
+        st = os.stat(path)
+        arr = zarr.open_array(path, mode="r")
     except Exception as e:  # noqa: BLE001 - FileNotFoundError, JSON errors, zarr's own
         raise StoreError(f"{path}: cannot open the array ({type(e).__name__}: {e})") from e
+    _check_store_identity(path, token)
+    if len(_ARRAY_DIRS) > 4096:
+        _ARRAY_DIRS.clear()
+    _ARRAY_DIRS[(path, token)] = (st.st_dev, st.st_ino)
+    return arr
+
+
+def _check_store_identity(path: str, token: str) -> None:
+    """Refuse an array of a store whose meta.json now names another store (uuid) than ``token``."""
+    ident = token.rsplit(":", 1)[0]
+    for root in list(Path(path).parents)[:4]:
+        mp = root / "meta.json"
+        if mp.is_file() and not mp.is_symlink():
+            try:
+                cur = json.loads(mp.read_bytes()).get("uuid")
+            except (OSError, ValueError, AttributeError):
+                return
+            if cur and cur != ident:
+                raise StoreError(
+                    f"{root} was replaced since it was opened (store {ident} is now {cur}); "
+                    "reopen it with connectome_dask.open"
+                )
+            return
+
+
+def _check_unchanged(path: str, token: str | None) -> None:
+    """Raise StoreError unless the array directory at ``path`` is the one opened for ``token``.
+
+    A store re-created at the same path has new directories under the same
+    names: reading them with the old store's metadata would mix two stores.
+    """
+    want = _ARRAY_DIRS.get((path, token)) if token is not None else None
+    if want is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise StoreError(f"{path}: the array is gone (removed by a newer commit, or the store was "
+                         "replaced); reopen the store") from None
+    if (st.st_dev, st.st_ino) != want:
+        raise StoreError(f"{path}: the array was replaced since the store was opened (a store was "
+                         "re-created at this path); reopen it with connectome_dask.open")
 
 
 def _ensure_group(path: Path) -> None:
@@ -1318,7 +1387,7 @@ class Connectome:
         p = str(self._index_path(name))
         if rows is None:
             return _read_range(p, self.token, 0, arr.shape[0])
-        return take_rows(arr, p, rows)
+        return take_rows(arr, p, rows, self.token)
 
     # -- neurons
     @property
@@ -1457,7 +1526,7 @@ class Connectome:
                 out[c] = np.zeros(0, dtype=arr.dtype)
                 continue
             # zarr orthogonal indexing with integer arrays decodes each touched chunk once
-            out[c] = take_rows(arr, self._array_path(c), rows)
+            out[c] = take_rows(arr, str(self._array_path(c)), rows, self.token)
         return out
 
     def synapse_rows(self, indices: Iterable[int] | np.ndarray, side: str = "pre") -> np.ndarray:
@@ -1566,7 +1635,7 @@ class Connectome:
             if arr is None:
                 missing.append(c)
             elif len(pos):
-                out[c] = take_rows(arr, self._by_post_path(c), pos)[order]
+                out[c] = take_rows(arr, str(self._by_post_path(c)), pos, self.token)[order]
             else:
                 out[c] = np.zeros(0, dtype=arr.dtype)
         if missing:
