@@ -80,7 +80,7 @@ import numpy as np
 
 from . import _containment as _ck
 from ._fsutil import check_name
-from .store import Connectome, StoreError, default_connectome, safe_name
+from .store import Connectome, StoreError, array_codecs, default_connectome, safe_name
 
 __all__ = [
     "RoiError",
@@ -406,7 +406,10 @@ class _Grid:
         for k in self.ARRAYS:
             a = np.ascontiguousarray(getattr(self, k))
             chunks = (max(1, min(a.shape[0], 1 << 22)), *(max(1, d) for d in a.shape[1:]))
-            arr = g.create_array(k, shape=a.shape, dtype=a.dtype, chunks=chunks, overwrite=True)
+            # the store's codecs (CRC32C on every chunk): a damaged cached grid fails to
+            # load and is rebuilt, never trusted
+            arr = g.create_array(k, shape=a.shape, dtype=a.dtype, chunks=chunks, overwrite=True,
+                                 compressors=array_codecs(), config={"write_empty_chunks": True})
             if a.size:
                 arr[...] = a
 
@@ -418,7 +421,13 @@ class _Grid:
         attrs = dict(g.attrs)
         if attrs.get("algo_version") != _ALGO_VERSION:
             raise RoiError(f"{path}: grid written by another algorithm version")
-        arrays = {k: np.asarray(g[k][...]) for k in cls.ARRAYS}
+        arrays = {}
+        for k in cls.ARRAYS:
+            arr = g[k]
+            # zarr returns the fill value for a missing chunk: refuse a grid with one
+            if arr.size and arr.nchunks_initialized != arr.nchunks:
+                raise RoiError(f"{path}/{k}: {arr.nchunks - arr.nchunks_initialized} chunk file(s) missing")
+            arrays[k] = np.asarray(arr[...])
         return cls(arrays, attrs["h"], attrs["key"], attrs["names"])
 
 
