@@ -2433,7 +2433,10 @@ def _write_outputs(block, start, func, out_paths: Mapping[str, str], args):
         a = np.asarray(res[name])
         if len(a) != n:
             raise StoreError(f"column function returned {len(a)} rows for {name!r}, expected {n}")
-        arr = zarr.open_array(p, mode="r+")
+        # write_empty_chunks is a runtime setting, not stored with the array: without
+        # it a chunk equal to the fill value (all -1: no ROI) is skipped, and the
+        # committed array then lacks that chunk file (a read error, by design)
+        arr = zarr.open_array(p, mode="r+").with_config({"write_empty_chunks": True})
         arr[start : start + n] = a.astype(arr.dtype, copy=False)
     return n
 
