@@ -262,3 +262,330 @@ class FaultInjector(WorkerPlugin):
         orig = getattr(st._run_block, "_reliability_orig", None)
         if orig is not None:
             st._run_block = orig
+
+
+# ----------------------------------------------------------------------------- tiny stores and ROI sets
+
+
+def tiny_tables(n_neurons: int = 300, n_synapses: int = 10_000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random neuron and synapse tables (dense pre/post, positions in [0, 1000) nm, confidence)."""
+    rng = np.random.default_rng(seed)
+    body = rng.choice(np.arange(10_000, 10_000_000), size=n_neurons, replace=False).astype(np.int64)
+    types = np.array([f"T{k}" for k in rng.integers(0, 12, n_neurons)], dtype=object)
+    neurons = pd.DataFrame({"bodyId": body, "type": pd.array(types, dtype="string"),
+                            "instance": pd.array([f"{t}_{i % 2}" for i, t in enumerate(types)], dtype="string")})
+    n_pairs = max(1, n_synapses // 6)
+    pp = rng.integers(0, n_neurons, n_pairs)
+    pq = rng.integers(0, n_neurons, n_pairs)
+    pick = rng.integers(0, n_pairs, n_synapses)
+    home = rng.uniform(0, 1000, n_neurons)
+    pre, post = pp[pick].astype(np.int32), pq[pick].astype(np.int32)
+    x = np.clip(home[pre] + rng.normal(0, 150, n_synapses), 0, 999)
+    syn = pd.DataFrame({"pre": pre, "post": post})
+    for s, dx in (("pre", 0.0), ("post", 1.0)):
+        syn[f"x_{s}"] = np.clip(x + dx * rng.normal(0, 20, n_synapses), 0, 999).astype(np.float32)
+        syn[f"y_{s}"] = rng.uniform(0, 999, n_synapses).astype(np.float32)
+        syn[f"z_{s}"] = rng.uniform(0, 999, n_synapses).astype(np.float32)
+    syn["confidence"] = rng.uniform(0, 1, n_synapses).astype(np.float32)
+    return neurons, syn
+
+
+def tiny_swc(body: int, n: int = 12) -> str:
+    lines = [f"# body {body}"] + [f"{i} 0 {i * 10.0} {body % 97} 0 1 {i - 1 if i > 1 else -1}"
+                                  for i in range(1, n + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def build_tiny_store(path: Path, n_neurons: int = 300, n_synapses: int = 10_000, *, seed: int = 0,
+                     chunk_rows: int = 1024, skeletons: int = 3, overwrite: bool = False):
+    """``write_store`` of :func:`tiny_tables` with a few SWC skeletons; returns (conn, neurons, synapses)."""
+    from connectome_dask.store import write_store
+
+    neurons, syn = tiny_tables(n_neurons, n_synapses, seed)
+    skel = {int(b): tiny_swc(int(b)) for b in neurons["bodyId"].iloc[:skeletons]}
+    conn = write_store(path, neurons, syn, {"name": Path(path).name}, chunk_rows=chunk_rows,
+                       skeletons=skel or None, overwrite=overwrite)
+    return conn, neurons, syn
+
+
+#: names of the y-axis slabs of :func:`axis_slab_roiset`
+Y_SLAB_NAMES = [f"Y{k}" for k in range(9)]
+
+
+def axis_slab_roiset(axis: int = 0):
+    """Nine slab boxes along ``axis`` (0: same meshes and names as :func:`slab_roiset`; 1: along y, Y0..Y8)."""
+    if axis == 0:
+        return slab_roiset()
+    import trimesh
+
+    from connectome_dask.rois import RoiSet
+
+    meshes = {}
+    for k, name in enumerate(Y_SLAB_NAMES):
+        lo = -100.0 if k == 0 else 100.0 * k
+        hi = 100.0 * (k + 1)
+        box = trimesh.creation.box(extents=[1300.0, hi - lo, 1300.0])
+        box.apply_translation([500.0, (lo + hi) / 2, 500.0])
+        meshes[name] = box
+    return RoiSet.from_meshes(meshes, name="yslabs")
+
+
+# ----------------------------------------------------------------------------- fork server
+
+FORK_SERVER = r'''
+import json, os, select, signal, sys, time, traceback, warnings
+warnings.simplefilter("ignore")
+import dask
+dask.config.set(scheduler="sync")
+dask.config.set({"connectome_dask.progress": False})
+from connectome_dask.store import StoreError
+
+_OUT = sys.stdout
+sys.stdout = sys.stderr  # only the protocol goes to the real stdout
+
+
+class Child:
+    """A forked child running ``fn(send, *args)``; ``send(**msg)`` writes a JSON line to the parent."""
+
+    def __init__(self, fn, *args, config=None):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            code = 0
+
+            def send(**msg):
+                os.write(w, (json.dumps(msg) + "\n").encode())
+
+            try:
+                dask.config.set(scheduler="sync")
+                if config:
+                    dask.config.set(config)
+                fn(send, *args)
+            except BaseException as e:  # reported, never silent
+                try:
+                    send(error=type(e).__name__, message=str(e)[:3000],
+                         store_error=isinstance(e, StoreError), tb=traceback.format_exc()[-3000:])
+                except BaseException:
+                    pass
+                code = 1
+            os._exit(code)
+        os.close(w)
+        self.pid, self.fd, self.buf, self.status, self.eof = pid, r, b"", None, False
+
+    def recv(self, timeout=120.0):
+        """The next message (dict), or None at EOF (child exited)."""
+        t_end = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            if self.eof:
+                return None
+            left = t_end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"child {self.pid}: no message within {timeout} s")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    self.eof = True
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout=180.0):
+        """Reap the child; return (exit code or -signal, every message not yet received).
+
+        The pipe is drained while waiting (a child blocked on a full pipe never exits).
+        """
+        t_end = time.monotonic() + timeout
+        while True:
+            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > t_end:
+                self.kill()
+            if not self.eof and select.select([self.fd], [], [], 0.002)[0]:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    self.eof = True
+                self.buf += chunk
+            else:
+                time.sleep(0.002)
+        self.status = os.waitstatus_to_exitcode(st)
+        msgs = []
+        while True:
+            m = self.recv(timeout=10)
+            if m is None:
+                break
+            msgs.append(m)
+        os.close(self.fd)
+        return self.status, msgs
+
+
+def serve(handle):
+    """Answer JSON commands from stdin with ``handle(cmd)`` (a JSON line each) until EOF."""
+    _OUT.write(json.dumps({"ready": True}) + "\n")
+    _OUT.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            res = handle(json.loads(line))
+        except BaseException as e:
+            res = {"server_error": f"{type(e).__name__}: {e}", "tb": traceback.format_exc()[-4000:]}
+        _OUT.write(json.dumps(res) + "\n")
+        _OUT.flush()
+
+
+def timed_write(write, variant, delay):
+    """Fork a child running ``write(variant)``; SIGKILL it ``delay`` s after it starts (None: never).
+
+    Returns ``done`` (the write returned before the kill), ``status`` (exit code or
+    -signal) and ``elapsed`` (start to the child's "done", or to its death).
+    """
+    def body(send, variant):
+        send(go=True)
+        write(variant)
+        send(done=True)
+
+    c = Child(body, variant)
+    first = c.recv()
+    if first is None or "go" not in first:
+        status, msgs = c.wait()
+        return {"done": False, "status": status, "elapsed": 0.0, "msgs": [first, *msgs]}
+    t0 = time.perf_counter()
+    done = False
+    if delay is None:
+        m = c.recv(timeout=300)
+        done = bool(m and m.get("done"))
+        elapsed = time.perf_counter() - t0
+        extra = [m] if m is not None and not done else []
+    else:
+        t_kill = t0 + float(delay)
+        while True:  # sleep to the kill time (finer near the end)
+            left = t_kill - time.perf_counter()
+            if left <= 0:
+                break
+            time.sleep(left if left < 0.002 else left * 0.8)
+        c.kill()
+        elapsed = time.perf_counter() - t0
+        extra = []
+    status, msgs = c.wait()
+    msgs = extra + msgs
+    done = done or any(m.get("done") for m in msgs)
+    return {"done": done, "status": status, "elapsed": elapsed,
+            "msgs": [m for m in msgs if not m.get("done")]}
+'''
+
+
+class ForkServer:
+    """A helper process that imports everything once and forks a child per trial (see FORK_SERVER).
+
+    ``setup`` is Python code run in the server after the imports; it must define
+    ``handle(cmd) -> dict`` (it may use ``Child``, ``timed_write``, ``serve``).
+    """
+
+    def __init__(self, setup: str, *, cwd: Path | None = None, timeout: float = 300.0):
+        script = python_script(f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+                               + FORK_SERVER + "\n" + textwrap.dedent(setup) + "\nserve(handle)\n")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_CONNECTOME_DASK__PROGRESS="False")
+        self.timeout = timeout
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env, cwd=cwd, text=True, bufsize=1,
+        )
+        self._err: list[str] = []
+        import threading
+
+        def drain():
+            for line in self.proc.stderr:
+                self._err.append(line)
+                del self._err[:-200]
+
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
+        first = self._read()
+        assert first.get("ready"), first
+
+    def _read(self) -> dict:
+        import json
+        import select
+
+        r, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not r:
+            raise AssertionError(f"fork server: no answer within {self.timeout} s\n{self.stderr()}")
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            raise AssertionError(f"fork server died ({self.proc.returncode}):\n{self.stderr()}")
+        return json.loads(line)
+
+    def stderr(self) -> str:
+        return "".join(self._err[-60:])
+
+    def __call__(self, **cmd) -> dict:
+        import json
+
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        res = self._read()
+        if "server_error" in res:
+            raise AssertionError(f"fork server failed on {cmd}: {res['server_error']}\n{res.get('tb')}")
+        return res
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def siblings_digest(parent: Path, skip: str) -> dict[str, str]:
+    """:func:`tree_digest` of ``parent`` without the entry ``skip`` and without ``.<name>.lock`` files."""
+    def exclude(rel: Path) -> bool:
+        return rel.parts[0] == skip or (len(rel.parts) == 1 and rel.name.endswith(".lock"))
+
+    return tree_digest(parent, exclude=exclude)
+
+
+def full_digest(root: Path, exclude: Callable[[Path], bool] | None = None) -> dict[str, str]:
+    """Like :func:`tree_digest`, never following symlinks: links are recorded by their target text.
+
+    Every directory is listed too, so a created, deleted or replaced entry of
+    any kind (file, folder, symlink) changes the result.
+    """
+    root = Path(root)
+    out: dict[str, str] = {}
+    if not root.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        d = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            p = d / name
+            rel = p.relative_to(root)
+            if exclude is not None and exclude(rel):
+                continue
+            if p.is_symlink():
+                out[str(rel)] = "symlink -> " + os.readlink(p)
+            elif p.is_dir():
+                out[str(rel) + "/"] = "<dir>"
+            else:
+                out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        dirnames[:] = [n for n in dirnames if not (d / n).is_symlink()
+                       and not (exclude is not None and exclude((d / n).relative_to(root)))]
+    return out
