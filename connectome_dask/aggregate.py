@@ -443,10 +443,12 @@ def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:
     return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
 
 
-def _pairs_table_part(conn_path: str, start: int, stop: int, pre_ok, post_ok, min_weight: int):
-    from .store import Connectome
+def _pairs_table_part(paths: dict[str, str], token: str, start: int, stop: int, pre_ok, post_ok,
+                      min_weight: int):
+    from .store import read_rows
 
-    t = Connectome(conn_path).read_pairs(start=start, stop=stop)
+    # the arrays of the generation the client opened (never a newer or replaced store)
+    t = {c: read_rows(p, token, start, stop) for c, p in paths.items()}
     keep = pre_ok[t["pre"]] & post_ok[t["post"]]
     if min_weight > 1:
         keep &= t["weight"] >= min_weight
@@ -459,7 +461,8 @@ def _pairs_from_table(conn: Connectome, filt: _Filter, min_weight: int, progress
     pre_ok = delayed(filt.pre_ok, pure=True)  # one copy of each mask in the graph
     post_ok = delayed(filt.post_ok, pure=True)
     task = delayed(_pairs_table_part, pure=True)
-    parts = [task(str(conn.path), s, e, pre_ok, post_ok, min_weight) for s, e in _pair_table_ranges(conn)]
+    paths = conn.pair_table_paths()
+    parts = [task(paths, conn.token, s, e, pre_ok, post_ok, min_weight) for s, e in _pair_table_ranges(conn)]
     res = compute(*parts, progress=progress)
     return pd.DataFrame({c: np.concatenate([r[i] for r in res]) for i, c in enumerate(("pre", "post", "weight"))})
 
@@ -627,10 +630,10 @@ def _group_counts(
     return out
 
 
-def _group_from_pairs(conn_path: str, pre_ok, post_ok, codes, n_pre: int, n_post: int,
-                      min_weight: int) -> np.ndarray:
+def _group_from_pairs(paths: dict[str, str], token: str, n_pairs: int, pre_ok, post_ok, codes,
+                      n_pre: int, n_post: int, min_weight: int) -> np.ndarray:
     pre_code, post_code = codes
-    up, uq, w = _pairs_table_part(conn_path, 0, None, pre_ok, post_ok, min_weight)
+    up, uq, w = _pairs_table_part(paths, token, 0, n_pairs, pre_ok, post_ok, min_weight)
     out = np.zeros((n_pre, n_post), dtype=np.int64)
     K.block_add_pairs(out, 0, pre_code, post_code, up, uq, w)
     return out
@@ -648,7 +651,8 @@ def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight
     from dask.delayed import delayed
 
     task = delayed(_group_from_pairs, pure=True)(
-        str(conn.path), filt.pre_ok, filt.post_ok, (pre_code, post_code), n_pre, n_post, min_weight
+        conn.pair_table_paths(), conn.token, int(conn.meta["index"]["n_pairs"]), filt.pre_ok, filt.post_ok,
+        (pre_code, post_code), n_pre, n_post, min_weight,
     )
     (out,) = compute(task, progress=progress)
     return out
@@ -870,9 +874,19 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
     """
     if "roi_post" not in conn.synapse_columns or conn.rois_path is None:
         raise KeyError(f"{conn.path} has no ROI assignment; run Connectome.assign_rois first")
-    cache_file = conn.rois_path / f"neuron_roi_counts.g{conn.generation}.parquet"
-    if cache and cache_file.exists():
-        return pd.read_parquet(cache_file)
+    from ._fsutil import no_symlinks
+    from .store import StoreError
+
+    # a derived cache inside the ROI folder: resolved by the store's path rule (inside,
+    # never through a symlink); its Parquet page checksums are verified, and a damaged
+    # cache is recomputed
+    cache_file = no_symlinks(conn.path, f"{conn.meta['rois']}/neuron_roi_counts.g{conn.generation}.parquet",
+                             error=StoreError)
+    if cache and cache_file.is_file():
+        try:
+            return pd.read_parquet(cache_file, page_checksum_verification=True)
+        except (OSError, ValueError):
+            pass
     n = conn.n_neurons
     C = len(conn.roi_names) + 1
     _check_dense((3, n * C), 8, "per-neuron ROI counts")
@@ -895,7 +909,10 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
         import uuid
 
         tmp = cache_file.with_name(f".{cache_file.name}.tmp-{uuid.uuid4().hex[:6]}")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, cache_file)
+        try:
+            df.to_parquet(tmp, index=False, write_page_checksum=True)
+            os.replace(tmp, cache_file)
+        except OSError:  # a read-only store still answers; it just keeps no cache
+            tmp.unlink(missing_ok=True)
     return df
 

@@ -289,6 +289,16 @@ def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
         ) from e
 
 
+def read_rows(path: str, token: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the store array at ``path`` for the store generation ``token``.
+
+    The read used inside tasks: the array is opened once per (path, token) on
+    each worker, every touched chunk file must exist, and a store replaced at
+    the same path is refused (:attr:`Connectome.token`).
+    """
+    return _read_range(path, token, start, stop)
+
+
 def take_rows(arr: Any, path: str | Path, rows: np.ndarray, token: str | None = None) -> np.ndarray:
     """``arr.get_orthogonal_selection(rows)`` after checking the touched chunk files exist.
 
@@ -1589,6 +1599,23 @@ class Connectome:
             if c not in ("pre", "post", "weight"):
                 raise KeyError(f"the connection table has columns pre, post, weight, not {c!r}")
         return {c: _read_range(str(root / c), self.token, start, stop) for c in columns}
+
+    def pair_table_paths(self) -> dict[str, str]:
+        """Paths of the connection table's arrays (``pre``, ``post``, ``weight``), for tasks.
+
+        Read them with :func:`read_rows` and :attr:`token`, so a task reads this
+        generation's arrays and never a newer or replaced store's.
+
+        Examples
+        --------
+        >>> sorted(conn.pair_table_paths())
+        ['post', 'pre', 'weight']
+        """
+        rel = self.meta["index"].get("pairs")
+        if not rel:
+            raise StoreError(f"{self.path} has no connection table (written by an older version)")
+        root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+        return {c: str(root / c) for c in ("pre", "post", "weight")}
 
     def synapses_of(
         self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]

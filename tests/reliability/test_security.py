@@ -689,3 +689,19 @@ def test_overwrite_replaces_its_own_kind(writer, ref, products, tmp_path):
               "meshes_dir": 26, "to_zarr": products["matrix"].shape, "save_dataarray": products["da"].shape}
     assert got == expect[writer]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".target.tmp-")) == []
+
+
+def test_roi_counts_cache_symlink_is_not_followed(scene, ref):
+    """The derived per-neuron ROI counts cache (inside the ROI folder) is never read through a link."""
+    from connectome_dask.aggregate import neuron_roi_counts
+
+    conn = Connectome(scene.store)
+    tag = _tag(scene.store)
+    fake = scene.outside / "counts.parquet"
+    pd.DataFrame({"index": [0], "roi": [0], "pre": [10**9], "post": [0], "downstream": [0],
+                  "upstream": [0]}).to_parquet(fake)
+    digest = fake.read_bytes()
+    os.symlink(fake, scene.store / tag / f"neuron_roi_counts.g{conn.generation}.parquet")
+    with pytest.raises(StoreError, match="symlink"):
+        neuron_roi_counts(conn, progress=False)
+    assert fake.read_bytes() == digest
