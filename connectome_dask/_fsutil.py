@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from .errors import PathError
+
 __all__ = [
     "MARKER",
     "PathError",
@@ -66,12 +68,6 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _STORED_COMPONENT = re.compile(r"^[A-Za-z0-9_%(][A-Za-z0-9_.%\-()'+]{0,254}$")
 
 
-class PathError(ValueError):
-    """A path or name would leave the store, or a directory is not the package's to replace.
-
-    :class:`connectome_dask.store.StoreError` derives from it, so one ``except``
-    catches both.
-    """
 
 
 
@@ -110,7 +106,7 @@ def check_name(name: object, what: str = "name", error: type[Exception] = PathEr
     >>> check_name("EB\\n", "ROI name")
     Traceback (most recent call last):
     ...
-    connectome_dask._fsutil.PathError: ROI name 'EB\\n' is not allowed: ...
+    connectome_dask.errors.PathError: ROI name 'EB\\n' is not allowed: ...
     """
     problem = None
     if not isinstance(name, str):
@@ -199,7 +195,7 @@ def inside(root: Path, rel: str | os.PathLike, where: object = None,
     >>> inside(tmp_path / "s", "../x")
     Traceback (most recent call last):
     ...
-    connectome_dask._fsutil.PathError: .../s/meta.json: path '../x' points outside the store ...
+    connectome_dask.errors.PathError: .../s/meta.json: path '../x' points outside the store ...
     """
     where = where if where is not None else Path(root) / "meta.json"
     if not isinstance(rel, str | os.PathLike) or os.path.isabs(os.fspath(rel)):
@@ -303,7 +299,7 @@ def writer_lock(target: Path, error: type[Exception] = PathError, timeout: float
     ...         pass
     Traceback (most recent call last):
     ...
-    connectome_dask._fsutil.PathError: another writer holds .../.store.lock ...
+    connectome_dask.errors.PathError: another writer holds .../.store.lock ...
     """
     import dask
     from filelock import FileLock, Timeout
@@ -539,7 +535,7 @@ def atomic_dir(
     ...     pass
     Traceback (most recent call last):
     ...
-    connectome_dask._fsutil.PathError: .../out exists and is not a connectome_dask store ...
+    connectome_dask.errors.PathError: .../out exists and is not a connectome_dask store ...
     """
     target = Path(os.path.abspath(target))
     check_exists(target, kind, overwrite, error, recognise)

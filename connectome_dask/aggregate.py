@@ -26,6 +26,7 @@ import pandas as pd
 
 from . import _agg_kernels as K
 from ._compute import compute, tree_reduce
+from .errors import DenseMatrixTooLarge
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -52,8 +53,6 @@ INDEX_PATH_FRACTION = 0.05
 # ----------------------------------------------------------------------------- inputs
 
 
-class DenseMatrixTooLarge(MemoryError):
-    """A dense in-memory result was asked for that would not fit (checked before allocating)."""
 
 
 def max_dense_bytes() -> int:
@@ -90,7 +89,7 @@ def check_dense(shape: tuple[int, ...], itemsize: int, what: str, hint: str | No
     >>> check_dense((10**7, 10**7), 8, "a neuron x neuron matrix")
     Traceback (most recent call last):
     ...
-    connectome_dask.aggregate.DenseMatrixTooLarge: a neuron x neuron matrix would need a dense ...
+    connectome_dask.errors.DenseMatrixTooLarge: a neuron x neuron matrix would need a dense ...
     """
     need = int(np.prod(shape, dtype=np.float64)) * itemsize
     limit = max_dense_bytes()

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .errors import CriteriaError, UnknownColumnError, UnknownRoiError
+
 if TYPE_CHECKING:
     from .store import Connectome
 
@@ -62,16 +64,6 @@ _REGEX_CHARS = re.compile(r"[\\.?\[\]+^$*]")
 INDEX_ROWS_LIMIT = 2_000_000
 
 
-class CriteriaError(ValueError):
-    """Invalid selection criteria (bad value, regex, combination of options)."""
-
-
-class UnknownRoiError(CriteriaError):
-    """An ROI name that the store does not define; the message lists the valid names."""
-
-
-class UnknownColumnError(CriteriaError):
-    """A neuron property that ``conn.neurons`` does not have; the message lists the columns."""
 
 
 class _NullSentinel:
@@ -232,7 +224,7 @@ class RoiModel:
         >>> m.validate(["A", "D"])
         Traceback (most recent call last):
         ...
-        connectome_dask.criteria.UnknownRoiError: unknown ROI ['D']; valid ROIs are: ['A', 'B', 'C']
+        connectome_dask.errors.UnknownRoiError: unknown ROI ['D']; valid ROIs are: ['A', 'B', 'C']
         """
         rois = [rois] if isinstance(rois, str) else list(rois)
         for r in rois:
@@ -721,7 +713,7 @@ class NeuronCriteria:
         >>> NeuronCriteria(flavour="sweet").validate(conn)
         Traceback (most recent call last):
         ...
-        connectome_dask.criteria.UnknownColumnError: neuron property 'flavour' is not a column of ...
+        connectome_dask.errors.UnknownColumnError: neuron property 'flavour' is not a column of ...
         """
         model = RoiModel.of(conn)
         model.validate(self.rois, "ROI")
@@ -1001,7 +993,7 @@ class SynapseCriteria:
         >>> SynapseCriteria(rois=["MB_R"]).validate(conn)
         Traceback (most recent call last):
         ...
-        connectome_dask.criteria.CriteriaError: you listed non-primary ROIs ['MB_R']; pass primary_only=False to use them
+        connectome_dask.errors.CriteriaError: you listed non-primary ROIs ['MB_R']; pass primary_only=False to use them
         """
         model = RoiModel.of(conn)
         model.validate(self.rois, "synapse ROI")

@@ -109,7 +109,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from ._fsutil import check_name
-from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreError, StoreWriter
+from .errors import IngestError
+from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
 
 __all__ = [
     "DIALECTS",
@@ -147,38 +148,6 @@ _FORMATS = {
 _MAGIC = re.compile(r"[*?\[]")
 
 
-class IngestError(StoreError):
-    """A source table cannot be ingested.
-
-    The message names the file, the column and an example offending row; the
-    same facts are available as attributes (``None`` when not applicable).
-
-    Attributes
-    ----------
-    file, column : str or None
-    row : int or None
-        0-based data row within ``file`` (CSV header not counted).
-    value : object
-        The offending value.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        file: str | None = None,
-        column: str | None = None,
-        row: int | None = None,
-        value: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.file, self.column, self.row, self.value = file, column, row, value
-
-    @classmethod
-    def at(cls, file: str, column: str, row: int, what: str, value: Any = None) -> IngestError:
-        """The error for one offending cell: ``"<file>: column '<column>', row <row>: <what>"``."""
-        return cls(f"{file}: column {column!r}, row {row}: {what}", file=file, column=column, row=row,
-                   value=value)
 
 
 # ----------------------------------------------------------------------------- sources

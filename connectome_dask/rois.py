@@ -80,7 +80,8 @@ import numpy as np
 
 from . import _containment as _ck
 from ._fsutil import check_name
-from .store import Connectome, StoreError, array_codecs, default_connectome, safe_name
+from .errors import RoiError
+from .store import Connectome, array_codecs, default_connectome, safe_name
 
 __all__ = [
     "RoiError",
@@ -105,8 +106,6 @@ _SCALE_FACTOR = 4.0
 _SCALE_MIN_POINTS = 256
 
 
-class RoiError(StoreError):
-    """Invalid ROI meshes, names, hierarchy, or a point / mesh unit mismatch."""
 
 
 class RoiRepairWarning(UserWarning):

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .errors import SkeletonError
+
 if TYPE_CHECKING:
     from .store import Connectome
 
@@ -36,8 +38,6 @@ __all__ = [
 SKELETON_COLUMNS = ["rowId", "x", "y", "z", "radius", "link"]
 
 
-class SkeletonError(ValueError):
-    """A malformed SWC file or skeleton table, or a missing skeleton."""
 
 
 def read_swc(source: str | os.PathLike | io.TextIOBase) -> pd.DataFrame:

@@ -51,7 +51,6 @@ import pandas as pd
 
 from ._fsutil import (
     MARKER,
-    PathError,
     check_component,
     check_exists,
     check_name,
@@ -65,6 +64,7 @@ from ._fsutil import (
     write_marker,
     writer_lock,
 )
+from .errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,6 @@ SYNAPSE_DTYPES: dict[str, str] = {
 }
 
 
-class StoreError(PathError):
-    """A store is missing, malformed, from a newer schema, or a write was refused."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -135,7 +133,7 @@ def safe_name(name: str, what: str = "name") -> str:
     >>> safe_name("EB\\n", "ROI name")
     Traceback (most recent call last):
     ...
-    connectome_dask.store.StoreError: ROI name 'EB\\n' is not allowed: ...
+    connectome_dask.errors.StoreError: ROI name 'EB\\n' is not allowed: ...
     """
     return check_name(name, what, error=StoreError)
 
@@ -1098,7 +1096,7 @@ def set_default_connectome(conn: Connectome | None) -> None:
     >>> default_connectome()
     Traceback (most recent call last):
     ...
-    connectome_dask.store.StoreError: no connectome is open: call connectome_dask.open(path) first
+    connectome_dask.errors.StoreError: no connectome is open: call connectome_dask.open(path) first
     >>> set_default_connectome(conn)
     """
     global _default
