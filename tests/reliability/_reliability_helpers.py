@@ -589,3 +589,29 @@ def full_digest(root: Path, exclude: Callable[[Path], bool] | None = None) -> di
         dirnames[:] = [n for n in dirnames if not (d / n).is_symlink()
                        and not (exclude is not None and exclude((d / n).relative_to(root)))]
     return out
+
+
+def cave_table(n: int, seed: int, *, n_bodies: int = 400, sort_ids: bool = True) -> pd.DataFrame:
+    """A CAVE-style synapse table (FlyWire root IDs, voxel positions, connection_score)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(10**12, n_bodies, replace=False)
+    ids = (np.sort(ids) if sort_ids else ids).astype(np.int64) + 720575940600000000
+    pos = rng.integers(0, 200_000, (n, 3))
+    df = pd.DataFrame({"pre_pt_root_id": rng.choice(ids, n), "post_pt_root_id": rng.choice(ids, n)})
+    for i, a in enumerate("xyz"):
+        df[f"pre_pt_position_{a}"] = pos[:, i]
+        df[f"post_pt_position_{a}"] = pos[:, i] + rng.integers(-50, 50, n)
+    df["connection_score"] = rng.random(n) * 300
+    return df
+
+
+def box_meshes() -> dict:
+    """Three box neuropils (tens of micrometres, in nm): a fast, deterministic mesh set for synthetic."""
+    import trimesh
+
+    out = {}
+    for k in range(3):
+        b = trimesh.creation.box(extents=[40_000.0, 40_000.0, 40_000.0])
+        b.apply_translation([50_000.0 * k, 0.0, 0.0])
+        out[f"N{k}"] = b
+    return out

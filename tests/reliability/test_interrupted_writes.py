@@ -56,15 +56,7 @@ def info_check(path, address, capsys):
 
 
 def cave_table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ids = np.sort(rng.choice(10**12, 400, replace=False)).astype(np.int64) + 720575940600000000
-    pre = rng.integers(0, 200_000, (n, 3))
-    df = pd.DataFrame({"pre_pt_root_id": rng.choice(ids, n), "post_pt_root_id": rng.choice(ids, n)})
-    for i, a in enumerate("xyz"):
-        df[f"pre_pt_position_{a}"] = pre[:, i]
-        df[f"post_pt_position_{a}"] = pre[:, i] + rng.integers(-50, 50, n)
-    df["connection_score"] = rng.random(n) * 300
-    return df
+    return H.cave_table(n, seed, n_bodies=400, sort_ids=True)
 
 
 def _script(body: str) -> str:

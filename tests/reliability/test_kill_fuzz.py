@@ -23,7 +23,7 @@ pandas recounts):
   ``stale_siblings()`` empty, nothing but the target and its lock file in the
   parent directory.
 
-Most kills (at least 15 of 20) must land mid-write.
+Kills are drawn until 20 of them landed mid-write (at most 80 kills; kills after the commit are checked too).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.timeout(300)
 
 #: kills per writer (CONNECTOME_DASK_FUZZ_TRIALS raises it for a longer stress run)
 N_TRIALS = max(20, int(os.environ.get("CONNECTOME_DASK_FUZZ_TRIALS", "20")))
-MIN_MID_WRITE = (N_TRIALS * 3) // 4
+MAX_TRIALS = 4 * N_TRIALS  # bound on kills drawn to get N_TRIALS of them mid-write
 SEED = 20240611
 VARIANTS = ("A", "B")
 
@@ -67,27 +67,10 @@ def _sync():
 
 
 def cave_table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ids = rng.choice(10**12, 300, replace=False).astype(np.int64) + 720575940600000000
-    pos = rng.integers(0, 200_000, (n, 3))
-    df = pd.DataFrame({"pre_pt_root_id": rng.choice(ids, n), "post_pt_root_id": rng.choice(ids, n)})
-    for i, a in enumerate("xyz"):
-        df[f"pre_pt_position_{a}"] = pos[:, i]
-        df[f"post_pt_position_{a}"] = pos[:, i] + rng.integers(-50, 50, n)
-    df["connection_score"] = rng.random(n) * 300
-    return df
+    return H.cave_table(n, seed, n_bodies=300, sort_ids=False)
 
 
-def box_meshes() -> dict:
-    """Three box neuropils (tens of micrometres, in nm): a fast, deterministic mesh set for synthetic."""
-    import trimesh
-
-    out = {}
-    for k in range(3):
-        b = trimesh.creation.box(extents=[40_000.0, 40_000.0, 40_000.0])
-        b.apply_translation([50_000.0 * k, 0.0, 0.0])
-        out[f"N{k}"] = b
-    return out
+box_meshes = H.box_meshes
 
 
 SYNTH = {"n_neurons": 150, "n_synapses": 6000, "chunk_rows": 1024, "skeletons": 4, "progress": False}
@@ -190,14 +173,7 @@ class SyntheticKind(StoreKind):
 
     setup = """
 from connectome_dask.datasets import synthetic
-import trimesh
-def box_meshes():
-    out = {}
-    for k in range(3):
-        b = trimesh.creation.box(extents=[40_000.0, 40_000.0, 40_000.0])
-        b.apply_translation([50_000.0 * k, 0.0, 0.0])
-        out[f"N{k}"] = b
-    return out
+from _reliability_helpers import box_meshes
 def warm():
     synthetic(CFG["warm"], seed=CFG["seeds"]["A"], meshes=box_meshes(), overwrite=True, **CFG["synth"])
 def write(v):
@@ -397,7 +373,11 @@ def test_kill_fuzz(kind_name, tmp_path):
         duration = float(np.median(durations[2:]))
         rng = np.random.default_rng([SEED, list(KINDS).index(kind_name)])
         mid = 0
-        for i in range(N_TRIALS):
+        i = -1
+        # kills are drawn until N_TRIALS of them landed mid-write (the write's duration
+        # varies with the machine's load; kills after the commit are checked too)
+        while mid < N_TRIALS and i + 1 < MAX_TRIALS:
+            i += 1
             v = _other(cur)
             before = kind.state()
             delay = float(rng.uniform(0.0, duration))
@@ -423,10 +403,10 @@ def test_kill_fuzz(kind_name, tmp_path):
     assert kind.leftovers() == []
     if isinstance(kind, StoreKind):
         assert Connectome(kind.target).check() == []
-    summary = (f"{kind_name}: {mid}/{N_TRIALS} kills mid-write, uninterrupted write "
+    summary = (f"{kind_name}: {mid}/{i + 1} kills mid-write, uninterrupted write "
                f"{duration * 1e3:.0f} ms (runs {[round(d * 1e3) for d in durations]} ms)")
     print(summary + "\n" + "\n".join(log))
-    assert mid >= MIN_MID_WRITE, summary + "\n" + "\n".join(log)
+    assert mid >= N_TRIALS, summary + "\n" + "\n".join(log)
 
 
 def test_fuzz_detects_a_torn_write(tmp_path):
