@@ -24,7 +24,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from . import _agg_kernels as K
+from .kernels import pairs as K
 from ._compute import compute, tree_reduce
 from .errors import DenseMatrixTooLarge
 

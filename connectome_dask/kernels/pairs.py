@@ -14,8 +14,8 @@ import numpy as np
 __all__ = [
     "pair_runs",
     "pair_roi_runs",
-    "merge_sorted_runs",
     "block_add_pairs",
+    "code_range",
     "row_mask",
 ]
 
@@ -115,24 +115,6 @@ def pair_roi_runs(pre, post, roi, keep, n_codes):
             m += 1
         i = j
     return upre[:m].copy(), upost[:m].copy(), uroi[:m].copy(), cnt[:m].copy()
-
-
-@numba.njit(cache=True, nogil=True)
-def merge_sorted_runs(keys, cnt):
-    """Sum counts of equal adjacent keys (keys sorted); returns (ukeys, ucnt)."""
-    n = keys.shape[0]
-    uk = np.empty(n, dtype=keys.dtype)
-    uc = np.empty(n, dtype=np.int64)
-    m = -1
-    for i in range(n):
-        if m >= 0 and keys[i] == uk[m]:
-            uc[m] += cnt[i]
-        else:
-            m += 1
-            uk[m] = keys[i]
-            uc[m] = cnt[i]
-    m += 1
-    return uk[:m].copy(), uc[:m].copy()
 
 
 @numba.njit(cache=True, nogil=True)
