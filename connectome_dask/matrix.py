@@ -60,6 +60,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .aggregate import DenseMatrixTooLarge, check_dense, max_dense_bytes
+from .labels import is_missing as _is_missing
+from .labels import natural_key as _natural_key  # noqa: F401  (old private name)
+from .labels import natural_type_order
+from .labels import str_array as _str_array
+from .labels import str_value as _str_value
 
 __all__ = [
     "All",
@@ -96,7 +101,6 @@ WITHIN_TYPE_ORDER_RULES: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
     "EPG/PEG": (("cell_instance", "cell_subtype", "instance"), {c: i for i, c in enumerate(EB_COLUMN_ORDER)}),
 }
 _COLUMN_LABEL = re.compile(r"([LR]\d+)\s*$")
-_TYPE_LABEL = re.compile(r"^([A-Za-z]+)(\d*)(.*)$")
 
 
 # ----------------------------------------------------------------------------- selectors
@@ -179,94 +183,6 @@ class NeuropilCollection(dict):
 
 def _check_dense(nrows: int, ncols: int, what: str, hint: str) -> None:
     check_dense((nrows, ncols), 8, what, f"{hint}, or raise the limit.")
-
-
-def _is_missing(v: Any) -> bool:
-    m = pd.isna(v)
-    return bool(m) if isinstance(m, bool | np.bool_) else False
-
-
-def _str_value(v: Any) -> str:
-    """crantpy's ID/label normalisation: integers (and integral floats) as plain digits."""
-    if isinstance(v, bool | np.bool_):
-        return str(v)
-    if isinstance(v, int | np.integer):
-        return str(int(v))
-    if isinstance(v, float | np.floating):
-        f = float(v)
-        if np.isfinite(f) and f.is_integer():
-            return str(int(f))
-    return str(v)
-
-
-def _str_array(values: Any) -> np.ndarray:
-    """Normalise IDs/labels to an object array of str (None where missing), vectorised."""
-    s = values if isinstance(values, pd.Series | pd.Index) else pd.Series(np.asarray(values, dtype=object))
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    u = np.asarray(uniques)
-    if u.dtype.kind in "iu":
-        su = u.astype(str).astype(object)
-    else:
-        su = np.array([_str_value(x) for x in u], dtype=object)
-    out = np.empty(len(codes), dtype=object)
-    ok = codes >= 0
-    out[ok] = su[codes[ok]]
-    out[~ok] = None
-    return out
-
-
-def _natural_key(label: str) -> tuple:
-    m = _TYPE_LABEL.match(label.strip())
-    if not m:
-        return (label.upper(), float("inf"), label)
-    pfx, num, _ = m.groups()
-    return (pfx.upper(), int(num) if num else float("inf"), label)
-
-
-def natural_type_order(types: Iterable[Any], type_order: Iterable[Any] | None = None) -> list[str]:
-    """Order cell-type labels like crantpy's nested matrices.
-
-    Labels sort by leading letters (case-insensitive), then their number
-    (labels without a number after those with one), then the label. Each
-    ``type_order`` entry pulls in, in that natural order, the exact label and
-    every label whose upper-cased letter prefix equals the entry; the other
-    types follow in natural order.
-
-    Parameters
-    ----------
-    types
-        Labels (missing values are ignored, numbers are normalised to digits).
-    type_order
-        Preferred order (entries or letter prefixes).
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> natural_type_order(["ER", "ER10", "ER2", "Pbt", "EPG"])
-    ['EPG', 'ER2', 'ER10', 'ER', 'Pbt']
-    >>> natural_type_order(["ER", "ER10", "ER2", "Pbt", "EPG"], type_order=["Pbt", "ER"])
-    ['Pbt', 'ER2', 'ER10', 'ER', 'EPG']
-    """
-    unique = {_str_value(t) for t in types if not _is_missing(t)}
-    keys = {t: _natural_key(t) for t in unique}
-    generic = sorted(unique, key=lambda t: keys[t])
-    if not type_order:
-        return generic
-    out: list[str] = []
-    remaining = set(generic)
-    for p in type_order:
-        if _is_missing(p):
-            continue
-        ps = _str_value(p)
-        for t in generic:
-            if t in remaining and (t == ps or keys[t][0] == ps):
-                out.append(t)
-                remaining.discard(t)
-    out.extend(t for t in generic if t in remaining)
-    return out
 
 
 def _validate_common(weight_mode: str | None, weight_column: str | None, annotation_scope: str) -> None:
