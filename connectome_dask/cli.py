@@ -24,6 +24,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Connectome
 
 __all__ = ["main", "build_parser"]
 
@@ -121,10 +125,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingest import run_from_args
-
     with _client(args):
-        conn = run_from_args(args)
+        conn = run_ingest(args)
         print(conn)
     return 0
 
@@ -198,6 +200,104 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- ingest arguments
+
+
+def _parse_mapping(items: Sequence[str] | None) -> dict[str, str] | None:
+    """``--column STORE=SOURCE`` items as a mapping (``None`` when there are none)."""
+    from .errors import IngestError
+
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise IngestError(f"--column expects STORE_COLUMN=SOURCE_COLUMN, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def add_ingest_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``connectome-dask ingest`` arguments to an argparse parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = add_ingest_arguments(argparse.ArgumentParser())
+    >>> a = p.parse_args(["syn.parquet", "store", "--units", "voxels", "--voxel-size", "4", "4", "40"])
+    >>> a.source, a.path, a.voxel_size
+    (['syn.parquet'], 'store', [4.0, 4.0, 40.0])
+    """
+    from .ingest import DEFAULT_BATCH_ROWS, DEFAULT_BUCKET_ROWS, DIALECTS
+
+    parser.add_argument("source", nargs="+", help="Parquet/CSV/Feather file(s), directory or glob")
+    parser.add_argument("path", help="store directory to create")
+    parser.add_argument(
+        "--neurons", help="neuron table (CSV/Parquet/Feather) with bodyId or root_id"
+    )
+    parser.add_argument("--dialect", default="auto", choices=DIALECTS, help="column dialect")
+    parser.add_argument(
+        "--column",
+        action="append",
+        metavar="STORE=SOURCE",
+        help="explicit column mapping, e.g. --column pre=src --column post=dst (repeatable)",
+    )
+    parser.add_argument("--units", default="nm", help="units of source positions: nm or voxels")
+    parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("X", "Y", "Z"))
+    parser.add_argument("--voxel-offset", nargs=3, type=float, metavar=("X", "Y", "Z"))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument("--chunk-rows", type=int, default=None, help="Zarr chunk length (rows)")
+    parser.add_argument(
+        "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per read batch"
+    )
+    parser.add_argument(
+        "--bucket-rows", type=int, default=DEFAULT_BUCKET_ROWS, help="rows per sort bucket"
+    )
+    parser.add_argument("--name", default=None, help="dataset name for meta.json")
+    parser.add_argument("--version", dest="dataset_version", default=None, help="dataset version")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def run_ingest(args: argparse.Namespace) -> Connectome:
+    """Run ``connectome-dask ingest`` from arguments parsed with :func:`add_ingest_arguments`.
+
+    Returns the new :class:`~connectome_dask.store.Connectome` (the CLI prints
+    it); errors are raised as :class:`~connectome_dask.errors.IngestError` for
+    :func:`main` to report.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> pd.DataFrame({"bodyId_pre": [1, 2], "bodyId_post": [2, 1]}).to_csv(tmp_path / "e.csv", index=False)
+    >>> args = add_ingest_arguments(argparse.ArgumentParser()).parse_args(
+    ...     [str(tmp_path / "e.csv"), str(tmp_path / "st"), "--no-progress"])
+    >>> run_ingest(args).n_synapses
+    2
+    """
+    from .ingest import ingest
+
+    src = args.source[0] if len(args.source) == 1 else list(args.source)
+    return ingest(
+        src,
+        args.path,
+        neurons=args.neurons,
+        dialect=args.dialect,
+        columns=_parse_mapping(args.column),
+        units=args.units,
+        voxel_size=args.voxel_size,
+        voxel_offset=args.voxel_offset,
+        overwrite=args.overwrite,
+        chunk_rows=args.chunk_rows,
+        name=args.name,
+        version=args.dataset_version,
+        batch_rows=args.batch_rows,
+        bucket_rows=args.bucket_rows,
+        progress=not args.no_progress,
+    )
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -232,9 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     i = sub.add_parser("ingest", help="ingest a synapse table (Parquet/CSV/Feather) into a store")
-    from .ingest import add_arguments
-
-    add_arguments(i)
+    add_ingest_arguments(i)
     _add_scheduler(i)
     i.set_defaults(func=cmd_ingest)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import inspect
 import re
 import warnings
 from pathlib import Path
@@ -22,11 +21,13 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from connectome_dask.ingest import IngestError, add_arguments, ingest, run_from_args
+from connectome_dask.cli import add_ingest_arguments, run_ingest
+from connectome_dask.ingest import IngestError, ingest
 from connectome_dask.store import Connectome, StoreError, StoreWriter
 
 # the package may re-export the function ``ingest`` under the module's name
-ingest_mod = importlib.import_module("connectome_dask.ingest")
+ingest_main = importlib.import_module("connectome_dask.ingest.main")
+ingest_sources = importlib.import_module("connectome_dask.ingest.sources")
 
 POS = ["x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
 BASE_ID = 720575940600000000  # FlyWire-like root IDs (> 2**53)
@@ -243,23 +244,16 @@ def test_neuprint_csv_with_rois(tmp_path):
     df.to_csv(tmp_path / "syn.csv", index=False)
     src = pd.read_csv(tmp_path / "syn.csv")
     cols = [*POS, "confidence_pre", "confidence_post"]
-    if ingest_mod._writer_supports_rois():
-        conn = ingest(tmp_path / "syn.csv", tmp_path / "store", progress=False, batch_rows=100)
-        names = sorted(set(src["roi_pre"].dropna()) | set(src["roi_post"].dropna()))
-        assert conn.roi_names == names
-        got = decoded(conn, [*cols, "roi_pre", "roi_post"])
-        for side in ("roi_pre", "roi_post"):
-            codes = got.pop(side).to_numpy()
-            assert codes.dtype == np.int16
-            got[side] = np.where(codes >= 0, np.array(names + [""], dtype=object)[codes], "")
-        ref_cols = ["bodyId_pre", "bodyId_post", *cols, "roi_pre", "roi_post"]
-        ref = src[ref_cols].fillna({"roi_pre": "", "roi_post": ""})
-    else:
-        with pytest.warns(UserWarning, match="ROI columns"):
-            conn = ingest(tmp_path / "syn.csv", tmp_path / "store", progress=False, batch_rows=100)
-        assert "roi_pre" not in conn.synapse_columns and "roi_post" not in conn.synapse_columns
-        got = decoded(conn, cols)
-        ref = src[["bodyId_pre", "bodyId_post", *cols]]
+    conn = ingest(tmp_path / "syn.csv", tmp_path / "store", progress=False, batch_rows=100)
+    names = sorted(set(src["roi_pre"].dropna()) | set(src["roi_post"].dropna()))
+    assert conn.roi_names == names
+    got = decoded(conn, [*cols, "roi_pre", "roi_post"])
+    for side in ("roi_pre", "roi_post"):
+        codes = got.pop(side).to_numpy()
+        assert codes.dtype == np.int16
+        got[side] = np.where(codes >= 0, np.array(names + [""], dtype=object)[codes], "")
+    ref_cols = ["bodyId_pre", "bodyId_post", *cols, "roi_pre", "roi_post"]
+    ref = src[ref_cols].fillna({"roi_pre": "", "roi_post": ""})
     ref = ref.astype({c: np.float32 for c in cols})
     assert_same_rows(got, ref)
     assert conn.meta["extra"]["ingest"]["dialect"] == "neuprint"
@@ -646,7 +640,7 @@ def test_negative_integer_and_missing_integer_ids_csv(tmp_path):
 
 def test_csv_type_change_after_first_block(tmp_path, monkeypatch):
     # Arrow infers CSV types from the first block: a later bad value must still be located
-    monkeypatch.setattr(ingest_mod, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(ingest_sources, "_CSV_BLOCK_BYTES", 64)
     lines = ["bodyId_pre,bodyId_post,x_pre,y_pre,z_pre,x_post,y_post,z_post"]
     lines += [f"{i + 1},{i + 2},1,2,3,4,5,6" for i in range(40)]
     p = tmp_path / "syn.csv"
@@ -820,7 +814,7 @@ def test_unsigned_ids_above_int64_rejected(tmp_path):
 def test_cli_arguments_round_trip(tmp_path):
     df = cave_frame(n=150, seed=30, positions="split")
     df.to_csv(tmp_path / "syn.csv", index=False)
-    parser = add_arguments(argparse.ArgumentParser(prog="connectome-dask ingest"))
+    parser = add_ingest_arguments(argparse.ArgumentParser(prog="connectome-dask ingest"))
     args = parser.parse_args(
         [
             str(tmp_path / "syn.csv"),
@@ -840,7 +834,7 @@ def test_cli_arguments_round_trip(tmp_path):
             "confidence=cleft_score",
         ]
     )
-    conn = run_from_args(args)
+    conn = run_ingest(args)
     assert isinstance(conn, Connectome) and conn.n_synapses == 150
     assert Connectome(tmp_path / "store").n_synapses == 150
     assert conn.chunk_rows == 32 and conn.meta["name"] == "hb"
@@ -849,22 +843,6 @@ def test_cli_arguments_round_trip(tmp_path):
     ref["confidence"] = src["cleft_score"].astype(np.float32)
     ref = ref.drop(columns=["cleft_score"])
     assert_same_rows(decoded(conn, [*POS, "confidence", "size"]), ref)
-
-
-def test_writer_without_rois_parameter_skips_roi_columns(tmp_path, monkeypatch):
-    params = inspect.signature(StoreWriter.close).parameters
-    assert ingest_mod._writer_supports_rois() == ("rois" in params)
-    monkeypatch.setattr(ingest_mod, "_writer_supports_rois", lambda: False)
-    df = neuprint_frame(n=60, seed=40)
-    df.to_parquet(tmp_path / "syn.parquet")
-    with pytest.warns(UserWarning, match=r"ROI columns \['roi_post', 'roi_pre'\] are not ingested"):
-        conn = ingest(tmp_path / "syn.parquet", tmp_path / "store", progress=False)
-    assert not {"roi_pre", "roi_post"} & set(conn.synapse_columns)
-    assert conn.roi_names == []
-    src = pd.read_parquet(tmp_path / "syn.parquet")
-    cols = [*POS, "confidence_pre", "confidence_post"]
-    ref = src[["bodyId_pre", "bodyId_post", *cols]].astype({c: np.float32 for c in cols})
-    assert_same_rows(decoded(conn, cols), ref)
 
 
 # ----------------------------------------------------------------------------- bad input that used to get through
@@ -963,7 +941,7 @@ def test_neuron_table_is_validated_before_the_synapse_passes(tmp_path, monkeypat
     def no_pass(*a, **k):
         raise AssertionError("the synapse pass ran before the neuron table was validated")
 
-    monkeypatch.setattr(ingest_mod, "_pass1", no_pass)
+    monkeypatch.setattr(ingest_main, "_pass1", no_pass)
     bad_tables = {
         "type": pd.DataFrame({"bodyId": ids, "type": ["KC", 5, "MBON"]}),
         "lineage": pd.DataFrame({"bodyId": ids, "lineage": [None, True, "text"]}),

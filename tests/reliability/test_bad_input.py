@@ -42,7 +42,7 @@ from connectome_dask.store import Connectome, StoreError, StoreWriter
 
 pytestmark = pytest.mark.timeout(120)
 
-ingest_mod = importlib.import_module("connectome_dask.ingest")
+ingest_sources = importlib.import_module("connectome_dask.ingest.sources")
 
 
 @dataclasses.dataclass
@@ -500,7 +500,7 @@ def _csv_case(text, name="syn.csv", small_blocks=False, **kw):
             if not small_blocks:
                 return ingest(tmp / name, tmp / "store", progress=False, **kw)
             # Arrow infers CSV types from the first block: put the defect after it
-            with mock.patch.object(ingest_mod, "_CSV_BLOCK_BYTES", 64):
+            with mock.patch.object(ingest_sources, "_CSV_BLOCK_BYTES", 64):
                 return ingest(tmp / name, tmp / "store", progress=False, **kw)
 
         return act

@@ -1,0 +1,573 @@
+""":func:`ingest`: the two passes, units, target checks and progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from .._fsutil import check_name
+from ..errors import IngestError
+from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
+from .neurons import _load_neurons, _merge_neurons
+from .plan import _check_schema, _make_plan, _Plan
+from .sources import (
+    _count_rows,
+    _csv_read_options,
+    _file_format,
+    _resolve_source,
+    _schema_of,
+    _Source,
+)
+from .values import (
+    _as_text,
+    _check_finite,
+    _check_roi_name,
+    _decode,
+    _ids_to_int64,
+    _list_to_xyz,
+    _roi_codes,
+    _roi_values,
+    _to_float32,
+    _to_float64,
+)
+
+DEFAULT_BATCH_ROWS = 1 << 20
+
+
+DEFAULT_BUCKET_ROWS = 1 << 22
+
+
+# record batches read ahead by the scanner (each holds batch_rows rows of every read column)
+_READAHEAD = 1
+
+
+_MAX_CHUNK_ROWS = 1 << 27  # a larger Zarr chunk of int64 exceeds the codecs' 2 GiB limit
+
+
+_NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
+
+
+_VOXEL_UNITS = {"voxel", "voxels", "vx"}
+
+
+@dataclass
+class _Scan:
+    body_ids: np.ndarray
+    pre_ids: np.ndarray
+    pre_counts: np.ndarray
+    n_rows: int
+    roi_names: list[str]
+    file_rows: dict[str, int]
+
+
+def _batches(
+    frag: Any, columns: list[str], batch_rows: int, file: str, plan: _Plan, fmt: str
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from frag.to_batches(
+            columns=columns,
+            batch_size=batch_rows,
+            batch_readahead=_READAHEAD,
+            fragment_readahead=1,
+            use_threads=True,
+        )
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
+        # corrupt or truncated pages, failed page checksums, compression errors, I/O errors,
+        # and CSV values that do not fit the types inferred from the first block
+        if fmt == "csv" and isinstance(e, pa.ArrowInvalid | pa.ArrowTypeError):
+            try:
+                _diagnose_csv(file, columns, plan)
+            except (pa.ArrowException, OSError, UnicodeDecodeError):
+                pass  # the file itself is unreadable there (e.g. a ragged row): report the scan error
+        raise IngestError(
+            f"{file}: cannot read columns {columns} ({type(e).__name__}: {e})", file=file
+        ) from None
+
+
+def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
+    """Find the row behind a CSV conversion error and raise an :class:`IngestError` for it.
+
+    Arrow infers a CSV file's column types from its first block; a later value
+    that does not fit stops the scan. Re-read the columns as text and apply
+    the ingest rules to name the offending row.
+    """
+    import pyarrow.csv as pacsv
+
+    ids = set(plan.ids.values())
+    lists = {c for c, k in plan.positions.values() if k is not None}
+    coords = {c for c, k in plan.positions.values() if k is None}
+    numbers = set(plan.floats.values()) | set(plan.extras.values())
+    # read as bytes: text that is not valid UTF-8 is then named by row too
+    reader = pacsv.open_csv(
+        file,
+        read_options=_csv_read_options(),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.binary() for c in columns}, include_columns=columns
+        ),
+    )
+    offset = 0
+    for batch in reader:
+        for c in columns:
+            arr = _as_text(batch.column(c), file, c, offset)
+            if c in ids:
+                _ids_to_int64(arr, file, c, offset)
+            if c in lists:
+                _list_to_xyz(arr, file, c, offset)
+            if c in coords:
+                _check_finite(_to_float64(arr, file, c, offset, "coordinate"), arr, file, c, offset)
+            if c in numbers:
+                _to_float64(arr, file, c, offset, c)
+        offset += batch.num_rows
+
+
+def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
+    id_cols = [plan.ids["pre"], plan.ids["post"]]
+    roi_cols = list(dict.fromkeys(plan.rois.values()))
+    cols = list(dict.fromkeys(id_cols + roi_cols))
+    uniq: list[np.ndarray] = []
+    pre_keys = np.zeros(0, dtype=np.int64)
+    pre_cnts = np.zeros(0, dtype=np.int64)
+    rois: set[str] = set()
+    n_total = 0
+    file_rows: dict[str, int] = {}
+    for file, frag in src.fragments():
+        _check_schema(plan, _schema_of(frag, file), file)
+        offset = 0
+        for batch in _batches(frag, cols, batch_rows, file, plan, src.fmt):
+            n = batch.num_rows
+            if n == 0:
+                continue
+            pre = _ids_to_int64(batch.column(id_cols[0]), file, id_cols[0], offset)
+            post = _ids_to_int64(batch.column(id_cols[1]), file, id_cols[1], offset)
+            uniq.append(pd.unique(np.concatenate([pre, post])))
+            vc = pd.Series(pre).value_counts(sort=False)
+            keys = np.concatenate([pre_keys, vc.index.to_numpy(np.int64)])
+            cnts = np.concatenate([pre_cnts, vc.to_numpy(np.int64)])
+            g = pd.Series(cnts).groupby(keys, sort=True).sum()
+            pre_keys, pre_cnts = g.index.to_numpy(np.int64), g.to_numpy(np.int64)
+            if len(uniq) >= 16:
+                uniq = [pd.unique(np.concatenate(uniq))]
+            for c in roi_cols:
+                col = _as_text(batch.column(c), file, c, offset)
+                new = _roi_values(col) - rois
+                for name in sorted(new):
+                    _check_roi_name(name, col, file, c, offset)
+                rois |= new
+            offset += n
+            n_total += n
+            if bar is not None:
+                bar.update(n)
+        file_rows[file] = offset
+    if n_total == 0:
+        raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
+    body_ids = np.sort(pd.unique(np.concatenate(uniq))).astype(np.int64)
+    return _Scan(body_ids, pre_keys, pre_cnts, n_total, sorted(rois), file_rows)
+
+
+def _encode(ids: np.ndarray, body_index: pd.Index) -> np.ndarray:
+    """Dense indices of ``ids`` in the sorted unique body IDs.
+
+    The same as ``np.searchsorted(body_ids, ids)`` for IDs known to be present
+    (pass 1 saw them all), but a hash lookup: ~5x faster on whole-brain ID
+    sets, where binary search is dominated by cache misses.
+    """
+    pos = body_index.get_indexer(ids)
+    if len(pos) and pos.min() < 0:  # pass 2 saw an ID pass 1 did not: the input changed
+        raise IngestError(f"body ID {ids[np.argmax(pos < 0)]} appeared only in the second pass")
+    return pos.astype(np.int32)
+
+
+def _convert_batch(
+    batch: pa.RecordBatch,
+    plan: _Plan,
+    body_index: pd.Index,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    roi_names: pa.Array,
+    out_dtypes: Mapping[str, str],
+    file: str,
+    offset: int,
+) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for t in ("pre", "post"):
+        c = plan.ids[t]
+        out[t] = _encode(_ids_to_int64(batch.column(c), file, c, offset), body_index)
+    lists: dict[str, np.ndarray] = {}
+    for t, (c, k) in plan.positions.items():
+        axis = "xyz".index(t[0])
+        if k is None:
+            raw = batch.column(c)
+            v = _to_float64(raw, file, c, offset, "coordinate")
+            _check_finite(v, raw, file, c, offset)
+        else:
+            if c not in lists:
+                xyz = _list_to_xyz(batch.column(c), file, c, offset)
+                bad = ~np.isfinite(xyz).all(axis=1)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    val = _decode(batch.column(c))[i].as_py()
+                    raise IngestError.at(file, c, offset + i,
+                                         f"position {val!r} has a missing or non-finite coordinate", val)
+                lists[c] = xyz
+            v = lists[c][:, k]
+        how = ""
+        if scale[axis] != 1 or shift[axis] != 0:
+            how = (f"{t[0]} in voxels{f' + voxel_offset {shift[axis]:g}' if shift[axis] else ''} "
+                   f"times voxel_size {scale[axis]:g} = nm")
+        with np.errstate(over="ignore"):
+            nm = (v + shift[axis]) * scale[axis]
+        out[t] = _to_float32(nm, batch.column(c), file, c, offset, "coordinate", how)
+    for t, c in plan.floats.items():
+        raw = batch.column(c)
+        out[t] = _to_float32(_to_float64(raw, file, c, offset, t), raw, file, c, offset, t)
+    for t, c in plan.extras.items():
+        raw = batch.column(c)
+        if pa.types.is_integer(_decode(raw).type) and out_dtypes[t] == "int64":
+            if raw.null_count:
+                i = int(np.flatnonzero(raw.is_null().to_numpy(zero_copy_only=False))[0])
+                raise IngestError.at(file, c, offset + i, "value is missing")
+            out[t] = _decode(raw).to_numpy().astype(np.int64)
+        else:
+            out[t] = _to_float32(_to_float64(raw, file, c, offset, t), raw, file, c, offset, t)
+    for t, c in plan.rois.items():
+        out[t] = _roi_codes(batch.column(c), roi_names)
+    return out
+
+
+def _units(
+    units: str, voxel_size: Any, voxel_offset: Any
+) -> tuple[str, np.ndarray, np.ndarray, list[float] | None, list[float] | None]:
+    u = str(units).lower()
+
+    def vec(v: Any, what: str, positive: bool) -> np.ndarray:
+        try:
+            a = np.asarray(v, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            a = np.full(0, np.nan)
+        if a.size == 1:
+            a = np.repeat(a, 3)
+        if a.size != 3 or not np.isfinite(a).all() or (positive and (a <= 0).any()):
+            raise IngestError(
+                f"{what} must be {'3 positive' if positive else '3 finite'} numbers (x, y, z), got {v!r}"
+            )
+        return a
+
+    size = vec(voxel_size, "voxel_size", True) if voxel_size is not None else None
+    off = vec(voxel_offset, "voxel_offset", False) if voxel_offset is not None else None
+    if u in _NM_UNITS:
+        if off is not None:
+            raise IngestError("voxel_offset only applies with units='voxels'")
+        return "nm", np.ones(3), np.zeros(3), (size.tolist() if size is not None else None), None
+    if u in _VOXEL_UNITS:
+        if size is None:
+            raise IngestError("units='voxels' needs voxel_size, e.g. voxel_size=(4, 4, 40)")
+        off = np.zeros(3) if off is None else off
+        return "voxels", size, off, size.tolist(), off.tolist()
+    raise IngestError(f"unknown units {units!r}; expected 'nm' or 'voxels' (with voxel_size)")
+
+
+def _count(v: Any, what: str, hi: int | None = None) -> int:
+    """A positive whole number of rows (``hi`` = upper bound), else an :class:`IngestError`."""
+    try:
+        n = operator.index(v)
+    except TypeError:
+        n = int(v) if isinstance(v, float) and v.is_integer() else None
+    if n is None or isinstance(v, bool):
+        raise IngestError(f"{what} must be a positive integer, got {v!r}")
+    if n < 1 or (hi is not None and n > hi):
+        bound = f"between 1 and {hi}" if hi is not None else "positive"
+        raise IngestError(f"{what} must be {bound}, got {n}")
+    return n
+
+
+def _check_target(path: Path, overwrite: bool, src: _Source) -> None:
+    try:
+        exists = path.exists()
+        if not exists:  # the nearest existing ancestor must be a directory
+            for parent in path.absolute().parents:
+                if parent.exists():
+                    if not parent.is_dir():
+                        raise IngestError(f"cannot create the store {path}: {parent} exists and is "
+                                          "not a directory", file=str(path))
+                    break
+    except (OSError, ValueError) as e:  # name too long, NUL in the path, permission denied
+        raise IngestError(f"cannot use {os.fspath(path)!r} as the store path ({e})",
+                          file=os.fspath(path)) from None
+    if exists:
+        if not overwrite:
+            raise IngestError(
+                f"{path} already exists; pass overwrite=True to replace it", file=str(path)
+            )
+        is_store = (path / "meta.json").is_file()
+        if path.is_dir() and not is_store and any(path.iterdir()):
+            raise IngestError(
+                f"{path} exists and is not a connectome store; refusing to replace it "
+                "even with overwrite=True",
+                file=str(path),
+            )
+        if not path.is_dir():
+            raise IngestError(f"{path} exists and is not a directory", file=str(path))
+    root = path.resolve()
+    for f in src.files:
+        if root in Path(f).resolve().parents:
+            raise IngestError(f"source file {f} lies inside the target store {path}", file=f)
+
+
+def _progress_bar(progress: bool | None, total: int | None, desc: str):
+    if progress is None:
+        import dask
+
+        progress = bool(dask.config.get("connectome_dask.progress", True))
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, file=sys.stderr, leave=False)
+
+
+def ingest(
+    source: Any,
+    path: str | os.PathLike,
+    *,
+    neurons: str | os.PathLike | pd.DataFrame | None = None,
+    dialect: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    units: str = "nm",
+    voxel_size: Sequence[float] | float | None = None,
+    voxel_offset: Sequence[float] | float | None = None,
+    overwrite: bool = False,
+    chunk_rows: int | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    bucket_rows: int = DEFAULT_BUCKET_ROWS,
+    progress: bool | None = None,
+) -> Connectome:
+    """Ingest a raw synapse table into a connectome store, streaming in two passes.
+
+    Parameters
+    ----------
+    source
+        Parquet, CSV or Feather: a file, a directory (all data files below it,
+        in sorted order), a glob pattern, or a list of those (one format).
+        A pandas DataFrame or pyarrow Table is accepted too.
+    path
+        Store directory to create.
+    neurons
+        Optional neuron table (path to CSV/Parquet/Feather, or a DataFrame)
+        with ``bodyId`` (or ``root_id`` / ``pt_root_id``) and annotations.
+    dialect
+        ``"auto"`` (detect), ``"cave"`` / ``"flywire"`` or ``"neuprint"``;
+        see the module documentation for the columns of each.
+    columns
+        Explicit mapping of store column to source column
+        (``{"pre": ..., "post": ..., "x_pre": ..., "confidence": ...}``).
+    units
+        Units of the source positions: ``"nm"`` or ``"voxels"``.
+    voxel_size, voxel_offset
+        Per-axis voxel size in nm and offset in voxels for ``units="voxels"``:
+        ``nm = (voxel + voxel_offset) * voxel_size``.
+    overwrite
+        Replace an existing store at ``path`` (only a connectome store or an
+        empty directory is ever replaced). The old store stays intact until the
+        new one is complete.
+    chunk_rows
+        Zarr chunk length of the synapse arrays (default ``2**20``).
+    name, version
+        Dataset name (default: the directory name) and version for meta.json.
+    batch_rows
+        Rows read and converted per batch (memory of each pass).
+    bucket_rows
+        Rows per bucket of the writer's external sort (memory of the sort).
+    progress
+        Show progress bars (default: dask config ``connectome_dask.progress``).
+
+    Returns
+    -------
+    Connectome
+        The new store (not made the default connectome).
+
+    Raises
+    ------
+    IngestError
+        Bad input: missing columns, missing/negative/fractional body IDs or
+        IDs in other notations than decimal, non-numeric, missing or
+        float32-overflowing values, empty, truncated or corrupt files, text
+        that is not UTF-8, conflicting or mixed-type neuron annotations,
+        names that break the name rule, unknown units, degenerate sizes, an
+        existing target without ``overwrite``, and OS errors while writing
+        (disk full). The message names the file, column and an example row.
+        Nothing is written.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from connectome_dask.ingest import ingest
+    >>> syn = pd.DataFrame({"pre_pt_root_id": [11, 11, 12], "post_pt_root_id": [12, 13, 11],
+    ...                     "connection_score": [90.0, 120.0, 75.0]})
+    >>> syn.to_parquet(tmp_path / "syn.parquet")
+    >>> conn = ingest(tmp_path / "syn.parquet", tmp_path / "store", progress=False)
+    >>> conn.neurons["bodyId"].tolist(), conn.n_synapses
+    ([11, 12, 13], 3)
+    >>> conn.read_synapses(["pre", "post", "confidence"])["confidence"].tolist()
+    [90.0, 120.0, 75.0]
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise IngestError(f"path must be a directory path, got {type(path).__name__} {path!r:.80}")
+    path = Path(path)
+    batch_rows = _count(batch_rows, "batch_rows")
+    bucket_rows = _count(bucket_rows, "bucket_rows")
+    chunk = DEFAULT_CHUNK_ROWS if chunk_rows is None else _count(chunk_rows, "chunk_rows", _MAX_CHUNK_ROWS)
+    if name is not None:
+        check_name(name, "dataset name", error=IngestError)
+    src_units, scale, shift, vsize, voffset = _units(units, voxel_size, voxel_offset)
+    src = _resolve_source(source)
+    _check_target(path, overwrite, src)
+    first_file, first_frag = next(src.fragments())
+    first_schema = _schema_of(first_frag, first_file)
+    plan = _make_plan(first_schema, first_file, dialect, columns)
+    if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
+        paths = [f.path for f in src.dataset.get_fragments()]
+        try:
+            src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values())))
+        except (pa.ArrowException, OSError) as e:
+            raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
+        first_file, first_frag = next(src.fragments())
+        first_schema = _schema_of(first_frag, first_file)
+    neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
+
+    # ---- pass 1: ids (and ROI names), validation
+    total = None
+    if src.fmt in ("parquet", "ipc", "memory"):
+        total = _count_rows(src)  # reads every footer: an unreadable file is named here
+    bar = _progress_bar(progress, total, "ingest 1/2 (ids)")
+    try:
+        scan = _pass1(src, plan, batch_rows, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    body_ids = scan.body_ids
+    if neuron_table is not None:
+        body_ids = np.union1d(body_ids, neuron_table["bodyId"].to_numpy(np.int64))
+    n_neurons = len(body_ids)
+    if n_neurons >= np.iinfo(np.int32).max:
+        raise IngestError(f"{n_neurons} distinct bodies do not fit int32 indices")
+    if len(scan.roi_names) > np.iinfo(np.int16).max:
+        raise IngestError(f"{len(scan.roi_names)} distinct ROI names do not fit int16 codes")
+    pre_counts = np.zeros(n_neurons, dtype=np.int64)
+    pre_counts[np.searchsorted(body_ids, scan.pre_ids)] = scan.pre_counts
+    neurons_df = _merge_neurons(body_ids, neuron_table)
+
+    out_dtypes: dict[str, str] = {t: "float32" for t in plan.positions}
+    out_dtypes.update({t: "float32" for t in plan.floats})
+    for t, c in plan.extras.items():
+        typ = first_schema.field(c).type
+        out_dtypes[t] = "int64" if pa.types.is_integer(typ) else "float32"
+    out_dtypes.update({t: "int16" for t in plan.rois})
+    roi_names = pa.array(scan.roi_names, type=pa.string())
+    body_index = pd.Index(body_ids)
+
+    # ---- pass 2: convert and write
+    read_cols = plan.source_columns()
+    bar = _progress_bar(progress, scan.n_rows, "ingest 2/2 (write)")
+    try:
+        with _write_errors(path), StoreWriter(
+            path,
+            n_neurons,
+            out_dtypes,
+            chunk_rows=chunk,
+            pre_counts=pre_counts,
+            bucket_rows=bucket_rows,
+            overwrite=overwrite,
+        ) as writer:
+            buf: list[dict[str, np.ndarray]] = []
+            buffered = written = 0
+            for file, frag in src.fragments():
+                offset = 0
+                for batch in _batches(frag, read_cols, batch_rows, file, plan, src.fmt):
+                    if batch.num_rows == 0:
+                        continue
+                    buf.append(
+                        _convert_batch(
+                            batch,
+                            plan,
+                            body_index,
+                            scale,
+                            shift,
+                            roi_names,
+                            out_dtypes,
+                            file,
+                            offset,
+                        )
+                    )
+                    offset += batch.num_rows
+                    buffered += batch.num_rows
+                    written += batch.num_rows
+                    if bar is not None:
+                        bar.update(batch.num_rows)
+                    if buffered >= batch_rows:
+                        writer.append(_concat(buf))
+                        buf, buffered = [], 0
+            if buf:
+                writer.append(_concat(buf))
+            if written != scan.n_rows:
+                raise IngestError(
+                    f"{src.label} changed while being ingested: {scan.n_rows} rows in pass 1, "
+                    f"{written} in pass 2"
+                )
+            meta = {
+                "name": name or path.name,
+                "source": src.files[0] if len(src.files) == 1 else src.label,
+                "units": "nm",
+                "voxel_size": vsize,
+                "voxel_offset": voffset,
+                "ingest": {
+                    "source_units": src_units,
+                    "dialect": plan.dialect,
+                    "columns": plan.describe(),
+                    "files": src.files,
+                    "format": src.fmt,
+                    "rows": scan.n_rows,
+                    "neurons": neuron_label,
+                },
+            }
+            if version is not None:
+                meta["version"] = str(version)
+            if plan.rois:
+                rois = {"names": scan.roi_names, "primary": list(scan.roi_names), "hierarchy": {}}
+                conn = writer.close(neurons_df, meta, rois=rois)
+            else:
+                conn = writer.close(neurons_df, meta)
+    finally:
+        if bar is not None:
+            bar.close()
+    return conn
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """OS errors while writing the store (disk full, permission denied) as :class:`IngestError`.
+
+    Errors reading the source are IngestErrors already (they name the source file).
+    """
+    try:
+        yield
+    except OSError as e:
+        raise IngestError(f"cannot write the store {path}: {e}", file=str(path)) from e
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
