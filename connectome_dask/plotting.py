@@ -7,6 +7,14 @@ crantpy does). When an axis has more than ``raster_threshold`` entries
 the raster is shown with ``imshow`` in neuron coordinates, so type boundary
 lines stay exact and nothing ever allocates a dense neuron x neuron array.
 
+This module draws numpy / scipy.sparse / ``sparse.COO`` arrays and
+``xarray.DataArray`` objects only: it imports nothing of the package (no
+:mod:`connectome_dask.matrix`, store, aggregate or compute). The nested
+matrix classes prepare their arrays, labels and type boundaries themselves
+(:meth:`connectome_dask.NestedMatrix.plot` calls :func:`plot_nested`), and
+:func:`connectome_dask.plot_type_heatmap` builds a type matrix from a store
+or a nested matrix and calls :func:`plot_type_heatmap` here.
+
 Examples
 --------
 >>> import numpy as np
@@ -267,40 +275,48 @@ def _save(fig, output_path, dpi: int) -> None:
 
 
 def plot_type_heatmap(
-    source: Any,
+    data: Any,
     output_path: str | os.PathLike | None = None,
     *,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
     level: str = "type_sum",
     log: bool = True,
-    type_column: str = "type",
-    type_order: Sequence[Any] | None = None,
-    confidence: float | None = None,
     max_pixels: int = 2000,
     figsize: tuple[float, float] = (12, 11),
     dpi: int = 150,
     title: str | None = None,
-    progress: bool | None = None,
+    name: str | None = None,
 ):
-    """Whole-brain type x type connectivity heatmap (PNG-ready); returns ``(fig, ax)``.
+    """Draw a type x type connectivity matrix as a heatmap (PNG-ready); returns ``(fig, ax)``.
+
+    This draws arrays only. To plot a :class:`~connectome_dask.store.Connectome`
+    (type counts aggregated out of core) or a nested matrix, use
+    :func:`connectome_dask.plot_type_heatmap` (:func:`connectome_dask.matrix.plot_type_heatmap`),
+    which builds the type matrix and calls this function.
 
     Parameters
     ----------
-    source
-        A :class:`~connectome_dask.store.Connectome` (type counts aggregated
-        out of core with :func:`connectome_dask.aggregate.group_counts`; types
-        in natural order, untyped neurons left out), a nested matrix, or a
-        2-D ``xarray.DataArray`` (dense or ``sparse.COO`` data).
+    data
+        A 2-D ``xarray.DataArray`` (dense or ``sparse.COO`` data; tick labels
+        from its ``type_pre`` / ``type_post`` coordinates when present), a
+        2-D numpy array, a ``scipy.sparse`` matrix or a ``sparse.COO``.
     output_path
         Where to write the image.
+    row_labels, col_labels
+        Tick labels (drawn when both axes have at most 60 entries); default
+        the DataArray's type coordinates.
     level
-        ``"type_sum"`` or ``"type_mean"`` (nested matrices / Connectome).
+        ``"type_sum"`` or ``"type_mean"``: only the colour bar label.
     log
         Colour by ``log10(1 + weight)``.
-    type_column, type_order, confidence
-        Connectome only: neuron table column with the types, preferred
-        order, synapse confidence threshold.
     max_pixels
         Larger matrices are binned (weights summed) to this many pixels per axis.
+    title
+        Axes title; default ``"{name}: type x type connectivity"``.
+    name
+        What the matrix is, for the default title (default the DataArray's
+        name, ``"DataArray"`` or ``"matrix"``).
 
     Returns
     -------
@@ -309,66 +325,50 @@ def plot_type_heatmap(
     Examples
     --------
     >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plot_type_heatmap(conn, tmp_path / "types.png", figsize=(4, 4), dpi=50)
-    >>> (tmp_path / "types.png").exists(), ax.get_xlabel() == f"postsynaptic type ({conn.neurons.type.nunique()})"
-    (True, True)
+    >>> a = np.array([[0.0, 3.0], [1.0, 0.0]])
+    >>> fig, ax = plot_type_heatmap(a, tmp_path / "types.png", row_labels=["A", "B"], col_labels=["A", "B"],
+    ...                             figsize=(4, 4), dpi=50, name="toy")
+    >>> (tmp_path / "types.png").exists(), ax.get_title(), ax.get_xlabel()
+    (True, 'toy: type x type connectivity', 'postsynaptic type (2)')
     >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
 
-    from .matrix import _NestedBase, natural_type_order
-
     if level not in ("type_sum", "type_mean"):
         raise ValueError(f"level must be 'type_sum' or 'type_mean', got {level!r}")
     label = "synapses" if level == "type_sum" else "mean synapses per neuron pair"
-    rlab = clab = None
-    if isinstance(source, _NestedBase):
-        data: Any = np.asarray(source._type_sum if level == "type_sum" else source._type_mean)
-        rlab, clab = list(source._src.boundaries), list(source._tgt.boundaries)
-        what = f"{type(source).__name__}"
-    elif hasattr(source, "dims") and hasattr(source, "data"):
-        if source.ndim != 2:
-            raise ValueError(f"DataArray must be 2-D, got dims {source.dims}")
-        data = source.data
-        what = str(source.name or "DataArray")
-        for side, dim in (("pre", source.dims[0]), ("post", source.dims[1])):
-            name = f"type_{side}"
-            if name in source.coords and source.coords[name].dims == (dim,):
-                labs = [str(v) for v in source.coords[name].values]
-                if side == "pre":
+    rlab = None if row_labels is None else list(row_labels)
+    clab = None if col_labels is None else list(col_labels)
+    if hasattr(data, "dims") and hasattr(data, "data"):  # xarray.DataArray
+        if data.ndim != 2:
+            raise ValueError(f"DataArray must be 2-D, got dims {data.dims}")
+        what = str(data.name or "DataArray")
+        for side, dim in (("pre", data.dims[0]), ("post", data.dims[1])):
+            coord = f"type_{side}"
+            if coord in data.coords and data.coords[coord].dims == (dim,):
+                labs = [str(v) for v in data.coords[coord].values]
+                if side == "pre" and rlab is None:
                     rlab = labs
-                else:
+                elif side == "post" and clab is None:
                     clab = labs
+        data = data.data
+    elif isinstance(data, np.ndarray) or sp.issparse(data) or (hasattr(data, "coords") and hasattr(data, "nnz")):
+        what = "matrix"
+        if getattr(data, "ndim", 2) != 2:
+            raise ValueError(f"data must be 2-D, got shape {data.shape}")
     else:
-        from .store import Connectome
-
-        if not isinstance(source, Connectome):
-            raise TypeError(f"source must be a Connectome, nested matrix or DataArray, got {type(source).__name__}")
-        from .aggregate import group_counts
-
-        neurons = source.neurons
-        if type_column not in neurons.columns:
-            raise KeyError(f"neuron table of {source.path} has no column {type_column!r}")
-        types = neurons[type_column]
-        order = natural_type_order(types.dropna().unique(), type_order)
-        lookup = {t: i for i, t in enumerate(order)}
-        from .matrix import _str_array
-
-        codes = np.array([lookup.get(t, -1) if t is not None else -1 for t in _str_array(types)], dtype=np.int32)
-        counts = group_counts(source, codes, codes, len(order), len(order), confidence=confidence)
-        data = np.asarray(counts, dtype=np.float64)
-        if level == "type_mean":
-            sizes = np.bincount(codes[codes >= 0], minlength=len(order)).astype(np.float64)
-            denom = np.outer(sizes, sizes)
-            data = np.divide(data, denom, out=np.zeros_like(data), where=denom > 0)
-        rlab = clab = order
-        what = f"{source.meta.get('name')} v{source.meta.get('version')}"
+        raise TypeError(
+            f"connectome_dask.plotting draws arrays and DataArrays, got {type(data).__name__}; for a Connectome "
+            "or a nested matrix use connectome_dask.plot_type_heatmap"
+        )
+    what = name or what
     nrows, ncols = data.shape
     if nrows == 0 or ncols == 0:
         raise ValueError(f"cannot plot an empty matrix (shape {data.shape})")
     binned = max(nrows, ncols) > max_pixels
     if binned or not isinstance(data, np.ndarray):
-        img, _ = bin_matrix(data if (sp.issparse(data) or isinstance(data, np.ndarray) or hasattr(data, "coords")) else np.asarray(data), max_pixels)
+        plain = sp.issparse(data) or isinstance(data, np.ndarray) or hasattr(data, "coords")
+        img, _ = bin_matrix(data if plain else np.asarray(data), max_pixels)
     else:
         img = np.asarray(data, dtype=np.float64)
     shown = np.log10(1.0 + np.clip(img, 0, None)) if log else img

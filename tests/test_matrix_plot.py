@@ -157,3 +157,29 @@ def test_type_heatmap_from_store(tmp_path):
     np.testing.assert_allclose(np.asarray(img), np.log10(1 + ref.to_numpy()))
     assert _not_blank(out) > 1e-4
     plt.close(fig)
+
+
+def test_plotting_draws_arrays_only(tmp_path, small):
+    """plotting imports nothing of the package; its plot_type_heatmap takes arrays and DataArrays."""
+    import ast
+    from pathlib import Path
+
+    import connectome_dask.plotting as P
+
+    tree = ast.parse(Path(P.__file__).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith(".") or m.startswith("connectome_dask")], imported
+    syn, ann = small
+    m = NestedMatrix.from_synapses(syn, ann, weight_mode="count")
+    with pytest.raises(TypeError, match="connectome_dask.plot_type_heatmap"):
+        P.plot_type_heatmap(m)
+    da = m.to_xarray(level="type_sum")
+    fig, ax = P.plot_type_heatmap(da, tmp_path / "d.png")
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(m.sum_type_matrix.columns)
+    assert ax.get_title() == "weight: type x type connectivity"
+    plt.close(fig)
+    fig, ax = P.plot_type_heatmap(np.asarray(m.sum_type_matrix), name="toy", log=False)
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), m.sum_type_matrix.to_numpy())
+    assert ax.get_title() == "toy: type x type connectivity"
+    plt.close(fig)
