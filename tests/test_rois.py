@@ -496,10 +496,10 @@ def test_assign_rois_failure_leaves_store_unchanged(tmp_path, monkeypatch):
         calls.append(1)
         if len(calls) > 2:
             raise RuntimeError("disk on fire")
-        return R._assign_block.__wrapped__(block, *args) if hasattr(R._assign_block, "__wrapped__") else orig(block, *args)
+        return orig(block, *args)
 
-    orig = R._assign_block
-    monkeypatch.setattr(R, "_assign_block", failing)
+    orig = R.assign._assign_block
+    monkeypatch.setattr(R.assign, "_assign_block", failing)
     rs_other = RoiSet.from_meshes({"only": trimesh.creation.box((3, 3, 3))})
     # one chunk per partition, so the failure hits after some partitions were written
     with pytest.raises(RuntimeError, match="disk on fire"), dask.config.set(
