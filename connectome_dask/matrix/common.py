@@ -1,0 +1,79 @@
+"""Argument types and checks shared by the nested-matrix modules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+
+from ..aggregate import check_dense
+
+WeightMode = Literal["relative_outgoing", "relative_incoming", "count", "column"]
+AnnotationScope = Literal["annotated_only", "all"]
+NormalizationScope = Literal["selected", "all"]
+
+_WEIGHT_MODES = ("relative_outgoing", "relative_incoming", "count", "column")
+_SCOPES = ("annotated_only", "all")
+_NORM_SCOPES = ("selected", "all")
+_LEVELS = ("neuron", "type_mean", "type_sum")
+
+
+def _check_dense(nrows: int, ncols: int, what: str, hint: str) -> None:
+    check_dense((nrows, ncols), 8, what, f"{hint}, or raise the limit.")
+
+
+def _validate_common(weight_mode: str | None, weight_column: str | None, annotation_scope: str) -> None:
+    if annotation_scope not in _SCOPES:
+        raise ValueError(f"annotation_scope must be one of {list(_SCOPES)}, got {annotation_scope!r}")
+    if weight_mode is None:
+        return
+    if weight_mode not in _WEIGHT_MODES:
+        raise ValueError(f"weight_mode must be one of {list(_WEIGHT_MODES)}, got {weight_mode!r}")
+    if weight_mode == "column":
+        if not weight_column:
+            raise ValueError("weight_column must be provided when weight_mode='column'")
+    elif weight_column is not None:
+        raise ValueError("weight_column can only be provided when weight_mode='column'")
+
+
+def _is_connectome(obj: Any) -> bool:
+    from ..store import Connectome
+
+    return isinstance(obj, Connectome)
+
+
+def _is_dask_frame(obj: Any) -> bool:
+    try:
+        import dask.dataframe as dd
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(obj, dd.DataFrame)
+
+
+def _require_columns(df: Any, cols: Iterable[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"{what} has no column(s) {missing}; available: {list(df.columns)[:20]}")
+
+
+def _provenance(source: Any, **kw: Any) -> dict:
+    out: dict[str, Any] = {}
+    if _is_connectome(source):
+        out["dataset"] = source.meta.get("name")
+        out["version"] = str(source.meta.get("version"))
+        out["store"] = str(source.path)
+        out["source"] = "connectome store"
+    elif _is_dask_frame(source):
+        out["source"] = "dask DataFrame"
+    else:
+        out["source"] = "pandas DataFrame"
+    for k, v in kw.items():
+        if v is None or isinstance(v, str | int | float | bool):
+            out[k] = v
+        elif isinstance(v, np.integer | np.floating):
+            out[k] = v.item()
+        else:
+            out[k] = json.loads(json.dumps(list(v) if isinstance(v, set | tuple) else v, default=str))
+    return out

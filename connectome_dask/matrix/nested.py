@@ -1,0 +1,696 @@
+"""The nested matrix classes: :class:`NestedMatrix` (square) and :class:`DirectedNestedMatrix` (source x target)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..labels import str_value
+from .axes import _Annotations, _Axis, _check_axis_parts
+from .base import _build_matrix, _NestedBase
+from .common import (
+    _NORM_SCOPES,
+    AnnotationScope,
+    NormalizationScope,
+    WeightMode,
+    _is_connectome,
+    _is_dask_frame,
+    _provenance,
+    _validate_common,
+)
+from .select import NeuropilCollection, _sel_attrs, _select_codes, _selection
+from .sources import _neuropil_groups, _Pairs, _pairs_from_connectivity, _synapse_pairs
+
+
+class NestedMatrix(_NestedBase):
+    """Square neuron x neuron connectivity matrix ordered and blocked by cell type.
+
+    Build with :meth:`from_connectivity`, :meth:`from_synapses` or
+    :meth:`from_synapses_by_neuropil` (pandas frames, a dask DataFrame, or a
+    :class:`~connectome_dask.store.Connectome`). Instances are immutable;
+    public properties are read-only views and type matrices are cached.
+
+    Parameters
+    ----------
+    matrix
+        Square DataFrame whose index and columns equal ``ordered_neurons``.
+    type_boundaries
+        Type -> (start, end) slices, contiguous from 0, in order.
+    ordered_neurons
+        Neuron IDs in matrix order (typed blocks first).
+    neuron_to_type
+        Neuron ID -> type for the typed neurons.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+    >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+    >>> m = NestedMatrix.from_connectivity(adj, ann)
+    >>> dict(m.type_boundaries)
+    {'ER': (0, 2), 'Pbt': (2, 3)}
+    """
+
+    _square = True
+
+    def __init__(
+        self,
+        matrix: pd.DataFrame,
+        type_boundaries: Mapping[Any, tuple[int, int]],
+        ordered_neurons: Iterable[Any],
+        neuron_to_type: Mapping[Any, Any],
+    ) -> None:
+        ordered = list(ordered_neurons)
+        if matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix must be square, got shape {matrix.shape}")
+        axis = _check_axis_parts(matrix, ordered, type_boundaries, neuron_to_type, "ordered_neurons")
+        idx = [str_value(i) for i in matrix.index]
+        cols = [str_value(i) for i in matrix.columns]
+        if idx != cols:
+            raise ValueError("matrix index and columns must match exactly")
+        if idx != list(axis.ids):
+            raise ValueError("matrix axes must match ordered_neurons exactly")
+        data = sp.csr_matrix(matrix.to_numpy(dtype=np.float64, na_value=0.0)) if len(idx) else sp.csr_matrix((0, 0))
+        self._init_parts(data, axis, axis, {"source": "constructor"})
+
+    @classmethod
+    def _from_parts(cls, data, axis: _Axis, attrs: Mapping[str, Any]) -> NestedMatrix:
+        obj = cls.__new__(cls)
+        obj._init_parts(data, axis, axis, attrs)
+        return obj
+
+    def __repr__(self) -> str:
+        types = list(self._src.boundaries)
+        ts = ", ".join(types[:5]) + (f", ... ({len(types)} total)" if len(types) > 5 else "")
+        return f"NestedMatrix({len(self._src)} neurons, types=[{ts}])"
+
+    @property
+    def type_boundaries(self) -> Mapping[str, tuple[int, int]]:
+        """Read-only mapping type -> (start, end) slice of :attr:`ordered_neurons`.
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> dict(m.type_boundaries)
+        {'ER': (0, 2), 'Pbt': (2, 3)}
+        """
+        return MappingProxyType(self._src.boundaries)
+
+    @property
+    def ordered_neurons(self) -> tuple[str, ...]:
+        """Neuron IDs (str) in matrix order.
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> m.ordered_neurons
+        ('1', '2', '3')
+        """
+        return tuple(self._src.ids.tolist())
+
+    @cached_property
+    def _n2t(self) -> dict[str, str]:
+        return self._src.neuron_to_type()
+
+    @property
+    def neuron_to_type(self) -> Mapping[str, str]:
+        """Read-only mapping neuron ID -> type (typed neurons only).
+
+        Examples
+        --------
+        >>> adj = pd.DataFrame({1: [0, 10, 0], 2: [5, 0, 15], 3: [0, 20, 0]}, index=[1, 2, 3])
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ER", "ER", "Pbt"]})
+        >>> m = NestedMatrix.from_connectivity(adj, ann)
+        >>> dict(m.neuron_to_type)
+        {'1': 'ER', '2': 'ER', '3': 'Pbt'}
+        """
+        return MappingProxyType(self._n2t)
+
+    # -- constructors
+    @classmethod
+    def from_connectivity(
+        cls,
+        connections_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+    ) -> NestedMatrix:
+        """Nested matrix from an adjacency matrix or an aggregated edge list.
+
+        Parameters
+        ----------
+        connections_df
+            Adjacency matrix (index = presynaptic IDs, columns = postsynaptic
+            IDs) or an edge list with columns ``pre, post[, weight]``,
+            ``source, target[, weight | n_syn]`` or ``type.from, type.to[, weight]``
+            (duplicate pairs are summed; no weight column counts rows).
+            Columns matching several formats are rejected. A
+            :class:`~connectome_dask.store.Connectome` gives synapse counts.
+        neuron_annotations
+            One row per neuron (first row per ID wins, typed rows preferred).
+            Optional for a Connectome (its neuron table is used).
+        cell_type_column, neuron_id_column
+            Default ``"cell_type"`` / ``"root_id"`` (``"type"`` / ``"bodyId"``
+            for a Connectome's own neuron table).
+        type_order
+            Preferred type order (exact labels or letter prefixes).
+        annotation_scope
+            ``"annotated_only"`` or ``"all"``.
+
+        Returns
+        -------
+        NestedMatrix
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> edges = pd.DataFrame({"pre": [1, 1, 2], "post": [2, 2, 1], "weight": [3, 4, 5]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]})
+        >>> NestedMatrix.from_connectivity(edges, ann).matrix.loc["1", "2"]
+        np.float64(7.0)
+        """
+        if _is_connectome(connections_df) or _is_dask_frame(connections_df):
+            return cls.from_synapses(
+                connections_df,
+                neuron_annotations,
+                weight_mode="count",
+                cell_type_column=cell_type_column,
+                neuron_id_column=neuron_id_column,
+                type_order=type_order,
+                annotation_scope=annotation_scope,
+            )
+        _validate_common(None, None, annotation_scope)
+        if neuron_annotations is None:
+            raise ValueError("neuron_annotations is required for pandas input")
+        ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
+        pairs = _pairs_from_connectivity(connections_df)
+        attrs = _provenance(
+            connections_df, weight_mode="given", annotation_scope=annotation_scope, type_order=type_order
+        )
+        return cls._finish(pairs, ann, annotation_scope, None, type_order, attrs)
+
+    @classmethod
+    def _finish(cls, pairs: _Pairs, ann: _Annotations, scope: str, weight_mode, type_order, attrs) -> NestedMatrix:
+        ann_pos = ann.positions(pairs.universe)
+        pairs = pairs.scoped(ann_pos, scope)
+        w = pairs.normalised(weight_mode) if weight_mode else pairs.weight
+        present = np.concatenate([pairs.present_src, pairs.present_tgt])
+        axis = _Axis.build(present, pairs.universe, ann, ann_pos, type_order)
+        return cls._from_parts(_build_matrix(pairs, w, axis, axis), axis, attrs)
+
+    @classmethod
+    def from_synapses(
+        cls,
+        synapses_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        pre_col: str = "pre_pt_root_id",
+        post_col: str = "post_pt_root_id",
+        weight_mode: WeightMode = "relative_outgoing",
+        weight_column: str | None = None,
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+        *,
+        confidence: float | None = None,
+        min_weight: int = 1,
+        progress: bool | None = None,
+    ) -> NestedMatrix:
+        """Nested matrix from synapse rows (pandas, dask DataFrame or a Connectome).
+
+        Parameters
+        ----------
+        synapses_df
+            One row per synapse with body IDs in ``pre_col`` / ``post_col``
+            (pandas or dask), or a :class:`~connectome_dask.store.Connectome`
+            (whole brain, out of core: pair counts via
+            :func:`connectome_dask.aggregate.pair_counts`).
+        neuron_annotations
+            Annotation table; optional for a Connectome.
+        weight_mode
+            ``"relative_outgoing"``, ``"relative_incoming"``, ``"count"`` or
+            ``"column"`` (sum of ``weight_column``; not for a Connectome).
+        weight_column
+            Column summed for ``weight_mode="column"`` only.
+        cell_type_column, neuron_id_column, type_order, annotation_scope
+            As :meth:`from_connectivity`.
+        confidence
+            Connectome only: keep synapses with confidence ``>`` this.
+        min_weight
+            Drop neuron pairs with fewer synapses (before normalisation).
+        progress
+            Show a progress bar for out-of-core work.
+
+        Returns
+        -------
+        NestedMatrix
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 1], "post_pt_root_id": [2, 2, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "B"]})
+        >>> m = NestedMatrix.from_synapses(syn, ann)
+        >>> round(float(m.matrix.loc["1", "2"]), 3)
+        0.667
+        """
+        _validate_common(weight_mode, weight_column, annotation_scope)
+        pairs, ann = _synapse_pairs(
+            synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
+            cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,
+        )  # fmt: skip
+        attrs = _provenance(
+            synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
+            type_order=type_order, min_weight=min_weight, confidence=confidence,
+        )  # fmt: skip
+        return cls._finish(pairs, ann, annotation_scope, weight_mode, type_order, attrs)
+
+    @classmethod
+    def from_synapses_by_neuropil(
+        cls,
+        synapses_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        neuropil_names: Sequence[str] | None = None,
+        coordinates: str = "nm",
+        position_column: str | Sequence[str] = "ctr_pt_position",
+        pre_col: str = "pre_pt_root_id",
+        post_col: str = "post_pt_root_id",
+        weight_mode: WeightMode = "relative_outgoing",
+        weight_column: str | None = None,
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+        include_other: bool = True,
+        voxel_offset: tuple[float, float, float] | None = None,
+        *,
+        rois: Any = None,
+        voxel_size: tuple[float, float, float] | None = None,
+        confidence: float | None = None,
+        min_weight: int = 1,
+        progress: bool | None = None,
+    ) -> NeuropilCollection:
+        """One nested matrix per neuropil (ROI), as a :class:`NeuropilCollection`.
+
+        With a Connectome the ROI codes already in the store are used (the
+        connection's ROI is the postsynaptic site's ``roi_post``); pandas
+        frames are assigned to ROIs by mesh containment with ``rois`` (a
+        :class:`connectome_dask.rois.RoiSet` or a folder for
+        ``RoiSet.from_directory``). Weighting, scope and ordering follow
+        :meth:`from_synapses` within each neuropil.
+
+        Parameters
+        ----------
+        neuropil_names
+            ROIs to build (default: all). Unknown names raise ``ValueError``.
+        coordinates
+            ``"nm"`` or ``"pixels"`` (pixels: ``(p + voxel_offset) * voxel_size``).
+        position_column
+            Column holding ``[x, y, z]`` per row, or three column names.
+        include_other
+            Collect synapses outside every listed ROI under ``"other"``.
+        rois, voxel_size
+            Mesh set and voxel size for pandas input.
+
+        Returns
+        -------
+        NeuropilCollection
+
+        Examples
+        --------
+        From a store with ROIs assigned (neuropils without synapses are left out):
+
+        >>> c = NestedMatrix.from_synapses_by_neuropil(conn, neuropil_names=["MB_CA_R"])
+        >>> list(c), c.MB_CA_R.shape[0] > 0
+        (['MB_CA_R', 'other'], True)
+        """
+        _validate_common(weight_mode, weight_column, annotation_scope)
+        if coordinates not in ("nm", "pixels"):
+            raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
+        groups = _neuropil_groups(
+            synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
+            weight_mode, weight_column, cell_type_column, neuron_id_column, annotation_scope, include_other,
+            voxel_offset, rois, voxel_size, confidence, min_weight, progress,
+        )  # fmt: skip
+        out = NeuropilCollection()
+        for name, pairs, ann in groups:
+            attrs = _provenance(
+                synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
+                type_order=type_order, min_weight=min_weight, confidence=confidence, neuropil=name,
+            )  # fmt: skip
+            out[name] = cls._finish(pairs, ann, annotation_scope, weight_mode, type_order, attrs)
+        return out
+
+
+# ----------------------------------------------------------------------------- DirectedNestedMatrix
+
+
+class DirectedNestedMatrix(_NestedBase):
+    """Rectangular source x target nested matrix with independent axes.
+
+    Rows are presynaptic (source) neurons, columns postsynaptic (target).
+    On each axis the type selector and the neuron selector are unioned;
+    ``None`` for both selects every neuron available on that axis.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+    >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+    >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types="A", weight_mode="count")
+    >>> d.source_neurons, d.target_neurons
+    (('1',), ('2', '3'))
+    """
+
+    def __init__(
+        self,
+        matrix: pd.DataFrame,
+        source_neurons: Iterable[Any],
+        target_neurons: Iterable[Any],
+        source_type_boundaries: Mapping[Any, tuple[int, int]] | None = None,
+        target_type_boundaries: Mapping[Any, tuple[int, int]] | None = None,
+        source_neuron_to_type: Mapping[Any, Any] | None = None,
+        target_neuron_to_type: Mapping[Any, Any] | None = None,
+    ) -> None:
+        src = _check_axis_parts(matrix, list(source_neurons), source_type_boundaries or {}, source_neuron_to_type or {}, "source_neurons")
+        tgt = _check_axis_parts(matrix, list(target_neurons), target_type_boundaries or {}, target_neuron_to_type or {}, "target_neurons")
+        if [str_value(i) for i in matrix.index] != list(src.ids):
+            raise ValueError("matrix index must match source_neurons exactly")
+        if [str_value(i) for i in matrix.columns] != list(tgt.ids):
+            raise ValueError("matrix columns must match target_neurons exactly")
+        self._init_parts(sp.csr_matrix(matrix.to_numpy(dtype=np.float64, na_value=0.0)), src, tgt, {"source": "constructor"})
+
+    @classmethod
+    def _from_parts(cls, data, src: _Axis, tgt: _Axis, attrs: Mapping[str, Any]) -> DirectedNestedMatrix:
+        obj = cls.__new__(cls)
+        obj._init_parts(data, src, tgt, attrs)
+        return obj
+
+    def __repr__(self) -> str:
+        return (
+            f"DirectedNestedMatrix({len(self._src)} source neurons, {len(self._tgt)} target neurons, "
+            f"source_types={list(self._src.boundaries)[:5]}, target_types={list(self._tgt.boundaries)[:5]})"
+        )
+
+    @property
+    def source_neurons(self) -> tuple[str, ...]:
+        """Row neuron IDs in order.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> d.source_neurons
+        ('1', '2')
+        """
+        return tuple(self._src.ids.tolist())
+
+    @property
+    def target_neurons(self) -> tuple[str, ...]:
+        """Column neuron IDs in order.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> d.target_neurons
+        ('2', '3')
+        """
+        return tuple(self._tgt.ids.tolist())
+
+    @property
+    def source_type_boundaries(self) -> Mapping[str, tuple[int, int]]:
+        """Read-only source type -> row slice.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.source_type_boundaries)
+        {'A': (0, 1), 'B': (1, 2)}
+        """
+        return MappingProxyType(self._src.boundaries)
+
+    @property
+    def target_type_boundaries(self) -> Mapping[str, tuple[int, int]]:
+        """Read-only target type -> column slice.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.target_type_boundaries)
+        {'B': (0, 1), 'C': (1, 2)}
+        """
+        return MappingProxyType(self._tgt.boundaries)
+
+    @property
+    def source_neuron_to_type(self) -> Mapping[str, str]:
+        """Read-only source neuron ID -> type.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.source_neuron_to_type)
+        {'1': 'A', '2': 'B'}
+        """
+        return MappingProxyType(self._src.neuron_to_type())
+
+    @property
+    def target_neuron_to_type(self) -> Mapping[str, str]:
+        """Read-only target neuron ID -> type.
+
+        Examples
+        --------
+        >>> syn = pd.DataFrame({"pre_pt_root_id": [1, 1, 2], "post_pt_root_id": [2, 3, 3]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["A", "B"], weight_mode="count")
+        >>> dict(d.target_neuron_to_type)
+        {'2': 'B', '3': 'C'}
+        """
+        return MappingProxyType(self._tgt.neuron_to_type())
+
+    @classmethod
+    def _finish(
+        cls, pairs: _Pairs, ann: _Annotations, scope: str, weight_mode, sel: dict, norm_scope: str, attrs
+    ) -> DirectedNestedMatrix:
+        ann_pos = ann.positions(pairs.universe)
+        pairs = pairs.scoped(ann_pos, scope)
+        u = pairs.universe
+        src_codes = _select_codes(pairs.present_src, u, ann, ann_pos, sel["source_types"], sel["source_neurons"])
+        tgt_codes = _select_codes(pairs.present_tgt, u, ann, ann_pos, sel["target_types"], sel["target_neurons"])
+        src = _Axis.build(src_codes, u, ann, ann_pos, sel["source_type_order"])
+        tgt = _Axis.build(tgt_codes, u, ann, ann_pos, sel["target_type_order"])
+        in_src = np.zeros(len(u), dtype=bool)
+        in_src[src.codes] = True
+        in_tgt = np.zeros(len(u), dtype=bool)
+        in_tgt[tgt.codes] = True
+        if norm_scope == "all" and weight_mode == "relative_outgoing":
+            keep = in_src[pairs.src]
+        elif norm_scope == "all" and weight_mode == "relative_incoming":
+            keep = in_tgt[pairs.tgt]
+        else:
+            keep = in_src[pairs.src] & in_tgt[pairs.tgt]
+        sub = pairs.subset(keep)
+        w = sub.normalised(weight_mode) if weight_mode else sub.weight
+        return cls._from_parts(_build_matrix(sub, w, src, tgt), src, tgt, attrs)
+
+    @classmethod
+    def from_connectivity(
+        cls,
+        connections_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        source_types: Any = None,
+        target_types: Any = None,
+        source_neurons: Any = None,
+        target_neurons: Any = None,
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        source_type_order: Sequence[Any] | None = None,
+        target_type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+    ) -> DirectedNestedMatrix:
+        """Rectangular nested matrix from an adjacency matrix / edge list (or a Connectome).
+
+        Sources available are the rows (neurons with outgoing entries),
+        targets the columns. See :meth:`NestedMatrix.from_connectivity`.
+
+        Examples
+        --------
+        >>> edges = pd.DataFrame({"pre": [1, 1, 2], "post": [2, 3, 3], "weight": [4, 1, 6]})
+        >>> ann = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["A", "B", "C"]})
+        >>> d = DirectedNestedMatrix.from_connectivity(edges, ann, source_types=["A"])
+        >>> d.source_neurons, d.target_neurons, d.matrix.loc["1"].tolist()
+        (('1',), ('2', '3'), [4.0, 1.0])
+        """
+        if _is_connectome(connections_df) or _is_dask_frame(connections_df):
+            return cls.from_synapses(
+                connections_df, neuron_annotations, source_types, target_types, source_neurons, target_neurons,
+                weight_mode="count", cell_type_column=cell_type_column, neuron_id_column=neuron_id_column,
+                type_order=type_order, source_type_order=source_type_order, target_type_order=target_type_order,
+                annotation_scope=annotation_scope,
+            )  # fmt: skip
+        _validate_common(None, None, annotation_scope)
+        if neuron_annotations is None:
+            raise ValueError("neuron_annotations is required for pandas input")
+        ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
+        pairs = _pairs_from_connectivity(connections_df)
+        sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
+        attrs = _provenance(connections_df, weight_mode="given", annotation_scope=annotation_scope, **_sel_attrs(sel))
+        return cls._finish(pairs, ann, annotation_scope, None, sel, "selected", attrs)
+
+    @classmethod
+    def from_synapses(
+        cls,
+        synapses_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        source_types: Any = None,
+        target_types: Any = None,
+        source_neurons: Any = None,
+        target_neurons: Any = None,
+        pre_col: str = "pre_pt_root_id",
+        post_col: str = "post_pt_root_id",
+        weight_mode: WeightMode = "relative_outgoing",
+        weight_column: str | None = None,
+        normalization_scope: NormalizationScope = "selected",
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        source_type_order: Sequence[Any] | None = None,
+        target_type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+        *,
+        confidence: float | None = None,
+        min_weight: int = 1,
+        progress: bool | None = None,
+    ) -> DirectedNestedMatrix:
+        """Rectangular nested matrix from synapse rows (pandas, dask or a Connectome).
+
+        Parameters
+        ----------
+        source_types, target_types, source_neurons, target_neurons
+            Axis selectors (a label/ID or an iterable); types and neurons on
+            the same axis are unioned; ``None`` and ``None`` = all.
+        normalization_scope
+            ``"selected"``: relative weights over the selected source x target
+            block only; ``"all"``: over all partners (within the annotation
+            scope) of each selected source (``relative_outgoing``) or target
+            (``relative_incoming``) before restricting the matrix.
+        source_type_order, target_type_order
+            Per-axis type order (default ``type_order``).
+
+        Other parameters as :meth:`NestedMatrix.from_synapses`.
+
+        Returns
+        -------
+        DirectedNestedMatrix
+
+        Examples
+        --------
+        Kenyon cells onto themselves and one target type, from a store:
+
+        >>> d = DirectedNestedMatrix.from_synapses(
+        ...     conn, source_types=["KCg-m"], target_types=["KCg-m", "LHPV1c3"], weight_mode="count")
+        >>> list(d.source_type_boundaries), list(d.target_type_boundaries)
+        (['KCg-m'], ['KCg-m', 'LHPV1c3'])
+        >>> d.matrix.shape == d.shape
+        True
+        """
+        _validate_common(weight_mode, weight_column, annotation_scope)
+        if normalization_scope not in _NORM_SCOPES:
+            raise ValueError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
+        sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
+        pairs, ann = _synapse_pairs(
+            synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
+            cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,
+        )  # fmt: skip
+        attrs = _provenance(
+            synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
+            normalization_scope=normalization_scope, min_weight=min_weight, confidence=confidence, **_sel_attrs(sel),
+        )  # fmt: skip
+        return cls._finish(pairs, ann, annotation_scope, weight_mode, sel, normalization_scope, attrs)
+
+    @classmethod
+    def from_synapses_by_neuropil(
+        cls,
+        synapses_df: pd.DataFrame | Any,
+        neuron_annotations: pd.DataFrame | None = None,
+        neuropil_names: Sequence[str] | None = None,
+        coordinates: str = "nm",
+        position_column: str | Sequence[str] = "ctr_pt_position",
+        source_types: Any = None,
+        target_types: Any = None,
+        source_neurons: Any = None,
+        target_neurons: Any = None,
+        pre_col: str = "pre_pt_root_id",
+        post_col: str = "post_pt_root_id",
+        weight_mode: WeightMode = "relative_outgoing",
+        weight_column: str | None = None,
+        normalization_scope: NormalizationScope = "selected",
+        cell_type_column: str | None = None,
+        neuron_id_column: str | None = None,
+        type_order: Sequence[Any] | None = None,
+        source_type_order: Sequence[Any] | None = None,
+        target_type_order: Sequence[Any] | None = None,
+        annotation_scope: AnnotationScope = "annotated_only",
+        include_other: bool = True,
+        voxel_offset: tuple[float, float, float] | None = None,
+        *,
+        rois: Any = None,
+        voxel_size: tuple[float, float, float] | None = None,
+        confidence: float | None = None,
+        min_weight: int = 1,
+        progress: bool | None = None,
+    ) -> NeuropilCollection:
+        """Directed nested matrices per neuropil; see :meth:`NestedMatrix.from_synapses_by_neuropil`.
+
+        Neuropils whose matrix has no rows or no columns are left out.
+
+        Examples
+        --------
+        >>> c = DirectedNestedMatrix.from_synapses_by_neuropil(
+        ...     conn, neuropil_names=["MB_CA_R"], source_types=["KCg-m"], weight_mode="count")
+        >>> list(c), list(c["MB_CA_R"].source_type_boundaries)
+        (['MB_CA_R', 'other'], ['KCg-m'])
+        """
+        _validate_common(weight_mode, weight_column, annotation_scope)
+        if normalization_scope not in _NORM_SCOPES:
+            raise ValueError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
+        if coordinates not in ("nm", "pixels"):
+            raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
+        sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
+        groups = _neuropil_groups(
+            synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
+            weight_mode, weight_column, cell_type_column, neuron_id_column, annotation_scope, include_other,
+            voxel_offset, rois, voxel_size, confidence, min_weight, progress,
+        )  # fmt: skip
+        out = NeuropilCollection()
+        for name, pairs, ann in groups:
+            attrs = _provenance(
+                synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
+                normalization_scope=normalization_scope, min_weight=min_weight, confidence=confidence,
+                neuropil=name, **_sel_attrs(sel),
+            )  # fmt: skip
+            m = cls._finish(pairs, ann, annotation_scope, weight_mode, sel, normalization_scope, attrs)
+            if m.shape[0] and m.shape[1]:
+                out[name] = m
+        return out
