@@ -221,6 +221,16 @@ def _parse_mapping(items: Sequence[str] | None) -> dict[str, str] | None:
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``connectome-dask ingest`` arguments to an argparse parser.
 
+    Parameters
+    ----------
+    parser
+        The parser (or subparser) to extend.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser`` itself.
+
     Examples
     --------
     >>> import argparse
@@ -263,9 +273,20 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def run_ingest(args: argparse.Namespace) -> Connectome:
     """Run ``connectome-dask ingest`` from arguments parsed with :func:`add_ingest_arguments`.
 
-    Returns the new :class:`~connectome_dask.store.Connectome` (the CLI prints
-    it); errors are raised as :class:`~connectome_dask.errors.IngestError` for
-    :func:`main` to report.
+    Parameters
+    ----------
+    args
+        The namespace of a parser set up by :func:`add_ingest_arguments`.
+
+    Returns
+    -------
+    Connectome
+        The new store (the CLI prints it).
+
+    Raises
+    ------
+    IngestError
+        Bad input or arguments, for :func:`main` to report.
 
     Examples
     --------
@@ -303,6 +324,11 @@ def run_ingest(args: argparse.Namespace) -> Connectome:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``connectome-dask`` (one subparser per command).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Each subcommand sets ``func`` (its ``cmd_*`` function) as a default.
 
     Examples
     --------
@@ -394,6 +420,17 @@ def _message(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``connectome-dask``; returns the exit status.
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for an expected error (printed on stderr without a
+        traceback); other exceptions propagate.
 
     Examples
     --------

@@ -53,11 +53,22 @@ def assign_rois(conn: Connectome, roiset: RoiSet | str | os.PathLike,
         ``False``: voxel lookup only (neuPrint style, approximate near surfaces).
     progress
         Show a progress bar (default from the dask config).
+    scale
+        Mesh scale when ``roiset`` is a folder (see :meth:`RoiSet.from_directory`).
 
     Returns
     -------
     Connectome
         The re-opened store.
+
+    Raises
+    ------
+    ValueError
+        ``sites`` is not a non-empty subset of ``("pre", "post")``.
+    RoiError
+        The meshes are invalid, or the synapse positions do not overlap the
+        meshes at all (wrong units); a :class:`RoiScaleWarning` when their
+        extents differ by 4x or more.
 
     Examples
     --------

@@ -28,7 +28,7 @@ def _tree_text(d: Mapping[str, Mapping]) -> str:
 
 
 def fetch_roi_hierarchy(include_subprimary: bool = True, mark_primary: bool = True,
-                        format: str = "dict", *, client: Any = None):  # noqa: A002 - neuprint's name
+                        format: str = "dict", *, client: Any = None) -> Any:  # noqa: A002 - neuprint's name
     """The ROI hierarchy as neuprint-python returns it: dict, text tree or networkx graph.
 
     Parameters
@@ -43,6 +43,20 @@ def fetch_roi_hierarchy(include_subprimary: bool = True, mark_primary: bool = Tr
     client
         A :class:`~connectome_dask.Connectome` (default: the default
         connectome) or a :class:`RoiSet`.
+
+    Returns
+    -------
+    dict, str or networkx.DiGraph
+        As chosen by ``format``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``format``.
+    TypeError
+        ``client`` is neither a Connectome nor a RoiSet.
+    RoiError
+        The store has no ROI set.
 
     Examples
     --------

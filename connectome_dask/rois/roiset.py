@@ -125,6 +125,19 @@ class RoiSet:
             ``"nm"``, ``"mm"``) converted to nm.
         voxel_size
             Grid voxel edge in point units (default: automatic, ~64 cells per triangle).
+        name
+            Name of the ROI set (the root of :func:`fetch_roi_hierarchy`).
+
+        Returns
+        -------
+        RoiSet
+
+        Raises
+        ------
+        RoiError
+            ``meshes`` is not a mapping, a name is not storable, a mesh is
+            degenerate or cannot be repaired, or the hierarchy / primary names
+            do not match the meshes.
 
         Examples
         --------
@@ -151,6 +164,28 @@ class RoiSet:
 
         ``hierarchy.json`` (optional) is ``{"primary": [...], "hierarchy": {...}}``;
         without it every mesh is primary. Meshes are ordered by name.
+
+        Parameters
+        ----------
+        path
+            The mesh folder.
+        scale
+            Multiplier from mesh units to point units, or a unit name
+            (``"um"``, ``"nm"``, ``"mm"``) converted to nm.
+        voxel_size
+            Grid voxel edge in point units (default: automatic).
+        name
+            Name of the ROI set (default: the folder name).
+
+        Returns
+        -------
+        RoiSet
+
+        Raises
+        ------
+        RoiError
+            ``path`` is not a folder of mesh files, two files share a stem, a
+            mesh or ``hierarchy.json`` cannot be read or is invalid.
 
         Examples
         --------
@@ -206,6 +241,21 @@ class RoiSet:
     @classmethod
     def from_store(cls, conn: Connectome | None = None) -> RoiSet:
         """Reload the ROI set stored by :func:`assign_rois` (meshes already repaired and scaled).
+
+        Parameters
+        ----------
+        conn
+            The store (default: the default connectome).
+
+        Returns
+        -------
+        RoiSet
+            With the stored containment grid attached when it is still valid.
+
+        Raises
+        ------
+        RoiError
+            The store has no ROI set, or its ``rois.json`` or meshes are damaged.
 
         Examples
         --------
@@ -369,6 +419,16 @@ class RoiSet:
     def grid_key(self, names: Sequence[str] | None = None) -> str:
         """Content hash of the containment grid for ``names`` (default: the primary ROIs).
 
+        Parameters
+        ----------
+        names
+            ROI names, in tie-rule order (default: the primary ROIs).
+
+        Returns
+        -------
+        str
+            32 hex digits; equal keys mean equal grids.
+
         Examples
         --------
         >>> import trimesh
@@ -385,6 +445,21 @@ class RoiSet:
 
     def grid(self, names: Sequence[str] | None = None) -> _Grid:
         """The (cached) containment grid over ``names`` (default: primary ROIs).
+
+        Parameters
+        ----------
+        names
+            ROI names (default: the primary ROIs).
+
+        Returns
+        -------
+        _Grid
+            Built once per set of names, then reused.
+
+        Raises
+        ------
+        KeyError
+            A name is not in the set.
 
         Examples
         --------
@@ -425,7 +500,7 @@ class RoiSet:
             _warn_scale(P, self.bounds, self.scale, what)
         return P
 
-    def assign(self, points: Any, *, exact: bool = True, n_threads: int | None = None):
+    def assign(self, points: Any, *, exact: bool = True, n_threads: int | None = None) -> Any:
         """Code of the primary ROI containing each point (index into :attr:`names`, -1 = none).
 
         Parameters
@@ -437,9 +512,19 @@ class RoiSet:
             ``False`` gives the pure voxel lookup (neuPrint style): points in
             boundary voxels get the label of the voxel's reference point.
 
+        n_threads
+            Threads for a numpy input (default: ``os.cpu_count()``).
+
         Returns
         -------
         numpy.ndarray or dask.array.Array of int16
+
+        Raises
+        ------
+        RoiError
+            ``points`` is not a numeric (N, 3) array. (A :class:`RoiScaleWarning`
+            when the points and the meshes do not overlap, or their extents
+            differ by 4x or more: wrong units?)
 
         Examples
         --------
@@ -450,8 +535,29 @@ class RoiSet:
         """
         return self._run(points, None, exact, n_threads, "assign")
 
-    def contains(self, points: Any, name: str, *, exact: bool = True, n_threads: int | None = None):
+    def contains(self, points: Any, name: str, *, exact: bool = True,
+                 n_threads: int | None = None) -> Any:
         """Boolean array: is each point inside ROI ``name`` (GWN >= 0.5)?
+
+        Parameters
+        ----------
+        points
+            (N, 3) numpy array or dask array.
+        name
+            One ROI of the set (primary or not).
+        exact, n_threads
+            As for :meth:`assign`.
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array of bool
+
+        Raises
+        ------
+        KeyError
+            No ROI is named ``name``.
+        RoiError
+            As for :meth:`assign`.
 
         Examples
         --------
@@ -487,6 +593,21 @@ class RoiSet:
         """Write ``rois.json``, ``meshes/NNNN.ply`` and the primary grid (``grid.zarr``).
 
         File names are ROI codes, never ROI names.
+
+        Parameters
+        ----------
+        directory
+            Folder to write (created when missing).
+        grid
+            The primary grid when already built (default: :meth:`grid`).
+        grid_src
+            A stored ``grid.zarr`` of the same key to copy instead of rewriting it.
+
+        Raises
+        ------
+        OSError
+            The folder cannot be written (or ``grid.zarr`` already exists
+            when copying ``grid_src``).
 
         Examples
         --------
