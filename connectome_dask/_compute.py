@@ -16,6 +16,8 @@ from typing import Any
 import dask
 from dask.delayed import Delayed, delayed
 
+from . import config
+
 __all__ = ["compute", "tree_reduce", "active_client"]
 
 
@@ -37,7 +39,7 @@ def active_client():
 
 def _want_progress(progress: bool | None) -> bool:
     if progress is None:
-        progress = dask.config.get("connectome_dask.progress", True)
+        progress = config.get("progress", True)
     return bool(progress)
 
 
@@ -59,6 +61,11 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
     -------
     tuple
         The computed results, as from ``dask.compute``.
+
+    Raises
+    ------
+    ConfigError
+        dask's config holds an unknown ``connectome_dask.*`` key.
 
     Examples
     --------
@@ -90,7 +97,7 @@ def tree_reduce(
     parts: Sequence[Delayed],
     combine: Callable[[list], Any],
     *,
-    split_every: int = 8,
+    split_every: int | None = None,
     name: str = "combine",
 ) -> Delayed:
     """Combine delayed partial results in a balanced tree (like ``dask.array.reduction``).
@@ -98,6 +105,28 @@ def tree_reduce(
     ``combine`` receives a list of up to ``split_every`` partial results and
     returns one partial result of the same kind. The tree keeps the number of
     partials held in memory by any one task bounded.
+
+    Parameters
+    ----------
+    parts
+        The delayed partial results, in order (``combine`` sees them in order).
+    combine
+        Partial results -> one partial result.
+    split_every
+        Fan-in of the tree; ``None`` reads ``connectome_dask.split_every``
+        from the dask config (default 8).
+    name
+        Prefix of the task keys.
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        The combined result.
+
+    Raises
+    ------
+    ValueError
+        ``parts`` is empty, or ``split_every`` is below 2.
 
     Examples
     --------
@@ -109,6 +138,11 @@ def tree_reduce(
     """
     if not parts:
         raise ValueError("tree_reduce needs at least one part")
+    if split_every is None:
+        split_every = config.get("split_every", 8)
+    split_every = int(split_every)
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}")
     from dask.base import tokenize
 
     level = list(parts)
