@@ -6,7 +6,7 @@ turned into Cypher, a :class:`NeuronCriteria` is compiled into a boolean mask
 over ``conn.neurons`` (:meth:`NeuronCriteria.mask`) or an array of dense
 neuron indices (:meth:`NeuronCriteria.indices`). ROI conditions use per-neuron
 per-ROI synapse counts: read through the index for a few candidate bodies,
-from :func:`connectome_dask.aggregate.neuron_roi_counts` (a cached whole-brain
+from :func:`connectome_dask.compute.roi_counts.neuron_roi_counts` (a cached whole-brain
 aggregation) otherwise.
 
 ROIs
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .compute import plan as _plan
 from .errors import CriteriaError, UnknownColumnError, UnknownRoiError
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ NOT_PRIMARY = "NotPrimary"
 _REGEX_CHARS = re.compile(r"[\\.?\[\]+^$*]")
 
 #: above this many synapse rows, ROI counts come from the whole-brain aggregation, not the index
-INDEX_ROWS_LIMIT = 2_000_000
+#: (re-exported: the read-path rule and its limit live in :mod:`connectome_dask.compute.plan`)
+INDEX_ROWS_LIMIT = _plan.INDEX_ROWS_LIMIT
 
 
 
@@ -383,19 +385,19 @@ def _code_counts_by_index(conn: Connectome, idx: np.ndarray) -> pd.DataFrame:
 def code_roi_counts(conn: Connectome, idx: np.ndarray | None = None) -> pd.DataFrame:
     """Per (neuron index, site ROI code) counts ``pre, post, downstream, upstream``.
 
-    Few neurons (fewer than :data:`INDEX_ROWS_LIMIT` synapse rows in all) are
-    read through the index; otherwise the cached whole-brain
-    :func:`connectome_dask.aggregate.neuron_roi_counts` is used. Rows with
+    Few neurons (at most :data:`~connectome_dask.compute.plan.INDEX_ROWS_LIMIT`
+    synapse rows in all, pre and post: :func:`~connectome_dask.compute.plan.plan_read`
+    with ``what="rows", either=True``) are read through the index; otherwise
+    the cached whole-brain :func:`connectome_dask.compute.roi_counts.neuron_roi_counts`
+    is used. Rows with
     code ``-1`` (no ROI) may or may not be present; callers derive
     ``NotPrimary`` from the neuron totals instead.
     """
     if idx is not None:
         idx = np.unique(np.asarray(idx, dtype=np.int64))
-        n = conn.neurons
-        rows = int(n["pre"].to_numpy()[idx].sum() + n["post"].to_numpy()[idx].sum())
-        if rows <= INDEX_ROWS_LIMIT:
+        if _plan.plan_read(conn, pre=idx, post=idx, what="rows", either=True).method == "index":
             return _code_counts_by_index(conn, idx)
-    from .aggregate import neuron_roi_counts
+    from .compute.roi_counts import neuron_roi_counts
 
     df = neuron_roi_counts(conn)
     df = df.rename(columns={"code": "roi"}) if "roi" not in df.columns else df

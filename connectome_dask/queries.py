@@ -32,6 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._compute import compute
+from .compute import plan as _plan
+from .compute.dense import check_dense
+from .compute.pairs import pair_counts as _index_pair_counts
 from .criteria import (
     NOT_PRIMARY,
     CriteriaError,
@@ -63,7 +67,8 @@ __all__ = [
 ]
 
 #: synapse-level reads through the index when they touch at most this many rows
-INDEX_ROWS_LIMIT = 2_000_000
+#: (re-exported: the read-path rule and its limit live in :mod:`connectome_dask.compute.plan`)
+INDEX_ROWS_LIMIT = _plan.INDEX_ROWS_LIMIT
 
 
 def _conn(client: Any) -> Connectome:
@@ -267,8 +272,6 @@ def fetch_adjacencies(
     >>> conn_df.roi.unique().tolist()
     ['MB_R']
     """
-    from .aggregate import _pair_counts
-
     conn = _conn(client)
     model = RoiModel.of(conn)
     rois_l = [] if rois is None else model.validate(rois, "ROI")
@@ -292,9 +295,9 @@ def fetch_adjacencies(
         pc = pd.DataFrame({"pre": np.zeros(0, np.int32), "post": np.zeros(0, np.int32),
                            "roi": np.zeros(0, np.int16), "weight": np.zeros(0, np.int64)})
     elif "roi_post" in conn.synapse_columns:
-        pc = _pair_counts(conn, pre_idx, post_idx, by_roi=True, progress=progress)
+        pc = _index_pair_counts(conn, pre_idx, post_idx, by_roi=True, progress=progress)
     else:
-        pc = _pair_counts(conn, pre_idx, post_idx, progress=progress)
+        pc = _index_pair_counts(conn, pre_idx, post_idx, progress=progress)
         pc["roi"] = np.int16(-1)
     conn_df, totals = _roi_rows(conn, model, pc, include_nonprimary)
     if rois_l:
@@ -399,23 +402,14 @@ def _select_rows(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndar
     """
     cols = list(dict.fromkeys(["pre", "post", *columns]))
     nn = conn.n_neurons
-    counts = {"pre": conn.neurons["pre"].to_numpy(), "post": conn.neurons["post"].to_numpy()}
-    est = {}
-    for side, idx in (("pre", pre_idx), ("post", post_idx)):
-        if idx is not None:
-            est[side] = int(counts[side][idx].sum())
+    plan = _plan.plan_read(conn, pre=pre_idx, post=post_idx, what="rows", either=either)
     pre_ok = None if pre_idx is None else np.zeros(nn, dtype=bool)
     post_ok = None if post_idx is None else np.zeros(nn, dtype=bool)
     if pre_ok is not None:
         pre_ok[pre_idx] = True
     if post_ok is not None:
         post_ok[post_idx] = True
-    use_index = False
-    if either and len(est) == 2 and sum(est.values()) <= INDEX_ROWS_LIMIT:
-        use_index = True
-    elif not either and est and min(est.values()) <= INDEX_ROWS_LIMIT:
-        use_index = True
-    if use_index:
+    if plan.method == "index":
         # outputs are row ranges, inputs ranges of the post-ordered copies: no scan
         if either:
             a = conn.synapses_of(pre_idx, "pre", cols)
@@ -423,15 +417,13 @@ def _select_rows(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndar
             rows, first = np.unique(np.concatenate([a["row"], b["row"]]), return_index=True)
             d = {c: np.concatenate([a[c], b[c]])[first] for c in cols}
         else:
-            side = min(est, key=est.get)
+            side = plan.side
             got = conn.synapses_of(pre_idx if side == "pre" else post_idx, side, cols)
             rows = got.pop("row")
             d = got
         d = _filter_block(d, 0, pre_ok, post_ok, either)
         d["_row"] = rows[d["_row"]]
         return d
-    from ._compute import compute
-
     tasks = conn.map_partitions(_filter_block, cols, pre_ok, post_ok, either, name="select-synapses")
     parts = compute(*tasks, progress=progress)
     return {c: np.concatenate([p[c] for p in parts]) for c in [*cols, "_row"]}
@@ -873,8 +865,6 @@ def get_connectivity(
     >>> edges.weight.is_monotonic_decreasing, int(edges.weight.min()) >= 3
     (True, True)
     """
-    from .aggregate import _pair_counts
-
     conn = _conn(client)
     if not upstream and not downstream:
         raise CriteriaError("Both `upstream` and `downstream` cannot be False")
@@ -885,9 +875,9 @@ def get_connectivity(
     parts = []
     if len(idx) and min_size is None:
         if downstream:
-            parts.append(_pair_counts(conn, idx, None, progress=progress))
+            parts.append(_index_pair_counts(conn, idx, None, progress=progress))
         if upstream:
-            up = _pair_counts(conn, None, idx, progress=progress)
+            up = _index_pair_counts(conn, None, idx, progress=progress)
             if downstream:  # rows with both sides in idx were already counted
                 up = up[~np.isin(up["pre"].to_numpy(), idx)]
             parts.append(up)
@@ -942,8 +932,6 @@ def get_adjacency(
     >>> sym.index.equals(sym.columns), int(sym.to_numpy().sum()) == int(adj.to_numpy().sum())
     (True, True)
     """
-    from .aggregate import _check_dense, _pair_counts
-
     conn = _conn(client)
     if pre_ids is None and post_ids is None:
         raise CriteriaError("get_adjacency needs pre_ids or post_ids (or both)")
@@ -959,7 +947,7 @@ def get_adjacency(
             pc = pd.DataFrame({"pre": np.zeros(0, np.int64), "post": np.zeros(0, np.int64),
                                "weight": np.zeros(0, np.int64)})
         else:
-            raw = _pair_counts(conn, pre_idx, post_idx, min_weight=max(int(threshold), 1), progress=progress)
+            raw = _index_pair_counts(conn, pre_idx, post_idx, min_weight=max(int(threshold), 1), progress=progress)
             pc = pd.DataFrame({"pre": body[raw["pre"].to_numpy()], "post": body[raw["post"].to_numpy()],
                                "weight": raw["weight"].to_numpy(np.int64)})
         if clean:
@@ -975,7 +963,7 @@ def get_adjacency(
         rows = cols = np.unique(np.concatenate([pc["pre"].to_numpy(), pc["post"].to_numpy()]))
     else:
         rows, cols = np.unique(pc["pre"].to_numpy()), np.unique(pc["post"].to_numpy())
-    _check_dense((len(rows), len(cols)), 8, "get_adjacency matrix")
+    check_dense((len(rows), len(cols)), 8, "get_adjacency matrix")
     mat = np.zeros((len(rows), len(cols)), dtype=np.int64)
     mat[np.searchsorted(rows, pc["pre"].to_numpy()), np.searchsorted(cols, pc["post"].to_numpy())] = pc["weight"]
     return pd.DataFrame(mat, index=pd.Index(rows, dtype=np.int64), columns=pd.Index(cols, dtype=np.int64))

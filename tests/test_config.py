@@ -5,6 +5,7 @@ from __future__ import annotations
 import dask
 import pytest
 
+from connectome_dask import aggregate as A
 from connectome_dask import config
 from connectome_dask._compute import tree_reduce
 from connectome_dask.errors import ConfigError
@@ -15,6 +16,8 @@ def test_unknown_config_key_raises():
         with pytest.raises(ConfigError, match="partition_chnks") as e:
             config.get("progress")
         assert "connectome_dask.partition_chunks" in str(e.value)  # lists the known keys
+        with pytest.raises(ConfigError):
+            A.max_dense_bytes()
     with pytest.raises(ConfigError, match="unknown config key"):
         config.get("no_such_key")
     with dask.config.set({"connectome_dask.cluster.slurm": {"queue": "short"}}):  # free-form section

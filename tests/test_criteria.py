@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectome_dask import criteria as C
 from connectome_dask.criteria import (
     CriteriaError,
     IsNull,
@@ -78,7 +77,9 @@ def ref_mask_rois(s, rois=(), inputRois=(), outputRois=(), min_in=1, min_out=1, 
 def roi_path(request, monkeypatch):
     """Run ROI criteria through the index reads and through aggregate.neuron_roi_counts."""
     if request.param == "aggregate":
-        monkeypatch.setattr(C, "INDEX_ROWS_LIMIT", -1)
+        from connectome_dask.compute import plan as P
+
+        monkeypatch.setattr(P, "INDEX_ROWS_LIMIT", -1)
     return request.param
 
 

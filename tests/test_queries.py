@@ -39,11 +39,11 @@ def primary(code: int):
 def path(request, monkeypatch):
     """Force the few-body index reads or the streaming scans."""
     if request.param == "scan":
-        monkeypatch.setattr(Q, "INDEX_ROWS_LIMIT", -1)
-        monkeypatch.setattr(C, "INDEX_ROWS_LIMIT", -1)
-        import connectome_dask.aggregate as A
+        # the limits of the one read-path rule (queries, criteria and counts all use it)
+        from connectome_dask.compute import plan as P
 
-        monkeypatch.setattr(A, "INDEX_PATH_FRACTION", -1.0)
+        monkeypatch.setattr(P, "INDEX_ROWS_LIMIT", -1)
+        monkeypatch.setattr(P, "INDEX_PATH_FRACTION", -1.0)
     return request.param
 
 

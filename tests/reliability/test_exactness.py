@@ -28,6 +28,7 @@ checked to be the one taken) and the filters. Counts must be bit-identical.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import warnings
 from unittest import mock
@@ -40,8 +41,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectome_dask import aggregate as A
-from connectome_dask import criteria as C
 from connectome_dask import queries as Q
+from connectome_dask.compute import plan as P
 from connectome_dask.criteria import NeuronCriteria, SynapseCriteria
 from connectome_dask.store import StoreWriter, write_store
 
@@ -157,36 +158,42 @@ def running(kind: str, client, partition_chunks: int):
 # ----------------------------------------------------------------------------- paths
 
 
+class _PlanLog(logging.Handler):
+    """Collects the read plans logged by ``connectome_dask.compute.plan.plan_read``."""
+
+    def __init__(self, taken: list[str]):
+        super().__init__(logging.DEBUG)
+        self.taken = taken
+
+    def emit(self, record: logging.LogRecord) -> None:
+        plan = getattr(record, "plan", None)
+        if plan is not None:
+            self.taken.append(plan.method)
+
+
 @contextlib.contextmanager
 def forced_path(path: str):
     """Force the aggregation path and record the one taken.
 
     ``index``: the per-body index whenever a side is restricted; ``table``:
     the connection table (``use_pair_table``, when no ROI / confidence
-    filter); ``scan``: the synapse arrays. Queries' and criteria's own
-    index-or-scan limits move along with the index path.
+    filter); ``scan``: the synapse arrays. The limits of the one read-path
+    rule (:func:`connectome_dask.compute.plan.plan_read`) move, so queries'
+    and criteria's reads follow too; the plans taken are read from its log.
     """
     taken: list[str] = []
-    real_index, real_table = A._index_block, A._use_pair_table
-
-    def index_block(*args, **kwargs):
-        b = real_index(*args, **kwargs)
-        taken.append("index" if b is not None else "not-index")
-        return b
-
-    def use_table(*args, **kwargs):
-        t = real_table(*args, **kwargs)
-        taken.append("table" if t else "not-table")
-        return t
-
     big, none = float("inf"), -1
+    logger = logging.getLogger("connectome_dask.compute")
+    handler = _PlanLog(taken)
+    level = logger.level
     with contextlib.ExitStack() as st_:
-        st_.enter_context(mock.patch.object(A, "INDEX_PATH_FRACTION", big if path == "index" else none))
-        st_.enter_context(mock.patch.object(Q, "INDEX_ROWS_LIMIT", big if path == "index" else none))
-        st_.enter_context(mock.patch.object(C, "INDEX_ROWS_LIMIT", big if path == "index" else none))
-        st_.enter_context(mock.patch.object(A, "_index_block", index_block))
-        st_.enter_context(mock.patch.object(A, "_use_pair_table", use_table))
+        st_.enter_context(mock.patch.object(P, "INDEX_PATH_FRACTION", big if path == "index" else none))
+        st_.enter_context(mock.patch.object(P, "INDEX_ROWS_LIMIT", big if path == "index" else none))
         st_.enter_context(dask.config.set({"connectome_dask.use_pair_table": path == "table"}))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        st_.callback(logger.removeHandler, handler)
+        st_.callback(logger.setLevel, level)
         yield taken
 
 

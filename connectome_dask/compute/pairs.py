@@ -1,0 +1,295 @@
+"""Neuron-pair synapse counts on dense indices: kernels per block, tree reduction, three read paths.
+
+Rows are stored sorted by ``(pre, post)``, so every partition owns a
+contiguous run of presynaptic neurons: the per-partition results are already
+sorted and only the pair that straddles a partition seam needs merging. This
+is why pair counting here moves little data between tasks, unlike a hash
+groupby on randomly ordered rows. The read path (index / connection table /
+scan) is chosen by :func:`connectome_dask.compute.plan.plan_read`.
+
+Everything here takes resolved inputs: dense neuron indices (``None`` = all),
+ROI codes, thresholds. Criteria and labels are resolved above, in
+:mod:`connectome_dask.aggregate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .._compute import compute, tree_reduce
+from ..kernels import pairs as K
+from .plan import Plan, plan_read
+
+if TYPE_CHECKING:
+    from ..store import Connectome
+
+__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows"]
+
+
+def _confidence_columns(conn: Connectome) -> list[str]:
+    cols = conn.synapse_columns
+    if "confidence" in cols:
+        return ["confidence"]
+    return [c for c in ("confidence_pre", "confidence_post") if c in cols]
+
+
+class RowFilter:
+    """Row filter parameters shared by all tasks (one object in the graph)."""
+
+    def __init__(self, conn: Connectome, pre, post, roi_codes, confidence):
+        n = conn.n_neurons
+        self.pre_ok = np.ones(n, dtype=bool)
+        self.post_ok = np.ones(n, dtype=bool)
+        if pre is not None:
+            self.pre_ok[:] = False
+            self.pre_ok[pre] = True
+        if post is not None:
+            self.post_ok[:] = False
+            self.post_ok[post] = True
+        n_codes = len(conn.roi_names) + 1
+        self.n_codes = n_codes
+        self.use_roi = roi_codes is not None
+        self.roi_ok = np.ones(n_codes, dtype=bool)
+        if roi_codes is not None:
+            self.roi_ok[:] = False
+            self.roi_ok[np.asarray(roi_codes, dtype=np.int64) + 1] = True
+        self.conf_cols = _confidence_columns(conn) if confidence is not None else []
+        if confidence is not None and not self.conf_cols:
+            raise KeyError(f"{conn.path}: no confidence column to threshold")
+        # compared as float32, the stored precision (as SynapseCriteria and the queries do):
+        # a stored float32(0.3) is not > 0.3
+        self.thr = float(np.float32(confidence)) if confidence is not None else 0.0
+
+    def columns(self, need_roi: bool) -> list[str]:
+        cols = ["pre", "post"]
+        if self.use_roi or need_roi:
+            cols.append("roi_post")
+        return cols + self.conf_cols
+
+    def keep(self, block: dict[str, np.ndarray]) -> np.ndarray:
+        pre, post = block["pre"], block["post"]
+        dummy_i = np.zeros(1, dtype=np.int16)
+        dummy_f = np.zeros(1, dtype=np.float32)
+        roi = block.get("roi_post", dummy_i)
+        c1 = block[self.conf_cols[0]] if self.conf_cols else dummy_f
+        c2 = block[self.conf_cols[1]] if len(self.conf_cols) > 1 else dummy_f
+        return K.row_mask(
+            pre, post, self.pre_ok, self.post_ok, roi, self.roi_ok, c1, c2, self.thr,
+            self.use_roi, bool(self.conf_cols), len(self.conf_cols) > 1,
+        )
+
+
+_Filter = RowFilter  # the name used before the move
+
+
+def _pairs_chunk(block: dict[str, np.ndarray], start: int, filt: RowFilter, by_roi: bool):
+    keep = filt.keep(block)
+    if by_roi:
+        return K.pair_roi_runs(block["pre"], block["post"], block["roi_post"], keep, filt.n_codes)
+    return K.pair_runs(block["pre"], block["post"], keep)
+
+
+def _empty_pairs(by_roi: bool) -> tuple:
+    base = (np.zeros(0, np.int32), np.zeros(0, np.int32))
+    return base + ((np.zeros(0, np.int16),) if by_roi else ()) + (np.zeros(0, np.int64),)
+
+
+def _combine_pairs(parts: list[tuple]) -> tuple:
+    """Concatenate ordered partial results, merging the pair that straddles each seam."""
+    by_roi = bool(parts) and len(parts[0]) == 4
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return _empty_pairs(by_roi)
+    pieces: list[tuple] = [parts[0]]
+    for b in parts[1:]:
+        a = pieces[-1]
+        p, q = a[0][-1], a[1][-1]
+        if b[0][0] == p and b[1][0] == q:
+            ia0 = int(np.searchsorted(a[0], p, "left"))
+            ia = ia0 + int(np.searchsorted(a[1][ia0:], q, "left"))
+            ib0 = int(np.searchsorted(b[0], p, "right"))
+            ib = int(np.searchsorted(b[1][:ib0], q, "right"))
+            if by_roi:
+                rois = np.concatenate([a[2][ia:], b[2][:ib]])
+                cnts = np.concatenate([a[3][ia:], b[3][:ib]])
+                ur, inv = np.unique(rois, return_inverse=True)
+                uc = np.bincount(inv, weights=cnts).astype(np.int64)
+                k = len(ur)
+                mid = (np.full(k, p, np.int32), np.full(k, q, np.int32), ur.astype(np.int16), uc)
+            else:
+                tot = int(a[2][ia:].sum() + b[2][:ib].sum())
+                mid = (np.array([p], np.int32), np.array([q], np.int32), np.array([tot], np.int64))
+            pieces[-1] = tuple(x[:ia] for x in a)
+            pieces.append(mid)
+            pieces.append(tuple(x[ib:] for x in b))
+        else:
+            pieces.append(b)
+    return tuple(np.concatenate([pc[i] for pc in pieces]) for i in range(len(parts[0])))
+
+
+def index_block(conn: Connectome, plan: Plan, pre: np.ndarray | None, post: np.ndarray | None,
+                cols: list[str]) -> dict[str, np.ndarray]:
+    """The selection's rows read through the index, on the side ``plan`` chose.
+
+    Outputs of the pre bodies are contiguous row ranges, inputs of the post
+    bodies contiguous ranges of the post-ordered copies: no scan either way.
+    Rows of the other side's bodies are not removed here (the row filter does it).
+    """
+    if plan.side == "pre":
+        return conn.synapses_of(pre, "pre", cols)
+    return conn.synapses_of(post, "post", cols)
+
+
+def default_partition_rows(conn: Connectome) -> int:
+    """Rows per partition of the store's default partitioning (at least 1)."""
+    s, e = conn.partitions()[0]
+    return max(e - s, 1)
+
+
+def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:
+    n = int(conn.meta["index"]["n_pairs"])
+    per = default_partition_rows(conn)
+    return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
+
+
+def _pairs_table_part(paths: dict[str, str], token: str, start: int, stop: int, pre_ok, post_ok,
+                      min_weight: int):
+    from ..store import read_rows
+
+    # the arrays of the generation the client opened (never a newer or replaced store)
+    t = {c: read_rows(p, token, start, stop) for c, p in paths.items()}
+    keep = pre_ok[t["pre"]] & post_ok[t["post"]]
+    if min_weight > 1:
+        keep &= t["weight"] >= min_weight
+    return tuple(t[c][keep] for c in ("pre", "post", "weight"))
+
+
+def _pairs_from_table(conn: Connectome, filt: RowFilter, min_weight: int, progress) -> pd.DataFrame:
+    from dask.delayed import delayed
+
+    pre_ok = delayed(filt.pre_ok, pure=True)  # one copy of each mask in the graph
+    post_ok = delayed(filt.post_ok, pure=True)
+    task = delayed(_pairs_table_part, pure=True)
+    paths = conn.pair_table_paths()
+    parts = [task(paths, conn.token, s, e, pre_ok, post_ok, min_weight) for s, e in _pair_table_ranges(conn)]
+    res = compute(*parts, progress=progress)
+    return pd.DataFrame({c: np.concatenate([r[i] for r in res]) for i, c in enumerate(("pre", "post", "weight"))})
+
+
+def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder: str) -> int:
+    res = _pairs_chunk(block, start, filt, by_roi)
+    df = pd.DataFrame(dict(zip(names, res, strict=True)))
+    if min_weight > 1:
+        df = df[df["weight"].to_numpy() >= min_weight]
+    df.to_parquet(Path(folder) / f"part-{start:013d}.parquet", index=False)
+    return len(df)
+
+
+def _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, output: Path, progress):
+    import dask.dataframe as dd
+    from dask.delayed import delayed
+
+    from .._fsutil import atomic_dir
+    from ..store import StoreError
+
+    def is_output(p: Path) -> bool:
+        return (p / "_pair_counts").is_file()
+
+    # replaces only an earlier pair-count output; written beside it and renamed into place
+    with atomic_dir(output, "pair-counts", overwrite=True, error=StoreError, recognise=is_output) as tmp:
+        parts = conn.map_partitions(
+            _pairs_part_to_parquet, cols, delayed(filt, pure=True), by_roi, names, min_weight, str(tmp),
+            name="pair-counts-parquet", align_pre=True,
+        )
+        compute(*parts, progress=progress)
+        (tmp / "_pair_counts").write_text(json.dumps({"store": str(conn.path), "columns": names}))
+    return dd.read_parquet(str(output))
+
+
+def pair_counts(
+    conn: Connectome,
+    pre: np.ndarray | None,
+    post: np.ndarray | None,
+    *,
+    roi_codes: np.ndarray | None = None,
+    by_roi: bool = False,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    progress: bool | None = None,
+    output: str | os.PathLike | None = None,
+    method: str = "auto",
+) -> pd.DataFrame:
+    """Synapse counts per (pre, post) neuron pair of neurons given as dense indices.
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+    pre, post
+        Sorted unique dense neuron indices of each side (``None`` = all).
+    roi_codes
+        Keep only rows whose postsynaptic ROI code is one of these.
+    by_roi
+        Also split by the postsynaptic site's ROI code (column ``roi``).
+    confidence
+        Keep rows with confidence strictly greater than this.
+    min_weight
+        Drop (pair[, roi]) rows counting fewer synapses.
+    progress
+        Show a progress bar.
+    output
+        Write Parquet parts into this directory instead (returns a dask DataFrame).
+    method
+        ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``
+        (see :func:`~connectome_dask.compute.plan.plan_read`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``pre``, ``post`` (int32), ``roi`` (int16, with ``by_roi``),
+        ``weight`` (int64), sorted by (pre, post, roi).
+
+    Raises
+    ------
+    KeyError
+        ``by_roi`` on a store without ROIs, or ``confidence`` without a
+        confidence column.
+    ValueError
+        A forced ``method`` cannot answer the request.
+
+    Examples
+    --------
+    >>> df = pair_counts(conn, np.array([0]), None, method="scan")
+    >>> df.equals(pair_counts(conn, np.array([0]), None, method="index"))
+    True
+    """
+    if by_roi and "roi_post" not in conn.synapse_columns:
+        raise KeyError(f"{conn.path} has no roi_post column; run Connectome.assign_rois first")
+    filt = RowFilter(conn, pre, post, roi_codes, confidence)
+    cols = filt.columns(by_roi)
+    names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
+    plan = plan_read(conn, pre=pre, post=post, by_roi=by_roi, roi_filter=filt.use_roi,
+                     confidence=bool(filt.conf_cols), output=output is not None, method=method)
+    if output is not None:
+        return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
+    if plan.method == "table":
+        return _pairs_from_table(conn, filt, min_weight, progress)
+    if plan.method == "index":
+        res = _pairs_chunk(index_block(conn, plan, pre, post, cols), 0, filt, by_roi)
+    else:
+        from dask.delayed import delayed
+
+        dfilt = delayed(filt, pure=True)
+        parts = conn.map_partitions(_pairs_chunk, cols, dfilt, by_roi, name="pair-counts", align_pre=True)
+        total = tree_reduce(parts, _combine_pairs, name="pair-counts-combine")
+        (res,) = compute(total, progress=progress)
+    df = pd.DataFrame(dict(zip(names, res, strict=True)))
+    if min_weight > 1:
+        df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
+    return df

@@ -1,0 +1,224 @@
+"""THE read-path rule: how a computation reads the synapse rows it needs.
+
+Three ways to read:
+
+``index``
+    Only the rows of the selected bodies, through the store's per-body index
+    (outputs of presynaptic bodies are contiguous row ranges, inputs of
+    postsynaptic bodies contiguous ranges of the post-ordered copies): no scan.
+``table``
+    The store's connection table (``index.zarr/pairs``, one row per connected
+    neuron pair, ~6x fewer rows than synapses). Only for neuron-pair counts
+    without a per-synapse filter (no ROI, no confidence, not by ROI).
+``scan``
+    Every partition of the synapse arrays, in parallel (dask), reduced in a tree.
+
+:func:`plan_read` is the one place that chooses; pair counts, grouped counts,
+synapse-level queries and ROI criteria all ask it. The decision and its
+reason are logged at DEBUG level on the ``connectome_dask.compute`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from .. import config
+
+if TYPE_CHECKING:
+    from ..store import Connectome
+
+__all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LIMIT"]
+
+logger = logging.getLogger("connectome_dask.compute")
+
+#: accepted values of ``method=``
+METHODS = ("auto", "index", "table", "scan")
+
+#: counts (``what="counts"``): read through the index when the smaller side's
+#: rows are at most this fraction of the table
+INDEX_PATH_FRACTION = 0.05
+
+#: synapse rows (``what="rows"``): read through the index when at most this many rows
+INDEX_ROWS_LIMIT = 2_000_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A chosen read path.
+
+    Attributes
+    ----------
+    method
+        ``"index"``, ``"table"`` or ``"scan"``.
+    reason
+        Why, in words (also logged).
+    side
+        For ``index``: ``"pre"`` or ``"post"`` (read that side's bodies) or
+        ``"both"`` (read both and take the union); ``None`` otherwise.
+    rows
+        Estimated synapse rows the index read touches (``None`` when no side
+        is restricted).
+    """
+
+    method: str
+    reason: str
+    side: str | None = None
+    rows: int | None = None
+
+
+def _estimates(conn: Connectome, pre: np.ndarray | None, post: np.ndarray | None) -> dict[str, int]:
+    est: dict[str, int] = {}
+    for side, idx in (("pre", pre), ("post", post)):
+        if idx is not None:
+            est[side] = int(conn.neurons[side].to_numpy()[idx].sum())
+    return est
+
+
+def plan_read(
+    conn: Connectome,
+    *,
+    pre: np.ndarray | None = None,
+    post: np.ndarray | None = None,
+    what: Literal["counts", "rows"] = "counts",
+    either: bool = False,
+    by_roi: bool = False,
+    roi_filter: bool = False,
+    confidence: bool = False,
+    output: bool = False,
+    method: str = "auto",
+) -> Plan:
+    """Choose how to read the synapse rows of a selection.
+
+    The rule (``method="auto"``), with ``est(side)`` the number of synapse
+    rows of the selected bodies on that side (``conn.neurons.pre`` /
+    ``.post`` summed):
+
+    1. ``output`` (results written out of core): ``scan``.
+    2. ``what="counts"`` (neuron-pair and grouped counts): ``index`` when at
+       least one side is restricted and the smaller ``est`` is at most
+       :data:`INDEX_PATH_FRACTION` of all rows (ties read ``pre``); otherwise
+       ``table`` when the dask config ``connectome_dask.use_pair_table`` is
+       true, the store has a connection table and there is no ROI filter, no
+       confidence filter and no ``by_roi``; otherwise ``scan``.
+    3. ``what="rows"`` (synapse-level rows, per-neuron ROI counts): with
+       ``either`` (rows with pre in ``pre`` *or* post in ``post``) ``index``
+       when both sides are given and ``est(pre) + est(post)`` is at most
+       :data:`INDEX_ROWS_LIMIT`; without ``either`` ``index`` when a side is
+       restricted and the smaller ``est`` is at most that limit; otherwise
+       ``scan`` (never ``table``: it has no synapse rows).
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+    pre, post
+        Dense neuron indices of each side (``None`` = every neuron).
+    what
+        ``"counts"`` or ``"rows"``, see above.
+    either
+        Rows match when *either* side matches (``what="rows"`` only).
+    by_roi, roi_filter, confidence
+        The counts are split by ROI / filtered by ROI / by confidence (these
+        rule out the connection table).
+    output
+        The result is written out of core, partition by partition.
+    method
+        ``"auto"`` (the rule above), or force ``"index"``, ``"table"`` or ``"scan"``.
+
+    Returns
+    -------
+    Plan
+        The method, the reason, the index side and the row estimate.
+
+    Raises
+    ------
+    ValueError
+        ``method`` is unknown, or the forced method cannot answer this
+        request (``index`` with no restricted side, ``table`` with a filter,
+        for rows, without a connection table, or with ``output``).
+
+    Examples
+    --------
+    >>> plan_read(conn).method  # whole brain, no filter: the connection table
+    'table'
+    >>> p = plan_read(conn, pre=np.array([0]))
+    >>> p.method, p.side
+    ('index', 'pre')
+    >>> plan_read(conn, roi_filter=True).reason
+    'no side restricted; the connection table cannot apply a ROI filter'
+    >>> plan_read(conn, pre=np.array([0]), method="scan").method
+    'scan'
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    est = _estimates(conn, pre, post)
+    plan = _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method)
+    logger.debug("read plan: %s (%s)%s", plan.method, plan.reason,
+                 "" if method == "auto" else f" [method={method!r}]", extra={"plan": plan})
+    return plan
+
+
+def _index_side(est: dict[str, int], either: bool) -> tuple[str, int]:
+    if either:
+        return "both", sum(est.values())
+    side = min(est, key=est.get)  # "pre" first: ties read pre
+    return side, est[side]
+
+
+def _table_blocker(conn: Connectome, by_roi: bool, roi_filter: bool, confidence: bool) -> str | None:
+    if by_roi:
+        return "counts by ROI need the synapse rows"
+    if roi_filter:
+        return "the connection table cannot apply a ROI filter"
+    if confidence:
+        return "the connection table cannot apply a confidence filter"
+    if not conn.has_pair_table:
+        return "the store has no connection table"
+    return None
+
+
+def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method) -> Plan:
+    if what not in ("counts", "rows"):
+        raise ValueError(f"what must be 'counts' or 'rows', got {what!r}")
+    if output:
+        if method not in ("auto", "scan"):
+            raise ValueError(f"method={method!r}: out-of-core output is written by a scan")
+        return Plan("scan", "out-of-core output is written partition by partition")
+    indexable = bool(est) and (not either or len(est) == 2)
+    if method == "index":
+        if not indexable:
+            raise ValueError("method='index' needs a restricted side" + (" on both sides" if either else ""))
+        side, rows = _index_side(est, either)
+        return Plan("index", "forced", side, rows)
+    if method == "table":
+        blocker = "synapse rows are not in the connection table" if what == "rows" else \
+            _table_blocker(conn, by_roi, roi_filter, confidence)
+        if blocker:
+            raise ValueError(f"method='table' is not possible: {blocker}")
+        return Plan("table", "forced")
+    if method == "scan":
+        return Plan("scan", "forced")
+    n = max(conn.n_synapses, 1)
+    if indexable:
+        side, rows = _index_side(est, either)
+        if what == "counts":
+            limit, lim_s = INDEX_PATH_FRACTION * n, f"{INDEX_PATH_FRACTION:g} of {n:,} rows"
+        else:
+            limit, lim_s = INDEX_ROWS_LIMIT, f"the limit of {INDEX_ROWS_LIMIT:,} rows"
+        if rows <= limit:
+            return Plan("index", f"the selection's {rows:,} rows ({side}) are within {lim_s}", side, rows)
+        why = f"the selection's {rows:,} rows ({side}) exceed {lim_s}"
+    else:
+        why = "no side restricted" if not est else "rows of either side need both sides restricted"
+    if what == "rows":
+        return Plan("scan", why, None, None)
+    blocker = _table_blocker(conn, by_roi, roi_filter, confidence)
+    if blocker is None and not bool(config.get("use_pair_table", True)):
+        blocker = "dask config connectome_dask.use_pair_table is false"
+    if blocker is None:
+        return Plan("table", f"{why}; unfiltered pair counts come from the connection table")
+    return Plan("scan", f"{why}; {blocker}")
