@@ -777,3 +777,27 @@ def test_by_neuropil_with_real_roiset(data, tmp_path):
     col2 = NestedMatrix.from_synapses_by_neuropil(syn, ann, rois=tmp_path, weight_mode="count", annotation_scope="all")
     assert list(col2) == list(col)
     np.testing.assert_allclose(col2.EB.matrix.to_numpy(), col.EB.matrix.to_numpy())
+
+
+def test_integer_body_ids_are_carried_not_reparsed(tmp_path):
+    """Integer IDs reach the axes as int64 (no str -> int parse); other IDs keep the string fallback."""
+    syn = pd.DataFrame({PRE: np.array([10, 10, 20], dtype=np.int64), POST: np.array([20, 30, 30], dtype=np.int64)})
+    ann = pd.DataFrame({"root_id": [10, 20, 30], "cell_type": ["A", "B", "B"]})
+    m = NestedMatrix.from_synapses(syn, ann, weight_mode="count")
+    assert m._src.int_ids is not None and m._src.int_ids.tolist() == [int(i) for i in m.ordered_neurons]
+    da = m.to_xarray()
+    assert da["pre"].dtype == np.int64 and da["pre"].values.tolist() == [10, 20, 30]
+    back = open_matrix(m.to_zarr(tmp_path / "m.zarr"))
+    assert back.ordered_neurons == m.ordered_neurons and back._src.int_ids.tolist() == [10, 20, 30]
+    # float IDs (1.0) and numeric strings still become int64 coordinates through the string parse
+    f = NestedMatrix.from_synapses(syn.astype(float), ann, weight_mode="count")
+    assert f._src.int_ids is None and f.to_xarray()["pre"].values.tolist() == [10, 20, 30]
+    # uint64 beyond int64 and non-numeric IDs stay strings
+    big = np.array([2**63 + 1, 2**63 + 2], dtype=np.uint64)
+    u = NestedMatrix.from_synapses(
+        pd.DataFrame({PRE: big[:1], POST: big[1:]}), pd.DataFrame({"root_id": big, "cell_type": ["A", "A"]}),
+        weight_mode="count",
+    )
+    assert u._src.int_ids is None and u.to_xarray()["pre"].values.tolist() == [str(int(b)) for b in big]
+    d = DirectedNestedMatrix.from_synapses(syn, ann, source_types="A", weight_mode="count")
+    assert d.to_xarray()["post"].values.tolist() == [20, 30]

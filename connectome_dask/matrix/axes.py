@@ -78,14 +78,16 @@ class _Annotations:
 class _Axis:
     """One ordered matrix axis: universe codes, IDs, types, boundaries."""
 
-    __slots__ = ("codes", "ids", "types", "instances", "boundaries")
+    __slots__ = ("codes", "ids", "types", "instances", "boundaries", "int_ids")
 
-    def __init__(self, codes, ids, types, instances, boundaries) -> None:
+    def __init__(self, codes, ids, types, instances, boundaries, int_ids=None) -> None:
         self.codes = np.asarray(codes, dtype=np.int64)
         self.ids = np.asarray(ids, dtype=object)
         self.types = np.asarray(types, dtype=object)
         self.instances = np.asarray(instances, dtype=object)
         self.boundaries = dict(boundaries)
+        #: The IDs as int64 when known from the input (``ids`` are their strings), else None.
+        self.int_ids = None if int_ids is None else np.asarray(int_ids, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,6 +115,8 @@ class _Axis:
 
     def body_ids(self) -> np.ndarray:
         """IDs as int64 when all are integers, else as str."""
+        if self.int_ids is not None:
+            return self.int_ids
         try:
             ints = np.array([int(i) for i in self.ids], dtype=np.int64)
         except (ValueError, OverflowError):
@@ -129,6 +133,7 @@ class _Axis:
         ann: _Annotations,
         ann_pos: np.ndarray,
         type_order: Sequence[Any] | None,
+        universe_int: np.ndarray | None = None,
     ) -> _Axis:
         """crantpy ordering of the neurons ``codes`` (unique codes into ``universe``)."""
         codes = np.unique(np.asarray(codes, dtype=np.int64))
@@ -169,7 +174,8 @@ class _Axis:
         if ann.instances is not None:
             ok = pos_all >= 0
             inst[ok] = ann.instances[pos_all[ok]]
-        return cls(all_codes, universe[all_codes], types, inst, boundaries)
+        int_ids = None if universe_int is None else universe_int[all_codes]
+        return cls(all_codes, universe[all_codes], types, inst, boundaries, int_ids)
 
 
 def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: str) -> _Axis:

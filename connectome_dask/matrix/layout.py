@@ -113,8 +113,10 @@ def _write_matrix(m: _NestedBase, path: Path) -> None:
 
 def _read_axis(group, meta: Mapping[str, Any]) -> _Axis:
     raw = group["ids"][...]
+    int_ids = None
     if meta["ids"] == "int64":
-        ids = np.array([str(int(v)) for v in raw], dtype=object)
+        int_ids = np.asarray(raw, dtype=np.int64)
+        ids = int_ids.astype(str).astype(object)
     else:
         names = np.array(meta["id_names"], dtype=object)
         ids = names[raw]
@@ -129,7 +131,7 @@ def _read_axis(group, meta: Mapping[str, Any]) -> _Axis:
     types = decode(group["type_code"][...], meta["type_names"])
     inst = decode(group["instance_code"][...], meta["instance_names"])
     bounds = {k: (int(s), int(e)) for k, s, e in meta["boundaries"]}
-    return _Axis(np.arange(len(ids)), ids, types, inst, bounds)
+    return _Axis(np.arange(len(ids)), ids, types, inst, bounds, int_ids)
 
 
 _DA_FORMAT = "connectome-dask-dataarray"

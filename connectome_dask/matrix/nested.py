@@ -207,7 +207,7 @@ class NestedMatrix(_NestedBase):
         pairs = pairs.scoped(ann_pos, scope)
         w = pairs.normalised(weight_mode) if weight_mode else pairs.weight
         present = np.concatenate([pairs.present_src, pairs.present_tgt])
-        axis = _Axis.build(present, pairs.universe, ann, ann_pos, type_order)
+        axis = _Axis.build(present, pairs.universe, ann, ann_pos, type_order, pairs.universe_int)
         return cls._from_parts(_build_matrix(pairs, w, axis, axis), axis, attrs)
 
     @classmethod
@@ -497,8 +497,8 @@ class DirectedNestedMatrix(_NestedBase):
         u = pairs.universe
         src_codes = _select_codes(pairs.present_src, u, ann, ann_pos, sel["source_types"], sel["source_neurons"])
         tgt_codes = _select_codes(pairs.present_tgt, u, ann, ann_pos, sel["target_types"], sel["target_neurons"])
-        src = _Axis.build(src_codes, u, ann, ann_pos, sel["source_type_order"])
-        tgt = _Axis.build(tgt_codes, u, ann, ann_pos, sel["target_type_order"])
+        src = _Axis.build(src_codes, u, ann, ann_pos, sel["source_type_order"], pairs.universe_int)
+        tgt = _Axis.build(tgt_codes, u, ann, ann_pos, sel["target_type_order"], pairs.universe_int)
         in_src = np.zeros(len(u), dtype=bool)
         in_src[src.codes] = True
         in_tgt = np.zeros(len(u), dtype=bool)

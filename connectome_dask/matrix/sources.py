@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,13 @@ from .common import _is_connectome, _is_dask_frame, _require_columns
 class _Pairs:
     """Aggregated connections: codes into ``universe`` plus weights and synapse counts."""
 
-    def __init__(self, universe, src, tgt, weight, count=None, present_src=None, present_tgt=None) -> None:
+    def __init__(
+        self, universe, src, tgt, weight, count=None, present_src=None, present_tgt=None, universe_int=None
+    ) -> None:
         self.universe = np.asarray(universe, dtype=object)
+        #: The universe as int64 body IDs when the input IDs were integers (else None):
+        #: the axes take them as they are instead of parsing the strings back.
+        self.universe_int = None if universe_int is None else np.asarray(universe_int, dtype=np.int64)
         self.src = np.asarray(src, dtype=np.int64)
         self.tgt = np.asarray(tgt, dtype=np.int64)
         self.weight = np.asarray(weight, dtype=np.float64)
@@ -31,6 +37,7 @@ class _Pairs:
             self.tgt[keep],
             self.weight[keep],
             None if self.count is None else self.count[keep],
+            universe_int=self.universe_int,
         )
 
     def scoped(self, ann_pos: np.ndarray, scope: str) -> _Pairs:
@@ -58,8 +65,14 @@ class _Pairs:
         return w / tot
 
 
-def _encode_pair_ids(pre: pd.Series, post: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes of pre/post IDs into one universe of normalised ID strings (-1 = missing)."""
+def _encode_pair_ids(
+    pre: pd.Series, post: pd.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Codes of pre/post IDs into one universe of normalised ID strings (-1 = missing).
+
+    Returns ``(pre codes, post codes, universe, universe as int64 or None)``:
+    the int64 universe is given when the IDs are integers that fit int64.
+    """
     both = pd.concat([pre.reset_index(drop=True), post.reset_index(drop=True)], ignore_index=True)
     codes, uniques = pd.factorize(both, use_na_sentinel=True)
     su = str_array(pd.Series(np.asarray(uniques, dtype=object)) if len(uniques) else pd.Series([], dtype=object))
@@ -67,7 +80,17 @@ def _encode_pair_ids(pre: pd.Series, post: pd.Series) -> tuple[np.ndarray, np.nd
     ucodes, universe = pd.factorize(su)
     codes = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1).astype(np.int64)
     n = len(pre)
-    return codes[:n], codes[n:], np.asarray(universe, dtype=object)
+    return codes[:n], codes[n:], np.asarray(universe, dtype=object), _int_universe(uniques, len(universe))
+
+
+def _int_universe(uniques: Any, n_universe: int) -> np.ndarray | None:
+    """``uniques`` as int64 when they are integers that fit (distinct integers give distinct strings)."""
+    u = np.asarray(uniques)
+    if u.dtype.kind not in "iu" or len(u) != n_universe:
+        return None
+    if u.dtype.kind == "u" and len(u) and u.max() > np.iinfo(np.int64).max:
+        return None
+    return u.astype(np.int64)
 
 
 def _aggregate_codes(src, tgt, weight, n_universe) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +109,7 @@ def _pairs_from_synapse_frame(
     _require_columns(df, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
     if weight_mode != "column" and "id" in df.columns:
         df = df.drop_duplicates("id")
-    src, tgt, universe = _encode_pair_ids(df[pre_col], df[post_col])
+    src, tgt, universe, uint = _encode_pair_ids(df[pre_col], df[post_col])
     if weight_mode == "column":
         try:
             w = pd.to_numeric(df[weight_column], errors="raise").to_numpy(dtype=np.float64, na_value=0.0)
@@ -96,7 +119,7 @@ def _pairs_from_synapse_frame(
         w = np.ones(len(df))
     keep = (src >= 0) & (tgt >= 0)
     s, t, ww, c = _aggregate_codes(src[keep], tgt[keep], w[keep], len(universe))
-    return _Pairs(universe, s, t, ww, c)
+    return _Pairs(universe, s, t, ww, c, universe_int=uint)
 
 
 def _pairs_from_dask(ddf, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None, progress) -> _Pairs:
@@ -114,11 +137,11 @@ def _pairs_from_dask(ddf, pre_col: str, post_col: str, weight_mode: str, weight_
         (counts,) = compute(cnt, progress=progress, desc="nested matrix: pair counts")
         frame = counts.rename("n").reset_index()
         frame["w"] = frame["n"]
-    src, tgt, universe = _encode_pair_ids(frame[pre_col], frame[post_col])
+    src, tgt, universe, uint = _encode_pair_ids(frame[pre_col], frame[post_col])
     keep = (src >= 0) & (tgt >= 0)
     s, t, w, _ = _aggregate_codes(src[keep], tgt[keep], frame["w"].to_numpy(np.float64)[keep], len(universe))
     _, _, n, _ = _aggregate_codes(src[keep], tgt[keep], frame["n"].to_numpy(np.float64)[keep], len(universe))
-    return _Pairs(universe, s, t, w, n.astype(np.int64))
+    return _Pairs(universe, s, t, w, n.astype(np.int64), universe_int=uint)
 
 
 def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
@@ -150,10 +173,10 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
                 raise ValueError(
                     f"connectivity weight column {wcol!r} must be numeric; e.g. row {bad.index[0]!r}: {bad.iloc[0]!r}"
                 ) from None
-        src, tgt, universe = _encode_pair_ids(df[a], df[b])
+        src, tgt, universe, uint = _encode_pair_ids(df[a], df[b])
         keep = (src >= 0) & (tgt >= 0)
         s, t, ww, c = _aggregate_codes(src[keep], tgt[keep], w[keep], len(universe))
-        return _Pairs(universe, s, t, ww, c)
+        return _Pairs(universe, s, t, ww, c, universe_int=uint)
     # adjacency matrix: index = presynaptic IDs, columns = postsynaptic IDs
     nonnum = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if nonnum:
@@ -164,13 +187,14 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
         )
     rows = pd.Series(np.asarray(df.index, dtype=object))
     cols_s = pd.Series(np.asarray(df.columns, dtype=object))
-    r_codes, c_codes, universe = _encode_pair_ids(rows, cols_s)
+    r_codes, c_codes, universe, uint = _encode_pair_ids(rows, cols_s)
     vals = df.to_numpy(dtype=np.float64, na_value=0.0)
     rr, cc = np.nonzero(vals)
     keep = (r_codes[rr] >= 0) & (c_codes[cc] >= 0)
     rr, cc = rr[keep], cc[keep]
     s, t, w, c = _aggregate_codes(r_codes[rr], c_codes[cc], vals[rr, cc], len(universe))
-    return _Pairs(universe, s, t, w, c, present_src=r_codes[r_codes >= 0], present_tgt=c_codes[c_codes >= 0])
+    return _Pairs(universe, s, t, w, c, present_src=r_codes[r_codes >= 0], present_tgt=c_codes[c_codes >= 0],
+                  universe_int=uint)
 
 
 def _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_column) -> tuple[pd.DataFrame, str, str]:
@@ -185,7 +209,8 @@ def _pairs_from_store(
     """Pair counts from a store (dense indices are the universe codes)."""
     from ..aggregate import pair_counts
 
-    universe = str_array(conn.neurons["bodyId"])
+    body_ids = conn.neurons["bodyId"].to_numpy()
+    universe = str_array(body_ids)
     pre = post = None
     if scope == "annotated_only":
         ok = ann.positions(universe) >= 0  # a boolean mask over the store's neurons
@@ -195,7 +220,10 @@ def _pairs_from_store(
         conn, pre=pre, post=post, rois=rois, by_roi=by_roi, confidence=confidence, min_weight=min_weight, progress=progress
     )
     w = df["weight"].to_numpy()
-    pairs = _Pairs(universe, df["pre"].to_numpy(), df["post"].to_numpy(), w.astype(np.float64), w.astype(np.int64))
+    pairs = _Pairs(
+        universe, df["pre"].to_numpy(), df["post"].to_numpy(), w.astype(np.float64), w.astype(np.int64),
+        universe_int=_int_universe(body_ids, len(universe)),
+    )  # fmt: skip
     roi = df["roi"].to_numpy() if by_roi else None
     return pairs, roi
 
@@ -294,7 +322,7 @@ def _neuropil_groups(
             if keep.any():
                 # a pair can fall in several unlisted ROIs: merge them into one "other" pair
                 s, t, w, _ = _aggregate_codes(sub.src, sub.tgt, sub.weight, len(sub.universe))
-                other = _Pairs(sub.universe, s, t, w, w.astype(np.int64))
+                other = _Pairs(sub.universe, s, t, w, w.astype(np.int64), universe_int=sub.universe_int)
                 if min_weight > 1:
                     other = other.subset(other.count >= min_weight)
                 if len(other.src):
