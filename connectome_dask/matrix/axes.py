@@ -13,6 +13,8 @@ import scipy.sparse as sp
 from ..labels import is_missing, natural_type_order, str_array, str_value
 from .common import _require_columns
 
+__all__ = ["EB_COLUMN_ORDER", "WITHIN_TYPE_ORDER_RULES"]
+
 #: EB column order used for EPG/PEG neurons (crantpy's order).
 EB_COLUMN_ORDER = ("R1", "L8", "R2", "L7", "R3", "L6", "R4", "L5", "R5", "L4", "R6", "L3", "R7", "L2", "R8", "L1")
 
@@ -179,6 +181,7 @@ class _Axis:
 
 
 def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: str) -> _Axis:
+    """Validate constructor parts (IDs, type boundaries, neuron -> type) of one axis and build it."""
     ids = [str_value(i) for i in ordered]
     if any(is_missing(i) for i in ordered):
         raise ValueError(f"{axis_name} contains null neuron IDs")

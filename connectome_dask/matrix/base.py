@@ -19,6 +19,8 @@ from .common import _LEVELS, _check_dense
 from .layout import _is_matrix_dir, _write_matrix
 from .sources import _Pairs
 
+__all__: list[str] = []  # internal: _NestedBase is private
+
 
 class _NestedBase:
     """Shared storage: a sparse (rows x cols) matrix and two ordered axes."""
@@ -289,6 +291,7 @@ class _NestedBase:
 
 
 def _filter_bounds(bounds: Mapping[str, tuple[int, int]], min_n: int) -> tuple[np.ndarray, dict]:
+    """Positions of the types with at least ``min_n`` neurons, and their boundaries renumbered."""
     idx: list[np.ndarray] = []
     out: dict[str, tuple[int, int]] = {}
     cur = 0
@@ -301,6 +304,7 @@ def _filter_bounds(bounds: Mapping[str, tuple[int, int]], min_n: int) -> tuple[n
 
 
 def _build_matrix(pairs: _Pairs, weights: np.ndarray, src: _Axis, tgt: _Axis) -> sp.csr_matrix:
+    """The sparse (len(src), len(tgt)) matrix of the pairs whose two neurons are on the axes."""
     n = len(pairs.universe)
     ps = np.full(n, -1, dtype=np.int64)
     pt = np.full(n, -1, dtype=np.int64)

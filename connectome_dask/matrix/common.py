@@ -10,6 +10,8 @@ import numpy as np
 
 from ..aggregate import check_dense
 
+__all__ = ["AnnotationScope", "NormalizationScope", "WeightMode"]
+
 WeightMode = Literal["relative_outgoing", "relative_incoming", "count", "column"]
 AnnotationScope = Literal["annotated_only", "all"]
 NormalizationScope = Literal["selected", "all"]
@@ -21,10 +23,12 @@ _LEVELS = ("neuron", "type_mean", "type_sum")
 
 
 def _check_dense(nrows: int, ncols: int, what: str, hint: str) -> None:
+    """Raise :class:`DenseMatrixTooLarge` before allocating a dense float64 ``(nrows, ncols)`` array over the limit."""
     check_dense((nrows, ncols), 8, what, f"{hint}, or raise the limit.")
 
 
 def _validate_common(weight_mode: str | None, weight_column: str | None, annotation_scope: str) -> None:
+    """Check ``weight_mode`` / ``weight_column`` / ``annotation_scope`` as crantpy does (``ValueError``)."""
     if annotation_scope not in _SCOPES:
         raise ValueError(f"annotation_scope must be one of {list(_SCOPES)}, got {annotation_scope!r}")
     if weight_mode is None:
@@ -39,12 +43,14 @@ def _validate_common(weight_mode: str | None, weight_column: str | None, annotat
 
 
 def _is_connectome(obj: Any) -> bool:
+    """Whether ``obj`` is a :class:`~connectome_dask.store.Connectome` (store imported lazily)."""
     from ..store import Connectome
 
     return isinstance(obj, Connectome)
 
 
 def _is_dask_frame(obj: Any) -> bool:
+    """Whether ``obj`` is a dask DataFrame."""
     try:
         import dask.dataframe as dd
     except ImportError:  # pragma: no cover
@@ -53,12 +59,14 @@ def _is_dask_frame(obj: Any) -> bool:
 
 
 def _require_columns(df: Any, cols: Iterable[str], what: str) -> None:
+    """Raise ``KeyError`` naming the columns of ``cols`` that ``df`` lacks."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise KeyError(f"{what} has no column(s) {missing}; available: {list(df.columns)[:20]}")
 
 
 def _provenance(source: Any, **kw: Any) -> dict:
+    """JSON-able provenance attrs: the source (dataset, version, store path) and the build arguments ``kw``."""
     out: dict[str, Any] = {}
     if _is_connectome(source):
         out["dataset"] = source.meta.get("name")

@@ -12,6 +12,8 @@ from ..labels import natural_type_order, str_array
 from .base import _NestedBase
 from .common import _is_connectome
 
+__all__ = ["plot_type_heatmap"]
+
 
 def plot_type_heatmap(
     source: Any,

@@ -23,6 +23,8 @@ from .layout import (
 )
 from .nested import DirectedNestedMatrix, NestedMatrix
 
+__all__ = ["open_dataarray", "open_matrix", "save_dataarray"]
+
 
 def open_matrix(path: str | os.PathLike) -> NestedMatrix | DirectedNestedMatrix:
     """Open a matrix written by :meth:`NestedMatrix.to_zarr` / :meth:`DirectedNestedMatrix.to_zarr`.

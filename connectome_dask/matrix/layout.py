@@ -16,12 +16,15 @@ from .axes import _Axis
 if TYPE_CHECKING:
     from .base import _NestedBase
 
+__all__: list[str] = []  # internal: the Zarr layout helpers are private
+
 
 _MATRIX_FORMAT = "connectome-dask-matrix"
 _MATRIX_FORMAT_VERSION = 1
 
 
 def _is_matrix_dir(path: Path) -> bool:
+    """Whether ``path`` is a matrix written by ``to_zarr`` (its ``zarr.json`` has the format marker)."""
     zj = path / "zarr.json"
     if not zj.is_file():
         return False
@@ -40,6 +43,7 @@ def _labels_to_arrays(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _write_array(group, name: str, a: np.ndarray) -> None:
+    """Write one numpy array into a Zarr group (checksummed codecs of the store, empty chunks written)."""
     from ..store import array_codecs
 
     a = np.ascontiguousarray(a)
@@ -64,6 +68,7 @@ def _writer():
 
 
 def _write_axis(group, axis: _Axis) -> dict:
+    """Write one axis (IDs as int64 or label codes, type and instance codes); returns its JSON metadata."""
     write = _writer()
     ids = axis.body_ids()
     meta: dict[str, Any] = {"n": len(axis), "boundaries": [[k, s, e] for k, (s, e) in axis.boundaries.items()]}
@@ -85,6 +90,7 @@ def _write_axis(group, axis: _Axis) -> dict:
 
 
 def _write_matrix(m: _NestedBase, path: Path) -> None:
+    """Write the whole matrix (COO entries, dense type sums, axes, attrs) into the fresh folder ``path``."""
     import zarr
 
     write = _writer()
@@ -112,6 +118,7 @@ def _write_matrix(m: _NestedBase, path: Path) -> None:
 
 
 def _read_axis(group, meta: Mapping[str, Any]) -> _Axis:
+    """Read one axis written by :func:`_write_axis`."""
     raw = group["ids"][...]
     int_ids = None
     if meta["ids"] == "int64":
@@ -138,6 +145,7 @@ _DA_FORMAT = "connectome-dask-dataarray"
 
 
 def _is_da_dir(path: Path) -> bool:
+    """Whether ``path`` is a DataArray written by ``save_dataarray``."""
     zj = path / "zarr.json"
     try:
         return json.loads(zj.read_text()).get("attributes", {}).get("format") == _DA_FORMAT

@@ -27,6 +27,8 @@ from .common import (
 from .select import NeuropilCollection, _sel_attrs, _select_codes, _selection
 from .sources import _neuropil_groups, _Pairs, _pairs_from_connectivity, _synapse_pairs
 
+__all__ = ["DirectedNestedMatrix", "NestedMatrix"]
+
 
 class NestedMatrix(_NestedBase):
     """Square neuron x neuron connectivity matrix ordered and blocked by cell type.

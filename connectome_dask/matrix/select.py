@@ -12,6 +12,8 @@ from ..labels import is_missing, str_value
 if TYPE_CHECKING:
     from .axes import _Annotations
 
+__all__ = ["All", "NeuropilCollection"]
+
 
 class _AllSelector:
     """Select every neuropil of a :class:`NeuropilCollection`, optionally minus some.
@@ -87,6 +89,7 @@ class NeuropilCollection(dict):
 
 
 def _selector_set(values: Any) -> set[str] | None:
+    """A type / neuron selector as a set of normalised labels (``None`` = no selection)."""
     if values is None:
         return None
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
@@ -115,6 +118,7 @@ def _select_codes(
 
 
 def _selection(st, tt, sn, tn, order, s_order, t_order) -> dict:
+    """The directed-matrix axis selections as one dict (per-axis type orders default to ``order``)."""
     return {
         "source_types": st,
         "target_types": tt,
@@ -126,6 +130,7 @@ def _selection(st, tt, sn, tn, order, s_order, t_order) -> dict:
 
 
 def _sel_attrs(sel: dict) -> dict:
+    """The selections as JSON-able lists of normalised labels (for provenance attrs)."""
     out = {}
     for k, v in sel.items():
         if v is None:

@@ -12,6 +12,8 @@ from ..labels import str_array
 from .axes import _Annotations
 from .common import _is_connectome, _is_dask_frame, _require_columns
 
+__all__: list[str] = []  # internal: the pair builders are private
+
 
 class _Pairs:
     """Aggregated connections: codes into ``universe`` plus weights and synapse counts."""
@@ -106,6 +108,7 @@ def _aggregate_codes(src, tgt, weight, n_universe) -> tuple[np.ndarray, np.ndarr
 def _pairs_from_synapse_frame(
     df: pd.DataFrame, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None
 ) -> _Pairs:
+    """Pairs from a pandas synapse table (rows with the same ``id`` counted once unless summing a column)."""
     _require_columns(df, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
     if weight_mode != "column" and "id" in df.columns:
         df = df.drop_duplicates("id")
@@ -123,6 +126,7 @@ def _pairs_from_synapse_frame(
 
 
 def _pairs_from_dask(ddf, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None, progress) -> _Pairs:
+    """Pairs from a dask synapse table: per-pair counts (or column sums) computed out of core."""
     from .._compute import compute
 
     _require_columns(ddf, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
@@ -198,6 +202,7 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
 
 
 def _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_column) -> tuple[pd.DataFrame, str, str]:
+    """The annotation table and its ID / type columns: the store's neuron table unless one is given."""
     if neuron_annotations is None:
         return conn.neurons, neuron_id_column or "bodyId", cell_type_column or "type"
     return neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type"
@@ -232,6 +237,7 @@ def _synapse_pairs(
     source, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
     cell_type_column, neuron_id_column, scope, confidence, min_weight, progress,
 ) -> tuple[_Pairs, _Annotations]:  # fmt: skip
+    """Pairs and resolved annotations for ``from_synapses`` from any supported source."""
     if int(min_weight) < 1:
         raise ValueError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
@@ -258,6 +264,7 @@ def _synapse_pairs(
 
 
 def _positions(df: pd.DataFrame, position_column) -> np.ndarray:
+    """Synapse positions as an ``(n, 3)`` float64 array from one ``[x, y, z]`` column or three columns."""
     if isinstance(position_column, str):
         _require_columns(df, [position_column], "synapses")
         col = df[position_column]
@@ -276,6 +283,7 @@ def _positions(df: pd.DataFrame, position_column) -> np.ndarray:
 
 
 def _load_roiset(rois, voxel_size):
+    """``rois`` as a :class:`~connectome_dask.rois.RoiSet` (a RoiSet, or a folder of meshes)."""
     if rois is None:
         raise ValueError("rois= (a connectome_dask.rois.RoiSet or a folder of meshes) is required for DataFrame input")
     if hasattr(rois, "assign") and hasattr(rois, "names"):
@@ -383,6 +391,7 @@ def _neuropil_groups(
 
 
 def _check_neuropils(neuropil_names, available: Sequence[str]) -> list[str]:
+    """The requested neuropil names (all by default), de-duplicated; unknown names raise ``ValueError``."""
     if neuropil_names is None:
         return list(available)
     if isinstance(neuropil_names, str):
