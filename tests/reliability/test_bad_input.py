@@ -8,7 +8,7 @@ and checks that the directory is byte-for-byte unchanged (no partial store,
 no temporary leftovers, an existing store untouched).
 
 A few inputs are *repaired with a warning* by design (inverted and open
-meshes, see ``rois.py``): those cases assert the warning names the mesh and
+meshes, see ``rois/meshes.py``): those cases assert the warning names the mesh and
 the repair, and that containment is still right.
 """
 
