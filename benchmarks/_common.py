@@ -280,8 +280,10 @@ def code_fingerprint() -> str:
     import hashlib
 
     h = hashlib.sha1()
-    for name in ("store.py", "datasets.py", "_synth.py", "_kernels.py"):
-        f = ROOT / "connectome_dask" / name
+    pkg = ROOT / "connectome_dask"
+    files = [pkg / "datasets.py", pkg / "_synth.py", *sorted((pkg / "store").glob("*.py")),
+             *sorted((pkg / "kernels").glob("*.py")), pkg / "store.py", pkg / "_kernels.py"]
+    for f in files:
         if not f.exists():
             continue
         tree = ast.parse(f.read_text())

@@ -29,12 +29,44 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .store import Connectome
 
-__all__ = ["main", "build_parser"]
+__all__ = ["add_scheduler_argument", "build_parser", "main"]
+
+
+def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--scheduler`` and ``--workers`` to a CLI (sub)command parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from connectome_dask.cli import add_scheduler_argument
+    >>> p = add_scheduler_argument(argparse.ArgumentParser())
+    >>> a = p.parse_args(["--scheduler", "slurm", "--workers", "4"])
+    >>> (a.scheduler, a.workers)
+    ('slurm', 4)
+    """
+    g = parser.add_argument_group("where to run")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|FILE|local|slurm|pbs|lsf",
+        default=None,
+        help=(
+            "'local' (default; dask config connectome_dask.cluster.scheduler): "
+            "embedded LocalCluster; tcp://HOST:PORT or a scheduler-file path: "
+            "a running dask scheduler; slurm/pbs/lsf: workers as batch jobs "
+            "configured by deploy/jobqueue.yaml"
+        ),
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (local) or batch-job workers (slurm/pbs/lsf)",
+    )
+    return parser
 
 
 def _add_scheduler(p: argparse.ArgumentParser) -> None:
-    from .cluster import add_scheduler_argument
-
     add_scheduler_argument(p)
 
 

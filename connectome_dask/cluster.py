@@ -29,7 +29,6 @@ Keys may be spelled with ``-`` or ``_`` (``job-extra-directives`` ==
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import os
@@ -49,7 +48,6 @@ __all__ = [
     "JOBQUEUE_DEFAULTS",
     "JOBQUEUE_KINDS",
     "LOCAL_MEMORY_FRACTIONS",
-    "add_scheduler_argument",
     "client_from_args",
     "connect",
     "dashboard_link",
@@ -657,43 +655,13 @@ def dashboard_link(client) -> str | None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--scheduler`` and ``--workers`` to a CLI (sub)command parser.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from connectome_dask.cluster import add_scheduler_argument
-    >>> p = add_scheduler_argument(argparse.ArgumentParser())
-    >>> a = p.parse_args(["--scheduler", "slurm", "--workers", "4"])
-    >>> (a.scheduler, a.workers)
-    ('slurm', 4)
-    """
-    g = parser.add_argument_group("where to run")
-    g.add_argument(
-        "--scheduler",
-        metavar="ADDRESS|FILE|local|slurm|pbs|lsf",
-        default=None,
-        help=(
-            "'local' (default; dask config connectome_dask.cluster.scheduler): "
-            "embedded LocalCluster; tcp://HOST:PORT or a scheduler-file path: "
-            "a running dask scheduler; slurm/pbs/lsf: workers as batch jobs "
-            "configured by deploy/jobqueue.yaml"
-        ),
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="worker processes (local) or batch-job workers (slurm/pbs/lsf)",
-    )
-    return parser
-
-
 @contextlib.contextmanager
-def client_from_args(args: argparse.Namespace) -> Iterator:
+def client_from_args(args: Any) -> Iterator:
     """Connect as the CLI's ``--scheduler`` / ``--workers`` say; close what was started.
+
+    ``args`` is any object with optional ``scheduler`` and ``workers``
+    attributes (the CLI passes its ``argparse.Namespace``; the parser lives in
+    :mod:`connectome_dask.cli`, never in this library module).
 
     ``--scheduler`` missing: dask config ``connectome_dask.cluster.scheduler``,
     else the embedded LocalCluster. Show :func:`dashboard_link` to the user.

@@ -288,7 +288,9 @@ def test_lsf_walltime_conversion():
 
 def test_cli_arguments_and_client_from_args():
     parser = argparse.ArgumentParser()
-    cl.add_scheduler_argument(parser)
+    from connectome_dask.cli import add_scheduler_argument
+
+    add_scheduler_argument(parser)
     args = parser.parse_args([])
     assert args.scheduler is None and args.workers is None
     args = parser.parse_args(["--scheduler", "local", "--workers", "1"])
