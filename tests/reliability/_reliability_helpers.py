@@ -206,7 +206,7 @@ def _claim_hold(d: str, hold: str, fname: str, start: int) -> bool:
 
 
 class FaultInjector(WorkerPlugin):
-    """Worker plugin: wraps ``connectome_dask.store._run_block`` (every per-partition task).
+    """Worker plugin: wraps ``connectome_dask.store.reader._run_block`` (every per-partition task).
 
     Each task writes ``start`` / ``done`` marker files named by function and
     first row. While a file ``hold~<function name>`` holding a row number
@@ -225,7 +225,7 @@ class FaultInjector(WorkerPlugin):
         self.marker_dir = str(marker_dir)
 
     def setup(self, worker=None):
-        import connectome_dask.store as st
+        import connectome_dask.store.reader as st  # the module map_partitions' tasks resolve _run_block in
 
         if getattr(st._run_block, "_reliability_wrapped", False):
             return
@@ -257,7 +257,7 @@ class FaultInjector(WorkerPlugin):
         st._run_block = run_block
 
     def teardown(self, worker=None):
-        import connectome_dask.store as st
+        import connectome_dask.store.reader as st
 
         orig = getattr(st._run_block, "_reliability_orig", None)
         if orig is not None:

@@ -331,7 +331,7 @@ def test_reader_during_commits(world):
 def test_chunk_deleted_between_check_and_read(tmp_path, monkeypatch, how):
     """The interleaving the reader test can only hit by chance, forced: a newer commit's GC deletes
     the chunk files right after the reader checked they exist. The read must fail, not return fill values."""
-    import connectome_dask.store as st
+    import connectome_dask.store.arrays as st  # the module whose reads call require_chunks
 
     conn, _, syn = H.build_tiny_store(tmp_path / "store", n_neurons=50, n_synapses=3000, chunk_rows=1024)
     path = str(conn._array_path("confidence"))

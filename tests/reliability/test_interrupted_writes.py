@@ -72,29 +72,29 @@ def _leftovers(parent: Path, name: str) -> list[Path]:
 INGEST_PATCHES = {
     # after the 2nd block is spilled to the writer's bucket files
     "spill": """
-orig = st.StoreWriter.append
+orig = st.writer.StoreWriter.append
 n = [0]
 def patched(self, block):
     orig(self, block)
     n[0] += 1
     if n[0] == 2:
         _hold(MARKER, str(self.tmp))
-st.StoreWriter.append = patched
+st.writer.StoreWriter.append = patched
 """,
     # synapse arrays written, index not yet
     "index": """
 def patched(root, *a, **k):
     _hold(MARKER, str(root))
-st._build_index = patched
+st.writer._build_index = patched  # patch the module that calls it
 """,
     # everything written except the new meta.json
     "meta": """
-orig = st.write_json_atomic
+orig = st.format.write_json_atomic  # write_meta's binding
 def patched(path, obj, **kw):
     if Path(path).name == "meta.json":
         _hold(MARKER, str(path))
     return orig(path, obj, **kw)
-st.write_json_atomic = patched
+st.format.write_json_atomic = patched
 """,
 }
 
@@ -167,7 +167,7 @@ import connectome_dask.store as st
 from connectome_dask.store import Connectome
 import _reliability_helpers as H
 MARKER = {str(marker)!r}
-orig = st._write_outputs
+orig = st.commit._write_outputs  # the binding write_synapse_columns uses
 n = [0]
 def patched(block, start, func, out_paths, args):
     r = orig(block, start, func, out_paths, args)
@@ -175,7 +175,7 @@ def patched(block, start, func, out_paths, args):
     if n[0] == 2:   # two partitions written into the new arrays, more to come
         _hold(MARKER, ",".join(out_paths.values()))
     return r
-st._write_outputs = patched
+st.commit._write_outputs = patched
 conn = Connectome({str(store)!r})
 conn.assign_rois(H.slab_roiset(), progress=False)
 raise SystemExit("assign_rois finished without being killed")

@@ -1,0 +1,198 @@
+"""Reading store arrays: opened once per store generation, every chunk file checked.
+
+A missing chunk is an error, never the fill value (:func:`require_chunks`);
+an array is opened once per ``(path, token)`` (:func:`_open_array_cached`) and
+refused when the store was replaced at the same path since
+(:func:`_check_store_identity`, :func:`_check_unchanged`). :func:`read_rows`
+is the read used inside tasks.
+
+Imports only :mod:`connectome_dask.errors` from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+
+
+def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> None:
+    """Raise StoreError unless every listed chunk file of the array at ``path`` exists.
+
+    zarr-python 3.1 returns the fill value for a missing chunk (an error mode
+    is only in later releases, zarr-python PR 3748), hence this check: a few
+    ``stat`` calls per read, next to decoding whole chunks.
+    """
+    base = os.path.join(os.fspath(path), "c")
+    missing = [int(i) for i in chunks if not os.path.isfile(os.path.join(base, str(int(i))))]
+    if missing:
+        where = ", ".join(f"chunk {i} (rows {i * chunk_rows}..{(i + 1) * chunk_rows})" for i in missing[:5])
+        raise StoreError(
+            f"{path}: {where} missing: the chunk file was deleted or the store was "
+            "replaced while reading; reopen the store, and run `connectome-dask info --check` on it"
+        )
+
+
+def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
+    """Read rows ``start:stop`` of a store array; decode failures name the array, chunks and rows."""
+    arr = _open_array_cached(path, token)
+    n = arr.shape[0]
+    stop = min(stop, n)
+    chunks = range(0)
+    if stop > start:
+        c = arr.chunks[0]
+        chunks = range(start // c, (stop - 1) // c + 1)
+        require_chunks(path, c, chunks)
+    try:
+        out = arr[start:stop]
+        # again after the read: a chunk file deleted between the check and the
+        # read (a newer commit's garbage collection) made zarr return fill values
+        require_chunks(path, arr.chunks[0], chunks)
+        _check_unchanged(path, token)
+        return out
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
+        c = arr.chunks[0]
+        bad = []
+        for i in range(start // c, max(start, stop - 1) // c + 1):
+            try:
+                arr[i * c : min((i + 1) * c, arr.shape[0])]
+            except Exception:  # noqa: BLE001
+                bad.append(i)
+        where = ", ".join(f"chunk {i} (rows {i * c}..{min((i + 1) * c, arr.shape[0])})" for i in bad[:5])
+        raise StoreError(
+            f"{path}: cannot read {where or f'rows {start}..{stop}'}: {type(e).__name__}: {e}. "
+            "The chunk file may be truncated or corrupted; run `connectome-dask info --check` "
+            "on the store"
+        ) from e
+
+
+def read_rows(path: str, token: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the store array at ``path`` for the store generation ``token``.
+
+    The read used inside tasks: the array is opened once per (path, token) on
+    each worker, every touched chunk file must exist, and a store replaced at
+    the same path is refused (:attr:`Connectome.token`).
+    """
+    return _read_range(path, token, start, stop)
+
+
+def take_rows(arr: Any, path: str | Path, rows: np.ndarray, token: str | None = None) -> np.ndarray:
+    """``arr.get_orthogonal_selection(rows)`` after checking the touched chunk files exist.
+
+    With ``token`` (the store identity the array was opened for), also that the
+    array directory is still the one opened.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=arr.dtype)
+    c = arr.chunks[0]
+    chunks = np.unique(rows // c).tolist()
+    require_chunks(path, c, chunks)
+    try:
+        out = arr.get_orthogonal_selection(rows)
+        require_chunks(path, c, chunks)  # again: deleted while being read means fill values were read
+        _check_unchanged(str(path), token)
+        return out
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zarr/blosc/crc32c raise assorted types for damaged chunks
+        raise StoreError(
+            f"{path}: cannot read {len(rows)} rows: {type(e).__name__}: {e}. The chunk file may be "
+            "truncated or corrupted; run `connectome-dask info --check` on the store"
+        ) from e
+
+
+#: (path, token) -> (st_dev, st_ino) of the array directory when it was opened
+_ARRAY_DIRS: dict[tuple[str, str], tuple[int, int]] = {}
+
+
+@lru_cache(maxsize=256)
+def _open_array_cached(path: str, token: str):
+    """Open a store array once per (path, store identity and generation).
+
+    ``token`` is ``"<store uuid>:<generation>"``: a store replaced at the same
+    path (new uuid) or committed again (new generation) never hits a stale entry,
+    on the client or on a worker. An array opened for a store that has since
+    been replaced at the same path is refused (the uuid in meta.json differs),
+    and every read checks the directory is still the one opened
+    (:func:`_check_unchanged`).
+    """
+    import zarr
+
+    try:
+        st = os.stat(path)
+        arr = zarr.open_array(path, mode="r")
+    except Exception as e:  # noqa: BLE001 - FileNotFoundError, JSON errors, zarr's own
+        raise StoreError(f"{path}: cannot open the array ({type(e).__name__}: {e})") from e
+    _check_store_identity(path, token)
+    if len(_ARRAY_DIRS) > 4096:
+        _ARRAY_DIRS.clear()
+    _ARRAY_DIRS[(path, token)] = (st.st_dev, st.st_ino)
+    return arr
+
+
+def _check_store_identity(path: str, token: str) -> None:
+    """Refuse an array of a store whose meta.json now names another store (uuid) than ``token``."""
+    ident = token.rsplit(":", 1)[0]
+    for root in list(Path(path).parents)[:4]:
+        mp = root / "meta.json"
+        if mp.is_file() and not mp.is_symlink():
+            try:
+                cur = json.loads(mp.read_bytes()).get("uuid")
+            except (OSError, ValueError, AttributeError):
+                return
+            if cur and cur != ident:
+                raise StoreError(
+                    f"{root} was replaced since it was opened (store {ident} is now {cur}); "
+                    "reopen it with connectome_dask.open"
+                )
+            return
+
+
+def _check_unchanged(path: str, token: str | None) -> None:
+    """Raise StoreError unless the array directory at ``path`` is the one opened for ``token``.
+
+    A store re-created at the same path has new directories under the same
+    names: reading them with the old store's metadata would mix two stores.
+    """
+    want = _ARRAY_DIRS.get((path, token)) if token is not None else None
+    if want is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise StoreError(f"{path}: the array is gone (removed by a newer commit, or the store was "
+                         "replaced); reopen the store") from None
+    if (st.st_dev, st.st_ino) != want:
+        raise StoreError(f"{path}: the array was replaced since the store was opened (a store was "
+                         "re-created at this path); reopen it with connectome_dask.open")
+
+
+def _ensure_group(path: Path) -> None:
+    import zarr
+
+    zarr.open_group(str(path), mode="a")
+
+
+def _missing_chunks(array_dir: Path, n: int, chunk_rows: int) -> list[int]:
+    """Indices of chunks whose file is absent (default v3 key encoding ``c/<i>``)."""
+    nchunks = -(-n // chunk_rows) if n else 0
+    return [i for i in range(nchunks) if not (array_dir / "c" / str(i)).exists()]
+
+
+def _ranges_to_rows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    lens = (stops - starts).astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    rep = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    return (np.arange(total, dtype=np.int64) + rep).astype(np.int64)

@@ -1,0 +1,934 @@
+"""Reading a store: :class:`Connectome`, :func:`open` and the default connectome.
+
+:class:`Connectome` holds the metadata of one generation and reads through
+it: the neuron table, the body index, partitions, row ranges and row sets,
+per-neuron synapses through the index, the connection table, dask frames and
+per-partition tasks (:meth:`Connectome.map_partitions`, :func:`_run_block`),
+ROI and skeleton files. Its write, garbage-collection and check methods are
+thin delegations to :mod:`~connectome_dask.store.commit` and
+:mod:`~connectome_dask.store.maintenance`; :meth:`Connectome.adjacency` and
+:meth:`Connectome.assign_rois` delegate (function-local imports) to the
+layers above the store.
+
+Imports :mod:`~connectome_dask.store.format`, :mod:`~connectome_dask.store.arrays`,
+:mod:`~connectome_dask.store.commit` and :mod:`~connectome_dask.store.maintenance`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._fsutil import no_symlinks
+from ..errors import StoreError
+from . import commit as _commit
+from . import maintenance as _maintenance
+from .arrays import _open_array_cached, _ranges_to_rows, _read_range, take_rows
+from .format import (
+    DEFAULT_PARTITION_CHUNKS,
+    POSITION_COLUMNS_CENTER,
+    POSITION_COLUMNS_PAIR,
+    _inside,
+    _meta_token,
+    _read_meta,
+    read_neuron_table,
+    safe_name,
+)
+
+_default: Connectome | None = None
+
+
+def default_connectome() -> Connectome:
+    """Return the connectome opened last (neuprint's ``default_client``).
+
+    Examples
+    --------
+    >>> default_connectome() is conn  # the doctests open their example store
+    True
+    """
+    if _default is None:
+        raise StoreError("no connectome is open: call connectome_dask.open(path) first")
+    return _default
+
+
+def set_default_connectome(conn: Connectome | None) -> None:
+    """Make ``conn`` the default used by query functions when ``client=None``.
+
+    Examples
+    --------
+    >>> set_default_connectome(None)
+    >>> default_connectome()
+    Traceback (most recent call last):
+    ...
+    connectome_dask.errors.StoreError: no connectome is open: call connectome_dask.open(path) first
+    >>> set_default_connectome(conn)
+    """
+    global _default
+    _default = conn
+
+
+def open(path: str | os.PathLike, *, set_default: bool = True) -> Connectome:  # noqa: A001
+    """Open a connectome store and (by default) make it the default for queries.
+
+    Parameters
+    ----------
+    path
+        Store directory, as written by :func:`connectome_dask.ingest` or
+        :func:`connectome_dask.datasets.synthetic`.
+    set_default
+        Make it the default connectome (like neuprint's default client).
+
+    Returns
+    -------
+    Connectome
+
+    Examples
+    --------
+    >>> import connectome_dask as cd
+    >>> _ = cd.datasets.synthetic(tmp_path / "s", n_neurons=50, n_synapses=2_000, progress=False)
+    >>> small = cd.open(tmp_path / "s", set_default=False)
+    >>> small.n_neurons, small.n_synapses
+    (50, 2000)
+    >>> cd.open(tmp_path / "s") is cd.default_connectome()  # set_default=True
+    True
+    """
+    conn = Connectome(path)
+    if set_default:
+        set_default_connectome(conn)
+    return conn
+
+
+class Connectome:
+    """A connectome store opened for analysis (the local counterpart of neuprint's ``Client``).
+
+    Attributes
+    ----------
+    path : Path
+    meta : dict
+        Contents of meta.json.
+    neurons : pandas.DataFrame
+        One row per body, row ``i`` has ``index == i``.
+    synapses : dask.dataframe.DataFrame
+        One partition per range of whole chunks; reads only the columns used.
+
+    Examples
+    --------
+    >>> c = Connectome(conn.path)  # or connectome_dask.open(path)
+    >>> c
+    <Connectome 'store' v1.0: 400 neurons, 30,000 synapses, rois=yes at ...>
+    >>> c.n_neurons, c.n_synapses, c.roi_names[:2]
+    (400, 30000, ['AL_L', 'AL_R'])
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.meta = _read_meta(self.path)
+        #: store identity and generation: part of every cache key (client and workers)
+        self.token = _meta_token(self.meta)
+        self._neurons: pd.DataFrame | None = None
+        self._body_index: pd.Index | None = None
+        self._rois_info: dict | None = None
+
+    # -- basic facts
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"<Connectome {m.get('name')!r} v{m.get('version')}: {m['n_neurons']:,} neurons, "
+            f"{m['n_synapses']:,} synapses, rois={'yes' if m.get('rois') else 'no'} at {self.path}>"
+        )
+
+    @property
+    def n_neurons(self) -> int:
+        """Number of bodies (rows of :attr:`neurons`).
+
+        Examples
+        --------
+        >>> conn.n_neurons == len(conn.neurons)
+        True
+        """
+        return int(self.meta["n_neurons"])
+
+    @property
+    def n_synapses(self) -> int:
+        """Number of synapse rows (one row per synaptic connection).
+
+        Examples
+        --------
+        >>> conn.n_synapses
+        30000
+        """
+        return int(self.meta["n_synapses"])
+
+    @property
+    def generation(self) -> int:
+        """Commit counter of the store: bumped by every :meth:`write_synapse_columns`.
+
+        Examples
+        --------
+        >>> conn.generation >= 1  # 0 when written, +1 for assign_rois
+        True
+        """
+        return int(self.meta.get("generation", 0))
+
+    @property
+    def chunk_rows(self) -> int:
+        """Zarr chunk length (rows) of every synapse array.
+
+        Examples
+        --------
+        >>> conn.chunk_rows > 0
+        True
+        """
+        return int(self.meta["synapses"]["chunk_rows"])
+
+    @property
+    def synapse_columns(self) -> list[str]:
+        """Names of the synapse columns, ``pre`` and ``post`` first.
+
+        Examples
+        --------
+        >>> conn.synapse_columns[:2], {"confidence", "roi_pre", "roi_post"} <= set(conn.synapse_columns)
+        (['pre', 'post'], True)
+        """
+        return list(self.meta["synapses"]["columns"])
+
+    @property
+    def positions(self) -> tuple[str, ...]:
+        """Position columns present: ``x_pre..z_post``, ``x, y, z`` or empty.
+
+        Examples
+        --------
+        >>> conn.positions
+        ('x_pre', 'y_pre', 'z_pre', 'x_post', 'y_post', 'z_post')
+        """
+        cols = set(self.synapse_columns)
+        if set(POSITION_COLUMNS_PAIR) <= cols:
+            return POSITION_COLUMNS_PAIR
+        if set(POSITION_COLUMNS_CENTER) <= cols:
+            return POSITION_COLUMNS_CENTER
+        return ()
+
+    def site_columns(self, site: str) -> tuple[str, str, str]:
+        """Position columns of a synapse site (``"pre"`` or ``"post"``); centre columns if single.
+
+        Examples
+        --------
+        >>> conn.site_columns("post")
+        ('x_post', 'y_post', 'z_post')
+        """
+        if site not in ("pre", "post"):
+            raise ValueError(f"site must be 'pre' or 'post', got {site!r}")
+        pos = self.positions
+        if pos == POSITION_COLUMNS_PAIR:
+            return (f"x_{site}", f"y_{site}", f"z_{site}")
+        if pos == POSITION_COLUMNS_CENTER:
+            return POSITION_COLUMNS_CENTER
+        raise StoreError(f"{self.path}: the store has no synapse positions")
+
+    def _array_path(self, column: str) -> Path:
+        cols = self.meta["synapses"]["columns"]
+        if column not in cols:
+            raise KeyError(
+                f"synapse column {column!r} not in store {self.path}; available: {sorted(cols)}"
+            )
+        return _inside(self.path, f"{self.meta['synapses']['path']}/{cols[column]}")
+
+    def _array(self, column: str):
+        return _open_array_cached(str(self._array_path(column)), self.token)
+
+    def _index_path(self, name: str) -> Path:
+        return _inside(self.path, f"{self.meta['index']['path']}/{name}")
+
+    def _index_array(self, name: str):
+        return _open_array_cached(str(self._index_path(name)), self.token)
+
+    def _read_index(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """An index array, whole or at ``rows``, with the missing-chunk check."""
+        arr = self._index_array(name)
+        p = str(self._index_path(name))
+        if rows is None:
+            return _read_range(p, self.token, 0, arr.shape[0])
+        return take_rows(arr, p, rows, self.token)
+
+    # -- neurons
+    @property
+    def neurons(self) -> pd.DataFrame:
+        """The neuron table (``neurons.parquet``), loaded once; row ``i`` has ``index == i``.
+
+        Examples
+        --------
+        >>> conn.neurons.columns.tolist()[:6]
+        ['bodyId', 'index', 'type', 'instance', 'status', 'cropped']
+        >>> bool((conn.neurons['index'] == np.arange(conn.n_neurons)).all())
+        True
+        """
+        if self._neurons is None:
+            p = _inside(self.path, self.meta["neurons"])
+            df = read_neuron_table(p)
+            if len(df) != self.n_neurons:
+                raise StoreError(f"{p}: {len(df)} rows but meta.json says {self.n_neurons}")
+            self._neurons = df
+        return self._neurons
+
+    @property
+    def body_ids(self) -> np.ndarray:
+        """Body IDs (int64) in dense-index order.
+
+        Examples
+        --------
+        >>> conn.body_ids.dtype, int(conn.body_ids[0]) == some_body
+        (dtype('int64'), True)
+        """
+        return self.neurons["bodyId"].to_numpy()
+
+    def body_to_index(self, body_ids: Iterable[int] | np.ndarray, *, missing: str = "raise") -> np.ndarray:
+        """Map body IDs to dense int32 indices.
+
+        Parameters
+        ----------
+        missing
+            ``"raise"`` (KeyError naming examples), or ``"drop"``.
+
+        Examples
+        --------
+        >>> conn.body_to_index([some_body, int(conn.body_ids[5])])
+        array([0, 5], dtype=int32)
+        >>> conn.body_to_index([1, some_body], missing="drop")
+        array([0], dtype=int32)
+        >>> conn.body_to_index([1])
+        Traceback (most recent call last):
+        ...
+        KeyError: '1 body IDs are not in ... (e.g. [1])'
+        """
+        if self._body_index is None:
+            self._body_index = pd.Index(self.body_ids)
+        ids = np.asarray(list(body_ids) if not isinstance(body_ids, np.ndarray) else body_ids)
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        pos = self._body_index.get_indexer(ids.astype(np.int64))
+        bad = pos < 0
+        if bad.any():
+            if missing == "drop":
+                pos = pos[~bad]
+            else:
+                raise KeyError(
+                    f"{int(bad.sum())} body IDs are not in {self.path} (e.g. {ids[bad][:5].tolist()})"
+                )
+        return pos.astype(np.int32)
+
+    # -- partitions and reads
+    def partitions(self, partition_rows: int | None = None, *, align_pre: bool = False) -> list[tuple[int, int]]:
+        """Row ranges of the dask partitions.
+
+        By default whole multiples of the chunk length (required for tasks
+        that write). With ``align_pre=True`` (read-only tasks) each boundary
+        moves forward to the next presynaptic-neuron start, so no neuron's
+        outputs (and no (pre, post) pair) are split between partitions.
+
+        Examples
+        --------
+        >>> parts = conn.partitions()
+        >>> parts[0][0], parts[-1][1] == conn.n_synapses
+        (0, True)
+
+        On a tiny store with 2-row chunks (rows' pre = 0, 0, 0, 1, 2):
+
+        >>> from connectome_dask.store import write_store
+        >>> tiny = write_store(tmp_path / "tiny", pd.DataFrame({"bodyId": [10, 20, 30]}),
+        ...                    pd.DataFrame({"pre": [0, 0, 0, 1, 2], "post": [1, 1, 2, 0, 1]}), chunk_rows=2)
+        >>> tiny.partitions(2), tiny.partitions(2, align_pre=True)
+        ([(0, 2), (2, 4), (4, 5)], [(0, 3), (3, 4), (4, 5)])
+        """
+        import dask
+
+        c = self.chunk_rows
+        if partition_rows is None:
+            k = int(dask.config.get("connectome_dask.partition_chunks", DEFAULT_PARTITION_CHUNKS))
+            partition_rows = c * max(1, k)
+        per = max(1, -(-int(partition_rows) // c)) * c
+        n = self.n_synapses
+        bounds = list(range(0, n, per)) + [n]
+        if align_pre and len(bounds) > 2:
+            off = self._read_index("pre_offsets")
+            inner = np.asarray(bounds[1:-1], dtype=np.int64)
+            # the neuron each boundary row belongs to; move to its end unless it starts there
+            i = np.searchsorted(off, inner, side="right") - 1
+            inner = np.where(off[i] == inner, inner, off[np.minimum(i + 1, len(off) - 1)])
+            bounds = sorted({0, n, *inner.tolist()})
+        return [(s, e) for s, e in zip(bounds[:-1], bounds[1:], strict=True)] or [(0, 0)]
+
+    def read_synapses(
+        self, columns: Sequence[str], start: int = 0, stop: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Read a row range of synapse columns as numpy arrays.
+
+        Examples
+        --------
+        >>> block = conn.read_synapses(["pre", "post"], 0, 5)
+        >>> sorted(block), str(block["pre"].dtype), len(block["post"])
+        (['post', 'pre'], 'int32', 5)
+        """
+        stop = self.n_synapses if stop is None else stop
+        return {c: _read_range(str(self._array_path(c)), self.token, start, stop) for c in columns}
+
+    def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
+        """Read arbitrary rows (sorted ascending is fastest) of synapse columns.
+
+        Examples
+        --------
+        >>> d = conn.take_synapses(np.array([0, 10, 20]), ["pre", "confidence"])
+        >>> str(d["confidence"].dtype), len(d["pre"])
+        ('float32', 3)
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = {}
+        for c in columns:
+            arr = self._array(c)
+            if len(rows) == 0:
+                out[c] = np.zeros(0, dtype=arr.dtype)
+                continue
+            # zarr orthogonal indexing with integer arrays decodes each touched chunk once
+            out[c] = take_rows(arr, str(self._array_path(c)), rows, self.token)
+        return out
+
+    def synapse_rows(self, indices: Iterable[int] | np.ndarray, side: str = "pre") -> np.ndarray:
+        """Row ids of all synapses whose ``side`` ("pre" or "post") is one of ``indices``.
+
+        Uses the index: pre rows are contiguous slices, post rows come from
+        ``post_perm``. Result is sorted ascending.
+
+        Examples
+        --------
+        >>> out_rows = conn.synapse_rows([0], side="pre")  # one contiguous slice
+        >>> len(out_rows) == int(conn.neurons.pre.iloc[0]), bool((np.diff(out_rows) == 1).all())
+        (True, True)
+        >>> len(conn.synapse_rows([0], side="post")) == int(conn.neurons.post.iloc[0])
+        True
+        """
+        idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
+        if idx.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if side == "pre":
+            off = self._read_index("pre_offsets", np.concatenate([idx, idx + 1]))
+            starts, stops = off[: len(idx)], off[len(idx) :]
+            return _ranges_to_rows(starts, stops)
+        if side == "post":
+            off = self._read_index("post_offsets", np.concatenate([idx, idx + 1]))
+            starts, stops = off[: len(idx)], off[len(idx) :]
+            pos = _ranges_to_rows(starts, stops)
+            if len(pos) == 0:
+                return pos
+            return np.sort(self._read_index("post_perm", pos))
+        raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+
+    def _by_post_path(self, column: str) -> Path | None:
+        rel = (self.meta["index"].get("by_post") or {}).get(column)
+        if rel is None:
+            return None
+        return _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+
+    def _by_post_array(self, column: str):
+        p = self._by_post_path(column)
+        return None if p is None else _open_array_cached(str(p), self.token)
+
+    @property
+    def has_pair_table(self) -> bool:
+        """Whether the store keeps the connection table (``index.zarr/pairs``)."""
+        return bool(self.meta["index"].get("pairs"))
+
+    def read_pairs(self, columns: Sequence[str] = ("pre", "post", "weight"), start: int = 0,
+                   stop: int | None = None) -> dict[str, np.ndarray]:
+        """Rows of the connection table: one per connected (pre, post) pair, sorted.
+
+        ``weight`` is the number of synapse rows of the pair (no filters).
+        """
+        rel = self.meta["index"].get("pairs")
+        if not rel:
+            raise StoreError(f"{self.path} has no connection table (written by an older version)")
+        root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+        stop = int(self.meta["index"]["n_pairs"]) if stop is None else stop
+        for c in columns:
+            if c not in ("pre", "post", "weight"):
+                raise KeyError(f"the connection table has columns pre, post, weight, not {c!r}")
+        return {c: _read_range(str(root / c), self.token, start, stop) for c in columns}
+
+    def pair_table_paths(self) -> dict[str, str]:
+        """Paths of the connection table's arrays (``pre``, ``post``, ``weight``), for tasks.
+
+        Read them with :func:`read_rows` and :attr:`token`, so a task reads this
+        generation's arrays and never a newer or replaced store's.
+
+        Examples
+        --------
+        >>> sorted(conn.pair_table_paths())
+        ['post', 'pre', 'weight']
+        """
+        rel = self.meta["index"].get("pairs")
+        if not rel:
+            raise StoreError(f"{self.path} has no connection table (written by an older version)")
+        root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
+        return {c: str(root / c) for c in ("pre", "post", "weight")}
+
+    def synapses_of(
+        self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """All synapse rows whose ``side`` neuron is one of ``indices``, without a scan.
+
+        Outputs (``side="pre"``) are contiguous row ranges; inputs
+        (``side="post"``) are contiguous ranges of the post-ordered copies in
+        ``index.zarr/by_post`` (columns missing there are read by row id).
+
+        Returns
+        -------
+        dict
+            ``"row"`` (global row ids, ascending) and each requested column,
+            in the same order as ``take_synapses(synapse_rows(...))``.
+
+        Examples
+        --------
+        >>> inputs = conn.synapses_of([0], side="post", columns=["pre", "post"])
+        >>> sorted(inputs), set(inputs["post"].tolist()) == {0}
+        (['post', 'pre', 'row'], True)
+        >>> bool((inputs["row"] == conn.synapse_rows([0], side="post")).all())
+        True
+        """
+        idx = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64))
+        if side == "pre" or idx.size == 0:
+            rows = self.synapse_rows(idx, side)
+            return {"row": rows, **self.take_synapses(rows, columns)}
+        if side != "post":
+            raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+        off = self._read_index("post_offsets", np.concatenate([idx, idx + 1]))
+        starts, stops = off[: len(idx)], off[len(idx) :]
+        pos = _ranges_to_rows(starts, stops)
+        out: dict[str, np.ndarray] = {}
+        rows = self._read_index("post_perm", pos) if len(pos) else np.zeros(0, np.int64)
+        order = np.argsort(rows, kind="stable")
+        out["row"] = rows[order]
+        missing = []
+        for c in columns:
+            if c == "post":
+                out[c] = np.repeat(idx.astype(np.int32), (stops - starts).astype(np.int64))[order]
+                continue
+            arr = self._by_post_array(c)
+            if arr is None:
+                missing.append(c)
+            elif len(pos):
+                out[c] = take_rows(arr, str(self._by_post_path(c)), pos, self.token)[order]
+            else:
+                out[c] = np.zeros(0, dtype=arr.dtype)
+        if missing:
+            out.update(self.take_synapses(out["row"], missing))
+        return {k: out[k] for k in ["row", *columns]}
+
+    @property
+    def synapses(self):
+        """All synapses as a dask DataFrame (index = global row id).
+
+        Examples
+        --------
+        >>> ddf = conn.synapses
+        >>> ddf.columns.tolist()[:4], len(ddf) == conn.n_synapses
+        (['pre', 'post', 'x_pre', 'y_pre'], True)
+        """
+        return self.synapse_frame()
+
+    def synapse_frame(self, columns: Sequence[str] | None = None, partition_rows: int | None = None):
+        """Dask DataFrame over the synapse arrays, one partition per chunk range.
+
+        Examples
+        --------
+        >>> ddf = conn.synapse_frame(["pre", "confidence"])
+        >>> ddf.columns.tolist(), ddf.npartitions == len(conn.partitions())
+        (['pre', 'confidence'], True)
+        """
+        import dask.dataframe as dd
+
+        cols = list(columns) if columns is not None else self.synapse_columns
+        for c in cols:
+            self._array_path(c)
+        parts = self.partitions(partition_rows)
+        paths = {c: str(self._array_path(c)) for c in self.synapse_columns}
+        meta = pd.DataFrame({c: np.zeros(0, dtype=self._array(c).dtype) for c in cols})
+        divisions = [p[0] for p in parts] + [max(parts[-1][1] - 1, 0)]
+        return dd.from_map(
+            _read_synapse_block,
+            parts,
+            paths=paths,
+            gen=self.token,
+            columns=cols,
+            meta=meta,
+            divisions=divisions,
+            enforce_metadata=False,
+            label="read-synapses",
+        )
+
+    def map_partitions(
+        self,
+        func: Callable[..., Any],
+        columns: Sequence[str],
+        *args: Any,
+        partition_rows: int | None = None,
+        align_pre: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> list:
+        """Build one delayed task per partition: ``func(block, start, *args, **kwargs)``.
+
+        ``block`` is a dict of numpy arrays read inside the task (nothing large
+        is embedded in the graph). Large ``args`` should be delayed objects or
+        scattered futures so they appear once in the graph.
+
+        Examples
+        --------
+        >>> import dask
+        >>> def n_strong(block, start, threshold):
+        ...     return int((block["confidence"] > threshold).sum())
+        >>> tasks = conn.map_partitions(n_strong, ["confidence"], 0.9)
+        >>> len(tasks) == len(conn.partitions()), 0 < sum(dask.compute(*tasks)) < conn.n_synapses
+        (True, True)
+        """
+        from dask.base import tokenize
+        from dask.delayed import delayed
+
+        paths = {c: str(self._array_path(c)) for c in columns}
+        gen = self.token
+        fname = name or getattr(func, "__name__", "map")
+        tok = tokenize(str(self.path), gen, fname, columns, args, kwargs)
+        out = []
+        for i, (s, e) in enumerate(self.partitions(partition_rows, align_pre=align_pre)):
+            out.append(
+                delayed(_run_block, pure=True)(
+                    func, paths, gen, s, e, args, kwargs, dask_key_name=f"{fname}-{tok}-{i}"
+                )
+            )
+        return out
+
+    # -- analyses (thin delegations to the layers above the store)
+    def adjacency(self, pre=None, post=None, by: str = "bodyId", rois=None, min_weight: int = 1, **kwargs):
+        """Synapse-count matrix as a labelled xarray.DataArray; see :func:`connectome_dask.aggregate.adjacency`.
+
+        Examples
+        --------
+        >>> A = conn.adjacency(by="type", rois=["MB_CA_R"])
+        >>> A.dims, A.sel(pre="KCg-m", post="KCg-m").item() > 0
+        (('pre', 'post'), True)
+        """
+        from ..aggregate import adjacency
+
+        return adjacency(self, pre, post, by=by, rois=rois, min_weight=min_weight, **kwargs)
+
+    def assign_rois(self, roiset, sites: Sequence[str] = ("pre", "post"), **kwargs) -> Connectome:
+        """Label synapse sites with ROI codes; see :func:`connectome_dask.rois.assign_rois`.
+
+        Examples
+        --------
+        >>> import shutil
+        >>> from connectome_dask.rois import RoiSet
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> copy.assign_rois(RoiSet.from_store(copy), exact=False).roi_names == conn.roi_names
+        True
+        """
+        from ..rois import assign_rois
+
+        return assign_rois(self, roiset, sites=sites, **kwargs)
+
+    # -- ROIs
+    @property
+    def rois_path(self) -> Path | None:
+        """Folder of the current ROI set (``rois/<tag>``), or None before :meth:`assign_rois`.
+
+        Examples
+        --------
+        >>> {"grid.zarr", "meshes", "rois.json"} <= {p.name for p in conn.rois_path.iterdir()}
+        True
+        """
+        rel = self.meta.get("rois")
+        return _inside(self.path, rel) if rel else None
+
+    @property
+    def roi_info(self) -> dict | None:
+        """Contents of the current ``rois.json`` (``names``, ``primary``, ``hierarchy``...) or None.
+
+        Examples
+        --------
+        >>> sorted(conn.roi_info["hierarchy"]["CX"])
+        ['EB', 'FB', 'NO', 'PB']
+        """
+        if self._rois_info is None and self.rois_path is not None:
+            p = _inside(self.path, f"{self.meta['rois']}/rois.json")
+            try:
+                info = json.loads(p.read_bytes().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+                raise StoreError(f"{p}: cannot read the ROI set ({type(e).__name__}: {str(e)[:200]})") from None
+            if not isinstance(info, dict) or not isinstance(info.get("names", []), list):
+                raise StoreError(f"{p}: 'names' must be a list of ROI names")
+            for n in info.get("names", []):
+                safe_name(n, f"{p}: ROI name")
+            # the files rois.json names (meshes, label grid) follow meta.json's rule:
+            # inside the store and never through a symlink (malformed entries are
+            # refused, with the entry named, by RoiSet.from_store and assign_rois)
+            rels = list((info.get("meshes") or {}).values()) if isinstance(info.get("meshes"), dict) else []
+            grid = info.get("grid")
+            if isinstance(grid, dict):
+                rels.append(grid.get("path"))
+            for rel in rels:
+                if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.split("/"):
+                    no_symlinks(self.path, f"{self.meta['rois']}/{rel}", p, error=StoreError)
+            self._rois_info = info
+        return self._rois_info
+
+    @property
+    def roi_names(self) -> list[str]:
+        """ROI names in code order (``roi_pre``/``roi_post`` hold indices into this list).
+
+        Examples
+        --------
+        >>> conn.roi_names[:3]
+        ['AL_L', 'AL_R', 'AVLP_L']
+        """
+        info = self.roi_info
+        return list(info["names"]) if info else []
+
+    @property
+    def skeleton_dir(self) -> Path | None:
+        """Folder of ``<bodyId>.swc`` skeletons, or None.
+
+        Examples
+        --------
+        >>> (conn.skeleton_dir / f"{skeleton_body}.swc").exists()
+        True
+        """
+        rel = self.meta.get("skeletons")
+        return _inside(self.path, rel) if rel else None
+
+    def skeleton_file(self, body_id: int) -> Path | None:
+        """The stored SWC file of one body (a regular file inside the store), or None.
+
+        Examples
+        --------
+        >>> conn.skeleton_file(skeleton_body).name == f"{skeleton_body}.swc"
+        True
+        """
+        rel = self.meta.get("skeletons")
+        if not rel:
+            return None
+        name = f"{int(body_id)}.swc"
+        p = self.path / rel / name
+        if not p.exists() and not p.is_symlink():
+            return None
+        p = _inside(self.path, f"{rel}/{name}")
+        if not p.is_file():
+            raise StoreError(f"{p} is not a regular file")
+        return p
+
+    # -- writes
+    def _check_current(self, when: str) -> dict:
+        """Raise StoreError unless meta.json still holds the generation this object opened."""
+        return _commit._check_current(self, when)
+
+    def write_synapse_columns(
+        self,
+        func: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        inputs: Sequence[str],
+        outputs: Mapping[str, str],
+        *,
+        args: tuple = (),
+        write_rois: Callable[[Path], None] | None = None,
+        progress: bool | None = None,
+        desc: str | None = None,
+        meta_update: Mapping[str, Any] | None = None,
+    ) -> Connectome:
+        """Compute new synapse columns partition by partition and commit them atomically.
+
+        ``func(block, *args)`` gets a dict of the ``inputs`` arrays of one
+        partition and returns a dict with one array per name in ``outputs``
+        (same length). Each task writes whole chunks of new arrays under fresh
+        directory names; only when every task has succeeded is ``meta.json``
+        replaced to point at them (and at the new ROI folder filled by
+        ``write_rois(tmpdir)``, if given). A failure or kill before that leaves
+        the store exactly as it was.
+
+        The store's writer lock is held throughout; the commit lands only if
+        meta.json still holds the generation this object was opened at
+        (checked at the start and right before the rename). Arrays replaced
+        by this commit stay until the next one, so readers of the previous
+        generation finish undisturbed.
+
+        Parameters
+        ----------
+        func
+            ``func(block, *args) -> {name: array}``.
+        inputs
+            Synapse columns read for ``func``.
+        outputs
+            New or replaced columns and their dtypes (never ``pre``/``post``:
+            they define the row order, the index and the connection table).
+        args
+            Extra arguments of ``func`` (delayed objects or futures for large ones).
+        write_rois
+            Fills the new ROI folder (must create ``rois.json``).
+        progress, desc
+            Progress bar switch and label.
+        meta_update
+            Keys to set in meta.json with the commit.
+
+        Returns
+        -------
+        Connectome
+            The re-opened store.
+
+        Raises
+        ------
+        StoreError
+            Another writer holds the lock, or committed since this object was
+            opened; an output is ``pre``/``post`` or has a bad name.
+
+        Examples
+        --------
+        Add a boolean column on a copy of the example store:
+
+        >>> import shutil
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> def strong(block, threshold):
+        ...     return {"strong": block["confidence"] > threshold}
+        >>> new = copy.write_synapse_columns(strong, ["confidence"], {"strong": "bool"}, args=(0.9,))
+        >>> "strong" in new.synapse_columns, new.generation == copy.generation + 1
+        (True, True)
+        >>> new.read_synapses(["strong"], 0, 3)["strong"].dtype
+        dtype('bool')
+        """
+        new = _commit.write_synapse_columns(
+            self, func, inputs, outputs, args=args, write_rois=write_rois, progress=progress, desc=desc,
+            meta_update=meta_update,
+        )
+        if _default is self:
+            set_default_connectome(new)
+        return new
+
+    def _write_locked(self, func, inputs, outputs, args, write_rois, progress, desc, meta_update,
+                      compute) -> Connectome:
+        return _commit._write_locked(self, func, inputs, outputs, args, write_rois, progress, desc,
+                                      meta_update, compute)
+
+    # -- garbage
+    def _entries(self) -> list[tuple[Path, str, bool]]:
+        """Every entry a write may leave in the store: (path, relative path, created by the package)."""
+        return _maintenance._entries(self)
+
+    def unreferenced(self) -> list[Path]:
+        """Files and folders in the store that meta.json does not reference (leftovers).
+
+        Entries still used by the previous generation (``meta["retained"]``)
+        are live. Symlinks found where the store keeps its arrays are listed
+        too (they are never followed or deleted).
+
+        Examples
+        --------
+        >>> conn.unreferenced()
+        []
+        """
+        return _maintenance.unreferenced(self)
+
+    def stale_siblings(self) -> list[Path]:
+        """Temporary directories beside the store left by killed ingests or rewrites.
+
+        Those with the package's marker are removed by the next write to this
+        store (under its writer lock); others are only reported.
+
+        Examples
+        --------
+        >>> conn.stale_siblings()
+        []
+        """
+        return _maintenance.stale_siblings(self)
+
+    def collect_garbage(self) -> list[Path]:
+        """Delete leftovers of interrupted writes; returns what was removed.
+
+        Only entries the store itself created are deleted: the name pattern
+        of a commit (``<column>.g<N>-<hex>``, ``rois/g<N>-<hex>``, ``_spill-<hex>``,
+        ``.meta.json.tmp-<hex>``) AND the package's marker file (or an empty
+        shell with that pattern, :func:`~connectome_dask._fsutil.is_empty_shell`:
+        what a kill right after a ``mkdir`` leaves); symlinks are never followed
+        nor deleted. Unreferenced entries without the marker stay
+        (``connectome-dask info --check`` lists them).
+
+        Examples
+        --------
+        >>> import shutil
+        >>> from connectome_dask._fsutil import write_marker
+        >>> copy = open(shutil.copytree(conn.path, tmp_path / "copy"), set_default=False)
+        >>> (copy.path / "synapses.zarr" / "pre.g9-dead00").mkdir()  # as if a write was killed
+        >>> write_marker(copy.path / "synapses.zarr" / "pre.g9-dead00", "array")
+        >>> (copy.path / "synapses.zarr" / "mine").mkdir()  # not the package's: kept
+        >>> [p.name for p in copy.collect_garbage()], [p.name for p in copy.unreferenced()]
+        (['pre.g9-dead00'], ['mine'])
+        """
+        return _maintenance.collect_garbage(self)
+
+    # -- validation
+    def check(self, deep: bool = True) -> list[str]:
+        """Validate the store; return a list of problems (empty when valid).
+
+        Checks meta.json (and its checksum), the neuron table, every array's
+        shape/dtype/chunking and chunk files, the index, the ROI folder, the
+        file checksums, symlinks; and with ``deep`` every chunk of every array
+        of the current generation (CRC32C) and every index invariant:
+        ``pre``/``post`` in range and rows sorted by (pre, post), the offsets
+        equal the counts, the connection table equals a recount, ``post_perm``
+        is the (post, row) ordering of the rows and each ``by_post`` copy
+        equals its column in that order, ROI codes are valid.
+
+        Parameters
+        ----------
+        deep
+            Read and verify every chunk (minutes at whole-brain scale).
+
+        Returns
+        -------
+        list of str
+
+        Examples
+        --------
+        >>> conn.check()
+        []
+        """
+        return _maintenance.check(self, deep)
+
+    def _shallow_check(self) -> list[str]:
+        """The checks without reading chunks; see :func:`~connectome_dask.store.maintenance._shallow_check`."""
+        return _maintenance._shallow_check(self)
+
+    def _arrays_of_generation(self) -> list[tuple[str, Path, int | None]]:
+        """(label, path, expected length) of every array the current generation reads."""
+        return _maintenance._arrays_of_generation(self)
+
+    def _deep_check(self) -> list[str]:
+        """Every chunk and index invariant; see :func:`~connectome_dask.store.maintenance._deep_check`."""
+        return _maintenance._deep_check(self)
+
+
+def _run_block(func, paths: Mapping[str, str], gen: str, start: int, stop: int, args, kwargs):
+    block = {c: _read_range(p, gen, start, stop) for c, p in paths.items()}
+    return func(block, start, *args, **kwargs)
+
+
+def _read_synapse_block(
+    part: tuple[int, int], paths: Mapping[str, str], gen: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read one row range of synapse columns as a DataFrame (index = global row id).
+
+    The ``columns=`` keyword lets dask project columns: only the arrays a
+    query uses are read.
+    """
+    s, e = part
+    cols = list(paths) if columns is None else list(columns)
+    data = {c: _read_range(paths[c], gen, s, e) for c in cols}
+    return pd.DataFrame(data, index=pd.RangeIndex(s, e))

@@ -1,0 +1,203 @@
+"""The store's one external sort: rows bucketed by key range through spill files, each bucket sorted.
+
+Two users share :func:`spill_buckets` / :func:`load_bucket` (the bucket
+files ``<spill>/b<bucket>/<piece>.<column>.npy``):
+
+* :class:`~connectome_dask.store.writer.StoreWriter` puts incoming blocks in
+  (pre, post) order (buckets by ``pre`` range, each sorted by the key);
+* :func:`_post_order` copies columns from row order to (post, row) order for
+  the index (buckets by ``post`` range, each put in order by a stable counting
+  sort), or re-reads the table once per range when the spill would not fit
+  on disk (:func:`_post_order_rereading`).
+
+Memory: one bucket plus one chunk per column. Imports
+:mod:`~connectome_dask.store.format` (array creation) and, lazily, the
+``scatter_rows`` kernel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .._fsutil import rmtree_real, write_marker
+from ..errors import StoreError
+from .format import _create_array
+
+
+def _bucket_dir(spill: Path, b: int) -> Path:
+    return spill / f"b{b:06d}"
+
+
+def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapping[str, np.ndarray],
+                  pieces: list[int]) -> None:
+    """Split ``block``'s rows by the ranges ``bounds`` of ``keys`` into spill files, one piece per bucket.
+
+    Rows keep their order inside a bucket. Bucket ``b`` holds keys in
+    ``[bounds[b], bounds[b + 1])``; its pieces are ``spill/b<b>/<piece>.<column>.npy``
+    and ``pieces[b]`` counts them (updated here).
+    """
+    b = np.searchsorted(bounds, keys, side="right") - 1
+    order = np.argsort(b, kind="stable")
+    starts = np.searchsorted(b[order], np.arange(len(bounds)))
+    for k in range(len(bounds) - 1):
+        lo, hi = starts[k], starts[k + 1]
+        if lo == hi:
+            continue
+        sel = order[lo:hi]
+        d = _bucket_dir(spill, k)
+        d.mkdir(parents=True, exist_ok=True)
+        j = pieces[k]
+        for c, a in block.items():
+            np.save(d / f"{j:06d}.{c}.npy", a[sel], allow_pickle=False)
+        pieces[k] = j + 1
+
+
+def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> dict[str, np.ndarray] | None:
+    """The rows of spill bucket ``b`` (pieces concatenated in order), then its files removed; None if empty."""
+    d = _bucket_dir(spill, b)
+    if not d.exists():
+        return None
+    part = {
+        c: np.concatenate([np.load(d / f"{j:06d}.{c}.npy", allow_pickle=False) for j in range(n_pieces)])
+        for c in columns
+    }
+    shutil.rmtree(d)
+    return part
+
+
+def _post_order(
+    post_path: Path,
+    src: Mapping[str, Path],
+    dst: Mapping[str, Path],
+    post_off: np.ndarray,
+    n: int,
+    chunk_rows: int,
+    bucket: int,
+    with_row: bool = False,
+) -> None:
+    """Copy columns from row order to (post, row) order: an external bucket sort.
+
+    One pass over the table splits every chunk's rows by post-index range into
+    spill files (rows stay in increasing order inside a range); each range,
+    at most ``bucket`` rows, is then put in post order by a stable counting
+    sort and written to its slice of the output (ranges are consecutive in
+    post order). With ``with_row`` the row ids themselves go to ``dst["row"]``.
+    Memory: one range plus one chunk per column.
+    """
+    import zarr
+
+    dtypes = {c: zarr.open_array(str(p), mode="r").dtype for c, p in src.items()}
+    if with_row:
+        dtypes["row"] = np.dtype("int64")
+    outs = {c: _create_array(Path(dst[c]).parent, Path(dst[c]).name, n, str(dt), chunk_rows)
+            for c, dt in dtypes.items()}
+    if n == 0:
+        return
+    nn = len(post_off) - 1
+    # post-index ranges holding at most ``bucket`` rows (at least one neuron each)
+    bounds = [0]
+    while bounds[-1] < nn:
+        lo = bounds[-1]
+        hi = int(np.searchsorted(post_off, post_off[lo] + bucket, side="right")) - 1
+        bounds.append(min(max(hi, lo + 1), nn))
+    bounds_a = np.asarray(bounds, dtype=np.int64)
+    post_arr = zarr.open_array(str(post_path), mode="r")
+    arrays = {c: zarr.open_array(str(p), mode="r") for c, p in src.items()}
+    single = len(bounds) == 2
+    spill = Path(dst[next(iter(dst))]).parent.parent / f"_spill-{uuid.uuid4().hex[:6]}"
+    spill_bytes = n * (sum(dt.itemsize for dt in dtypes.values()) + 4)
+    if not single and shutil.disk_usage(spill.parent).free < 2 * spill_bytes:
+        # not enough disk for the spill files: re-read the table once per range
+        # instead, with 4x larger ranges (each range costs a full read)
+        big = [0]
+        while big[-1] < nn:
+            lo = big[-1]
+            hi = int(np.searchsorted(post_off, post_off[lo] + 4 * bucket, side="right")) - 1
+            big.append(min(max(hi, lo + 1), nn))
+        _post_order_rereading(post_arr, arrays, outs, big, post_off, n, chunk_rows, with_row)
+        return
+    pieces = [0] * (len(bounds) - 1)
+    held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
+    if not single:
+        spill.mkdir()
+        write_marker(spill, "spill")
+    try:
+        for s in range(0, n, chunk_rows):
+            e = min(s + chunk_rows, n)
+            block = {c: a[s:e] for c, a in arrays.items()}
+            block["_post"] = post_arr[s:e]
+            if with_row:
+                block["row"] = np.arange(s, e, dtype=np.int64)
+            if single:
+                for c in held:
+                    held[c].append(block[c])
+                continue
+            spill_buckets(spill, bounds_a, block["_post"], block, pieces)
+        for k in range(len(bounds) - 1):
+            lo, hi = bounds[k], bounds[k + 1]
+            if single:
+                part = {c: np.concatenate(v) for c, v in held.items()}
+                held = {}
+            else:
+                loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"])
+                if loaded is None:
+                    continue
+                part = loaded
+            base = int(post_off[lo])
+            size = int(post_off[hi]) - base
+            cursor = post_off[lo:hi].copy() - base
+            perm = np.empty(size, dtype=np.int64)
+            _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
+            for c in dtypes:
+                outs[c][base : base + size] = part[c][perm]
+    finally:
+        rmtree_real(spill)
+
+
+def _post_order_rereading(post_arr, arrays, outs, bounds, post_off, n, chunk_rows, with_row) -> None:
+    """:func:`_post_order` without spill files: one read of the table per post range.
+
+    Slower for many ranges (each range re-reads ``post`` and the columns) but
+    needs no disk beyond the output; chosen when the spill would not fit.
+    """
+    for k in range(len(bounds) - 1):
+        lo, hi = bounds[k], bounds[k + 1]
+        base = int(post_off[lo])
+        size = int(post_off[hi]) - base
+        cursor = post_off[lo:hi].copy() - base
+        pos = np.empty(size, dtype=np.int64)  # output position of each selected row, in row order
+        sel_rows = []
+        got = 0
+        for s in range(0, n, chunk_rows):
+            e = min(s + chunk_rows, n)
+            p = post_arr[s:e]
+            sel = np.flatnonzero((p >= lo) & (p < hi))
+            if len(sel) == 0:
+                continue
+            _scatter_rows(p[sel] - lo, np.arange(got, got + len(sel), dtype=np.int64), cursor, pos)
+            sel_rows.append((s, e, sel))
+            got += len(sel)
+        # pos[j] = selected-row index that goes to output slot j; gather each column in turn
+        for c, out in outs.items():
+            vals = np.empty(size, dtype=out.dtype)
+            off = 0
+            for s, e, sel in sel_rows:
+                block = np.arange(s, e, dtype=np.int64)[sel] if c == "row" and with_row else arrays[c][s:e][sel]
+                vals[off : off + len(sel)] = block
+                off += len(sel)
+            out[base : base + size] = vals[pos]
+
+
+def _scatter_rows(keys: np.ndarray, rows: np.ndarray, cursor: np.ndarray, out: np.ndarray) -> None:
+    """Stable counting-sort scatter: out[cursor[k]++] = row, for rows in increasing order."""
+    from .._kernels import scatter_rows
+
+    # the kernel does no bounds checks: validate here (cheap next to the scatter)
+    if len(keys) and (keys.min() < 0 or keys.max() >= len(cursor) or len(keys) > len(out)):
+        raise StoreError("internal error: post index outside the range being sorted")
+    scatter_rows(keys.astype(np.int64), rows.astype(np.int64), cursor, out)
