@@ -5,7 +5,7 @@ types, the 75 JFRC2 neuropils) every stage runs in a fresh process:
 
 1. ``generate``: :func:`connectome_dask.datasets.synthetic` streaming into a
    store (single process, no dask; the store index build is timed separately
-   by wrapping ``store._build_index``);
+   by wrapping ``store.writer._build_index``);
 2. ``assign_rois``: ``conn.assign_rois(RoiSet.from_directory(jfrc2np, scale=1000))``;
 3. ``pair_counts``: ``aggregate.pair_counts(conn, output=dir)`` — the pair
    table is written out of core as Parquet parts, never gathered;
@@ -87,7 +87,7 @@ def _stream_stats(ts) -> dict:
 
 
 def task_generate(store: str, synapses: int, neurons: int, seed: int = 0) -> dict:
-    import connectome_dask.store as st
+    import connectome_dask.store.writer as st  # the module whose close() calls _build_index
     from connectome_dask import datasets
 
     orig = st._build_index
