@@ -147,10 +147,9 @@ def test_real_names_round_trip_through_ingest(tmp_path, fmt):
     _no_name_in_paths(conn.path, REAL)
 
 
-@pytest.mark.parametrize("bad", BAD, ids=repr)
+# an empty ROI cell means "no ROI" in neuPrint tables, so it is not a bad name there
+@pytest.mark.parametrize("bad", [b for b in BAD if b != ""], ids=repr)
 def test_bad_roi_names_refused_by_ingest(tmp_path, bad):
-    if bad == "":
-        pytest.skip("an empty ROI cell means 'no ROI' in neuPrint tables")
     df = _neuprint(["EB", "FB"], n=40)
     df.loc[17, "roi_post"] = bad
     df.to_parquet(tmp_path / "syn.parquet")
