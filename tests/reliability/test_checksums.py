@@ -7,6 +7,7 @@ through zarr with a valid checksum but wrong values) and each must be reported.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -34,7 +35,7 @@ def _copy(src, dst):
 
 def _chunk_files(conn: Connectome) -> list:
     files = []
-    for label, path, _ in conn._arrays_of_generation():
+    for _label, path, _ in conn._arrays_of_generation():
         files += sorted(p for p in (path / "c").rglob("*") if p.is_file())
     return files
 
@@ -84,8 +85,6 @@ def test_deep_check_verifies_every_index_invariant(pristine, tmp_path, case):
     _rewrite(conn.path / rel, fn)
     problems = Connectome(conn.path).check(deep=True)
     assert problems, f"{rel} rewritten with wrong values passed check(deep=True)"
-    import re
-
     assert any(re.search(expect, p) for p in problems), problems
 
 
