@@ -13,7 +13,6 @@ is scheduled" with a dask callback counting executed tasks.
 from __future__ import annotations
 
 import re
-import time
 import tracemalloc
 
 import dask
@@ -42,18 +41,15 @@ class TaskCounter(Callback):
 def fails_fast(fn, pattern: str, exc=MemoryError) -> None:
     counter = TaskCounter()
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with dask.config.set(scheduler="sync"), counter, pytest.raises(exc) as e:
             fn()
-        dt = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert re.search(pattern, str(e.value)), str(e.value)
     assert "max_dense_bytes" in str(e.value)
     assert counter.n == 0, f"{counter.n} dask tasks ran before the refusal"
-    assert dt < 2.0, f"took {dt:.2f} s to refuse"
     assert peak < 64 << 20, f"peak allocation {peak / 2**20:.0f} MiB before the refusal"
 
 
