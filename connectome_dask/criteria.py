@@ -36,6 +36,7 @@ import pandas as pd
 
 from .compute import plan as _plan
 from .errors import CriteriaError, UnknownColumnError, UnknownRoiError
+from .rois.tree import hierarchy_edges
 
 if TYPE_CHECKING:
     from .store import Connectome
@@ -137,57 +138,8 @@ class RoiModel:
         self._desc: dict[str, set[str]] = {}
 
     def _parse_hierarchy(self, h: Any) -> None:
-        def add(parent: str, child: str) -> None:
-            if child in self.parent and self.parent[child] != parent:
-                raise CriteriaError(f"rois.json hierarchy: ROI {child!r} has two parents")
-            self.parent[child] = parent
-            self.children.setdefault(parent, [])
-            if child not in self.children[parent]:
-                self.children[parent].append(child)
-
-        if isinstance(h, Mapping) and "name" in h and "children" in h:
-            root_is_roi = str(h["name"]) in self.names
-
-            def walk(node: Mapping, is_root: bool) -> None:
-                name = str(node["name"])
-                for ch in node.get("children") or []:
-                    if not (is_root and not root_is_roi):
-                        add(name, str(ch["name"]))
-                    walk(ch, False)
-
-            walk(h, True)
-            return
-        if not isinstance(h, Mapping):
-            raise CriteriaError(f"rois.json hierarchy must be a mapping, got {type(h).__name__}")
-
-        def nested(parent: str | None, node: Mapping) -> None:
-            for k, v in node.items():
-                k = str(k)
-                if parent is not None:
-                    add(parent, k)
-                else:
-                    self.children.setdefault(k, [])
-                if isinstance(v, str):  # child -> parent
-                    add(v, k)
-                elif isinstance(v, Mapping):  # nested {name: {child: {...}}}
-                    nested(k, v)
-                elif v:  # {parent: [children]}
-                    for ch in v:
-                        if isinstance(ch, Mapping):
-                            nested(k, ch)
-                        else:
-                            add(k, str(ch))
-
-        nested(None, h)
-        self.children = {k: v for k, v in self.children.items() if v or k in self.parent or k in self.code_of}
-        # cycles would make descendant sums loop
-        for start in self.parent:
-            seen, cur = {start}, start
-            while cur in self.parent:
-                cur = self.parent[cur]
-                if cur in seen:
-                    raise CriteriaError(f"rois.json hierarchy has a cycle through {cur!r}")
-                seen.add(cur)
+        # the package's one hierarchy parser (all four forms), with this module's error
+        self.children, self.parent = hierarchy_edges(h, self.names, error=CriteriaError)
 
     def __bool__(self) -> bool:
         return bool(self.all_rois)

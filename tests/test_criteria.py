@@ -282,3 +282,31 @@ def test_synapse_criteria(small_store):
     assert sc.site_mask(conn, code, conf).tolist() == [False, True, False, False, False]
     assert SynapseCriteria().threshold(conn) is None  # store default 0.0 = no filter
     assert SynapseCriteria(confidence=0.3).threshold(conn) == 0.3
+
+
+@pytest.mark.parametrize("form", ["nested", "parent-lists", "child-parent", "neuprint"])
+def test_every_hierarchy_form_gives_the_same_tree(tmp_path, form):
+    """rois.json may hold the hierarchy in any of four forms: fetch_roi_hierarchy and RoiModel agree."""
+    import numpy as np
+    import pandas as pd
+
+    from connectome_dask.criteria import RoiModel
+    from connectome_dask.rois import fetch_roi_hierarchy
+    from connectome_dask.store import StoreWriter
+
+    names = ["CX", "EB", "FB", "AL"]
+    h = {
+        "nested": {"CX": {"EB": {}, "FB": {}}, "AL": {}},
+        "parent-lists": {"CX": ["EB", "FB"], "AL": []},
+        "child-parent": {"EB": "CX", "FB": "CX"},
+        "neuprint": {"name": "mini", "children": [
+            {"name": "CX", "children": [{"name": "EB"}, {"name": "FB"}]}, {"name": "AL"}]},
+    }[form]
+    with StoreWriter(tmp_path / "s", 2, {"roi_post": "int16"}) as w:
+        w.append({"pre": np.array([0]), "post": np.array([1]), "roi_post": np.array([1])})
+        conn = w.close(pd.DataFrame({"bodyId": [1, 2]}), {"name": "mini"},
+                       rois={"names": names, "primary": ["EB", "FB", "AL"], "hierarchy": h})
+    # the tree written out by hand: CX holds EB and FB, AL stands alone, primary ROIs starred
+    assert fetch_roi_hierarchy(client=conn) == {"mini": {"AL*": {}, "CX": {"EB*": {}, "FB*": {}}}}
+    m = RoiModel(conn.roi_info)
+    assert sorted(m.children["CX"]) == ["EB", "FB"] and m.parent == {"EB": "CX", "FB": "CX"}

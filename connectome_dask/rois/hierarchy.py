@@ -9,6 +9,7 @@ from ..errors import RoiError
 from ..store import Connectome, default_connectome
 from .meshes import _hierarchy_names
 from .roiset import RoiSet
+from .tree import nested_hierarchy
 
 
 def _tree_text(d: Mapping[str, Mapping]) -> str:
@@ -79,7 +80,10 @@ def fetch_roi_hierarchy(include_subprimary: bool = True, mark_primary: bool = Tr
         info = client.roi_info
         if not info:
             raise RoiError(f"{client.path}: the store has no ROI set; run assign_rois first")
-        names, primary, hier = info["names"], info.get("primary", []), info.get("hierarchy", {})
+        names, primary = info["names"], info.get("primary", [])
+        # any form the store may hold (nested dict, parent lists, child -> parent, neuPrint's
+        # {"name", "children"}) through the one parser
+        hier = nested_hierarchy(info.get("hierarchy") or {}, names)
         dataset = str(client.meta.get("name") or client.path.name)
     else:
         raise TypeError(f"client must be a Connectome or RoiSet, got {type(client).__name__}")
