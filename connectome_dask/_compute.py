@@ -9,7 +9,9 @@ the embedded ``LocalCluster`` (see :mod:`connectome_dask.cluster`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +19,8 @@ import dask
 from dask.delayed import Delayed, delayed
 
 from . import config
+
+log = logging.getLogger("connectome_dask")
 
 __all__ = ["compute", "tree_reduce", "active_client"]
 
@@ -35,6 +39,16 @@ def active_client():
         return get_client()
     except (ImportError, ValueError):
         return None
+
+
+def _interactive() -> bool:
+    """Whether progress bars have a terminal or a notebook to draw on (else: log lines)."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _want_progress(progress: bool | None) -> bool:
@@ -75,8 +89,15 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
     """
     show = _want_progress(progress)
     client = active_client()
+    if show and not _interactive():
+        # a log, not a terminal: two lines instead of hundreds of \r frames
+        t0 = time.perf_counter()
+        log.info("%s: started", desc or "compute")
+        out = tuple(client.gather(client.compute(list(objs)))) if client is not None else dask.compute(*objs)
+        log.info("%s: done in %.1f s", desc or "compute", time.perf_counter() - t0)
+        return out
     if show and desc:
-        print(desc, file=sys.stderr, flush=True)
+        print(desc, file=sys.stderr, flush=True)  # the bar's title, on the terminal it draws on
     if client is not None:
         futures = client.compute(list(objs))
         if show:

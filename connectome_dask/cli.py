@@ -450,6 +450,18 @@ def _message(e: BaseException) -> str:
     return text if text else type(e).__name__
 
 
+def _log_to_stderr() -> None:
+    """The package's INFO lines (progress in a log, leftovers removed) go to stderr."""
+    import logging
+
+    lg = logging.getLogger("connectome_dask")
+    if not lg.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``connectome-dask``; returns the exit status.
 
@@ -477,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         return int(args.func(args) or 0)
     except Exception as e:

@@ -154,3 +154,20 @@ def test_kernel_shims_and_layering():
         assert "from ..aggregate" not in src and "from ..queries" not in src, f
     crit = (pkg.parent / "criteria.py").read_text()
     assert "from .aggregate" not in crit
+
+
+def test_progress_in_a_log_is_two_lines_not_frames(capsys, caplog):
+    """Without a terminal, a long job logs its start and end instead of redrawing a bar."""
+    import logging
+
+    import dask
+
+    from connectome_dask._compute import compute
+
+    parts = [dask.delayed(sum)([i, 1]) for i in range(50)]
+    with caplog.at_level(logging.INFO, logger="connectome_dask"), dask.config.set(scheduler="sync"):
+        assert compute(*parts, progress=True, desc="fifty sums") == tuple(range(1, 51))
+    err = capsys.readouterr().err  # pytest's captured stderr is not a terminal
+    assert "\r" not in err
+    msgs = [r.getMessage() for r in caplog.records if r.name == "connectome_dask"]
+    assert msgs[0] == "fifty sums: started" and msgs[1].startswith("fifty sums: done in ")
