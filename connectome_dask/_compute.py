@@ -43,8 +43,11 @@ def active_client():
 
 def _interactive() -> bool:
     """Whether progress bars have a terminal or a notebook to draw on (else: log lines)."""
-    if "ipykernel" in sys.modules:
-        return True
+    ipython = sys.modules.get("IPython")
+    if ipython is not None:  # a notebook kernel (importing ipykernel is not enough)
+        with contextlib.suppress(Exception):
+            if type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell":
+                return True
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):

@@ -156,13 +156,16 @@ def test_kernel_shims_and_layering():
     assert "from .aggregate" not in crit
 
 
-def test_progress_in_a_log_is_two_lines_not_frames(capsys, caplog):
+def test_progress_in_a_log_is_two_lines_not_frames(capsys, caplog, monkeypatch):
     """Without a terminal, a long job logs its start and end instead of redrawing a bar."""
     import logging
 
     import dask
 
     from connectome_dask._compute import compute
+
+    # an earlier logging.config.dictConfig (e.g. distributed's) may have disabled existing loggers
+    monkeypatch.setattr(logging.getLogger("connectome_dask"), "disabled", False)
 
     parts = [dask.delayed(sum)([i, 1]) for i in range(50)]
     with caplog.at_level(logging.INFO, logger="connectome_dask"), dask.config.set(scheduler="sync"):
