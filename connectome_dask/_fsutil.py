@@ -37,6 +37,7 @@ from .errors import PathError
 
 __all__ = [
     "MARKER",
+    "AtomicDir",
     "PathError",
     "atomic_dir",
     "check_component",
@@ -537,23 +538,76 @@ def atomic_dir(
     ...
     connectome_dask.errors.PathError: .../out exists and is not a connectome_dask store ...
     """
-    target = Path(os.path.abspath(target))
-    check_exists(target, kind, overwrite, error, recognise)
-    ctx = writer_lock(target, error) if lock else contextlib.nullcontext()
-    with ctx:
-        check_exists(target, kind, overwrite, error, recognise)
-        remove_leftovers(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
+    d = AtomicDir(target, kind, overwrite=overwrite, error=error, lock=lock, recognise=recognise)
+    try:
+        yield d.tmp
+    except BaseException:
+        d.abort()
+        raise
+    d.commit()
+
+
+class AtomicDir:
+    """The steps of :func:`atomic_dir` for a write that spans several calls (``StoreWriter``).
+
+    Construction checks the target, takes its writer lock, removes leftovers of
+    killed writes and creates the marked temporary directory :attr:`tmp`;
+    :meth:`commit` moves it into place and :meth:`abort` deletes it, both
+    releasing the lock.
+
+    Examples
+    --------
+    >>> d = AtomicDir(tmp_path / "out", "matrix")
+    >>> _ = (d.tmp / "data.txt").write_text("1")
+    >>> d.commit()
+    >>> (tmp_path / "out" / "data.txt").read_text()
+    '1'
+    """
+
+    def __init__(self, target: str | os.PathLike, kind: str, *, overwrite: bool = False,
+                 error: type[Exception] = PathError, lock: bool = True,
+                 recognise: Callable[[Path], bool] | None = None) -> None:
+        self.target = Path(os.path.abspath(target))
+        self.kind, self.overwrite, self.error, self.recognise = kind, overwrite, error, recognise
+        self._check()
+        self._lock = contextlib.ExitStack()
+        if lock:
+            self._lock.enter_context(writer_lock(self.target, error))
         try:
-            write_marker(tmp, kind, target=target.name)
-            yield tmp
-            check_exists(target, kind, overwrite, error, recognise)
-            replace_dir(tmp, target)
+            self._check()
+            remove_leftovers(self.target)
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.target.with_name(f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}")
+            self.tmp.mkdir()
         except BaseException:
-            rmtree_real(tmp)
+            self._lock.close()
             raise
+        try:
+            write_marker(self.tmp, kind, target=self.target.name)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _check(self) -> None:
+        check_exists(self.target, self.kind, self.overwrite, self.error, self.recognise)
+
+    def commit(self) -> None:
+        """Move :attr:`tmp` to the target (replacing an old one of the same kind); release the lock."""
+        try:
+            self._check()
+            replace_dir(self.tmp, self.target)
+        except BaseException:
+            rmtree_real(self.tmp)
+            raise
+        finally:
+            self._lock.close()
+
+    def abort(self) -> None:
+        """Delete :attr:`tmp` and release the lock (the target stays as it was)."""
+        try:
+            rmtree_real(self.tmp)
+        finally:
+            self._lock.close()
 
 
 def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception],

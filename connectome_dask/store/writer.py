@@ -26,13 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .._fsutil import (
+    AtomicDir,
     check_exists,
     encode_name,
-    remove_leftovers,
-    replace_dir,
-    rmtree_real,
     write_marker,
-    writer_lock,
 )
 from ..errors import StoreError
 from .arrays import _ensure_group
@@ -120,7 +117,6 @@ class StoreWriter:
         bucket_rows: int = 1 << 25,
         overwrite: bool = False,
     ) -> None:
-        import contextlib
 
         self.path = Path(os.path.abspath(path))
         self.overwrite = bool(overwrite)
@@ -135,18 +131,9 @@ class StoreWriter:
         self.chunk_rows = int(chunk_rows)
         self.bucket_rows = int(bucket_rows)
         self.presorted = presorted
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = contextlib.ExitStack()
-        self._lock.enter_context(writer_lock(self.path, StoreError))
-        try:
-            check_exists(self.path, "store", self.overwrite, StoreError)
-            remove_leftovers(self.path)
-            self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
-            self.tmp.mkdir()
-            write_marker(self.tmp, "store", target=self.path.name)
-        except BaseException:
-            self._lock.close()
-            raise
+        # lock, leftovers of killed writes, the marked temporary directory: held until close/abort
+        self._dir = AtomicDir(self.path, "store", overwrite=self.overwrite, error=StoreError)
+        self.tmp = self._dir.tmp
         self._spill = self.tmp / "_spill"
         self._n_rows = 0
         self._last_key = -1
@@ -265,16 +252,16 @@ class StoreWriter:
         if self._closed:
             raise StoreError("writer already closed")
         try:
-            conn = self._close(neurons, dict(meta or {}), skeletons, rois)
+            self._close(neurons, dict(meta or {}), skeletons, rois)
         except BaseException:
-            rmtree_real(self.tmp)
-            raise
-        finally:
             self._closed = True
-            self._lock.close()
-        return conn
+            self._dir.abort()
+            raise
+        self._closed = True
+        self._dir.commit()  # checks the target again, moves the store into place, releases the lock
+        return open(self.path, set_default=False)
 
-    def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> Connectome:
+    def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> None:
         neurons = _prepare_neurons(neurons, self.n_neurons)
         neurons["pre"] = self._pre_counts
         neurons["post"] = self._post_counts
@@ -343,9 +330,6 @@ class StoreWriter:
             "extra": meta,
         }
         write_meta(self.tmp, full_meta)
-        check_exists(self.path, "store", self.overwrite, StoreError)
-        replace_dir(self.tmp, self.path)
-        return open(self.path, set_default=False)
 
     def abort(self) -> None:
         """Discard everything written so far.
@@ -359,9 +343,8 @@ class StoreWriter:
         ['.never.lock']
         """
         if not self._closed:
-            rmtree_real(self.tmp)
             self._closed = True
-            self._lock.close()
+            self._dir.abort()
 
     def __enter__(self) -> StoreWriter:
         return self
