@@ -16,6 +16,8 @@ Every rule here exists once and is used by every writer and reader:
   created, so leftovers of killed writes are recognised and removed by the
   next write to the same target, and ``overwrite`` only ever replaces a
   directory of the expected kind.
+* :func:`atomic_file` - the same for one file: write ``.<name>.tmp-<random>``
+  beside it, flush it to disk, then ``os.replace`` it into place.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "AtomicDir",
     "PathError",
     "atomic_dir",
+    "atomic_file",
+    "remove_stale_files",
     "check_component",
     "check_exists",
     "check_name",
@@ -545,6 +549,116 @@ def atomic_dir(
         d.abort()
         raise
     d.commit()
+
+
+def _tmp_file_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(name)}\.tmp-[0-9a-f]{{8}}$")
+
+
+@contextlib.contextmanager
+def atomic_file(
+    target: str | os.PathLike,
+    *,
+    fsync: bool = True,
+    before_replace: Callable[[], None] | None = None,
+) -> Iterator[Path]:
+    """Write one file atomically: yield a fresh temporary path beside ``target``, then rename it.
+
+    The caller writes the temporary file ``.<name>.tmp-<8 hex>``; when the
+    block ends without an error its bytes are flushed to disk (``fsync``),
+    ``before_replace`` runs (a commit's last check), and the file replaces
+    ``target`` in one ``os.replace``. On any error the temporary file is
+    removed and ``target`` is untouched. A kill can leave the temporary file;
+    :func:`remove_stale_files` removes such leftovers by their exact name
+    pattern. The caller holds whatever lock the target needs.
+
+    Parameters
+    ----------
+    target
+        Final file; its parent directory must exist.
+    fsync
+        Flush the written bytes and the directory entry to disk.
+    before_replace
+        Called after the bytes are on disk and right before the rename; an
+        exception from it aborts the write.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write.
+
+    Raises
+    ------
+    OSError
+        The temporary file cannot be written or renamed (the target is unchanged).
+
+    Examples
+    --------
+    >>> with atomic_file(tmp_path / "a.txt") as t:
+    ...     _ = t.write_text("hello")
+    >>> (tmp_path / "a.txt").read_text(), [p.name for p in tmp_path.iterdir()]
+    ('hello', ['a.txt'])
+    """
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _fsync_dir(target.parent)
+
+
+def remove_stale_files(target: str | os.PathLike, accept: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Remove temporary files that killed :func:`atomic_file` writes of ``target`` left behind.
+
+    Only regular files (never symlinks) named exactly ``.<name>.tmp-<8 hex>``
+    beside ``target`` are removed, and only those ``accept`` (a content check,
+    e.g. "starts with the Parquet magic bytes") approves. Call it while holding
+    the target's writer lock.
+
+    Parameters
+    ----------
+    target
+        The file whose leftovers are looked for.
+    accept
+        Predicate on a candidate path; default: every name match.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+
+    Examples
+    --------
+    >>> _ = (tmp_path / ".a.txt.tmp-0123abcd").write_text("partial")
+    >>> [p.name for p in remove_stale_files(tmp_path / "a.txt")]
+    ['.a.txt.tmp-0123abcd']
+    """
+    target = Path(target)
+    pat = _tmp_file_pattern(target.name)
+    gone = []
+    if not target.parent.is_dir():
+        return gone
+    for p in sorted(target.parent.iterdir()):
+        if not pat.match(p.name) or p.is_symlink() or not p.is_file():
+            continue
+        if accept is not None and not accept(p):
+            continue
+        log.info("removing %s (left by an interrupted write)", p)
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
 
 
 class AtomicDir:

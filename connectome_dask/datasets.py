@@ -36,10 +36,10 @@ for ROI assignment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from . import _synth
+from ._fsutil import atomic_file, remove_stale_files
 from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreError, StoreWriter
 
 __all__ = [
@@ -562,22 +563,10 @@ def _generate(model: _Model, lo: int, hi: int, seed: int, voxel: np.ndarray) -> 
     return block
 
 
-def _remove_stale_parquet_tmp(pq_path: Path) -> None:
-    """Remove temporary Parquet files of killed :func:`synthetic` runs writing ``pq_path``.
-
-    Only regular files with the exact temporary name pattern that are empty or
-    start with the Parquet magic bytes (what this function writes) are removed.
-    """
-    import re
-
-    pat = re.compile(rf"^\.{re.escape(pq_path.name)}\.tmp-[0-9a-f]{{8}}$")
-    for p in pq_path.parent.iterdir():
-        if not pat.match(p.name) or p.is_symlink() or not p.is_file():
-            continue
-        with p.open("rb") as f:
-            head = f.read(4)
-        if head in (b"", b"PAR1"):
-            p.unlink(missing_ok=True)
+def _starts_like_parquet(p: Path) -> bool:
+    """Whether a leftover temporary file is empty or starts with the Parquet magic bytes (what we write)."""
+    with p.open("rb") as f:
+        return f.read(4) in (b"", b"PAR1")
 
 
 def _is_synthetic_parquet(path: Path) -> bool:
@@ -815,18 +804,20 @@ def synthetic(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=int(n_synapses), unit="syn", desc="synthetic")
-    pq_tmp = None
     pq_writer = None
     in_counts = np.zeros(n, dtype=np.int64)
     try:
         writer = StoreWriter(path, n, columns, chunk_rows=int(chunk_rows), presorted=True, overwrite=overwrite)
-        with writer:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(writer)
             if pq_path is not None:
                 import pyarrow.parquet as pq
 
                 pq_path.parent.mkdir(parents=True, exist_ok=True)
-                _remove_stale_parquet_tmp(pq_path)
-                pq_tmp = pq_path.with_name(f".{pq_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+                remove_stale_files(pq_path, accept=_starts_like_parquet)
+                # entered after the writer, so it leaves first: the Parquet file is renamed
+                # into place only once the store has committed
+                pq_tmp = stack.enter_context(atomic_file(pq_path))
                 schema = _parquet_schema()
                 pq_writer = pq.ParquetWriter(pq_tmp, schema, compression="zstd")
             row0 = 0
@@ -875,14 +866,9 @@ def synthetic(
                 },
             }
             conn = writer.close(model.neurons, meta, skeletons=skel)
-        if pq_tmp is not None:
-            os.replace(pq_tmp, pq_path)
-            pq_tmp = None
     finally:
         if pq_writer is not None:
             pq_writer.close()
-        if pq_tmp is not None:
-            Path(pq_tmp).unlink(missing_ok=True)
         if bar is not None:
             bar.close()
     return conn

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._fsutil import atomic_file
+
 __all__ = ["PURPLE_CMAP_COLORS", "bin_matrix", "plot_nested", "plot_type_heatmap"]
 
 #: White-to-purple colour ramp used for weights (zero stays white).
@@ -269,9 +271,9 @@ def _ticks(ax, level, rb, cb, rlab, clab, show_neuron_labels) -> None:
 def _save(fig, output_path, dpi: int) -> None:
     p = Path(output_path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.tmp{p.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
-    os.replace(tmp, p)
+    with atomic_file(p) as tmp:
+        # the temporary name does not end in the suffix: name the format
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white", format=p.suffix.lstrip(".") or "png")
 
 
 def plot_type_heatmap(

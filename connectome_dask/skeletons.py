@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._fsutil import atomic_file
 from .errors import SkeletonError
 
 if TYPE_CHECKING:
@@ -112,10 +113,8 @@ def write_swc(skeleton: pd.DataFrame, path: str | os.PathLike | None = None, *, 
         lines.append(f"{int(r.rowId)} 0 {num(r.x)} {num(r.y)} {num(r.z)} {num(r.radius)} {int(r.link)}")
     text = "\n".join(lines) + "\n"
     if path is not None:
-        p = Path(path)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        with atomic_file(path) as tmp:
+            tmp.write_text(text)
     return text
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .._compute import compute, tree_reduce
+from .._fsutil import atomic_file
 from .dense import check_dense
 
 if TYPE_CHECKING:
@@ -113,13 +113,10 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
         }
     )
     if cache:
-        import uuid
-
-        tmp = cache_file.with_name(f".{cache_file.name}.tmp-{uuid.uuid4().hex[:6]}")
         try:
-            df.to_parquet(tmp, index=False, write_page_checksum=True)
-            os.replace(tmp, cache_file)
+            with atomic_file(cache_file) as tmp:
+                df.to_parquet(tmp, index=False, write_page_checksum=True)
         except OSError:  # a read-only store still answers; it just keeps no cache
-            tmp.unlink(missing_ok=True)
+            pass
     return df
 

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._fsutil import MARKER, check_component, check_name, no_symlinks, write_marker
+from .._fsutil import MARKER, atomic_file, check_component, check_name, no_symlinks, write_marker
 from ..errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -129,19 +128,8 @@ def write_json_atomic(path: Path, obj: Any, *, before_replace: Callable[[], None
     ``before_replace`` runs after the bytes are on disk and right before the
     rename (the commit's last check).
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("w") as f:
-            json.dump(obj, f, indent=1, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, before_replace=before_replace) as tmp, tmp.open("w") as f:
+        json.dump(obj, f, indent=1, default=_json_default)
 
 
 def _meta_digest(meta: Mapping[str, Any]) -> str:
