@@ -9,7 +9,7 @@ neuPrint's ``Meta.roiHierarchy``):
 * neuPrint's ``{"name": root, "children": [{"name": ..., "children": [...]}, ...]}``
   (the root is the dataset unless it is itself an ROI name).
 
-:class:`connectome_dask.criteria.RoiModel` and
+:class:`connectome_dask.rois.model.RoiModel` and
 :func:`connectome_dask.rois.fetch_roi_hierarchy` both read hierarchies through
 :func:`hierarchy_edges`.
 """
