@@ -1,7 +1,6 @@
 """Independent containment reference for the ROI tests (plain numpy, no connectome_dask code).
 
-Imported as a plain module: ``tests/conftest.py`` puts this directory on
-``sys.path`` (the suite runs with ``--import-mode=importlib``).
+Imported as ``from tests._gwn import gwn_reference`` (the suite is a package).
 """
 
 from __future__ import annotations

@@ -36,18 +36,11 @@ x range    code    ROI (primary unless noted)
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-# plain helper modules of this folder (``_gwn``) are importable: the suite
-# runs with --import-mode=importlib, so test modules are not packages
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
 
 ROI_NAMES = ["AL_R", "AL_L", "LH_R", "MB_CA", "MB_ML", "FB", "EB", "OL_R", "ME_R"]
 ROI_PRIMARY = ["AL_R", "AL_L", "LH_R", "MB_CA", "MB_ML", "FB", "EB", "ME_R"]

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import notebooks_runner as runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 
 
+
+
 def _load(name: str, path: Path):
+    """Import a script that is not part of a package (notebooks/make_notebooks.py) by its path."""
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-runner = _load("_cd_notebooks_runner", ROOT / "tests" / "notebooks_runner.py")
 NAMES = runner.NOTEBOOKS
 
 pytest.importorskip("nbclient")

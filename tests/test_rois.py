@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import trimesh
-from _gwn import gwn_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from connectome_dask.rois import (
     assign_rois,
     fetch_roi_hierarchy,
 )
+from tests._gwn import gwn_reference
 
 # ----------------------------------------------------------------------------- references
 

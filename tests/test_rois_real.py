@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
-from _gwn import gwn_reference
 
 from connectome_dask.rois import RoiSet
+from tests._gwn import gwn_reference
 
 MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
 pytestmark = pytest.mark.skipif(

@@ -115,14 +115,19 @@ def far_from_slab_faces(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
 
 
 def python_script(body: str) -> str:
-    """A script for ``python -c`` that runs ``body`` with the repo importable."""
-    head = f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
-    return head + textwrap.dedent(body)
+    """A script for ``python -c`` that runs ``body`` (run it with :func:`child_env`)."""
+    return "import sys\n" + textwrap.dedent(body)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment of a helper process: the repo root on ``PYTHONPATH`` (``tests.*`` importable)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", DASK_CONNECTOME_DASK__PROGRESS="False", **extra)
 
 
 def run_and_kill(script: str, ready: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
     """Start ``python -c script``; once ``ready()`` holds, SIGKILL it (it must still be running)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_CONNECTOME_DASK__PROGRESS="False")
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -491,9 +496,8 @@ class ForkServer:
     """
 
     def __init__(self, setup: str, *, cwd: Path | None = None, timeout: float = 300.0):
-        script = python_script(f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
-                               + FORK_SERVER + "\n" + textwrap.dedent(setup) + "\nserve(handle)\n")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_CONNECTOME_DASK__PROGRESS="False")
+        script = python_script(FORK_SERVER + "\n" + textwrap.dedent(setup) + "\nserve(handle)\n")
+        env = child_env()
         self.timeout = timeout
         self.proc = subprocess.Popen(
             [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ from connectome_dask.ingest import IngestError, ingest
 from connectome_dask.matrix import NestedMatrix, open_matrix
 from connectome_dask.rois import RoiError, RoiRepairWarning, RoiSet
 from connectome_dask.store import Connectome, StoreError, StoreWriter
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(120)
 

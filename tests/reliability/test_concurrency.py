@@ -36,13 +36,13 @@ import os
 import warnings
 from pathlib import Path
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
 import pytest
 
 from connectome_dask.store import Connectome, StoreError, write_store
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -63,7 +63,7 @@ SETUP = r"""
 import hashlib
 import shutil
 import numpy as np
-import _reliability_helpers as H
+from tests.reliability import _reliability_helpers as H
 from connectome_dask.store import Connectome, StoreError
 CFG = json.loads(CFG_JSON)
 T = CFG["target"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 from connectome_dask.aggregate import neuron_roi_counts, pair_counts
 from connectome_dask.matrix import NestedMatrix
 from connectome_dask.store import StoreWriter
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(300)
 

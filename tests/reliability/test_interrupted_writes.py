@@ -19,7 +19,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import _reliability_helpers as H
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,10 +27,10 @@ from connectome_dask.cli import main as cli_main
 from connectome_dask.ingest import ingest
 from connectome_dask.matrix import NestedMatrix, open_dataarray, open_matrix, save_dataarray
 from connectome_dask.store import Connectome, StoreError
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(300)
 
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def cave_table(n: int, seed: int) -> pd.DataFrame:
 
 
 def _script(body: str) -> str:
-    return H.python_script(f"sys.path.insert(0, {str(HERE)!r})\n" + H.HOLD_SNIPPET + body)
+    return H.python_script(H.HOLD_SNIPPET + body)
 
 
 def _leftovers(parent: Path, name: str) -> list[Path]:
@@ -165,7 +164,7 @@ import warnings
 warnings.simplefilter("ignore")
 import connectome_dask.store as st
 from connectome_dask.store import Connectome
-import _reliability_helpers as H
+from tests.reliability import _reliability_helpers as H
 MARKER = {str(marker)!r}
 orig = st.commit._write_outputs  # the binding write_synapse_columns uses
 n = [0]

@@ -33,7 +33,6 @@ import os
 import warnings
 from pathlib import Path
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -42,6 +41,7 @@ import pytest
 from connectome_dask.ingest import ingest
 from connectome_dask.matrix import NestedMatrix, open_dataarray, open_matrix
 from connectome_dask.store import Connectome
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -173,7 +173,7 @@ class SyntheticKind(StoreKind):
 
     setup = """
 from connectome_dask.datasets import synthetic
-from _reliability_helpers import box_meshes
+from tests.reliability._reliability_helpers import box_meshes
 def warm():
     synthetic(CFG["warm"], seed=CFG["seeds"]["A"], meshes=box_meshes(), overwrite=True, **CFG["synth"])
 def write(v):
@@ -332,7 +332,7 @@ KINDS = {k.name: k for k in (IngestKind, AssignKind, SyntheticKind, ToZarrKind, 
 def _server_setup(kind, cfg: dict) -> str:
     return (
         "import numpy as np, pandas as pd\n"
-        "import _reliability_helpers as H\n"
+        "from tests.reliability import _reliability_helpers as H\n"
         f"CFG = json.loads({json.dumps(cfg)!r})\n"
         + kind.setup
         + """

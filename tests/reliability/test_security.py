@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -65,6 +64,7 @@ from connectome_dask.store import (
     write_neuron_table,
     write_store,
 )
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -17,7 +17,6 @@ import re
 import warnings
 from pathlib import Path
 
-import _reliability_helpers as H
 import dask
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from connectome_dask.ingest import ingest
 from connectome_dask.matrix import NestedMatrix, save_dataarray
 from connectome_dask.rois import RoiError, RoiSet
 from connectome_dask.store import Connectome, StoreError, safe_name
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(180)
 

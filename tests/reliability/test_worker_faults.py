@@ -25,7 +25,6 @@ import signal
 import warnings
 from pathlib import Path
 
-import _reliability_helpers as H
 import cloudpickle
 import dask
 import numpy as np
@@ -35,6 +34,7 @@ from connectome_dask.aggregate import pair_counts
 from connectome_dask.cluster import LOCAL_MEMORY_FRACTIONS, local_cluster
 from connectome_dask.matrix import NestedMatrix
 from connectome_dask.store import Connectome
+from tests.reliability import _reliability_helpers as H
 
 pytestmark = pytest.mark.timeout(300)
 
