@@ -30,6 +30,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,10 +116,14 @@ def write_text(path: Path, text: str) -> None:
 
 
 def _default(o: Any) -> Any:
-    """The store's JSON encoder for numpy values, plus paths (results name their files)."""
-    from connectome_dask.store import _json_default
-
-    return str(o) if isinstance(o, Path) else _json_default(o)
+    """JSON for numpy values and paths (results name their files); the benchmarks use public API only."""
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
 # ----------------------------------------------------------------------------- memory of a process tree

@@ -141,7 +141,7 @@ PEERS = {  # key: (label, short label, function)
 
 def gwn_reference(rs, P):
     """Exact labels by brute-force generalized winding number (numba solid-angle sum)."""
-    from connectome_dask._containment import gwn_points
+    from connectome_dask.kernels.containment import gwn_points
 
     meshes = rs.meshes
     masks = {}
