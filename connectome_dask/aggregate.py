@@ -436,9 +436,9 @@ def adjacency(
         pos_pre[all_pre] = np.arange(len(all_pre))
         pos_post = np.full(conn.n_neurons, -1, dtype=np.int64)
         pos_post[all_post] = np.arange(len(all_post))
-        coords = np.stack([pos_pre[df["pre"].to_numpy()], pos_post[df["post"].to_numpy()]])
+        nz = np.stack([pos_pre[df["pre"].to_numpy()], pos_post[df["post"].to_numpy()]])
         data = sparse.COO(
-            coords, df["weight"].to_numpy(), shape=(len(all_pre), len(all_post)),
+            nz, df["weight"].to_numpy(), shape=(len(all_pre), len(all_post)),
             has_duplicates=False, sorted=True, fill_value=0,
         )
         c: dict[str, Any] = {}
@@ -451,9 +451,9 @@ def adjacency(
         # label coordinates are attached after construction: passing object
         # arrays to the constructor deep-copies every label (0.5 s for 2 x 139 k)
         index = {k: v for k, v in c.items() if k in ("pre", "post")}
-        labels = {k: v for k, v in c.items() if k not in index}
+        label_coords = {k: v for k, v in c.items() if k not in index}
         da = xr.DataArray(data, dims=("pre", "post"), coords=index, name="weight", attrs=attrs)
-        return da.assign_coords(labels)
+        return da.assign_coords(label_coords)
     if by not in neurons.columns:
         raise KeyError(f"unknown neuron column {by!r}; available: {list(neurons.columns)}")
     codes, labels = _labels(neurons[by])

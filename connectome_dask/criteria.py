@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -707,7 +707,11 @@ class SynapseCriteria:
         if type not in ("pre", "post", None):
             raise CriteriaError(f"invalid synapse type {type!r}; choices are 'pre' and 'post'")
         self.type = type
-        if confidence is not None and (isinstance(confidence, bool) or not np.isscalar(confidence)):
+        if confidence is not None and (
+            isinstance(confidence, bool)
+            or not np.isscalar(confidence)
+            or not isinstance(confidence, SupportsFloat | str | bytes)  # what float() converts
+        ):
             raise CriteriaError(f"confidence must be a number, got {confidence!r}")
         self.confidence = None if confidence is None else float(confidence)
         self.primary_only = bool(primary_only)

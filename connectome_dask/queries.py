@@ -374,27 +374,26 @@ def fetch_traced_adjacencies(
 # ----------------------------------------------------------------------------- synapse rows
 
 
-def _filter_block(block: dict, start: int, pre_ok: np.ndarray | None, post_ok: np.ndarray | None,
-                  either: bool) -> dict:
-    n = len(block["pre"])
-    if pre_ok is None and post_ok is None:
-        keep = np.ones(n, dtype=bool)
+def _filter_block(block: dict[str, np.ndarray], start: int, pre_ok: np.ndarray | None,
+                  post_ok: np.ndarray | None, either: bool) -> dict[str, np.ndarray]:
+    keep: np.ndarray
+    if pre_ok is not None and post_ok is not None:
+        a, b = pre_ok[block["pre"]], post_ok[block["post"]]
+        keep = (a | b) if either else (a & b)
+    elif pre_ok is not None:
+        keep = pre_ok[block["pre"]]
+    elif post_ok is not None:
+        keep = post_ok[block["post"]]
     else:
-        a = pre_ok[block["pre"]] if pre_ok is not None else None
-        b = post_ok[block["post"]] if post_ok is not None else None
-        if a is None:
-            keep = b
-        elif b is None:
-            keep = a
-        else:
-            keep = (a | b) if either else (a & b)
+        keep = np.ones(len(block["pre"]), dtype=bool)
     out = {c: v[keep] for c, v in block.items()}
     out["_row"] = np.flatnonzero(keep).astype(np.int64) + start
     return out
 
 
 def _select_rows(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndarray | None,
-                 columns: Sequence[str], *, either: bool = False, progress: bool | None = None) -> dict:
+                 columns: Sequence[str], *, either: bool = False,
+                 progress: bool | None = None) -> dict[str, np.ndarray]:
     """Synapse rows with pre in ``pre_idx`` and (or, with ``either``) post in ``post_idx``.
 
     Few rows: through the index; otherwise a streaming scan. Rows come back in
@@ -412,13 +411,18 @@ def _select_rows(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndar
     if plan.method == "index":
         # outputs are row ranges, inputs ranges of the post-ordered copies: no scan
         if either:
+            # plan_read reads "pre or post" rows through the index only when both sides are given
+            assert pre_idx is not None and post_idx is not None, plan
             a = conn.synapses_of(pre_idx, "pre", cols)
             b = conn.synapses_of(post_idx, "post", cols)
             rows, first = np.unique(np.concatenate([a["row"], b["row"]]), return_index=True)
             d = {c: np.concatenate([a[c], b[c]])[first] for c in cols}
         else:
+            # ... and one side's rows only when that side is given
             side = plan.side
-            got = conn.synapses_of(pre_idx if side == "pre" else post_idx, side, cols)
+            idx = pre_idx if side == "pre" else post_idx
+            assert side is not None and idx is not None, plan
+            got = conn.synapses_of(idx, side, cols)
             rows = got.pop("row")
             d = got
         d = _filter_block(d, 0, pre_ok, post_ok, either)
@@ -716,6 +720,8 @@ def connection_table_to_matrix(
     if isinstance(group_cols, str):
         group_cols = [group_cols]
     group_cols = list(group_cols)
+    gpre: str | list[str]
+    gpost: str | list[str]
     if len(group_cols) == 1:
         gpre, gpost = f"{group_cols[0]}_pre", f"{group_cols[0]}_post"
         need = [gpre, gpost, weight_col]
@@ -732,10 +738,7 @@ def connection_table_to_matrix(
             for s in ("_pre", "_post"):
                 if f"{c}{s}" not in conn_df.columns:
                     raise UnknownColumnError(f"sort_by column {c}{s!r} not in conn_df")
-    if len(group_cols) == 1:
-        m = conn_df.pivot_table(index=gpre, columns=gpost, values=weight_col, aggfunc="sum", fill_value=0)
-    else:
-        m = conn_df.pivot_table(index=gpre, columns=gpost, values=weight_col, aggfunc="sum", fill_value=0)
+    m = conn_df.pivot_table(index=gpre, columns=gpost, values=weight_col, aggfunc="sum", fill_value=0)
     if sort_by is not None:
         sb = [sort_by] if isinstance(sort_by, str) else list(sort_by)
         keys_pre = conn_df[[*np.atleast_1d(gpre), *[f"{c}_pre" for c in sb]]].drop_duplicates()
@@ -953,12 +956,12 @@ def get_adjacency(
         if clean:
             pc = pc[(pc["pre"] != pc["post"]) & (pc["pre"] != 0) & (pc["post"] != 0)]
     if len(pc) == 0:
-        rows = sorted(body[pre_idx].tolist()) if pre_idx is not None else []
-        cols = sorted(body[post_idx].tolist()) if post_idx is not None else []
+        row_ids = sorted(body[pre_idx].tolist()) if pre_idx is not None else []
+        col_ids = sorted(body[post_idx].tolist()) if post_idx is not None else []
         if symmetric:
-            rows = cols = sorted(set(rows) | set(cols))
-        return pd.DataFrame(0, index=pd.Index(rows, dtype=np.int64), columns=pd.Index(cols, dtype=np.int64),
-                            dtype=np.int64)
+            row_ids = col_ids = sorted(set(row_ids) | set(col_ids))
+        return pd.DataFrame(0, index=pd.Index(row_ids, dtype=np.int64),
+                            columns=pd.Index(col_ids, dtype=np.int64), dtype=np.int64)
     if symmetric:
         rows = cols = np.unique(np.concatenate([pc["pre"].to_numpy(), pc["post"].to_numpy()]))
     else:
