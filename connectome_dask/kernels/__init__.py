@@ -13,3 +13,5 @@ keeps one cache per module file) and tested on their own.
 ``scatter``
     Stable counting-sort scatter (used by the store's index build).
 """
+
+__all__: list[str] = []  # the kernels are in the submodules (imported by name, e.g. ``kernels.pairs``)

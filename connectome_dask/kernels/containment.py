@@ -115,6 +115,24 @@ def _tri_cells_impl(V, T, h, shape, fill, out_cell, out_tri):
 def tri_cells(V: np.ndarray, T: np.ndarray, h: float, shape) -> tuple[np.ndarray, np.ndarray]:
     """All (cell, triangle) pairs whose (slightly enlarged) cell box meets the triangle.
 
+    Parameters
+    ----------
+    V
+        (nv, 3) float64 vertices in the shifted frame (grid origin subtracted).
+    T
+        (nt, 3) vertex indices of the triangles.
+    h
+        Voxel (cell) edge length.
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+
+    Returns
+    -------
+    cells : numpy.ndarray
+        int64 linear cell indices ``(i * ny + j) * nz + k``.
+    tris : numpy.ndarray
+        int32 triangle index (row of ``T``) of each pair.
+
     Examples
     --------
     >>> V = np.array([[0.1, 0.1, 0.1], [0.9, 0.1, 0.1], [0.1, 0.9, 0.1]])
@@ -192,6 +210,30 @@ def _columns_impl(V, T, tri_mesh, h, shape, fill, o_col, o_z, o_mesh, o_sgn):
 
 def column_crossings(V, T, tri_mesh, h, shape):
     """Signed crossings of the vertical rays through all column centres, sorted by (column, z).
+
+    Parameters
+    ----------
+    V
+        (nv, 3) float64 vertices in the shifted frame.
+    T
+        (nt, 3) vertex indices of the triangles.
+    tri_mesh
+        (nt,) int32 mesh (local index) of each triangle.
+    h
+        Voxel (cell) edge length.
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+
+    Returns
+    -------
+    col : numpy.ndarray
+        int64 column index ``i * ny + j`` of each crossing.
+    z : numpy.ndarray
+        float64 height of the crossing.
+    mesh : numpy.ndarray
+        int32 mesh of the crossed triangle.
+    sgn : numpy.ndarray
+        int8 sign: ``-1`` where the upward ray leaves the solid, ``+1`` where it enters.
 
     Examples
     --------
@@ -318,6 +360,35 @@ def sweep(shape, h, col, cz, cmesh, csgn, grid, n_mesh, rank, code):
     elsewhere on input; uniform cells are set to ``-(label + 2)`` in place.
     Returns ``refs (nb, 3), ref_label (nb,), wptr (nb + 1,), wmesh, wval``:
     the winding number of every mesh that is non-zero at each reference point.
+
+    Parameters
+    ----------
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+    h
+        Voxel (cell) edge length.
+    col, cz, cmesh, csgn
+        The column crossings of :func:`column_crossings` (column, height,
+        mesh, sign), sorted by (column, z).
+    grid
+        (nx * ny * nz,) int32 cell values, updated in place (see above).
+    n_mesh
+        Number of meshes.
+    rank
+        (n_mesh,) int64 tie-rule rank of each mesh (the lowest rank wins).
+    code
+        (n_mesh,) int64 label code of each mesh.
+
+    Returns
+    -------
+    refs : numpy.ndarray
+        (nb, 3) float64 reference point of each boundary cell (shifted frame).
+    ref_label : numpy.ndarray
+        (nb,) int32 label at each reference point (-1 = none).
+    wptr : numpy.ndarray
+        (nb + 1,) int64 pointers into ``wmesh`` / ``wval`` per boundary cell.
+    wmesh, wval : numpy.ndarray
+        int32 mesh and its non-zero winding number at the reference point.
     """
     shape = np.asarray(shape, dtype=np.int64)
     ncols = int(shape[0] * shape[1])
@@ -358,6 +429,20 @@ def _solid_angle(px, py, pz, a, b, c):
 @njit(cache=True, nogil=True)
 def gwn_points(P, V, T):
     """Generalized winding number of every point of ``P`` w.r.t. triangles ``V[T]`` (brute force).
+
+    Parameters
+    ----------
+    P
+        (N, 3) float query points.
+    V
+        (nv, 3) float vertices.
+    T
+        (nt, 3) vertex indices of the triangles.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) float64 winding numbers (1 inside a closed outward mesh, 0 outside).
 
     Examples
     --------
@@ -582,6 +667,29 @@ def sub_labels(h, shape, bcells, Vl, T, refs, cptr, wmv, tidx, trec, hcomp, comp
     exact label of its centre is the label of every point in it. Cells with a
     hole cap nearby are left mixed. Queries in uniform sub-cells then need one
     table read instead of crossing tests against the cell's triangles.
+
+    Parameters
+    ----------
+    h
+        Voxel (cell) edge length.
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+    bcells
+        (nb,) linear index of each boundary cell (boundary cell ``e`` is cell ``bcells[e]``).
+    Vl
+        (nv, 3) float64 vertices in the shifted frame.
+    T
+        (nt, 3) vertex indices of the triangles (rows in ``trec`` order).
+    refs, cptr, wmv, tidx, trec, hcomp, comp_mesh, fptr, fanV
+        The boundary-cell tables, as for :func:`query`.
+    rank, code
+        (n_mesh,) int64 tie-rule rank and label code of each mesh.
+
+    Returns
+    -------
+    numpy.ndarray
+        (nb * SUB_NS,) int16 labels, ``SUB_NS`` sub-cells per boundary cell in
+        (x, y, z) order.
     """
     out = np.empty(len(bcells) * SUB_NS, np.int16)
     _sub_labels_impl(float(h), int(shape[1]), int(shape[2]), np.asarray(bcells, np.int64), Vl, T,
@@ -605,11 +713,26 @@ def block_table(grid: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
     mixed blocks (about a quarter of the real brains' grids) are kept, each
     in 2 kB of contiguous memory: a quarter of the grid's size and far fewer
     cache and TLB misses.
+
+    Parameters
+    ----------
+    grid
+        (nx * ny * nz,) int32 cell values after :func:`sweep` (boundary-cell
+        index ``>= 0``, or ``-(label + 2)`` for a uniform cell).
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+
+    Returns
+    -------
+    blk : numpy.ndarray
+        int32 block table (see above).
+    bgrid : numpy.ndarray
+        int32 cell values of the mixed blocks, block-major.
     """
     sx, sy, sz = (int(v) for v in shape)
     b = 1 << BLOCK_SHIFT
     bx, by, bz = (sx >> BLOCK_SHIFT) + 1, (sy >> BLOCK_SHIFT) + 1, (sz >> BLOCK_SHIFT) + 1
-    gg = np.full((bx * b, by * b, bz * b), -1, dtype=np.int32)  # outside the grid: label -1
+    gg: np.ndarray = np.full((bx * b, by * b, bz * b), -1, dtype=np.int32)  # outside the grid: label -1
     gg[:sx, :sy, :sz] = grid.reshape(sx, sy, sz)
     gg = gg.reshape(bx, b, by, b, bz, b).transpose(0, 2, 4, 1, 3, 5).reshape(bx * by * bz, b ** 3)
     lo = gg.min(axis=1)
@@ -636,6 +759,18 @@ def pack_sub(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     extra ones as cut: the exact test gives the same label, only slower.
     136 bytes per boundary cell instead of 1 kB of int16 labels, so the
     random reads of a query mostly hit the cache.
+
+    Parameters
+    ----------
+    sub
+        (nb * SUB_NS,) int16 sub-cell labels from :func:`sub_labels`.
+
+    Returns
+    -------
+    codes : numpy.ndarray
+        (nb, SUB_WORDS) int64 packed 2-bit codes.
+    pals : numpy.ndarray
+        (nb,) int64 packed palettes.
     """
     nb = sub.shape[0] // SUB_NS
     codes = np.zeros((nb, SUB_WORDS), np.int64)
@@ -668,6 +803,16 @@ def scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Allocated once per thread and reused across calls: fresh pages of a large
     ``np.empty`` are faulted in on first write, which costs more than the
     streaming pass that writes them.
+
+    Parameters
+    ----------
+    n
+        Most points per :func:`query` call.
+
+    Returns
+    -------
+    si, sb, sf : numpy.ndarray
+        int32 (4, n), int16 (2, n) and float64 (n, 3) work arrays.
     """
     return np.empty((4, n), np.int32), np.empty((2, n), np.int16), np.empty((n, 3))
 
@@ -692,6 +837,59 @@ def query(P, origin, h, shape, exact, refs, ref_label, cptr, wmv, tidx, trec,
     still in cell order, get their coordinates gathered contiguously and the
     exact crossing test; points of one cell reuse its triangles and
     reference point from cache.
+
+    Parameters
+    ----------
+    P
+        (N, 3) points, any float dtype, in the unshifted frame.
+    origin
+        (3,) grid origin (the shift of the frame).
+    h
+        Voxel (cell) edge length.
+    shape
+        Cells per axis, ``(nx, ny, nz)``.
+    exact
+        ``False``: voxel lookup only (points in boundary cells get the
+        label of the cell's reference point, no sub-cells or crossing tests).
+    refs
+        (nb, 3) float64 reference point of each boundary cell (shifted frame).
+    ref_label
+        (nb,) label at each reference point.
+    cptr
+        (nb + 1, 3) int64 pointers per boundary cell into ``tidx`` (column 0),
+        ``wmv`` (column 1) and ``hcomp`` (column 2).
+    wmv
+        (nw, 2) int64 ``(mesh, winding number)`` at the reference points.
+    tidx
+        Triangles (rows of ``trec``) meeting each boundary cell.
+    trec
+        (nt, TREC) float64 triangle records (plane, signed Pluecker edges,
+        edge signs, mesh; see ``TREC``).
+    hcomp
+        Hole components (fan caps) near each boundary cell.
+    comp_mesh
+        int32 mesh of each hole component.
+    fptr
+        int64 pointers into ``fanV`` per hole component.
+    fanV
+        (nf, 3, 3) float64 fan-cap triangles (shifted frame).
+    rank
+        (n_mesh,) int64 tie-rule rank of each mesh (the lowest rank wins).
+    code
+        (n_mesh,) int64 label code of each mesh.
+    blk, bgrid
+        Block table and block-major cells from :func:`block_table`.
+    subc, spal
+        Packed sub-cell codes and palettes from :func:`pack_sub`.
+    out
+        (N,) int16 output labels, written in place.
+    si, sb, sf
+        Work arrays from :func:`scratch`.
+
+    Raises
+    ------
+    ValueError
+        The scratch arrays hold fewer than ``N`` points.
     """
     n_mesh = rank.shape[0]
     inv = 1.0 / h

@@ -25,6 +25,28 @@ def row_mask(pre, post, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr, use_roi,
     """Boolean keep-mask of rows from per-neuron, per-ROI and confidence filters.
 
     ``roi_ok`` is indexed by ``code + 1`` (slot 0 = no ROI).
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices (into ``pre_ok`` / ``post_ok``).
+    pre_ok, post_ok
+        Boolean per neuron index: keep rows whose pre / post neuron is set.
+    roi
+        Per-row ROI code (-1 = none); read only when ``use_roi``.
+    roi_ok
+        Boolean per ``code + 1``: keep rows whose ROI is set.
+    conf, conf2
+        Per-row confidence columns; read only when ``use_conf`` / ``use_conf2``.
+    thr
+        Keep rows whose confidence is ``> thr`` (in each column used).
+    use_roi, use_conf, use_conf2
+        Whether to apply the ROI filter and the two confidence filters.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean keep-mask, one entry per row.
     """
     n = pre.shape[0]
     keep = np.empty(n, dtype=np.bool_)
@@ -45,6 +67,20 @@ def pair_runs(pre, post, keep):
     """Run-length encode kept rows of a (pre, post)-sorted block.
 
     Returns ``(upre, upost, count)`` of the distinct pairs in order.
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices, sorted by (pre, post).
+    keep
+        Boolean per row: rows to count.
+
+    Returns
+    -------
+    upre, upost : numpy.ndarray
+        int32 neuron indices of the distinct kept pairs.
+    count : numpy.ndarray
+        int64 rows per pair.
     """
     n = pre.shape[0]
     upre = np.empty(n, dtype=np.int32)
@@ -78,6 +114,26 @@ def pair_roi_runs(pre, post, roi, keep, n_codes):
     Within each (pre, post) run the ROI codes are tallied in a small scratch
     histogram (``n_codes`` = number of ROI codes + 1 for "none"), so output is
     ordered by (pre, post, roi).
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices, sorted by (pre, post).
+    roi
+        Per-row ROI code (-1 = none).
+    keep
+        Boolean per row: rows to count.
+    n_codes
+        Number of ROI codes + 1 (the histogram size).
+
+    Returns
+    -------
+    upre, upost : numpy.ndarray
+        int32 neuron indices of the distinct kept (pre, post, roi) triples.
+    uroi : numpy.ndarray
+        int16 ROI code of each triple.
+    count : numpy.ndarray
+        int64 rows per triple.
     """
     n = pre.shape[0]
     upre = np.empty(n, dtype=np.int32)
@@ -119,7 +175,19 @@ def pair_roi_runs(pre, post, roi, keep, n_codes):
 
 @numba.njit(cache=True, nogil=True)
 def block_add_pairs(out, row0, pre_code, post_code, upre, upost, cnt):
-    """``out[pre_code[p] - row0, post_code[q]] += c`` for kept pairs (codes < 0 dropped)."""
+    """``out[pre_code[p] - row0, post_code[q]] += c`` for kept pairs (codes < 0 dropped).
+
+    Parameters
+    ----------
+    out
+        2-D array of group sums, updated in place.
+    row0
+        Group code of ``out``'s first row.
+    pre_code, post_code
+        Group code of each neuron index (-1 = not in any group).
+    upre, upost, cnt
+        Pairs (neuron indices) and their counts, as from :func:`pair_runs`.
+    """
     for i in range(upre.shape[0]):
         a = pre_code[upre[i]]
         b = post_code[upost[i]]
@@ -129,7 +197,22 @@ def block_add_pairs(out, row0, pre_code, post_code, upre, upost, cnt):
 
 @numba.njit(cache=True, nogil=True)
 def code_range(pre, keep, pre_code):
-    """Smallest and largest group code of kept rows (``(0, -1)`` when none)."""
+    """Smallest and largest group code of kept rows (``(0, -1)`` when none).
+
+    Parameters
+    ----------
+    pre
+        Per-row neuron indices.
+    keep
+        Boolean per row: rows to look at.
+    pre_code
+        Group code of each neuron index (-1 = not in any group; ignored).
+
+    Returns
+    -------
+    lo, hi : int
+        The code range, ``(0, -1)`` when no kept row has a group.
+    """
     lo = np.int64(1) << 62
     hi = np.int64(-1)
     last = -1
