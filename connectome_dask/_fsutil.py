@@ -113,10 +113,10 @@ def check_name(name: object, what: str = "name", error: type[Exception] = PathEr
     ...
     connectome_dask.errors.PathError: ROI name 'EB\\n' is not allowed: ...
     """
-    problem = None
     if not isinstance(name, str):
-        problem = f"must be a string, not {type(name).__name__}"
-    elif not name or name != name.strip():
+        raise error(f"{what} {name!r} is not allowed: it must be a string, not {type(name).__name__}")
+    problem = None
+    if not name or name != name.strip():
         problem = "must be non-empty without surrounding blanks"
     elif name in (".", ".."):
         problem = "'.' and '..' are not names"
@@ -647,7 +647,7 @@ def remove_stale_files(target: str | os.PathLike, accept: Callable[[Path], bool]
     """
     target = Path(target)
     pat = _tmp_file_pattern(target.name)
-    gone = []
+    gone: list[Path] = []
     if not target.parent.is_dir():
         return gone
     for p in sorted(target.parent.iterdir()):

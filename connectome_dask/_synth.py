@@ -419,6 +419,8 @@ def load_mesh_dir(path: Path, scale: float | None = None):
     meshes = {}
     for f in files:
         m = trimesh.load(f, force="mesh", process=False)
+        if not isinstance(m, trimesh.Trimesh):
+            raise ValueError(f"mesh file {f} holds a {type(m).__name__}, not a triangle mesh")
         if len(m.faces) == 0:
             raise ValueError(f"mesh file {f} has no faces")
         meshes[f.stem] = m

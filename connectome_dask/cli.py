@@ -196,8 +196,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"note: temporary directory beside the store (a killed or running ingest): {p}")
         if problems:
             print("INVALID:", file=sys.stderr)
-            for p in problems:
-                print(f"  - {p}", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
             return 2
         print("store OK")
     return 0

@@ -100,6 +100,8 @@ def _shipped_defaults(package: str, filename: str) -> dict:
     import importlib
 
     mod = importlib.import_module(package)
+    if mod.__file__ is None:  # a namespace package: no file of its own, no shipped defaults
+        return {}
     path = Path(mod.__file__).with_name(filename)
     with path.open() as f:
         return yaml.safe_load(f) or {}

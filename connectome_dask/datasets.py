@@ -324,6 +324,7 @@ def _build_model(
     md, hier, mesh_info = _load_meshes(meshes, mesh_scale, 0)
     names = list(md)
     vols = np.array([_mesh_volume(md[k]) for k in names])
+    dens: Mapping[str, float]
     if densities is None:
         dens = _FLYWIRE_NEUROPIL_SYNAPSES
     elif isinstance(densities, Mapping):
@@ -343,10 +344,11 @@ def _build_model(
     # ---- neurons and generative types
     extra_cols: pd.DataFrame | None = None
     if neurons is None:
+        if n_neurons is None:
+            raise ValueError("n_neurons is required when no neuron table is given")
         n = int(n_neurons)
         nt = _default_n_types(n) if n_types is None else int(n_types)
         body, ntype, sizes, out_w, in_w = _synthetic_neurons(n, nt, rng)
-        table_types = None
     else:
         df, where = _read_neuron_table(neurons)
         if n_neurons is not None and int(n_neurons) != len(df):
@@ -374,7 +376,6 @@ def _build_model(
         ln = np.exp(rng.normal(0.0, 1.2, size=n))
         out_w = _weights("pre", ln)
         in_w = _weights("post", ln)
-        table_types = [str(u) for u in uniq]
         extra_cols = df
     if n < 2:
         raise ValueError(f"a connectome needs at least 2 neurons, got {n}")
@@ -462,7 +463,7 @@ def _build_model(
     # ---- neuron table
     rngn = np.random.default_rng([seed, 5])
     prim_name = [names[r] for r in zone_np[first]]
-    if table_types is None:
+    if extra_cols is None:  # synthetic neurons (no table given)
         tnames = _synth.type_names(prim_name, sizes, rngn)
         side_np = np.array([nm[-2:] for nm in prim_name])
         side = np.where(side_np[ntype] == "_L", "left", np.where(side_np[ntype] == "_R", "right", ""))
@@ -548,19 +549,18 @@ def _generate(model: _Model, lo: int, hi: int, seed: int, voxel: np.ndarray) -> 
     T = int(model.counts[lo:hi].sum())
     pre = np.empty(T, np.int32)
     post = np.empty(T, np.int32)
-    pos = [np.empty(T, np.float32) for _ in range(6)]
+    pos = {c: np.empty(T, np.float32) for c in _POSITION_COLUMNS}  # x/y/z of pre, then of post
     conf = np.empty(T, np.float32)
     size = np.empty(T, np.float32)
     got = _synth.gen_block(
         lo, hi, model.counts, model.ntype, model.e_ptr, model.e_dst, model.e_cum, model.e_scale,
         model.e_za, model.e_zb, model.m_ptr, model.members, model.m_cum, model.zc, model.zsig,
         model.shift_frac, model.alpha, _synth.seed_key(seed, 1), _synth.seed_key(seed, 2), voxel,
-        len(model.counts), pre, post, *pos, conf, size,
+        len(model.counts), pre, post, pos["x_pre"], pos["y_pre"], pos["z_pre"], pos["x_post"],
+        pos["y_post"], pos["z_post"], conf, size,
     )  # fmt: skip
     assert got == T, (got, T)
-    block = {"pre": pre, "post": post, "confidence": conf, "size": size}
-    block.update(zip(_POSITION_COLUMNS, pos, strict=True))
-    return block
+    return {"pre": pre, "post": post, "confidence": conf, "size": size, **pos}
 
 
 def _starts_like_parquet(p: Path) -> bool:
@@ -759,7 +759,7 @@ def synthetic(
     if n_types is not None:
         if neurons is not None:
             raise ValueError("n_types cannot be combined with a neuron table (its types are used)")
-        if not isinstance(n_types, int | np.integer) or not 1 <= n_types <= n_neurons:
+        if not isinstance(n_types, int | np.integer) or not 1 <= n_types <= (n_neurons or 0):
             raise ValueError(f"n_types must be an integer in [1, n_neurons={n_neurons}], got {n_types!r}")
     chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
     if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:

@@ -39,14 +39,14 @@ def _group_chunk(block, start, filt: RowFilter, pre_code, post_code, n_post: int
     return lo, out
 
 
-def _combine_groups(parts: list[tuple[int, np.ndarray | None]]):
-    parts = [p for p in parts if p[1] is not None and p[1].shape[0]]
-    if not parts:
+def _combine_groups(parts: list[tuple[int, np.ndarray | None]]) -> tuple[int, np.ndarray | None]:
+    full = [(s, a) for s, a in parts if a is not None and a.shape[0]]
+    if not full:
         return 0, None
-    lo = min(p[0] for p in parts)
-    hi = max(p[0] + p[1].shape[0] for p in parts)
-    out = np.zeros((hi - lo, parts[0][1].shape[1]), dtype=np.int64)
-    for s, a in parts:
+    lo = min(s for s, _ in full)
+    hi = max(s + a.shape[0] for s, a in full)
+    out = np.zeros((hi - lo, full[0][1].shape[1]), dtype=np.int64)
+    for s, a in full:
         out[s - lo : s - lo + a.shape[0]] += a
     return lo, out
 

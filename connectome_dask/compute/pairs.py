@@ -115,6 +115,7 @@ def _combine_pairs(parts: list[tuple]) -> tuple:
             ia = ia0 + int(np.searchsorted(a[1][ia0:], q, "left"))
             ib0 = int(np.searchsorted(b[0], p, "right"))
             ib = int(np.searchsorted(b[1][:ib0], q, "right"))
+            mid: tuple[np.ndarray, ...]
             if by_roi:
                 rois = np.concatenate([a[2][ia:], b[2][:ib]])
                 cnts = np.concatenate([a[3][ia:], b[3][:ib]])
@@ -141,9 +142,11 @@ def index_block(conn: Connectome, plan: Plan, pre: np.ndarray | None, post: np.n
     bodies contiguous ranges of the post-ordered copies: no scan either way.
     Rows of the other side's bodies are not removed here (the row filter does it).
     """
-    if plan.side == "pre":
-        return conn.synapses_of(pre, "pre", cols)
-    return conn.synapses_of(post, "post", cols)
+    side = "pre" if plan.side == "pre" else "post"
+    idx = pre if side == "pre" else post
+    if idx is None:
+        raise ValueError(f"the plan reads the {side} side's index, but no {side} bodies were given")
+    return conn.synapses_of(idx, side, cols)
 
 
 def default_partition_rows(conn: Connectome) -> int:

@@ -165,7 +165,7 @@ def plan_read(
 def _index_side(est: dict[str, int], either: bool) -> tuple[str, int]:
     if either:
         return "both", sum(est.values())
-    side = min(est, key=est.get)  # "pre" first: ties read pre
+    side = min(est, key=lambda s: est[s])  # "pre" first: ties read pre
     return side, est[side]
 
 

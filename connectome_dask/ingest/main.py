@@ -279,6 +279,7 @@ def _units(
 
 def _count(v: Any, what: str, hi: int | None = None) -> int:
     """A positive whole number of rows (``hi`` = upper bound), else an :class:`IngestError`."""
+    n: int | None
     try:
         n = operator.index(v)
     except TypeError:

@@ -65,10 +65,10 @@ def _position_source(
     for base in candidates:
         if base in names:
             return ("list", base)
-        split = tuple(f"{base}_{a}" for a in "xyz")
+        split = (f"{base}_x", f"{base}_y", f"{base}_z")
         present = [c for c in split if c in names]
         if len(present) == 3:
-            return ("split", split)  # type: ignore[return-value]
+            return ("split", split)
         if present:
             missing = [c for c in split if c not in names]
             raise IngestError(
@@ -81,7 +81,7 @@ def _position_source(
 
 def _cave_plan(names: set[str], file: str) -> _Plan:
     plan = _Plan("cave", {"pre": _CAVE_IDS[0], "post": _CAVE_IDS[1]})
-    found = {}
+    found: dict[str, tuple[str, str | tuple[str, str, str]]] = {}
     for side, cands in (
         ("_pre", ("pre_pt_position", "pre")),
         ("_post", ("post_pt_position", "post")),
@@ -96,9 +96,9 @@ def _cave_plan(names: set[str], file: str) -> _Plan:
     for side in sides:
         if side not in found:
             continue
-        kind, src = found[side]
+        _, column = found[side]  # ("list", name) or ("split", (x, y, z) names)
         for k, axis in enumerate("xyz"):
-            plan.positions[f"{axis}{side}"] = (src, k) if kind == "list" else (src[k], None)
+            plan.positions[f"{axis}{side}"] = (column, k) if isinstance(column, str) else (column[k], None)
     for target, col in (
         ("confidence", "connection_score"),
         ("cleft_score", "cleft_score"),

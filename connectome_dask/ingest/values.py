@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +85,7 @@ def _text_ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np
     though some parser would accept them: an ID is never a guess.
     """
 
-    def fail(i: int, why: str, shown: Any = None):
+    def fail(i: int | np.integer[Any], why: str, shown: Any = None) -> NoReturn:
         """``shown``: the parsed number (well-formed text); else the text itself is quoted."""
         v = arr[int(i)].as_py() if shown is None else shown
         raise IngestError.at(file, column, offset + int(i), f"body ID {v!r} {why}", v)
@@ -131,7 +131,7 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
     arr = _as_text(arr, file, column, offset)
     t = arr.type
 
-    def fail(i: int, why: str):
+    def fail(i: int | np.integer[Any], why: str) -> NoReturn:
         v = arr[int(i)].as_py()
         shown = "" if v is None else f" {v!r}"
         raise IngestError.at(file, column, offset + int(i), f"body ID{shown} {why}", v)
@@ -171,7 +171,6 @@ def _ids_to_int64(arr: pa.Array, file: str, column: str, offset: int) -> np.ndar
     if _is_stringy(t):  # text: every CSV ID column, or a string column of a table
         return _text_ids_to_int64(arr, file, column, offset)
     fail(0, f"is not an integer (column type {t})")
-    raise AssertionError("unreachable")
 
 
 def _first_unparsable(values: list) -> int:

@@ -167,7 +167,11 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
     # what the previous generation used and this one no longer does: kept
     # until the next commit, so a reader of generation g - 1 can finish
     meta["retained"] = sorted(_references(conn.meta) - _references(meta))
-    write_meta(conn.path, meta, before_replace=lambda: _check_current(conn, "at the commit"))
+
+    def last_check() -> None:  # the store must still be at the generation this commit read
+        _check_current(conn, "at the commit")
+
+    write_meta(conn.path, meta, before_replace=last_check)
     return type(conn)(conn.path)
 
 

@@ -129,8 +129,8 @@ def _post_order(
     try:
         for s in range(0, n, chunk_rows):
             e = min(s + chunk_rows, n)
-            block = {c: a[s:e] for c, a in arrays.items()}
-            block["_post"] = post_arr[s:e]
+            block: dict[str, np.ndarray] = {c: np.asarray(a[s:e]) for c, a in arrays.items()}
+            block["_post"] = np.asarray(post_arr[s:e])
             if with_row:
                 block["row"] = np.arange(s, e, dtype=np.int64)
             if single:
