@@ -13,6 +13,8 @@ from .extent import _warn_scale
 from .grid import _Grid
 from .roiset import RoiSet
 
+__all__ = ["assign_rois"]
+
 
 def _assign_block(block: Mapping[str, np.ndarray], grid: _Grid, sites: Sequence[tuple[str, tuple]],
                   exact: bool) -> dict[str, np.ndarray]:
@@ -114,15 +116,17 @@ def assign_rois(conn: Connectome, roiset: RoiSet | str | os.PathLike,
     grid_src = None
     info = conn.roi_info or {}
     ck = roiset._grid_cache_key(None)
-    if ck not in roiset._grids and info.get("grid", {}).get("key") == key:
-        src = conn.rois_path / safe_name(info["grid"]["path"])
-        try:
-            roiset._grids[ck] = _Grid.from_zarr(src)
+    rois_path = conn.rois_path  # not None when info has a grid (rois.json is read from there)
+    if rois_path is not None and info.get("grid", {}).get("key") == key:
+        src = rois_path / safe_name(info["grid"]["path"])
+        if ck in roiset._grids:
             grid_src = src
-        except Exception:  # noqa: BLE001 - rebuild rather than trust a damaged cache
-            grid_src = None
-    elif info.get("grid", {}).get("key") == key:
-        grid_src = conn.rois_path / safe_name(info["grid"]["path"])
+        else:
+            try:
+                roiset._grids[ck] = _Grid.from_zarr(src)
+                grid_src = src
+            except Exception:  # noqa: BLE001 - rebuild rather than trust a damaged cache
+                grid_src = None
     grid = roiset.grid()
     client = active_client()
     if client is not None:
@@ -134,6 +138,9 @@ def assign_rois(conn: Connectome, roiset: RoiSet | str | os.PathLike,
         roiset.write(d, grid=grid, grid_src=grid_src)
 
     return conn.write_synapse_columns(
-        _assign_block, inputs, {name: "int16" for name, _ in site_cols},
+        # type ignored: write_synapse_columns calls func(block, *args), but its annotation (in
+        # store, another layer) names only the block argument
+        _assign_block,  # type: ignore[arg-type]
+        inputs, {name: "int16" for name, _ in site_cols},
         args=(gref, site_cols, bool(exact)), write_rois=write_rois, progress=progress,
         desc=f"assign_rois: {len(roiset.primary)} primary ROIs, sites {all_sites}")

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..errors import RoiError
 
+__all__ = ["RoiScaleWarning"]
+
 # the extent check of assign / assign_rois: warn when the points' and the meshes' extents
 # differ by this factor, judged on at least _SCALE_MIN_POINTS points (a few points span nothing)
 _SCALE_FACTOR = 4.0

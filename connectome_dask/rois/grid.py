@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -13,6 +14,11 @@ from .. import _containment as _ck
 from ..errors import RoiError
 from ..store import array_codecs
 from .meshes import _FAN_RADIUS, _Mesh
+
+if TYPE_CHECKING:
+    import zarr
+
+__all__: list[str] = []  # internal: the grid is reached through RoiSet.grid / assign_rois
 
 _ALGO_VERSION = 4
 
@@ -25,6 +31,24 @@ class _Grid:
 
     ARRAYS = ("grid", "refs", "ref_label", "cptr", "wmv", "tidx", "trec", "hcomp", "comp_mesh",
               "fptr", "fanV", "rank", "code", "origin", "shape", "subc", "spal")
+    # the ARRAYS, set by name in __init__ (see _build_grid for their meaning)
+    grid: np.ndarray
+    refs: np.ndarray
+    ref_label: np.ndarray
+    cptr: np.ndarray
+    wmv: np.ndarray
+    tidx: np.ndarray
+    trec: np.ndarray
+    hcomp: np.ndarray
+    comp_mesh: np.ndarray
+    fptr: np.ndarray
+    fanV: np.ndarray
+    rank: np.ndarray
+    code: np.ndarray
+    origin: np.ndarray
+    shape: np.ndarray
+    subc: np.ndarray
+    spal: np.ndarray
 
     def __init__(self, arrays: Mapping[str, np.ndarray], h: float, key: str, names: Sequence[str]):
         for k in self.ARRAYS:
@@ -121,12 +145,12 @@ class _Grid:
         import zarr
 
         g = zarr.open_group(str(path), mode="r")
-        attrs = dict(g.attrs)
+        attrs: dict[str, Any] = dict(g.attrs)  # the JSON written by to_zarr
         if attrs.get("algo_version") != _ALGO_VERSION:
             raise RoiError(f"{path}: grid written by another algorithm version")
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for k in cls.ARRAYS:
-            arr = g[k]
+            arr = cast("zarr.Array", g[k])  # to_zarr writes only arrays into the group
             # zarr returns the fill value for a missing chunk: refuse a grid with one
             if arr.size and arr.nchunks_initialized != arr.nchunks:
                 raise RoiError(f"{path}/{k}: {arr.nchunks - arr.nchunks_initialized} chunk file(s) missing")

@@ -11,6 +11,8 @@ from .meshes import _hierarchy_names
 from .roiset import RoiSet
 from .tree import nested_hierarchy
 
+__all__ = ["fetch_roi_hierarchy"]
+
 
 def _tree_text(d: Mapping[str, Mapping]) -> str:
     """Render ``{root: {child: {...}}}`` like asciitree's LeftAligned with light box style."""

@@ -28,6 +28,20 @@ __all__ = ["RoiModel"]
 class RoiModel:
     """ROI names, codes, primary set and hierarchy of a store (from ``rois.json``).
 
+    Parameters
+    ----------
+    info
+        The parsed ``rois.json``: ``names`` (code order), optional
+        ``hierarchy`` (any form :mod:`connectome_dask.rois.tree` accepts) and
+        ``primary`` (names, or one bool per name; default: the names without
+        children). ``None`` or ``{}`` gives an empty model.
+
+    Raises
+    ------
+    CriteriaError
+        ``primary`` names something that is not an ROI, or the hierarchy is
+        malformed (a node with two parents, a cycle).
+
     Examples
     --------
     >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
@@ -69,6 +83,15 @@ class RoiModel:
     def of(cls, conn: Connectome) -> RoiModel:
         """The ROI model of a connectome (cached on the object).
 
+        Parameters
+        ----------
+        conn
+            The store; the model is rebuilt when its ROI set or generation changes.
+
+        Returns
+        -------
+        RoiModel
+
         Examples
         --------
         >>> m = RoiModel.of(conn)
@@ -83,13 +106,32 @@ class RoiModel:
             return cached[1]
         m = cls(conn.roi_info)
         try:
-            conn._cd_roi_model = (key, m)  # type: ignore[attr-defined]
+            # a cache slot Connectome (another layer) does not declare: set by name
+            setattr(conn, "_cd_roi_model", (key, m))  # noqa: B010
         except AttributeError:  # pragma: no cover - slotted objects
             pass
         return m
 
     def validate(self, rois: Iterable[str], what: str = "ROI") -> list[str]:
         """Return ``rois`` as a list; raise :class:`UnknownRoiError` listing the valid names.
+
+        Parameters
+        ----------
+        rois
+            One ROI name or an iterable of names (any level of the hierarchy).
+        what
+            What the names are, for messages.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        CriteriaError
+            A name is not a string.
+        UnknownRoiError
+            A name is not an ROI of the store (or the store has no ROIs).
 
         Examples
         --------
@@ -117,6 +159,16 @@ class RoiModel:
     def descendants(self, name: str) -> set[str]:
         """``name`` and every ROI below it in the hierarchy.
 
+        Parameters
+        ----------
+        name
+            An ROI name (any level).
+
+        Returns
+        -------
+        set of str
+            Cached: do not modify.
+
         Examples
         --------
         >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
@@ -137,6 +189,15 @@ class RoiModel:
     def ancestors_or_self(self, name: str) -> list[str]:
         """``name`` followed by its parent, grandparent, ... up to the top level.
 
+        Parameters
+        ----------
+        name
+            An ROI name (any level).
+
+        Returns
+        -------
+        list of str
+
         Examples
         --------
         >>> m = RoiModel({"names": ["A", "B", "C"], "hierarchy": {"C": ["A", "B"]}})
@@ -151,6 +212,17 @@ class RoiModel:
     def codes_for(self, name: str) -> np.ndarray:
         """Site codes that count for ROI ``name`` (its own code and its descendants').
 
+        Parameters
+        ----------
+        name
+            An ROI name (any level; groups without a code of their own count
+            through their descendants).
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted int64 codes.
+
         Examples
         --------
         >>> m = RoiModel.of(conn)
@@ -162,6 +234,16 @@ class RoiModel:
 
     def code_lut(self, rois: Iterable[str]) -> np.ndarray:
         """Boolean table indexed by ``code + 1`` (slot 0 = no ROI): site lies in any of ``rois``.
+
+        Parameters
+        ----------
+        rois
+            ROI names (any level).
+
+        Returns
+        -------
+        numpy.ndarray
+            bool, ``len(names) + 1`` entries.
 
         Examples
         --------
@@ -210,6 +292,16 @@ class RoiModel:
 
     def membership(self, rois: Sequence[str] | None = None) -> pd.DataFrame:
         """Pairs ``(code, roi)``: which site codes count for which ROI names (all levels by default).
+
+        Parameters
+        ----------
+        rois
+            ROI names (default: :attr:`all_rois`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``code`` (int64) and ``roi``.
 
         Examples
         --------

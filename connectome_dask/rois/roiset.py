@@ -31,6 +31,8 @@ from .meshes import (
     _parse_scale,
 )
 
+__all__ = ["RoiSet"]
+
 _TIE_RULE = "smallest volume wins, then position in names"
 
 
@@ -43,6 +45,32 @@ class RoiSet:
 
     Tie rule: a point inside several primary ROIs gets the one with the
     **smallest volume**, then the one listed first in :attr:`names`.
+
+    Parameters
+    ----------
+    meshes
+        ROI name -> prepared (validated, repaired, scaled) mesh, in code
+        order; the constructors above prepare them.
+    hierarchy
+        Nested dict ``{group: {roi: {}, ...}}``; leaves must be mesh names.
+    primary
+        Names of the primary ROIs (default: all).
+    name
+        Name of the ROI set (the root of :func:`fetch_roi_hierarchy`).
+    scale
+        The multiplier from mesh units to point units already applied to
+        ``meshes`` (recorded, used in unit hints).
+    voxel_size
+        Grid voxel edge in point units (default: automatic, ~64 cells per triangle).
+    where
+        What to name in error and warning messages.
+
+    Raises
+    ------
+    RoiError
+        No meshes; ``hierarchy`` is not a mapping, names ROIs without a mesh
+        or an unstorable name; ``primary`` is not a list of distinct mesh
+        names; ``voxel_size`` is not a positive number.
 
     Examples
     --------
@@ -265,9 +293,9 @@ class RoiSet:
         """
         conn = conn if conn is not None else default_connectome()
         info = conn.roi_info
-        if not info:
+        root = conn.rois_path  # not None when info is (rois.json is read from there)
+        if not info or root is None:
             raise RoiError(f"{conn.path}: the store has no ROI set; run assign_rois first")
-        root = conn.rois_path
         if not isinstance(info.get("meshes"), Mapping):
             raise RoiError(f"{root / 'rois.json'}: the stored ROI set has names but no meshes "
                            "(it was not written by assign_rois); cannot rebuild a RoiSet")
