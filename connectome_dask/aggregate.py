@@ -63,6 +63,35 @@ def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
     ``bodyId`` column); or a boolean mask over ``conn.neurons`` (the way to
     pass dense indices).
 
+    Parameters
+    ----------
+    conn
+        The connectome whose neurons are selected.
+    spec
+        The selection: ``None``, body ID(s), a boolean mask (numpy array,
+        pandas Series / Index) of length ``conn.n_neurons``, a DataFrame with
+        a ``bodyId`` column, or anything
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria` accepts.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Sorted unique int32 dense indices into ``conn.neurons``; ``None``
+        when ``spec`` is ``None`` (every neuron).
+
+    Raises
+    ------
+    ValueError
+        A boolean mask whose length is not ``conn.n_neurons``.
+    KeyError
+        A body ID that ``conn`` does not hold.
+    connectome_dask.errors.CriteriaError
+        ``spec`` is not a neuron selection (e.g. an empty list of strings, a
+        bool), or its criteria are invalid; its subclasses
+        :class:`~connectome_dask.errors.UnknownColumnError` /
+        :class:`~connectome_dask.errors.UnknownRoiError` (also ``KeyError``)
+        name an unknown neuron property or ROI.
+
     Examples
     --------
     >>> resolve_neurons(conn, None) is None
@@ -96,7 +125,26 @@ def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
 def resolve_rois(conn: Connectome, rois: str | Iterable[str] | None) -> np.ndarray | None:
     """ROI names (primary or super-level from the hierarchy) to sorted ROI codes.
 
-    Raises ``KeyError`` naming the unknown ROIs and listing the valid ones.
+    A super-level ROI stands for the codes of every primary ROI under it.
+
+    Parameters
+    ----------
+    conn
+        The connectome whose ROI names and hierarchy are used.
+    rois
+        One ROI name, any iterable of names, or ``None``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Sorted unique int16 ROI codes (indices into ``conn.roi_names``);
+        ``None`` when ``rois`` is ``None`` (no ROI filter).
+
+    Raises
+    ------
+    KeyError
+        ``conn`` has no ROI assignment, or a name is not one of its ROIs
+        (the message names the unknown ROIs and lists the valid ones).
 
     Examples
     --------
@@ -252,6 +300,8 @@ def group_counts(
 
     Parameters
     ----------
+    conn
+        The connectome.
     pre_codes, post_codes
         int per neuron (length ``conn.n_neurons``): the group of each neuron
         on that side, ``-1`` to leave the neuron out.

@@ -161,7 +161,26 @@ def neuron_roi_table(
 ) -> pd.DataFrame:
     """Per (neuron index, ROI name) counts at every ROI level (``roi`` = name), no zero rows.
 
-    ``rois`` restricts the ROI names computed (default: all ROIs of the store).
+    Parameters
+    ----------
+    conn
+        The connectome.
+    idx
+        Dense neuron indices to count (``None``: every neuron). A few neurons
+        are read through the index, more from the cached whole-brain counts
+        (see :func:`code_roi_counts`).
+    rois
+        ROI names (any level) to compute (default: every ROI of the store).
+        Names are not checked here (a name the store does not define gives
+        no rows): callers validate them first, e.g. with
+        :meth:`NeuronCriteria.validate`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``index, roi, pre, post, downstream, upstream``: one row per neuron
+        and ROI in which it has a site (sites count for their ROI and every
+        ROI above it), sorted by ``(index, roi)``.
 
     Examples
     --------
@@ -223,6 +242,17 @@ def body_ids_of(obj: Any) -> np.ndarray | None:
     neuPrint does; an empty collection is an empty selection. Integers are
     always body IDs, never positional indices, whatever the container.
     Strings, bools, floats, boolean masks and criteria are not body IDs.
+
+    Parameters
+    ----------
+    obj
+        Anything a neuron selection may be (a one-shot iterable is read once).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The body IDs (int64, in the given order, duplicates kept), or
+        ``None`` when ``obj`` is not given as body IDs.
 
     Examples
     --------
@@ -293,6 +323,10 @@ class NeuronCriteria:
     cropped
         True: only cropped neurons; False: not cropped, including neurons
         whose ``cropped`` is missing (neuPrint treats a missing flag as False).
+    regex
+        True: ``type`` / ``instance`` values are full-string regular
+        expressions; False: exact matches; ``"guess"`` (default): True when
+        any value contains a regex character (see ``type``).
     min_pre, min_post
         Minimum total presynaptic / postsynaptic site counts (``pre``/``post`` columns).
     rois
@@ -301,12 +335,37 @@ class NeuronCriteria:
     inputRois, outputRois
         ROIs in which the neuron must have at least ``min_roi_inputs`` input
         (postsynaptic) sites / ``min_roi_outputs`` output (presynaptic) sites.
+    min_roi_inputs, min_roi_outputs
+        The per-ROI thresholds of ``inputRois`` / ``outputRois`` (default 1;
+        a larger value needs a list of those ROIs).
     roi_req
         ``"all"`` (default, as neuPrint): every listed ROI must be satisfied;
         ``"any"``: at least one (for ``inputRois`` and ``outputRois`` separately).
+    label
+        neuPrint's node label (``"Neuron"`` / ``"Segment"``); kept on the
+        object so neuprint code ports, not used for matching.
+    client
+        A :class:`~connectome_dask.store.Connectome` to validate ROI names and
+        property columns against at once (:meth:`validate`); ``None``: checked
+        when the criteria are applied.
     **properties
         Any other column of ``conn.neurons`` (neuPrint's ``class_`` maps to
         ``class``), exact match with the same null rules.
+
+    Raises
+    ------
+    connectome_dask.errors.CriteriaError
+        A bad value or combination: ``matchvar`` that is not a lowercase
+        identifier, ``bodyId`` that is not integers, a non-string
+        ``type``/``instance`` value, an invalid regular expression, a bad
+        ``regex`` / ``cropped`` / ``roi_req`` value, a non-integer threshold,
+        ``min_roi_inputs`` / ``min_roi_outputs`` above 1 without
+        ``inputRois`` / ``outputRois``, ``rois`` that is not a superset of
+        them, or :data:`NotNull` combined with other values.
+    connectome_dask.errors.UnknownRoiError
+        With ``client``: an ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        With ``client``: a property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -454,7 +513,20 @@ class NeuronCriteria:
 
     # -- compile
     def validate(self, conn: Connectome) -> None:
-        """Check ROI names and property columns against ``conn``; raise before any work.
+        """Check ROI names and property columns against ``conn``, before any work is done.
+
+        Parameters
+        ----------
+        conn
+            The connectome the criteria will be applied to.
+
+        Raises
+        ------
+        connectome_dask.errors.UnknownRoiError
+            An ROI name the store does not define (also a ``KeyError``).
+        connectome_dask.errors.UnknownColumnError
+            A neuron property that is not a column of ``conn.neurons`` (also
+            a ``KeyError``).
 
         Examples
         --------
@@ -476,6 +548,24 @@ class NeuronCriteria:
 
     def basic_mask(self, conn: Connectome) -> np.ndarray:
         """Mask of the non-ROI conditions (cheap: only the neuron table).
+
+        Parameters
+        ----------
+        conn
+            The connectome whose neuron table is matched.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one entry per row of ``conn.neurons``.
+
+        Raises
+        ------
+        connectome_dask.errors.UnknownRoiError, connectome_dask.errors.UnknownColumnError
+            As :meth:`validate` (called first).
+        connectome_dask.errors.CriteriaError
+            The ``type`` / ``instance`` patterns do not combine into a valid
+            regular expression.
 
         Examples
         --------
@@ -510,6 +600,26 @@ class NeuronCriteria:
 
     def mask(self, conn: Connectome) -> np.ndarray:
         """Boolean mask over ``conn.neurons`` rows (dense indices) of the matching neurons.
+
+        ROI conditions are checked only for the neurons that pass the other
+        conditions (:meth:`basic_mask`).
+
+        Parameters
+        ----------
+        conn
+            The connectome.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one entry per row of ``conn.neurons``.
+
+        Raises
+        ------
+        connectome_dask.errors.UnknownRoiError, connectome_dask.errors.UnknownColumnError
+            As :meth:`validate`.
+        connectome_dask.errors.CriteriaError
+            As :meth:`basic_mask`.
 
         Examples
         --------
@@ -560,6 +670,23 @@ class NeuronCriteria:
     def indices(self, conn: Connectome) -> np.ndarray:
         """Sorted int32 dense indices of the matching neurons.
 
+        Parameters
+        ----------
+        conn
+            The connectome.
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 indices into ``conn.neurons`` (``np.flatnonzero`` of :meth:`mask`).
+
+        Raises
+        ------
+        connectome_dask.errors.UnknownRoiError, connectome_dask.errors.UnknownColumnError
+            As :meth:`validate`.
+        connectome_dask.errors.CriteriaError
+            As :meth:`basic_mask`.
+
         Examples
         --------
         >>> NeuronCriteria(bodyId=some_body).indices(conn)
@@ -571,6 +698,17 @@ class NeuronCriteria:
         """neuPrint's query speed-up, kept for identical results: when ``rois`` are given
         to a connection query and these criteria list no ROIs, require the neuron to
         intersect any of them.
+
+        Parameters
+        ----------
+        rois
+            The query's ROI names.
+
+        Returns
+        -------
+        NeuronCriteria
+            ``self`` when ``rois`` is empty or these criteria list ROIs;
+            otherwise a copy with ``rois`` (sorted, unique) and ``roi_req="any"``.
 
         Examples
         --------
@@ -625,6 +763,26 @@ def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
     other iterables; see :func:`body_ids_of`) -> ``bodyId``, never positional
     indices; str or list of str -> ``type`` OR ``instance``; a DataFrame ->
     its ``bodyId`` column. Empty lists and anything else are errors.
+
+    Parameters
+    ----------
+    obj
+        The query argument (a one-shot iterable is read once).
+    client
+        Passed to the new :class:`NeuronCriteria`, which then validates
+        itself against this Connectome (a given ``NeuronCriteria`` is copied
+        as is, not validated).
+
+    Returns
+    -------
+    NeuronCriteria
+
+    Raises
+    ------
+    connectome_dask.errors.CriteriaError
+        A DataFrame without ``bodyId``, a bool, an empty or all-None list, or
+        anything else that is not a neuron selection; also what
+        :class:`NeuronCriteria` raises for the values it is built from.
 
     Examples
     --------
@@ -684,6 +842,15 @@ class SynapseCriteria:
         (or None). False: one row per ROI (any level) containing the site.
         As in neuPrint, naming a non-primary ROI in ``rois`` requires
         ``primary_only=False``.
+    client
+        A :class:`~connectome_dask.store.Connectome` to validate the ROI names
+        against at once (:meth:`validate`); ``None``: checked when applied.
+
+    Raises
+    ------
+    connectome_dask.errors.CriteriaError
+        ``type`` is not ``"pre"``, ``"post"`` or ``None``, or ``confidence``
+        is not a number; with ``client``, what :meth:`validate` raises.
 
     Examples
     --------
@@ -740,6 +907,19 @@ class SynapseCriteria:
     def validate(self, conn: Connectome) -> None:
         """Check ROI names (and the primary-only rule) against ``conn``.
 
+        Parameters
+        ----------
+        conn
+            The connectome the criteria will be applied to.
+
+        Raises
+        ------
+        connectome_dask.errors.UnknownRoiError
+            An ROI name the store does not define (also a ``KeyError``).
+        connectome_dask.errors.CriteriaError
+            A non-primary ROI is listed while ``primary_only`` is True, or an
+            ROI name is not a string.
+
         Examples
         --------
         >>> SynapseCriteria(rois=["MB_R"], primary_only=False).validate(conn)  # fine
@@ -759,6 +939,18 @@ class SynapseCriteria:
     def threshold(self, conn: Connectome) -> float | None:
         """The confidence threshold in effect (``None``: no filter).
 
+        Parameters
+        ----------
+        conn
+            The connectome whose ``meta["default_confidence"]`` applies when
+            ``confidence`` is ``None``.
+
+        Returns
+        -------
+        float or None
+            Sites pass when their confidence is strictly greater; ``None``
+            (a threshold of 0 or none at all) keeps every site.
+
         Examples
         --------
         >>> conn.meta["default_confidence"], SynapseCriteria().threshold(conn)
@@ -771,6 +963,21 @@ class SynapseCriteria:
 
     def site_mask(self, conn: Connectome, code: np.ndarray, conf: np.ndarray | None) -> np.ndarray:
         """Keep-mask of sites with ROI ``code`` and confidence ``conf`` (type not considered).
+
+        Parameters
+        ----------
+        conn
+            The connectome (ROI hierarchy, default confidence).
+        code
+            int ROI code of each site (``-1``: in no ROI).
+        conf
+            Confidence of each site, or ``None`` when the store has none (no
+            confidence filter).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one entry per site.
 
         Examples
         --------

@@ -135,7 +135,8 @@ def fetch_neurons(criteria: Any = None, *, client: Any = None) -> tuple[pd.DataF
         :class:`NeuronCriteria`, body ID(s), type/instance string(s), a
         DataFrame with ``bodyId``, or None (all neurons).
     client
-        Connectome (default: :func:`connectome_dask.default_connectome`).
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
 
     Returns
     -------
@@ -154,6 +155,20 @@ def fetch_neurons(criteria: Any = None, *, client: Any = None) -> tuple[pd.DataF
         sorted by ``(bodyId, roi)``.
 
     Criteria matching nothing give empty frames with these columns.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        Invalid criteria (see :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        A criteria property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -248,6 +263,12 @@ def fetch_adjacencies(
         before ROI filtering).
     properties
         Neuron columns for ``neuron_df`` (besides ``bodyId``).
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
 
     Returns
     -------
@@ -257,6 +278,23 @@ def fetch_adjacencies(
         ``bodyId_pre, bodyId_post, roi, weight`` sorted by ``(bodyId_pre,
         bodyId_post)``, weight descending, then roi. Sites in no primary ROI
         appear as ``roi == "NotPrimary"``. Empty (typed) when nothing matches.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        A non-primary ROI in ``rois`` without ``include_nonprimary=True``, a non-integer
+        ``min_roi_weight`` / ``min_total_weight``, or invalid criteria (see
+        :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        A name in ``properties`` (or a criteria property) that is not a
+        neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -357,6 +395,32 @@ def fetch_traced_adjacencies(
     """:func:`fetch_adjacencies` among all ``Traced``, non-cropped neurons (neuPrint's helper).
 
     Cropped missing counts as not cropped, as in neuPrint.
+
+    Parameters
+    ----------
+    export_dir
+        Write neuPrint's three CSV files there, as :func:`fetch_adjacencies`.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
+
+    Returns
+    -------
+    neuron_df, conn_df : pandas.DataFrame
+        As :func:`fetch_adjacencies`.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.UnknownColumnError
+        The neuron table has no ``type`` or ``instance`` column (the
+        properties of ``neuron_df``; also a ``KeyError``).
 
     Examples
     --------
@@ -477,6 +541,12 @@ def fetch_synapses(
         appears once per ROI (any level) containing it, and once with
         ``roi=None`` when it lies in no ROI (neuPrint duplicates sites the
         same way).
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
 
     Returns
     -------
@@ -484,6 +554,22 @@ def fetch_synapses(
         ``bodyId, type, roi, x, y, z, confidence`` sorted by ``bodyId``,
         ``type`` ("post" before "pre"), storage row, then ``roi``. For a
         single-centre store ``x, y, z`` are the centre point for both sites.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        ``synapse_criteria`` is not a :class:`SynapseCriteria`, names a non-primary ROI
+        with ``primary_only=True``, the store has no synapse positions, or invalid
+        neuron criteria (see :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        A criteria property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -583,6 +669,12 @@ def fetch_synapse_connections(
     min_total_weight
         Keep only pairs whose total weight (all their stored synapses, before
         any synapse filter) is at least this, so a pair may return fewer rows.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
 
     Returns
     -------
@@ -591,6 +683,23 @@ def fetch_synapse_connections(
         x_post, y_post, z_post, confidence_pre, confidence_post`` sorted by
         ``(bodyId_pre, bodyId_post)`` then storage row. Single-centre stores
         repeat the centre for both sites.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        Neither criteria given, ``synapse_criteria`` is not a :class:`SynapseCriteria`
+        (or names a non-primary ROI with ``primary_only=True``), a non-integer
+        ``min_total_weight``, the store has no synapse positions, or invalid neuron
+        criteria (see :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        A criteria property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -670,6 +779,30 @@ def merge_neuron_properties(
 ) -> pd.DataFrame:
     """Add ``<prop>_pre`` / ``<prop>_post`` columns to a connection table (neuprint's util).
 
+    Parameters
+    ----------
+    neuron_df
+        Neuron table with ``bodyId`` and the ``properties`` columns (e.g. the
+        first result of :func:`fetch_adjacencies`); the first row of each
+        ``bodyId`` is used.
+    conn_df
+        Connection table with ``bodyId_pre`` and ``bodyId_post``.
+    properties
+        Column name or names of ``neuron_df`` to add.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``conn_df`` (a left merge: its rows and order) with ``<prop>_pre`` and
+        ``<prop>_post`` appended for each property; missing where a body is
+        not in ``neuron_df``.
+
+    Raises
+    ------
+    connectome_dask.errors.UnknownColumnError
+        ``neuron_df`` lacks ``bodyId`` or a property, or ``conn_df`` lacks
+        ``bodyId_pre`` / ``bodyId_post`` (also a ``KeyError``).
+
     Examples
     --------
     >>> n = pd.DataFrame({"bodyId": [1, 2], "type": ["A", "B"]})
@@ -702,11 +835,39 @@ def connection_table_to_matrix(
 ) -> pd.DataFrame:
     """Pivot a connection table into a pre x post matrix (neuprint's util).
 
-    ``group_cols`` names a column (or columns) appearing as ``<col>_pre`` and
-    ``<col>_post`` (``"bodyId"`` or e.g. ``("type", "instance")``); weights
-    are summed per group. ``sort_by`` sorts rows/columns by ``<col>_pre`` /
-    ``<col>_post`` values (default: the group labels); ``make_square`` uses
-    the union of row and column labels on both axes (missing filled with 0).
+    Weights are summed per (pre group, post group). As in neuprint, the axes
+    follow ``pandas.pivot_table``'s order (sorted labels: string labels
+    lexicographically) unless ``sort_by`` is given.
+
+    Parameters
+    ----------
+    conn_df
+        Connection table with ``<col>_pre`` / ``<col>_post`` for each
+        ``group_cols`` entry (and ``sort_by`` entry) and ``weight_col``.
+    group_cols
+        A column (or columns) appearing as ``<col>_pre`` and ``<col>_post``
+        (``"bodyId"`` or e.g. ``("type", "instance")``; several give
+        MultiIndex axes).
+    weight_col
+        The column summed.
+    sort_by
+        Sort rows / columns by these ``<col>_pre`` / ``<col>_post`` values
+        (then by the group labels); default: by the group labels.
+    make_square
+        Use the union of row and column labels on both axes (missing cells
+        filled with 0).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``<group>_pre``, columns ``<group>_post``, with the dtype of
+        ``weight_col`` (int64 for an empty table).
+
+    Raises
+    ------
+    connectome_dask.errors.UnknownColumnError
+        ``conn_df`` lacks a ``group_cols`` / ``sort_by`` column (as
+        ``_pre`` or ``_post``) or ``weight_col`` (also a ``KeyError``).
 
     Examples
     --------
@@ -783,6 +944,25 @@ def get_synapses(
     ``size`` column), then pairs with fewer than ``threshold`` synapses are
     dropped, then ``clean`` removes autapses and body ID 0 (background).
 
+    Parameters
+    ----------
+    pre_ids, post_ids
+        Presynaptic / postsynaptic neurons: body IDs, types or criteria
+        (anything :func:`~connectome_dask.criteria.copy_as_neuroncriteria`
+        accepts); ``None`` = any neuron on that side. At least one is needed.
+    threshold
+        Drop pairs with fewer synapses (after ``min_size``).
+    min_size
+        Keep synapses with ``size >= min_size`` (needs a ``size`` column).
+    clean
+        Remove autapses and synapses of body ID 0.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
+
     Returns
     -------
     pandas.DataFrame
@@ -792,6 +972,22 @@ def get_synapses(
         ``ctr_pt_position_x..`` for single-centre stores; crantpy converts to
         voxels, we keep nm), and ``confidence`` column(s) if stored. Sorted by
         ``(pre_pt_root_id, post_pt_root_id, id)``.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        Neither ``pre_ids`` nor ``post_ids`` given, or invalid criteria (see
+        :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        ``min_size`` on a store without a synapse ``size`` column, or a
+        criteria property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------
@@ -860,6 +1056,49 @@ def get_connectivity(
     autapses and background (ID 0), then pairs below ``threshold`` are
     dropped. Sorted by weight descending, then ``pre``, ``post``.
 
+    Parameters
+    ----------
+    neuron_ids
+        The neurons: body IDs, types or criteria (anything
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria` accepts).
+    upstream
+        Count synapses from partners onto the neurons.
+    downstream
+        Count synapses from the neurons onto partners.
+    threshold
+        Drop pairs with fewer synapses.
+    min_size
+        Count only synapses with ``size >= min_size`` (needs a ``size`` column).
+    clean
+        Remove autapses and pairs with body ID 0.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``pre, post, weight`` (body IDs and synapse counts, int64).
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        ``upstream`` and ``downstream`` both False, ``neuron_ids`` is ``None``, or
+        invalid criteria (see :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        ``min_size`` on a store without a synapse ``size`` column, or a
+        criteria property that is not a neuron column (also a ``KeyError``).
+
     Examples
     --------
     >>> edges = get_connectivity([some_body], upstream=False, threshold=3)
@@ -925,6 +1164,49 @@ def get_adjacency(
     be given; the result is dense, so keep selections modest (use
     :meth:`Connectome.adjacency` for sparse whole-brain matrices).
 
+    Parameters
+    ----------
+    pre_ids, post_ids
+        Presynaptic / postsynaptic neurons (as :func:`get_synapses`); ``None``
+        = any neuron on that side. At least one is needed.
+    threshold
+        Drop pairs with fewer synapses.
+    min_size
+        Count only synapses with ``size >= min_size`` (needs a ``size`` column).
+    symmetric
+        Use the union of the row and column IDs on both axes.
+    clean
+        Remove autapses and pairs with body ID 0.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        int64 synapse counts, index and columns int64 body IDs (sorted).
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        Neither ``pre_ids`` nor ``post_ids`` given, or invalid criteria (see
+        :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        ``min_size`` on a store without a synapse ``size`` column, or a
+        criteria property that is not a neuron column (also a ``KeyError``).
+    connectome_dask.errors.DenseMatrixTooLarge
+        The dense matrix would exceed ``connectome_dask.max_dense_bytes``.
+
     Examples
     --------
     >>> kc = conn.neurons.bodyId[conn.neurons.type == "KCg-m"].tolist()
@@ -987,6 +1269,46 @@ def get_synapse_counts(
     (downstream / upstream pairs with weight >= ``threshold`` after
     ``clean``), not synapses. Index ``neuron_id``: body IDs in the caller's
     order when IDs are given (unknown IDs dropped), else sorted.
+
+    Parameters
+    ----------
+    neuron_ids
+        The neurons: body IDs, types or criteria (anything
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria` accepts;
+        ``None``: every neuron).
+    threshold
+        Count only partners with at least this many synapses.
+    min_size
+        Count only synapses with ``size >= min_size`` (needs a ``size`` column).
+    clean
+        Leave out autapses and body ID 0 as partners.
+    client
+        A :class:`~connectome_dask.Connectome` (from :func:`connectome_dask.open`),
+        or ``None`` for :func:`connectome_dask.default_connectome`.
+    progress
+        Show a progress bar for whole-table scans (``None``: the dask config
+        ``connectome_dask.progress``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        int64 columns ``pre`` (downstream partners) and ``post`` (upstream
+        partners), index ``neuron_id``.
+
+    Raises
+    ------
+    TypeError
+        ``client`` is not a Connectome.
+    connectome_dask.errors.StoreError
+        ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.CriteriaError
+        Invalid criteria (see :class:`NeuronCriteria` and
+        :func:`~connectome_dask.criteria.copy_as_neuroncriteria`).
+    connectome_dask.errors.UnknownRoiError
+        An ROI name the store does not define (also a ``KeyError``).
+    connectome_dask.errors.UnknownColumnError
+        ``min_size`` on a store without a synapse ``size`` column, or a
+        criteria property that is not a neuron column (also a ``KeyError``).
 
     Examples
     --------

@@ -47,6 +47,24 @@ def read_swc(source: str | os.PathLike | io.TextIOBase) -> pd.DataFrame:
     The SWC structure-type column is dropped (as neuprint does). Comment lines
     (``#``) and blank lines are skipped.
 
+    Parameters
+    ----------
+    source
+        A path (``str`` or path-like), SWC text (a ``str`` containing a
+        newline) or an open text file object.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rowId`` and ``link`` int64, ``x, y, z, radius`` float32, in file order.
+
+    Raises
+    ------
+    SkeletonError
+        The file does not exist, a line has fewer than 7 fields or is not
+        numeric, or the nodes do not form a valid table (a repeated node id,
+        a link to a missing parent).
+
     Examples
     --------
     >>> read_swc("1 0 0 0 0 1 -1\\n2 0 1 0 0 1 1\\n")["link"].tolist()
@@ -97,6 +115,27 @@ def _validate(df: pd.DataFrame, name: str = "skeleton") -> None:
 def write_swc(skeleton: pd.DataFrame, path: str | os.PathLike | None = None, *, header: str | None = None) -> str:
     """Write a skeleton table as SWC (structure type 0); return the text.
 
+    Parameters
+    ----------
+    skeleton
+        ``rowId, x, y, z, radius, link`` table (other columns are ignored).
+    path
+        Also write the text to this file (atomically: a temporary file
+        renamed into place); ``None``: only return it.
+    header
+        Text written first as ``#`` comment lines, one per line of ``header``.
+
+    Returns
+    -------
+    str
+        The SWC text (numbers with 6 significant digits).
+
+    Raises
+    ------
+    SkeletonError
+        The table lacks a skeleton column, repeats a node id, or links a
+        node to a parent that is not in it.
+
     Examples
     --------
     >>> sk = read_swc("1 0 0 0 0 1 -1\\n2 0 1 0 0 1 1\\n")
@@ -127,6 +166,30 @@ def heal_skeleton(skeleton: pd.DataFrame, max_distance: float = np.inf, root: in
     than ``max_distance`` are not added. The tree is then re-rooted at
     ``root`` (default: the first root of the input) so every ``link`` points
     towards it.
+
+    Parameters
+    ----------
+    skeleton
+        ``rowId, x, y, z, radius, link`` table.
+    max_distance
+        Longest link added between fragments (default: no limit); fragments
+        farther apart stay separate trees.
+    root
+        ``rowId`` of the node the result is rooted at (default: the first
+        root of the input).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with a new ``link`` column (index reset).
+
+    Raises
+    ------
+    SkeletonError
+        The table lacks a skeleton column, repeats a node id, or links a
+        node to a parent that is not in it.
+    KeyError
+        ``root`` is not a ``rowId`` of the skeleton.
 
     Examples
     --------
@@ -186,6 +249,23 @@ def heal_skeleton(skeleton: pd.DataFrame, max_distance: float = np.inf, root: in
 
 def skeleton_to_networkx(skeleton: pd.DataFrame):
     """A directed ``networkx.DiGraph`` child -> parent with node positions and edge lengths.
+
+    Parameters
+    ----------
+    skeleton
+        ``rowId, x, y, z, radius, link`` table.
+
+    Returns
+    -------
+    networkx.DiGraph
+        Nodes are ``rowId`` with ``x, y, z, radius`` attributes; each edge
+        runs child -> parent with its Euclidean ``distance``.
+
+    Raises
+    ------
+    SkeletonError
+        The table lacks a skeleton column, repeats a node id, or links a
+        node to a parent that is not in it.
 
     Examples
     --------
@@ -248,8 +328,28 @@ def fetch_skeleton(
         ``"nx"`` (``networkx.DiGraph`` child -> parent).
     heal
         Join disconnected fragments with :func:`heal_skeleton`.
+    client
+        The :class:`~connectome_dask.store.Connectome` whose skeletons folder
+        is read (default: :func:`connectome_dask.default_connectome`); not
+        used when ``folder`` is given.
+    folder
+        Read ``<folder>/<bodyId>.swc`` instead of the store's skeleton.
     with_distances
         Add a ``distance`` column (to the parent node; NaN at roots), pandas only.
+
+    Returns
+    -------
+    pandas.DataFrame, str or networkx.DiGraph
+        As ``format`` says.
+
+    Raises
+    ------
+    SkeletonError
+        ``format`` is not one of the three, ``bodyId`` is not an integer, the
+        store has no skeletons folder, the body has no skeleton file, or the
+        file is not valid SWC (see :func:`read_swc`).
+    connectome_dask.errors.StoreError
+        Neither ``client`` nor ``folder`` is given and no connectome is open.
 
     Examples
     --------
@@ -298,6 +398,8 @@ def attach_synapses(
         and optionally a ``type`` column (``"pre"``/``"post"``).
     max_distance
         Synapses farther than this from every node are dropped.
+    type_col
+        Column of ``synapses`` copied to ``type`` (``None`` values when absent).
 
     Returns
     -------
@@ -306,6 +408,12 @@ def attach_synapses(
         in ``synapses``), ``node_id``, ``type``, ``x, y, z``, ``distance``,
         then the other synapse columns (``bodyId``, ``roi``, ``confidence``
         ...). Sorted by ``connector_id``.
+
+    Raises
+    ------
+    SkeletonError
+        ``synapses`` lacks ``x``, ``y`` or ``z``, the skeleton is empty, or
+        it is not a valid table (see :func:`write_swc`).
 
     Examples
     --------
@@ -343,7 +451,29 @@ def attach_synapses(
 def to_navis(skeleton: pd.DataFrame, bodyId: int | None = None, connectors: pd.DataFrame | None = None, **kwargs):
     """Convert to a ``navis.TreeNeuron`` (needs navis; ``pip install navis``).
 
-    ``connectors`` (from :func:`attach_synapses`) become the neuron's connectors.
+    Parameters
+    ----------
+    skeleton
+        ``rowId, x, y, z, radius, link`` table (nodes get ``label`` 0,
+        units ``nm``).
+    bodyId
+        The neuron's ``id``.
+    connectors
+        Table from :func:`attach_synapses`; becomes the neuron's connectors.
+    **kwargs
+        Passed to ``navis.TreeNeuron``.
+
+    Returns
+    -------
+    navis.TreeNeuron
+
+    Raises
+    ------
+    ImportError
+        navis is not installed.
+    SkeletonError
+        The table lacks a skeleton column, repeats a node id, or links a
+        node to a parent that is not in it.
 
     Examples
     --------
@@ -376,6 +506,23 @@ def to_navis(skeleton: pd.DataFrame, bodyId: int | None = None, connectors: pd.D
 
 def from_navis(neuron) -> pd.DataFrame:
     """A ``navis.TreeNeuron``'s nodes as ``rowId, x, y, z, radius, link``.
+
+    Parameters
+    ----------
+    neuron
+        A ``navis.TreeNeuron`` (anything with a ``nodes`` table of
+        ``node_id, x, y, z, parent_id`` and optionally ``radius``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Missing radii become 0, missing parents ``-1`` (roots).
+
+    Raises
+    ------
+    SkeletonError
+        The table lacks a skeleton column, repeats a node id, or links a
+        node to a parent that is not in it.
 
     Examples
     --------
