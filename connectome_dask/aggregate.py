@@ -27,6 +27,7 @@ from .compute.dense import DenseMatrixTooLarge, check_dense, max_dense_bytes
 from .compute.plan import INDEX_PATH_FRACTION  # noqa: F401  (re-exported; the value lives in compute.plan)
 from .compute.roi_counts import neuron_roi_counts
 from .criteria import RoiModel, _materialize, body_ids_of, copy_as_neuroncriteria
+from .labels import natural_key
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -381,8 +382,27 @@ def _object_labels(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=object, na_value=None)
 
 
-def _labels(values: pd.Series) -> tuple[np.ndarray, list]:
-    """Factorize a neuron annotation column into codes over sorted labels (missing -> -1)."""
+def _labels(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Factorize a neuron annotation column into codes over its ordered labels (missing -> -1).
+
+    String labels follow the package's cell-type order
+    (:func:`~connectome_dask.labels.natural_key`: ``ER2 < ER10 < ER``, the
+    order of nested matrices and type heatmaps); an ordered categorical keeps
+    its categories' order; any other labels (numbers, booleans, dates, mixed
+    types) are sorted as values.
+    """
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.CategoricalDtype) and dtype.ordered):
+        codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+        if pd.api.types.infer_dtype(np.asarray(uniques, dtype=object), skipna=True) == "string":
+            keys = [natural_key(str(u)) for u in uniques]
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            out = np.full(len(codes), -1, dtype=np.int64)
+            ok = codes >= 0
+            out[ok] = rank[codes[ok]]
+            return out, [uniques[i] for i in order]
     codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
     return codes.astype(np.int64), list(uniques)
 
@@ -415,6 +435,12 @@ def adjacency(
         ``"bodyId"`` for a neuron x neuron matrix (``sparse.COO`` data), or any
         annotation column (e.g. ``"type"``) to sum over its values (dense
         numpy). Neurons whose value is missing are left out of grouped results.
+        String labels are in the package's cell-type order
+        (:func:`connectome_dask.labels.natural_type_order`: leading letters,
+        case-insensitive, then the number, labels without a number last:
+        ``ER2, ER10, ER``), the order of :class:`~connectome_dask.NestedMatrix`
+        type blocks and :func:`~connectome_dask.plot_type_heatmap`; numeric
+        labels in numeric order; an ordered categorical in its categories' order.
     rois
         Count only synapses whose postsynaptic site is in these ROIs.
     min_weight
@@ -433,8 +459,9 @@ def adjacency(
     xarray.DataArray
         dims ``("pre", "post")``. Neuron level: index coords ``pre``/``post``
         are body IDs, with ``type_pre``, ``instance_pre`` (and ``_post``)
-        alongside. Grouped: index coords are the group labels (sorted), with
-        ``n_neurons_pre`` / ``n_neurons_post``. ``attrs`` hold provenance.
+        alongside. Grouped: index coords are the group labels present on that
+        axis, in the order described under ``by``, with ``n_neurons_pre`` /
+        ``n_neurons_post``. ``attrs`` hold provenance.
 
     Raises
     ------

@@ -6,8 +6,11 @@ ID), missing values stay missing. Cell types sort "naturally": leading
 letters (case-insensitive), then the number, then the label, so
 ``ER2 < ER10 < ER``.
 
-Used by :mod:`connectome_dask.matrix` (nested matrices) and available to any
-code that needs the same labels or order.
+The package's one cell-type order: nested matrices and type heatmaps
+(:mod:`connectome_dask.matrix`) and the label axes of grouped
+:func:`connectome_dask.aggregate.adjacency` results (``by="type"`` or any
+column of string labels) all follow it; any other code that needs the same
+labels or order uses this module.
 
 Examples
 --------
