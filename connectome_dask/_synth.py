@@ -28,6 +28,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .units import parse_units
+
 __all__ = [
     "PROCEDURAL_LAYOUT",
     "PROCEDURAL_HIERARCHY",
@@ -371,30 +373,19 @@ def procedural_blob(name: str, seed: int = 0, amplitude: float = 0.07):
 # ----------------------------------------------------------------------------- mesh loading
 
 
-_UNIT_SCALES = {
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "nanometers": 1.0,
-    "nanometre": 1.0,
-    "um": 1000.0,
-    "µm": 1000.0,
-    "micrometer": 1000.0,
-    "micrometers": 1000.0,
-    "micron": 1000.0,
-    "microns": 1000.0,
-    "micrometre": 1000.0,
-}
-
-
 def detect_scale(units: str | None, extent: float) -> float:
-    """Factor converting mesh coordinates to nm from a ``units`` string or the extent."""
+    """Factor converting mesh coordinates to nm from a ``units`` string or the extent.
+
+    ``units`` is read with :func:`connectome_dask.units.parse_units`; when it is
+    missing or unknown, a brain smaller than 5000 units is taken as micrometres.
+    """
     if units:
-        u = units.strip().lower()
-        if u in _UNIT_SCALES:
-            return _UNIT_SCALES[u]
-        m = re.match(r"^\s*([0-9.]+)\s*nm\s+voxels?", u)
-        if m:
-            return float(m.group(1))
+        try:
+            factor = parse_units(units)
+        except ValueError:
+            factor = None
+        if factor is not None:
+            return factor
     # a whole fly brain is ~600 um: extents below 5000 are micrometres
     return 1000.0 if extent < 5000 else 1.0
 

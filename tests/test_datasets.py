@@ -182,6 +182,24 @@ def test_procedural_meshes_watertight_disjoint_brain_like():
     assert abs((cl[0] + cr[0]) / 2 - mid) < 5_000
 
 
+def test_mesh_units_use_the_one_unit_table():
+    """hierarchy.json units: every spelling of connectome_dask.units; unknown ones fall back to the extent."""
+    from connectome_dask import _synth
+    from connectome_dask.errors import RoiError
+    from connectome_dask.rois.meshes import _parse_scale
+    from connectome_dask.units import LENGTH_UNITS
+
+    for spelling, factor in LENGTH_UNITS.items():
+        assert _synth.detect_scale(spelling.upper(), 1e6) == factor
+        assert _parse_scale(f" {spelling} ") == factor  # RoiSet's scale= takes the same names
+    assert _synth.detect_scale("8 nm voxels (hemibrain)", 1e6) == 8.0
+    assert _synth.detect_scale("8nm voxel", 1e6) == 8.0
+    assert _synth.detect_scale("parsecs", 1000.0) == 1000.0  # small extent: micrometres
+    assert _synth.detect_scale(None, 1e6) == 1.0
+    with pytest.raises(RoiError, match=r"unknown mesh units 'parsecs'.*'micrometre'"):
+        _parse_scale("parsecs")
+
+
 def test_write_procedural_meshes_format(tmp_path):
     import trimesh
 

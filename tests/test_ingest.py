@@ -732,6 +732,9 @@ def test_empty_inputs(tmp_path):
 def test_units_errors(tmp_path):
     cave_frame(n=20).to_parquet(tmp_path / "syn.parquet")
     _expect(tmp_path, tmp_path / "syn.parquet", r"unknown units 'um'", units="um")
+    # a length unit other than nm: the message says how to ingest it as voxels
+    _expect(tmp_path, tmp_path / "syn.parquet", r"pass units='voxels', voxel_size=1000", units="micron")
+    _expect(tmp_path, tmp_path / "syn.parquet", r"unknown units 'furlong'.*'nanometre'", units="furlong")
     _expect(tmp_path, tmp_path / "syn.parquet", r"needs voxel_size", units="voxels")
     _expect(
         tmp_path,
@@ -743,6 +746,23 @@ def test_units_errors(tmp_path):
     _expect(
         tmp_path, tmp_path / "syn.parquet", r"voxel_offset only applies", voxel_offset=(1, 1, 1)
     )
+
+
+def test_units_spellings(tmp_path):
+    """Every nm / voxel spelling of connectome_dask.units is accepted (case, blanks ignored)."""
+    df = cave_frame(n=20)
+    df.to_parquet(tmp_path / "syn.parquet")
+    ref = ingest(tmp_path / "syn.parquet", tmp_path / "nm", progress=False)
+    ref_xyz = ref.read_synapses(["x_pre", "y_pre", "z_pre"])
+    for i, u in enumerate([" Nanometres ", "NM"]):
+        conn = ingest(tmp_path / "syn.parquet", tmp_path / f"s{i}", units=u, progress=False)
+        assert conn.meta["extra"]["ingest"]["source_units"] == "nm"
+        got = conn.read_synapses(["x_pre", "y_pre", "z_pre"])
+        for c in ref_xyz:
+            np.testing.assert_array_equal(got[c], ref_xyz[c])
+    conn = ingest(tmp_path / "syn.parquet", tmp_path / "vx", units="VX", voxel_size=2, progress=False)
+    assert conn.meta["extra"]["ingest"]["source_units"] == "voxels"
+    np.testing.assert_array_equal(conn.read_synapses(["x_pre"])["x_pre"], 2 * ref_xyz["x_pre"])
 
 
 def test_existing_path_needs_overwrite(tmp_path):

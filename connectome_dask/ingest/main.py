@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 from .._fsutil import check_name
 from ..errors import IngestError
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
+from ..units import LENGTH_UNITS, VOXEL_UNITS, parse_units
 from .neurons import _load_neurons, _merge_neurons
 from .plan import _check_schema, _make_plan, _Plan
 from .sources import (
@@ -53,12 +54,6 @@ _READAHEAD = 1
 
 
 _MAX_CHUNK_ROWS = 1 << 27  # a larger Zarr chunk of int64 exceeds the codecs' 2 GiB limit
-
-
-_NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
-
-
-_VOXEL_UNITS = {"voxel", "voxels", "vx"}
 
 
 @dataclass
@@ -248,8 +243,6 @@ def _convert_batch(
 def _units(
     units: str, voxel_size: Any, voxel_offset: Any
 ) -> tuple[str, np.ndarray, np.ndarray, list[float] | None, list[float] | None]:
-    u = str(units).lower()
-
     def vec(v: Any, what: str, positive: bool) -> np.ndarray:
         try:
             a = np.asarray(v, dtype=np.float64).reshape(-1)
@@ -265,16 +258,22 @@ def _units(
 
     size = vec(voxel_size, "voxel_size", True) if voxel_size is not None else None
     off = vec(voxel_offset, "voxel_offset", False) if voxel_offset is not None else None
-    if u in _NM_UNITS:
+    factor = parse_units(units, error=IngestError, voxels=True)  # None: voxels
+    if factor == 1.0:
         if off is not None:
             raise IngestError("voxel_offset only applies with units='voxels'")
         return "nm", np.ones(3), np.zeros(3), (size.tolist() if size is not None else None), None
-    if u in _VOXEL_UNITS:
+    if factor is None:
         if size is None:
             raise IngestError("units='voxels' needs voxel_size, e.g. voxel_size=(4, 4, 40)")
         off = np.zeros(3) if off is None else off
         return "voxels", size, off, size.tolist(), off.tolist()
-    raise IngestError(f"unknown units {units!r}; expected 'nm' or 'voxels' (with voxel_size)")
+    nm = sorted(u for u, f in LENGTH_UNITS.items() if f == 1.0)
+    raise IngestError(
+        f"unknown units {units!r} for ingest: positions are read in nm ({nm}) or in voxels "
+        f"({sorted(VOXEL_UNITS)}) with voxel_size; {units!r} is {factor:g} nm, so pass "
+        f"units='voxels', voxel_size={factor:g}"
+    )
 
 
 def _count(v: Any, what: str, hi: int | None = None) -> int:
@@ -375,7 +374,9 @@ def ingest(
         Explicit mapping of store column to source column
         (``{"pre": ..., "post": ..., "x_pre": ..., "confidence": ...}``).
     units
-        Units of the source positions: ``"nm"`` or ``"voxels"``.
+        Units of the source positions: ``"nm"`` or ``"voxels"`` (any spelling
+        of :mod:`connectome_dask.units` worth 1 nm, e.g. ``"nanometre"``, or
+        ``"voxel"`` / ``"vx"``).
     voxel_size, voxel_offset
         Per-axis voxel size in nm and offset in voxels for ``units="voxels"``:
         ``nm = (voxel + voxel_offset) * voxel_size``.

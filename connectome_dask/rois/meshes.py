@@ -12,15 +12,12 @@ import numpy as np
 
 from .._fsutil import check_name
 from ..errors import RoiError
+from ..units import parse_units
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl")
 
 
 _FAN_RADIUS = 2.0  # hole balls: |gwn(fan)| < 0.5 outside _FAN_RADIUS * hole radius
-
-
-_UNITS = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0,
-          "micron": 1000.0, "mm": 1e6, "millimeter": 1e6}
 
 
 _MAX_DEPTH = 64  # nesting levels of a hierarchy
@@ -42,12 +39,9 @@ def _check_roi_name(name: Any, where: str) -> str:
 
 
 def _parse_scale(scale: float | str) -> float:
+    """A mesh scale: a positive number, or a unit name of :mod:`connectome_dask.units` (-> nm)."""
     if isinstance(scale, str):
-        key = scale.strip().lower()
-        if key not in _UNITS:
-            raise RoiError(f"unknown mesh units {scale!r}; use a number or one of {sorted(_UNITS)} "
-                           "(converted to nm)")
-        return _UNITS[key]
+        return parse_units(scale, error=RoiError, what="mesh units")
     try:
         s = float(scale)
     except (TypeError, ValueError):
