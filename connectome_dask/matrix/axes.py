@@ -186,7 +186,11 @@ def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: st
     if any(is_missing(i) for i in ordered):
         raise ValueError(f"{axis_name} contains null neuron IDs")
     seen: set[str] = set()
-    dups = [i for i in ids if i in seen or seen.add(i)]
+    dups = []  # every repeated occurrence, in order
+    for i in ids:
+        if i in seen:
+            dups.append(i)
+        seen.add(i)
     if dups:
         raise ValueError(f"{axis_name} contains duplicate neuron IDs: {dups[:10]}")
     n2t = {str_value(k): (None if is_missing(v) else str_value(v)) for k, v in neuron_to_type.items() if not is_missing(k)}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from .base import _NestedBase
 from .layout import (
     _DA_FORMAT,
     _MATRIX_FORMAT,
@@ -18,16 +17,40 @@ from .layout import (
     _is_da_dir,
     _is_matrix_dir,
     _labels_to_arrays,
+    _read_array,
     _read_axis,
+    _subgroup,
     _writer,
 )
 from .nested import DirectedNestedMatrix, NestedMatrix
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["open_dataarray", "open_matrix", "save_dataarray"]
 
 
 def open_matrix(path: str | os.PathLike) -> NestedMatrix | DirectedNestedMatrix:
     """Open a matrix written by :meth:`NestedMatrix.to_zarr` / :meth:`DirectedNestedMatrix.to_zarr`.
+
+    Parameters
+    ----------
+    path
+        The matrix folder (``.zarr``).
+
+    Returns
+    -------
+    NestedMatrix or DirectedNestedMatrix
+        The kind that was written, with its provenance ``attrs``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a connectome_dask matrix (no ``zarr.json`` with the
+        matrix format marker).
+    ValueError
+        The matrix was written by a newer format version, or names an
+        unknown matrix kind.
 
     Examples
     --------
@@ -44,28 +67,29 @@ def open_matrix(path: str | os.PathLike) -> NestedMatrix | DirectedNestedMatrix:
     if not _is_matrix_dir(path):
         raise FileNotFoundError(f"{path} is not a connectome_dask matrix (no zarr.json with format {_MATRIX_FORMAT!r})")
     root = zarr.open_group(str(path), mode="r")
-    attrs = dict(root.attrs)
+    attrs: dict[str, Any] = dict(root.attrs)  # the JSON written by layout._write_matrix
     if int(attrs.get("format_version", 0)) > _MATRIX_FORMAT_VERSION:
         raise ValueError(f"{path}: matrix format version {attrs['format_version']} is newer than this connectome_dask")
     kind = attrs["kind"]
     shape = tuple(attrs["shape"])
-    src = _read_axis(root["source"], attrs["axes"]["source"])
-    tgt = _read_axis(root["target"], attrs["axes"]["target"]) if "target" in attrs["axes"] else src
-    row, col, val = (root["data"][k][...] for k in ("row", "col", "value"))
+    src = _read_axis(_subgroup(root, "source"), attrs["axes"]["source"])
+    tgt = _read_axis(_subgroup(root, "target"), attrs["axes"]["target"]) if "target" in attrs["axes"] else src
+    row, col, val = (_read_array(_subgroup(root, "data"), k) for k in ("row", "col", "value"))
     data = sp.csr_matrix((val, (row, col)), shape=shape)
+    m: NestedMatrix | DirectedNestedMatrix
     if kind == "NestedMatrix":
-        m: _NestedBase = NestedMatrix._from_parts(data, src, attrs["provenance"])
+        m = NestedMatrix._from_parts(data, src, attrs["provenance"])
     elif kind == "DirectedNestedMatrix":
         m = DirectedNestedMatrix._from_parts(data, src, tgt, attrs["provenance"])
     else:
         raise ValueError(f"{path}: unknown matrix kind {kind!r}")
-    ts = np.asarray(root["type_sum"][...], dtype=np.float64)
+    ts = np.asarray(_read_array(root, "type_sum"), dtype=np.float64)
     ts.setflags(write=False)
     m.__dict__["_type_sum"] = ts  # seed the cache with the stored dense type level
     return m
 
 
-def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+def save_dataarray(da: xr.DataArray, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write a 2-D labelled matrix (dense or ``sparse.COO``) to a Zarr v3 group, atomically.
 
     Sparse data is stored as COO coordinate and value arrays, dense data as
@@ -80,10 +104,22 @@ def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) 
         :meth:`NestedMatrix.to_xarray`).
     path
         Target folder (``.zarr``).
+    overwrite
+        Replace an existing DataArray folder at ``path`` (default); ``False``
+        refuses to.
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        ``da`` is not 2-D, has a coordinate that is not 1-D, or its
+        ``attrs`` are not JSON-able.
+    FileExistsError
+        ``path`` exists and is not a saved DataArray (or is a symlink), it
+        exists and ``overwrite`` is false, or another writer holds its lock.
 
     Examples
     --------
@@ -149,8 +185,22 @@ def save_dataarray(da: Any, path: str | os.PathLike, *, overwrite: bool = True) 
     return path
 
 
-def open_dataarray(path: str | os.PathLike):
+def open_dataarray(path: str | os.PathLike) -> xr.DataArray:
     """Read a matrix written by :func:`save_dataarray` (sparse data comes back as ``sparse.COO``).
+
+    Parameters
+    ----------
+    path
+        The folder written by :func:`save_dataarray`.
+
+    Returns
+    -------
+    xarray.DataArray
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a saved connectome_dask DataArray.
 
     Examples
     --------
@@ -167,16 +217,17 @@ def open_dataarray(path: str | os.PathLike):
     if not _is_da_dir(path):
         raise FileNotFoundError(f"{path} is not a saved connectome_dask DataArray")
     root = zarr.open_group(str(path), mode="r")
-    meta = dict(root.attrs)
+    meta: dict[str, Any] = dict(root.attrs)  # the JSON written by save_dataarray
     shape = tuple(meta["shape"])
     if meta["storage"] == "coo":
-        coords = np.stack([root["row"][...], root["col"][...]]) if meta["shape"] else None
-        data: Any = sparse.COO(coords, root["value"][...], shape=shape, fill_value=0)
+        coords = np.stack([_read_array(root, "row"), _read_array(root, "col")]) if meta["shape"] else None
+        data: Any = sparse.COO(coords, _read_array(root, "value"), shape=shape, fill_value=0)
     else:
-        data = root["values"][...]
-    coords_out = {}
+        data = _read_array(root, "values")
+    coords_out: dict[str, tuple[str, np.ndarray]] = {}
     for name, e in meta["coords"].items():
-        raw = root["coords"][e["key"]][...]
+        raw = _read_array(_subgroup(root, "coords"), e["key"])
+        v: np.ndarray
         if e["kind"] == "labels":
             names = np.array(e["names"], dtype=object)
             v = np.empty(len(raw), dtype=object)

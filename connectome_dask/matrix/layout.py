@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,8 @@ import pandas as pd
 from .axes import _Axis
 
 if TYPE_CHECKING:
+    import zarr
+
     from .base import _NestedBase
 
 __all__: list[str] = []  # internal: the Zarr layout helpers are private
@@ -42,7 +44,7 @@ def _labels_to_arrays(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int32), [str(u) for u in uniques]
 
 
-def _write_array(group, name: str, a: np.ndarray) -> None:
+def _write_array(group: zarr.Group, name: str, a: np.ndarray) -> None:
     """Write one numpy array into a Zarr group (checksummed codecs of the store, empty chunks written)."""
     from ..store import array_codecs
 
@@ -56,7 +58,7 @@ def _write_array(group, name: str, a: np.ndarray) -> None:
         arr[...] = a
 
 
-def _writer():
+def _writer() -> Callable[[zarr.Group, str, np.ndarray], None]:
     """The array writer to call: ``connectome_dask.matrix._write_array``, looked up at call time.
 
     Fault-injection tests replace that package attribute to interrupt a write
@@ -67,7 +69,7 @@ def _writer():
     return getattr(sys.modules.get(__package__ or ""), "_write_array", _write_array)
 
 
-def _write_axis(group, axis: _Axis) -> dict:
+def _write_axis(group: zarr.Group, axis: _Axis) -> dict[str, Any]:
     """Write one axis (IDs as int64 or label codes, type and instance codes); returns its JSON metadata."""
     write = _writer()
     ids = axis.body_ids()
@@ -117,9 +119,23 @@ def _write_matrix(m: _NestedBase, path: Path) -> None:
     root.attrs.update(json.loads(json.dumps(attrs)))
 
 
-def _read_axis(group, meta: Mapping[str, Any]) -> _Axis:
+def _subgroup(group: zarr.Group, name: str) -> zarr.Group:
+    """The subgroup ``name`` of a group this layout wrote (a group there, never an array)."""
+    return cast("zarr.Group", group[name])
+
+
+def _read_array(group: zarr.Group, name: str) -> np.ndarray:
+    """All of the array ``name`` of a group this layout wrote, in memory.
+
+    ``Array[...]`` is typed as any array-like or scalar; with zarr's default
+    (CPU) buffers a whole-array read of the arrays written here is a numpy array.
+    """
+    return cast("np.ndarray", cast("zarr.Array", group[name])[...])
+
+
+def _read_axis(group: zarr.Group, meta: Mapping[str, Any]) -> _Axis:
     """Read one axis written by :func:`_write_axis`."""
-    raw = group["ids"][...]
+    raw = _read_array(group, "ids")
     int_ids = None
     if meta["ids"] == "int64":
         int_ids = np.asarray(raw, dtype=np.int64)
@@ -128,15 +144,15 @@ def _read_axis(group, meta: Mapping[str, Any]) -> _Axis:
         names = np.array(meta["id_names"], dtype=object)
         ids = names[raw]
 
-    def decode(codes, names):
+    def decode(codes: np.ndarray, names: list[str]) -> np.ndarray:
         out = np.empty(len(codes), dtype=object)
         out[:] = None
         ok = codes >= 0
         out[ok] = np.array(names, dtype=object)[codes[ok]] if len(names) else None
         return out
 
-    types = decode(group["type_code"][...], meta["type_names"])
-    inst = decode(group["instance_code"][...], meta["instance_names"])
+    types = decode(_read_array(group, "type_code"), meta["type_names"])
+    inst = decode(_read_array(group, "instance_code"), meta["instance_names"])
     bounds = {k: (int(s), int(e)) for k, s, e in meta["boundaries"]}
     return _Axis(np.arange(len(ids)), ids, types, inst, bounds, int_ids)
 

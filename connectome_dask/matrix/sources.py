@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -208,6 +208,20 @@ def _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_col
     return neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type"
 
 
+# by_roi=True also gives the ROI code of every pair, by_roi=False gives None in its place
+@overload
+def _pairs_from_store(
+    conn, ann: _Annotations, scope: str, *, by_roi: Literal[True], rois=..., confidence=..., min_weight=..., progress=...
+) -> tuple[_Pairs, np.ndarray]: ...
+
+
+@overload
+def _pairs_from_store(
+    conn, ann: _Annotations, scope: str, *, by_roi: Literal[False] = ..., rois=..., confidence=..., min_weight=...,
+    progress=...,
+) -> tuple[_Pairs, None]: ...
+
+
 def _pairs_from_store(
     conn, ann: _Annotations, scope: str, *, by_roi: bool = False, rois=None, confidence=None, min_weight=1, progress=None
 ) -> tuple[_Pairs, np.ndarray | None]:
@@ -315,11 +329,11 @@ def _neuropil_groups(
         pairs, roi = _pairs_from_store(
             source, ann, scope, by_roi=True, confidence=confidence, min_weight=1, progress=progress
         )
-        codes = {n: i for i, n in enumerate(names)}
+        code_of = {n: i for i, n in enumerate(names)}
         out = []
-        listed = np.array([codes[n] for n in wanted], dtype=np.int64)
+        listed = np.array([code_of[n] for n in wanted], dtype=np.int64)
         for n in wanted:
-            keep = roi == codes[n]
+            keep = roi == code_of[n]
             if min_weight > 1:
                 keep &= pairs.count >= min_weight
             if keep.any():
