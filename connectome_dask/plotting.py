@@ -160,8 +160,27 @@ def plot_nested(
         Neuron IDs or type names (ticks for type levels / ``show_neuron_labels``).
     level
         ``"neuron"`` or a type level (ticks at every row/column).
+    square
+        Draw block outlines on the diagonal (only when ``data`` is square).
     output_path
         Save a PNG (or any matplotlib format) there; folders are created.
+    figsize
+        Figure size in inches.
+    show_neuron_labels
+        Neuron level: tick every row / column label (up to 400 per axis)
+        instead of the type names.
+    vmin_percentile, vmax_percentile
+        Colour limits as percentiles of the positive values shown.
+    linewidth_scale
+        Multiplies the widths of the boundary lines.
+    colorbar_label
+        Label of the colour bar (``" (binned sum)"`` is appended for a raster).
+    raster_threshold
+        Axes longer than this render as a binned raster.
+    max_pixels
+        Bins per axis of the raster (see :func:`bin_matrix`).
+    dpi
+        Resolution of the written image.
 
     Returns
     -------
@@ -314,6 +333,10 @@ def plot_type_heatmap(
         Colour by ``log10(1 + weight)``.
     max_pixels
         Larger matrices are binned (weights summed) to this many pixels per axis.
+    figsize
+        Figure size in inches.
+    dpi
+        Resolution of the written image.
     title
         Axes title; default ``"{name}: type x type connectivity"``.
     name
@@ -323,6 +346,15 @@ def plot_type_heatmap(
     Returns
     -------
     (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+    Raises
+    ------
+    ValueError
+        ``level`` is not ``"type_sum"`` or ``"type_mean"``, or ``data`` is
+        not 2-D or is empty.
+    TypeError
+        ``data`` is not an array, a sparse matrix or a DataArray (e.g. a
+        Connectome: use :func:`connectome_dask.plot_type_heatmap`).
 
     Examples
     --------

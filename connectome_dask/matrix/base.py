@@ -139,6 +139,11 @@ class _NestedBase:
         -------
         pandas.DataFrame
             For whole-brain neuron-level matrices use ``to_xarray(relative=True)``.
+
+        Raises
+        ------
+        DenseMatrixTooLarge
+            The dense neuron-level frame would exceed ``connectome_dask.max_dense_bytes``.
         """
         if by_type:
             a = self._type_sum
@@ -170,6 +175,11 @@ class _NestedBase:
         -------
         xarray.DataArray
             Provenance in ``attrs`` (JSON-able).
+
+        Raises
+        ------
+        ValueError
+            Unknown ``level``.
         """
         import sparse
         import xarray as xr
@@ -212,9 +222,23 @@ class _NestedBase:
         type boundaries). A failed write leaves any previous matrix at
         ``path`` untouched.
 
+        Parameters
+        ----------
+        path
+            Target folder (``.zarr``); read back with :func:`connectome_dask.matrix.open_matrix`.
+        overwrite
+            Replace an existing matrix at ``path`` (default); ``False`` refuses to.
+
         Returns
         -------
         pathlib.Path
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and is not a connectome_dask matrix (or is a
+            symlink), it exists and ``overwrite`` is false, or another writer
+            holds its lock.
         """
         from .._fsutil import atomic_dir
 
@@ -243,6 +267,35 @@ class _NestedBase:
         Parameters follow crantpy. Matrices with more than 20 000 neurons on
         an axis render as an aggregated raster (weights summed into at most
         2 000 x 2 000 bins), never as per-cell patches.
+
+        Parameters
+        ----------
+        output_path
+            Save the figure there (PNG or any matplotlib format; folders are created).
+        level
+            ``"neuron"``, ``"type_sum"`` or ``"type_mean"``.
+        figsize
+            Figure size in inches.
+        show_neuron_labels
+            Neuron level: tick every neuron ID (up to 400 per axis) instead of
+            the type names.
+        vmin_percentile, vmax_percentile
+            Colour limits as percentiles of the positive values.
+        min_neurons_for_plot
+            Neuron level: leave out types with fewer neurons.
+        linewidth_scale
+            Multiplies the widths of the boundary lines.
+
+        Returns
+        -------
+        (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+        Raises
+        ------
+        ValueError
+            Unknown ``level``, ``linewidth_scale <= 0``, percentiles not
+            ``0 <= vmin_percentile <= vmax_percentile <= 100``, or nothing to
+            plot (an empty matrix).
         """
         from ..plotting import plot_nested
 

@@ -54,12 +54,29 @@ def plot_type_heatmap(
         order, synapse confidence threshold.
     max_pixels
         Larger matrices are binned (weights summed) to this many pixels per axis.
+    figsize
+        Figure size in inches.
+    dpi
+        Resolution of the written image.
+    title
+        Axes title; default ``"{name}: type x type connectivity"`` with the
+        dataset and version, the matrix class or the DataArray's name.
     progress
         Accepted for symmetry with the builders (the type counts show no bar).
 
     Returns
     -------
     (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+    Raises
+    ------
+    ValueError
+        ``level`` is not ``"type_sum"`` or ``"type_mean"``, or the matrix is
+        empty or not 2-D.
+    TypeError
+        ``source`` is not a Connectome, a nested matrix or a DataArray.
+    KeyError
+        A Connectome's neuron table has no ``type_column``.
 
     Examples
     --------

@@ -49,6 +49,14 @@ class NestedMatrix(_NestedBase):
     neuron_to_type
         Neuron ID -> type for the typed neurons.
 
+    Raises
+    ------
+    ValueError
+        ``matrix`` is not square or its index / columns differ from
+        ``ordered_neurons``; ``ordered_neurons`` has null or duplicate IDs;
+        the type boundaries are not contiguous from 0, do not match
+        ``neuron_to_type``, or a typed neuron comes after them.
+
     Examples
     --------
     >>> import pandas as pd
@@ -175,6 +183,18 @@ class NestedMatrix(_NestedBase):
         -------
         NestedMatrix
 
+        Raises
+        ------
+        ValueError
+            Unknown ``annotation_scope``; no ``neuron_annotations`` for pandas
+            input; ``connections_df`` matches several edge-list formats, has a
+            non-numeric weight column, or is neither an edge list nor a numeric
+            adjacency matrix.
+        TypeError
+            ``connections_df`` or ``neuron_annotations`` is not a pandas DataFrame.
+        KeyError
+            ``neuron_annotations`` lacks the ID or type column.
+
         Examples
         --------
         >>> import pandas as pd
@@ -241,6 +261,9 @@ class NestedMatrix(_NestedBase):
             :func:`connectome_dask.aggregate.pair_counts`).
         neuron_annotations
             Annotation table; optional for a Connectome.
+        pre_col, post_col
+            Columns with the presynaptic / postsynaptic body IDs (pandas or
+            dask input).
         weight_mode
             ``"relative_outgoing"``, ``"relative_incoming"``, ``"count"`` or
             ``"column"`` (sum of ``weight_column``; not for a Connectome).
@@ -258,6 +281,19 @@ class NestedMatrix(_NestedBase):
         Returns
         -------
         NestedMatrix
+
+        Raises
+        ------
+        ValueError
+            Unknown ``weight_mode`` / ``annotation_scope``; ``weight_column``
+            given without ``weight_mode="column"`` or missing with it (or not
+            numeric); ``weight_mode="column"`` for a Connectome; ``confidence``
+            for a DataFrame; no ``neuron_annotations`` for DataFrame input;
+            ``min_weight < 1``.
+        TypeError
+            ``synapses_df`` is neither a pandas / dask DataFrame nor a Connectome.
+        KeyError
+            A named column is missing.
 
         Examples
         --------
@@ -315,20 +351,45 @@ class NestedMatrix(_NestedBase):
 
         Parameters
         ----------
+        synapses_df
+            One row per synapse (pandas, with positions), or a
+            :class:`~connectome_dask.store.Connectome` with ROIs assigned.
+        neuron_annotations
+            Annotation table; optional for a Connectome.
         neuropil_names
             ROIs to build (default: all). Unknown names raise ``ValueError``.
         coordinates
             ``"nm"`` or ``"pixels"`` (pixels: ``(p + voxel_offset) * voxel_size``).
         position_column
             Column holding ``[x, y, z]`` per row, or three column names.
+        pre_col, post_col, weight_mode, weight_column
+            As :meth:`from_synapses`.
+        cell_type_column, neuron_id_column, type_order, annotation_scope
+            As :meth:`from_connectivity`.
         include_other
             Collect synapses outside every listed ROI under ``"other"``.
+        voxel_offset
+            Added to pixel positions before scaling by ``voxel_size``.
         rois, voxel_size
             Mesh set and voxel size for pandas input.
+        confidence, min_weight, progress
+            As :meth:`from_synapses` (``min_weight`` applies per neuropil).
 
         Returns
         -------
         NeuropilCollection
+
+        Raises
+        ------
+        ValueError
+            As :meth:`from_synapses`; also an unknown ``coordinates`` or
+            neuropil name, ``coordinates="pixels"`` without ``voxel_size``, no
+            ``rois`` for pandas input, malformed positions, or a store without
+            ROI codes.
+        TypeError
+            ``synapses_df`` is neither a pandas DataFrame nor a Connectome.
+        KeyError
+            A named column is missing.
 
         Examples
         --------
@@ -365,6 +426,27 @@ class DirectedNestedMatrix(_NestedBase):
     Rows are presynaptic (source) neurons, columns postsynaptic (target).
     On each axis the type selector and the neuron selector are unioned;
     ``None`` for both selects every neuron available on that axis.
+
+    Parameters
+    ----------
+    matrix
+        DataFrame whose index equals ``source_neurons`` and whose columns
+        equal ``target_neurons``.
+    source_neurons, target_neurons
+        Neuron IDs of the rows / columns in order (typed blocks first).
+    source_type_boundaries, target_type_boundaries
+        Type -> (start, end) slices per axis, contiguous from 0, in order
+        (default: no typed blocks).
+    source_neuron_to_type, target_neuron_to_type
+        Neuron ID -> type of the typed neurons per axis.
+
+    Raises
+    ------
+    ValueError
+        The index / columns differ from ``source_neurons`` /
+        ``target_neurons``; an axis has null or duplicate IDs; its type
+        boundaries are not contiguous from 0, do not match its neuron -> type
+        mapping, or a typed neuron comes after them.
 
     Examples
     --------
@@ -536,6 +618,26 @@ class DirectedNestedMatrix(_NestedBase):
         Sources available are the rows (neurons with outgoing entries),
         targets the columns. See :meth:`NestedMatrix.from_connectivity`.
 
+        Parameters
+        ----------
+        connections_df, neuron_annotations
+            As :meth:`NestedMatrix.from_connectivity`.
+        source_types, target_types, source_neurons, target_neurons
+            Axis selectors, as :meth:`from_synapses`.
+        cell_type_column, neuron_id_column, type_order, annotation_scope
+            As :meth:`NestedMatrix.from_connectivity`.
+        source_type_order, target_type_order
+            Per-axis type order (default ``type_order``).
+
+        Returns
+        -------
+        DirectedNestedMatrix
+
+        Raises
+        ------
+        ValueError, TypeError, KeyError
+            As :meth:`NestedMatrix.from_connectivity`.
+
         Examples
         --------
         >>> edges = pd.DataFrame({"pre": [1, 1, 2], "post": [2, 3, 3], "weight": [4, 1, 6]})
@@ -589,6 +691,8 @@ class DirectedNestedMatrix(_NestedBase):
 
         Parameters
         ----------
+        synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column
+            As :meth:`NestedMatrix.from_synapses`.
         source_types, target_types, source_neurons, target_neurons
             Axis selectors (a label/ID or an iterable); types and neurons on
             the same axis are unioned; ``None`` and ``None`` = all.
@@ -597,14 +701,24 @@ class DirectedNestedMatrix(_NestedBase):
             block only; ``"all"``: over all partners (within the annotation
             scope) of each selected source (``relative_outgoing``) or target
             (``relative_incoming``) before restricting the matrix.
+        cell_type_column, neuron_id_column, type_order, annotation_scope
+            As :meth:`NestedMatrix.from_synapses`.
         source_type_order, target_type_order
             Per-axis type order (default ``type_order``).
-
-        Other parameters as :meth:`NestedMatrix.from_synapses`.
+        confidence, min_weight, progress
+            As :meth:`NestedMatrix.from_synapses`.
 
         Returns
         -------
         DirectedNestedMatrix
+
+        Raises
+        ------
+        ValueError
+            Unknown ``normalization_scope``; otherwise as
+            :meth:`NestedMatrix.from_synapses`.
+        TypeError, KeyError
+            As :meth:`NestedMatrix.from_synapses`.
 
         Examples
         --------
@@ -666,6 +780,37 @@ class DirectedNestedMatrix(_NestedBase):
         """Directed nested matrices per neuropil; see :meth:`NestedMatrix.from_synapses_by_neuropil`.
 
         Neuropils whose matrix has no rows or no columns are left out.
+
+        Parameters
+        ----------
+        synapses_df, neuron_annotations, neuropil_names, coordinates, position_column
+            As :meth:`NestedMatrix.from_synapses_by_neuropil`.
+        source_types, target_types, source_neurons, target_neurons
+            Axis selectors, as :meth:`from_synapses`.
+        pre_col, post_col, weight_mode, weight_column
+            As :meth:`NestedMatrix.from_synapses`.
+        normalization_scope
+            As :meth:`from_synapses`.
+        cell_type_column, neuron_id_column, type_order, annotation_scope
+            As :meth:`NestedMatrix.from_connectivity`.
+        source_type_order, target_type_order
+            Per-axis type order (default ``type_order``).
+        include_other, voxel_offset, rois, voxel_size
+            As :meth:`NestedMatrix.from_synapses_by_neuropil`.
+        confidence, min_weight, progress
+            As :meth:`NestedMatrix.from_synapses`.
+
+        Returns
+        -------
+        NeuropilCollection
+
+        Raises
+        ------
+        ValueError
+            Unknown ``normalization_scope``; otherwise as
+            :meth:`NestedMatrix.from_synapses_by_neuropil`.
+        TypeError, KeyError
+            As :meth:`NestedMatrix.from_synapses_by_neuropil`.
 
         Examples
         --------

@@ -30,11 +30,23 @@ class _AllSelector:
         self._exclude = frozenset(exclude)
 
     def minus(self, *names: str) -> _AllSelector:
-        """Return a selector that also excludes ``names``."""
+        """Return a selector that also excludes ``names``.
+
+        Parameters
+        ----------
+        *names
+            Neuropil names to leave out.
+        """
         return _AllSelector(self._exclude | frozenset(names))
 
     def resolve(self, available: Iterable[str]) -> list[str]:
-        """Names of ``available`` not excluded, in their order."""
+        """Names of ``available`` not excluded, in their order.
+
+        Parameters
+        ----------
+        available
+            The neuropil names to choose from.
+        """
         return [n for n in available if n not in self._exclude]
 
     def __repr__(self) -> str:
@@ -60,6 +72,23 @@ class NeuropilCollection(dict):
         """Plot one neuropil's matrix (``name``) or several (``All`` / ``All.minus(...)``).
 
         Returns ``(fig, ax)`` for one name, a dict ``{name: (fig, ax)}`` for a selector.
+
+        Parameters
+        ----------
+        name
+            A neuropil of the collection, or :data:`All` / ``All.minus(...)``.
+        **kwargs
+            Passed to each matrix's ``plot`` (:meth:`NestedMatrix.plot`).
+
+        Returns
+        -------
+        tuple or dict
+            ``(fig, ax)``, or ``{name: (fig, ax)}`` for a selector.
+
+        Raises
+        ------
+        KeyError
+            No neuropil is named ``name``.
 
         Examples
         --------
@@ -129,9 +158,9 @@ def _selection(st, tt, sn, tn, order, s_order, t_order) -> dict:
     }
 
 
-def _sel_attrs(sel: dict) -> dict:
+def _sel_attrs(sel: dict) -> dict[str, list[str] | None]:
     """The selections as JSON-able lists of normalised labels (for provenance attrs)."""
-    out = {}
+    out: dict[str, list[str] | None] = {}
     for k, v in sel.items():
         if v is None:
             out[k] = None
