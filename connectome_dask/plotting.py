@@ -28,12 +28,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._fsutil import atomic_file
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["PURPLE_CMAP_COLORS", "bin_matrix", "plot_nested", "plot_type_heatmap"]
 
@@ -141,7 +145,7 @@ def plot_nested(
     raster_threshold: int = 20_000,
     max_pixels: int = 2000,
     dpi: int = 300,
-):
+) -> tuple[Figure, Axes]:
     """Draw a nested matrix heatmap with type boundary lines; returns ``(fig, ax)``.
 
     Rows (presynaptic) run bottom to top (``origin="lower"``), columns
@@ -308,7 +312,7 @@ def plot_type_heatmap(
     dpi: int = 150,
     title: str | None = None,
     name: str | None = None,
-):
+) -> tuple[Figure, Axes]:
     """Draw a type x type connectivity matrix as a heatmap (PNG-ready); returns ``(fig, ax)``.
 
     This draws arrays only. To plot a :class:`~connectome_dask.store.Connectome`

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,11 @@ from .axes import _Axis
 from .common import _LEVELS, _check_dense
 from .layout import _is_matrix_dir, _write_matrix
 from .sources import _Pairs
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__: list[str] = []  # internal: _NestedBase is private
 
@@ -157,7 +162,7 @@ class _NestedBase:
         )
 
     # -- xarray
-    def to_xarray(self, level: str = "neuron", relative: bool = False):
+    def to_xarray(self, level: str = "neuron", relative: bool = False) -> xr.DataArray:
         """Labelled matrix as an ``xarray.DataArray`` with dims ``("pre", "post")``.
 
         Parameters
@@ -261,7 +266,7 @@ class _NestedBase:
         vmax_percentile: float = 100.0,
         min_neurons_for_plot: int = 1,
         linewidth_scale: float = 1.0,
-    ):
+    ) -> tuple[Figure, Axes]:
         """Heatmap with type boundary lines; returns ``(fig, ax)``.
 
         Parameters follow crantpy. Matrices with more than 20 000 neurons on

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..labels import natural_type_order, str_array
 from .base import _NestedBase
 from .common import _is_connectome
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_type_heatmap"]
 
@@ -29,7 +33,7 @@ def plot_type_heatmap(
     dpi: int = 150,
     title: str | None = None,
     progress: bool | None = None,
-):
+) -> tuple[Figure, Axes]:
     """Whole-brain type x type connectivity heatmap (PNG-ready); returns ``(fig, ax)``.
 
     Builds the type-level matrix, then draws it with

@@ -10,6 +10,9 @@ import numpy as np
 from ..labels import is_missing, str_value
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from .axes import _Annotations
 
 __all__ = ["All", "NeuropilCollection"]
@@ -68,7 +71,9 @@ class NeuropilCollection(dict):
     NeuropilCollection([])
     """
 
-    def plot(self, name: str | _AllSelector, **kwargs: Any):
+    def plot(
+        self, name: str | _AllSelector, **kwargs: Any
+    ) -> tuple[Figure, Axes] | dict[str, tuple[Figure, Axes]]:
         """Plot one neuropil's matrix (``name``) or several (``All`` / ``All.minus(...)``).
 
         Returns ``(fig, ax)`` for one name, a dict ``{name: (fig, ax)}`` for a selector.
@@ -107,7 +112,7 @@ class NeuropilCollection(dict):
             raise KeyError(f"no neuropil named {name!r}; available: {sorted(self)}")
         return self[name].plot(**kwargs)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
