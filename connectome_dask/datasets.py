@@ -50,6 +50,8 @@ import pandas as pd
 
 from . import _synth
 from ._fsutil import atomic_file, remove_stale_files
+from .errors import IngestError
+from .ingest.neurons import read_neuron_table
 from .store import DEFAULT_CHUNK_ROWS, Connectome, StoreError, StoreWriter
 
 __all__ = [
@@ -233,37 +235,19 @@ def _default_n_types(n: int) -> int:
 
 
 def _read_neuron_table(neurons: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:
-    if isinstance(neurons, pd.DataFrame):
-        df, where = neurons.copy(), "neurons DataFrame"
-    else:
-        p = Path(neurons)
-        if not p.exists():
-            raise FileNotFoundError(f"neuron table {p} does not exist")
-        where = str(p)
-        if p.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        elif p.suffix.lower() in (".feather", ".arrow"):
-            df = pd.read_feather(p)
-        else:
-            df = pd.read_csv(p)
-    if "bodyId" not in df.columns:
-        raise ValueError(f"{where}: needs a 'bodyId' column (columns: {list(df.columns)[:10]})")
-    bid = pd.to_numeric(df["bodyId"], errors="coerce")
-    bad = bid.isna() | (bid != np.floor(bid))
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{where}: column 'bodyId' row {i} is not an integer: {df['bodyId'].iloc[i]!r}")
-    df["bodyId"] = bid.astype("int64")
-    if df["bodyId"].duplicated().any():
-        i = int(np.flatnonzero(df["bodyId"].duplicated().to_numpy())[0])
-        raise ValueError(f"{where}: duplicate bodyId {df['bodyId'].iloc[i]} at row {i}")
+    """:func:`~connectome_dask.ingest.neurons.read_neuron_table`, plus non-negative ``pre``/``post``.
+
+    ``pre``/``post`` are the relative output/input weights of the generator here.
+    """
+    df, where = read_neuron_table(neurons)
     for c in ("pre", "post"):
         if c in df.columns:
-            v = pd.to_numeric(df[c], errors="coerce")
-            if (v < 0).any():
-                i = int(np.flatnonzero((v < 0).to_numpy())[0])
-                raise ValueError(f"{where}: column {c!r} row {i} is negative")
-    return df.reset_index(drop=True), where
+            v = pd.to_numeric(df[c], errors="coerce").astype("float64").to_numpy()
+            neg = v < 0
+            if neg.any():
+                i = int(np.flatnonzero(neg)[0])
+                raise IngestError.at(where, c, i, f"{c} count {v[i]:g} is negative", v[i])
+    return df, where
 
 
 def _load_meshes(meshes, mesh_scale, seed_meshes: int):
@@ -685,9 +669,12 @@ def synthetic(
         Exact number of synapse rows (one row per synaptic connection).
     neurons
         A real neuron table (DataFrame or CSV/Parquet/Feather path) with at least
-        ``bodyId``; reused as is (bodyIds, ``type``, ``instance``, every other
-        annotation column), ``pre``/``post`` give relative output/input counts.
-        Rows with no ``type`` get their own singleton generative type.
+        ``bodyId`` (or ``root_id`` / ``pt_root_id``), read and checked by
+        :func:`~connectome_dask.ingest.neurons.read_neuron_table` (identical
+        duplicate rows merged); reused as is (bodyIds, ``type``, ``instance``,
+        every other annotation column), ``pre``/``post`` (non-negative) give
+        relative output/input counts. Rows with no ``type`` get their own
+        singleton generative type.
     meshes
         Neuropil meshes: a folder of PLY/OBJ/STL files (+ ``hierarchy.json``), or
         a mapping name -> ``trimesh.Trimesh``. ``None``: :func:`procedural_meshes`.

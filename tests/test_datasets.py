@@ -16,6 +16,7 @@ import pytest
 
 import connectome_dask as cd
 from connectome_dask import datasets as ds
+from connectome_dask.errors import IngestError
 from connectome_dask.store import StoreError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -446,15 +447,31 @@ def test_bad_arguments_fail_before_writing(tmp_path, args, kwargs, match):
 def test_bad_neuron_tables(tmp_path):
     with pytest.raises(ValueError, match="bodyId"):
         ds.synthetic(tmp_path / "s", None, 100, neurons=pd.DataFrame({"id": [1, 2]}))
-    with pytest.raises(ValueError, match="duplicate bodyId 5"):
-        ds.synthetic(tmp_path / "s", None, 100, neurons=pd.DataFrame({"bodyId": [5, 5, 6]}))
-    with pytest.raises(ValueError, match="row 1 is not an integer"):
+    # identical duplicate rows are merged (ingest's rule); different annotations are refused
+    with pytest.raises(IngestError, match="bodyId 5 appears with different annotations"):
+        ds.synthetic(tmp_path / "s", None, 100,
+                     neurons=pd.DataFrame({"bodyId": [5, 5, 6], "type": ["a", "b", "c"]}))
+    with pytest.raises(IngestError, match=r"column 'bodyId', row 1: .*'x'"):
         ds.synthetic(tmp_path / "s", None, 100, neurons=pd.DataFrame({"bodyId": [5, "x", 6]}))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(IngestError, match=r"column 'bodyId', row 2: body ID -6 is negative"):
+        ds.synthetic(tmp_path / "s", None, 100, neurons=pd.DataFrame({"bodyId": [5, 7, -6]}))
+    with pytest.raises(IngestError, match=r"column 'post', row 1: post count -2 is negative"):
+        ds.synthetic(tmp_path / "s", None, 100,
+                     neurons=pd.DataFrame({"bodyId": [5, 7, 6], "post": [1, -2, 3]}))
+    with pytest.raises(IngestError, match="does not exist"):  # an IngestError is a ValueError
         ds.synthetic(tmp_path / "s", None, 100, neurons=tmp_path / "missing.csv")
     with pytest.raises(FileNotFoundError):
         ds.synthetic(tmp_path / "s", 10, 100, meshes=tmp_path / "nomeshes")
     assert not (tmp_path / "s").exists()
+
+
+def test_neuron_table_read_as_ingest_reads_it(tmp_path):
+    """synthetic(neurons=) and ingest(neurons=) share one reader: CAVE ID names, merged duplicates."""
+    table = pd.DataFrame({"root_id": [5, 9, 5, 7], "type": ["a", "b", "a", None]})
+    table.to_csv(tmp_path / "n.csv", index=False)
+    conn = ds.synthetic(tmp_path / "s", None, 300, neurons=tmp_path / "n.csv", skeletons=False)
+    assert sorted(conn.neurons["bodyId"]) == [5, 7, 9] and "root_id" not in conn.neurons.columns
+    assert conn.meta["extra"]["generator"]["neuron_table"] == str(tmp_path / "n.csv")
 
 
 def test_existing_store_needs_overwrite(tmp_path):

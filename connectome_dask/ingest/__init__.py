@@ -64,8 +64,9 @@ and under ``extra.ingest`` the source unit, dialect, column mapping and files.
 
 Neuron table
 ------------
-``neurons=`` (a CSV/Parquet/Feather path or a DataFrame) adds annotations. Its
-ID column is ``bodyId``, else ``root_id``, else ``pt_root_id``; crantpy-style
+``neurons=`` (a CSV/Parquet/Feather path or a DataFrame) adds annotations; it
+is read by :func:`read_neuron_table` (which :func:`connectome_dask.datasets.synthetic`
+uses too). Its ID column is ``bodyId``, else ``root_id``, else ``pt_root_id``; crantpy-style
 ``cell_type`` becomes ``type`` when there is no ``type`` column. Exact duplicate
 rows are dropped; the same ID with different annotations is an error. The
 store has one row per body seen in the synapses *or* in the neuron table
@@ -89,7 +90,8 @@ Layout
 ------
 :mod:`.sources` (finding and reading files, formats, schemas, row counts),
 :mod:`.values` (value conversion and validation), :mod:`.plan` (column plans
-and dialect detection), :mod:`.neurons` (the neuron table) and :mod:`.main`
+and dialect detection), :mod:`.neurons` (the neuron table:
+:func:`read_neuron_table` and ingest's renames) and :mod:`.main`
 (:func:`ingest` itself). The command line (``connectome-dask ingest``) lives
 in :mod:`connectome_dask.cli`.
 """
@@ -98,6 +100,7 @@ from __future__ import annotations
 
 from ..errors import IngestError
 from .main import DEFAULT_BATCH_ROWS, DEFAULT_BUCKET_ROWS, ingest
+from .neurons import read_neuron_table
 from .plan import DIALECTS
 
 __all__ = [
@@ -106,4 +109,5 @@ __all__ = [
     "DIALECTS",
     "IngestError",
     "ingest",
+    "read_neuron_table",
 ]

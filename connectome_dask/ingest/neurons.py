@@ -1,4 +1,4 @@
-"""The neuron table: loading, validation and merging with the ingested body IDs."""
+"""Neuron tables: :func:`read_neuron_table` (reading, validation), ingest's renames, the merge with the body IDs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from ..errors import IngestError
 from .sources import _arrow_column, _format_of
 from .values import _ids_to_int64
 
-_NEURON_ID_COLUMNS = ("bodyId", "root_id", "pt_root_id")
+__all__ = ["NEURON_ID_COLUMNS", "read_neuron_table"]
+
+#: Body ID column of a neuron table, in order of preference (neuPrint, CAVE, CAVE tables).
+NEURON_ID_COLUMNS = ("bodyId", "root_id", "pt_root_id")
 
 
 def _read_table(path: str) -> pd.DataFrame:
@@ -26,8 +29,60 @@ def _read_table(path: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype_backend="numpy_nullable")
 
 
-def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
-    """Read and validate the neuron table; return it with a unique int64 ``bodyId``."""
+def read_neuron_table(neurons: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Read and validate a neuron table: one row per body, with an int64 ``bodyId`` column.
+
+    The one reader of user-supplied neuron tables (:func:`~connectome_dask.ingest.ingest`'s
+    and :func:`~connectome_dask.datasets.synthetic`'s ``neurons=``). A store's own
+    ``neurons.parquet`` is read by :func:`connectome_dask.store.read_neuron_table`.
+
+    * CSV, Parquet (page checksums verified) or Feather/Arrow IPC files, by
+      suffix or magic bytes; a DataFrame is copied (its index is dropped).
+    * Column names follow the package's name rule
+      (:func:`~connectome_dask._fsutil.check_name`), each once; every column
+      converts to Arrow (no mixed-type or too deeply nested columns).
+    * The body ID column is the first of :data:`NEURON_ID_COLUMNS`
+      present; it becomes ``bodyId`` (another ``bodyId`` column is
+      dropped). IDs follow the ingest rules (no missing, negative or
+      fractional IDs; text must be decimal digits).
+    * A column named ``index`` (a written-out DataFrame index) is dropped.
+    * Identical duplicate rows are merged; the same ID with different
+      annotations is refused.
+
+    Parameters
+    ----------
+    neurons
+        Path to a CSV/Parquet/Feather table, or a pandas DataFrame.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The validated rows (0-based index), ``bodyId`` int64 and unique, the
+        other columns as read.
+    label : str
+        The file path, or ``"<neurons DataFrame>"``, as used in messages.
+
+    Raises
+    ------
+    IngestError
+        The file does not exist or cannot be read (damaged, not UTF-8, empty),
+        ``neurons`` is neither a path nor a DataFrame, a column name breaks the
+        name rule or appears twice, a column cannot be stored, there is no body
+        ID column, an ID is invalid, or one ID has rows with different
+        annotations. The error names the file and, where one applies, the
+        column and the (0-based data) row.
+
+    Examples
+    --------
+    >>> nt = pd.DataFrame({"root_id": [7, 5, 7], "type": ["KC", "PN", "KC"]})
+    >>> df, label = read_neuron_table(nt)
+    >>> df.to_dict("list"), label
+    ({'bodyId': [7, 5], 'type': ['KC', 'PN']}, '<neurons DataFrame>')
+    >>> read_neuron_table(pd.DataFrame({"bodyId": [5, 5], "type": ["a", "b"]}))
+    Traceback (most recent call last):
+    ...
+    connectome_dask.errors.IngestError: <neurons DataFrame>: column 'bodyId', rows [0, 1]: bodyId 5 appears with different annotations (differing columns: ['type'])
+    """
     if isinstance(neurons, pd.DataFrame):
         df, label = neurons.copy(), "<neurons DataFrame>"
     elif isinstance(neurons, str | os.PathLike):
@@ -49,10 +104,10 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
         )
     df = df.reset_index(drop=True)
     _check_neuron_columns(df, label)
-    idcol = next((c for c in _NEURON_ID_COLUMNS if c in df.columns), None)
+    idcol = next((c for c in NEURON_ID_COLUMNS if c in df.columns), None)
     if idcol is None:
         raise IngestError(
-            f"{label}: the neuron table needs a body ID column, one of {list(_NEURON_ID_COLUMNS)}; "
+            f"{label}: the neuron table needs a body ID column, one of {list(NEURON_ID_COLUMNS)}; "
             f"found {sorted(map(str, df.columns))}",
             file=label,
         )
@@ -62,10 +117,7 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
             columns={idcol: "bodyId"}
         )
     df["bodyId"] = ids
-    if "type" not in df.columns and "cell_type" in df.columns:
-        df = df.rename(columns={"cell_type": "type"})
     df = df.drop(columns=[c for c in ("index",) if c in df.columns])
-    df = df.rename(columns={c: f"{c}_source" for c in ("pre", "post") if c in df.columns})
     try:
         dedup = df.drop_duplicates()
     except (TypeError, ValueError):  # unhashable cells (lists, arrays): compare their text
@@ -84,16 +136,31 @@ def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
             row=int(rows[1]),
             value=bid,
         )
-    out = dedup.reset_index(drop=True)
-    for c in out.columns:
+    return dedup.reset_index(drop=True), label
+
+
+def _load_neurons(neurons: Any) -> tuple[pd.DataFrame, str]:
+    """The neuron table as ingest stores it: :func:`read_neuron_table`, then ingest's renames.
+
+    crantpy-style ``cell_type`` becomes ``type`` (when there is no ``type``);
+    the table's own ``pre``/``post`` become ``pre_source``/``post_source``
+    (ingest recomputes ``pre``/``post`` from the synapses); integer and
+    boolean annotations become nullable (``Int64``, ``boolean``) so that
+    bodies without annotations merge in without a float round trip.
+    """
+    df, label = read_neuron_table(neurons)
+    if "type" not in df.columns and "cell_type" in df.columns:
+        df = df.rename(columns={"cell_type": "type"})
+    df = df.rename(columns={c: f"{c}_source" for c in ("pre", "post") if c in df.columns})
+    for c in df.columns:
         if c == "bodyId":
             continue
-        s = out[c]
+        s = df[c]
         if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.ArrowDtype):
-            out[c] = s.astype("Int64")
+            df[c] = s.astype("Int64")
         elif pd.api.types.is_bool_dtype(s.dtype):
-            out[c] = s.astype("boolean")
-    return out, label
+            df[c] = s.astype("boolean")
+    return df, label
 
 
 def _same(a: Any, b: Any) -> bool:
