@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import StoreError
 
+__all__ = ["read_rows", "require_chunks", "take_rows"]
+
 
 def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> None:
     """Raise StoreError unless every listed chunk file of the array at ``path`` exists.
@@ -29,6 +31,21 @@ def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> 
     zarr-python 3.1 returns the fill value for a missing chunk (an error mode
     is only in later releases, zarr-python PR 3748), hence this check: a few
     ``stat`` calls per read, next to decoding whole chunks.
+
+    Parameters
+    ----------
+    path
+        Directory of a Zarr v3 array (chunk files ``c/<i>``).
+    chunk_rows
+        The array's chunk length (for the row ranges in the message).
+    chunks
+        Chunk indices that must exist.
+
+    Raises
+    ------
+    StoreError
+        A listed chunk file is missing (deleted, or the store was replaced
+        while reading); the message names the chunks and their rows.
     """
     base = os.path.join(os.fspath(path), "c")
     missing = [int(i) for i in chunks if not os.path.isfile(os.path.join(base, str(int(i))))]
@@ -81,6 +98,25 @@ def read_rows(path: str, token: str, start: int, stop: int) -> np.ndarray:
     The read used inside tasks: the array is opened once per (path, token) on
     each worker, every touched chunk file must exist, and a store replaced at
     the same path is refused (:attr:`Connectome.token`).
+
+    Parameters
+    ----------
+    path
+        Directory of the store array.
+    token
+        The store identity and generation (:attr:`Connectome.token`).
+    start, stop
+        Row range (``stop`` is clipped to the array length).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    StoreError
+        The array cannot be opened, a chunk file is missing, truncated or
+        corrupt, or the store was replaced since it was opened.
     """
     return _read_range(path, token, start, stop)
 
@@ -90,6 +126,29 @@ def take_rows(arr: Any, path: str | Path, rows: np.ndarray, token: str | None = 
 
     With ``token`` (the store identity the array was opened for), also that the
     array directory is still the one opened.
+
+    Parameters
+    ----------
+    arr
+        An open Zarr array.
+    path
+        Its directory (for the chunk-file check and messages).
+    rows
+        Row indices to take.
+    token
+        The store identity the array was opened for, or ``None`` (no check
+        that the directory is unchanged).
+
+    Returns
+    -------
+    numpy.ndarray
+        The values at ``rows``, in that order.
+
+    Raises
+    ------
+    StoreError
+        A touched chunk file is missing, truncated or corrupt, or the array
+        directory was replaced since it was opened.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:

@@ -41,6 +41,8 @@ from .sort import _post_order
 if TYPE_CHECKING:
     from .reader import Connectome
 
+__all__ = ["write_synapse_columns"]
+
 
 def _check_current(conn: Connectome, when: str) -> dict:
     """Raise StoreError unless meta.json still holds the generation ``conn`` was opened at."""
@@ -70,7 +72,36 @@ def write_synapse_columns(
 ) -> Connectome:
     """Compute new synapse columns and commit them; see :meth:`Connectome.write_synapse_columns`.
 
-    Returns the re-opened store (the caller updates the default connectome).
+    Parameters
+    ----------
+    conn
+        The store, at the generation the commit builds on.
+    func
+        ``func(block, *args) -> {name: array}``, run on every partition.
+    inputs
+        Synapse columns read for ``func``.
+    outputs
+        New or replaced columns and their dtypes (never ``pre``/``post``).
+    args
+        Extra arguments of ``func``.
+    write_rois
+        Fills the new ROI folder (must create ``rois.json``), or ``None``.
+    progress, desc
+        Progress bar switch and label.
+    meta_update
+        Keys to set in meta.json with the commit.
+
+    Returns
+    -------
+    Connectome
+        The re-opened store (the caller updates the default connectome).
+
+    Raises
+    ------
+    StoreError
+        An output is ``pre``/``post`` or has a bad name, another writer holds
+        the lock or committed since ``conn`` was opened, the ROI folder is a
+        symlink or ``write_rois`` made no ``rois.json``.
     """
     from .._compute import compute
 

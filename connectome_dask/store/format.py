@@ -28,6 +28,27 @@ import pandas as pd
 from .._fsutil import MARKER, atomic_file, check_component, check_name, no_symlinks, write_marker
 from ..errors import StoreError
 
+__all__ = [
+    "BY_POST_COLUMNS",
+    "DEFAULT_CHUNK_ROWS",
+    "DEFAULT_PARTITION_CHUNKS",
+    "FORMAT_NAME",
+    "INDEX_ARRAYS",
+    "POSITION_COLUMNS_CENTER",
+    "POSITION_COLUMNS_PAIR",
+    "SCHEMA_VERSION",
+    "STANDARD_NEURON_COLUMNS",
+    "SYNAPSE_DTYPES",
+    "array_codecs",
+    "file_digest",
+    "folder_digests",
+    "read_neuron_table",
+    "safe_name",
+    "write_json_atomic",
+    "write_meta",
+    "write_neuron_table",
+]
+
 SCHEMA_VERSION = 1
 
 
@@ -95,6 +116,23 @@ def safe_name(name: str, what: str = "name") -> str:
     ``..``. Names are never used as paths unencoded
     (:func:`~connectome_dask._fsutil.encode_name`).
 
+    Parameters
+    ----------
+    name
+        The candidate name.
+    what
+        What the name is, for the message ("ROI name", "synapse column").
+
+    Returns
+    -------
+    str
+        ``name`` unchanged.
+
+    Raises
+    ------
+    StoreError
+        The name breaks the rule; the message quotes it.
+
     Examples
     --------
     >>> safe_name("CRE(-ROB,-RUB)(R)", "ROI name")
@@ -127,6 +165,16 @@ def write_json_atomic(path: Path, obj: Any, *, before_replace: Callable[[], None
 
     ``before_replace`` runs after the bytes are on disk and right before the
     rename (the commit's last check).
+
+    Parameters
+    ----------
+    path
+        The JSON file to write (replaced atomically if it exists).
+    obj
+        The value; numpy scalars and arrays are written as numbers and lists.
+    before_replace
+        Called right before the rename; an exception it raises aborts the
+        write (the old file stays).
     """
     with atomic_file(path, before_replace=before_replace) as tmp, tmp.open("w") as f:
         json.dump(obj, f, indent=1, default=_json_default)
@@ -139,14 +187,34 @@ def _meta_digest(meta: Mapping[str, Any]) -> str:
 
 
 def write_meta(path: Path, meta: dict, *, before_replace: Callable[[], None] | None = None) -> None:
-    """Write a store's meta.json with its own SHA-256 (``checksum``), atomically."""
+    """Write a store's meta.json with its own SHA-256 (``checksum``), atomically.
+
+    Parameters
+    ----------
+    path
+        The store directory.
+    meta
+        The metadata (a ``checksum`` key is replaced by the digest of the rest).
+    before_replace
+        Called right before the rename (see :func:`write_json_atomic`).
+    """
     meta = dict(meta)
     meta["checksum"] = _meta_digest(meta)
     write_json_atomic(Path(path) / "meta.json", meta, before_replace=before_replace)
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (``sha256:<hex>``)."""
+    """SHA-256 of a file's bytes (``sha256:<hex>``).
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    str
+    """
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -155,7 +223,21 @@ def file_digest(path: Path) -> str:
 
 
 def folder_digests(root: Path, rel: str) -> dict[str, str]:
-    """SHA-256 of every regular file under ``root/rel`` except Zarr arrays (they carry CRC32C)."""
+    """SHA-256 of every regular file under ``root/rel`` except Zarr arrays (they carry CRC32C).
+
+    Parameters
+    ----------
+    root
+        The store directory (the keys are relative to it).
+    rel
+        The folder under ``root`` (e.g. ``"rois/g3-abc123"``).
+
+    Returns
+    -------
+    dict of str to str
+        POSIX path relative to ``root`` -> ``sha256:<hex>`` (symlinks and the
+        package's marker files are skipped).
+    """
     out = {}
     base = Path(root) / rel
     for dirpath, dirnames, filenames in os.walk(base):
@@ -209,12 +291,38 @@ def _create_array(group_path: Path, name: str, n: int, dtype: str, chunk_rows: i
 
 
 def write_neuron_table(neurons: pd.DataFrame, path: Path) -> None:
-    """Write neurons.parquet with Parquet page checksums (verified on every read)."""
+    """Write neurons.parquet with Parquet page checksums (verified on every read).
+
+    Parameters
+    ----------
+    neurons
+        The neuron table (its index is not written).
+    path
+        The Parquet file to write.
+    """
     neurons.to_parquet(path, index=False, write_page_checksum=True)
 
 
 def read_neuron_table(path: Path) -> pd.DataFrame:
-    """Read neurons.parquet, verifying its Parquet page checksums; errors are StoreErrors."""
+    """Read a store's neurons.parquet, verifying its Parquet page checksums.
+
+    (User-supplied neuron tables are read by
+    :func:`connectome_dask.ingest.read_neuron_table`.)
+
+    Parameters
+    ----------
+    path
+        The store's neurons.parquet.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    StoreError
+        The file is missing, truncated or corrupt (a failed page checksum).
+    """
     import pyarrow.parquet as pq
 
     try:

@@ -40,6 +40,8 @@ from .format import (
 if TYPE_CHECKING:
     from .reader import Connectome
 
+__all__ = ["check", "collect_garbage", "stale_siblings", "unreferenced"]
+
 #: the store's logger (the name it had as one module)
 log = logging.getLogger("connectome_dask.store")
 
@@ -85,20 +87,52 @@ def _entries(conn: Connectome) -> list[tuple[Path, str, bool]]:
 
 
 def unreferenced(conn: Connectome) -> list[Path]:
-    """Files and folders in the store that meta.json does not reference; see :meth:`Connectome.unreferenced`."""
+    """Files and folders in the store that meta.json does not reference; see :meth:`Connectome.unreferenced`.
+
+    Parameters
+    ----------
+    conn
+        The store.
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
     live = _references(conn.meta) | set(conn.meta.get("retained") or [])
     index_fixed = {f"{conn.meta['index']['path']}/by_post"}
     return [p for p, rel, _ in _entries(conn) if rel not in live and rel not in index_fixed]
 
 
 def stale_siblings(conn: Connectome) -> list[Path]:
-    """Temporary directories beside the store left by killed writes; see :meth:`Connectome.stale_siblings`."""
+    """Temporary directories beside the store left by killed writes; see :meth:`Connectome.stale_siblings`.
+
+    Parameters
+    ----------
+    conn
+        The store.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``.<name>.tmp-*`` and ``.<name>.old-*`` beside the store, sorted.
+    """
     return sorted(set(conn.path.parent.glob(f".{conn.path.name}.tmp-*"))
                   | set(conn.path.parent.glob(f".{conn.path.name}.old-*")))
 
 
 def collect_garbage(conn: Connectome) -> list[Path]:
-    """Delete leftovers of interrupted writes (ours only); see :meth:`Connectome.collect_garbage`."""
+    """Delete leftovers of interrupted writes (ours only); see :meth:`Connectome.collect_garbage`.
+
+    Parameters
+    ----------
+    conn
+        The store.
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+    """
     live = _references(conn.meta) | set(conn.meta.get("retained") or [])
     gone = []
     for p, rel, ours in _entries(conn):
@@ -111,7 +145,22 @@ def collect_garbage(conn: Connectome) -> list[Path]:
 
 
 def check(conn: Connectome, deep: bool = True) -> list[str]:
-    """Validate the store, return the problems found; see :meth:`Connectome.check`."""
+    """Validate the store, return the problems found; see :meth:`Connectome.check`.
+
+    Parameters
+    ----------
+    conn
+        The store.
+    deep
+        Also decode every chunk and check the index invariants (a full pass),
+        when the shallow checks found nothing.
+
+    Returns
+    -------
+    list of str
+        The problems (empty: the store is valid). Store errors met on the
+        way are reported here, not raised.
+    """
     problems: list[str] = []
     try:
         problems += _shallow_check(conn)
@@ -183,7 +232,9 @@ def _arrays_of_generation(conn: Connectome) -> list[tuple[str, Path, int | None]
             ("index.zarr/post_offsets", conn._index_path("post_offsets"), nn + 1),
             ("index.zarr/post_perm", conn._index_path("post_perm"), n)]
     for c in (conn.meta["index"].get("by_post") or {}):
-        out.append((f"index.zarr/by_post copy of {c!r}", conn._by_post_path(c), n))  # type: ignore[arg-type]
+        bp = conn._by_post_path(c)
+        assert bp is not None  # c is a key of meta["index"]["by_post"]
+        out.append((f"index.zarr/by_post copy of {c!r}", bp, n))
     if conn.has_pair_table:
         root = conn.meta["index"]["pairs"]
         for c in ("pre", "post", "weight"):

@@ -41,11 +41,22 @@ from .format import (
     safe_name,
 )
 
+__all__ = ["Connectome", "default_connectome", "open", "set_default_connectome"]
+
 _default: Connectome | None = None
 
 
 def default_connectome() -> Connectome:
     """Return the connectome opened last (neuprint's ``default_client``).
+
+    Returns
+    -------
+    Connectome
+
+    Raises
+    ------
+    StoreError
+        No connectome has been opened (or the default was cleared).
 
     Examples
     --------
@@ -59,6 +70,11 @@ def default_connectome() -> Connectome:
 
 def set_default_connectome(conn: Connectome | None) -> None:
     """Make ``conn`` the default used by query functions when ``client=None``.
+
+    Parameters
+    ----------
+    conn
+        The connectome, or ``None`` to clear the default.
 
     Examples
     --------
@@ -106,6 +122,17 @@ def open(path: str | os.PathLike, *, set_default: bool = True) -> Connectome:  #
 
 class Connectome:
     """A connectome store opened for analysis (the local counterpart of neuprint's ``Client``).
+
+    Parameters
+    ----------
+    path
+        Store directory (see :func:`open`, which also sets the default connectome).
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not a connectome store, or its meta.json is missing,
+        malformed, from a newer schema or fails its checksum.
 
     Attributes
     ----------
@@ -217,6 +244,23 @@ class Connectome:
     def site_columns(self, site: str) -> tuple[str, str, str]:
         """Position columns of a synapse site (``"pre"`` or ``"post"``); centre columns if single.
 
+        Parameters
+        ----------
+        site
+            ``"pre"`` or ``"post"``.
+
+        Returns
+        -------
+        tuple of str
+            ``(x, y, z)`` column names.
+
+        Raises
+        ------
+        ValueError
+            ``site`` is neither ``"pre"`` nor ``"post"``.
+        StoreError
+            The store has no synapse positions.
+
         Examples
         --------
         >>> conn.site_columns("post")
@@ -292,8 +336,22 @@ class Connectome:
 
         Parameters
         ----------
+        body_ids
+            Body IDs (any iterable of integers).
         missing
             ``"raise"`` (KeyError naming examples), or ``"drop"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 indices, in the order of ``body_ids`` (unknown ones dropped
+            with ``missing="drop"``).
+
+        Raises
+        ------
+        KeyError
+            With ``missing="raise"``: a body ID is not in the store (the message
+            counts them and shows up to five).
 
         Examples
         --------
@@ -330,6 +388,19 @@ class Connectome:
         that write). With ``align_pre=True`` (read-only tasks) each boundary
         moves forward to the next presynaptic-neuron start, so no neuron's
         outputs (and no (pre, post) pair) are split between partitions.
+
+        Parameters
+        ----------
+        partition_rows
+            Rows per partition, rounded up to whole chunks; default dask config
+            ``connectome_dask.partition_chunks`` chunks.
+        align_pre
+            Move inner boundaries to the next presynaptic-neuron start.
+
+        Returns
+        -------
+        list of (int, int)
+            ``(start, stop)`` row ranges covering the table (``[(0, 0)]`` when empty).
 
         Examples
         --------
@@ -368,6 +439,24 @@ class Connectome:
     ) -> dict[str, np.ndarray]:
         """Read a row range of synapse columns as numpy arrays.
 
+        Parameters
+        ----------
+        columns
+            Synapse columns to read.
+        start, stop
+            Row range (default: every row).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+
+        Raises
+        ------
+        KeyError
+            A column is not in the store.
+        StoreError
+            A chunk file is missing or damaged, or the store was replaced.
+
         Examples
         --------
         >>> block = conn.read_synapses(["pre", "post"], 0, 5)
@@ -379,6 +468,25 @@ class Connectome:
 
     def take_synapses(self, rows: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
         """Read arbitrary rows (sorted ascending is fastest) of synapse columns.
+
+        Parameters
+        ----------
+        rows
+            Global row ids.
+        columns
+            Synapse columns to read.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            The values at ``rows``, in that order.
+
+        Raises
+        ------
+        KeyError
+            A column is not in the store.
+        StoreError
+            A chunk file is missing or damaged, or the store was replaced.
 
         Examples
         --------
@@ -402,6 +510,23 @@ class Connectome:
 
         Uses the index: pre rows are contiguous slices, post rows come from
         ``post_perm``. Result is sorted ascending.
+
+        Parameters
+        ----------
+        indices
+            Dense neuron indices.
+        side
+            ``"pre"`` (output synapses) or ``"post"`` (input synapses).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 row ids, ascending.
+
+        Raises
+        ------
+        ValueError
+            ``side`` is neither ``"pre"`` nor ``"post"``.
 
         Examples
         --------
@@ -447,6 +572,31 @@ class Connectome:
         """Rows of the connection table: one per connected (pre, post) pair, sorted.
 
         ``weight`` is the number of synapse rows of the pair (no filters).
+
+        Parameters
+        ----------
+        columns
+            Any of ``"pre"``, ``"post"``, ``"weight"``.
+        start, stop
+            Row range of the table (default: every pair).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+
+        Raises
+        ------
+        StoreError
+            The store has no connection table (written by an older version),
+            or a chunk file is missing or damaged.
+        KeyError
+            A column is not one of the table's.
+
+        Examples
+        --------
+        >>> pairs = conn.read_pairs(["weight"], 0, 3)
+        >>> len(pairs["weight"]), bool((pairs["weight"] > 0).all())
+        (3, True)
         """
         rel = self.meta["index"].get("pairs")
         if not rel:
@@ -463,6 +613,15 @@ class Connectome:
 
         Read them with :func:`read_rows` and :attr:`token`, so a task reads this
         generation's arrays and never a newer or replaced store's.
+
+        Returns
+        -------
+        dict of str to str
+
+        Raises
+        ------
+        StoreError
+            The store has no connection table (written by an older version).
 
         Examples
         --------
@@ -484,11 +643,27 @@ class Connectome:
         (``side="post"``) are contiguous ranges of the post-ordered copies in
         ``index.zarr/by_post`` (columns missing there are read by row id).
 
+        Parameters
+        ----------
+        indices
+            Dense neuron indices.
+        side
+            ``"pre"`` (output synapses) or ``"post"`` (input synapses).
+        columns
+            Synapse columns to read.
+
         Returns
         -------
         dict
             ``"row"`` (global row ids, ascending) and each requested column,
             in the same order as ``take_synapses(synapse_rows(...))``.
+
+        Raises
+        ------
+        ValueError
+            ``side`` is neither ``"pre"`` nor ``"post"``.
+        KeyError
+            A column is not in the store.
 
         Examples
         --------
@@ -542,6 +717,23 @@ class Connectome:
     def synapse_frame(self, columns: Sequence[str] | None = None, partition_rows: int | None = None):
         """Dask DataFrame over the synapse arrays, one partition per chunk range.
 
+        Parameters
+        ----------
+        columns
+            Synapse columns (default: all).
+        partition_rows
+            Rows per partition (see :meth:`partitions`).
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Index = global row id.
+
+        Raises
+        ------
+        KeyError
+            A column is not in the store.
+
         Examples
         --------
         >>> ddf = conn.synapse_frame(["pre", "confidence"])
@@ -585,6 +777,32 @@ class Connectome:
         is embedded in the graph). Large ``args`` should be delayed objects or
         scattered futures so they appear once in the graph.
 
+        Parameters
+        ----------
+        func
+            ``func(block, start, *args, **kwargs)``; ``start`` is the
+            partition's first global row.
+        columns
+            Synapse columns read into ``block``.
+        *args
+            Extra positional arguments of ``func``.
+        partition_rows, align_pre
+            Partitioning (see :meth:`partitions`).
+        name
+            Task name prefix (default: ``func``'s name).
+        **kwargs
+            Extra keyword arguments of ``func``.
+
+        Returns
+        -------
+        list of dask.delayed.Delayed
+            One task per partition, in row order.
+
+        Raises
+        ------
+        KeyError
+            A column is not in the store.
+
         Examples
         --------
         >>> import dask
@@ -614,6 +832,25 @@ class Connectome:
     def adjacency(self, pre=None, post=None, by: str = "bodyId", rois=None, min_weight: int = 1, **kwargs):
         """Synapse-count matrix as a labelled xarray.DataArray; see :func:`connectome_dask.aggregate.adjacency`.
 
+        Parameters
+        ----------
+        pre, post
+            Neurons on each axis: ``None`` (all), ``NeuronCriteria``, body IDs,
+            a boolean mask over ``conn.neurons`` or a DataFrame with ``bodyId``.
+        by
+            ``"bodyId"`` (neuron x neuron) or an annotation column such as
+            ``"type"`` to sum over its values.
+        rois
+            Count only synapses whose postsynaptic site is in these ROIs.
+        min_weight
+            Neuron pairs with fewer synapses are dropped (before grouping).
+        **kwargs
+            Other keywords of :func:`connectome_dask.aggregate.adjacency`.
+
+        Returns
+        -------
+        xarray.DataArray
+
         Examples
         --------
         >>> A = conn.adjacency(by="type", rois=["MB_CA_R"])
@@ -626,6 +863,20 @@ class Connectome:
 
     def assign_rois(self, roiset, sites: Sequence[str] = ("pre", "post"), **kwargs) -> Connectome:
         """Label synapse sites with ROI codes; see :func:`connectome_dask.rois.assign_rois`.
+
+        Parameters
+        ----------
+        roiset
+            A :class:`~connectome_dask.rois.RoiSet`.
+        sites
+            Which sites to label (``"pre"``, ``"post"``).
+        **kwargs
+            Other keywords of :func:`connectome_dask.rois.assign_rois`.
+
+        Returns
+        -------
+        Connectome
+            The re-opened store with ``roi_pre``/``roi_post``.
 
         Examples
         --------
@@ -710,6 +961,22 @@ class Connectome:
 
     def skeleton_file(self, body_id: int) -> Path | None:
         """The stored SWC file of one body (a regular file inside the store), or None.
+
+        Parameters
+        ----------
+        body_id
+            The body ID.
+
+        Returns
+        -------
+        pathlib.Path or None
+            ``None`` when the store has no skeletons or none for this body.
+
+        Raises
+        ------
+        StoreError
+            The skeleton path leaves the store, passes a symlink or is not a
+            regular file.
 
         Examples
         --------

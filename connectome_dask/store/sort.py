@@ -28,6 +28,8 @@ from .._fsutil import rmtree_real, write_marker
 from ..errors import StoreError
 from .format import _create_array
 
+__all__ = ["load_bucket", "spill_buckets"]
+
 
 def _bucket_dir(spill: Path, b: int) -> Path:
     return spill / f"b{b:06d}"
@@ -40,6 +42,19 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
     Rows keep their order inside a bucket. Bucket ``b`` holds keys in
     ``[bounds[b], bounds[b + 1])``; its pieces are ``spill/b<b>/<piece>.<column>.npy``
     and ``pieces[b]`` counts them (updated here).
+
+    Parameters
+    ----------
+    spill
+        The spill directory.
+    bounds
+        Sorted bucket boundaries of the keys (``len(bounds) - 1`` buckets).
+    keys
+        One key per row of ``block``.
+    block
+        Column name -> array, one value per row.
+    pieces
+        Pieces written so far per bucket; incremented for each bucket written to.
     """
     b = np.searchsorted(bounds, keys, side="right") - 1
     order = np.argsort(b, kind="stable")
@@ -58,7 +73,24 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
 
 
 def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> dict[str, np.ndarray] | None:
-    """The rows of spill bucket ``b`` (pieces concatenated in order), then its files removed; None if empty."""
+    """The rows of spill bucket ``b`` (pieces concatenated in order), then its files removed; None if empty.
+
+    Parameters
+    ----------
+    spill
+        The spill directory.
+    b
+        The bucket number.
+    n_pieces
+        Pieces written to the bucket (``pieces[b]`` of :func:`spill_buckets`).
+    columns
+        Columns to load.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, or None
+        ``None`` when nothing was spilled to the bucket.
+    """
     d = _bucket_dir(spill, b)
     if not d.exists():
         return None

@@ -50,6 +50,8 @@ from .format import (
 from .reader import Connectome, open
 from .sort import _post_order, load_bucket, spill_buckets
 
+__all__ = ["StoreWriter", "write_store"]
+
 
 class StoreWriter:
     """Stream synapse blocks into a new store with bounded memory.
@@ -83,6 +85,15 @@ class StoreWriter:
         Replace an existing store at ``path`` (only a connectome_dask store: any
         other directory is refused, naming the path).
 
+    Raises
+    ------
+    StoreError
+        ``path`` exists without ``overwrite`` or is not a store this writer may
+        replace, another writer holds its lock, ``chunk_rows`` is not
+        positive, or a column name breaks the name rule.
+
+    Notes
+    -----
     The writer holds the target's writer lock from construction until
     :meth:`close` or :meth:`abort`; leftovers of earlier killed writes to the
     same target are removed first.
@@ -159,6 +170,19 @@ class StoreWriter:
     # -- appending
     def append(self, block: Mapping[str, np.ndarray]) -> None:
         """Add a block of synapse rows (a mapping of column name to 1-D array).
+
+        Parameters
+        ----------
+        block
+            Column name -> 1-D array, one value per row: ``pre``, ``post`` (dense
+            indices) and every column given to the writer (extra keys are ignored).
+
+        Raises
+        ------
+        StoreError
+            A column is missing, a ``pre``/``post`` index is outside
+            ``[0, n_neurons)``, or with ``presorted=True`` the rows are not in
+            ``(pre, post)`` order (within the block or after the previous one).
 
         Examples
         --------
@@ -240,6 +264,19 @@ class StoreWriter:
             ROI names for ``roi_pre``/``roi_post`` codes already present in the
             blocks (e.g. a neuPrint export): ``{"names": [...], "primary": [...],
             "hierarchy": {...}}``, written as the store's ROI folder.
+
+        Returns
+        -------
+        Connectome
+            The new store (not made the default connectome).
+
+        Raises
+        ------
+        StoreError
+            The writer was already closed, the neuron table does not fit
+            (length, ``bodyId``), an ROI name is bad or repeated, or the target
+            changed so that it may no longer be replaced. Any error aborts the
+            write: nothing appears at ``path``.
 
         Examples
         --------
@@ -521,6 +558,34 @@ def write_store(
     order; ``synapses`` has ``pre``/``post`` as dense indices into it plus
     any other synapse columns. For raw tables with body IDs use
     :func:`connectome_dask.ingest`.
+
+    Parameters
+    ----------
+    path
+        Store directory to create.
+    neurons
+        One row per body in index order, with ``bodyId``.
+    synapses
+        ``pre``, ``post`` (dense indices) and other synapse columns.
+    meta
+        Dataset fields for meta.json (see :meth:`StoreWriter.close`).
+    chunk_rows
+        Zarr chunk length (rows).
+    overwrite
+        Replace an existing connectome store at ``path``.
+    skeletons
+        A folder of ``<bodyId>.swc`` files or a mapping of bodyId to SWC text.
+
+    Returns
+    -------
+    Connectome
+
+    Raises
+    ------
+    StoreError
+        As for :class:`StoreWriter` and its :meth:`~StoreWriter.append` and
+        :meth:`~StoreWriter.close` (an existing target, bad indices, a neuron
+        table that does not fit).
 
     Examples
     --------
