@@ -35,6 +35,16 @@ __all__ = ["add_scheduler_argument", "build_parser", "main"]
 def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``--scheduler`` and ``--workers`` to a CLI (sub)command parser.
 
+    Parameters
+    ----------
+    parser
+        The (sub)command parser; the options go into a group "where to run".
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser`` itself.
+
     Examples
     --------
     >>> import argparse

@@ -87,7 +87,19 @@ _ADDRESS_PREFIXES = ("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://
 _REPO_JOBQUEUE_FILE = Path(__file__).resolve().parents[1] / "deploy" / "jobqueue.yaml"
 
 
+# the spill directory local_cluster made for a cluster (removed with it)
+_TMPDIRS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 # ----------------------------------------------------------------------------- helpers
+
+
+def _tmpdir_of(cluster: Any) -> str | None:
+    """The temporary spill directory :func:`local_cluster` made for ``cluster`` (None if none)."""
+    try:
+        return _TMPDIRS.get(cluster)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
 
 
 def _cfg(key: str, default: Any = None) -> Any:
@@ -182,6 +194,11 @@ def local_cluster(
     -------
     distributed.LocalCluster
 
+    Raises
+    ------
+    ValueError
+        ``n_workers`` or ``threads_per_worker`` (given or configured) is below 1.
+
     Examples
     --------
     >>> from connectome_dask.cluster import local_cluster
@@ -249,7 +266,7 @@ def local_cluster(
         raise
     if tmpdir:
         weakref.finalize(cluster, shutil.rmtree, tmpdir, True)
-        cluster._connectome_tmpdir = tmpdir  # type: ignore[attr-defined]
+        _TMPDIRS[cluster] = tmpdir
     return cluster
 
 
@@ -262,6 +279,16 @@ def default_jobqueue_file() -> Path | None:
     dask config ``connectome_dask.cluster.jobqueue_file`` (or the environment
     variable ``DASK_CONNECTOME_DASK__CLUSTER__JOBQUEUE_FILE``), else the source
     tree's ``deploy/jobqueue.yaml`` when present, else ``None``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The file, or ``None`` when none is configured or shipped.
+
+    Raises
+    ------
+    FileNotFoundError
+        The configured ``jobqueue_file`` does not exist.
 
     Examples
     --------
@@ -393,6 +420,17 @@ def jobqueue_options(
     dict
         Keyword arguments for ``SLURMCluster`` / ``PBSCluster`` / ``LSFCluster``.
 
+    Raises
+    ------
+    ValueError
+        ``kind`` is not a known batch system, the jobqueue file is not a
+        mapping of settings, or it holds a setting the dask-jobqueue class
+        does not accept.
+    FileNotFoundError
+        ``config`` names a file that does not exist.
+    ImportError
+        dask-jobqueue is not installed.
+
     Examples
     --------
     >>> from connectome_dask.cluster import jobqueue_options
@@ -502,7 +540,7 @@ def _client_class():
 def _close_cluster(cluster) -> None:
     with contextlib.suppress(Exception):
         cluster.close()
-    tmp = getattr(cluster, "_connectome_tmpdir", None)
+    tmp = _tmpdir_of(cluster)
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -560,6 +598,15 @@ def get_client(scheduler: str | os.PathLike | None = None, *, cluster=None, **kw
         cluster (and cancels its batch jobs). A running scheduler given by
         address or file is only disconnected from, never shut down.
 
+    Raises
+    ------
+    ValueError
+        Both ``scheduler`` and ``cluster`` are given, or ``scheduler`` is not
+        one of the forms above (or a jobqueue setting is invalid, see
+        :func:`jobqueue_options`).
+    FileNotFoundError
+        ``scheduler`` looks like a scheduler file path that does not exist.
+
     Examples
     --------
     >>> from connectome_dask.cluster import get_client
@@ -614,6 +661,20 @@ def connect(scheduler: str | os.PathLike | None = None, *, cluster=None, **kw: A
     (local workers stopped, batch jobs cancelled). A user's scheduler (address,
     scheduler file or ``cluster=`` object) keeps running.
 
+    Parameters
+    ----------
+    scheduler
+        As for :func:`get_client`: ``None``/``"local"``, an address, a scheduler
+        file, or ``"slurm"``/``"pbs"``/``"lsf"``.
+    cluster
+        An existing cluster object to connect to instead (never closed here).
+    **kw
+        As for :func:`get_client` (``workers``, ``config``, cluster or client keywords).
+
+    Yields
+    ------
+    distributed.Client
+
     Examples
     --------
     >>> from connectome_dask.cluster import connect
@@ -633,6 +694,15 @@ def dashboard_link(client) -> str | None:
 
     The dashboard needs ``bokeh`` on the scheduler's machine; the link follows
     dask config ``distributed.dashboard.link`` (e.g. for a Jupyter proxy).
+
+    Parameters
+    ----------
+    client
+        A :class:`distributed.Client` (a closed one has no dashboard).
+
+    Returns
+    -------
+    str or None
 
     Examples
     --------
@@ -667,6 +737,20 @@ def client_from_args(args: Any) -> Iterator:
 
     ``--scheduler`` missing: dask config ``connectome_dask.cluster.scheduler``,
     else the embedded LocalCluster. Show :func:`dashboard_link` to the user.
+
+    Parameters
+    ----------
+    args
+        Any object with optional ``scheduler`` and ``workers`` attributes.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ValueError
+        ``workers`` is below 1 (or the scheduler is invalid, see :func:`get_client`).
 
     Examples
     --------

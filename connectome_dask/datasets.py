@@ -143,6 +143,24 @@ def write_procedural_meshes(directory: str | os.PathLike, seed: int = 0) -> Path
     The folder is written under a temporary name and renamed into place
     (replacing an older one).
 
+    Parameters
+    ----------
+    directory
+        The mesh folder to write (replaced if this function wrote it before).
+    seed
+        Passed to :func:`procedural_meshes`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory``.
+
+    Raises
+    ------
+    StoreError
+        ``directory`` exists and is not a mesh folder this function wrote
+        (it is never replaced), or it cannot be written.
+
     Examples
     --------
     >>> import tempfile
@@ -171,6 +189,28 @@ def meshes_for(store: Connectome | str | os.PathLike | Mapping, dest: str | os.P
     factor to nm is ``meta["extra"]["meshes"]["scale"]``). For procedural
     meshes that were not written out, they are written to ``dest`` (default
     ``<store>_meshes`` beside the store) and that folder is returned.
+
+    Parameters
+    ----------
+    store
+        A :class:`~connectome_dask.store.Connectome`, a store path, or a store's
+        meta mapping.
+    dest
+        Where to write procedural meshes; default ``<store>_meshes`` (required
+        when ``store`` is a meta mapping).
+
+    Returns
+    -------
+    pathlib.Path
+        The mesh folder (PLY files and ``hierarchy.json``).
+
+    Raises
+    ------
+    StoreError
+        The meta has no ``extra.meshes`` record (the store was not made by
+        :func:`synthetic`), or the mesh folder it records no longer exists.
+    ValueError
+        ``store`` is a meta mapping of procedural meshes and ``dest`` is not given.
 
     Examples
     --------
@@ -723,6 +763,25 @@ def synthetic(
     -------
     Connectome
 
+    Raises
+    ------
+    ValueError
+        A parameter is invalid (``n_neurons`` missing without a neuron table or
+        below 2, negative ``n_synapses``, ``n_types`` with a table or out of
+        range, non-positive ``chunk_rows``/``block_rows``, bad ``skeletons``,
+        ``default_confidence`` outside [0, 1], ``meshes_dir`` with ``meshes``,
+        a densities CSV without its columns, unusable meshes). Checked before
+        anything is written.
+    IngestError
+        The neuron table cannot be read or is invalid (see
+        :func:`~connectome_dask.ingest.neurons.read_neuron_table`), or its
+        ``pre``/``post`` weights are negative.
+    StoreError
+        ``path`` or ``parquet`` exists without ``overwrite``, or is not a
+        store / Parquet file this function would replace.
+    FileNotFoundError
+        ``meshes`` names a folder that does not exist.
+
     Examples
     --------
     >>> import tempfile
@@ -883,6 +942,44 @@ def demo_store(
     can run ROI assignment), skeletons for the 500 neurons with most synapses.
     Pass ``neurons=`` / ``meshes=`` (e.g. the shared hemibrain table or
     ``jfrc2np``) to override.
+
+    Parameters
+    ----------
+    path
+        Store directory to create.
+    n_synapses
+        Number of synapse rows.
+    n_neurons
+        Number of bodies; default ``max(1000, n_synapses // 300)`` without a
+        neuron table, the table's length with one.
+    overwrite
+        Replace an existing store (default ``True``: the demo is rebuilt).
+    seed
+        Everything is a deterministic function of the parameters and ``seed``.
+    neurons
+        A real neuron table (see :func:`synthetic`).
+    meshes
+        A mesh folder; default: procedural meshes written to ``<path>_meshes``.
+    parquet
+        Also write the synapses as a CAVE-style Parquet file (see :func:`synthetic`).
+    skeletons
+        SWC skeletons: for the ``k`` neurons with most synapses (default 500),
+        ``True`` for all, ``False`` for none.
+    progress
+        Show a progress bar.
+    **kwargs
+        Other keywords of :func:`synthetic` (``name`` defaults to ``"demo"``).
+
+    Returns
+    -------
+    Connectome
+
+    Raises
+    ------
+    ValueError
+        As for :func:`synthetic` (invalid parameters, an unusable neuron table
+        or meshes; a :class:`~connectome_dask.errors.StoreError` for a store it
+        may not replace).
 
     Examples
     --------

@@ -67,6 +67,17 @@ class IngestError(StoreError):
     The message names the file, the column and an example offending row; the
     same facts are available as attributes (``None`` when not applicable).
 
+    Parameters
+    ----------
+    message
+        The message (already naming file, column and row; see :meth:`at`).
+    file, column
+        The source file and column, or ``None``.
+    row
+        0-based data row within ``file`` (CSV header not counted), or ``None``.
+    value
+        The offending value.
+
     Attributes
     ----------
     file, column : str or None
@@ -96,7 +107,23 @@ class IngestError(StoreError):
 
     @classmethod
     def at(cls, file: str, column: str, row: int, what: str, value: Any = None) -> IngestError:
-        """The error for one offending cell: ``"<file>: column '<column>', row <row>: <what>"``."""
+        """The error for one offending cell: ``"<file>: column '<column>', row <row>: <what>"``.
+
+        Parameters
+        ----------
+        file, column
+            The source file and column.
+        row
+            0-based data row within ``file``.
+        what
+            What is wrong with the cell.
+        value
+            The offending value.
+
+        Returns
+        -------
+        IngestError
+        """
         return cls(f"{file}: column {column!r}, row {row}: {what}", file=file, column=column, row=row,
                    value=value)
 

@@ -35,7 +35,7 @@ def test_local_cluster_defaults_memory_and_spilling():
     n = 2
     with cl.connect("local", workers=n, dashboard_address=":0") as client:
         cluster = client.cluster
-        tmpdir = Path(cluster._connectome_tmpdir)
+        tmpdir = Path(cl._tmpdir_of(cluster))
         assert tmpdir.is_dir()
         info = client.scheduler_info()["workers"]
         assert len(info) == n

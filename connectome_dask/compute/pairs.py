@@ -40,7 +40,26 @@ def _confidence_columns(conn: Connectome) -> list[str]:
 
 
 class RowFilter:
-    """Row filter parameters shared by all tasks (one object in the graph)."""
+    """Row filter parameters shared by all tasks (one object in the graph).
+
+    Parameters
+    ----------
+    conn
+        The connectome (its neuron count, ROI names and confidence columns).
+    pre, post
+        Dense neuron indices kept on each side (``None`` = every neuron).
+    roi_codes
+        ROI codes a row's ``roi_post`` must be one of (``None`` = no ROI filter).
+    confidence
+        Keep rows whose confidence is above this threshold (compared as
+        float32, the stored precision; ``None`` = no threshold). With two
+        confidence columns (``confidence_pre``/``_post``) both must pass.
+
+    Raises
+    ------
+    KeyError
+        ``confidence`` is given but the store has no confidence column.
+    """
 
     def __init__(self, conn: Connectome, pre, post, roi_codes, confidence):
         n = conn.n_neurons
@@ -67,12 +86,37 @@ class RowFilter:
         self.thr = float(np.float32(confidence)) if confidence is not None else 0.0
 
     def columns(self, need_roi: bool) -> list[str]:
+        """The synapse columns a block must hold for :meth:`keep` (and the caller).
+
+        Parameters
+        ----------
+        need_roi
+            The caller needs ``roi_post`` itself (e.g. counts by ROI).
+
+        Returns
+        -------
+        list of str
+            ``pre``, ``post``, ``roi_post`` when needed, then the confidence columns.
+        """
         cols = ["pre", "post"]
         if self.use_roi or need_roi:
             cols.append("roi_post")
         return cols + self.conf_cols
 
     def keep(self, block: dict[str, np.ndarray]) -> np.ndarray:
+        """Boolean mask of the rows of ``block`` that pass the filter.
+
+        Parameters
+        ----------
+        block
+            Column name -> array of one block of synapse rows, holding at least
+            :meth:`columns`.
+
+        Returns
+        -------
+        numpy.ndarray
+            One bool per row.
+        """
         pre, post = block["pre"], block["post"]
         dummy_i = np.zeros(1, dtype=np.int16)
         dummy_f = np.zeros(1, dtype=np.float32)
@@ -141,6 +185,28 @@ def index_block(conn: Connectome, plan: Plan, pre: np.ndarray | None, post: np.n
     Outputs of the pre bodies are contiguous row ranges, inputs of the post
     bodies contiguous ranges of the post-ordered copies: no scan either way.
     Rows of the other side's bodies are not removed here (the row filter does it).
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+    plan
+        An ``index`` plan from :func:`~connectome_dask.compute.plan.plan_read`
+        (its ``side`` says which index to read).
+    pre, post
+        Dense neuron indices of each side (``None`` = every neuron).
+    cols
+        Synapse columns to read.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The rows of the chosen side's bodies.
+
+    Raises
+    ------
+    ValueError
+        The plan's side has no bodies (``pre``/``post`` is ``None``).
     """
     side = "pre" if plan.side == "pre" else "post"
     idx = pre if side == "pre" else post
@@ -150,7 +216,17 @@ def index_block(conn: Connectome, plan: Plan, pre: np.ndarray | None, post: np.n
 
 
 def default_partition_rows(conn: Connectome) -> int:
-    """Rows per partition of the store's default partitioning (at least 1)."""
+    """Rows per partition of the store's default partitioning (at least 1).
+
+    Parameters
+    ----------
+    conn
+        The connectome.
+
+    Returns
+    -------
+    int
+    """
     s, e = conn.partitions()[0]
     return max(e - s, 1)
 

@@ -48,9 +48,9 @@ INDEX_ROWS_LIMIT = 2_000_000
 
 @dataclass(frozen=True)
 class Plan:
-    """A chosen read path.
+    """A chosen read path (made by :func:`plan_read`).
 
-    Attributes
+    Parameters
     ----------
     method
         ``"index"``, ``"table"`` or ``"scan"``.
@@ -62,6 +62,11 @@ class Plan:
     rows
         Estimated synapse rows the index read touches (``None`` when no side
         is restricted).
+
+    Attributes
+    ----------
+    method, reason, side, rows
+        As given.
     """
 
     method: str

@@ -43,6 +43,8 @@ from .values import (
     _to_float64,
 )
 
+__all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_BUCKET_ROWS", "ingest"]
+
 DEFAULT_BATCH_ROWS = 1 << 20
 
 

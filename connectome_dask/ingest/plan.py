@@ -11,6 +11,8 @@ from .._fsutil import check_name
 from ..errors import IngestError
 from .values import _is_list, _is_numeric, _is_texty
 
+__all__ = ["DIALECTS"]
+
 DIALECTS = ("auto", "cave", "flywire", "neuprint")
 
 

@@ -17,6 +17,8 @@ import pyarrow.dataset as ds
 
 from ..errors import IngestError
 
+__all__: list[str] = []  # internal helpers of the package only
+
 _MAX_NESTING = 64  # nesting depth of list/dict values in a neuron table
 
 

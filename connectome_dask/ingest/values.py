@@ -11,6 +11,8 @@ import pyarrow.compute as pc
 from .._fsutil import check_name
 from ..errors import IngestError
 
+__all__: list[str] = []  # internal helpers of the package only
+
 _MAX_EXACT_FLOAT = 2.0**53
 
 

@@ -14,6 +14,8 @@ from .._fsutil import check_name
 from ..errors import RoiError
 from ..units import parse_units
 
+__all__ = ["MESH_SUFFIXES", "RoiRepairWarning"]
+
 MESH_SUFFIXES = (".ply", ".obj", ".stl")
 
 
