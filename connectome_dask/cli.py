@@ -18,11 +18,13 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -226,10 +228,23 @@ def cmd_assign_rois(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_target(out: Path) -> None:
+    """Refuse an output path the matrix could not be saved to, before computing it."""
+    from ._fsutil import check_exists
+
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise FileExistsError(f"{parent} is not a directory; cannot write {out} below it")
+            break
+    check_exists(out, "dataarray", overwrite=True, error=FileExistsError)
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
     from . import open as open_store
     from .matrix import save_dataarray
 
+    _check_output_target(Path(args.out))  # before any work is scheduled
     with _client(args) as client:
         _print_dashboard(client)
         conn = open_store(args.path)
@@ -460,16 +475,40 @@ def _message(e: BaseException) -> str:
     return text if text else type(e).__name__
 
 
-def _log_to_stderr() -> None:
-    """The package's INFO lines (progress in a log, leftovers removed) go to stderr."""
-    import logging
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at the time of each record (not at creation)."""
 
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """While a command runs, the package's INFO lines (progress in a log, leftovers removed) go to stderr.
+
+    Skipped when the application configured handlers for the package itself;
+    the handler is removed afterwards, so calling :func:`main` in a Python
+    session leaves logging as it was.
+    """
     lg = logging.getLogger("connectome_dask")
-    if not lg.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        lg.addHandler(h)
-        lg.setLevel(logging.INFO)
+    if lg.handlers:
+        yield
+        return
+    h = _StderrHandler()
+    h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    level = lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -499,9 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)
-    _log_to_stderr()
     try:
-        return int(args.func(args) or 0)
+        with _log_to_stderr():
+            return int(args.func(args) or 0)
     except Exception as e:
         if not _expected(e):
             raise
