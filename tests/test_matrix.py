@@ -477,6 +477,9 @@ class FakeRoiSet:
         code = np.floor(x / 100).astype(np.int16)
         return np.where(code > 2, -1, code).astype(np.int16)
 
+    def contains(self, points, name):
+        return self.assign(points) == self.names.index(name)
+
 
 def test_by_neuropil_pandas_matches_subsets(data):
     syn, ann = data

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..labels import is_missing, natural_type_order, str_array, str_value
-from .common import _require_columns
+from .common import _log, _require_columns
 
 __all__ = ["EB_COLUMN_ORDER", "WITHIN_TYPE_ORDER_RULES"]
 
@@ -20,9 +20,11 @@ EB_COLUMN_ORDER = ("R1", "L8", "R2", "L7", "R3", "L6", "R4", "L5", "R5", "L4", "
 
 #: Types whose neurons are ordered by a column label instead of annotation
 #: order: type name -> (annotation columns to read, in priority order; rank of labels).
+#: As crantpy: ``cell_instance`` then ``cell_subtype`` (never ``instance``).
 WITHIN_TYPE_ORDER_RULES: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
-    "EPG/PEG": (("cell_instance", "cell_subtype", "instance"), {c: i for i, c in enumerate(EB_COLUMN_ORDER)}),
+    "EPG/PEG": (("cell_instance", "cell_subtype"), {c: i for i, c in enumerate(EB_COLUMN_ORDER)}),
 }
+_MAX_LOGGED_IDS = 10
 _COLUMN_LABEL = re.compile(r"([LR]\d+)\s*$")
 
 
@@ -44,6 +46,7 @@ class _Annotations:
         rows = tmp["row"].to_numpy()
         self.ids = ids[rows]
         self.types = types[rows]
+        self.type_col = type_col
         self.index = pd.Index(self.ids)
         inst_col = next((c for c in ("instance", "cell_instance") if c in df.columns), None)
         self.instances = str_array(df[inst_col])[rows] if inst_col else None
@@ -59,6 +62,10 @@ class _Annotations:
         return self.index.get_indexer(universe)
 
     def column_rank(self, rows: np.ndarray, type_name: str) -> np.ndarray | None:
+        """EB-column rank of the annotation rows ``rows`` of type ``type_name`` (inf = unresolved).
+
+        Each neuron whose label cannot be resolved is logged at WARNING, as crantpy does.
+        """
         rule = WITHIN_TYPE_ORDER_RULES.get(type_name)
         if rule is None:
             return None
@@ -74,15 +81,21 @@ class _Annotations:
                 m = _COLUMN_LABEL.search(str(vals[r]).strip())
                 if m and m.group(1) in rank:
                     out[k] = rank[m.group(1)]
+        for k in np.flatnonzero(~np.isfinite(out)):
+            _log.warning(
+                "Could not resolve a ranked column label for neuron %s from columns %s; "
+                "it will be ordered after ranked neurons",
+                self.ids[rows[k]], cols,
+            )
         return out
 
 
 class _Axis:
     """One ordered matrix axis: universe codes, IDs, types, boundaries."""
 
-    __slots__ = ("codes", "ids", "types", "instances", "boundaries", "int_ids")
+    __slots__ = ("codes", "ids", "types", "instances", "boundaries", "int_ids", "ann_rank", "n2t")
 
-    def __init__(self, codes, ids, types, instances, boundaries, int_ids=None) -> None:
+    def __init__(self, codes, ids, types, instances, boundaries, int_ids=None, ann_rank=None, n2t=None) -> None:
         self.codes = np.asarray(codes, dtype=np.int64)
         self.ids = np.asarray(ids, dtype=object)
         self.types = np.asarray(types, dtype=object)
@@ -90,6 +103,11 @@ class _Axis:
         self.boundaries = dict(boundaries)
         #: The IDs as int64 when known from the input (``ids`` are their strings), else None.
         self.int_ids = None if int_ids is None else np.asarray(int_ids, dtype=np.int64)
+        #: Annotation row of each typed neuron (the first ``n_typed``): ``neuron_to_type``
+        #: iterates in annotation order, as crantpy's. None: axis order.
+        self.ann_rank = None if ann_rank is None else np.asarray(ann_rank, dtype=np.int64)
+        #: The neuron -> type mapping given to a constructor, kept as given (crantpy), else None.
+        self.n2t = n2t
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,10 +120,16 @@ class _Axis:
     def type_sizes(self) -> np.ndarray:
         return np.array([e - s for s, e in self.boundaries.values()], dtype=np.int64)
 
-    def neuron_to_type(self) -> dict[str, str]:
-        """Neuron ID -> type of the typed neurons (the first ``n_typed`` of the axis)."""
+    def neuron_to_type(self) -> dict[str, Any]:
+        """Neuron ID -> type of the typed neurons, in annotation order (crantpy's ``id_map``)."""
+        if self.n2t is not None:
+            return dict(self.n2t)
         n = self.n_typed
-        return dict(zip(self.ids[:n].tolist(), self.types[:n].tolist(), strict=True))
+        ids, types = self.ids[:n], self.types[:n]
+        if self.ann_rank is not None and len(self.ann_rank) == n:
+            o = np.argsort(self.ann_rank, kind="stable")
+            ids, types = ids[o], types[o]
+        return dict(zip(ids.tolist(), types.tolist(), strict=True))
 
     def indicator(self) -> sp.csr_matrix:
         """Sparse (n_neurons, n_types) 0/1 matrix of typed neurons."""
@@ -166,6 +190,7 @@ class _Axis:
         untyped = untyped[np.argsort(universe[untyped].astype(str), kind="stable")]
         missing = codes[~have]
         missing = missing[np.argsort(universe[missing].astype(str), kind="stable")]
+        _log_axis(universe, untyped, missing, ann.type_col, boundaries, len(codes))
         all_codes = np.concatenate([t_codes, untyped, missing]).astype(np.int64)
         pos_all = ann_pos[all_codes]
         types = np.empty(len(all_codes), dtype=object)
@@ -177,7 +202,25 @@ class _Axis:
             ok = pos_all >= 0
             inst[ok] = ann.instances[pos_all[ok]]
         int_ids = None if universe_int is None else universe_int[all_codes]
-        return cls(all_codes, universe[all_codes], types, inst, boundaries, int_ids)
+        return cls(all_codes, universe[all_codes], types, inst, boundaries, int_ids, ann_rank=t_pos)
+
+
+def _log_axis(universe, untyped, missing, type_col: str, boundaries: dict, n: int) -> None:
+    """crantpy's per-axis messages: WARNING for untyped / unannotated neurons, INFO for the order."""
+    if len(untyped):
+        _log.warning(
+            "%d neuron(s) present in the matrix axis have annotation rows but missing %s; they will appear "
+            "in the matrix but are excluded from type-level analysis: %s",
+            len(untyped), type_col, universe[untyped[:_MAX_LOGGED_IDS]].tolist(),
+        )
+    if len(missing):
+        _log.warning(
+            "%d neuron(s) present in the matrix axis but missing from annotations; they will appear in the "
+            "matrix but are excluded from type-level analysis: %s",
+            len(missing), universe[missing[:_MAX_LOGGED_IDS]].tolist(),
+        )
+    _log.info("Resolved nested ordering with %d type(s) and %d neuron(s)", len(boundaries), n)
+    _log.info("Resolved type order: %s", list(boundaries)[:200])
 
 
 def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: str) -> _Axis:
@@ -193,7 +236,9 @@ def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: st
         seen.add(i)
     if dups:
         raise ValueError(f"{axis_name} contains duplicate neuron IDs: {dups[:10]}")
-    n2t = {str_value(k): (None if is_missing(v) else str_value(v)) for k, v in neuron_to_type.items() if not is_missing(k)}
+    n2t: dict[str, Any] = {
+        str_value(k): (v if is_missing(v) else str_value(v)) for k, v in neuron_to_type.items() if not is_missing(k)
+    }
     extra = sorted(set(n2t) - set(ids))
     if extra:
         raise ValueError(f"neuron_to_type contains neurons not present in {axis_name}: {extra[:10]}")
@@ -204,14 +249,18 @@ def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: st
             raise ValueError("type_boundaries must be contiguous, non-overlapping, and start at 0")
         if e > len(ids) or e <= s:
             raise ValueError(f"type boundary {name!r} has invalid slice ({s}, {e})")
-        bad = [i for i in ids[s:e] if n2t.get(i) != name]
+        bad = [i for i in ids[s:e] if str(n2t.get(i)) != name]  # crantpy compares str(type): None in "None"
         if bad:
             raise ValueError(f"type boundary {name!r} does not match neuron_to_type for neurons {bad[:10]}")
         expected = e
-    after = [i for i in ids[expected:] if n2t.get(i) is not None]
+    after = [i for i in ids[expected:] if not is_missing(n2t.get(i))]
     if after:
         raise ValueError("annotated neurons must appear within type_boundaries before any unassigned neurons")
-    types = np.array([n2t.get(i) if k < expected else None for k, i in enumerate(ids)], dtype=object)
+    types = np.empty(len(ids), dtype=object)
+    types[:] = None
+    for k in range(expected):
+        v = n2t.get(ids[k])
+        types[k] = None if is_missing(v) else v
     inst = np.empty(len(ids), dtype=object)
     inst[:] = None
-    return _Axis(np.arange(len(ids)), np.array(ids, dtype=object), types, inst, b)
+    return _Axis(np.arange(len(ids)), np.array(ids, dtype=object), types, inst, b, n2t=n2t)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -10,7 +11,16 @@ import numpy as np
 
 from ..aggregate import check_dense
 
-__all__ = ["AnnotationScope", "NormalizationScope", "WeightMode"]
+__all__ = ["DEFAULT_VOXEL_SIZE", "AnnotationScope", "NormalizationScope", "WeightMode"]
+
+#: crantpy's logger name: the nested matrices log crantpy's WARNING and INFO messages here.
+LOGGER_NAME = "connectome_dask.crantpy"
+_log = logging.getLogger(LOGGER_NAME)
+
+#: nm per pixel (x, y, z) for ``coordinates="pixels"`` when no ``voxel_size`` is given:
+#: crantpy's dataset scale (``SCALE_X, SCALE_Y, SCALE_Z`` = 8, 8, 42). Read at call time,
+#: so assigning a new tuple here changes the default for every later call.
+DEFAULT_VOXEL_SIZE: tuple[float, float, float] = (8.0, 8.0, 42.0)
 
 WeightMode = Literal["relative_outgoing", "relative_incoming", "count", "column"]
 AnnotationScope = Literal["annotated_only", "all"]
@@ -40,6 +50,17 @@ def _validate_common(weight_mode: str | None, weight_column: str | None, annotat
             raise ValueError("weight_column must be provided when weight_mode='column'")
     elif weight_column is not None:
         raise ValueError("weight_column can only be provided when weight_mode='column'")
+
+
+def _materialize(values: Any) -> Any:
+    """A selector / type order as it can be read more than once.
+
+    ``None``, strings, bytes and scalars stay as they are; any other iterable
+    (a generator, a ``map``, a set, a Series) becomes a list, read exactly once.
+    """
+    if values is None or isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        return values
+    return list(values)
 
 
 def _is_connectome(obj: Any) -> bool:

@@ -21,11 +21,19 @@ from .common import (
     WeightMode,
     _is_connectome,
     _is_dask_frame,
+    _materialize,
     _provenance,
     _validate_common,
 )
 from .select import NeuropilCollection, _sel_attrs, _select_codes, _selection
-from .sources import _neuropil_groups, _Pairs, _pairs_from_connectivity, _synapse_pairs
+from .sources import (
+    _neuropil_groups,
+    _PairRows,
+    _Pairs,
+    _pairs_from_connectivity,
+    _Rows,
+    _synapse_rows,
+)
 
 __all__ = ["DirectedNestedMatrix", "NestedMatrix"]
 
@@ -203,6 +211,7 @@ class NestedMatrix(_NestedBase):
         >>> NestedMatrix.from_connectivity(edges, ann).matrix.loc["1", "2"]
         np.float64(7.0)
         """
+        type_order = _materialize(type_order)
         if _is_connectome(connections_df) or _is_dask_frame(connections_df):
             return cls.from_synapses(
                 connections_df,
@@ -222,6 +231,14 @@ class NestedMatrix(_NestedBase):
             connections_df, weight_mode="given", annotation_scope=annotation_scope, type_order=type_order
         )
         return cls._finish(pairs, ann, annotation_scope, None, type_order, attrs)
+
+    @classmethod
+    def _finish_rows(cls, rows, ann: _Annotations, weight_mode, type_order, attrs, min_weight: int) -> NestedMatrix:
+        """Matrix of scoped synapse rows: de-duplicated pairs; neurons are those of the kept pairs."""
+        pairs = rows.pairs()
+        if min_weight > 1:
+            pairs = pairs.subset(pairs.count >= min_weight)
+        return cls._finish(pairs, ann, "all", weight_mode, type_order, attrs)
 
     @classmethod
     def _finish(cls, pairs: _Pairs, ann: _Annotations, scope: str, weight_mode, type_order, attrs) -> NestedMatrix:
@@ -305,7 +322,8 @@ class NestedMatrix(_NestedBase):
         0.667
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
-        pairs, ann = _synapse_pairs(
+        type_order = _materialize(type_order)
+        rows, ann = _synapse_rows(
             synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
             cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,
         )  # fmt: skip
@@ -313,7 +331,7 @@ class NestedMatrix(_NestedBase):
             synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
             type_order=type_order, min_weight=min_weight, confidence=confidence,
         )  # fmt: skip
-        return cls._finish(pairs, ann, annotation_scope, weight_mode, type_order, attrs)
+        return cls._finish_rows(rows, ann, weight_mode, type_order, attrs, int(min_weight))
 
     @classmethod
     def from_synapses_by_neuropil(
@@ -402,18 +420,21 @@ class NestedMatrix(_NestedBase):
         _validate_common(weight_mode, weight_column, annotation_scope)
         if coordinates not in ("nm", "pixels"):
             raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
+        type_order, neuropil_names = _materialize(type_order), _materialize(neuropil_names)
         groups = _neuropil_groups(
             synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
             weight_mode, weight_column, cell_type_column, neuron_id_column, annotation_scope, include_other,
             voxel_offset, rois, voxel_size, confidence, min_weight, progress,
         )  # fmt: skip
         out = NeuropilCollection()
-        for name, pairs, ann in groups:
+        for name, rows, ann in groups:
             attrs = _provenance(
                 synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
                 type_order=type_order, min_weight=min_weight, confidence=confidence, neuropil=name,
             )  # fmt: skip
-            out[name] = cls._finish(pairs, ann, annotation_scope, weight_mode, type_order, attrs)
+            m = cls._finish_rows(rows, ann, weight_mode, type_order, attrs, int(min_weight))
+            if m.shape[0]:
+                out[name] = m
         return out
 
 
@@ -485,7 +506,7 @@ class DirectedNestedMatrix(_NestedBase):
     def __repr__(self) -> str:
         return (
             f"DirectedNestedMatrix({len(self._src)} source neurons, {len(self._tgt)} target neurons, "
-            f"source_types={list(self._src.boundaries)[:5]}, target_types={list(self._tgt.boundaries)[:5]})"
+            f"source_types={list(self._src.boundaries)}, target_types={list(self._tgt.boundaries)})"
         )
 
     @property
@@ -577,23 +598,32 @@ class DirectedNestedMatrix(_NestedBase):
         cls, pairs: _Pairs, ann: _Annotations, scope: str, weight_mode, sel: dict, norm_scope: str, attrs
     ) -> DirectedNestedMatrix:
         ann_pos = ann.positions(pairs.universe)
-        pairs = pairs.scoped(ann_pos, scope)
-        u = pairs.universe
-        src_codes = _select_codes(pairs.present_src, u, ann, ann_pos, sel["source_types"], sel["source_neurons"])
-        tgt_codes = _select_codes(pairs.present_tgt, u, ann, ann_pos, sel["target_types"], sel["target_neurons"])
-        src = _Axis.build(src_codes, u, ann, ann_pos, sel["source_type_order"], pairs.universe_int)
-        tgt = _Axis.build(tgt_codes, u, ann, ann_pos, sel["target_type_order"], pairs.universe_int)
+        return cls._finish_rows(_PairRows(pairs.scoped(ann_pos, scope)), ann, weight_mode, sel, norm_scope, attrs, 1)
+
+    @classmethod
+    def _finish_rows(
+        cls, rows: _Rows | _PairRows | Any, ann: _Annotations, weight_mode, sel: dict, norm_scope: str, attrs,
+        min_weight: int,
+    ) -> DirectedNestedMatrix:
+        """crantpy's order: axes from the scoped rows, then the axis filter, ``id`` de-duplication, weights."""
+        u = rows.universe
+        ann_pos = ann.positions(u)
+        src_codes = _select_codes(rows.present_src, u, ann, ann_pos, sel["source_types"], sel["source_neurons"])
+        tgt_codes = _select_codes(rows.present_tgt, u, ann, ann_pos, sel["target_types"], sel["target_neurons"])
+        src = _Axis.build(src_codes, u, ann, ann_pos, sel["source_type_order"], rows.universe_int)
+        tgt = _Axis.build(tgt_codes, u, ann, ann_pos, sel["target_type_order"], rows.universe_int)
         in_src = np.zeros(len(u), dtype=bool)
         in_src[src.codes] = True
         in_tgt = np.zeros(len(u), dtype=bool)
         in_tgt[tgt.codes] = True
         if norm_scope == "all" and weight_mode == "relative_outgoing":
-            keep = in_src[pairs.src]
+            sub = rows.pairs(in_src, None)
         elif norm_scope == "all" and weight_mode == "relative_incoming":
-            keep = in_tgt[pairs.tgt]
+            sub = rows.pairs(None, in_tgt)
         else:
-            keep = in_src[pairs.src] & in_tgt[pairs.tgt]
-        sub = pairs.subset(keep)
+            sub = rows.pairs(in_src, in_tgt)
+        if min_weight > 1:
+            sub = sub.subset(sub.count >= min_weight)
         w = sub.normalised(weight_mode) if weight_mode else sub.weight
         return cls._from_parts(_build_matrix(sub, w, src, tgt), src, tgt, attrs)
 
@@ -735,7 +765,7 @@ class DirectedNestedMatrix(_NestedBase):
         if normalization_scope not in _NORM_SCOPES:
             raise ValueError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
-        pairs, ann = _synapse_pairs(
+        rows, ann = _synapse_rows(
             synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
             cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,
         )  # fmt: skip
@@ -743,7 +773,7 @@ class DirectedNestedMatrix(_NestedBase):
             synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
             normalization_scope=normalization_scope, min_weight=min_weight, confidence=confidence, **_sel_attrs(sel),
         )  # fmt: skip
-        return cls._finish(pairs, ann, annotation_scope, weight_mode, sel, normalization_scope, attrs)
+        return cls._finish_rows(rows, ann, weight_mode, sel, normalization_scope, attrs, int(min_weight))
 
     @classmethod
     def from_synapses_by_neuropil(
@@ -825,19 +855,20 @@ class DirectedNestedMatrix(_NestedBase):
         if coordinates not in ("nm", "pixels"):
             raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
+        neuropil_names = _materialize(neuropil_names)
         groups = _neuropil_groups(
             synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
             weight_mode, weight_column, cell_type_column, neuron_id_column, annotation_scope, include_other,
             voxel_offset, rois, voxel_size, confidence, min_weight, progress,
         )  # fmt: skip
         out = NeuropilCollection()
-        for name, pairs, ann in groups:
+        for name, rows, ann in groups:
             attrs = _provenance(
                 synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
                 normalization_scope=normalization_scope, min_weight=min_weight, confidence=confidence,
                 neuropil=name, **_sel_attrs(sel),
             )  # fmt: skip
-            m = cls._finish(pairs, ann, annotation_scope, weight_mode, sel, normalization_scope, attrs)
+            m = cls._finish_rows(rows, ann, weight_mode, sel, normalization_scope, attrs, int(min_weight))
             if m.shape[0] and m.shape[1]:
                 out[name] = m
         return out

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..labels import is_missing, str_value
+from .common import _materialize
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -152,7 +153,12 @@ def _select_codes(
 
 
 def _selection(st, tt, sn, tn, order, s_order, t_order) -> dict:
-    """The directed-matrix axis selections as one dict (per-axis type orders default to ``order``)."""
+    """The directed-matrix axis selections as one dict (per-axis type orders default to ``order``).
+
+    Generators and other one-shot iterables are read here, once, so that
+    provenance and selection see the same values.
+    """
+    st, tt, sn, tn, order, s_order, t_order = map(_materialize, (st, tt, sn, tn, order, s_order, t_order))
     return {
         "source_types": st,
         "target_types": tt,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..labels import str_array
 from .axes import _Annotations
-from .common import _is_connectome, _is_dask_frame, _require_columns
+from .common import DEFAULT_VOXEL_SIZE, _is_connectome, _is_dask_frame, _log, _require_columns
 
 __all__: list[str] = []  # internal: the pair builders are private
 
@@ -105,47 +105,270 @@ def _aggregate_codes(src, tgt, weight, n_universe) -> tuple[np.ndarray, np.ndarr
     return uniq // nu, uniq % nu, w, c
 
 
+class _PairRows:
+    """Rows that are already one per connected pair (a store's pair counts, a connectivity table).
+
+    No synapse ``id`` to de-duplicate, so a row filter is a pair filter.
+    """
+
+    def __init__(self, pairs: _Pairs) -> None:
+        self._p = pairs
+        self.universe = pairs.universe
+        self.universe_int = pairs.universe_int
+        self.present_src = np.unique(pairs.present_src)
+        self.present_tgt = np.unique(pairs.present_tgt)
+
+    def pairs(self, src_ok: np.ndarray | None = None, tgt_ok: np.ndarray | None = None) -> _Pairs:
+        keep = np.ones(len(self._p.src), dtype=bool)
+        if src_ok is not None:
+            keep &= src_ok[self._p.src]
+        if tgt_ok is not None:
+            keep &= tgt_ok[self._p.tgt]
+        return self._p if keep.all() else self._p.subset(keep)
+
+
+class _Rows:
+    """Synapse rows of a pandas table after the annotation scope: codes, weights, ``id`` keys.
+
+    crantpy's order of steps: annotation scope, then the axis filters, then
+    rows with the same ``id`` counted once (the first kept row wins), then
+    the per-pair aggregation (:meth:`pairs`).
+    """
+
+    def __init__(self, universe, universe_int, src, tgt, w, dedup) -> None:
+        self.universe = universe
+        self.universe_int = universe_int
+        self.src = src
+        self.tgt = tgt
+        self.w = w
+        self.dedup = dedup
+
+    @property
+    def present_src(self) -> np.ndarray:
+        return np.unique(self.src)
+
+    @property
+    def present_tgt(self) -> np.ndarray:
+        return np.unique(self.tgt)
+
+    def subset(self, keep: np.ndarray) -> _Rows:
+        return _Rows(self.universe, self.universe_int, self.src[keep], self.tgt[keep], self.w[keep],
+                     None if self.dedup is None else self.dedup[keep])
+
+    def pairs(self, src_ok: np.ndarray | None = None, tgt_ok: np.ndarray | None = None) -> _Pairs:
+        keep = np.ones(len(self.src), dtype=bool)
+        if src_ok is not None:
+            keep &= src_ok[self.src]
+        if tgt_ok is not None:
+            keep &= tgt_ok[self.tgt]
+        src, tgt, w = self.src[keep], self.tgt[keep], self.w[keep]
+        if self.dedup is not None and len(src):
+            _, first = np.unique(self.dedup[keep], return_index=True)
+            first.sort()
+            src, tgt, w = src[first], tgt[first], w[first]
+        s, t, ww, c = _aggregate_codes(src, tgt, w, len(self.universe))
+        return _Pairs(self.universe, s, t, ww, c, universe_int=self.universe_int)
+
+
+def _weights(df: pd.DataFrame, weight_mode: str, weight_column: str | None) -> np.ndarray:
+    """Per-row weights: the numeric ``weight_column`` for ``"column"``, else ones (crantpy's ValueErrors)."""
+    if weight_mode != "column":
+        return np.ones(len(df))
+    try:
+        return pd.to_numeric(df[weight_column], errors="raise").to_numpy(dtype=np.float64, na_value=0.0)
+    except (TypeError, ValueError):
+        col = df[weight_column]
+        bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
+        example = f"; e.g. row {bad.index[0]!r}: {bad.iloc[0]!r}" if len(bad) else ""
+        raise ValueError(f"Connectivity weight column {weight_column!r} must be numeric{example}") from None
+
+
+def _check_synapse_columns(df: Any, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None) -> None:
+    """crantpy's errors: ``KeyError`` for a missing ID column, ``ValueError`` for a missing ``weight_column``."""
+    _require_columns(df, [pre_col, post_col], "synapses")
+    if weight_mode == "column" and weight_column not in df.columns:
+        raise ValueError(
+            f"weight_column {weight_column!r} not found in synapses_df; available: {list(df.columns)[:20]}"
+        )
+
+
+def _rows_from_frame(
+    df: pd.DataFrame, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None,
+    ann: _Annotations, scope: str,
+) -> _Rows:  # fmt: skip
+    """The rows of a pandas synapse table that the annotation scope keeps (null IDs dropped)."""
+    _check_synapse_columns(df, pre_col, post_col, weight_mode, weight_column)
+    src, tgt, universe, uint = _encode_pair_ids(df[pre_col], df[post_col])
+    keep = (src >= 0) & (tgt >= 0)
+    if scope == "annotated_only":
+        ok = np.r_[ann.positions(universe) >= 0, False]  # slot -1: a null ID
+        keep &= ok[src] & ok[tgt]
+        removed = len(df) - int(keep.sum())
+        if removed:
+            _log.info("Filtered synapses to neurons present in annotations: kept=%d, removed=%d",
+                      int(keep.sum()), removed)
+    sub = df.loc[keep] if not keep.all() else df
+    w = _weights(sub, weight_mode, weight_column)
+    dedup = None
+    if weight_mode != "column" and "id" in df.columns:
+        dedup = pd.factorize(sub["id"], use_na_sentinel=False)[0].astype(np.int64)
+    return _Rows(universe, uint, src[keep], tgt[keep], w, dedup)
+
+
 def _pairs_from_synapse_frame(
     df: pd.DataFrame, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None
 ) -> _Pairs:
-    """Pairs from a pandas synapse table (rows with the same ``id`` counted once unless summing a column)."""
-    _require_columns(df, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
-    if weight_mode != "column" and "id" in df.columns:
-        df = df.drop_duplicates("id")
+    """Pairs from a pandas synapse table, every row kept (rows with the same ``id`` counted once)."""
+    _check_synapse_columns(df, pre_col, post_col, weight_mode, weight_column)
     src, tgt, universe, uint = _encode_pair_ids(df[pre_col], df[post_col])
-    if weight_mode == "column":
-        try:
-            w = pd.to_numeric(df[weight_column], errors="raise").to_numpy(dtype=np.float64, na_value=0.0)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"weight_column {weight_column!r} must be numeric ({e})") from None
-    else:
-        w = np.ones(len(df))
     keep = (src >= 0) & (tgt >= 0)
-    s, t, ww, c = _aggregate_codes(src[keep], tgt[keep], w[keep], len(universe))
-    return _Pairs(universe, s, t, ww, c, universe_int=uint)
+    sub = df.loc[keep]
+    dedup = None
+    if weight_mode != "column" and "id" in df.columns:
+        dedup = pd.factorize(sub["id"], use_na_sentinel=False)[0].astype(np.int64)
+    return _Rows(universe, uint, src[keep], tgt[keep], _weights(sub, weight_mode, weight_column), dedup).pairs()
 
 
-def _pairs_from_dask(ddf, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None, progress) -> _Pairs:
-    """Pairs from a dask synapse table: per-pair counts (or column sums) computed out of core."""
-    from .._compute import compute
+_KEY_SHIFT = np.int64(1) << np.int64(40)  # row key: partition number << 40 | row within partition
 
-    _require_columns(ddf, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
-    if weight_mode != "column" and "id" in ddf.columns:
-        ddf = ddf.drop_duplicates(subset=["id"])
-    g = ddf.groupby([pre_col, post_col])
-    cnt = g.size()
-    if weight_mode == "column":
-        (agg, counts) = compute(g[weight_column].sum(), cnt, progress=progress, desc="nested matrix: pair sums")
-        frame = pd.DataFrame({"w": agg, "n": counts.reindex(agg.index)}).reset_index()
-    else:
-        (counts,) = compute(cnt, progress=progress, desc="nested matrix: pair counts")
-        frame = counts.rename("n").reset_index()
-        frame["w"] = frame["n"]
-    src, tgt, universe, uint = _encode_pair_ids(frame[pre_col], frame[post_col])
-    keep = (src >= 0) & (tgt >= 0)
-    s, t, w, _ = _aggregate_codes(src[keep], tgt[keep], frame["w"].to_numpy(np.float64)[keep], len(universe))
-    _, _, n, _ = _aggregate_codes(src[keep], tgt[keep], frame["n"].to_numpy(np.float64)[keep], len(universe))
-    return _Pairs(universe, s, t, w, n.astype(np.int64), universe_int=uint)
+
+def _scope_partition(part: pd.DataFrame, pre_col, post_col, wcol, idcol, ann_ids, partition_info=None):
+    """One dask partition: rows with both IDs (and, with ``ann_ids``, both annotated), minimal columns."""
+    pre_s, post_s = str_array(part[pre_col]), str_array(part[post_col])
+    keep = np.array([p is not None for p in pre_s], dtype=bool) & np.array([p is not None for p in post_s], dtype=bool)
+    if ann_ids is not None:
+        idx = pd.Index(ann_ids)
+        keep &= (idx.get_indexer(pre_s.astype(str)) >= 0) & (idx.get_indexer(post_s.astype(str)) >= 0)
+    pno = 0 if partition_info is None else int(partition_info["number"])
+    out = pd.DataFrame({
+        "pre": pd.Series(pre_s[keep], dtype=object), "post": pd.Series(post_s[keep], dtype=object),
+        "_key": np.int64(pno) * _KEY_SHIFT + np.flatnonzero(keep).astype(np.int64),
+    })  # fmt: skip
+    out["w"] = part[wcol].to_numpy()[keep] if wcol else 1.0
+    if idcol:
+        out["id"] = part[idcol].to_numpy()[keep]
+    return out
+
+
+def _filter_partition(part: pd.DataFrame, src_ids, tgt_ids) -> pd.DataFrame:
+    """Rows whose pre ID is in ``src_ids`` and post ID in ``tgt_ids`` (None = any)."""
+    keep = np.ones(len(part), dtype=bool)
+    if src_ids is not None:
+        keep &= pd.Index(src_ids).get_indexer(part["pre"].to_numpy()) >= 0
+    if tgt_ids is not None:
+        keep &= pd.Index(tgt_ids).get_indexer(part["post"].to_numpy()) >= 0
+    return part.loc[keep]
+
+
+def _first_per_id(part: pd.DataFrame) -> pd.DataFrame:
+    """Within one hash partition of ``id``: the first row (smallest row key) of each id."""
+    return part.sort_values("_key", kind="stable").drop_duplicates("id", keep="first")
+
+
+class _DaskRows:
+    """Synapse rows of a dask table after the annotation scope, aggregated out of core on demand.
+
+    Same steps as :class:`_Rows`: the scope and null IDs per partition, then
+    the axis filters, then ``id`` de-duplication across partitions (rows are
+    hashed by ``id``; within an id the first row in table order wins, so the
+    result does not depend on the partitioning), then pair counts / sums.
+    """
+
+    def __init__(self, ddf, pre_col, post_col, weight_mode, weight_column, ann: _Annotations, scope, progress):
+        _check_synapse_columns(ddf, pre_col, post_col, weight_mode, weight_column)
+        if weight_mode == "column":
+            dtype = ddf[weight_column].dtype
+            if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+                raise ValueError(f"Connectivity weight column {weight_column!r} must be numeric (dtype {dtype})")
+        idcol = "id" if (weight_mode != "column" and "id" in ddf.columns) else None
+        wcol = weight_column if weight_mode == "column" else None
+        ann_ids = np.asarray(ann.ids, dtype=object) if scope == "annotated_only" else None
+        meta = pd.DataFrame({"pre": pd.Series([], dtype=object), "post": pd.Series([], dtype=object),
+                             "_key": pd.Series([], dtype=np.int64), "w": pd.Series([], dtype=np.float64)})
+        if idcol:
+            meta["id"] = pd.Series([], dtype=ddf["id"].dtype)
+        self._frame = ddf.map_partitions(_scope_partition, pre_col, post_col, wcol, idcol, ann_ids, meta=meta)
+        self._dedup = idcol is not None
+        self._progress = progress
+        self._universe: np.ndarray | None = None
+        self._src: np.ndarray | None = None
+        self._tgt: np.ndarray | None = None
+
+    def _available(self) -> None:
+        from .._compute import compute
+
+        if self._universe is not None:
+            return
+        pre_u, post_u = compute(self._frame["pre"].unique(), self._frame["post"].unique(),
+                                progress=self._progress, desc="nested matrix: neurons")
+        pre_v = np.asarray(pre_u, dtype=object)
+        post_v = np.asarray(post_u, dtype=object)
+        self._universe = np.asarray(pd.unique(np.concatenate([pre_v, post_v])), dtype=object)
+        idx = pd.Index(self._universe)
+        self._src = np.unique(idx.get_indexer(pre_v)).astype(np.int64)
+        self._tgt = np.unique(idx.get_indexer(post_v)).astype(np.int64)
+
+    @property
+    def universe(self) -> np.ndarray:
+        self._available()
+        assert self._universe is not None
+        return self._universe
+
+    @property
+    def universe_int(self) -> np.ndarray | None:
+        return _int_strings(self.universe)
+
+    @property
+    def present_src(self) -> np.ndarray:
+        self._available()
+        assert self._src is not None
+        return self._src
+
+    @property
+    def present_tgt(self) -> np.ndarray:
+        self._available()
+        assert self._tgt is not None
+        return self._tgt
+
+    def pairs(self, src_ok: np.ndarray | None = None, tgt_ok: np.ndarray | None = None) -> _Pairs:
+        from .._compute import compute
+
+        frame = self._frame
+        if src_ok is not None or tgt_ok is not None:
+            u = self.universe
+            frame = frame.map_partitions(
+                _filter_partition, None if src_ok is None else u[src_ok], None if tgt_ok is None else u[tgt_ok],
+                meta=frame._meta,
+            )  # fmt: skip
+        if self._dedup:
+            frame = frame.shuffle(on="id").map_partitions(_first_per_id, meta=frame._meta)
+        g = frame.groupby(["pre", "post"])
+        (w, n) = compute(g["w"].sum(), g.size(), progress=self._progress, desc="nested matrix: pair counts")
+        agg = pd.DataFrame({"w": w, "n": n.reindex(w.index)}).reset_index()
+        if self._universe is None:  # no axis selection: the pairs define the universe
+            su = np.asarray(pd.unique(np.concatenate([agg["pre"].to_numpy(object), agg["post"].to_numpy(object)])),
+                            dtype=object)
+        else:
+            su = self._universe
+        idx = pd.Index(su)
+        src = idx.get_indexer(agg["pre"].to_numpy(object)).astype(np.int64)
+        tgt = idx.get_indexer(agg["post"].to_numpy(object)).astype(np.int64)
+        s, t, ww, _ = _aggregate_codes(src, tgt, agg["w"].to_numpy(np.float64), len(su))
+        _, _, nn, _ = _aggregate_codes(src, tgt, agg["n"].to_numpy(np.float64), len(su))
+        return _Pairs(su, s, t, ww, nn.astype(np.int64), universe_int=_int_strings(su))
+
+
+def _int_strings(universe: np.ndarray) -> np.ndarray | None:
+    """The universe of ID strings as int64 when every one is a plain integer that round-trips."""
+    if len(universe) == 0:
+        return None
+    try:
+        ints = np.array([int(x) for x in universe], dtype=np.int64)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if all(str(v) == x for v, x in zip(ints.tolist(), universe.tolist(), strict=True)):
+        return ints
+    return None
 
 
 def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
@@ -247,11 +470,11 @@ def _pairs_from_store(
     return pairs, roi
 
 
-def _synapse_pairs(
+def _synapse_rows(
     source, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
     cell_type_column, neuron_id_column, scope, confidence, min_weight, progress,
-) -> tuple[_Pairs, _Annotations]:  # fmt: skip
-    """Pairs and resolved annotations for ``from_synapses`` from any supported source."""
+) -> tuple[_Rows | _DaskRows | _PairRows, _Annotations]:  # fmt: skip
+    """The scoped synapse rows (pandas, dask or a store's pairs) and the resolved annotations."""
     if int(min_weight) < 1:
         raise ValueError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
@@ -259,22 +482,21 @@ def _synapse_pairs(
             raise ValueError("weight_mode='column' is not available for a Connectome (synapse counts only)")
         df, idc, tyc = _store_annotations(source, neuron_annotations, neuron_id_column, cell_type_column)
         ann = _Annotations(df, idc, tyc)
-        pairs, _ = _pairs_from_store(source, ann, scope, confidence=confidence, min_weight=min_weight, progress=progress)
-        return pairs, ann
+        pairs, _ = _pairs_from_store(source, ann, scope, confidence=confidence, min_weight=1, progress=progress)
+        return _PairRows(pairs), ann
     if confidence is not None:
         raise ValueError("confidence= applies to a Connectome only; filter the synapse table instead")
     if neuron_annotations is None:
         raise ValueError("neuron_annotations is required for DataFrame input")
     ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
+    rows: _Rows | _DaskRows
     if _is_dask_frame(source):
-        pairs = _pairs_from_dask(source, pre_col, post_col, weight_mode, weight_column, progress)
+        rows = _DaskRows(source, pre_col, post_col, weight_mode, weight_column, ann, scope, progress)
     elif isinstance(source, pd.DataFrame):
-        pairs = _pairs_from_synapse_frame(source, pre_col, post_col, weight_mode, weight_column)
+        rows = _rows_from_frame(source, pre_col, post_col, weight_mode, weight_column, ann, scope)
     else:
         raise TypeError(f"synapses must be a pandas/dask DataFrame or a Connectome, got {type(source).__name__}")
-    if min_weight > 1:
-        pairs = pairs.subset(pairs.count >= min_weight)
-    return pairs, ann
+    return rows, ann
 
 
 def _positions(df: pd.DataFrame, position_column) -> np.ndarray:
@@ -300,7 +522,7 @@ def _load_roiset(rois, voxel_size):
     """``rois`` as a :class:`~connectome_dask.rois.RoiSet` (a RoiSet, or a folder of meshes)."""
     if rois is None:
         raise ValueError("rois= (a connectome_dask.rois.RoiSet or a folder of meshes) is required for DataFrame input")
-    if hasattr(rois, "assign") and hasattr(rois, "names"):
+    if (hasattr(rois, "contains") or hasattr(rois, "assign")) and hasattr(rois, "names"):
         return rois
     from ..rois import RoiSet
 
@@ -311,44 +533,46 @@ def _neuropil_groups(
     source, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
     weight_mode, weight_column, cell_type_column, neuron_id_column, scope, include_other,
     voxel_offset, rois, voxel_size, confidence, min_weight, progress,
-) -> list[tuple[str, _Pairs, _Annotations]]:  # fmt: skip
-    """(name, pairs, annotations) per neuropil with synapses, in ROI order then "other"."""
+) -> list[tuple[str, _Rows | _PairRows, _Annotations]]:  # fmt: skip
+    """(name, rows, annotations) per listed neuropil with synapses, in the listed order, then "other".
+
+    As crantpy: a synapse counts in EVERY listed neuropil that contains it
+    (a glomerulus and its neuropil both), and in ``"other"`` when it is in
+    none of the listed ones. A store holds one ROI code per synapse (its
+    postsynaptic site's ``roi_post``); a listed ROI counts every code of its
+    subtree in the store's hierarchy.
+    """
     if int(min_weight) < 1:
         raise ValueError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
+        from ..rois.model import RoiModel
+
         if weight_mode == "column":
             raise ValueError("weight_mode='column' is not available for a Connectome (synapse counts only)")
         if "roi_post" not in source.synapse_columns or not source.roi_names:
             raise ValueError(
                 f"store {source.path} has no ROI codes (roi_post); run conn.assign_rois(...) first"
             )
-        names = source.roi_names
+        model = RoiModel.of(source)
+        names = list(source.roi_names) + [n for n in model.all_rois if n not in set(source.roi_names)]
         wanted = _check_neuropils(neuropil_names, names)
         df, idc, tyc = _store_annotations(source, neuron_annotations, neuron_id_column, cell_type_column)
         ann = _Annotations(df, idc, tyc)
         pairs, roi = _pairs_from_store(
             source, ann, scope, by_roi=True, confidence=confidence, min_weight=1, progress=progress
         )
-        code_of = {n: i for i, n in enumerate(names)}
-        out = []
-        listed = np.array([code_of[n] for n in wanted], dtype=np.int64)
+        out: list[tuple[str, _Rows | _PairRows, _Annotations]] = []
+        listed = np.zeros(0, dtype=np.int64)
         for n in wanted:
-            keep = roi == code_of[n]
-            if min_weight > 1:
-                keep &= pairs.count >= min_weight
+            codes = model.codes_for(n)
+            listed = np.union1d(listed, codes)
+            keep = np.isin(roi, codes)
             if keep.any():
-                out.append((n, pairs.subset(keep), ann))
+                out.append((n, _PairRows(_merged(pairs.subset(keep))), ann))
         if include_other:
             keep = ~np.isin(roi, listed)
-            sub = pairs.subset(keep)
             if keep.any():
-                # a pair can fall in several unlisted ROIs: merge them into one "other" pair
-                s, t, w, _ = _aggregate_codes(sub.src, sub.tgt, sub.weight, len(sub.universe))
-                other = _Pairs(sub.universe, s, t, w, w.astype(np.int64), universe_int=sub.universe_int)
-                if min_weight > 1:
-                    other = other.subset(other.count >= min_weight)
-                if len(other.src):
-                    out.append(("other", other, ann))
+                out.append(("other", _PairRows(_merged(pairs.subset(keep))), ann))
         return out
     if confidence is not None:
         raise ValueError("confidence= applies to a Connectome only; filter the synapse table instead")
@@ -361,16 +585,14 @@ def _neuropil_groups(
         )
     if not isinstance(source, pd.DataFrame):
         raise TypeError(f"synapses must be a pandas DataFrame or a Connectome, got {type(source).__name__}")
-    if coordinates == "pixels" and voxel_size is None:
-        raise ValueError("coordinates='pixels' needs voxel_size=(x, y, z) in nm")
-    _require_columns(source, [pre_col, post_col] + ([weight_column] if weight_column else []), "synapses")
-    pos_ok = _positions(source.iloc[:0], position_column) if len(source) == 0 else None
-    del pos_ok
+    _check_synapse_columns(source, pre_col, post_col, weight_mode, weight_column)
     roiset = _load_roiset(rois, voxel_size)
     names = list(roiset.names)
     wanted = _check_neuropils(neuropil_names, names)
+    _log.info("Using %d neuropil mask(s): %s", len(wanted), wanted)
     ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
     if len(source) == 0:
+        _log.info("Synapse dataframe is empty; returning empty NeuropilCollection")
         return []
     df = source
     if scope == "annotated_only":
@@ -379,29 +601,44 @@ def _neuropil_groups(
         ok = (ann.index.get_indexer(pre_s) >= 0) & (ann.index.get_indexer(post_s) >= 0)
         df = df.loc[ok]
         if len(df) == 0:
+            _log.info("No synapses remain after filtering to annotated neurons; returning empty NeuropilCollection")
             return []
     pos = _positions(df, position_column)
     if coordinates == "pixels":
         if voxel_offset is not None:
             pos = pos + np.asarray(voxel_offset, dtype=np.float64)
-        pos = pos * np.asarray(voxel_size, dtype=np.float64)
-    codes = np.asarray(roiset.assign(pos))
-    if codes.shape != (len(df),):
-        raise ValueError(f"RoiSet.assign returned shape {codes.shape}, expected ({len(df)},)")
-    lookup = {n: i for i, n in enumerate(names)}
-    listed = np.array([lookup[n] for n in wanted], dtype=np.int64)
-    masks = [(n, codes == lookup[n]) for n in wanted]
+        scale = DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size
+        pos = pos * np.asarray(scale, dtype=np.float64)
+    rows = _rows_from_frame(df, pre_col, post_col, weight_mode, weight_column, ann, "all")
+    valid = (str_array(df[pre_col]) != None) & (str_array(df[post_col]) != None)  # noqa: E711  (rows kept by _rows_from_frame)
+    masks: list[tuple[str, np.ndarray]] = []
+    any_in = np.zeros(len(df), dtype=bool)
+    codes = None if hasattr(roiset, "contains") else np.asarray(roiset.assign(pos))
+    for n in wanted:
+        m = np.asarray(roiset.contains(pos, n) if codes is None else codes == names.index(n), dtype=bool)
+        if m.shape != (len(df),):
+            raise ValueError(f"RoiSet.contains returned shape {m.shape}, expected ({len(df)},)")
+        _log.info("Neuropil %s contains %d synapse(s)", n, int(m.sum()))
+        any_in |= m
+        masks.append((n, m))
     if include_other:
-        masks.append(("other", ~np.isin(codes, listed)))
+        masks.append(("other", ~any_in))
     out = []
     for n, mask in masks:
-        if not mask.any():
+        m = mask[valid]
+        if not m.any():
+            _log.debug("Skipping neuropil %s because it contains no synapses", n)
             continue
-        p = _pairs_from_synapse_frame(df.loc[mask], pre_col, post_col, weight_mode, weight_column)
-        if min_weight > 1:
-            p = p.subset(p.count >= min_weight)
-        out.append((n, p, ann))
+        out.append((n, rows.subset(m), ann))
     return out
+
+
+def _merged(pairs: _Pairs) -> _Pairs:
+    """One entry per (pre, post): a pair counted under several ROI codes of one neuropil is summed."""
+    s, t, w, _ = _aggregate_codes(pairs.src, pairs.tgt, pairs.weight, len(pairs.universe))
+    _, _, c, _ = _aggregate_codes(pairs.src, pairs.tgt, pairs.count.astype(np.float64) if pairs.count is not None
+                                  else pairs.weight, len(pairs.universe))
+    return _Pairs(pairs.universe, s, t, w, c.astype(np.int64), universe_int=pairs.universe_int)
 
 
 def _check_neuropils(neuropil_names, available: Sequence[str]) -> list[str]:
