@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_missing", "natural_key", "natural_type_order", "str_array", "str_value"]
+__all__ = [
+    "is_missing", "natural_key", "natural_type_order", "neuprint_label", "body_labels", "str_array",
+    "str_value",
+]
 
 _TYPE_LABEL = re.compile(r"^([A-Za-z]+)(\d*)(.*)$")
 
@@ -195,3 +198,89 @@ def natural_type_order(types: Iterable[Any], type_order: Iterable[Any] | None = 
                 remaining.discard(t)
     out.extend(t for t in generic if t in remaining)
     return out
+
+
+#: neuPrint's thresholds: a body with at least this many T-bars (``pre``) or PSDs (``post``) is a Neuron
+NEURON_MIN_PRE = 2
+NEURON_MIN_POST = 10
+
+#: columns whose presence (a non-empty value) makes a body a Neuron in neuPrint
+_NEURON_NAME_COLS = ("type", "instance", "name", "status")
+_SOMA_COLS = ("soma", "somaLocation", "somaRadius")
+
+
+def neuprint_label(neurons: pd.DataFrame) -> pd.Series:
+    """neuPrint's node label of each body: ``"Neuron"`` or ``"Segment"`` (the rule, computed).
+
+    A body is a ``Neuron`` when it has at least 2 T-bars (``pre``), at least
+    10 PSDs (``post``), a name (``type``, ``instance`` or ``name``), a
+    ``status``, or a soma (a true ``soma`` flag, a ``somaLocation`` or a
+    positive ``somaRadius``); otherwise a ``Segment``. Columns the table does
+    not have count as absent; empty strings count as missing.
+
+    Parameters
+    ----------
+    neurons
+        A neuron table (e.g. ``conn.neurons``).
+
+    Returns
+    -------
+    pandas.Series
+        ``"Neuron"`` / ``"Segment"`` (object dtype), aligned with ``neurons``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"pre": [5, 0, 0, 0], "post": [0, 3, 12, 0], "type": [None, None, None, "KC"]})
+    >>> neuprint_label(t).tolist()
+    ['Neuron', 'Segment', 'Neuron', 'Neuron']
+    """
+    n = len(neurons)
+    ok = np.zeros(n, dtype=bool)
+    if "pre" in neurons.columns:
+        ok |= pd.to_numeric(neurons["pre"], errors="coerce").fillna(0).to_numpy() >= NEURON_MIN_PRE
+    if "post" in neurons.columns:
+        ok |= pd.to_numeric(neurons["post"], errors="coerce").fillna(0).to_numpy() >= NEURON_MIN_POST
+    for c in _NEURON_NAME_COLS:
+        if c in neurons.columns:
+            v = neurons[c]
+            present = v.notna().to_numpy(bool).copy()
+            if v.dtype == object or pd.api.types.is_string_dtype(v.dtype):
+                present &= (v.astype("string").str.len().fillna(0) > 0).to_numpy(bool)
+            ok |= present
+    if "soma" in neurons.columns:
+        ok |= neurons["soma"].astype("boolean").fillna(False).to_numpy(bool)
+    if "somaLocation" in neurons.columns:
+        ok |= np.array([v is not None and not (np.isscalar(v) and is_missing(v))
+                        for v in neurons["somaLocation"]], dtype=bool)
+    if "somaRadius" in neurons.columns:
+        ok |= pd.to_numeric(neurons["somaRadius"], errors="coerce").fillna(0).to_numpy() > 0
+    return pd.Series(np.where(ok, "Neuron", "Segment"), index=neurons.index, dtype=object, name="label")
+
+
+def body_labels(neurons: pd.DataFrame) -> pd.Series:
+    """The ``"Neuron"`` / ``"Segment"`` label of each body: the stored ``label`` column, else the rule.
+
+    A stored ``label`` (recorded at ingest, possibly overridden by the user)
+    wins; rows where it is missing get :func:`neuprint_label`.
+
+    Parameters
+    ----------
+    neurons
+        A neuron table.
+
+    Returns
+    -------
+    pandas.Series
+        Object dtype, aligned with ``neurons``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"pre": [5, 0], "post": [0, 0], "label": ["Segment", None]})
+    >>> body_labels(t).tolist()
+    ['Segment', 'Segment']
+    """
+    computed = neuprint_label(neurons)
+    if "label" not in neurons.columns:
+        return computed
+    stored = neurons["label"].astype(object)
+    return stored.where(stored.notna(), computed).astype(object).rename("label")
