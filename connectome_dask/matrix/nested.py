@@ -160,8 +160,8 @@ class NestedMatrix(_NestedBase):
         cls,
         connections_df: pd.DataFrame | Any,
         neuron_annotations: pd.DataFrame | None = None,
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         annotation_scope: AnnotationScope = "annotated_only",
     ) -> NestedMatrix:
@@ -180,8 +180,9 @@ class NestedMatrix(_NestedBase):
             One row per neuron (first row per ID wins, typed rows preferred).
             Optional for a Connectome (its neuron table is used).
         cell_type_column, neuron_id_column
-            Default ``"cell_type"`` / ``"root_id"`` (``"type"`` / ``"bodyId"``
-            for a Connectome's own neuron table).
+            Default ``"cell_type"`` / ``"root_id"`` (crantpy's); a
+            Connectome's own neuron table uses ``"type"`` / ``"bodyId"``
+            when it has no column of the given name.
         type_order
             Preferred type order (exact labels or letter prefixes).
         annotation_scope
@@ -258,8 +259,8 @@ class NestedMatrix(_NestedBase):
         post_col: str = "post_pt_root_id",
         weight_mode: WeightMode = "relative_outgoing",
         weight_column: str | None = None,
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         annotation_scope: AnnotationScope = "annotated_only",
         *,
@@ -345,8 +346,8 @@ class NestedMatrix(_NestedBase):
         post_col: str = "post_pt_root_id",
         weight_mode: WeightMode = "relative_outgoing",
         weight_column: str | None = None,
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         annotation_scope: AnnotationScope = "annotated_only",
         include_other: bool = True,
@@ -377,7 +378,9 @@ class NestedMatrix(_NestedBase):
         neuropil_names
             ROIs to build (default: all). Unknown names raise ``ValueError``.
         coordinates
-            ``"nm"`` or ``"pixels"`` (pixels: ``(p + voxel_offset) * voxel_size``).
+            ``"nm"`` or ``"pixels"`` (pixels: ``(p + voxel_offset) * voxel_size``;
+            ``voxel_size`` defaults to crantpy's scale ``(8, 8, 42)``,
+            :data:`connectome_dask.crantpy.SCALE`).
         position_column
             Column holding ``[x, y, z]`` per row, or three column names.
         pre_col, post_col, weight_mode, weight_column
@@ -401,8 +404,8 @@ class NestedMatrix(_NestedBase):
         ------
         ValueError
             As :meth:`from_synapses`; also an unknown ``coordinates`` or
-            neuropil name, ``coordinates="pixels"`` without ``voxel_size``, no
-            ``rois`` for pandas input, malformed positions, or a store without
+            neuropil name, no ``rois`` for pandas input, a missing
+            ``weight_column``, malformed positions, or a store without
             ROI codes.
         TypeError
             ``synapses_df`` is neither a pandas DataFrame nor a Connectome.
@@ -636,8 +639,8 @@ class DirectedNestedMatrix(_NestedBase):
         target_types: Any = None,
         source_neurons: Any = None,
         target_neurons: Any = None,
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         source_type_order: Sequence[Any] | None = None,
         target_type_order: Sequence[Any] | None = None,
@@ -706,8 +709,8 @@ class DirectedNestedMatrix(_NestedBase):
         weight_mode: WeightMode = "relative_outgoing",
         weight_column: str | None = None,
         normalization_scope: NormalizationScope = "selected",
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         source_type_order: Sequence[Any] | None = None,
         target_type_order: Sequence[Any] | None = None,
@@ -792,8 +795,8 @@ class DirectedNestedMatrix(_NestedBase):
         weight_mode: WeightMode = "relative_outgoing",
         weight_column: str | None = None,
         normalization_scope: NormalizationScope = "selected",
-        cell_type_column: str | None = None,
-        neuron_id_column: str | None = None,
+        cell_type_column: str = "cell_type",
+        neuron_id_column: str = "root_id",
         type_order: Sequence[Any] | None = None,
         source_type_order: Sequence[Any] | None = None,
         target_type_order: Sequence[Any] | None = None,

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..labels import str_array
+from . import common as _common
 from .axes import _Annotations
-from .common import DEFAULT_VOXEL_SIZE, _is_connectome, _is_dask_frame, _log, _require_columns
+from .common import _is_connectome, _is_dask_frame, _log, _require_columns
 
 __all__: list[str] = []  # internal: the pair builders are private
 
@@ -427,7 +428,10 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
 def _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_column) -> tuple[pd.DataFrame, str, str]:
     """The annotation table and its ID / type columns: the store's neuron table unless one is given."""
     if neuron_annotations is None:
-        return conn.neurons, neuron_id_column or "bodyId", cell_type_column or "type"
+        neurons = conn.neurons
+        idc = neuron_id_column if neuron_id_column and neuron_id_column in neurons.columns else "bodyId"
+        tyc = cell_type_column if cell_type_column and cell_type_column in neurons.columns else "type"
+        return neurons, idc, tyc
     return neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type"
 
 
@@ -607,7 +611,7 @@ def _neuropil_groups(
     if coordinates == "pixels":
         if voxel_offset is not None:
             pos = pos + np.asarray(voxel_offset, dtype=np.float64)
-        scale = DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size
+        scale = _common.DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size  # read at call time
         pos = pos * np.asarray(scale, dtype=np.float64)
     rows = _rows_from_frame(df, pre_col, post_col, weight_mode, weight_column, ann, "all")
     valid = (str_array(df[pre_col]) != None) & (str_array(df[post_col]) != None)  # noqa: E711  (rows kept by _rows_from_frame)
