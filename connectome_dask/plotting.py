@@ -39,10 +39,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["PURPLE_CMAP_COLORS", "bin_matrix", "plot_nested", "plot_type_heatmap"]
+__all__ = ["PURPLE_CMAP_COLORS", "PURPLE_CMAP_N", "bin_matrix", "plot_nested", "plot_type_heatmap"]
 
-#: White-to-purple colour ramp used for weights (zero stays white).
-PURPLE_CMAP_COLORS = ("#FFFFFF", "#E2C8F0", "#B87FD6", "#8E3DBF", "#6A0DAD", "#3D0066")
+#: White-to-purple colour ramp used for weights (zero stays white): crantpy's vivid purple ramp.
+PURPLE_CMAP_COLORS = ("#FFFFFF", "#D8B4E8", "#B366D0", "#8C1BB8", "#6A0DAD", "#4B0082", "#2E0054")
+#: Colours in the ramp (crantpy's ``N``).
+PURPLE_CMAP_N = 100
 _MAX_TYPE_LABELS = 200
 _MAX_NEURON_LABELS = 400
 _MAX_BOUNDARY_LINES = 400
@@ -52,7 +54,7 @@ _LINEWIDTHS = {"outer": 3.0, "block_light": 4.0, "block_dark": 2.0, "grid_light"
 def _cmap():
     from matplotlib.colors import LinearSegmentedColormap
 
-    return LinearSegmentedColormap.from_list("connectome_dask_purple", list(PURPLE_CMAP_COLORS), N=256)
+    return LinearSegmentedColormap.from_list("purple", list(PURPLE_CMAP_COLORS), N=PURPLE_CMAP_N)
 
 
 def bin_matrix(data: Any, max_pixels: int = 2000) -> tuple[np.ndarray, tuple[float, float]]:
@@ -230,7 +232,11 @@ def plot_nested(
     ]
     ax.add_collection(LineCollection(outer, colors="black", linewidths=lw["outer"]))
     n_lines = len(row_boundaries) + len(col_boundaries)
-    if n_lines <= 2 * _MAX_BOUNDARY_LINES and level == "neuron":
+    if level != "neuron":  # type levels: one block per type (crantpy draws the lines there too)
+        row_boundaries = {n: (i, i + 1) for i, n in enumerate(row_labels or row_boundaries)}
+        col_boundaries = {n: (i, i + 1) for i, n in enumerate(col_labels or col_boundaries)}
+        n_lines = len(row_boundaries) + len(col_boundaries)
+    if n_lines <= 2 * _MAX_BOUNDARY_LINES:
         grid, blocks = _segments(row_boundaries, col_boundaries, nrows, ncols, square and nrows == ncols)
         if blocks:
             ax.add_collection(LineCollection(blocks, colors="white", linewidths=lw["block_light"]))
@@ -383,7 +389,10 @@ def plot_type_heatmap(
         what = str(data.name or "DataArray")
         for side, dim in (("pre", data.dims[0]), ("post", data.dims[1])):
             coord = f"type_{side}"
-            if coord in data.coords and data.coords[coord].dims == (dim,):
+            if coord not in data.coords or data.coords[coord].dims != (dim,):
+                # a grouped adjacency (by="type", ...) keeps its labels in the dimension's own coordinate
+                coord = dim if dim in data.coords and data.coords[dim].dtype.kind in "OUS" else ""
+            if coord:
                 labs = [str(v) for v in data.coords[coord].values]
                 if side == "pre" and rlab is None:
                     rlab = labs

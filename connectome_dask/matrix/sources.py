@@ -405,18 +405,20 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
         keep = (src >= 0) & (tgt >= 0)
         s, t, ww, c = _aggregate_codes(src[keep], tgt[keep], w[keep], len(universe))
         return _Pairs(universe, s, t, ww, c, universe_int=uint)
-    # adjacency matrix: index = presynaptic IDs, columns = postsynaptic IDs
-    nonnum = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if nonnum:
+    # adjacency matrix: index = presynaptic IDs, columns = postsynaptic IDs; as crantpy, any
+    # values float() accepts (numbers, numeric strings, object columns), missing = 0
+    try:
+        vals = df.fillna(0).astype(float).to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        nonnum = [c for c in df.columns if pd.to_numeric(df[c].dropna(), errors="coerce").isna().any()]
         raise ValueError(
             "connections_df is neither an edge list (columns pre/post[/weight], source/target[/weight|n_syn] "
-            "or type.from/type.to[/weight]) nor a numeric adjacency matrix: non-numeric column(s) "
+            "or type.from/type.to[/weight]) nor an adjacency matrix of numbers: non-numeric column(s) "
             f"{nonnum[:5]}"
-        )
+        ) from None
     rows = pd.Series(np.asarray(df.index, dtype=object))
     cols_s = pd.Series(np.asarray(df.columns, dtype=object))
     r_codes, c_codes, universe, uint = _encode_pair_ids(rows, cols_s)
-    vals = df.to_numpy(dtype=np.float64, na_value=0.0)
     rr, cc = np.nonzero(vals)
     keep = (r_codes[rr] >= 0) & (c_codes[cc] >= 0)
     rr, cc = rr[keep], cc[keep]
