@@ -157,6 +157,12 @@ def test_type_heatmap_from_store(tmp_path):
     np.testing.assert_allclose(np.asarray(img), np.log10(1 + ref.to_numpy()))
     assert _not_blank(out) > 1e-4
     plt.close(fig)
+    # a grouped adjacency keeps its type names in the pre / post coordinates: they label the axes
+    fig, ax = plot_type_heatmap(conn.adjacency(by="type"), figsize=(4, 4), dpi=50)
+    names = [f"T{i}" for i in range(9)]  # natural order, untyped neurons left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    plt.close(fig)
 
 
 def test_plotting_draws_arrays_only(tmp_path, small):
