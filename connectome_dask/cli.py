@@ -298,19 +298,22 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """
     from .ingest import DEFAULT_BATCH_ROWS, DEFAULT_BUCKET_ROWS, DIALECTS
 
-    parser.add_argument("source", nargs="+", help="Parquet/CSV/Feather file(s), directory or glob")
+    parser.add_argument("source", nargs="+",
+                        help="Parquet/CSV/Feather file(s), glob, or a directory (a release's files are found in it)")
     parser.add_argument("path", help="store directory to create")
     parser.add_argument(
         "--neurons", help="neuron table (CSV/Parquet/Feather) with bodyId or root_id"
     )
-    parser.add_argument("--dialect", default="auto", choices=DIALECTS, help="column dialect")
+    parser.add_argument("--dialect", default="auto", choices=DIALECTS,
+                        help="column dialect or release dialect (auto: detected from file names and columns)")
     parser.add_argument(
         "--column",
         action="append",
         metavar="STORE=SOURCE",
         help="explicit column mapping, e.g. --column pre=src --column post=dst (repeatable)",
     )
-    parser.add_argument("--units", default="nm", help="units of source positions: nm or voxels")
+    parser.add_argument("--units", default=None,
+                        help="units of source positions: nm or voxels (default: the release's, else nm)")
     parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("X", "Y", "Z"))
     parser.add_argument("--voxel-offset", nargs=3, type=float, metavar=("X", "Y", "Z"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")

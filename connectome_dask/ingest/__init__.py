@@ -92,22 +92,29 @@ Layout
 :mod:`.values` (value conversion and validation), :mod:`.plan` (column plans
 and dialect detection), :mod:`.neurons` (the neuron table:
 :func:`read_neuron_table` and ingest's renames) and :mod:`.main`
-(:func:`ingest` itself). The command line (``connectome-dask ingest``) lives
+(:func:`ingest` itself), :mod:`.dialects` (the release dialects: FlyWire
+783, Codex, neuPrint neo4j, Janelia flat exports, MICrONS, BANC; their file
+names, columns, units and quirks). The command line (``connectome-dask ingest``) lives
 in :mod:`connectome_dask.cli`.
 """
 
 from __future__ import annotations
 
 from ..errors import IngestError
+from .dialects import REGISTRY
 from .main import DEFAULT_BATCH_ROWS, DEFAULT_BUCKET_ROWS, ingest
 from .neurons import read_neuron_table
-from .plan import DIALECTS
+from .plan import DIALECTS as _GENERIC
+
+#: Every ``dialect=`` value: ``auto``, the generic column dialects and the release dialects.
+DIALECTS = (*_GENERIC, *REGISTRY)
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_BUCKET_ROWS",
     "DIALECTS",
     "IngestError",
+    "REGISTRY",
     "ingest",
     "read_neuron_table",
 ]

@@ -20,8 +20,9 @@ from .._fsutil import check_name
 from ..errors import IngestError
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
 from ..units import LENGTH_UNITS, VOXEL_UNITS, parse_units
+from . import dialects as _dialects
 from .neurons import _load_neurons, _merge_neurons
-from .plan import _check_schema, _make_plan, _Plan
+from .plan import _apply_columns, _check_schema, _make_plan, _Plan
 from .sources import (
     _count_rows,
     _csv_read_options,
@@ -71,14 +72,20 @@ class _Scan:
 def _batches(
     frag: Any, columns: list[str], batch_rows: int, file: str, plan: _Plan, fmt: str
 ) -> Iterator[pa.RecordBatch]:
+    prep = plan.prep(file) if plan.prep is not None else None
+    offset = 0
     try:
-        yield from frag.to_batches(
+        for batch in frag.to_batches(
             columns=columns,
             batch_size=batch_rows,
             batch_readahead=_READAHEAD,
             fragment_readahead=1,
             use_threads=True,
-        )
+        ):
+            if prep is not None and batch.num_rows:
+                batch = prep(batch, offset)
+            offset += batch.num_rows
+            yield batch
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         # corrupt or truncated pages, failed page checksums, compression errors, I/O errors,
         # and CSV values that do not fit the types inferred from the first block
@@ -345,7 +352,7 @@ def ingest(
     neurons: str | os.PathLike | pd.DataFrame | None = None,
     dialect: str = "auto",
     columns: Mapping[str, str] | None = None,
-    units: str = "nm",
+    units: str | None = None,
     voxel_size: Sequence[float] | float | None = None,
     voxel_offset: Sequence[float] | float | None = None,
     overwrite: bool = False,
@@ -370,13 +377,20 @@ def ingest(
         Optional neuron table (path to CSV/Parquet/Feather, or a DataFrame)
         with ``bodyId`` (or ``root_id`` / ``pt_root_id``) and annotations.
     dialect
-        ``"auto"`` (detect), ``"cave"`` / ``"flywire"`` or ``"neuprint"``;
-        see the module documentation for the columns of each.
+        ``"auto"`` (detect), ``"cave"`` / ``"flywire"`` or ``"neuprint"``
+        (generic columns; see the module documentation), or a release
+        dialect of :data:`connectome_dask.ingest.dialects.REGISTRY`
+        (``"flywire-783"``, ``"codex"``, ``"neuprint-neo4j"``,
+        ``"janelia-flat"``, ``"microns"``, ``"banc"``). ``"auto"`` recognises
+        a release from its file names, then from the first file's columns;
+        a folder of a release is searched for its synapse, neuron and
+        metadata files.
     columns
         Explicit mapping of store column to source column
         (``{"pre": ..., "post": ..., "x_pre": ..., "confidence": ...}``).
     units
-        Units of the source positions: ``"nm"`` or ``"voxels"`` (any spelling
+        Units of the source positions (default: the release dialect's, else
+        ``"nm"``): ``"nm"`` or ``"voxels"`` (any spelling
         of :mod:`connectome_dask.units` worth 1 nm, e.g. ``"nanometre"``, or
         ``"voxel"`` / ``"vx"``).
     voxel_size, voxel_offset
@@ -435,12 +449,14 @@ def ingest(
     chunk = DEFAULT_CHUNK_ROWS if chunk_rows is None else _count(chunk_rows, "chunk_rows", _MAX_CHUNK_ROWS)
     if name is not None:
         check_name(name, "dataset name", error=IngestError)
+    release, source, neurons, units, voxel_size, rois_info = _release(source, dialect, columns, neurons,
+                                                                     units, voxel_size)
     src_units, scale, shift, vsize, voffset = _units(units, voxel_size, voxel_offset)
     src = _resolve_source(source)
     _check_target(path, overwrite, src)
     first_file, first_frag = next(src.fragments())
     first_schema = _schema_of(first_frag, first_file)
-    plan = _make_plan(first_schema, first_file, dialect, columns)
+    plan = _plan_for(release, first_schema, first_file, dialect, columns)
     if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
         paths = [f.path for f in src.dataset.get_fragments()]
         try:
@@ -450,6 +466,9 @@ def ingest(
         first_file, first_frag = next(src.fragments())
         first_schema = _schema_of(first_frag, first_file)
     neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
+
+    for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
+        _check_schema(plan, _schema_of(frag, file), file)
 
     # ---- pass 1: ids (and ROI names), validation
     total = None
@@ -530,7 +549,7 @@ def ingest(
                     f"{src.label} changed while being ingested: {scan.n_rows} rows in pass 1, "
                     f"{written} in pass 2"
                 )
-            meta = {
+            meta: dict[str, Any] = {
                 "name": name or path.name,
                 "source": src.files[0] if len(src.files) == 1 else src.label,
                 "units": "nm",
@@ -546,10 +565,14 @@ def ingest(
                     "neurons": neuron_label,
                 },
             }
+            if release is not None:
+                meta["ingest"]["release"] = dict(_dialects.iter_roles(release))
+                if release.dialect.roi_note and plan.rois:
+                    meta["ingest"]["rois"] = release.dialect.roi_note
             if version is not None:
                 meta["version"] = str(version)
             if plan.rois:
-                rois = {"names": scan.roi_names, "primary": list(scan.roi_names), "hierarchy": {}}
+                rois = _rois_json(scan.roi_names, release, rois_info)
                 conn = writer.close(neurons_df, meta, rois=rois)
             else:
                 conn = writer.close(neurons_df, meta)
@@ -575,3 +598,65 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(parts) == 1:
         return parts[0]
     return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+
+def _release(
+    source: Any, dialect: str, columns: Mapping[str, str] | None, neurons: Any, units: str | None,
+    voxel_size: Any,
+) -> tuple[_dialects.Release | None, Any, Any, str, Any, dict[str, Any]]:
+    """Resolve a release dialect: its files, neuron table, default units and ROI metadata."""
+    d = str(dialect or "auto").lower()
+    known = ("auto", "cave", "flywire", "neuprint", *_dialects.REGISTRY)
+    if d not in known:
+        raise IngestError(f"unknown dialect {dialect!r}; expected one of {list(known)}")
+    explicit = isinstance(columns, Mapping) and "pre" in columns and "post" in columns
+    release = None
+    if d in _dialects.REGISTRY or (d == "auto" and not explicit):
+        release = _dialects.find_release(source, d)
+    info: dict[str, Any] = {}
+    if release is None:
+        return None, source, neurons, units or "nm", voxel_size, info
+    dia = release.dialect
+    vsize_default = dia.voxel_size
+    if dia.name == "neuprint-neo4j" and release.synapses:
+        m = _dialects.neo4j_meta(release)
+        info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
+        vsize_default = tuple(m["voxel_size"]) if m["voxel_size"] else vsize_default
+        source = _dialects.neo4j_synapse_table(release, _dialects._depths(m["hierarchy"]))
+    elif release.synapses:
+        source = release.synapses if len(release.synapses) > 1 else release.synapses[0]
+    if neurons is None:
+        neurons = _dialects.release_neurons(release)
+    if units is None:
+        units = dia.units
+    if voxel_size is None and parse_units(units, error=IngestError, voxels=True) is None:
+        voxel_size = vsize_default
+    return release, source, neurons, units, voxel_size, info
+
+
+def _plan_for(release: _dialects.Release | None, schema: pa.Schema, file: str, dialect: str,
+              columns: Mapping[str, str] | None) -> _Plan:
+    if release is None:
+        return _make_plan(schema, file, dialect, columns)
+    if columns is not None and not isinstance(columns, Mapping):
+        return _make_plan(schema, file, "auto", columns)  # the generic check names the problem
+    plan = _dialects.dialect_plan(release.dialect, schema, file, columns)
+    _apply_columns(plan, dict(columns or {}))
+    return plan
+
+
+def _rois_json(names: list[str], release: _dialects.Release | None, info: Mapping[str, Any]) -> dict[str, Any]:
+    """``rois.json`` of precomputed ROI labels: names, primary set and hierarchy (no meshes)."""
+    out: dict[str, Any] = {"names": list(names), "primary": list(names), "hierarchy": {}}
+    if release is None:
+        return out
+    if release.dialect.name in ("flywire-783", "codex"):
+        out["hierarchy"] = _dialects.flywire_hierarchy(names)
+    elif info.get("hierarchy"):
+        h = info["hierarchy"]
+        out["hierarchy"] = h
+        nodes = set(names) | set(_dialects._depths(h))
+        prim = [p for p in info.get("primary") or [] if p in nodes]
+        out["primary"] = prim or list(names)
+    out["source"] = release.dialect.roi_note
+    return out

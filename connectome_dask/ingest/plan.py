@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -38,6 +39,8 @@ class _Plan:
     floats: dict[str, str] = field(default_factory=dict)
     extras: dict[str, str] = field(default_factory=dict)
     rois: dict[str, str] = field(default_factory=dict)
+    # per-file batch transform of a release dialect's quirks: prep(file)(batch, offset) -> batch
+    prep: Callable[[str], Callable[[Any, int], Any]] | None = None
 
     def source_columns(self) -> list[str]:
         cols = list(self.ids.values()) + [c for c, _ in self.positions.values()]

@@ -220,10 +220,23 @@ def _to_float64(
 
 
 def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
-    """A column of [x, y, z] (list, fixed-size list or "[x y z]" strings) -> (n, 3) float64."""
+    """A column of [x, y, z] -> (n, 3) float64.
+
+    Lists, fixed-size lists, or text: ``"[x y z]"`` (numpy repr, runs of
+    spaces), ``"[x, y, z]"``, ``"x, y, z"`` (BANC) or neo4j points
+    ``"{x:1, y:2, z:3}"`` (the axis names must then be x, y, z in that order).
+    """
     arr = _as_text(arr, file, column, offset)
     if _is_stringy(arr.type):
-        stripped = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"[\[\]()]", ""))
+        if pc.any(pc.match_substring(arr, ":")).as_py():
+            bad = pc.invert(pc.fill_null(pc.match_substring_regex(
+                arr, r"^\s*\{\s*x\s*:[^,:]*,\s*y\s*:[^,:]*,\s*z\s*:[^,:}]*\}\s*$"), True))
+            if pc.any(bad).as_py():
+                i = int(np.argmax(bad.to_numpy(zero_copy_only=False)))
+                v = arr[i].as_py()
+                raise IngestError.at(file, column, offset + i, f"point {v!r} is not {{x:.., y:.., z:..}}", v)
+            arr = pc.replace_substring_regex(arr, r"[xyz]\s*:", "")
+        stripped = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"[\[\](){}]", ""))
         arr = pc.split_pattern_regex(stripped, r"[\s,]+")
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])

@@ -1,0 +1,1064 @@
+"""Release dialects: the public connectome downloads, as they are, by file names and columns.
+
+Each :class:`Dialect` declares the file-name patterns of a release's synapse,
+neuron and metadata files, the ID columns, the required and optional
+columns and their store columns, the position columns (alternatives: list
+columns, split ``_x/_y/_z`` columns or text such as ``"[x y z]"``,
+``"x, y, z"`` or neo4j's ``"{x:1, y:2, z:3}"``), the source units, and its
+quirks. :data:`REGISTRY` holds them by name; :func:`find_release` finds the
+files of a release in a folder (or checks given files) and
+:func:`dialect_plan` turns a file's schema into the column plan the two
+ingest passes run.
+
+Dialects
+--------
+``flywire-783``
+    Zenodo ``flywire_synapses_783.feather`` (Arrow IPC, streamed by record
+    batch): ``pre_pt_root_id, post_pt_root_id``, positions
+    ``pre_pt_position_x/y/z``, ``post_pt_position_x/y/z`` (nm),
+    ``connection_score`` -> ``confidence``, ``cleft_score``, the per-synapse
+    neurotransmitter probabilities ``gaba, ach, glut, oct, ser, da`` ->
+    ``nt_gaba`` ... ``nt_da`` and ``neuropil`` -> ROI codes (FlyWire assigns it
+    by the presynaptic location; the store keeps it as ``roi_post``, the
+    column ROI queries read, and ``meta.json`` says so). ``X_L`` / ``X_R``
+    neuropils get the group ``X`` as their parent in the ROI hierarchy. The
+    annotations TSV (``Supplemental_file1_neuron_annotations.tsv``) is the
+    neuron table (``cell_type`` -> ``type``).
+``codex``
+    FlyWire Codex ``synapse_coordinates.csv.gz`` (``pre_root_id,
+    post_root_id, x, y, z`` in nm; ID cells are blank when equal to the
+    previous row's value: forward-filled per column; a blank ID in a file's
+    first row is an error) and ``fafb_v783_princeton_synapse_table.csv.gz``
+    (``pre_root_id_720575940`` / ``post_root_id_720575940`` drop the constant
+    prefix: full ID = 720575940 * 10**9 + value; ``pre_x ... post_z``,
+    ``size``, ``neuropil``). Neuron table: ``neurons.csv.gz``,
+    ``classification.csv.gz`` and ``consolidated_cell_types.csv.gz`` merged
+    on ``root_id`` (``primary_type`` -> ``type``).
+``neuprint-neo4j``
+    The neo4j CSV export (``Neuprint_*.csv``): synapse rows are joined from
+    ``Neuprint_Synapses_*`` (``type`` pre/post, ``confidence``, ``location``
+    ``"{x:.., y:.., z:..}"`` points in voxels, ``<ROI>:boolean`` columns),
+    ``Neuprint_Synapse_Connections_*`` (pre site -> post site),
+    ``Neuprint_SynapseSet_to_Synapses_*`` and
+    ``Neuprint_Neuron_to_SynapseSet_*`` (the body of each site). A site's ROI
+    is its most specific ``true`` ROI column (deepest in ``Meta``'s
+    ``roiHierarchy``). ``Neuprint_Meta_*`` gives ``voxelSize`` (``;``-joined),
+    ``primaryRois`` and ``roiHierarchy`` (the store's ROI hierarchy, no
+    meshes). ``Neuprint_Neurons_*`` is the neuron table: typed headers
+    (``bodyId:long``) lose their type, ``roiInfo`` JSON (doubled quotes in
+    the CSV) is kept as text, ``somaLocation`` points become ``[x, y, z]``,
+    ``:LABEL`` (``;``-joined) becomes ``label`` (``Neuron`` or ``Segment``),
+    the per-ROI boolean columns are dropped (``roiInfo`` holds the counts).
+    The join is done in memory (the synapse-site tables of one export).
+``janelia-flat``
+    flyem-snapshot ``syn-partners-*.feather`` (``body_pre, body_post``,
+    ``x_pre ... z_post`` in 8 nm voxels, ``conf_pre, conf_post``,
+    ``<roiset>_post`` e.g. ``primary_post`` -> ROI codes) and MANC's
+    ``roi_post``; ``body-annotations-*.feather`` and
+    ``body-neurotransmitters-*.feather`` (``body`` -> ``bodyId``) merged as
+    the neuron table.
+``microns``
+    CAVE ``synapses_pni_2``: ``pre_pt_root_id, post_pt_root_id``, positions
+    as 3-element arrays or split ``_x/_y/_z``, ``size``, in 4 x 4 x 40 nm
+    voxels (pass ``units="nm"`` for tables fetched at 1 nm resolution).
+``banc``
+    ``banc_888_synapses_v2_enriched.parquet``: string IDs ``pre_root_id,
+    post_root_id``, ``X, Y, Z`` (nm), ``size``, ``neuropil`` -> ROI codes and
+    the neurotransmitter probabilities. Neuron tables (``*banc*neurons*`` /
+    ``*banc*annotations*``): ``"TRUE"/"FALSE"`` become booleans and
+    ``position`` strings ``"x, y, z"`` (4 x 4 x 45 nm voxels) become
+    ``position_x/_y/_z`` in nm.
+
+Per-synapse neurotransmitter probabilities are stored as float32 columns
+``nt_<name>`` with the names of :data:`NT_NAMES` (``acetylcholine`` and
+``ach`` are both ``nt_ach``).
+
+Connection-level files of these releases (Codex ``connections*.csv.gz``,
+FlyWire ``proofread_connections_783.feather``, neuPrint compact exports,
+Janelia ``connectome-weights``, BANC's edge list) are recognised by name
+and refused with an :class:`~connectome_dask.errors.IngestError` that says
+so: the store holds synapse rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import IngestError
+from .plan import _apply_columns, _Plan
+from .values import _as_text, _ids_to_int64, _list_to_xyz
+
+__all__ = [
+    "NT_NAMES",
+    "REGISTRY",
+    "Dialect",
+    "Release",
+    "detect_dialect",
+    "find_release",
+    "flywire_hierarchy",
+]
+
+#: Canonical neurotransmitter names and the column spellings of the releases.
+NT_NAMES: dict[str, tuple[str, ...]] = {
+    "ach": ("ach", "acetylcholine", "ach_avg"),
+    "gaba": ("gaba", "gaba_avg"),
+    "glut": ("glut", "glutamate", "glut_avg"),
+    "da": ("da", "dopamine", "da_avg"),
+    "ser": ("ser", "serotonin", "ser_avg"),
+    "oct": ("oct", "octopamine", "oct_avg"),
+    "his": ("his", "histamine"),
+    "tyr": ("tyr", "tyramine"),
+}
+
+
+Prep = Callable[[pa.RecordBatch, int], pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One release's synapse-file layout: names, columns, units and quirks.
+
+    Parameters
+    ----------
+    name
+        Registry name (``dialect=``).
+    description
+        One line for messages and ``--help``.
+    synapse_files, neuron_files, meta_files, connection_files
+        ``fnmatch`` patterns (lower case) of the release's file names.
+    ids
+        Alternatives of the (pre, post) body ID columns; the first present is used.
+    positions
+        Alternatives of position mappings (store column -> source column;
+        ``pre_position`` / ``post_position`` / ``position`` map list or text
+        columns); the first whose columns are all present is used.
+    optional
+        Store column -> source column, used when present.
+    nt
+        Map per-synapse neurotransmitter probability columns (:data:`NT_NAMES`).
+    units, voxel_size
+        Source units of the positions (``"voxels"`` needs ``voxel_size``).
+    ffill
+        ID columns whose blank cells repeat the previous row's value.
+    id_prefix
+        Source ID column -> constant added to every value (prefix-stripped IDs).
+    signature
+        Columns whose presence identifies the dialect from a file's header.
+    roi_note
+        What the ROI column means, recorded in ``meta.json``.
+    quirks
+        The quirks handled, for documentation and messages.
+
+    Examples
+    --------
+    >>> REGISTRY["microns"].voxel_size
+    (4.0, 4.0, 40.0)
+    """
+
+    name: str
+    description: str
+    synapse_files: tuple[str, ...]
+    ids: tuple[tuple[str, str], ...]
+    neuron_files: tuple[str, ...] = ()
+    meta_files: tuple[str, ...] = ()
+    connection_files: tuple[str, ...] = ()
+    positions: tuple[Mapping[str, str], ...] = ()
+    optional: Mapping[str, str] = field(default_factory=dict)
+    nt: bool = False
+    units: str = "nm"
+    voxel_size: tuple[float, float, float] | None = None
+    ffill: tuple[str, ...] = ()
+    id_prefix: Mapping[str, int] = field(default_factory=dict)
+    signature: tuple[frozenset[str], ...] = ()
+    roi_note: str | None = None
+    quirks: tuple[str, ...] = ()
+
+    def matches_name(self, filename: str, role: str = "synapse") -> bool:
+        """Whether a file name matches one of this dialect's patterns for ``role``.
+
+        Parameters
+        ----------
+        filename
+            A file name (a path's last component is used).
+        role
+            ``"synapse"``, ``"neuron"``, ``"meta"`` or ``"connection"``.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> REGISTRY["flywire-783"].matches_name("data/flywire_synapses_783.feather")
+        True
+        """
+        pats = {"synapse": self.synapse_files, "neuron": self.neuron_files,
+                "meta": self.meta_files, "connection": self.connection_files}[role]
+        base = os.path.basename(os.fspath(filename)).lower()
+        return any(fnmatch.fnmatchcase(base, p) for p in pats)
+
+    def matches_columns(self, names: Sequence[str]) -> bool:
+        """Whether a header identifies this dialect (all columns of one signature present).
+
+        Parameters
+        ----------
+        names
+            Column names of a file.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> REGISTRY["janelia-flat"].matches_columns(["body_pre", "body_post", "x_pre"])
+        True
+        """
+        s = set(names)
+        return any(sig <= s for sig in self.signature)
+
+
+_FLYWIRE_POS = {"x_pre": "pre_pt_position_x", "y_pre": "pre_pt_position_y", "z_pre": "pre_pt_position_z",
+                "x_post": "post_pt_position_x", "y_post": "post_pt_position_y",
+                "z_post": "post_pt_position_z"}
+_SPLIT_PREPOST = {"x_pre": "pre_x", "y_pre": "pre_y", "z_pre": "pre_z",
+                  "x_post": "post_x", "y_post": "post_y", "z_post": "post_z"}
+_NEUPRINT_POS = {f"{a}_{s}": f"{a}_{s}" for s in ("pre", "post") for a in "xyz"}
+_PRINCETON_PREFIX = 720575940 * 10**9
+
+_CONNECTION_FILES = {
+    "flywire-783": ("proofread_connections_*.feather", "per_neuron_neuropil_count_*.feather"),
+    "codex": ("connections*.csv*",),
+    "neuprint-neo4j": ("neuprint_neuron_connections_*.csv",),
+    "janelia-flat": ("connectome-weights-*.feather", "traced-connections*.csv",
+                     "traced-total-connections.csv", "traced-roi-connections.csv",
+                     "total-connections.csv", "roi-connections.csv"),
+    "banc": ("banc_*edgelist*",),
+}
+
+#: Every dialect by name.
+REGISTRY: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect(
+            "flywire-783",
+            "FlyWire FAFB v783 (Zenodo): synapses feather, annotations TSV",
+            synapse_files=("flywire_synapses_*.feather", "flywire_synapses_*.arrow"),
+            neuron_files=("supplemental_file1_neuron_annotations.tsv", "*neuron_annotations*.tsv"),
+            connection_files=_CONNECTION_FILES["flywire-783"],
+            ids=(("pre_pt_root_id", "post_pt_root_id"),),
+            positions=(_FLYWIRE_POS,),
+            optional={"confidence": "connection_score", "cleft_score": "cleft_score",
+                      "roi_post": "neuropil"},
+            nt=True,
+            signature=(frozenset({"pre_pt_root_id", "post_pt_root_id", "neuropil"}),),
+            roi_note="neuropil: FlyWire's neuropil of the synapse (assigned by the presynaptic location)",
+            quirks=("record-batch streaming", "neuropil labels as ROI codes", "NT probabilities"),
+        ),
+        Dialect(
+            "codex",
+            "FlyWire Codex downloads: synapse_coordinates / princeton synapse table, neurons CSVs",
+            synapse_files=("synapse_coordinates*.csv*", "*princeton_synapse_table*.csv*"),
+            neuron_files=("neurons.csv*", "classification.csv*", "consolidated_cell_types.csv*"),
+            connection_files=_CONNECTION_FILES["codex"],
+            ids=(("pre_root_id", "post_root_id"), ("pre_root_id_720575940", "post_root_id_720575940")),
+            positions=(_SPLIT_PREPOST, {"x": "x", "y": "y", "z": "z"}, {"position": "position"}),
+            optional={"size": "size", "roi_post": "neuropil"},
+            ffill=("pre_root_id", "post_root_id"),
+            id_prefix={"pre_root_id_720575940": _PRINCETON_PREFIX,
+                       "post_root_id_720575940": _PRINCETON_PREFIX},
+            signature=(frozenset({"pre_root_id", "post_root_id", "x", "y", "z"}),
+                       frozenset({"pre_root_id_720575940", "post_root_id_720575940"})),
+            roi_note="neuropil: FlyWire's neuropil of the synapse",
+            quirks=("blank ID cells forward-filled", "prefix-stripped IDs (720575940)"),
+        ),
+        Dialect(
+            "neuprint-neo4j",
+            "neuPrint neo4j CSV export (Neuprint_*.csv)",
+            synapse_files=("neuprint_synapses_*.csv",),
+            neuron_files=("neuprint_neurons_*.csv",),
+            meta_files=("neuprint_meta_*.csv",),
+            connection_files=_CONNECTION_FILES["neuprint-neo4j"],
+            ids=(("bodyId_pre", "bodyId_post"),),
+            positions=(_NEUPRINT_POS,),
+            optional={"confidence_pre": "confidence_pre", "confidence_post": "confidence_post",
+                      "roi_pre": "roi_pre", "roi_post": "roi_post"},
+            units="voxels",
+            voxel_size=(8.0, 8.0, 8.0),
+            signature=(frozenset({":ID(Syn-ID)"}),),
+            roi_note="the most specific true <ROI>:boolean column of each site",
+            quirks=("{x:..} points", "ROI booleans", "doubled-quote JSON", ";-joined arrays"),
+        ),
+        Dialect(
+            "janelia-flat",
+            "Janelia flyem-snapshot flat exports: syn-partners, body-annotations",
+            synapse_files=("syn-partners-*.feather", "manc*synapses*.feather"),
+            neuron_files=("body-annotations-*.feather", "body-neurotransmitters-*.feather"),
+            connection_files=_CONNECTION_FILES["janelia-flat"],
+            ids=(("body_pre", "body_post"),),
+            positions=(_NEUPRINT_POS,),
+            optional={"confidence_pre": "conf_pre", "confidence_post": "conf_post",
+                      "roi_post": "primary_post"},
+            units="voxels",
+            voxel_size=(8.0, 8.0, 8.0),
+            signature=(frozenset({"body_pre", "body_post"}),),
+            roi_note="<roiset>_post: the ROI of the postsynaptic location",
+            quirks=("<roiset>_post ROI column", "8 nm voxels"),
+        ),
+        Dialect(
+            "microns",
+            "MICrONS minnie65 CAVE synapse table (synapses_pni_2), 4 x 4 x 40 nm voxels",
+            synapse_files=("*synapses_pni*", "*minnie*synapse*"),
+            ids=(("pre_pt_root_id", "post_pt_root_id"),),
+            positions=({"pre_position": "pre_pt_position", "post_position": "post_pt_position"},
+                       {f"{a}_{s}": f"{s}_pt_position_{a}" for s in ("pre", "post") for a in "xyz"},
+                       {"position": "ctr_pt_position"},
+                       {a: f"ctr_pt_position_{a}" for a in "xyz"}),
+            optional={"size": "size"},
+            units="voxels",
+            voxel_size=(4.0, 4.0, 40.0),
+            signature=(),  # CAVE columns alone are the generic "cave" dialect (in nm)
+            quirks=("array or split position columns", "4 x 4 x 40 nm voxels"),
+        ),
+        Dialect(
+            "banc",
+            "BANC v888: enriched synapses parquet (string IDs), neuron tables",
+            synapse_files=("banc_*synapses*.parquet", "banc_*synapses*.feather"),
+            neuron_files=("banc_*neurons*", "banc_*annotations*", "banc_*meta*"),
+            connection_files=_CONNECTION_FILES["banc"],
+            ids=(("pre_root_id", "post_root_id"),),
+            positions=({"x": "X", "y": "Y", "z": "Z"},),
+            optional={"size": "size", "roi_post": "neuropil"},
+            nt=True,
+            signature=(frozenset({"pre_root_id", "post_root_id", "X", "Y", "Z"}),),
+            roi_note="neuropil: BANC's neuropil of the synapse",
+            quirks=("string IDs", "TRUE/FALSE booleans", "'x, y, z' position strings"),
+        ),
+    )
+}
+
+
+def _nt_columns(names: Sequence[str]) -> dict[str, str]:
+    have = set(names)
+    out = {}
+    for canon, spellings in NT_NAMES.items():
+        for s in spellings:
+            if s in have:
+                out[f"nt_{canon}"] = s
+                break
+    return out
+
+
+def _missing(file: str, dialect: str, column: str, names: Sequence[str], what: str) -> IngestError:
+    return IngestError(
+        f"{file}: column {column!r} ({what}), required by dialect {dialect!r}, is missing from the "
+        f"header (row 0 has only columns {sorted(names)})",
+        file=file, column=column, row=0,
+    )
+
+
+def dialect_plan(d: Dialect, schema: pa.Schema, file: str, columns: Mapping[str, str] | None = None) -> _Plan:
+    """The column plan of a file of dialect ``d``: IDs, positions, floats, NT and ROI columns.
+
+    Parameters
+    ----------
+    d
+        The dialect.
+    schema
+        The file's schema (its header).
+    file
+        The file, for messages.
+    columns
+        The caller's explicit mapping (store column -> source column); when it
+        maps positions, the dialect's positions are not required.
+
+    Returns
+    -------
+    _Plan
+        The plan the two ingest passes run (with the dialect's batch quirks).
+
+    Raises
+    ------
+    IngestError
+        A required column (IDs, a complete set of positions) is missing; the
+        message names the file, the column and row 0 (the header).
+
+    Examples
+    --------
+    >>> cols = ["body_pre", "body_post"] + [f"{a}_{s}" for s in ("pre", "post") for a in "xyz"]
+    >>> plan = dialect_plan(REGISTRY["janelia-flat"], pa.schema([(c, pa.int64()) for c in cols]), "x.feather")
+    >>> plan.ids, plan.positions["x_post"]
+    ({'pre': 'body_pre', 'post': 'body_post'}, ('x_post', None))
+    >>> dialect_plan(REGISTRY["janelia-flat"], pa.schema([("body_pre", pa.int64())]), "x.feather")
+    Traceback (most recent call last):
+    ...
+    connectome_dask.errors.IngestError: x.feather: column 'body_post' (body IDs), required by dialect 'janelia-flat', is missing from the header (row 0 has only columns ['body_pre'])
+    """
+    names = list(schema.names)
+    have = set(names)
+    ids = next((p for p in d.ids if p[0] in have and p[1] in have), None)
+    if ids is None:
+        pre, post = d.ids[0]
+        col = pre if pre not in have else post
+        raise _missing(file, d.name, col, names, "body IDs")
+    mapping: dict[str, str] = {"pre": ids[0], "post": ids[1]}
+    _pos = {"x", "y", "z", "position", "pre_position", "post_position"} | {
+        f"{a}_{s}" for a in "xyz" for s in ("pre", "post")}
+    if d.positions and not (set(columns or {}) & _pos):
+        chosen = next((p for p in d.positions if all(c in have for c in p.values())), None)
+        if chosen is None:
+            best = max(d.positions, key=lambda p: sum(c in have for c in p.values()))
+            col = next(c for c in best.values() if c not in have)
+            raise _missing(file, d.name, col, names, "synapse positions")
+        mapping.update(chosen)
+    for target, col in d.optional.items():
+        if col in have:
+            mapping[target] = col
+    if d.name == "janelia-flat" and "roi_post" not in mapping:  # <roiset>_post, e.g. MANC's roi_post
+        roi = next((c for c in names if c.endswith("_post") and c not in mapping.values()
+                    and c not in ("body_post", "conf_post") and not c.startswith(("x_", "y_", "z_"))),
+                   None)
+        if roi is not None and pa.types.is_string(_decode_type(schema.field(roi).type)):
+            mapping["roi_post"] = roi
+    if d.nt:
+        mapping.update(_nt_columns(names))
+    plan = _Plan(d.name, {})
+    _apply_columns(plan, mapping)
+    plan.dialect = d.name
+    if any(c in d.ffill for c in ids) or any(c in d.id_prefix for c in ids):
+        plan.prep = _make_prep(d, ids)
+    return plan
+
+
+def _decode_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pa.string()
+    return t
+
+
+def _make_prep(d: Dialect, ids: tuple[str, str]) -> Callable[[str], Prep]:
+    """A per-file batch transform for the ID quirks (forward fill, prefix-stripped IDs)."""
+    ffill = [c for c in ids if c in d.ffill]
+    prefix = {c: d.id_prefix[c] for c in ids if c in d.id_prefix}
+
+    def for_file(file: str) -> Prep:
+        last: dict[str, Any] = {}
+
+        def prep(batch: pa.RecordBatch, offset: int) -> pa.RecordBatch:
+            cols = {n: batch.column(n) for n in batch.schema.names}
+            for c in ffill:
+                if c in cols:
+                    cols[c] = _forward_fill(cols[c], last, file, c, offset)
+            for c, base in prefix.items():
+                if c in cols:
+                    v = _ids_to_int64(cols[c], file, c, offset)
+                    big = v >= 10**9
+                    if big.any():
+                        i = int(np.argmax(big))
+                        raise IngestError.at(file, c, offset + i, f"body ID suffix {int(v[i])} has more than "
+                                             "9 digits (the column drops the prefix 720575940)", int(v[i]))
+                    cols[c] = pa.array(v + base, type=pa.int64())
+            return pa.RecordBatch.from_pydict(cols)
+
+        return prep
+
+    return for_file
+
+
+def _forward_fill(arr: pa.Array, last: dict[str, Any], file: str, column: str, offset: int) -> pa.Array:
+    """Blank cells repeat the previous row's value (Codex ``synapse_coordinates``)."""
+    arr = _as_text(arr, file, column, offset)
+    if _decode_type(arr.type) == pa.string():
+        arr = pc.if_else(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0), pa.scalar(None, arr.type), arr)
+    if len(arr) == 0:
+        return arr
+    if not arr[0].is_valid:
+        if column not in last:
+            raise IngestError.at(file, column, offset, "the first row's body ID is blank: blank cells repeat "
+                                 "the previous row's ID, and there is none", None)
+        arr = pa.concat_arrays([pa.array([last[column]], arr.type), arr.slice(1)])
+    arr = pc.fill_null_forward(arr)
+    last[column] = arr[len(arr) - 1].as_py()
+    return arr
+
+
+@dataclass
+class Release:
+    """The files of one release found for ingest.
+
+    Parameters
+    ----------
+    dialect
+        The dialect.
+    synapses
+        Synapse files, sorted.
+    neurons
+        Neuron-table files (merged on the body ID), sorted.
+    meta
+        Metadata files (neo4j ``Neuprint_Meta_*``).
+    others
+        Further files of the release the dialect reads (neo4j's link tables).
+    """
+
+    dialect: Dialect
+    synapses: list[str]
+    neurons: list[str] = field(default_factory=list)
+    meta: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+
+
+def _data_files(source: Any) -> list[str] | None:
+    """The files a path source names (a directory: every data file below it); None for tables."""
+    if isinstance(source, str | os.PathLike):
+        items = [source]
+    elif isinstance(source, list | tuple) and all(isinstance(s, str | os.PathLike) for s in source):
+        items = list(source)
+    else:
+        return None
+    out: list[str] = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*")
+                          if f.is_file() and not f.name.startswith((".", "_")) and not f.name.endswith(".crc"))
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            return None  # globs and missing paths: the generic source rules report them
+    return out
+
+
+def _header(file: str) -> list[str]:
+    from .sources import _resolve_source, _schema_of
+
+    src = _resolve_source(file)
+    f, frag = next(src.fragments())
+    return list(_schema_of(frag, f).names)
+
+
+def detect_dialect(files: Sequence[str]) -> Dialect | None:
+    """The dialect of a set of files: by file names first, then by the header of the first file.
+
+    Parameters
+    ----------
+    files
+        Paths of the files (all of one release).
+
+    Returns
+    -------
+    Dialect or None
+        ``None`` when nothing identifies a release dialect (the generic
+        ``cave`` / ``neuprint`` column detection then applies).
+
+    Raises
+    ------
+    IngestError
+        The files match two dialects, or a file cannot be read.
+
+    Examples
+    --------
+    >>> detect_dialect(["x/synapse_coordinates.csv.gz"]).name
+    'codex'
+    """
+    by_name = {d.name for f in files for d in REGISTRY.values() if d.matches_name(f)}
+    if len(by_name) > 1:
+        raise IngestError(f"the files match several release dialects {sorted(by_name)}; pass dialect=")
+    if by_name:
+        return REGISTRY[by_name.pop()]
+    for f in files:
+        if not any(d.matches_name(f, r) for d in REGISTRY.values() for r in ("neuron", "meta", "connection")):
+            names = _header(f)
+            hits = [d for d in REGISTRY.values() if d.matches_columns(names)]
+            return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def find_release(source: Any, dialect: str) -> Release | None:
+    """Find the files of a release in ``source`` (a folder, files or a table) for ``dialect``.
+
+    Parameters
+    ----------
+    source
+        What :func:`~connectome_dask.ingest.ingest` was given.
+    dialect
+        A :data:`REGISTRY` name, or ``"auto"`` (detect; ``None`` is returned
+        when no release dialect is recognised).
+
+    Returns
+    -------
+    Release or None
+
+    Raises
+    ------
+    IngestError
+        The folder holds no synapse file of the dialect (connection-level
+        files are named as such), or the files match several dialects.
+
+    Examples
+    --------
+    >>> (tmp_path / "rel").mkdir()
+    >>> pd.DataFrame({"body_pre": [1], "body_post": [2]}).to_feather(tmp_path / "rel" / "syn-partners-t-minconf-0.5.feather")
+    >>> find_release(tmp_path / "rel", "auto").dialect.name
+    'janelia-flat'
+    """
+    files = _data_files(source)
+    if dialect == "auto":
+        if files is None:
+            return None
+        d = detect_dialect(files)
+        if d is None:
+            return None
+    else:
+        d = REGISTRY[dialect]
+        if files is None:
+            return Release(d, [])  # an in-memory table in the dialect's columns
+    role = {f: next((r for r in ("synapse", "neuron", "meta", "connection") if d.matches_name(f, r)), None)
+            for f in files}
+    syn = [f for f, r in role.items() if r == "synapse"]
+    explicit_file = not (isinstance(source, str | os.PathLike) and Path(source).is_dir())
+    if not syn and explicit_file:
+        syn = [f for f, r in role.items() if r is None]
+    if d.name == "neuprint-neo4j":
+        others = [f for f in files if os.path.basename(f).lower().startswith("neuprint_")
+                  and role[f] is None]
+    else:
+        others = []
+    if not syn:
+        conns = [f for f, r in role.items() if r == "connection"]
+        if conns:
+            raise IngestError(
+                f"{conns[0]}: a connection-level file of the {d.name!r} release (one row per neuron "
+                "pair, no synapse positions); ingest reads synapse-level files "
+                f"({list(d.synapse_files)})", file=conns[0])
+        raise IngestError(f"{source}: no synapse file of dialect {d.name!r} (file names "
+                          f"{list(d.synapse_files)}) among {len(files)} files", file=os.fspath(files[0])
+                          if files else None)
+    return Release(d, sorted(syn), sorted(f for f, r in role.items() if r == "neuron"),
+                   sorted(f for f, r in role.items() if r == "meta"), sorted(others))
+
+
+def flywire_hierarchy(names: Sequence[str]) -> dict[str, list[str]]:
+    """FlyWire neuropil hierarchy without meshes: ``X_L`` and ``X_R`` under the group ``X``.
+
+    Parameters
+    ----------
+    names
+        Neuropil names (e.g. ``AVLP_R``, ``ME_L``, ``GNG``).
+
+    Returns
+    -------
+    dict
+        ``{group: [sided names]}`` (``{parent: [children]}``, a form
+        :mod:`connectome_dask.rois.tree` reads).
+
+    Examples
+    --------
+    >>> flywire_hierarchy(["AVLP_L", "AVLP_R", "GNG", "ME_R"])
+    {'AVLP': ['AVLP_L', 'AVLP_R'], 'ME': ['ME_R']}
+    """
+    out: dict[str, list[str]] = {}
+    known = set(names)
+    for n in sorted(names):
+        m = re.fullmatch(r"(.+)_([LR])", n)
+        if m and m.group(1) not in known:
+            out.setdefault(m.group(1), []).append(n)
+    return out
+
+
+# ----------------------------------------------------------------------------- neuron tables
+
+
+def _read_any(path: str) -> pd.DataFrame:
+    from .sources import _format_of
+
+    low = path.lower()
+    try:
+        if low.endswith((".tsv", ".tsv.gz")):
+            return pd.read_csv(path, sep="\t", low_memory=False)
+        fmt = _format_of(path)
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        if fmt == "ipc":
+            return pd.read_feather(path)
+        return pd.read_csv(path, low_memory=False)
+    except (pa.ArrowException, ValueError, OSError, UnicodeDecodeError) as e:
+        raise IngestError(f"{path}: cannot read the neuron table ({type(e).__name__}: {e})", file=path) from None
+
+
+def _merge_tables(frames: list[tuple[str, pd.DataFrame]], idcol: str) -> pd.DataFrame:
+    out: pd.DataFrame | None = None
+    for f, df in frames:
+        if idcol not in df.columns:
+            raise IngestError(f"{f}: the neuron table needs the column {idcol!r}; found {sorted(map(str, df.columns))}",
+                              file=f, column=idcol, row=0)
+        try:
+            df = df.drop_duplicates()
+        except TypeError:  # list cells (somaLocation): compare their text
+            df = df.loc[~df.astype(str).duplicated()]
+        if out is None:
+            out = df
+        else:
+            new = [c for c in df.columns if c == idcol or c not in out.columns]
+            out = out.merge(df[new], on=idcol, how="outer")
+    assert out is not None
+    return out
+
+
+_BOOL_TEXT = {"TRUE": True, "FALSE": False, "true": True, "false": False, "True": True, "False": False}
+
+
+def _text_booleans(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns holding only ``"TRUE"/"FALSE"`` (and blanks) become nullable booleans."""
+    for c in df.columns:
+        s = df[c]
+        if s.dtype != object:
+            continue
+        vals = set(s.dropna().unique().tolist())
+        if vals and all(isinstance(v, str) for v in vals) and vals <= set(_BOOL_TEXT):
+            df[c] = s.map(_BOOL_TEXT).astype("boolean")
+    return df
+
+
+def _xyz_strings(df: pd.DataFrame, column: str, file: str, scale: Sequence[float] | None) -> pd.DataFrame:
+    """A ``"x, y, z"`` / ``"[x y z]"`` / ``"{x:1,y:2,z:3}"`` text column -> three float columns."""
+    s = df[column]
+    ok = s.notna().to_numpy()
+    xyz = np.full((len(s), 3), np.nan)
+    if ok.any():
+        arr = pa.array(s[ok].astype(str).tolist(), type=pa.string())
+        xyz[ok] = _list_to_xyz(arr, file, column, 0)
+    if scale is not None:
+        xyz = xyz * np.asarray(scale, dtype=np.float64)
+    df = df.drop(columns=[column])
+    for k, a in enumerate("xyz"):
+        df[f"{column}_{a}"] = xyz[:, k]
+    return df
+
+
+_NEO4J_TYPED = re.compile(r"^(?P<name>[^:]*):(?P<type>[A-Za-z]+(\[\])?|point\{[^}]*\})$")
+
+
+def _neo4j_neurons(path: str) -> pd.DataFrame:
+    """``Neuprint_Neurons_*.csv``: typed headers, ``true``/blank booleans, points, ``:LABEL``."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], low_memory=False)
+    out = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        if c.startswith(":ID"):
+            continue
+        if c == ":LABEL":
+            labels = df[c].fillna("").str.split(";")
+            out["label"] = ["Neuron" if "Neuron" in v else "Segment" for v in labels]
+            continue
+        m = _NEO4J_TYPED.match(c)
+        name, typ = (m.group("name"), m.group("type")) if m else (c, "string")
+        if typ == "boolean":
+            if name in ("cropped",):
+                out[name] = df[c].map({"true": True, "false": False}).astype("boolean")
+            continue  # an "<ROI>:boolean" membership flag: roiInfo holds the counts
+        if typ in ("long", "int"):
+            out[name] = pd.array(pd.to_numeric(df[c]), dtype="Int64")
+        elif typ in ("float", "double"):
+            out[name] = pd.to_numeric(df[c]).astype("float64")
+        elif typ.startswith("point"):
+            ok = df[c].notna().to_numpy()
+            pts: list[Any] = [None] * len(df)
+            if ok.any():
+                xyz = _list_to_xyz(pa.array(df[c][ok].tolist(), pa.string()), path, c, 0)
+                for i, v in zip(np.flatnonzero(ok), xyz, strict=True):
+                    pts[i] = [int(x) if float(x).is_integer() else float(x) for x in v]
+            out[name] = pts
+        else:
+            out[name] = df[c]
+    if "roiInfo" in out.columns:  # JSON in a CSV field (quotes doubled): check it parses
+        for k, v in enumerate(out["roiInfo"].tolist()):
+            if isinstance(v, str) and v:
+                try:
+                    json.loads(v)
+                except ValueError as e:
+                    raise IngestError.at(path, "roiInfo:string", k, f"roiInfo is not JSON ({e})", v) from None
+    return out
+
+
+def release_neurons(rel: Release) -> pd.DataFrame | None:
+    """The neuron table of a release: its neuron files read and merged by the dialect's rules.
+
+    Parameters
+    ----------
+    rel
+        The release (from :func:`find_release`).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        A table :func:`~connectome_dask.ingest.read_neuron_table` accepts, or
+        ``None`` when the release has no neuron file.
+
+    Raises
+    ------
+    IngestError
+        A neuron file cannot be read or lacks its ID column.
+
+    Examples
+    --------
+    >>> release_neurons(Release(REGISTRY["microns"], [])) is None
+    True
+    """
+    if not rel.neurons:
+        return None
+    name = rel.dialect.name
+    if name == "neuprint-neo4j":
+        frames = [(f, _neo4j_neurons(f)) for f in rel.neurons]
+        return pd.concat([df for _, df in frames], ignore_index=True)
+    frames = [(f, _read_any(f)) for f in rel.neurons]
+    if name == "janelia-flat":
+        frames = [(f, df.rename(columns={"body": "bodyId"}) if "bodyId" not in df.columns else df)
+                  for f, df in frames]
+        df = _merge_tables(frames, "bodyId")
+    else:
+        df = _merge_tables(frames, "root_id")
+    if name == "codex" and "type" not in df.columns and "primary_type" in df.columns:
+        df = df.rename(columns={"primary_type": "type"})
+    if name == "banc":
+        df = _text_booleans(df)
+        if "position" in df.columns:
+            df = _xyz_strings(df, "position", rel.neurons[0], (4.0, 4.0, 45.0))
+    return df
+
+
+# ----------------------------------------------------------------------------- neuPrint neo4j
+
+
+def _read_csv_table(path: str, column_types: Mapping[str, pa.DataType] | None = None) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    try:
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types=dict(column_types or {}), strings_can_be_null=True))
+    except (pa.ArrowException, OSError) as e:
+        raise IngestError(f"{path}: cannot read the file ({type(e).__name__}: {e})", file=path) from None
+
+
+def _need(t: pa.Table, path: str, cols: Sequence[str]) -> None:
+    for c in cols:
+        if c not in t.column_names:
+            raise _missing(path, "neuprint-neo4j", c, t.column_names, "neo4j export")
+
+
+def neo4j_meta(rel: Release) -> dict[str, Any]:
+    """``Neuprint_Meta_*.csv``: voxel size, primary ROIs and the ROI hierarchy.
+
+    Parameters
+    ----------
+    rel
+        The release.
+
+    Returns
+    -------
+    dict
+        ``voxel_size`` (list of 3 floats or None), ``primary`` (list),
+        ``hierarchy`` (neuPrint's ``{name, children}`` form or ``{}``), ``dataset``.
+
+    Raises
+    ------
+    IngestError
+        The meta file is unreadable, its ``roiHierarchy`` is not JSON, or its
+        voxel size is not three numbers.
+
+    Examples
+    --------
+    >>> neo4j_meta(Release(REGISTRY["neuprint-neo4j"], []))["primary"]
+    []
+    """
+    out: dict[str, Any] = {"voxel_size": None, "primary": [], "hierarchy": {}, "dataset": None}
+    if not rel.meta:
+        return out
+    path = rel.meta[0]
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    cols = {(_NEO4J_TYPED.match(c).group("name") if _NEO4J_TYPED.match(c) else c): c  # type: ignore[union-attr]
+            for c in df.columns}
+    row = df.iloc[0] if len(df) else None
+    if row is None:
+        return out
+    if "voxelSize" in cols and row[cols["voxelSize"]]:
+        try:
+            vs = [float(v) for v in row[cols["voxelSize"]].split(";")]
+        except ValueError:
+            vs = []
+        if len(vs) != 3:
+            raise IngestError.at(path, cols["voxelSize"], 0, "voxelSize must be 3 ';'-joined numbers",
+                                 row[cols["voxelSize"]])
+        out["voxel_size"] = vs
+    if "primaryRois" in cols and row[cols["primaryRois"]]:
+        out["primary"] = [r for r in row[cols["primaryRois"]].split(";") if r]
+    if "roiHierarchy" in cols and row[cols["roiHierarchy"]]:
+        try:
+            out["hierarchy"] = json.loads(row[cols["roiHierarchy"]])
+        except ValueError as e:
+            raise IngestError.at(path, cols["roiHierarchy"], 0, f"roiHierarchy is not JSON ({e})",
+                                 row[cols["roiHierarchy"]]) from None
+    if "dataset" in cols:
+        out["dataset"] = row[cols["dataset"]] or None
+    return out
+
+
+def _depths(hierarchy: Any) -> dict[str, int]:
+    depth: dict[str, int] = {}
+    if isinstance(hierarchy, Mapping) and "name" in hierarchy:
+        stack = [(hierarchy, 0)]
+        while stack:
+            node, k = stack.pop()
+            depth[str(node["name"])] = k
+            stack.extend((c, k + 1) for c in node.get("children", []) or [])
+    return depth
+
+
+def _roi_of_sites(t: pa.Table, roi_cols: list[str], depth: Mapping[str, int]) -> pa.Array:
+    """One ROI name per site: its deepest ``true`` ROI column (ties: the first column)."""
+    names = [c[: -len(":boolean")] for c in roi_cols]
+    order = sorted(range(len(roi_cols)), key=lambda k: (-depth.get(names[k], 0), k))
+    out = pa.nulls(t.num_rows, pa.string())
+    for k in reversed(order):  # the best-ranked column is applied last
+        col = t.column(roi_cols[k])
+        if pa.types.is_boolean(col.type):
+            flag = pc.fill_null(col, False)
+        else:
+            flag = pc.fill_null(pc.equal(pc.utf8_lower(pc.cast(col, pa.string())), "true"), False)
+        out = pc.if_else(flag, pa.scalar(names[k]), out)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def _one(files: Sequence[str], prefix: str) -> list[str]:
+    return [f for f in files if os.path.basename(f).lower().startswith(prefix)]
+
+
+def neo4j_synapse_table(rel: Release, depth: Mapping[str, int]) -> pa.Table:
+    """Synapse rows (``bodyId_pre, bodyId_post, x_pre ... z_post, confidence_*, roi_*``) of a neo4j export.
+
+    Joins ``Neuprint_Synapse_Connections`` (pre site -> post site) with the
+    sites (``Neuprint_Synapses``) and their bodies (``SynapseSet_to_Synapses``
+    then ``Neuron_to_SynapseSet``), in memory.
+
+    Parameters
+    ----------
+    rel
+        The release (its synapse files and the link tables in ``others``).
+    depth
+        ROI name -> depth in the hierarchy (the most specific ROI of a site wins).
+
+    Returns
+    -------
+    pyarrow.Table
+        Positions in the export's voxels.
+
+    Raises
+    ------
+    IngestError
+        A link table is missing or lacks a column, or a site has no body.
+
+    Examples
+    --------
+    >>> rel = Release(REGISTRY["neuprint-neo4j"], [])
+    >>> neo4j_synapse_table(rel, {})
+    Traceback (most recent call last):
+    ...
+    connectome_dask.errors.IngestError: neo4j export: no Neuprint_Synapses_*.csv file
+    """
+    if not rel.synapses:
+        raise IngestError("neo4j export: no Neuprint_Synapses_*.csv file")
+    conns = _one(rel.others, "neuprint_synapse_connections")
+    s2s = _one(rel.others, "neuprint_synapseset_to_synapses")
+    n2s = _one(rel.others, "neuprint_neuron_to_synapseset")
+    for what, fs in (("Neuprint_Synapse_Connections_*", conns), ("Neuprint_SynapseSet_to_Synapses_*", s2s),
+                     ("Neuprint_Neuron_to_SynapseSet_*", n2s)):
+        if not fs:
+            raise IngestError(f"{rel.synapses[0]}: the neo4j export needs {what}.csv beside the synapse "
+                              "file (the synapse partners and their bodies)", file=rel.synapses[0])
+    i64 = pa.int64()
+    sites = []
+    for f in rel.synapses:
+        t = _read_csv_table(f, {":ID(Syn-ID)": i64, "location:point{srid:9157}": pa.string(),
+                                "type:string": pa.string()})
+        _need(t, f, [":ID(Syn-ID)", "type:string", "location:point{srid:9157}"])
+        xyz = _list_to_xyz(t.column("location:point{srid:9157}").combine_chunks(), f,
+                           "location:point{srid:9157}", 0)
+        roi_cols = [c for c in t.column_names if c.endswith(":boolean")]
+        conf = (pc.cast(t.column("confidence:float"), pa.float64()) if "confidence:float" in t.column_names
+                else pa.nulls(t.num_rows, pa.float64()))
+        sites.append(pa.table({"site": t.column(":ID(Syn-ID)"), "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                               "confidence": conf, "roi": _roi_of_sites(t, roi_cols, depth)}))
+    site = pa.concat_tables(sites)
+
+    def links(files: list[str], a: str, b: str) -> pa.Table:
+        parts = []
+        for f in files:
+            t = _read_csv_table(f, {a: i64, b: i64})
+            _need(t, f, [a, b])
+            parts.append(t.select([a, b]))
+        return pa.concat_tables(parts)
+
+    pairs = links(conns, ":START_ID(Syn-ID)", ":END_ID(Syn-ID)").rename_columns(["pre_site", "post_site"])
+    set_syn = links(s2s, ":START_ID(SynSet-ID)", ":END_ID(Syn-ID)").rename_columns(["set", "site"])
+    body_set = links(n2s, ":START_ID(Body-ID)", ":END_ID(SynSet-ID)").rename_columns(["body", "set"])
+    site_body = set_syn.join(body_set, "set", join_type="inner").select(["site", "body"])
+    site_body = site_body.group_by("site").aggregate([("body", "min")]).rename_columns(["site", "body"])
+    site = site.join(site_body, "site", join_type="left outer")
+    out = pairs
+    for side in ("pre", "post"):
+        s = site.rename_columns([f"{c}_{side}" if c != "site" else f"{side}_site" for c in site.column_names])
+        out = out.join(s, f"{side}_site", join_type="left outer")
+    for side in ("pre", "post"):
+        nobody = pc.is_null(out.column(f"body_{side}"))
+        if pc.any(nobody).as_py():
+            i = int(np.argmax(nobody.to_numpy(zero_copy_only=False)))
+            sid = out.column(f"{side}_site")[i].as_py()
+            raise IngestError.at(conns[0], ":START_ID(Syn-ID)" if side == "pre" else ":END_ID(Syn-ID)", i,
+                                 f"synapse site {sid} has no body (no SynapseSet / Synapses row)", sid)
+    out = out.sort_by([("pre_site", "ascending"), ("post_site", "ascending")])
+    cols = {"bodyId_pre": "body_pre", "bodyId_post": "body_post"}
+    for side in ("pre", "post"):
+        for a in "xyz":
+            cols[f"{a}_{side}"] = f"{a}_{side}"
+        cols[f"confidence_{side}"] = f"confidence_{side}"
+        cols[f"roi_{side}"] = f"roi_{side}"
+    table = pa.table({k: out.column(v) for k, v in cols.items()})
+    if all(pc.all(pc.is_null(table.column(f"confidence_{s}"))).as_py() for s in ("pre", "post")):
+        table = table.drop_columns(["confidence_pre", "confidence_post"])
+    return table
+
+
+def iter_roles(rel: Release) -> Iterator[tuple[str, list[str]]]:
+    """The release's files by role, for ``meta.json``.
+
+    Parameters
+    ----------
+    rel
+        The release.
+
+    Yields
+    ------
+    tuple
+        ``(role, files)`` for the roles with files.
+
+    Examples
+    --------
+    >>> dict(iter_roles(Release(REGISTRY["codex"], ["s.csv.gz"])))
+    {'synapses': ['s.csv.gz']}
+    """
+    for role, files in (("synapses", rel.synapses), ("neurons", rel.neurons), ("meta", rel.meta),
+                        ("others", rel.others)):
+        if files:
+            yield role, list(files)
