@@ -36,6 +36,7 @@ import pandas as pd
 
 from .compute import plan as _plan
 from .errors import CriteriaError, UnknownColumnError, UnknownRoiError
+from .labels import body_labels
 from .rois.model import RoiModel
 
 if TYPE_CHECKING:
@@ -342,8 +343,11 @@ class NeuronCriteria:
         ``"all"`` (default, as neuPrint): every listed ROI must be satisfied;
         ``"any"``: at least one (for ``inputRois`` and ``outputRois`` separately).
     label
-        neuPrint's node label (``"Neuron"`` / ``"Segment"``); kept on the
-        object so neuprint code ports, not used for matching.
+        neuPrint's node label: ``"Neuron"`` matches only bodies labelled
+        Neuron (the stored ``label`` column of the neuron table, else
+        neuPrint's rule, :func:`connectome_dask.labels.body_labels`);
+        ``"Segment"`` and ``None`` (default) match every body (in neuPrint
+        every Neuron is also a Segment).
     client
         A :class:`~connectome_dask.store.Connectome` to validate ROI names and
         property columns against at once (:meth:`validate`); ``None``: checked
@@ -376,6 +380,9 @@ class NeuronCriteria:
     >>> NC(type="KC(ab)").regex  # parentheses alone do not make a regex
     False
     """
+
+    #: properties matched like ``type`` / ``instance`` (regular expressions when ``regex``)
+    _REGEX_PROPS: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -454,6 +461,8 @@ class NeuronCriteria:
         self.outputRois = sorted(dict.fromkeys(out_l))
         self.rois = sorted(set(rois_l) | set(in_l) | set(out_l))
         self.min_roi_inputs, self.min_roi_outputs = int(min_roi_inputs), int(min_roi_outputs)
+        if label not in (None, "Neuron", "Segment"):
+            raise CriteriaError(f"label must be 'Neuron', 'Segment' or None, got {label!r}")
         self.label = label
         self.properties: dict[str, list] = {}
         for k, v in properties.items():
@@ -492,7 +501,7 @@ class NeuronCriteria:
             return NotImplemented
         keys = ("bodyId", "type", "instance", "status", "cropped", "min_pre", "min_post", "rois",
                 "inputRois", "outputRois", "min_roi_inputs", "min_roi_outputs", "roi_req", "regex",
-                "properties")
+                "properties", "label")
         return all(_eq_val(getattr(self, k), getattr(other, k)) for k in keys)
 
     __hash__ = None  # type: ignore[assignment]
@@ -508,7 +517,7 @@ class NeuronCriteria:
         """
         return not (
             self.bodyId or self.type or self.instance or self.status or self.cropped is not None
-            or self.min_pre or self.min_post or self.rois or self.properties
+            or self.min_pre or self.min_post or self.rois or self.properties or self.label == "Neuron"
         )
 
     # -- compile
@@ -588,10 +597,12 @@ class NeuronCriteria:
         if self.status:
             mask &= _match(n["status"], self.status, False, "status")
         for col, vals in self.properties.items():
-            mask &= _match(n[col], vals, False, col)
+            mask &= _match(n[col], vals, self.regex and col in self._REGEX_PROPS, col)
         if self.cropped is not None:
             c = n["cropped"].astype("boolean")
             mask &= c.fillna(False).to_numpy(dtype=bool) if self.cropped else ~c.fillna(False).to_numpy(dtype=bool)
+        if self.label == "Neuron":
+            mask &= (body_labels(n) == "Neuron").to_numpy(dtype=bool)
         if self.min_pre:
             mask &= n["pre"].to_numpy() >= self.min_pre
         if self.min_post:
