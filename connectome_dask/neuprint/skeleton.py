@@ -135,12 +135,11 @@ def calc_segment_distances(df: pd.DataFrame, root_dist: float = np.inf) -> np.nd
     >>> calc_segment_distances(sk, root_dist=0.0).tolist()
     [0.0, 2.0]
     """
-    xyz = df[["x", "y", "z"]].to_numpy(np.float64)
+    xyz = df[["x", "y", "z"]].to_numpy()  # the coordinates' own precision, as neuprint-python
     pos = pd.Index(df["rowId"]).get_indexer(df["link"])
-    d = np.full(len(df), np.nan)
+    d = np.full(len(df), np.nan, dtype=np.float32)
     has = pos >= 0
-    d[has] = np.sqrt(((xyz[has] - xyz[pos[has]]) ** 2).sum(axis=1))
-    d = d.astype(np.float32)
+    d[has] = np.linalg.norm(xyz[has] - xyz[pos[has]], axis=1).astype(np.float32)
     d[~has] = root_dist
     return d
 
@@ -427,8 +426,8 @@ def upsample_skeleton(skeleton_df: pd.DataFrame, max_segment_length: float) -> p
         pts = p0 + (p1 - p0) * (np.arange(n)[:, None] / n)
         parts.append(pd.DataFrame({"rowId": ids, "x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2],
                                    "radius": pts[:, 3], "link": ids[1:] + [int(parent)]}))
-    new = pd.concat(parts, ignore_index=True).set_index("rowId")
     dtypes = skeleton_df.dtypes
+    new = pd.concat(parts, ignore_index=True).astype(dtypes.to_dict()).set_index("rowId")
     out = skeleton_df.set_index("rowId")
     out = out.reindex(np.sort(np.union1d(out.index.to_numpy(), new.index.to_numpy())))
     out.update(new)
