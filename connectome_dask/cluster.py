@@ -768,3 +768,16 @@ def client_from_args(args: Any) -> Iterator:
     kw = {} if workers is None else {"workers": workers}
     with connect(scheduler, **kw) as client:
         yield client
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved to :mod:`connectome_dask.cli` (argparse lives there) stay importable here."""
+    if name == "add_scheduler_argument":
+        import warnings
+
+        from . import cli
+
+        warnings.warn("connectome_dask.cluster.add_scheduler_argument moved to connectome_dask.cli",
+                      DeprecationWarning, stacklevel=2)
+        return cli.add_scheduler_argument
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -118,3 +118,21 @@ __all__ = [
     "ingest",
     "read_neuron_table",
 ]
+
+
+#: names that moved to :mod:`connectome_dask.cli` (argparse lives there) -> their new names
+_MOVED_TO_CLI = {"add_arguments": "add_ingest_arguments", "run_from_args": "run_ingest"}
+
+
+def __getattr__(name: str) -> object:
+    """``add_arguments`` / ``run_from_args`` moved to :mod:`connectome_dask.cli`; they stay importable here."""
+    if name in _MOVED_TO_CLI:
+        import warnings
+
+        from .. import cli
+
+        new = _MOVED_TO_CLI[name]
+        warnings.warn(f"connectome_dask.ingest.{name} moved to connectome_dask.cli.{new}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(cli, new)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
