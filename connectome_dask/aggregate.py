@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .compute import groups as _groups
+from .compute import nt as _nt
 from .compute import pairs as _pairs
 from .compute.dense import DenseMatrixTooLarge, check_dense, max_dense_bytes
 from .compute.plan import INDEX_PATH_FRACTION  # noqa: F401  (re-exported; the value lives in compute.plan)
@@ -419,6 +420,9 @@ def adjacency(
     confidence: float | None = None,
     progress: bool | None = None,
     method: str = "auto",
+    sign: str | None = None,
+    signs: Mapping[str, int] | None = None,
+    normalize: str | None = None,
 ) -> xr.DataArray:
     """Synapse-count matrix between neurons (or groups of neurons) as a labelled DataArray.
 
@@ -441,6 +445,11 @@ def adjacency(
         ``ER2, ER10, ER``), the order of :class:`~connectome_dask.NestedMatrix`
         type blocks and :func:`~connectome_dask.plot_type_heatmap`; numeric
         labels in numeric order; an ordered categorical in its categories' order.
+        ``by="nt"`` groups by each neuron's transmitter call
+        (:func:`connectome_dask.compute.nt.nt_calls`: the argmax of the mean
+        per-synapse probabilities when the store has them, else the neuron
+        table's ``top_nt`` / ``nt_type`` / ``predicted_nt`` / ``consensus_nt``)
+        unless the neuron table has its own ``nt`` column.
     rois
         Count only synapses whose postsynaptic site is in these ROIs.
     min_weight
@@ -453,6 +462,20 @@ def adjacency(
         Show a progress bar.
     method
         ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``, as in :func:`pair_counts`.
+    sign
+        ``None`` (synapse counts) or ``"nt"``: each connection's count times
+        the sign of its presynaptic neuron's transmitter call (as for
+        ``by="nt"``) under the sign table
+        :data:`connectome_dask.compute.nt.NT_SIGNS` (acetylcholine +1, GABA
+        -1, glutamate -1, every other or unknown transmitter +1). Grouped
+        results sum the signed counts.
+    signs
+        Overrides of the sign table, e.g. ``{"histamine": -1}``.
+    normalize
+        ``None`` or ``"post"``: divide each column by the total input
+        synapses of its postsynaptic neuron (grouped: of the group's neurons
+        on the ``post`` axis), ``neurons.post``, whatever the filters:
+        connectome-interpreter's input proportion ("inprop"). float64.
 
     Returns
     -------
@@ -470,7 +493,8 @@ def adjacency(
     DenseMatrixTooLarge
         A grouped result would exceed ``connectome_dask.max_dense_bytes``.
     ValueError
-        A forced ``method`` cannot answer the request.
+        A forced ``method`` cannot answer the request, or an unknown
+        ``sign`` / ``normalize`` value or sign override.
 
     Examples
     --------
@@ -483,9 +507,26 @@ def adjacency(
     >>> W = adjacency(conn, [some_body], None)  # sparse.COO, neuron x neuron
     >>> W.shape == (1, conn.n_neurons), W.coords["type_pre"].values.tolist() == [some_type]
     (True, True)
+    >>> F = adjacency(conn, by="type", normalize="post")  # input fractions of each type's inputs
+    >>> bool(float(F.max()) <= 1.0)
+    True
     """
     import sparse
     import xarray as xr
+
+    if sign not in (None, "nt"):
+        raise ValueError(f"sign must be None or 'nt', got {sign!r}")
+    if normalize not in (None, "post"):
+        raise ValueError(f"normalize must be None or 'post', got {normalize!r}")
+    pre_sign = None
+    calls = None
+    if sign == "nt" or (by == "nt" and "nt" not in conn.neurons.columns):
+        calls = _nt.nt_calls(conn, progress=progress)
+    if sign == "nt":
+        assert calls is not None
+        pre_sign = _nt.nt_sign(calls, signs)
+    elif signs is not None:
+        raise ValueError("signs= applies with sign='nt'")
 
     pre_idx = resolve_neurons(conn, pre)
     post_idx = resolve_neurons(conn, post)
@@ -500,8 +541,12 @@ def adjacency(
         "rois": json.dumps(list(rois) if rois is not None and not isinstance(rois, str) else rois),
         "min_weight": int(min_weight),
         "confidence": "none" if confidence is None else float(confidence),
-        "weight": "synapse count",
+        "weight": ("signed " if sign else "") + ("input fraction" if normalize else "synapse count"),
     }
+    if sign:
+        attrs["signs"] = json.dumps({**_nt.NT_SIGNS, **{_nt.canonical_nt(k): int(v) for k, v in (signs or {}).items()},
+                                     "other": 1})
+    post_total = conn.neurons["post"].to_numpy(np.float64) if normalize else None
     all_pre = np.arange(conn.n_neurons) if pre_idx is None else pre_idx
     all_post = np.arange(conn.n_neurons) if post_idx is None else post_idx
     if by == "bodyId":
@@ -514,8 +559,14 @@ def adjacency(
         pos_post = np.full(conn.n_neurons, -1, dtype=np.int64)
         pos_post[all_post] = np.arange(len(all_post))
         nz = np.stack([pos_pre[df["pre"].to_numpy()], pos_post[df["post"].to_numpy()]])
+        values: np.ndarray = df["weight"].to_numpy()
+        if pre_sign is not None:
+            values = values * pre_sign[df["pre"].to_numpy()]
+        if post_total is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = values / post_total[df["post"].to_numpy()]
         data = sparse.COO(
-            nz, df["weight"].to_numpy(), shape=(len(all_pre), len(all_post)),
+            nz, values, shape=(len(all_pre), len(all_post)),
             has_duplicates=False, sorted=True, fill_value=0,
         )
         c: dict[str, Any] = {}
@@ -531,9 +582,13 @@ def adjacency(
         label_coords = {k: v for k, v in c.items() if k not in index}
         da = xr.DataArray(data, dims=("pre", "post"), coords=index, name="weight", attrs=attrs)
         return da.assign_coords(label_coords)
-    if by not in neurons.columns:
+    if by == "nt" and calls is not None and "nt" not in neurons.columns:
+        group_values = pd.Series(calls, dtype=object)
+    elif by not in neurons.columns:
         raise KeyError(f"unknown neuron column {by!r}; available: {list(neurons.columns)}")
-    codes, labels = _labels(neurons[by])
+    else:
+        group_values = neurons[by]
+    codes, labels = _labels(group_values)
     pre_code = np.full(conn.n_neurons, -1, dtype=np.int64)
     pre_code[all_pre] = codes[all_pre]
     post_code = np.full(conn.n_neurons, -1, dtype=np.int64)
@@ -547,10 +602,23 @@ def adjacency(
     remap_post[post_groups] = np.arange(len(post_groups))
     pc = np.where(pre_code >= 0, remap_pre[pre_code], -1)
     qc = np.where(post_code >= 0, remap_post[post_code], -1)
-    mat = _group_counts(
-        conn, pc, qc, len(pre_groups), len(post_groups), pre_idx, post_idx,
-        rois=rois, confidence=confidence, min_weight=min_weight, progress=progress, method=method,
-    )
+    if pre_sign is None:
+        mat = _group_counts(
+            conn, pc, qc, len(pre_groups), len(post_groups), pre_idx, post_idx,
+            rois=rois, confidence=confidence, min_weight=min_weight, progress=progress, method=method,
+        )
+    else:  # inhibitory neurons' rows go to a second band of groups: one pass, then plus minus minus
+        n_g = len(pre_groups)
+        pcs = np.where((pc >= 0) & (pre_sign < 0), pc + n_g, pc)
+        both = _group_counts(
+            conn, pcs, qc, 2 * n_g, len(post_groups), pre_idx, post_idx,
+            rois=rois, confidence=confidence, min_weight=min_weight, progress=progress, method=method,
+        )
+        mat = both[:n_g] - both[n_g:]
+    if post_total is not None:
+        den = np.bincount(qc[qc >= 0], weights=post_total[qc >= 0], minlength=len(post_groups))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mat = np.where(den > 0, mat / np.where(den > 0, den, 1), 0.0)
     lab = np.array(labels, dtype=object)
     n_pre_g = np.bincount(pc[pc >= 0], minlength=len(pre_groups))
     n_post_g = np.bincount(qc[qc >= 0], minlength=len(post_groups))

@@ -18,6 +18,9 @@ sorted dense neuron indices (``None`` = all), ROI codes and thresholds.
     Counts summed over neuron groups (:func:`group_counts`).
 ``roi_counts``
     Per-neuron per-ROI counts (:func:`neuron_roi_counts`).
+``nt``
+    Neurotransmitters: neuron-level and per-connection calls from the
+    per-synapse probabilities, the sign table (:data:`~connectome_dask.compute.nt.NT_SIGNS`).
 ``dense``
     The dense-result limit (:func:`max_dense_bytes`, :func:`check_dense`).
 """
