@@ -57,6 +57,22 @@ def _nc(obj: Any) -> NeuronCriteria:
     return copy_as_neuroncriteria(obj)
 
 
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """String and nullable columns as neuprint-python returns them (object, numpy dtypes)."""
+    out = df.copy()
+    for c in out.columns:
+        dt = out[c].dtype
+        if isinstance(dt, pd.StringDtype) or (pd.api.types.is_string_dtype(dt) and dt != object):
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
+        elif isinstance(dt, pd.BooleanDtype):
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
+            if out[c].notna().all():
+                out[c] = out[c].astype(bool)
+        elif isinstance(dt, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(dt):
+            out[c] = out[c].astype(np.float64) if out[c].isna().any() else out[c].astype(np.int64)
+    return out
+
+
 # ----------------------------------------------------------------------------- meta and ROIs
 
 
@@ -225,7 +241,7 @@ def _ascii_tree(d: dict) -> str:
         items = list(node.items())
         for i, (k, v) in enumerate(items):
             lines.append(f"{prefix} +-- {k}")
-            walk(v, prefix + ("     " if i == len(items) - 1 else " |   "))
+            walk(v, prefix + ("    " if i == len(items) - 1 else " |  "))
 
     walk(children, "")
     return "\n".join(lines)
@@ -336,6 +352,7 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
     conn = connectome_of(client)
     nc = _nc(criteria)
     df, roi_df = _q.fetch_neurons(nc, client=conn)
+    df = _plain(df)
     # neuPrint's per-ROI downstream counts the connections whose T-bar is in the ROI: here one
     # row is one connection, so it is the ROI's pre count (as upstream is its post count)
     roi_df = roi_df.assign(downstream=roi_df["pre"], upstream=roi_df["post"])
@@ -427,6 +444,7 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
     neuron_df, conn_df = _q.fetch_adjacencies(
         _nc(sources), _nc(targets), ensure_list(rois) or None, min_roi_weight, min_total_weight,
         include_nonprimary, None, list(ensure_list(properties)), client=conn)
+    neuron_df = _plain(neuron_df)
     if omit_rois:
         conn_df = _pair_weights(conn_df)
     if export_dir is not None:
@@ -532,7 +550,7 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     tot = tot.sort_values(["weight", "bodyId_pre", "bodyId_post"], ascending=[False, True, True],
                           ignore_index=True)
     if props:
-        tot = merge_neuron_properties(conn.neurons, tot, props)
+        tot = merge_neuron_properties(_plain(conn.neurons), tot, props)
         order = ["bodyId_pre", "bodyId_post", "weight"]
         for p in props:
             order += [f"{p}_pre", f"{p}_post"]
