@@ -775,10 +775,220 @@ CLUSTER = [
 ]
 
 
+# ============================================================================= neuprint-python's Query Tutorial
+
+# The code cells of neuprint-python's Query Tutorial (../shared/seeds/000_d7f46ae7abeaa4f2.txt) with
+# only their import lines changed (``neuprint`` -> ``connectome_dask.neuprint``) and the seed's copy
+# defects restored (indentation, ``skeletons.append(s)``, the closing line of ``p.segment(...)``).
+# The first cell (set-up) and the last (check) are not part of the tutorial.
+SEED = [
+    md("""
+    # neuprint-python's Query Tutorial, on a local store
+
+    The code cells below are neuprint-python's *Query Tutorial* (hemibrain v1.2.1) with only
+    their import lines changed: `from neuprint import ...` becomes
+    `from connectome_dask.neuprint import ...`. They run on a local store built by
+    `tutorial_data.seed_store()` (real hemibrain bodies of the types the tutorial selects,
+    synthetic synapses and skeletons), opened first so that `Client('', ...)` finds it.
+    """),
+    code("""
+    # set-up (not part of the tutorial): build and open the tutorial's store
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path.cwd()))  # tutorial_data.py lives beside the notebooks
+    import tutorial_data as td
+
+    td.seed_store()
+    """, tags=["setup"]),
+    code("""
+    # The plotting examples below require holoviews, hvplot, and bokeh:
+    # conda install -c conda-forge bokeh holoviews hvplot
+    import numpy as np
+    import pandas as pd
+    import bokeh
+    import hvplot.pandas
+    import holoviews as hv
+    import bokeh.palettes
+    from bokeh.plotting import figure, show, output_notebook
+    """),
+    md("## Create a Client"),
+    code("""
+    from connectome_dask.neuprint import Client
+    TOKEN = "" # <--- Paste your token here
+    # (or define NEUPRINT_APPLICATION CREDENTIALS in your environment)
+    c = Client('', 'hemibrain:v1.2.1', TOKEN)
+    """),
+    code("""
+    from connectome_dask.neuprint import fetch_roi_hierarchy
+    # Show the ROI hierarchy, with primary ROIs marked with '*'
+    print(fetch_roi_hierarchy(False, mark_primary=True, format='text'))
+    """),
+    md("## Neuron Search Criteria"),
+    code("""
+    from connectome_dask.neuprint import NeuronCriteria as NC
+    # Example: Select a specific body
+    criteria = 387023620
+    criteria = NC(bodyId=387023620)
+    # Example: Select several bodies
+    criteria = [387023620, 387364605, 416642425]
+    criteria = NC(bodyId=[387023620, 387364605, 416642425])
+    # Example: Select bodies by exact type
+    criteria = 'PEN_b(PEN2)'
+    criteria = NC(type='PENPEN_b(PEN2)')
+    # Example: Select bodies by exact instance
+    criteria = 'PEN(PB06)_b_L4'
+    criteria = NC(type='PEN(PB06)_b_L4')
+    # Example: Select bodies by type name pattern
+    criteria = NC(type='PEN.*')
+    # Example: Select bodies by region (input or output)
+    criteria = NC(rois=['PB', 'EB'])
+    # Example: Select traced neurons which intersect the PB ROI with at least 100 inputs (PSDs).
+    criteria = NC(inputRois=['PB'], min_roi_inputs=100, status='Traced', cropped=False)
+    """),
+    md("## Fetch neuron properties"),
+    code("""
+    from connectome_dask.neuprint import fetch_neurons
+    neuron_df, roi_counts_df = fetch_neurons(criteria)
+    """),
+    code("neuron_df[['bodyId', 'instance', 'type', 'pre', 'post', 'status', 'cropped', 'size']]"),
+    code("roi_counts_df"),
+    md("## Fetch connections"),
+    code("""
+    from connectome_dask.neuprint import fetch_adjacencies, NeuronCriteria as NC
+    # Example: Fetch all downstream connections FROM a set of neurons
+    neuron_df, conn_df = fetch_adjacencies([387023620, 387364605, 416642425], None)
+    # Example: Fetch all upstream connections TO a set of neurons
+    neuron_df, conn_df = fetch_adjacencies(None, [387023620, 387364605, 416642425])
+    # Example: Fetch all direct connections between a set of upstream neurons and downstream neurons
+    neuron_df, conn_df = fetch_adjacencies(NC(type='Delta.*'), NC(type='PEN.*'))
+    """),
+    code("conn_df.sort_values('weight', ascending=False)"),
+    code("""
+    from connectome_dask.neuprint import merge_neuron_properties
+    conn_df = merge_neuron_properties(neuron_df, conn_df, ['type', 'instance'])
+    conn_df
+    """),
+    md("## Connection Matrix"),
+    code("""
+    from connectome_dask.neuprint.utils import connection_table_to_matrix
+    matrix = connection_table_to_matrix(conn_df, 'bodyId', sort_by='type')
+    matrix.iloc[:10, :10]
+    """),
+    code("""
+    matrix.index = matrix.index.astype(str)
+    matrix.columns = matrix.columns.astype(str)
+    matrix.hvplot.heatmap(height=600, width=700, xaxis='top').opts(xrotation=60)
+    """),
+    code("""
+    matrix = connection_table_to_matrix(conn_df, ('bodyId_pre', 'type_post'))
+    matrix.index = matrix.index.astype(str)
+    matrix.columns = matrix.columns.astype(str)
+    matrix.hvplot.heatmap(height=600, width=400)
+    """),
+    md("## Fetch synapses"),
+    code("""
+    from connectome_dask.neuprint import fetch_synapses, NeuronCriteria as NC, SynapseCriteria as SC
+    neuron_criteria = NC(status='Traced', type='FB4Y', cropped=False, inputRois=['EB'], min_roi_inputs=100, min_pre=400)
+    eb_tbar_criteria = SC(rois='EB', type='pre', primary_only=True)
+    eb_tbars = fetch_synapses(neuron_criteria, eb_tbar_criteria)
+    # Plot the synapse positions in a 2D projection
+    p = figure()
+    p.scatter(eb_tbars['x'], eb_tbars['z'])
+    p.y_range.flipped = True
+    """),
+    md("## Synapse Connections"),
+    code("""
+    from connectome_dask.neuprint import fetch_synapse_connections
+    eb_syn_criteria = SC(rois='EB', primary_only=True)
+    eb_conns = fetch_synapse_connections(neuron_criteria, None, eb_syn_criteria)
+    eb_conns.head()
+    """),
+    code("""
+    # Retrieve the types of the post-synaptic neurons
+    post_neurons, _ = fetch_neurons(eb_conns['bodyId_post'].unique())
+    eb_conns = merge_neuron_properties(post_neurons, eb_conns, 'type')
+    top5_counts = eb_conns['type_post'].value_counts().head(5)
+    top5_counts
+    """),
+    code("""
+    colormap = dict(zip(top5_counts.index, bokeh.palettes.Category10[5]))
+    points = eb_conns.query('type_post in @top5_counts.index').copy()
+    points['color'] = points['type_post'].map(colormap)
+    p = figure()
+    p.scatter(points['x_post'], points['z_post'], color=points['color'])
+    p.y_range.flipped = True
+    """),
+    md("## Skeletons"),
+    code("""
+    # Download some skeletons as DataFrames and attach columns for bodyId and color
+    skeletons = []
+    for i, bodyId in enumerate(eb_conns['bodyId_pre'].unique()):
+        s = c.fetch_skeleton(bodyId, format='pandas')
+        s['bodyId'] = bodyId
+        s['color'] = bokeh.palettes.Accent[5][i]
+        skeletons.append(s)
+    # Combine into one big table for convenient processing
+    skeletons = pd.concat(skeletons, ignore_index=True)
+    skeletons.head()
+    """),
+    code("""
+    # Join parent/child nodes for plotting as line segments below.
+    # (Using each row's 'link' (parent) ID, find the row with matching rowId.)
+    segments = skeletons.merge(skeletons, 'inner',
+                               left_on=['bodyId', 'link'],
+                               right_on=['bodyId', 'rowId'],
+                               suffixes=['_child', '_parent'])
+    p = figure()
+    p.y_range.flipped = True
+    # Plot skeleton segments (in 2D)
+    p.segment(x0='x_child', x1='x_parent',
+              y0='z_child', y1='z_parent',
+              color='color_child', source=segments)
+    # Also plot the synapses from the above example
+    p.scatter(points['x_post'], points['z_post'], color=points['color'])
+    """),
+    code("""
+    # check (not part of the tutorial): the tables have the tutorial's columns; a summary for the tests
+    import json
+    import os
+
+    want = {
+        "neuron_df": ['bodyId', 'type', 'instance'],  # fetch_adjacencies' (the last assignment)
+        "roi_counts_df": ['bodyId', 'roi', 'pre', 'post', 'downstream', 'upstream'],
+        "conn_df": ['bodyId_pre', 'bodyId_post', 'roi', 'weight', 'type_pre', 'instance_pre',
+                    'type_post', 'instance_post'],
+        "eb_conns": ['bodyId_pre', 'bodyId_post', 'roi_pre', 'roi_post', 'x_pre', 'y_pre', 'z_pre',
+                     'x_post', 'y_post', 'z_post', 'confidence_pre', 'confidence_post', 'type_pre',
+                     'type_post'],
+        "skeletons": ['rowId', 'x', 'y', 'z', 'radius', 'link', 'bodyId', 'color'],
+    }
+    got = {"neuron_df": list(neuron_df.columns), "roi_counts_df": list(roi_counts_df.columns),
+           "conn_df": list(conn_df.columns), "eb_conns": list(eb_conns.columns),
+           "skeletons": list(skeletons.columns)}
+    assert got["conn_df"] == want["conn_df"] and got["eb_conns"] == want["eb_conns"], got
+    assert got["skeletons"] == want["skeletons"] and got["roi_counts_df"] == want["roi_counts_df"], got
+    assert got["neuron_df"] == want["neuron_df"], got
+    summary = {
+        "columns": got,
+        "shapes": {"neuron_df": neuron_df.shape, "roi_counts_df": roi_counts_df.shape,
+                   "conn_df": conn_df.shape, "matrix": matrix.shape, "eb_tbars": eb_tbars.shape,
+                   "eb_conns": eb_conns.shape, "skeletons": skeletons.shape},
+        "top5": top5_counts.index.tolist(),
+        "fb4y": sorted(int(b) for b in eb_conns['bodyId_pre'].unique()),
+    }
+    work = Path(os.environ.get("CONNECTOME_DASK_NB_WORKDIR") or td.settings().workdir)
+    (work / "neuprint_query_tutorial.summary.json").write_text(json.dumps(summary, indent=1))
+    summary["shapes"]
+    """, tags=["check"]),
+]
+
+
 NOTEBOOKS = {
     "query_tutorial.ipynb": QUERY,
     "nested_matrices.ipynb": NESTED,
     "whole_brain_on_a_cluster.ipynb": CLUSTER,
+    "neuprint_query_tutorial.ipynb": SEED,
 }
 
 

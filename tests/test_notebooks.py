@@ -139,3 +139,22 @@ def test_whole_brain_on_a_cluster(executed):
     assert Path(s["figure"]).stat().st_size > 10_000
     out = _outputs(res["whole_brain_on_a_cluster"].notebook)
     assert "dashboard:" in out
+
+
+def test_neuprint_query_tutorial(executed):
+    """neuprint-python's Query Tutorial, imports changed only, on the seed store: the tutorial's tables."""
+    work, res = executed
+    s = _summary(work, "neuprint_query_tutorial")
+    cols = s["columns"]
+    assert cols["conn_df"] == ["bodyId_pre", "bodyId_post", "roi", "weight", "type_pre", "instance_pre",
+                               "type_post", "instance_post"]
+    assert cols["roi_counts_df"][:6] == ["bodyId", "roi", "pre", "post", "downstream", "upstream"]
+    assert cols["skeletons"] == ["rowId", "x", "y", "z", "radius", "link", "bodyId", "color"]
+    sh = s["shapes"]
+    assert sh["neuron_df"][0] > 0 and sh["conn_df"][0] > 0 and sh["eb_tbars"][0] > 0
+    assert sh["eb_conns"][0] > 0 and sh["skeletons"][0] > 0 and sh["matrix"][0] > 0
+    assert 1 <= len(s["fb4y"]) <= 5  # Accent[5] colours one skeleton each
+    assert "EPG" in s["top5"]
+    out = _outputs(res["neuprint_query_tutorial"].notebook)
+    assert " +-- CX" in out and " |   +-- EB*" in out  # neuprint's text tree (asciitree style)
+    assert "size" in out and "NotPrimary" in out  # neuron_df's columns, roi_counts_df's rows
