@@ -435,9 +435,7 @@ class NestedMatrix(_NestedBase):
                 synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
                 type_order=type_order, min_weight=min_weight, confidence=confidence, neuropil=name,
             )  # fmt: skip
-            m = cls._finish_rows(rows, ann, weight_mode, type_order, attrs, int(min_weight))
-            if m.shape[0]:
-                out[name] = m
+            out[name] = cls._finish_rows(rows, ann, weight_mode, type_order, attrs, int(min_weight))
         return out
 
 

@@ -631,11 +631,10 @@ def _neuropil_groups(
         masks.append(("other", ~any_in))
     out = []
     for n, mask in masks:
-        m = mask[valid]
-        if not m.any():
+        if not mask.any():  # crantpy: a neuropil with scoped synapse rows is built (rows with a null ID count)
             _log.debug("Skipping neuropil %s because it contains no synapses", n)
             continue
-        out.append((n, rows.subset(m), ann))
+        out.append((n, rows.subset(mask[valid]), ann))
     return out
 
 

@@ -118,7 +118,8 @@ def axis(ids, ann, id_col="root_id", type_col="cell_type", type_order=None):
 
 
 def scoped_rows(syn, ann, scope, pre="pre_pt_root_id", post="post_pt_root_id", id_col="root_id"):
-    df = syn[[not missing(a) and not missing(b) for a, b in zip(syn[pre], syn[post], strict=True)]].copy()
+    ok = np.array([not missing(a) and not missing(b) for a, b in zip(syn[pre], syn[post], strict=True)], dtype=bool)
+    df = syn.loc[ok].copy()
     df["_pre"] = [norm(v) for v in df[pre]]
     df["_post"] = [norm(v) for v in df[post]]
     if scope == "annotated_only":
@@ -196,15 +197,15 @@ def directed(syn, ann, mode="relative_outgoing", wcol=None, scope="annotated_onl
 
 def type_mean(mat: pd.DataFrame, rb: dict, cb: dict) -> pd.DataFrame:
     """Mean over every neuron pair of each type block, zeros included."""
-    a = mat.to_numpy()
-    return pd.DataFrame([[a[r0:r1, c0:c1].mean() for c0, c1 in cb.values()] for r0, r1 in rb.values()],
-                        index=list(rb), columns=list(cb))
+    a = mat.to_numpy(dtype=float)
+    v = np.array([[a[r0:r1, c0:c1].mean() for c0, c1 in cb.values()] for r0, r1 in rb.values()], dtype=float)
+    return pd.DataFrame(v.reshape(len(rb), len(cb)), index=list(rb), columns=list(cb))
 
 
 def type_sum(mat: pd.DataFrame, rb: dict, cb: dict) -> pd.DataFrame:
-    a = mat.to_numpy()
-    return pd.DataFrame([[a[r0:r1, c0:c1].sum() for c0, c1 in cb.values()] for r0, r1 in rb.values()],
-                        index=list(rb), columns=list(cb))
+    a = mat.to_numpy(dtype=float)
+    v = np.array([[a[r0:r1, c0:c1].sum() for c0, c1 in cb.values()] for r0, r1 in rb.values()], dtype=float)
+    return pd.DataFrame(v.reshape(len(rb), len(cb)), index=list(rb), columns=list(cb))
 
 
 def assert_matches(m, ref: pd.DataFrame, rb: dict, cb: dict | None = None, exact: bool = False) -> None:
@@ -218,9 +219,9 @@ def assert_matches(m, ref: pd.DataFrame, rb: dict, cb: dict | None = None, exact
     assert dict(rbs) == rb and list(rbs) == list(rb)
     assert dict(cbs) == cb and list(cbs) == list(cb)
     if exact:
-        np.testing.assert_array_equal(got.to_numpy(), ref.to_numpy())
+        np.testing.assert_array_equal(got.to_numpy(), ref.to_numpy(dtype=float))
     else:
-        np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(dtype=float), rtol=1e-12, atol=1e-12)
     if len(ref) and len(ref.columns):
         np.testing.assert_allclose(m.mean_type_matrix.to_numpy(), type_mean(ref, rb, cb).to_numpy(),
                                    rtol=1e-12, atol=1e-12)
