@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -241,31 +241,8 @@ class NeuronCriteria(_BaseCriteria):
         return mask
 
 
-#: neuprint's alias for criteria that match every body (``label='Segment'``)
-def SegmentCriteria(matchvar: str = "n", **kwargs: Any) -> NeuronCriteria:  # noqa: N802 - neuprint's name
-    """``NeuronCriteria(label='Segment', ...)`` (neuprint-python's ``SegmentCriteria``).
-
-    Parameters
-    ----------
-    matchvar, **kwargs
-        As :class:`NeuronCriteria` (``label`` is set to ``'Segment'``).
-
-    Returns
-    -------
-    NeuronCriteria
-
-    Raises
-    ------
-    NeuronCriteriaError
-        As :class:`NeuronCriteria`.
-
-    Examples
-    --------
-    >>> SegmentCriteria(type="KC.*").label
-    'Segment'
-    """
-    kwargs["label"] = "Segment"
-    return NeuronCriteria(matchvar, **kwargs)
+#: neuprint-python's alias: the same class (its ``label`` default is still ``'Neuron'``)
+SegmentCriteria = NeuronCriteria
 
 
 def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
@@ -316,6 +293,8 @@ def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
         return nc
     if isinstance(obj, str):
         return NeuronCriteria(type=obj, instance=obj, client=client)
+    if isinstance(obj, Mapping):  # neuprint-python fails on obj[0] (a KeyError)
+        return fail()
     if not isinstance(obj, Collection):
         if np.issubdtype(np.asarray(obj).dtype, np.integer) and np.ndim(obj) == 0 \
                 and not isinstance(obj, bool | np.bool_):
