@@ -258,7 +258,8 @@ def seed_store(s: Settings | None = None) -> cd.Connectome:
     and an SWC skeleton for every FB4Y and EPG neuron.
     """
     s = s or settings()
-    path = s.workdir / "neuprint_seed_store"
+    # one level down: the other notebooks' checks look for the one store directly in the workdir
+    path = s.workdir / "neuprint_seed" / "store"
     stamp = path.with_name(f"{path.name}.tutorial.json")
     want = {"neuron_table": str(s.neuron_table) if s.neuron_table else None, "rules": repr(SEED_RULES),
             "version": 1}

@@ -62,7 +62,7 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         dt = out[c].dtype
-        if isinstance(dt, pd.StringDtype) or (pd.api.types.is_string_dtype(dt) and dt != object):
+        if isinstance(dt, pd.StringDtype) or (pd.api.types.is_string_dtype(dt) and dt != np.dtype(object)):
             out[c] = out[c].astype(object).where(out[c].notna(), None)
         elif isinstance(dt, pd.BooleanDtype):
             out[c] = out[c].astype(object).where(out[c].notna(), None)
