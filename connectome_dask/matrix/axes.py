@@ -81,11 +81,11 @@ class _Annotations:
                 m = _COLUMN_LABEL.search(str(vals[r]).strip())
                 if m and m.group(1) in rank:
                     out[k] = rank[m.group(1)]
-        for k in np.flatnonzero(~np.isfinite(out)):
+        for j in np.flatnonzero(~np.isfinite(out)).tolist():
             _log.warning(
                 "Could not resolve a ranked column label for neuron %s from columns %s; "
                 "it will be ordered after ranked neurons",
-                self.ids[rows[k]], cols,
+                self.ids[rows[j]], cols,
             )
         return out
 

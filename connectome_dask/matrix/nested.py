@@ -238,7 +238,7 @@ class NestedMatrix(_NestedBase):
         """Matrix of scoped synapse rows: de-duplicated pairs; neurons are those of the kept pairs."""
         pairs = rows.pairs()
         if min_weight > 1:
-            pairs = pairs.subset(pairs.count >= min_weight)
+            pairs = pairs.at_least(min_weight)
         return cls._finish(pairs, ann, "all", weight_mode, type_order, attrs)
 
     @classmethod
@@ -624,7 +624,7 @@ class DirectedNestedMatrix(_NestedBase):
         else:
             sub = rows.pairs(in_src, in_tgt)
         if min_weight > 1:
-            sub = sub.subset(sub.count >= min_weight)
+            sub = sub.at_least(min_weight)
         w = sub.normalised(weight_mode) if weight_mode else sub.weight
         return cls._from_parts(_build_matrix(sub, w, src, tgt), src, tgt, attrs)
 

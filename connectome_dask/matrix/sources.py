@@ -43,6 +43,11 @@ class _Pairs:
             universe_int=self.universe_int,
         )
 
+    def at_least(self, min_weight: int) -> _Pairs:
+        """The pairs with at least ``min_weight`` synapses."""
+        n = self.weight if self.count is None else self.count
+        return self.subset(np.asarray(n >= min_weight, dtype=bool))
+
     def scoped(self, ann_pos: np.ndarray, scope: str) -> _Pairs:
         """Apply the annotation scope (present sets are filtered too)."""
         if scope == "all":
@@ -619,9 +624,9 @@ def _neuropil_groups(
     valid = (str_array(df[pre_col]) != None) & (str_array(df[post_col]) != None)  # noqa: E711  (rows kept by _rows_from_frame)
     masks: list[tuple[str, np.ndarray]] = []
     any_in = np.zeros(len(df), dtype=bool)
-    codes = None if hasattr(roiset, "contains") else np.asarray(roiset.assign(pos))
+    assigned = None if hasattr(roiset, "contains") else np.asarray(roiset.assign(pos))
     for n in wanted:
-        m = np.asarray(roiset.contains(pos, n) if codes is None else codes == names.index(n), dtype=bool)
+        m = np.asarray(roiset.contains(pos, n) if assigned is None else assigned == names.index(n), dtype=bool)
         if m.shape != (len(df),):
             raise ValueError(f"RoiSet.contains returned shape {m.shape}, expected ({len(df)},)")
         _log.info("Neuropil %s contains %d synapse(s)", n, int(m.sum()))
