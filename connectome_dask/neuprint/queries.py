@@ -317,9 +317,11 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
     omit_rois
         Return only ``neuron_df`` (no ``roiInfo``, ``inputRois``, ``outputRois``).
     returned_columns
-        ``'all'`` (the core columns in neuprint's order, then the others
-        sorted), ``'core'`` (:data:`CORE_NEURON_COLS` only) or a list (those
-        columns in that order; unknown names are ignored).
+        ``'all'`` (the core columns in neuprint's order, ``roiInfo``, the
+        others sorted, ``inputRois``, ``outputRois``), ``'core'``
+        (:data:`CORE_NEURON_COLS` only) or a list (those columns in that
+        order, then ``roiInfo``, ``inputRois``, ``outputRois``; unknown names
+        are ignored).
     client
         The client.
 
@@ -376,9 +378,15 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
     if not cols:
         raise ValueError("No requested returned_columns exist!")
     roi_cols = ("roiInfo", "inputRois", "outputRois")
+    cols = [c for c in cols if c not in roi_cols]
     if omit_rois:
-        return df[[c for c in cols if c not in roi_cols]]
-    cols = [c for c in cols if c not in roi_cols] + [c for c in roi_cols]
+        return df[cols]
+    if isinstance(returned_columns, str):
+        # neuprint-python's order: the core columns, roiInfo, the others, then inputRois, outputRois
+        n_core = sum(c in CORE_NEURON_COLS for c in cols)
+        cols = [*cols[:n_core], "roiInfo", *cols[n_core:], "inputRois", "outputRois"]
+    else:  # the given order (neuprint-python moves core columns first, against its docstring)
+        cols = [*cols, "roiInfo", "inputRois", "outputRois"]
     counts = ["pre", "post", "downstream", "upstream"] + (["mito"] if "mito" in roi_df.columns else [])
     return df[cols], roi_df[["bodyId", "roi", *counts]].reset_index(drop=True)
 
