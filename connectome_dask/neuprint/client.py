@@ -265,18 +265,20 @@ def connectome_of(client: Any) -> Connectome:
     raise TypeError(f"client must be a neuprint Client or a Connectome, got {type(client).__name__}")
 
 
-def _method(name: str) -> Callable[..., Any]:
-    """A Client method that calls the query function ``name`` with ``client=self``."""
+def _bind_methods(functions: dict[str, Callable[..., Any]]) -> None:
+    """Make each query function a :class:`Client` method (``client=self``), with its signature and doc."""
+    for name, f in functions.items():
 
-    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
-        from . import queries
+        def method(self: Client, *args: Any, _f: Callable[..., Any] = f, **kwargs: Any) -> Any:
+            return _f(*args, **kwargs, client=self)
 
-        return getattr(queries, name)(*args, **kwargs, client=self)
-
-    method.__name__ = name
-    method.__qualname__ = f"Client.{name}"
-    method.__doc__ = f"Same as :func:`connectome_dask.neuprint.{name}` with ``client=self``."
-    return method
+        functools.update_wrapper(method, f)
+        sig = inspect.signature(f)
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                  *(p for n, p in sig.parameters.items() if n != "client")]
+        method.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        method.__qualname__ = f"Client.{name}"
+        setattr(Client, name, method)
 
 
 class Client:
@@ -467,14 +469,3 @@ class Client:
         from .skeleton import fetch_skeleton
 
         return fetch_skeleton(body, heal, export_path, format, with_distances, client=self)
-
-
-for _name in (
-    "fetch_meta", "fetch_all_rois", "fetch_primary_rois", "fetch_roi_hierarchy", "fetch_neurons",
-    "fetch_simple_connections", "fetch_adjacencies", "fetch_traced_adjacencies",
-    "fetch_common_connectivity", "fetch_shortest_paths", "fetch_paths", "fetch_synapses",
-    "fetch_mean_synapses", "fetch_synapse_connections", "fetch_output_completeness",
-    "fetch_downstream_orphan_tasks",
-):
-    setattr(Client, _name, _method(_name))
-del _name

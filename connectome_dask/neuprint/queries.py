@@ -32,7 +32,7 @@ from ..errors import CriteriaError
 from ..query import neuprint as _q
 from ..rois.hierarchy import fetch_roi_hierarchy as _roi_hierarchy_dict
 from ..rois.model import RoiModel
-from .client import Client, connectome_of, inject_client
+from .client import Client, _bind_methods, connectome_of, inject_client
 from .neuroncriteria import NeuronCriteria, SegmentCriteria, copy_as_neuroncriteria
 from .utils import ensure_list, merge_neuron_properties
 
@@ -973,3 +973,7 @@ def fetch_downstream_orphan_tasks(criteria: Any, complete_statuses: Sequence[str
     w["cum_orphan_weight"] = w.groupby("bodyId_pre")["orphan_weight"].cumsum()
     w["cum_completeness"] = (w["orig_traced_weight"] + w["cum_orphan_weight"]) / w["total_weight"]
     return w.reset_index(drop=True)
+
+
+# every query function is also a Client method (neuprint-python's Client has them as methods too)
+_bind_methods({name: globals()[name] for name in __all__ if name.startswith("fetch_") and name != "fetch_custom"})
