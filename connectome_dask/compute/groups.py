@@ -16,7 +16,7 @@ import numpy as np
 from .._compute import compute, tree_reduce
 from ..kernels import pairs as K
 from .dense import check_dense
-from .pairs import RowFilter, _pairs_table_part, default_partition_rows, index_block
+from .pairs import RowFilter, _pairs_table_part, default_partition_rows, index_block, weighted_runs
 from .plan import plan_read
 
 if TYPE_CHECKING:
@@ -27,7 +27,10 @@ __all__ = ["group_counts"]
 
 def _group_chunk(block, start, filt: RowFilter, pre_code, post_code, n_post: int, min_weight: int):
     keep = filt.keep(block)
-    upre, upost, cnt = K.pair_runs(block["pre"], block["post"], keep)
+    if filt.weight_col:
+        upre, upost, cnt = weighted_runs(block, keep, filt.weight_col)
+    else:
+        upre, upost, cnt = K.pair_runs(block["pre"], block["post"], keep)
     if min_weight > 1:  # the block holds whole pairs (partitions aligned to pre, or the index block)
         sel = cnt >= min_weight
         upre, upost, cnt = upre[sel], upost[sel], cnt[sel]

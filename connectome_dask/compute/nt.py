@@ -10,6 +10,10 @@ Per-synapse probabilities are stored as float32 synapse columns
   ``weight="cleft_score"`` the mean is weighted by the cleft score (as
   fafbseg does).
 * :func:`connection_nt` -- the same per (pre, post) connection.
+
+On a connection-level store (FlyWire ``proofread_connections_783``'s
+``gaba_avg`` ... as ``nt_gaba`` ...) the means are weighted by each row's
+synapse count, i.e. they are means over the synapses again.
 * :func:`nt_calls` -- one call per neuron: :func:`neuron_nt` when the store
   has probabilities, else a neuron-table column (``top_nt``, ``nt_type``,
   ``predicted_nt``, ``consensus_nt``, ``nt``).
@@ -152,7 +156,8 @@ def _runs(keys: list[np.ndarray]) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _nt_chunk(block: dict[str, np.ndarray], start: int, cols: list[str], weight: str | None, by_pair: bool):
+def _nt_chunk(block: dict[str, np.ndarray], start: int, cols: list[str], weight: str | None, by_pair: bool,
+              count: str | None = None):
     pre = block["pre"]
     keys = [pre, block["post"]] if by_pair else [pre]
     starts = _runs(keys)
@@ -160,7 +165,10 @@ def _nt_chunk(block: dict[str, np.ndarray], start: int, cols: list[str], weight:
     if n == 0:
         return tuple(np.zeros(0, np.int32) for _ in keys) + (np.zeros(0, np.int64), np.zeros((0, len(cols))),
                                                             np.zeros(0))
-    counts = np.diff(np.append(starts, n)).astype(np.int64)
+    if count is not None:  # connection-level rows: synapses per row
+        counts = np.add.reduceat(block[count].astype(np.int64), starts)
+    else:
+        counts = np.diff(np.append(starts, n)).astype(np.int64)
     w = block[weight].astype(np.float64) if weight else None
     sums = np.empty((len(starts), len(cols)))
     for j, c in enumerate(cols):
@@ -180,9 +188,12 @@ def _reduce(conn: Connectome, weight: str | None, by_pair: bool, progress: bool 
                        f"columns: {conn.synapse_columns}")
     names = list(cols_map)
     cols = [cols_map[k] for k in names]
-    read = ["pre", "post", *cols] + ([weight] if weight else [])
+    count = conn.weight_column  # connection-level stores: means weighted by the synapse counts
+    if weight is None:
+        weight = count
+    read = list(dict.fromkeys(["pre", "post", *cols] + [c for c in (weight, count) if c]))
     # partitions start at presynaptic-neuron boundaries: each neuron's / pair's rows are one run
-    parts = conn.map_partitions(_nt_chunk, read, cols, weight, by_pair, align_pre=True, name="nt-means")
+    parts = conn.map_partitions(_nt_chunk, read, cols, weight, by_pair, count, align_pre=True, name="nt-means")
     res = compute(*parts, progress=progress)
     k = 2 if by_pair else 1
     out = [np.concatenate([r[i] for r in res]) for i in range(k + 3)] if res else None

@@ -29,7 +29,7 @@ from .plan import Plan, plan_read
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows"]
+__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", "weighted_runs"]
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:
@@ -84,6 +84,8 @@ class RowFilter:
         # compared as float32, the stored precision (as SynapseCriteria and the queries do):
         # a stored float32(0.3) is not > 0.3
         self.thr = float(np.float32(confidence)) if confidence is not None else 0.0
+        # connection-level stores: each row counts its weight (synapses of the connection)
+        self.weight_col = conn.weight_column
 
     def columns(self, need_roi: bool) -> list[str]:
         """The synapse columns a block must hold for :meth:`keep` (and the caller).
@@ -101,7 +103,7 @@ class RowFilter:
         cols = ["pre", "post"]
         if self.use_roi or need_roi:
             cols.append("roi_post")
-        return cols + self.conf_cols
+        return cols + self.conf_cols + ([self.weight_col] if self.weight_col else [])
 
     def keep(self, block: dict[str, np.ndarray]) -> np.ndarray:
         """Boolean mask of the rows of ``block`` that pass the filter.
@@ -132,8 +134,61 @@ class RowFilter:
 _Filter = RowFilter  # the name used before the move
 
 
+def weighted_runs(block: dict[str, np.ndarray], keep: np.ndarray, weight: str, by_roi: bool = False) -> tuple:
+    """Weights summed per distinct kept (pre, post[, roi]) of a (pre, post)-sorted block.
+
+    The connection-level counterpart of the row-counting kernels
+    (``pair_runs`` / ``pair_roi_runs``): same outputs, same order.
+
+    Parameters
+    ----------
+    block
+        ``pre``, ``post``, ``weight`` (and ``roi_post`` when ``by_roi``).
+    keep
+        Rows to count.
+    weight
+        The weight column.
+    by_roi
+        Count per (pre, post, roi_post) instead of per pair.
+
+    Returns
+    -------
+    tuple
+        ``(pre int32, post int32[, roi int16], weight int64)``.
+
+    Examples
+    --------
+    >>> b = {"pre": np.array([0, 0, 1], np.int32), "post": np.array([1, 1, 0], np.int32),
+    ...      "weight": np.array([2, 3, 4])}
+    >>> [a.tolist() for a in weighted_runs(b, np.array([True, True, True]), "weight")]
+    [[0, 1], [1, 0], [5, 4]]
+    """
+    p, q = block["pre"][keep], block["post"][keep]
+    w = block[weight][keep].astype(np.int64)
+    if by_roi:
+        r = block["roi_post"][keep]
+        order = np.lexsort((r, q, p))
+        p, q, r, w = p[order], q[order], r[order], w[order]
+        keys = [p, q, r]
+    else:
+        keys = [p, q]
+    if len(p) == 0:
+        return _empty_pairs(by_roi)
+    change = np.zeros(len(p), dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    s = np.flatnonzero(change)
+    out: tuple[np.ndarray, ...] = (p[s].astype(np.int32), q[s].astype(np.int32))
+    if by_roi:
+        out += (r[s].astype(np.int16),)
+    return out + (np.add.reduceat(w, s),)
+
+
 def _pairs_chunk(block: dict[str, np.ndarray], start: int, filt: RowFilter, by_roi: bool):
     keep = filt.keep(block)
+    if filt.weight_col:
+        return weighted_runs(block, keep, filt.weight_col, by_roi)
     if by_roi:
         return K.pair_roi_runs(block["pre"], block["post"], block["roi_post"], keep, filt.n_codes)
     return K.pair_runs(block["pre"], block["post"], keep)

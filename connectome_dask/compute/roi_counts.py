@@ -17,14 +17,27 @@ if TYPE_CHECKING:
 __all__ = ["neuron_roi_counts"]
 
 
-def _roi_counts_chunk(block, start, n: int, C: int, has_roi_pre: bool):
+def _count(keys: np.ndarray, size: int, w: np.ndarray | None) -> np.ndarray:
+    if w is None:
+        return np.bincount(keys, minlength=size)
+    order = np.argsort(keys, kind="stable")  # exact int64 sums (bincount weights are float64)
+    k = keys[order]
+    out = np.zeros(size, dtype=np.int64)
+    if len(k):
+        s = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        out[k[s]] = np.add.reduceat(w[order], s)
+    return out
+
+
+def _roi_counts_chunk(block, start, n: int, C: int, has_roi_pre: bool, weight: str | None = None):
     pre = block["pre"].astype(np.int64)
     post = block["post"].astype(np.int64)
+    w = block[weight].astype(np.int64) if weight else None
     rpost = block["roi_post"].astype(np.int64) + 1
-    down = np.bincount(pre * C + rpost, minlength=n * C)
-    up = np.bincount(post * C + rpost, minlength=n * C)
+    down = _count(pre * C + rpost, n * C, w)
+    up = _count(post * C + rpost, n * C, w)
     if has_roi_pre:
-        pre_s = np.bincount(pre * C + block["roi_pre"].astype(np.int64) + 1, minlength=n * C)
+        pre_s = _count(pre * C + block["roi_pre"].astype(np.int64) + 1, n * C, w)
     else:
         pre_s = down
     return np.stack([pre_s, up, down])
@@ -99,7 +112,9 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
     check_dense((3, n * C), 8, "per-neuron ROI counts")
     has_roi_pre = "roi_pre" in conn.synapse_columns
     cols = ["pre", "post", "roi_post"] + (["roi_pre"] if has_roi_pre else [])
-    parts = conn.map_partitions(_roi_counts_chunk, cols, n, C, has_roi_pre, name="roi-counts")
+    weight = conn.weight_column  # connection-level stores: rows count their weight
+    cols += [weight] if weight else []
+    parts = conn.map_partitions(_roi_counts_chunk, cols, n, C, has_roi_pre, weight, name="roi-counts")
     (tot,) = compute(tree_reduce(parts, _sum_arrays, name="roi-counts-combine"), progress=progress)
     nz = np.flatnonzero(tot.any(axis=0))
     df = pd.DataFrame(

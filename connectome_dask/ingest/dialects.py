@@ -127,6 +127,43 @@ Prep = Callable[[pa.RecordBatch, int], pa.RecordBatch]
 
 
 @dataclass(frozen=True)
+class Connections:
+    """A release's connection-level files: one row per connection (and ROI), a synapse count.
+
+    Parameters
+    ----------
+    files
+        Groups of ``fnmatch`` patterns in order of preference: the first group
+        with a match is read (e.g. per-ROI weights before totals).
+    ids
+        Alternatives of the (pre, post) body ID columns.
+    weight
+        Alternatives of the synapse-count column.
+    roi
+        Alternatives of the ROI column (optional).
+    roi_none
+        ROI values that mean "in no ROI" (``UNASGD``, ``NotPrimary``).
+    nt
+        Map per-connection transmitter columns (``gaba_avg`` ... -> ``nt_gaba``).
+    header
+        Column names of header-less files (a first row whose first cell is a number).
+
+    Examples
+    --------
+    >>> REGISTRY["codex"].connections.roi_none
+    ('UNASGD',)
+    """
+
+    files: tuple[tuple[str, ...], ...]
+    ids: tuple[tuple[str, str], ...]
+    weight: tuple[str, ...]
+    roi: tuple[str, ...] = ()
+    roi_none: tuple[str, ...] = ()
+    nt: bool = False
+    header: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Dialect:
     """One release's synapse-file layout: names, columns, units and quirks.
 
@@ -160,6 +197,8 @@ class Dialect:
         What the ROI column means, recorded in ``meta.json``.
     quirks
         The quirks handled, for documentation and messages.
+    connections
+        The release's connection-level files (:class:`Connections`), if any.
 
     Examples
     --------
@@ -184,6 +223,12 @@ class Dialect:
     signature: tuple[frozenset[str], ...] = ()
     roi_note: str | None = None
     quirks: tuple[str, ...] = ()
+    connections: Connections | None = None
+
+    def __post_init__(self) -> None:
+        if self.connections is not None and not self.connection_files:
+            pats = tuple(p for g in self.connections.files for p in g)
+            object.__setattr__(self, "connection_files", pats)
 
     def matches_name(self, filename: str, role: str = "synapse") -> bool:
         """Whether a file name matches one of this dialect's patterns for ``role``.
@@ -238,15 +283,6 @@ _SPLIT_PREPOST = {"x_pre": "pre_x", "y_pre": "pre_y", "z_pre": "pre_z",
 _NEUPRINT_POS = {f"{a}_{s}": f"{a}_{s}" for s in ("pre", "post") for a in "xyz"}
 _PRINCETON_PREFIX = 720575940 * 10**9
 
-_CONNECTION_FILES = {
-    "flywire-783": ("proofread_connections_*.feather", "per_neuron_neuropil_count_*.feather"),
-    "codex": ("connections*.csv*",),
-    "neuprint-neo4j": ("neuprint_neuron_connections_*.csv",),
-    "janelia-flat": ("connectome-weights-*.feather", "traced-connections*.csv",
-                     "traced-total-connections.csv", "traced-roi-connections.csv",
-                     "total-connections.csv", "roi-connections.csv"),
-    "banc": ("banc_*edgelist*",),
-}
 
 #: Every dialect by name.
 REGISTRY: dict[str, Dialect] = {
@@ -257,7 +293,6 @@ REGISTRY: dict[str, Dialect] = {
             "FlyWire FAFB v783 (Zenodo): synapses feather, annotations TSV",
             synapse_files=("flywire_synapses_*.feather", "flywire_synapses_*.arrow"),
             neuron_files=("supplemental_file1_neuron_annotations.tsv", "*neuron_annotations*.tsv"),
-            connection_files=_CONNECTION_FILES["flywire-783"],
             ids=(("pre_pt_root_id", "post_pt_root_id"),),
             positions=(_FLYWIRE_POS,),
             optional={"confidence": "connection_score", "cleft_score": "cleft_score",
@@ -266,13 +301,14 @@ REGISTRY: dict[str, Dialect] = {
             signature=(frozenset({"pre_pt_root_id", "post_pt_root_id", "neuropil"}),),
             roi_note="neuropil: FlyWire's neuropil of the synapse (assigned by the presynaptic location)",
             quirks=("record-batch streaming", "neuropil labels as ROI codes", "NT probabilities"),
+            connections=Connections((("proofread_connections_*.feather",),), (("pre_pt_root_id", "post_pt_root_id"),),
+                                    ("syn_count",), roi=("neuropil",), nt=True),
         ),
         Dialect(
             "codex",
             "FlyWire Codex downloads: synapse_coordinates / princeton synapse table, neurons CSVs",
             synapse_files=("synapse_coordinates*.csv*", "*princeton_synapse_table*.csv*"),
             neuron_files=("neurons.csv*", "classification.csv*", "consolidated_cell_types.csv*"),
-            connection_files=_CONNECTION_FILES["codex"],
             ids=(("pre_root_id", "post_root_id"), ("pre_root_id_720575940", "post_root_id_720575940")),
             positions=(_SPLIT_PREPOST, {"x": "x", "y": "y", "z": "z"}, {"position": "position"}),
             optional={"size": "size", "roi_post": "neuropil"},
@@ -282,7 +318,10 @@ REGISTRY: dict[str, Dialect] = {
             signature=(frozenset({"pre_root_id", "post_root_id", "x", "y", "z"}),
                        frozenset({"pre_root_id_720575940", "post_root_id_720575940"})),
             roi_note="neuropil: FlyWire's neuropil of the synapse",
-            quirks=("blank ID cells forward-filled", "prefix-stripped IDs (720575940)"),
+            quirks=("blank ID cells forward-filled", "prefix-stripped IDs (720575940)", "header-less v630 file"),
+            connections=Connections((("connections*.csv*",),), (("pre_root_id", "post_root_id"),), ("syn_count",),
+                                    roi=("neuropil",), roi_none=("UNASGD",),
+                                    header=("pre_root_id", "post_root_id", "neuropil", "syn_count", "nt_type")),
         ),
         Dialect(
             "neuprint-neo4j",
@@ -290,7 +329,6 @@ REGISTRY: dict[str, Dialect] = {
             synapse_files=("neuprint_synapses_*.csv",),
             neuron_files=("neuprint_neurons_*.csv",),
             meta_files=("neuprint_meta_*.csv",),
-            connection_files=_CONNECTION_FILES["neuprint-neo4j"],
             ids=(("bodyId_pre", "bodyId_post"),),
             positions=(_NEUPRINT_POS,),
             optional={"confidence_pre": "confidence_pre", "confidence_post": "confidence_post",
@@ -300,13 +338,14 @@ REGISTRY: dict[str, Dialect] = {
             signature=(frozenset({":ID(Syn-ID)"}),),
             roi_note="the most specific true <ROI>:boolean column of each site",
             quirks=("{x:..} points", "ROI booleans", "doubled-quote JSON", ";-joined arrays"),
+            connections=Connections((("neuprint_neuron_connections_*.csv",),),
+                                    ((":START_ID(Body-ID)", ":END_ID(Body-ID)"),), ("weight:int",)),
         ),
         Dialect(
             "janelia-flat",
             "Janelia flyem-snapshot flat exports: syn-partners, body-annotations",
             synapse_files=("syn-partners-*.feather", "manc*synapses*.feather"),
             neuron_files=("body-annotations-*.feather", "body-neurotransmitters-*.feather"),
-            connection_files=_CONNECTION_FILES["janelia-flat"],
             ids=(("body_pre", "body_post"),),
             positions=(_NEUPRINT_POS,),
             optional={"confidence_pre": "conf_pre", "confidence_post": "conf_post",
@@ -316,6 +355,21 @@ REGISTRY: dict[str, Dialect] = {
             signature=(frozenset({"body_pre", "body_post"}),),
             roi_note="<roiset>_post: the ROI of the postsynaptic location",
             quirks=("<roiset>_post ROI column", "8 nm voxels"),
+            connections=Connections((("connectome-weights-*.feather",),), (("body_pre", "body_post"),), ("weight",)),
+        ),
+        Dialect(
+            "neuprint-compact",
+            "neuPrint compact exports (traced-neurons / traced-total-connections / traced-roi-connections, "
+            "neuprint-python export_dir, MANC traced-connections)",
+            synapse_files=(),
+            neuron_files=("traced-neurons.csv", "neurons.csv"),
+            ids=(("bodyId_pre", "bodyId_post"),),
+            roi_note="roi: neuPrint's primary ROI of the connection's synapses (NotPrimary: none)",
+            quirks=("per-ROI weights preferred over totals", "NotPrimary = no ROI"),
+            connections=Connections(
+                (("traced-roi-connections.csv", "roi-connections.csv", "traced-connections-per-roi.csv"),
+                 ("traced-total-connections.csv", "total-connections.csv", "traced-connections.csv")),
+                (("bodyId_pre", "bodyId_post"),), ("weight",), roi=("roi",), roi_none=("NotPrimary",)),
         ),
         Dialect(
             "microns",
@@ -337,7 +391,6 @@ REGISTRY: dict[str, Dialect] = {
             "BANC v888: enriched synapses parquet (string IDs), neuron tables",
             synapse_files=("banc_*synapses*.parquet", "banc_*synapses*.feather"),
             neuron_files=("banc_*neurons*", "banc_*annotations*", "banc_*meta*"),
-            connection_files=_CONNECTION_FILES["banc"],
             ids=(("pre_root_id", "post_root_id"),),
             positions=({"x": "X", "y": "Y", "z": "Z"},),
             optional={"size": "size", "roi_post": "neuropil"},
@@ -345,6 +398,7 @@ REGISTRY: dict[str, Dialect] = {
             signature=(frozenset({"pre_root_id", "post_root_id", "X", "Y", "Z"}),),
             roi_note="neuropil: BANC's neuropil of the synapse",
             quirks=("string IDs", "TRUE/FALSE booleans", "'x, y, z' position strings"),
+            connections=Connections((("banc_*edgelist*",),), (("pre", "post"),), ("count",)),
         ),
     )
 }
@@ -512,6 +566,11 @@ class Release:
         Metadata files (neo4j ``Neuprint_Meta_*``).
     others
         Further files of the release the dialect reads (neo4j's link tables).
+    kind
+        ``"synapses"`` (``synapses`` are synapse tables) or ``"connections"``
+        (``synapses`` are the connection-level files).
+    header
+        Column names of header-less files (Codex v630), or None.
     """
 
     dialect: Dialect
@@ -519,6 +578,8 @@ class Release:
     neurons: list[str] = field(default_factory=list)
     meta: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    kind: str = "synapses"
+    header: list[str] | None = None
 
 
 def _data_files(source: Any) -> list[str] | None:
@@ -574,7 +635,8 @@ def detect_dialect(files: Sequence[str]) -> Dialect | None:
     >>> detect_dialect(["x/synapse_coordinates.csv.gz"]).name
     'codex'
     """
-    by_name = {d.name for f in files for d in REGISTRY.values() if d.matches_name(f)}
+    by_name = {d.name for f in files for d in REGISTRY.values()
+               if d.matches_name(f) or d.matches_name(f, "connection")}
     if len(by_name) > 1:
         raise IngestError(f"the files match several release dialects {sorted(by_name)}; pass dialect=")
     if by_name:
@@ -587,7 +649,37 @@ def detect_dialect(files: Sequence[str]) -> Dialect | None:
     return None
 
 
-def find_release(source: Any, dialect: str) -> Release | None:
+def _first_line_fields(path: str) -> list[str]:
+    import csv
+    import gzip
+
+    opener: Any = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise IngestError(f"{path}: cannot read the file ({type(e).__name__}: {e})", file=path) from None
+
+
+def _headerless(files: Sequence[str], spec: Connections) -> list[str] | None:
+    """The column names to use when the CSV files have no header row (their first cell is a number)."""
+    if spec.header is None or not files or not all(".csv" in f.lower() for f in files):
+        return None
+    flags = {f: bool(re.fullmatch(r"\s*[0-9]+\s*", (_first_line_fields(f) or [""])[0])) for f in files}
+    if len(set(flags.values())) > 1:
+        odd = next(f for f, v in flags.items() if v != flags[files[0]])
+        raise IngestError(f"{odd}: some files have a header row and some do not ({files[0]}); "
+                          "ingest them separately", file=odd)
+    if not flags[files[0]]:
+        return None
+    n = len(_first_line_fields(files[0]))
+    if n != len(spec.header):
+        raise IngestError(f"{files[0]}: a header-less file with {n} columns; expected {len(spec.header)} "
+                          f"({list(spec.header)})", file=files[0], row=0)
+    return list(spec.header)
+
+
+def find_release(source: Any, dialect: str, kind: str = "auto") -> Release | None:
     """Find the files of a release in ``source`` (a folder, files or a table) for ``dialect``.
 
     Parameters
@@ -597,6 +689,9 @@ def find_release(source: Any, dialect: str) -> Release | None:
     dialect
         A :data:`REGISTRY` name, or ``"auto"`` (detect; ``None`` is returned
         when no release dialect is recognised).
+    kind
+        ``"synapses"``, ``"connections"`` or ``"auto"`` (synapse files when
+        the release has them, else its connection-level files).
 
     Returns
     -------
@@ -605,8 +700,8 @@ def find_release(source: Any, dialect: str) -> Release | None:
     Raises
     ------
     IngestError
-        The folder holds no synapse file of the dialect (connection-level
-        files are named as such), or the files match several dialects.
+        The folder holds no file of the dialect of the wanted kind, the files
+        match several dialects, or header-less and headed files are mixed.
 
     Examples
     --------
@@ -624,8 +719,8 @@ def find_release(source: Any, dialect: str) -> Release | None:
             return None
     else:
         d = REGISTRY[dialect]
-        if files is None:
-            return Release(d, [])  # an in-memory table in the dialect's columns
+        if files is None:  # an in-memory table in the dialect's columns
+            return Release(d, [], kind="connections" if kind == "connections" else "synapses")
     role = {f: next((r for r in ("synapse", "neuron", "meta", "connection") if d.matches_name(f, r)), None)
             for f in files}
     syn = [f for f, r in role.items() if r == "synapse"]
@@ -637,18 +732,87 @@ def find_release(source: Any, dialect: str) -> Release | None:
                   and role[f] is None]
     else:
         others = []
+    neurons = sorted(f for f, r in role.items() if r == "neuron")
+    metas = sorted(f for f, r in role.items() if r == "meta")
+    conns: list[str] = []
+    if d.connections is not None:
+        for group in d.connections.files:
+            conns = sorted(f for f in files if any(
+                fnmatch.fnmatchcase(os.path.basename(f).lower(), p) for p in group))
+            if conns:
+                break
+        if not conns and explicit_file and kind == "connections":
+            conns = sorted(f for f, r in role.items() if r is None)
+    if kind == "connections" or (kind == "auto" and not syn and conns):
+        if d.connections is None:
+            raise IngestError(f"dialect {d.name!r} has no connection-level files")
+        if not conns:
+            raise IngestError(f"{source}: no connection-level file of dialect {d.name!r} (file names "
+                              f"{list(d.connection_files)}) among {len(files)} files")
+        return Release(d, conns, neurons, metas, sorted(others), kind="connections",
+                       header=_headerless(conns, d.connections))
     if not syn:
-        conns = [f for f, r in role.items() if r == "connection"]
-        if conns:
-            raise IngestError(
-                f"{conns[0]}: a connection-level file of the {d.name!r} release (one row per neuron "
-                "pair, no synapse positions); ingest reads synapse-level files "
-                f"({list(d.synapse_files)})", file=conns[0])
         raise IngestError(f"{source}: no synapse file of dialect {d.name!r} (file names "
                           f"{list(d.synapse_files)}) among {len(files)} files", file=os.fspath(files[0])
                           if files else None)
-    return Release(d, sorted(syn), sorted(f for f, r in role.items() if r == "neuron"),
-                   sorted(f for f, r in role.items() if r == "meta"), sorted(others))
+    return Release(d, sorted(syn), neurons, metas, sorted(others))
+
+
+def connection_plan(d: Dialect, schema: pa.Schema, file: str) -> _Plan:
+    """The column plan of a connection-level file of dialect ``d``: IDs, weight, ROI, NT means.
+
+    Parameters
+    ----------
+    d
+        The dialect (with :attr:`Dialect.connections`).
+    schema
+        The file's schema.
+    file
+        The file, for messages.
+
+    Returns
+    -------
+    _Plan
+        ``weight`` as an int64 extra column, the ROI column as ``roi_post``.
+
+    Raises
+    ------
+    IngestError
+        The IDs or the weight column are missing, or the weights are not integers.
+
+    Examples
+    --------
+    >>> s = pa.schema([("bodyId_pre", pa.int64()), ("bodyId_post", pa.int64()), ("weight", pa.int64())])
+    >>> connection_plan(REGISTRY["neuprint-compact"], s, "total-connections.csv").extras
+    {'weight': 'weight'}
+    """
+    spec = d.connections
+    if spec is None:
+        raise IngestError(f"dialect {d.name!r} has no connection-level files")
+    names = list(schema.names)
+    have = set(names)
+    ids = next((p for p in spec.ids if p[0] in have and p[1] in have), None)
+    if ids is None:
+        pre, post = spec.ids[0]
+        raise _missing(file, d.name, pre if pre not in have else post, names, "body IDs")
+    weight = next((c for c in spec.weight if c in have), None)
+    if weight is None:
+        raise _missing(file, d.name, spec.weight[0], names, "synapse count of the connection")
+    t = _decode_type(schema.field(weight).type)
+    if not pa.types.is_integer(t):
+        raise IngestError(f"{file}: column {weight!r} (synapse count) must hold integers, but has type {t}",
+                          file=file, column=weight)
+    mapping = {"pre": ids[0], "post": ids[1], "weight": weight}
+    roi = next((c for c in spec.roi if c in have), None)
+    if roi is not None:
+        mapping["roi_post"] = roi
+    if spec.nt:
+        mapping.update(_nt_columns(names))
+    plan = _Plan(d.name, {})
+    _apply_columns(plan, mapping)
+    plan.dialect = d.name
+    plan.roi_none = frozenset(spec.roi_none)
+    return plan
 
 
 def flywire_hierarchy(names: Sequence[str]) -> dict[str, list[str]]:
@@ -824,7 +988,7 @@ def release_neurons(rel: Release) -> pd.DataFrame | None:
         frames = [(f, _neo4j_neurons(f)) for f in rel.neurons]
         return pd.concat([df for _, df in frames], ignore_index=True)
     frames = [(f, _read_any(f)) for f in rel.neurons]
-    if name == "janelia-flat":
+    if name in ("janelia-flat", "neuprint-compact"):
         frames = [(f, df.rename(columns={"body": "bodyId"}) if "bodyId" not in df.columns else df)
                   for f, df in frames]
         df = _merge_tables(frames, "bodyId")

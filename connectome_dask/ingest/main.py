@@ -115,7 +115,7 @@ def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
     # read as bytes: text that is not valid UTF-8 is then named by row too
     reader = pacsv.open_csv(
         file,
-        read_options=_csv_read_options(),
+        read_options=_csv_read_options(plan.csv_header),
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in columns}, include_columns=columns
         ),
@@ -164,7 +164,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
                 uniq = [pd.unique(np.concatenate(uniq))]
             for c in roi_cols:
                 col = _as_text(batch.column(c), file, c, offset)
-                new = _roi_values(col) - rois
+                new = _roi_values(col) - rois - plan.roi_none
                 for name in sorted(new):
                     _check_roi_name(name, col, file, c, offset)
                 rois |= new
@@ -244,6 +244,10 @@ def _convert_batch(
             out[t] = _decode(raw).to_numpy().astype(np.int64)
         else:
             out[t] = _to_float32(_to_float64(raw, file, c, offset, t), raw, file, c, offset, t)
+        if t == "weight" and plan.kind == "connections" and len(out[t]) and out[t].min() < 1:
+            i = int(np.argmax(out[t] < 1))
+            raise IngestError.at(file, c, offset + i, f"synapse count {int(out[t][i])} of a connection must be "
+                                 "a positive integer", int(out[t][i]))
     for t, c in plan.rois.items():
         out[t] = _roi_codes(batch.column(c), roi_names)
     return out
@@ -362,6 +366,7 @@ def ingest(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     bucket_rows: int = DEFAULT_BUCKET_ROWS,
     progress: bool | None = None,
+    kind: str = "auto",
 ) -> Connectome:
     """Ingest a raw synapse table into a connectome store, streaming in two passes.
 
@@ -410,6 +415,17 @@ def ingest(
         Rows per bucket of the writer's external sort (memory of the sort).
     progress
         Show progress bars (default: dask config ``connectome_dask.progress``).
+    kind
+        ``"synapses"``: a synapse-level store (one row per synapse);
+        ``"connections"``: a connection-level store from a release's
+        connection files (Codex ``connections*.csv.gz`` incl. the header-less
+        v630 file, FlyWire ``proofread_connections_783.feather``, neuPrint
+        compact exports, Janelia ``connectome-weights``, BANC's edge list,
+        neo4j ``Neuprint_Neuron_Connections``) or from a table with
+        ``columns={"pre": ..., "post": ..., "weight": ...}``: one row per
+        connection (and ROI), int64 ``weight`` = its synapses, no positions
+        (``meta.json`` declares ``kind: connections``). ``"auto"``: synapse
+        files when the release has them, else its connection files.
 
     Returns
     -------
@@ -449,18 +465,24 @@ def ingest(
     chunk = DEFAULT_CHUNK_ROWS if chunk_rows is None else _count(chunk_rows, "chunk_rows", _MAX_CHUNK_ROWS)
     if name is not None:
         check_name(name, "dataset name", error=IngestError)
+    if kind not in ("auto", "synapses", "connections"):
+        raise IngestError(f"kind must be 'auto', 'synapses' or 'connections', got {kind!r}")
     release, source, neurons, units, voxel_size, rois_info = _release(source, dialect, columns, neurons,
-                                                                     units, voxel_size)
+                                                                     units, voxel_size, kind)
+    store_kind = "connections" if (release is not None and release.kind == "connections") or \
+        kind == "connections" else "synapses"
     src_units, scale, shift, vsize, voffset = _units(units, voxel_size, voxel_offset)
-    src = _resolve_source(source)
+    header = release.header if release is not None else None
+    src = _resolve_source(source, header)
     _check_target(path, overwrite, src)
     first_file, first_frag = next(src.fragments())
     first_schema = _schema_of(first_frag, first_file)
-    plan = _plan_for(release, first_schema, first_file, dialect, columns)
+    plan = _plan_for(release, first_schema, first_file, dialect, columns, store_kind)
+    plan.csv_header = header
     if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
         paths = [f.path for f in src.dataset.get_fragments()]
         try:
-            src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values())))
+            src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values()), header))
         except (pa.ArrowException, OSError) as e:
             raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
         first_file, first_frag = next(src.fragments())
@@ -513,6 +535,7 @@ def ingest(
             pre_counts=pre_counts,
             bucket_rows=bucket_rows,
             overwrite=overwrite,
+            kind=store_kind,
         ) as writer:
             buf: list[dict[str, np.ndarray]] = []
             buffered = written = 0
@@ -602,7 +625,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def _release(
     source: Any, dialect: str, columns: Mapping[str, str] | None, neurons: Any, units: str | None,
-    voxel_size: Any,
+    voxel_size: Any, kind: str = "auto",
 ) -> tuple[_dialects.Release | None, Any, Any, str, Any, dict[str, Any]]:
     """Resolve a release dialect: its files, neuron table, default units and ROI metadata."""
     d = str(dialect or "auto").lower()
@@ -612,12 +635,21 @@ def _release(
     explicit = isinstance(columns, Mapping) and "pre" in columns and "post" in columns
     release = None
     if d in _dialects.REGISTRY or (d == "auto" and not explicit):
-        release = _dialects.find_release(source, d)
+        release = _dialects.find_release(source, d, kind)
     info: dict[str, Any] = {}
     if release is None:
         return None, source, neurons, units or "nm", voxel_size, info
     dia = release.dialect
     vsize_default = dia.voxel_size
+    if release.kind == "connections":
+        if release.synapses:
+            source = release.synapses if len(release.synapses) > 1 else release.synapses[0]
+        if neurons is None:
+            neurons = _dialects.release_neurons(release)
+        if dia.name == "neuprint-neo4j" and release.meta:
+            m = _dialects.neo4j_meta(release)
+            info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
+        return release, source, neurons, units or "nm", voxel_size, info
     if dia.name == "neuprint-neo4j" and release.synapses:
         m = _dialects.neo4j_meta(release)
         info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
@@ -635,13 +667,32 @@ def _release(
 
 
 def _plan_for(release: _dialects.Release | None, schema: pa.Schema, file: str, dialect: str,
-              columns: Mapping[str, str] | None) -> _Plan:
-    if release is None:
-        return _make_plan(schema, file, dialect, columns)
+              columns: Mapping[str, str] | None, kind: str = "synapses") -> _Plan:
     if columns is not None and not isinstance(columns, Mapping):
         return _make_plan(schema, file, "auto", columns)  # the generic check names the problem
-    plan = _dialects.dialect_plan(release.dialect, schema, file, columns)
-    _apply_columns(plan, dict(columns or {}))
+    if release is None:
+        plan = _make_plan(schema, file, dialect, columns)
+    elif release.kind == "connections":
+        plan = _dialects.connection_plan(release.dialect, schema, file)
+        _apply_columns(plan, dict(columns or {}))
+    else:
+        plan = _dialects.dialect_plan(release.dialect, schema, file, columns)
+        _apply_columns(plan, dict(columns or {}))
+    plan.kind = kind
+    if kind == "connections":
+        if "weight" not in plan.extras:
+            raise IngestError(f"{file}: a connection-level store needs a synapse-count column: pass "
+                              "columns={'weight': <column>} (e.g. syn_count)", file=file)
+        if plan.positions:
+            raise IngestError(f"{file}: a connection-level store has no synapse positions; "
+                              f"drop the position columns {sorted(plan.positions)}", file=file)
+        w = plan.extras["weight"]
+        if w in schema.names:
+            t = schema.field(w).type
+            t = t.value_type if pa.types.is_dictionary(t) else t
+            if not pa.types.is_integer(t):
+                raise IngestError(f"{file}: column {w!r} (weight, the synapse count) must hold integers, "
+                                  f"but has type {t}", file=file, column=w)
     return plan
 
 

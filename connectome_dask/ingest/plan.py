@@ -41,6 +41,12 @@ class _Plan:
     rois: dict[str, str] = field(default_factory=dict)
     # per-file batch transform of a release dialect's quirks: prep(file)(batch, offset) -> batch
     prep: Callable[[str], Callable[[Any, int], Any]] | None = None
+    # ROI values that mean "in no ROI" (stored as -1): Codex UNASGD, neuPrint NotPrimary
+    roi_none: frozenset[str] = frozenset()
+    # column names of header-less CSV files (Codex v630), else None
+    csv_header: list[str] | None = None
+    # the store kind: "synapses" or "connections" (weight = synapses of the row's connection)
+    kind: str = "synapses"
 
     def source_columns(self) -> list[str]:
         cols = list(self.ids.values()) + [c for c, _ in self.positions.values()]

@@ -83,14 +83,19 @@ def _is_data_file(p: Path) -> bool:
 _CSV_BLOCK_BYTES = 1 << 24  # CSV read block (types are inferred from a file's first block)
 
 
-def _csv_read_options():
-    """CSV read options: blocks of ``_CSV_BLOCK_BYTES`` (Arrow infers types from the first)."""
+def _csv_read_options(column_names: Sequence[str] | None = None):
+    """CSV read options: blocks of ``_CSV_BLOCK_BYTES`` (Arrow infers types from the first).
+
+    ``column_names``: the names of a header-less file's columns (its first row is data).
+    """
     import pyarrow.csv as pacsv
 
+    if column_names:
+        return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, column_names=list(column_names))
     return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES)
 
 
-def _file_format(fmt: str, text_columns: Sequence[str] = ()):
+def _file_format(fmt: str, text_columns: Sequence[str] = (), column_names: Sequence[str] | None = None):
     """The dataset format of ``fmt``; CSV ``text_columns`` are read as text, not inferred.
 
     Body ID columns of CSV files are read as text (bytes) so that only plain
@@ -101,7 +106,7 @@ def _file_format(fmt: str, text_columns: Sequence[str] = ()):
         import pyarrow.csv as pacsv
 
         return ds.CsvFileFormat(
-            read_options=_csv_read_options(),
+            read_options=_csv_read_options(column_names),
             # bytes, not string: text that is not UTF-8 is then named by row (see _as_text)
             convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in text_columns}),
         )
@@ -224,8 +229,11 @@ def _arrow_column(s: pd.Series, label: str, column: Any) -> pa.Array:
                           file=label, column=str(column)) from None
 
 
-def _resolve_source(source: Any) -> _Source:
-    """Turn a path / directory / glob / list of them / table into a dataset."""
+def _resolve_source(source: Any, column_names: Sequence[str] | None = None) -> _Source:
+    """Turn a path / directory / glob / list of them / table into a dataset.
+
+    ``column_names``: the column names of header-less CSV files.
+    """
     if isinstance(source, pd.DataFrame):
         source = _frame_to_table(source, "<table>")
     if isinstance(source, pa.RecordBatch):
@@ -276,7 +284,7 @@ def _resolve_source(source: Any) -> _Source:
     label = os.fspath(items[0]) if len(items) == 1 else f"{len(files)} files"
     fmt = kinds[0]
     try:
-        dataset = ds.dataset(files, format=_file_format(fmt))
+        dataset = ds.dataset(files, format=_file_format(fmt, column_names=column_names))
     except (pa.ArrowInvalid, OSError) as e:
         raise IngestError(f"cannot open {label} as {fmt}: {e}", file=label) from None
     return _Source(label, [str(Path(f).resolve()) for f in files], fmt, dataset)

@@ -37,6 +37,8 @@ __all__ = [
     "POSITION_COLUMNS_CENTER",
     "POSITION_COLUMNS_PAIR",
     "SCHEMA_VERSION",
+    "KIND_SCHEMA_VERSION",
+    "STORE_KINDS",
     "STANDARD_NEURON_COLUMNS",
     "SYNAPSE_DTYPES",
     "array_codecs",
@@ -49,7 +51,17 @@ __all__ = [
     "write_neuron_table",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest this package reads; synapse-level stores are still written as 1
+
+
+#: schema version written for each store kind: synapse-level stores keep version 1 (older
+#: readers open them); connection-level stores are version 2, which older readers refuse
+#: (they would count weighted edges as single synapses)
+KIND_SCHEMA_VERSION = {"synapses": 1, "connections": 2}
+
+
+#: store kinds (``meta.json: kind``, absent = ``"synapses"``)
+STORE_KINDS = ("synapses", "connections")
 
 
 FORMAT_NAME = "connectome-dask"
@@ -65,7 +77,7 @@ DEFAULT_PARTITION_CHUNKS = 16  # 4 Mi rows per dask partition
 #: one body's *input* synapses are contiguous slices too (a clustered index)
 BY_POST_COLUMNS = (
     "pre", "x_post", "y_post", "z_post", "x", "y", "z",
-    "confidence", "confidence_post", "roi_post",
+    "confidence", "confidence_post", "roi_post", "weight",
 )
 
 
@@ -106,6 +118,7 @@ SYNAPSE_DTYPES: dict[str, str] = {
     "size": "float32",
     "roi_pre": "int16",
     "roi_post": "int16",
+    "weight": "int64",  # connection-level stores: synapses of the row's connection
 }
 
 
@@ -362,6 +375,18 @@ def _read_meta(path: Path) -> dict:
     for key in ("synapses", "n_neurons", "n_synapses", "neurons", "index"):
         if key not in meta:
             raise StoreError(f"{mp}: required key {key!r} missing")
+    kind = meta.get("kind", "synapses")
+    if kind not in STORE_KINDS:
+        raise StoreError(f"{mp}: 'kind' must be one of {list(STORE_KINDS)}, got {str(kind)[:100]!r}")
+    if kind != "synapses" and sv < KIND_SCHEMA_VERSION[kind]:
+        raise StoreError(f"{mp}: a {kind!r} store needs schema_version >= {KIND_SCHEMA_VERSION[kind]}, got {sv}")
+    if kind == "connections":
+        cols_ = meta["synapses"].get("columns") if isinstance(meta["synapses"], dict) else None
+        if not isinstance(cols_, dict) or "weight" not in cols_:
+            raise StoreError(f"{mp}: a connection-level store needs the synapse column 'weight'")
+        tw = meta.get("total_weight")
+        if not isinstance(tw, int) or isinstance(tw, bool) or tw < 0:
+            raise StoreError(f"{mp}: 'total_weight' must be a non-negative integer, got {str(tw)[:100]!r}")
 
     def bad(key: str, want: str, value: Any = None) -> StoreError:
         v = meta_get(key) if value is None else value

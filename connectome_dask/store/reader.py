@@ -167,7 +167,9 @@ class Connectome:
         m = self.meta
         return (
             f"<Connectome {m.get('name')!r} v{m.get('version')}: {m['n_neurons']:,} neurons, "
-            f"{m['n_synapses']:,} synapses, rois={'yes' if m.get('rois') else 'no'} at {self.path}>"
+            + (f"{m['n_synapses']:,} connections ({m.get('total_weight', 0):,} synapses)"
+               if m.get("kind") == "connections" else f"{m['n_synapses']:,} synapses")
+            + f", rois={'yes' if m.get('rois') else 'no'} at {self.path}>"
         )
 
     @property
@@ -185,12 +187,77 @@ class Connectome:
     def n_synapses(self) -> int:
         """Number of synapse rows (one row per synaptic connection).
 
+        On a connection-level store (:attr:`kind` ``"connections"``) this is
+        the number of stored rows (weighted connections); the number of
+        synapses they stand for is :attr:`total_weight`.
+
         Examples
         --------
         >>> conn.n_synapses
         30000
         """
         return int(self.meta["n_synapses"])
+
+    @property
+    def kind(self) -> str:
+        """``"synapses"`` (one row per synaptic connection) or ``"connections"`` (weighted edges).
+
+        Declared in ``meta.json`` (``kind``; absent in synapse-level stores).
+
+        Examples
+        --------
+        >>> conn.kind
+        'synapses'
+        """
+        return str(self.meta.get("kind", "synapses"))
+
+    @property
+    def weight_column(self) -> str | None:
+        """The synapse column holding each row's synapse count (``"weight"``), or None: every row is one.
+
+        Examples
+        --------
+        >>> conn.weight_column is None
+        True
+        """
+        return "weight" if self.kind == "connections" else None
+
+    @property
+    def total_weight(self) -> int:
+        """Synapses the rows stand for: :attr:`n_synapses`, or the sum of weights of a connection-level store.
+
+        Examples
+        --------
+        >>> conn.total_weight == conn.n_synapses
+        True
+        """
+        if self.kind == "connections":
+            return int(self.meta["total_weight"])
+        return self.n_synapses
+
+    def require_synapses(self, what: str) -> None:
+        """Raise unless the store holds synapse rows (positions, per-synapse values).
+
+        Parameters
+        ----------
+        what
+            What needs them, for the message (e.g. ``"fetch_synapses"``).
+
+        Raises
+        ------
+        StoreError
+            The store is connection-level: it has weighted edges, no positions.
+
+        Examples
+        --------
+        >>> conn.require_synapses("fetch_synapses")  # a synapse-level store: nothing happens
+        """
+        if self.kind != "synapses":
+            raise StoreError(
+                f"{what} needs synapse positions, but {self.path} is a connection-level store "
+                f"(kind {self.kind!r}: one row per connection{' and ROI' if 'roi_post' in self.synapse_columns else ''}"
+                ", with weights, no synapse positions); use a synapse-level release for it"
+            )
 
     @property
     def generation(self) -> int:
@@ -273,10 +340,15 @@ class Connectome:
             return (f"x_{site}", f"y_{site}", f"z_{site}")
         if pos == POSITION_COLUMNS_CENTER:
             return POSITION_COLUMNS_CENTER
+        self.require_synapses(f"site {site!r} positions")
         raise StoreError(f"{self.path}: the store has no synapse positions")
 
     def _array_path(self, column: str) -> Path:
         cols = self.meta["synapses"]["columns"]
+        if column not in cols and self.kind != "synapses" and column in (
+            *POSITION_COLUMNS_PAIR, *POSITION_COLUMNS_CENTER, "confidence", "confidence_pre", "confidence_post",
+        ):
+            self.require_synapses(f"synapse column {column!r}")
         if column not in cols:
             raise KeyError(
                 f"synapse column {column!r} not in store {self.path}; available: {sorted(cols)}"
@@ -888,6 +960,7 @@ class Connectome:
         """
         from ..rois import assign_rois
 
+        self.require_synapses("assign_rois (ROI assignment from meshes)")
         return assign_rois(self, roiset, sites=sites, **kwargs)
 
     # -- ROIs

@@ -37,7 +37,8 @@ from .format import (
     BY_POST_COLUMNS,
     DEFAULT_CHUNK_ROWS,
     FORMAT_NAME,
-    SCHEMA_VERSION,
+    KIND_SCHEMA_VERSION,
+    STORE_KINDS,
     SYNAPSE_DTYPES,
     _create_array,
     file_digest,
@@ -84,13 +85,21 @@ class StoreWriter:
     overwrite
         Replace an existing store at ``path`` (only a connectome_dask store: any
         other directory is refused, naming the path).
+    kind
+        ``"synapses"`` (one row per synaptic connection) or ``"connections"``
+        (one row per connection, optionally per ROI, with an int64 ``weight``
+        column of positive synapse counts, no positions). A connection-level
+        store is declared in ``meta.json`` (``kind``, ``total_weight``,
+        ``schema_version`` 2); its ``neurons.pre``/``post`` and connection
+        table sum the weights.
 
     Raises
     ------
     StoreError
         ``path`` exists without ``overwrite`` or is not a store this writer may
         replace, another writer holds its lock, ``chunk_rows`` is not
-        positive, or a column name breaks the name rule.
+        positive, a column name breaks the name rule, or ``kind`` is unknown
+        (or ``"connections"`` without an int64 ``weight`` column).
 
     Notes
     -----
@@ -127,6 +136,7 @@ class StoreWriter:
         pre_counts: np.ndarray | None = None,
         bucket_rows: int = 1 << 25,
         overwrite: bool = False,
+        kind: str = "synapses",
     ) -> None:
 
         self.path = Path(os.path.abspath(path))
@@ -139,6 +149,11 @@ class StoreWriter:
         for name, dt in (columns or {}).items():
             safe_name(name, "synapse column")
             self.columns[name] = str(np.dtype(SYNAPSE_DTYPES.get(name, dt)))
+        if kind not in STORE_KINDS:
+            raise StoreError(f"kind must be one of {list(STORE_KINDS)}, got {kind!r}")
+        if kind == "connections" and self.columns.get("weight") != "int64":
+            raise StoreError("a connection-level store (kind='connections') needs an int64 'weight' column")
+        self.kind = kind
         self.chunk_rows = int(chunk_rows)
         self.bucket_rows = int(bucket_rows)
         self.presorted = presorted
@@ -150,6 +165,9 @@ class StoreWriter:
         self._last_key = -1
         self._pre_counts = np.zeros(self.n_neurons, dtype=np.int64)
         self._post_counts = np.zeros(self.n_neurons, dtype=np.int64)
+        # connection-level stores: synapses (sums of weight) per neuron, for neurons.pre/post
+        self._pre_weight = np.zeros(self.n_neurons, dtype=np.int64)
+        self._post_weight = np.zeros(self.n_neurons, dtype=np.int64)
         # bucket boundaries over the pre index range
         if presorted:
             self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
@@ -205,6 +223,12 @@ class StoreWriter:
                 raise StoreError(f"{side} index out of range [0, {self.n_neurons}): {lo}..{hi}")
         self._pre_counts += np.bincount(pre, minlength=self.n_neurons)
         self._post_counts += np.bincount(post, minlength=self.n_neurons)
+        if self.kind == "connections":
+            w = arrs["weight"]
+            if len(w) and int(w.min()) < 1:
+                raise StoreError(f"connection weights must be positive integers, got {int(w.min())}")
+            self._pre_weight += _weighted_bincount(pre, w, self.n_neurons)
+            self._post_weight += _weighted_bincount(post, w, self.n_neurons)
         self._n_rows += n
         if self.presorted:
             key = (pre.astype(np.int64) << 32) | post.astype(np.int64)
@@ -212,7 +236,7 @@ class StoreWriter:
                 raise StoreError("presorted=True but rows are not sorted by (pre, post)")
             self._last_key = int(key[-1])
             self._appender().write(arrs)
-            self._pair_table().write(arrs["pre"], arrs["post"])
+            self._pair_table().write(arrs["pre"], arrs["post"], arrs.get("weight"))
             return
         spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces)
 
@@ -300,14 +324,15 @@ class StoreWriter:
 
     def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> None:
         neurons = _prepare_neurons(neurons, self.n_neurons)
-        neurons["pre"] = self._pre_counts
-        neurons["post"] = self._post_counts
+        weighted = self.kind == "connections"
+        neurons["pre"] = self._pre_weight if weighted else self._pre_counts
+        neurons["post"] = self._post_weight if weighted else self._post_counts
         syn_dir = self.tmp / "synapses.zarr"
         out = self._appender()
         pairs = self._pair_table()
         for block in self._sorted_blocks():
             out.write(block)
-            pairs.write(block["pre"], block["post"])
+            pairs.write(block["pre"], block["post"], block.get("weight") if weighted else None)
         n = out.finish()
         n_pairs = pairs.finish()
         assert n == self._n_rows, (n, self._n_rows)
@@ -337,9 +362,9 @@ class StoreWriter:
             write_marker(self.tmp / rois_rel, "rois")
             write_json_atomic(self.tmp / rois_rel / "rois.json", info)
             checksums.update(folder_digests(self.tmp, rois_rel))
-        full_meta = {
+        full_meta: dict[str, Any] = {
             "format": FORMAT_NAME,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": KIND_SCHEMA_VERSION[self.kind],
             "uuid": uuid.uuid4().hex,
             "name": meta.pop("name", self.path.name),
             "version": meta.pop("version", "0"),
@@ -366,6 +391,9 @@ class StoreWriter:
             "retained": [],
             "extra": meta,
         }
+        if weighted:  # declared: readers (and older versions, by schema_version 2) know the rows are edges
+            full_meta["kind"] = "connections"
+            full_meta["total_weight"] = int(self._pre_weight.sum())
         write_meta(self.tmp, full_meta)
 
     def abort(self) -> None:
@@ -404,12 +432,17 @@ class _PairTable:
         self.out = _ChunkedAppender(group_path, {"pre": "int32", "post": "int32", "weight": "int64"}, chunk_rows)
         self.pending: tuple[int, int, int] | None = None
 
-    def write(self, pre: np.ndarray, post: np.ndarray) -> None:
+    def write(self, pre: np.ndarray, post: np.ndarray, weight: np.ndarray | None = None) -> None:
         from .._agg_kernels import pair_runs
 
         if len(pre) == 0:
             return
-        up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
+        if weight is None:
+            up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
+        else:  # connection rows (one per pair and ROI): the pair's weight is their sum
+            starts = np.flatnonzero(np.r_[True, (pre[1:] != pre[:-1]) | (post[1:] != post[:-1])])
+            up, uq = pre[starts], post[starts]
+            cnt = np.add.reduceat(weight.astype(np.int64), starts)
         if self.pending is not None:
             p, q, w = self.pending
             if up[0] == p and uq[0] == q:
@@ -472,6 +505,17 @@ class _ChunkedAppender:
         if self.buffered:
             self._flush(self.buffered)
         return self.offset
+
+
+def _weighted_bincount(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of ``w`` per index (``np.bincount`` with weights goes through float64)."""
+    order = np.argsort(idx, kind="stable")
+    s = idx[order]
+    out = np.zeros(n, dtype=np.int64)
+    if len(s):
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        out[s[starts]] = np.add.reduceat(w[order].astype(np.int64), starts)
+    return out
 
 
 def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:

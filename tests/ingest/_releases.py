@@ -259,3 +259,109 @@ WRITERS = {
     "microns": write_microns,
     "banc": write_banc,
 }
+
+
+# ----------------------------------------------------------------------------- connection-level files
+
+
+def per_roi(df: pd.DataFrame, names=NEUROPILS) -> pd.DataFrame:
+    """(pre, post, roi name) -> synapse count and mean NT probabilities."""
+    g = df.assign(neuropil=[names[i] for i in df["roi"]])
+    agg = g.groupby(["pre", "post", "neuropil"], sort=True)
+    out = agg.size().rename("syn_count").reset_index()
+    for c in NT:
+        out[f"{c}_avg"] = agg[c].mean().to_numpy()
+    return out
+
+
+def write_flywire_connections(df: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = per_roi(df)
+    table = pa.table({
+        "pre_pt_root_id": pa.array(t["pre"], pa.int64()), "post_pt_root_id": pa.array(t["post"], pa.int64()),
+        "neuropil": pa.array(t["neuropil"].tolist()).dictionary_encode(),
+        "syn_count": pa.array(t["syn_count"], pa.int32()),
+        **{f"{c}_avg": pa.array(t[f"{c}_avg"], pa.float32()) for c in ["gaba", "ach", "glut", "oct", "ser", "da"]},
+    })
+    feather.write_feather(table, folder / "proofread_connections_783.feather", chunksize=50)
+    ids = neuron_ids(df)
+    pd.DataFrame({"supervoxel_id": ids + 1, "root_id": ids, "cell_type": [f"T{i % 3}" for i in range(len(ids))]}
+                 ).to_csv(folder / "Supplemental_file1_neuron_annotations.tsv", sep="\t", index=False)
+    return folder
+
+
+def write_codex_connections(df: pd.DataFrame, folder: Path, headerless: bool = False) -> Path:
+    """connections.csv.gz, or the v630 no-threshold file without a header row; one neuropil is UNASGD."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = per_roi(df, ["AVLP_R", "AVLP_L", "ME_R", "UNASGD"])
+    out = pd.DataFrame({"pre_root_id": t["pre"], "post_root_id": t["post"], "neuropil": t["neuropil"],
+                        "syn_count": t["syn_count"], "nt_type": "ACH"})
+    name = "connections_no_threshold.csv.gz" if headerless else "connections.csv.gz"
+    out.to_csv(folder / name, index=False, header=not headerless)
+    write_codex(df, folder / "_tmp")
+    for f in ("neurons.csv.gz", "classification.csv.gz", "consolidated_cell_types.csv.gz"):
+        (folder / "_tmp" / f).rename(folder / f)
+    for f in (folder / "_tmp").iterdir():
+        f.unlink()
+    (folder / "_tmp").rmdir()
+    return folder
+
+
+def write_neuprint_compact(df: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = per_roi(df, [ROIS[0], ROIS[1], ROIS[2], "NotPrimary"])
+    t.rename(columns={"pre": "bodyId_pre", "post": "bodyId_post", "neuropil": "roi", "syn_count": "weight"})[
+        ["bodyId_pre", "bodyId_post", "roi", "weight"]].to_csv(folder / "traced-roi-connections.csv", index=False)
+    tot = df.groupby(["pre", "post"]).size().rename("weight").reset_index()
+    tot.rename(columns={"pre": "bodyId_pre", "post": "bodyId_post"}).to_csv(
+        folder / "traced-total-connections.csv", index=False)
+    ids = neuron_ids(df)
+    pd.DataFrame({"bodyId": ids, "type": [f"T{i % 3}" for i in range(len(ids))],
+                  "instance": [f"T{i % 3}_R" for i in range(len(ids))]}).to_csv(folder / "traced-neurons.csv",
+                                                                               index=False)
+    return folder
+
+
+def write_janelia_weights(df: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tot = df.groupby(["pre", "post"]).size().rename("weight").reset_index()
+    tot = tot.sort_values("weight", ascending=False, kind="stable")  # as released: by weight, descending
+    feather.write_feather(pa.table({"body_pre": pa.array(tot["pre"], pa.int64()),
+                                    "body_post": pa.array(tot["post"], pa.int64()),
+                                    "weight": pa.array(tot["weight"], pa.int64())}),
+                          folder / "connectome-weights-test.feather")
+    return folder
+
+
+def write_banc_edgelist(df: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tot = df.groupby(["pre", "post"]).size().rename("count").reset_index()
+    feather.write_feather(pa.table({"pre": pa.array(tot["pre"].astype(str).tolist(), pa.string()),
+                                    "post": pa.array(tot["post"].astype(str).tolist(), pa.string()),
+                                    "count": pa.array(tot["count"], pa.int32()),
+                                    "norm": pa.array(np.ones(len(tot))), "post_count": pa.array(np.ones(len(tot))),
+                                    "pre_count": pa.array(np.ones(len(tot)))}),
+                          folder / "banc_888_edgelist_simple_v3.feather")
+    return folder
+
+
+def write_neo4j_connections(df: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = per_roi(df, ROIS)
+    with open(folder / "Neuprint_Neuron_Connections_hemibrain.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([":START_ID(Body-ID)", "weight:int", "weightHP:int", ":END_ID(Body-ID)", "roiInfo:string"])
+        for (p, q), g in t.groupby(["pre", "post"]):
+            info = {r: {"pre": int(n), "post": int(n)} for r, n in zip(g["neuropil"], g["syn_count"], strict=True)}
+            w.writerow([p, int(g["syn_count"].sum()), int(g["syn_count"].sum()), q, json.dumps(info)])
+    return folder
+
+
+CONNECTION_WRITERS = {
+    "flywire-783": write_flywire_connections,
+    "codex": write_codex_connections,
+    "neuprint-compact": write_neuprint_compact,
+    "janelia-flat": write_janelia_weights,
+    "banc": write_banc_edgelist,
+    "neuprint-neo4j": write_neo4j_connections,
+}

@@ -185,12 +185,14 @@ def test_codex_position_strings_are_read(tmp_path):
         assert got[["x", "y", "z"]].to_numpy().tolist() == [[437536, 163288, 81960], [4, 4, 40]]
 
 
-def test_connection_level_file_is_named(tmp_path):
+def test_connection_level_file_found_when_no_synapse_file(tmp_path):
     (tmp_path / "rel").mkdir()
     pd.DataFrame({"pre_root_id": [1], "post_root_id": [2], "neuropil": ["ME_R"], "syn_count": [3],
                   "nt_type": ["ACH"]}).to_csv(tmp_path / "rel" / "connections.csv.gz", index=False)
-    with pytest.raises(IngestError, match="connection-level file of the 'codex' release"):
-        ingest(tmp_path / "rel", tmp_path / "store", dialect="codex", progress=False)
+    with pytest.raises(IngestError, match=r"no synapse file of dialect 'codex' \(file names"):
+        ingest(tmp_path / "rel", tmp_path / "store", dialect="codex", kind="synapses", progress=False)
+    conn = ingest(tmp_path / "rel", tmp_path / "store", progress=False)
+    assert (conn.kind, conn.total_weight, conn.roi_names) == ("connections", 3, ["ME_R"])
 
 
 # ----------------------------------------------------------------------------- neuPrint neo4j
