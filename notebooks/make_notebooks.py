@@ -984,11 +984,143 @@ SEED = [
 ]
 
 
+# ============================================================================= crantpy port
+
+CRANTPY_PORT = [
+    md("""
+    # A crantpy nested-matrix notebook, ported by changing its import
+
+    The workflow of crantpy's nested connectivity matrices (`get_synapses`,
+    `NestedMatrix`, `DirectedNestedMatrix`, `from_synapses_by_neuropil`,
+    `NeuropilCollection.plot(All.minus(...))`) with `import crantpy as cp` replaced
+    by `import connectome_dask.crantpy as cp`: same names, arguments, defaults and
+    results, on a local store instead of crantpy's server. The only other change is
+    where the neuropil meshes come from (`rois=`, see that cell).
+
+    Data: the tutorial store of `query_tutorial.ipynb` (real hemibrain neuron
+    table, synthetic synapses). Each result is checked against plain pandas.
+    """),
+    code(SETUP, tags=["parameters"]),
+    code("""
+    # the crantpy notebook:
+    #     import crantpy as cp
+    #     from crantpy.queries import All, DirectedNestedMatrix, NestedMatrix
+    # ported by changing its import:
+    import connectome_dask.crantpy as cp
+    from connectome_dask.crantpy.queries import All, DirectedNestedMatrix, NestedMatrix
+
+    conn = td.tutorial_store(S, progress=True)  # the local store plays crantpy's server (cp's default dataset)
+    print(conn)
+    """),
+    md("""
+    ## crantpy's inputs: annotations and `get_synapses` (positions in pixels, as crantpy)
+    """),
+    code("""
+    # annotations with crantpy's columns (root_id, cell_type, cell_instance), for central-complex types
+    neurons = conn.neurons.rename(columns={"bodyId": "root_id", "type": "cell_type", "instance": "cell_instance"})
+    ann = neurons.loc[neurons["cell_type"].fillna("").str.match(r"EPG|PEG|PEN|Delta7|PFN|hDelta"),
+                      ["root_id", "cell_type", "cell_instance"]]
+    ids = ann["root_id"].tolist()
+    syn = cp.get_synapses(pre_ids=ids, post_ids=ids)  # crantpy's defaults: threshold 1, clean, positions in pixels
+    print(f"{len(ids)} neurons, {ann.cell_type.nunique()} types, {len(syn):,} synapses")
+    syn.head()
+    """),
+    md("""
+    ## NestedMatrix.from_synapses and its plots
+    """),
+    code("""
+    m = NestedMatrix.from_synapses(syn, ann)  # weight_mode="relative_outgoing", annotation_scope="annotated_only"
+    counts = NestedMatrix.from_synapses(syn, ann, weight_mode="count")
+    print(m)
+    fig, ax = m.plot(level="neuron", figsize=(9, 8), linewidth_scale=0.3, output_path=str(FIG / "port_neuron.png"))
+    plt.show()
+    fig, ax = counts.plot(level="type_mean", figsize=(8, 7), output_path=str(FIG / "port_type_mean.png"))
+    plt.show()
+    counts.sum_type_matrix.iloc[:6, :6]
+    """),
+    code("""
+    # check against plain pandas: synapses per (pre type, post type), every row annotated on both sides
+    t = ann.drop_duplicates("root_id").set_index("root_id")["cell_type"]
+    ref = (syn.assign(a=t.reindex(syn.pre_pt_root_id).to_numpy(), b=t.reindex(syn.post_pt_root_id).to_numpy())
+           .dropna(subset=["a", "b"]).groupby(["a", "b"]).size().unstack(fill_value=0))
+    got = counts.sum_type_matrix
+    assert np.array_equal(got.loc[ref.index, ref.columns].to_numpy(), ref.to_numpy(dtype=float))
+    assert got.to_numpy().sum() == ref.to_numpy().sum()
+    rows = m.matrix.sum(axis=1)
+    assert np.allclose(rows[rows > 0], 1.0)  # relative_outgoing: each presynaptic row sums to 1
+    print("type sums and relative rows match pandas")
+    """, tags=["check"]),
+    md("""
+    ## DirectedNestedMatrix: EPG/PEG onto their main targets, normalised over all partners
+    """),
+    code("""
+    TARGETS = [c for c in counts.sum_type_matrix.columns if not c.startswith(("EPG", "PEG"))][:5]
+    d = DirectedNestedMatrix.from_synapses(syn, ann, source_types=["EPG", "PEG"], target_types=TARGETS,
+                                           normalization_scope="all")
+    print(d)
+    rs = d.matrix.sum(axis=1)
+    assert (rs <= 1 + 1e-9).all()  # normalised over all partners of each source: a share of its output
+    fig, ax = d.plot(level="type_sum", figsize=(8, 4), output_path=str(FIG / "port_directed.png"))
+    plt.show()
+    d.sum_type_matrix.round(3)
+    """),
+    md("""
+    ## One matrix per neuropil
+
+    A synapse counts in every listed neuropil whose mesh contains it; `"other"`
+    holds those in none of them.
+    """),
+    code("""
+    from connectome_dask.rois import RoiSet
+
+    # crantpy loads its neuropil meshes by name; here the store's meshes are passed as rois= (the one extra
+    # argument), and the synapse table has pre/post sites instead of crantpy's single centre point
+    rois = RoiSet.from_store(conn)
+    post_px = np.vstack(syn["post_pt_position"].to_numpy()).astype(float)
+    nm = post_px * np.array(cp.SCALE)
+    inside = {n: int(np.asarray(rois.contains(nm, n)).sum()) for n in rois.names}
+    NEUROPILS = sorted(inside, key=inside.get, reverse=True)[:3]
+    matrices = NestedMatrix.from_synapses_by_neuropil(
+        syn, ann, neuropil_names=NEUROPILS, coordinates="pixels", position_column="post_pt_position",
+        weight_mode="count", rois=rois)
+    print(matrices)
+    figs = matrices.plot(All.minus("other"), level="type_sum", figsize=(6, 5))
+    for name, (fig, ax) in figs.items():
+        fig.savefig(FIG / f"port_neuropil_{name}.png", dpi=80)
+    plt.show()
+    # check: a synapse counts in every listed neuropil containing it, "other" = in none of them
+    both = t.reindex(syn.pre_pt_root_id).notna().to_numpy() & t.reindex(syn.post_pt_root_id).notna().to_numpy()
+    masks = {n: np.asarray(rois.contains(nm, n)) & both for n in NEUROPILS}
+    for n in NEUROPILS:
+        assert matrices[n].to_scipy().sum() == masks[n].sum(), n
+    other = both & ~np.any(list(masks.values()), axis=0)
+    assert ("other" in matrices) == bool(other.any())
+    if other.any():
+        assert matrices["other"].to_scipy().sum() == other.sum()
+    """),
+    md("""
+    ## Summary (read by `tests/test_notebooks.py`)
+    """),
+    code("""
+    summary = {
+        "synapses": int(len(syn)),
+        "types": int(len(counts.type_boundaries)),
+        "directed_shape": list(d.shape),
+        "neuropils": list(matrices),
+        "figures": sorted(str(p) for p in FIG.glob("port_*.png")),
+    }
+    (S.workdir / "crantpy_port.summary.json").write_text(json.dumps(summary, indent=1))
+    summary
+    """, tags=["check"]),
+]
+
+
 NOTEBOOKS = {
     "query_tutorial.ipynb": QUERY,
     "nested_matrices.ipynb": NESTED,
     "whole_brain_on_a_cluster.ipynb": CLUSTER,
     "neuprint_query_tutorial.ipynb": SEED,
+    "crantpy_port.ipynb": CRANTPY_PORT,
 }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 #: Execution order: the first one builds the shared tutorial store, the others reuse it.
-NOTEBOOKS = ("query_tutorial", "nested_matrices", "whole_brain_on_a_cluster", "neuprint_query_tutorial")
+NOTEBOOKS = ("query_tutorial", "nested_matrices", "whole_brain_on_a_cluster", "neuprint_query_tutorial", "crantpy_port")
 KERNEL_NAME = "connectome-dask-nb"
 
 

@@ -158,3 +158,14 @@ def test_neuprint_query_tutorial(executed):
     out = _outputs(res["neuprint_query_tutorial"].notebook)
     assert " +-- CX" in out and " |   +-- EB*" in out  # neuprint's text tree (asciitree style)
     assert "size" in out and "NotPrimary" in out  # neuron_df's columns, roi_counts_df's rows
+
+
+def test_crantpy_port(executed):
+    """A crantpy nested-matrix notebook with its import changed: it checks itself against pandas."""
+    work, res = executed
+    s = _summary(work, "crantpy_port")
+    assert s["synapses"] > 0 and s["types"] > 1 and s["directed_shape"][0] > 0 and s["directed_shape"][1] > 0
+    assert len(s["neuropils"]) >= 2
+    assert len(s["figures"]) >= 5 and all(Path(f).stat().st_size > 5_000 for f in s["figures"])
+    assert _n_images(res["crantpy_port"].notebook) >= 4
+    assert "import connectome_dask.crantpy as cp" in res["crantpy_port"].notebook.cells[2].source
