@@ -57,6 +57,11 @@ def _nc(obj: Any) -> NeuronCriteria:
     return copy_as_neuroncriteria(obj)
 
 
+def _default_threshold(conn: Any) -> float | None:
+    """The synapse confidence threshold of a default ``SynapseCriteria()`` (connection weights use it too)."""
+    return SynapseCriteria().threshold(conn)
+
+
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
     """String and nullable columns as neuprint-python returns them (object, numpy dtypes)."""
     out = df.copy()
@@ -451,7 +456,8 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
     conn = connectome_of(client)
     neuron_df, conn_df = _q.fetch_adjacencies(
         _nc(sources), _nc(targets), ensure_list(rois) or None, min_roi_weight, min_total_weight,
-        include_nonprimary, None, list(ensure_list(properties)), client=conn)
+        include_nonprimary, None, list(ensure_list(properties)), client=conn,
+        confidence=_default_threshold(conn))
     neuron_df = _plain(neuron_df)
     if omit_rois:
         conn_df = _pair_weights(conn_df)
@@ -542,7 +548,8 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     rois_l = ensure_list(rois)
     props = list(ensure_list(properties))
     _, roi_df = _q.fetch_adjacencies(_nc(upstream_criteria), _nc(downstream_criteria), None, 1, 1,
-                                     True, None, [], client=conn)
+                                     True, None, [], client=conn,
+                                     confidence=_default_threshold(conn))
     model = RoiModel.of(conn)
     prim = roi_df[~roi_df["roi"].isin(set(model.all_rois) - set(model.primary))] if model else roi_df
     tot = _pair_weights(prim)
@@ -628,7 +635,8 @@ def _paths(client: Any, upstream_bodyId: int, downstream_bodyId: int, min_weight
         raise CriteriaError("This function doesn't support search criteria that specifies inputRois or outputRois.")
     ok = set(conn.neurons["bodyId"].to_numpy()[nc.indices(conn)].tolist()) | {int(upstream_bodyId),
                                                                              int(downstream_bodyId)}
-    n, c = _q.fetch_adjacencies(None, None, None, 1, 1, False, None, ["type"], client=conn)
+    n, c = _q.fetch_adjacencies(None, None, None, 1, 1, False, None, ["type"], client=conn,
+                                confidence=_default_threshold(conn))
     w = _pair_weights(c)
     w = w[(w["weight"] >= min_weight) & w["bodyId_pre"].isin(ok) & w["bodyId_post"].isin(ok)]
     g = nx.DiGraph()
@@ -907,7 +915,8 @@ def fetch_output_completeness(criteria: Any, complete_statuses: Sequence[str] = 
     ['bodyId', 'total_weight', 'traced_weight', 'untraced_weight', 'completeness']
     """
     conn = connectome_of(client)
-    _, c = _q.fetch_adjacencies(_nc(criteria), None, None, 1, 1, False, None, [], client=conn)
+    _, c = _q.fetch_adjacencies(_nc(criteria), None, None, 1, 1, False, None, [], client=conn,
+                                confidence=_default_threshold(conn))
     w = _pair_weights(c)
     n = conn.neurons
     done = n["status"].isin(list(complete_statuses)) if "status" in n.columns else pd.Series(False, index=n.index)
@@ -954,7 +963,8 @@ def fetch_downstream_orphan_tasks(criteria: Any, complete_statuses: Sequence[str
     True
     """
     conn = connectome_of(client)
-    _, c = _q.fetch_adjacencies(_nc(criteria), None, None, 1, 1, False, None, [], client=conn)
+    _, c = _q.fetch_adjacencies(_nc(criteria), None, None, 1, 1, False, None, [], client=conn,
+                                confidence=_default_threshold(conn))
     w = _pair_weights(c).sort_values(["bodyId_pre", "weight", "bodyId_post"], ascending=[True, False, True],
                                      ignore_index=True)
     n = conn.neurons

@@ -178,6 +178,7 @@ def fetch_adjacencies(
     *,
     client: Any = None,
     progress: bool | None = None,
+    confidence: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Connections between sets of neurons, per ROI (neuPrint's ``fetch_adjacencies``).
 
@@ -216,6 +217,11 @@ def fetch_adjacencies(
     progress
         Show a progress bar for whole-table scans (``None``: the dask config
         ``connectome_dask.progress``).
+    confidence
+        Count only synapse rows whose confidence is strictly greater
+        (``None``: every stored row). :func:`connectome_dask.neuprint.fetch_adjacencies`
+        passes the store's default confidence, so its weights agree with the
+        synapse queries' default :class:`SynapseCriteria`, as in neuPrint.
 
     Returns
     -------
@@ -280,9 +286,9 @@ def fetch_adjacencies(
         pc = pd.DataFrame({"pre": np.zeros(0, np.int32), "post": np.zeros(0, np.int32),
                            "roi": np.zeros(0, np.int16), "weight": np.zeros(0, np.int64)})
     elif "roi_post" in conn.synapse_columns:
-        pc = _index_pair_counts(conn, pre_idx, post_idx, by_roi=True, progress=progress)
+        pc = _index_pair_counts(conn, pre_idx, post_idx, by_roi=True, confidence=confidence, progress=progress)
     else:
-        pc = _index_pair_counts(conn, pre_idx, post_idx, progress=progress)
+        pc = _index_pair_counts(conn, pre_idx, post_idx, confidence=confidence, progress=progress)
         pc["roi"] = np.int16(-1)
     conn_df, totals = _roi_rows(conn, model, pc, include_nonprimary)
     if rois_l:

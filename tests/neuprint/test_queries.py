@@ -253,3 +253,25 @@ def test_fetch_skeleton_formats(small_store, c, tmp_path):
         neuprint.fetch_skeleton(body, format="swc", with_distances=True)
     with pytest.raises(ValueError):
         neuprint.fetch_skeleton("abc")
+
+
+def test_weights_agree_with_default_synapse_confidence(tmp_path):
+    """neuPrint: a connection's weight counts the synapses a default SynapseCriteria() returns."""
+    from tests.conftest import build_small_store
+
+    s = build_small_store(tmp_path / "conf", n_neurons=80, n_synapses=6000, default_confidence=0.5)
+    npc._clients.clear()
+    c = neuprint.Client(s.conn)
+    try:
+        src = s.neurons.bodyId.iloc[:10].tolist()
+        _, w = neuprint.fetch_adjacencies(src, NC(label="Segment"), omit_rois=True)
+        syn = neuprint.fetch_synapse_connections(src, NC(label="Segment"))
+        per_pair = syn.groupby(["bodyId_pre", "bodyId_post"]).size().rename("weight").reset_index()
+        pd.testing.assert_frame_equal(w.reset_index(drop=True), per_pair, check_dtype=False)
+        # and the rule in pandas: rows with confidence > 0.5
+        raw = s.synapses[s.synapses.bodyId_pre.isin(src) & (s.synapses.confidence > 0.5)]
+        ref = raw.groupby(["bodyId_pre", "bodyId_post"]).size().rename("weight").reset_index()
+        pd.testing.assert_frame_equal(w.reset_index(drop=True), ref, check_dtype=False)
+    finally:
+        del c
+        npc._clients.clear()
