@@ -62,10 +62,33 @@ def _default_threshold(conn: Any) -> float | None:
     return SynapseCriteria().threshold(conn)
 
 
+_LOCATION_COLS = ("somaLocation", "tosomaLocation", "rootLocation")
+
+
+def _as_point(v: Any) -> Any:
+    """A location as neuprint-python gives it: ``[x, y, z]`` (a list), ``None`` when missing."""
+    if v is None or (np.isscalar(v) and pd.isna(v)):
+        return None
+    if isinstance(v, str):
+        parts = [p for p in v.strip("[]() ").replace(";", ",").replace(" ", ",").split(",") if p]
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            return v
+        return [int(x) if float(x).is_integer() else x for x in nums]
+    if isinstance(v, dict):
+        return list(v.get("coordinates", v.values()))
+    return list(np.asarray(v).tolist())
+
+
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
-    """String and nullable columns as neuprint-python returns them (object, numpy dtypes)."""
+    """String and nullable columns as neuprint-python returns them (object, numpy dtypes);
+    locations (``somaLocation``...) as ``[x, y, z]`` lists."""
     out = df.copy()
     for c in out.columns:
+        if c in _LOCATION_COLS:
+            out[c] = pd.Series([_as_point(v) for v in out[c]], index=out.index, dtype=object)
+            continue
         dt = out[c].dtype
         if isinstance(dt, pd.StringDtype) or (pd.api.types.is_string_dtype(dt) and dt != np.dtype(object)):
             out[c] = out[c].astype(object).where(out[c].notna(), None)

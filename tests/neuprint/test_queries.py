@@ -275,3 +275,19 @@ def test_weights_agree_with_default_synapse_confidence(tmp_path):
     finally:
         del c
         npc._clients.clear()
+
+
+def test_soma_location_is_a_list(tmp_path):
+    import connectome_dask as cd
+
+    neurons = pd.DataFrame({"bodyId": [10, 20, 30], "type": ["A", "B", None],
+                            "somaLocation": ["3844,14565,15568", None, "[1, 2, 3]"]})
+    syn = pd.DataFrame({"pre": np.array([0, 2, 0], np.int32), "post": np.array([1, 1, 2], np.int32)})
+    conn = cd.write_store(tmp_path / "soma", neurons, syn, {"name": "soma"})
+    n, _ = neuprint.fetch_neurons(NC(label="Segment"), client=conn)
+    assert n["somaLocation"].tolist() == [[3844, 14565, 15568], None, [1, 2, 3]]
+    with_soma, _ = neuprint.fetch_neurons(NC(somaLocation=neuprint.NotNull, label="Segment"), client=conn)
+    assert with_soma.bodyId.tolist() == [10, 30]
+    # the Neuron label: a type, or a soma (here body 30 has neither type nor >= 2 T-bars... but a soma)
+    default, _ = neuprint.fetch_neurons(client=conn)
+    assert default.bodyId.tolist() == [10, 20, 30]
