@@ -327,6 +327,9 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--name", default=None, help="dataset name for meta.json")
     parser.add_argument("--version", dest="dataset_version", default=None, help="dataset version")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--kind", default="auto", choices=("auto", "synapses", "connections"),
+                        help="store kind: synapse rows, or weighted connections (a release's connection "
+                             "files); auto: synapse files when the release has them")
     return parser
 
 
@@ -376,6 +379,7 @@ def run_ingest(args: argparse.Namespace) -> Connectome:
         batch_rows=args.batch_rows,
         bucket_rows=args.bucket_rows,
         progress=not args.no_progress,
+        kind=getattr(args, "kind", "auto"),
     )
 
 

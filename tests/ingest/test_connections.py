@@ -225,3 +225,28 @@ def test_generic_connection_table_and_chunk_size_invariance(tmp_path, syn):
                                   pair_counts(b, by_roi=True, progress=False))
     assert a.total_weight == len(syn)
     assert json.loads(json.dumps(a.meta["extra"]["ingest"]["columns"]))["weight"] == "n"
+
+
+def test_cli_kind_picks_the_connection_files_of_a_release(tmp_path, syn):
+    import argparse
+
+    from connectome_dask.cli import add_ingest_arguments, run_ingest
+
+    rel = R.write_flywire(syn, tmp_path / "rel")
+    R.write_flywire_connections(syn, rel)  # both levels in one folder
+    parse = add_ingest_arguments(argparse.ArgumentParser()).parse_args
+    a = run_ingest(parse([str(rel), str(tmp_path / "a"), "--no-progress"]))
+    b = run_ingest(parse([str(rel), str(tmp_path / "b"), "--kind", "connections", "--no-progress"]))
+    assert (a.kind, a.n_synapses) == ("synapses", len(syn))
+    assert (b.kind, b.total_weight) == ("connections", len(syn))
+    assert b.meta["extra"]["ingest"]["release"]["synapses"][0].endswith("proofread_connections_783.feather")
+
+
+def test_fetch_synapses_on_a_connection_store_names_the_kind(stores):
+    from connectome_dask.queries import fetch_synapses
+
+    conn = stores["neuprint-compact"]
+    with pytest.raises(StoreError, match=r"fetch_synapses needs synapse positions, but .* is a connection-level"):
+        conn.require_synapses("fetch_synapses")  # what the query should call first
+    with pytest.raises(ValueError, match="no synapse positions"):  # today: query/neuprint.py's own check
+        fetch_synapses(conn.neurons["bodyId"].iloc[:1].tolist(), client=conn, progress=False)
