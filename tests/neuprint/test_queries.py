@@ -291,3 +291,14 @@ def test_soma_location_is_a_list(tmp_path):
     # the Neuron label: a type, or a soma (here body 30 has neither type nor >= 2 T-bars... but a soma)
     default, _ = neuprint.fetch_neurons(client=conn)
     assert default.bodyId.tolist() == [10, 20, 30]
+
+
+def test_status_with_none_and_type_is_anded(small_store, c):
+    """NC(status=['Traced', None], type='EPG'): (status Traced or missing) AND type EPG.
+
+    neuprint-python's Cypher for this lacks parentheses (``n.status in [...] OR n.status IS NULL AND
+    n.type = 'EPG'``) and so returns every Traced body; we do the documented intent."""
+    raw = _raw_neurons(small_store)
+    n, _ = neuprint.fetch_neurons(NC(status=["Traced", None], type="EPG"))
+    ref = raw[(raw.label == "Neuron") & (raw.status.isna() | (raw.status == "Traced")) & (raw.type == "EPG")]
+    assert sorted(n.bodyId) == sorted(ref.bodyId) and len(ref) > 0
