@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,7 +34,12 @@ from ..query import neuprint as _q
 from ..rois.hierarchy import fetch_roi_hierarchy as _roi_hierarchy_dict
 from ..rois.model import RoiModel
 from .client import Client, _bind_methods, connectome_of, inject_client
-from .neuroncriteria import NeuronCriteria, SegmentCriteria, copy_as_neuroncriteria
+from .neuroncriteria import (
+    NeuronCriteria,
+    NeuronCriteriaError,
+    SegmentCriteria,
+    copy_as_neuroncriteria,
+)
 from .utils import ensure_list, merge_neuron_properties
 
 __all__ = [
@@ -55,6 +61,29 @@ CORE_NEURON_COLS = ["bodyId", "instance", "type", "pre", "post", "downstream", "
 
 def _nc(obj: Any) -> NeuronCriteria:
     return copy_as_neuroncriteria(obj)
+
+
+#: neuprint-python's connection weight properties; a store has ``weight`` only
+WEIGHT_PROPERTIES = ["weight", "weightHP", "weightAxonAxon", "weightAxonDendrite", "weightDendriteDendrite",
+                     "weightDendriteAxon"]
+
+
+def _check_weight_props(weight_props: Any) -> None:
+    """neuprint-python's ``weight_props`` check; the properties a store does not have are omitted
+    with a warning (none for ``'all'``), as neuprint-python omits the polarity weights."""
+    if weight_props is None:
+        return
+    if weight_props == "all":
+        return
+    props = [weight_props] if isinstance(weight_props, str) else list(weight_props)
+    bad = set(props) - set(WEIGHT_PROPERTIES)
+    if bad:
+        raise NeuronCriteriaError(f"Unrecognized weight_props: {bad}. Valid options are {WEIGHT_PROPERTIES}")
+    missing = sorted(set(props) - {"weight"})
+    if missing:
+        warnings.warn(f"A local store has one weight per connection ('weight'), so the following "
+                      f"weight_props aren't available and will be omitted: {missing}", UserWarning,
+                      stacklevel=3)
 
 
 def _default_threshold(conn: Any) -> float | None:
@@ -452,8 +481,8 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
     properties
         Neuron columns for ``neuron_df``.
     weight_props
-        Accepted; the store has one weight per connection (``weight``), so
-        only ``'all'``, ``None`` or ``['weight']`` have an effect-free meaning.
+        ``'all'``, ``None`` or names of neuprint-python's weight properties;
+        a store has ``weight`` only: others are omitted with a warning.
     omit_rois
         ``conn_df`` with one row per pair (``bodyId_pre, bodyId_post,
         weight``), no ``roi`` column.
@@ -467,6 +496,11 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
 
     Raises
     ------
+    ValueError
+        ``omit_rois`` with ``rois``, ``min_roi_weight`` or ``include_nonprimary``.
+    NeuronCriteriaError
+        A side's criteria match no neuron (as neuprint-python: also a
+        ``RuntimeError``), or an unknown ``weight_props`` name.
     connectome_dask.errors.CriteriaError
         Bad criteria, ROIs or thresholds.
 
@@ -476,12 +510,28 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
     >>> c.columns.tolist()
     ['bodyId_pre', 'bodyId_post', 'weight']
     """
+    if omit_rois:
+        if ensure_list(rois):
+            raise ValueError("Can't filter by rois when omit_rois=True: "
+                             "per-ROI weights are required to filter connections by ROI.")
+        if min_roi_weight > 1:
+            raise ValueError("Can't use min_roi_weight when omit_rois=True. Use min_total_weight instead.")
+        if include_nonprimary:
+            raise ValueError("include_nonprimary has no meaning when omit_rois=True.")
+    _check_weight_props(weight_props)
     conn = connectome_of(client)
+    src, tgt = _nc(sources), _nc(targets)
+    for nc, side in ((src, "source"), (tgt, "target")):
+        if not nc.is_everything and len(nc.indices(conn)) == 0:
+            raise NeuronCriteriaError(f"No neurons match your {side} criteria")
     neuron_df, conn_df = _q.fetch_adjacencies(
-        _nc(sources), _nc(targets), ensure_list(rois) or None, min_roi_weight, min_total_weight,
+        src, tgt, ensure_list(rois) or None, min_roi_weight, min_total_weight,
         include_nonprimary, None, list(ensure_list(properties)), client=conn,
         confidence=_default_threshold(conn))
     neuron_df = _plain(neuron_df)
+    if len(conn_df) == 0:  # neuprint-python's empty result
+        neuron_df = pd.DataFrame({"bodyId": np.zeros(0, np.int64), "instance": pd.Series([], dtype=object),
+                                  "type": pd.Series([], dtype=object)})
     if omit_rois:
         conn_df = _pair_weights(conn_df)
     if export_dir is not None:
@@ -543,7 +593,7 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     properties
         Neuron columns appended as ``<p>_pre`` / ``<p>_post``.
     weight_props
-        Accepted (one weight per connection in a store).
+        As :func:`fetch_adjacencies`.
     client
         The client.
 
@@ -557,7 +607,8 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     Raises
     ------
     connectome_dask.errors.CriteriaError
-        Neither criteria given, or bad criteria / ROIs.
+        Neither criteria given, or bad criteria / ROIs; an unknown
+        ``weight_props`` name (:class:`NeuronCriteriaError`, an ``AssertionError``).
 
     Examples
     --------
@@ -567,6 +618,7 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     """
     if upstream_criteria is None and downstream_criteria is None:
         raise CriteriaError("Must provide either upstream_criteria or downstream_criteria (or both).")
+    _check_weight_props(weight_props)
     conn = connectome_of(client)
     rois_l = ensure_list(rois)
     props = list(ensure_list(properties))
@@ -588,7 +640,13 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
     tot = tot.sort_values(["weight", "bodyId_pre", "bodyId_post"], ascending=[False, True, True],
                           ignore_index=True)
     if props:
-        tot = merge_neuron_properties(_plain(conn.neurons), tot, props)
+        table = _plain(conn.neurons)
+        if "roiInfo" in props:
+            bodies = sorted(set(tot["bodyId_pre"]) | set(tot["bodyId_post"]))
+            info = fetch_neurons(NeuronCriteria(bodyId=bodies, label="Segment"), client=client)[0] if bodies \
+                else pd.DataFrame({"bodyId": [], "roiInfo": []})
+            table = table.merge(info[["bodyId", "roiInfo"]], "left", on="bodyId")
+        tot = merge_neuron_properties(table, tot, props)
         order = ["bodyId_pre", "bodyId_post", "weight"]
         for p in props:
             order += [f"{p}_pre", f"{p}_post"]
