@@ -47,6 +47,7 @@ np.float64(3.0)
 
 from __future__ import annotations
 
+from ..errors import ConnectomeDaskError
 from ..matrix import common as _mcommon
 from . import queries
 from .queries import (
@@ -111,7 +112,7 @@ def set_scale(x: float, y: float, z: float) -> tuple[float, float, float]:
     global SCALE, SCALE_X, SCALE_Y, SCALE_Z
     new = (float(x), float(y), float(z))
     if not all(v > 0 for v in new):
-        raise ValueError(f"scale must be positive numbers, got {(x, y, z)!r}")
+        raise ConnectomeDaskError(f"scale must be positive numbers, got {(x, y, z)!r}")
     old = _mcommon.DEFAULT_VOXEL_SIZE
     _mcommon.DEFAULT_VOXEL_SIZE = new
     SCALE = new

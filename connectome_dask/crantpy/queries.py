@@ -389,7 +389,7 @@ def attach_synapses(
     from scipy.spatial import cKDTree
 
     if not pre and not post:
-        raise ValueError("`pre` and `post` cannot both be False")
+        raise ConnectomeDaskError("`pre` and `post` cannot both be False")
     many = not hasattr(neurons, "nodes")
     items = list(neurons) if many and not isinstance(neurons, str | bytes) else [neurons]
     for n in items:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import ConnectomeDaskError
 from ..labels import is_missing, natural_type_order, str_array, str_value
 from .common import _log, _require_columns
 
@@ -227,7 +228,7 @@ def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: st
     """Validate constructor parts (IDs, type boundaries, neuron -> type) of one axis and build it."""
     ids = [str_value(i) for i in ordered]
     if any(is_missing(i) for i in ordered):
-        raise ValueError(f"{axis_name} contains null neuron IDs")
+        raise ConnectomeDaskError(f"{axis_name} contains null neuron IDs")
     seen: set[str] = set()
     dups = []  # every repeated occurrence, in order
     for i in ids:
@@ -235,27 +236,27 @@ def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: st
             dups.append(i)
         seen.add(i)
     if dups:
-        raise ValueError(f"{axis_name} contains duplicate neuron IDs: {dups[:10]}")
+        raise ConnectomeDaskError(f"{axis_name} contains duplicate neuron IDs: {dups[:10]}")
     n2t: dict[str, Any] = {
         str_value(k): (v if is_missing(v) else str_value(v)) for k, v in neuron_to_type.items() if not is_missing(k)
     }
     extra = sorted(set(n2t) - set(ids))
     if extra:
-        raise ValueError(f"neuron_to_type contains neurons not present in {axis_name}: {extra[:10]}")
+        raise ConnectomeDaskError(f"neuron_to_type contains neurons not present in {axis_name}: {extra[:10]}")
     b = {str_value(k): (int(s), int(e)) for k, (s, e) in boundaries.items()}
     expected = 0
     for name, (s, e) in b.items():
         if s != expected:
-            raise ValueError("type_boundaries must be contiguous, non-overlapping, and start at 0")
+            raise ConnectomeDaskError("type_boundaries must be contiguous, non-overlapping, and start at 0")
         if e > len(ids) or e <= s:
-            raise ValueError(f"type boundary {name!r} has invalid slice ({s}, {e})")
+            raise ConnectomeDaskError(f"type boundary {name!r} has invalid slice ({s}, {e})")
         bad = [i for i in ids[s:e] if str(n2t.get(i)) != name]  # crantpy compares str(type): None in "None"
         if bad:
-            raise ValueError(f"type boundary {name!r} does not match neuron_to_type for neurons {bad[:10]}")
+            raise ConnectomeDaskError(f"type boundary {name!r} does not match neuron_to_type for neurons {bad[:10]}")
         expected = e
     after = [i for i in ids[expected:] if not is_missing(n2t.get(i))]
     if after:
-        raise ValueError("annotated neurons must appear within type_boundaries before any unassigned neurons")
+        raise ConnectomeDaskError("annotated neurons must appear within type_boundaries before any unassigned neurons")
     types = np.empty(len(ids), dtype=object)
     types[:] = None
     for k in range(expected):

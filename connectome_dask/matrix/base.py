@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import ConnectomeDaskError
 from .axes import _Axis
 from .common import _LEVELS, _check_dense
 from .layout import _is_matrix_dir, _write_matrix
@@ -190,7 +191,7 @@ class _NestedBase:
         import xarray as xr
 
         if level not in _LEVELS:
-            raise ValueError(f"level must be one of {list(_LEVELS)}, got {level!r}")
+            raise ConnectomeDaskError(f"level must be one of {list(_LEVELS)}, got {level!r}")
         attrs = dict(self._attrs)
         attrs.update(kind=type(self).__name__, level=level, relative=bool(relative))
         if level == "neuron":
@@ -305,11 +306,11 @@ class _NestedBase:
         from ..plotting import plot_nested
 
         if level not in _LEVELS:
-            raise ValueError(f"level must be one of {list(_LEVELS)}, got {level!r}")
+            raise ConnectomeDaskError(f"level must be one of {list(_LEVELS)}, got {level!r}")
         if linewidth_scale <= 0:
-            raise ValueError(f"linewidth_scale must be positive, got {linewidth_scale!r}")
+            raise ConnectomeDaskError(f"linewidth_scale must be positive, got {linewidth_scale!r}")
         if not 0 <= vmin_percentile <= vmax_percentile <= 100:
-            raise ValueError("need 0 <= vmin_percentile <= vmax_percentile <= 100")
+            raise ConnectomeDaskError("need 0 <= vmin_percentile <= vmax_percentile <= 100")
         square = self._square
         if level == "neuron":
             data: Any = self._data
@@ -329,7 +330,7 @@ class _NestedBase:
             rlab, clab = list(rb), list(cb)
             cbar = "Total Weight" if level == "type_sum" else "Mean Weight"
         if data.shape[0] == 0 or data.shape[1] == 0:
-            raise ValueError(f"cannot plot an empty matrix (shape {data.shape})")
+            raise ConnectomeDaskError(f"cannot plot an empty matrix (shape {data.shape})")
         return plot_nested(
             data,
             rb,

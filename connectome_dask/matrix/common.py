@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..aggregate import check_dense
+from ..errors import ConnectomeDaskError, UnknownColumnError
 
 __all__ = ["DEFAULT_VOXEL_SIZE", "AnnotationScope", "NormalizationScope", "WeightMode"]
 
@@ -40,16 +41,16 @@ def _check_dense(nrows: int, ncols: int, what: str, hint: str) -> None:
 def _validate_common(weight_mode: str | None, weight_column: str | None, annotation_scope: str) -> None:
     """Check ``weight_mode`` / ``weight_column`` / ``annotation_scope`` as crantpy does (``ValueError``)."""
     if annotation_scope not in _SCOPES:
-        raise ValueError(f"annotation_scope must be one of {list(_SCOPES)}, got {annotation_scope!r}")
+        raise ConnectomeDaskError(f"annotation_scope must be one of {list(_SCOPES)}, got {annotation_scope!r}")
     if weight_mode is None:
         return
     if weight_mode not in _WEIGHT_MODES:
-        raise ValueError(f"weight_mode must be one of {list(_WEIGHT_MODES)}, got {weight_mode!r}")
+        raise ConnectomeDaskError(f"weight_mode must be one of {list(_WEIGHT_MODES)}, got {weight_mode!r}")
     if weight_mode == "column":
         if not weight_column:
-            raise ValueError("weight_column must be provided when weight_mode='column'")
+            raise ConnectomeDaskError("weight_column must be provided when weight_mode='column'")
     elif weight_column is not None:
-        raise ValueError("weight_column can only be provided when weight_mode='column'")
+        raise ConnectomeDaskError("weight_column can only be provided when weight_mode='column'")
 
 
 def _materialize(values: Any) -> Any:
@@ -83,7 +84,7 @@ def _require_columns(df: Any, cols: Iterable[str], what: str) -> None:
     """Raise ``KeyError`` naming the columns of ``cols`` that ``df`` lacks."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise KeyError(f"{what} has no column(s) {missing}; available: {list(df.columns)[:20]}")
+        raise UnknownColumnError(f"{what} has no column(s) {missing}; available: {list(df.columns)[:20]}")
 
 
 def _provenance(source: Any, **kw: Any) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import ConnectomeDaskError
 from ..labels import str_value
 from .axes import _Annotations, _Axis, _check_axis_parts
 from .base import _build_matrix, _NestedBase
@@ -86,14 +87,14 @@ class NestedMatrix(_NestedBase):
     ) -> None:
         ordered = list(ordered_neurons)
         if matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"matrix must be square, got shape {matrix.shape}")
+            raise ConnectomeDaskError(f"matrix must be square, got shape {matrix.shape}")
         axis = _check_axis_parts(matrix, ordered, type_boundaries, neuron_to_type, "ordered_neurons")
         idx = [str_value(i) for i in matrix.index]
         cols = [str_value(i) for i in matrix.columns]
         if idx != cols:
-            raise ValueError("matrix index and columns must match exactly")
+            raise ConnectomeDaskError("matrix index and columns must match exactly")
         if idx != list(axis.ids):
-            raise ValueError("matrix axes must match ordered_neurons exactly")
+            raise ConnectomeDaskError("matrix axes must match ordered_neurons exactly")
         data = sp.csr_matrix(matrix.to_numpy(dtype=np.float64, na_value=0.0)) if len(idx) else sp.csr_matrix((0, 0))
         self._init_parts(data, axis, axis, {"source": "constructor"})
 
@@ -225,7 +226,7 @@ class NestedMatrix(_NestedBase):
             )
         _validate_common(None, None, annotation_scope)
         if neuron_annotations is None:
-            raise ValueError("neuron_annotations is required for pandas input")
+            raise ConnectomeDaskError("neuron_annotations is required for pandas input")
         ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
         pairs = _pairs_from_connectivity(connections_df)
         attrs = _provenance(
@@ -422,7 +423,7 @@ class NestedMatrix(_NestedBase):
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if coordinates not in ("nm", "pixels"):
-            raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
+            raise ConnectomeDaskError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
         type_order, neuropil_names = _materialize(type_order), _materialize(neuropil_names)
         groups = _neuropil_groups(
             synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
@@ -493,9 +494,9 @@ class DirectedNestedMatrix(_NestedBase):
         src = _check_axis_parts(matrix, list(source_neurons), source_type_boundaries or {}, source_neuron_to_type or {}, "source_neurons")
         tgt = _check_axis_parts(matrix, list(target_neurons), target_type_boundaries or {}, target_neuron_to_type or {}, "target_neurons")
         if [str_value(i) for i in matrix.index] != list(src.ids):
-            raise ValueError("matrix index must match source_neurons exactly")
+            raise ConnectomeDaskError("matrix index must match source_neurons exactly")
         if [str_value(i) for i in matrix.columns] != list(tgt.ids):
-            raise ValueError("matrix columns must match target_neurons exactly")
+            raise ConnectomeDaskError("matrix columns must match target_neurons exactly")
         self._init_parts(sp.csr_matrix(matrix.to_numpy(dtype=np.float64, na_value=0.0)), src, tgt, {"source": "constructor"})
 
     @classmethod
@@ -686,7 +687,7 @@ class DirectedNestedMatrix(_NestedBase):
             )  # fmt: skip
         _validate_common(None, None, annotation_scope)
         if neuron_annotations is None:
-            raise ValueError("neuron_annotations is required for pandas input")
+            raise ConnectomeDaskError("neuron_annotations is required for pandas input")
         ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
         pairs = _pairs_from_connectivity(connections_df)
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
@@ -764,7 +765,7 @@ class DirectedNestedMatrix(_NestedBase):
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if normalization_scope not in _NORM_SCOPES:
-            raise ValueError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
+            raise ConnectomeDaskError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
         rows, ann = _synapse_rows(
             synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
@@ -852,9 +853,9 @@ class DirectedNestedMatrix(_NestedBase):
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         if normalization_scope not in _NORM_SCOPES:
-            raise ValueError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
+            raise ConnectomeDaskError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
         if coordinates not in ("nm", "pixels"):
-            raise ValueError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
+            raise ConnectomeDaskError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
         neuropil_names = _materialize(neuropil_names)
         groups = _neuropil_groups(

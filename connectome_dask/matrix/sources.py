@@ -8,6 +8,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import pandas as pd
 
+from ..errors import ConnectomeDaskError
 from ..labels import str_array
 from . import common as _common
 from .axes import _Annotations
@@ -186,14 +187,14 @@ def _weights(df: pd.DataFrame, weight_mode: str, weight_column: str | None) -> n
         col = df[weight_column]
         bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
         example = f"; e.g. row {bad.index[0]!r}: {bad.iloc[0]!r}" if len(bad) else ""
-        raise ValueError(f"Connectivity weight column {weight_column!r} must be numeric{example}") from None
+        raise ConnectomeDaskError(f"Connectivity weight column {weight_column!r} must be numeric{example}") from None
 
 
 def _check_synapse_columns(df: Any, pre_col: str, post_col: str, weight_mode: str, weight_column: str | None) -> None:
     """crantpy's errors: ``KeyError`` for a missing ID column, ``ValueError`` for a missing ``weight_column``."""
     _require_columns(df, [pre_col, post_col], "synapses")
     if weight_mode == "column" and weight_column not in df.columns:
-        raise ValueError(
+        raise ConnectomeDaskError(
             f"weight_column {weight_column!r} not found in synapses_df; available: {list(df.columns)[:20]}"
         )
 
@@ -285,7 +286,7 @@ class _DaskRows:
         if weight_mode == "column":
             dtype = ddf[weight_column].dtype
             if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-                raise ValueError(f"Connectivity weight column {weight_column!r} must be numeric (dtype {dtype})")
+                raise ConnectomeDaskError(f"Connectivity weight column {weight_column!r} must be numeric (dtype {dtype})")
         idcol = "id" if (weight_mode != "column" and "id" in ddf.columns) else None
         wcol = weight_column if weight_mode == "column" else None
         ann_ids = np.asarray(ann.ids, dtype=object) if scope == "annotated_only" else None
@@ -389,7 +390,7 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
     ]
     matches = [f for f in formats if set(f[0]) <= cols]
     if len(matches) > 1:
-        raise ValueError(
+        raise ConnectomeDaskError(
             "Ambiguous edge-list format: columns match multiple formats "
             f"{[list(f[0]) for f in matches]}. Rename or drop columns so only one format matches."
         )
@@ -403,7 +404,7 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
                 w = pd.to_numeric(df[wcol], errors="raise").to_numpy(dtype=np.float64, na_value=0.0)
             except (TypeError, ValueError):
                 bad = df[wcol][pd.to_numeric(df[wcol], errors="coerce").isna() & df[wcol].notna()]
-                raise ValueError(
+                raise ConnectomeDaskError(
                     f"connectivity weight column {wcol!r} must be numeric; e.g. row {bad.index[0]!r}: {bad.iloc[0]!r}"
                 ) from None
         src, tgt, universe, uint = _encode_pair_ids(df[a], df[b])
@@ -416,7 +417,7 @@ def _pairs_from_connectivity(df: pd.DataFrame) -> _Pairs:
         vals = df.fillna(0).astype(float).to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         nonnum = [c for c in df.columns if pd.to_numeric(df[c].dropna(), errors="coerce").isna().any()]
-        raise ValueError(
+        raise ConnectomeDaskError(
             "connections_df is neither an edge list (columns pre/post[/weight], source/target[/weight|n_syn] "
             "or type.from/type.to[/weight]) nor an adjacency matrix of numbers: non-numeric column(s) "
             f"{nonnum[:5]}"
@@ -487,18 +488,18 @@ def _synapse_rows(
 ) -> tuple[_Rows | _DaskRows | _PairRows, _Annotations]:  # fmt: skip
     """The scoped synapse rows (pandas, dask or a store's pairs) and the resolved annotations."""
     if int(min_weight) < 1:
-        raise ValueError(f"min_weight must be >= 1, got {min_weight!r}")
+        raise ConnectomeDaskError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
         if weight_mode == "column":
-            raise ValueError("weight_mode='column' is not available for a Connectome (synapse counts only)")
+            raise ConnectomeDaskError("weight_mode='column' is not available for a Connectome (synapse counts only)")
         df, idc, tyc = _store_annotations(source, neuron_annotations, neuron_id_column, cell_type_column)
         ann = _Annotations(df, idc, tyc)
         pairs, _ = _pairs_from_store(source, ann, scope, confidence=confidence, min_weight=1, progress=progress)
         return _PairRows(pairs), ann
     if confidence is not None:
-        raise ValueError("confidence= applies to a Connectome only; filter the synapse table instead")
+        raise ConnectomeDaskError("confidence= applies to a Connectome only; filter the synapse table instead")
     if neuron_annotations is None:
-        raise ValueError("neuron_annotations is required for DataFrame input")
+        raise ConnectomeDaskError("neuron_annotations is required for DataFrame input")
     ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
     rows: _Rows | _DaskRows
     if _is_dask_frame(source):
@@ -521,18 +522,18 @@ def _positions(df: pd.DataFrame, position_column) -> np.ndarray:
     else:
         cols = list(position_column)
         if len(cols) != 3:
-            raise ValueError(f"position_column must be one column of [x, y, z] or three column names, got {cols}")
+            raise ConnectomeDaskError(f"position_column must be one column of [x, y, z] or three column names, got {cols}")
         _require_columns(df, cols, "synapses")
         pos = df[cols].to_numpy(dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"positions in {position_column!r} must be [x, y, z] triples, got shape {pos.shape}")
+        raise ConnectomeDaskError(f"positions in {position_column!r} must be [x, y, z] triples, got shape {pos.shape}")
     return pos
 
 
 def _load_roiset(rois, voxel_size):
     """``rois`` as a :class:`~connectome_dask.rois.RoiSet` (a RoiSet, or a folder of meshes)."""
     if rois is None:
-        raise ValueError("rois= (a connectome_dask.rois.RoiSet or a folder of meshes) is required for DataFrame input")
+        raise ConnectomeDaskError("rois= (a connectome_dask.rois.RoiSet or a folder of meshes) is required for DataFrame input")
     if (hasattr(rois, "contains") or hasattr(rois, "assign")) and hasattr(rois, "names"):
         return rois
     from ..rois import RoiSet
@@ -554,14 +555,14 @@ def _neuropil_groups(
     subtree in the store's hierarchy.
     """
     if int(min_weight) < 1:
-        raise ValueError(f"min_weight must be >= 1, got {min_weight!r}")
+        raise ConnectomeDaskError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
         from ..rois.model import RoiModel
 
         if weight_mode == "column":
-            raise ValueError("weight_mode='column' is not available for a Connectome (synapse counts only)")
+            raise ConnectomeDaskError("weight_mode='column' is not available for a Connectome (synapse counts only)")
         if "roi_post" not in source.synapse_columns or not source.roi_names:
-            raise ValueError(
+            raise ConnectomeDaskError(
                 f"store {source.path} has no ROI codes (roi_post); run conn.assign_rois(...) first"
             )
         model = RoiModel.of(source)
@@ -586,9 +587,9 @@ def _neuropil_groups(
                 out.append(("other", _PairRows(_merged(pairs.subset(keep))), ann))
         return out
     if confidence is not None:
-        raise ValueError("confidence= applies to a Connectome only; filter the synapse table instead")
+        raise ConnectomeDaskError("confidence= applies to a Connectome only; filter the synapse table instead")
     if neuron_annotations is None:
-        raise ValueError("neuron_annotations is required for DataFrame input")
+        raise ConnectomeDaskError("neuron_annotations is required for DataFrame input")
     if _is_dask_frame(source):
         raise TypeError(
             "from_synapses_by_neuropil takes a pandas DataFrame or a Connectome; ingest dask tables into a "
@@ -628,7 +629,7 @@ def _neuropil_groups(
     for n in wanted:
         m = np.asarray(roiset.contains(pos, n) if assigned is None else assigned == names.index(n), dtype=bool)
         if m.shape != (len(df),):
-            raise ValueError(f"RoiSet.contains returned shape {m.shape}, expected ({len(df)},)")
+            raise ConnectomeDaskError(f"RoiSet.contains returned shape {m.shape}, expected ({len(df)},)")
         _log.info("Neuropil %s contains %d synapse(s)", n, int(m.sum()))
         any_in |= m
         masks.append((n, m))
@@ -659,5 +660,5 @@ def _check_neuropils(neuropil_names, available: Sequence[str]) -> list[str]:
         neuropil_names = [neuropil_names]
     bad = [n for n in neuropil_names if n not in available]
     if bad:
-        raise ValueError(f"Invalid neuropil name(s): {bad}. Available: {list(available)}")
+        raise ConnectomeDaskError(f"Invalid neuropil name(s): {bad}. Available: {list(available)}")
     return list(dict.fromkeys(neuropil_names))

@@ -191,8 +191,16 @@ def test_8_crantpys_colormap_and_type_level_block_and_grid_lines():
 def test_9_errors_and_accepted_inputs_as_crantpy():
     ann = pd.DataFrame({"root_id": [1, 2], "cell_type": ["A", "B"]})
     syn = syn_df([(1, 2)])
-    with pytest.raises(ValueError, match="weight_column 'w' not found"):
+    from connectome_dask.errors import ConnectomeDaskError, UnknownColumnError
+
+    with pytest.raises(ValueError, match="weight_column 'w' not found") as e:
         NestedMatrix.from_synapses(syn, ann, weight_mode="column", weight_column="w")
+    assert isinstance(e.value, ConnectomeDaskError)
+    with pytest.raises(KeyError) as k:  # crantpy: a missing ID column is a KeyError
+        NestedMatrix.from_synapses(syn, ann, pre_col="nope")
+    assert isinstance(k.value, UnknownColumnError)
+    with pytest.raises(ValueError, match="weight_mode"):
+        NestedMatrix.from_synapses(syn, ann, weight_mode="sum")
     # numeric strings and object columns in an adjacency matrix are numbers
     adj = pd.DataFrame({1: ["0", "3"], 2: ["5", None]}, index=[1, 2], dtype=object)
     m = NestedMatrix.from_connectivity(adj, ann)
