@@ -363,16 +363,19 @@ class NestedMatrix(_NestedBase):
         """One nested matrix per neuropil (ROI), as a :class:`NeuropilCollection`.
 
         With a Connectome the ROI codes already in the store are used (the
-        connection's ROI is the postsynaptic site's ``roi_post``); pandas
-        frames are assigned to ROIs by mesh containment with ``rois`` (a
+        connection's ROI is the postsynaptic site's ``roi_post``; a listed
+        ROI counts every code of its subtree); pandas and dask frames are
+        tested against the meshes of ``rois`` (a
         :class:`connectome_dask.rois.RoiSet` or a folder for
-        ``RoiSet.from_directory``). Weighting, scope and ordering follow
-        :meth:`from_synapses` within each neuropil.
+        ``RoiSet.from_directory``), partition by partition for dask. As
+        crantpy, a synapse counts in every listed neuropil containing it, and
+        in ``"other"`` when it is in none of them. Weighting, scope and
+        ordering follow :meth:`from_synapses` within each neuropil.
 
         Parameters
         ----------
         synapses_df
-            One row per synapse (pandas, with positions), or a
+            One row per synapse (pandas or dask, with positions), or a
             :class:`~connectome_dask.store.Connectome` with ROIs assigned.
         neuron_annotations
             Annotation table; optional for a Connectome.
@@ -409,7 +412,7 @@ class NestedMatrix(_NestedBase):
             ``weight_column``, malformed positions, or a store without
             ROI codes.
         TypeError
-            ``synapses_df`` is neither a pandas DataFrame nor a Connectome.
+            ``synapses_df`` is neither a pandas / dask DataFrame nor a Connectome.
         KeyError
             A named column is missing.
 

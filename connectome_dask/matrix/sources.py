@@ -545,7 +545,7 @@ def _neuropil_groups(
     source, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
     weight_mode, weight_column, cell_type_column, neuron_id_column, scope, include_other,
     voxel_offset, rois, voxel_size, confidence, min_weight, progress,
-) -> list[tuple[str, _Rows | _PairRows, _Annotations]]:  # fmt: skip
+) -> list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]]:  # fmt: skip
     """(name, rows, annotations) per listed neuropil with synapses, in the listed order, then "other".
 
     As crantpy: a synapse counts in EVERY listed neuropil that contains it
@@ -573,7 +573,7 @@ def _neuropil_groups(
         pairs, roi = _pairs_from_store(
             source, ann, scope, by_roi=True, confidence=confidence, min_weight=1, progress=progress
         )
-        out: list[tuple[str, _Rows | _PairRows, _Annotations]] = []
+        out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
         listed = np.zeros(0, dtype=np.int64)
         for n in wanted:
             codes = model.codes_for(n)
@@ -591,10 +591,11 @@ def _neuropil_groups(
     if neuron_annotations is None:
         raise ConnectomeDaskError("neuron_annotations is required for DataFrame input")
     if _is_dask_frame(source):
-        raise TypeError(
-            "from_synapses_by_neuropil takes a pandas DataFrame or a Connectome; ingest dask tables into a "
-            "store and run conn.assign_rois(...) for out-of-core ROI matrices"
-        )
+        return _dask_neuropil_groups(
+            source, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
+            weight_mode, weight_column, cell_type_column, neuron_id_column, scope, include_other,
+            voxel_offset, rois, voxel_size, progress,
+        )  # fmt: skip
     if not isinstance(source, pd.DataFrame):
         raise TypeError(f"synapses must be a pandas DataFrame or a Connectome, got {type(source).__name__}")
     _check_synapse_columns(source, pre_col, post_col, weight_mode, weight_column)
@@ -641,6 +642,61 @@ def _neuropil_groups(
             _log.debug("Skipping neuropil %s because it contains no synapses", n)
             continue
         out.append((n, rows.subset(mask[valid]), ann))
+    return out
+
+
+def _partition_positions(part: pd.DataFrame, position_column, coordinates, voxel_offset, scale) -> np.ndarray:
+    """nm positions of one partition's rows (pixels: ``(p + voxel_offset) * scale``)."""
+    pos = _positions(part, position_column)
+    if coordinates == "pixels":
+        if voxel_offset is not None:
+            pos = pos + np.asarray(voxel_offset, dtype=np.float64)
+        pos = pos * np.asarray(scale, dtype=np.float64)
+    return pos
+
+
+def _in_neuropil(part: pd.DataFrame, roiset, names, which, position_column, coordinates, voxel_offset, scale):
+    """The rows of one partition inside neuropil ``names[which]`` (``which=-1``: inside none of ``names``)."""
+    if len(part) == 0:
+        return part
+    pos = _partition_positions(part, position_column, coordinates, voxel_offset, scale)
+    if which >= 0:
+        m = np.asarray(roiset.contains(pos, names[which]), dtype=bool)
+    else:
+        m = np.ones(len(part), dtype=bool)
+        for n in names:
+            m &= ~np.asarray(roiset.contains(pos, n), dtype=bool)
+    return part.loc[m]
+
+
+def _dask_neuropil_groups(
+    ddf, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
+    weight_mode, weight_column, cell_type_column, neuron_id_column, scope, include_other,
+    voxel_offset, rois, voxel_size, progress,
+) -> list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]]:  # fmt: skip
+    """Neuropil groups of a dask synapse table: each partition is tested against the listed meshes.
+
+    One pass per listed neuropil (and one for "other"); within each, the same
+    steps as :class:`_DaskRows` (scope, ``id`` de-duplication across partitions).
+    """
+    from dask import delayed
+
+    _check_synapse_columns(ddf, pre_col, post_col, weight_mode, weight_column)
+    roiset = _load_roiset(rois, voxel_size)
+    names = list(roiset.names)
+    wanted = _check_neuropils(neuropil_names, names)
+    _log.info("Using %d neuropil mask(s): %s", len(wanted), wanted)
+    ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
+    scale = _common.DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size
+    rs = delayed(roiset, traverse=False)  # one copy of the meshes in the graph
+    groups = [(n, k) for k, n in enumerate(wanted)] + ([("other", -1)] if include_other else [])
+    out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
+    for n, k in groups:
+        sub = ddf.map_partitions(_in_neuropil, rs, wanted, k, position_column, coordinates, voxel_offset, scale,
+                                 meta=ddf._meta)
+        rows = _DaskRows(sub, pre_col, post_col, weight_mode, weight_column, ann, scope, progress)
+        if len(rows.present_src):
+            out.append((n, rows, ann))
     return out
 
 

@@ -118,3 +118,46 @@ def test_dataframe_dask_dataframe_and_store_give_the_same_matrix(three_sources, 
         ref.assert_matches(d, dmat, sa[1], ta[1], exact=mode == "count")
         for src in (dd.from_pandas(syn, npartitions=4), *stores):
             _same(cp.DirectedNestedMatrix.from_synapses(src, ann, normalization_scope=norm, **sel, **kw), d)
+
+
+class Bands:
+    """Duck-typed RoiSet with nested / overlapping ROIs by x (nm): A [0, 200), B [100, 300), C [120, 140)."""
+
+    names = ["A", "B", "C"]
+    _bounds = {"A": (0, 200), "B": (100, 300), "C": (120, 140)}
+
+    def contains(self, points, name):
+        lo, hi = self._bounds[name]
+        x = np.asarray(points)[:, 0]
+        return (x >= lo) & (x < hi)
+
+
+@pytest.mark.parametrize("nparts", [1, 4])
+def test_by_neuropil_from_a_dask_dataframe_equals_pandas(nparts):
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(nparts)
+    k = 400
+    syn = pd.DataFrame({PRE: rng.integers(1, 12, k), POST: rng.integers(1, 12, k), "id": rng.integers(0, 300, k),
+                        "px": rng.uniform(0, 45, k), "py": 0.0, "pz": 0.0})
+    ann = pd.DataFrame({"root_id": range(1, 10), "cell_type": ["ER2", "ER10", "Pbt"] * 3})
+    kw = {"neuropil_names": ["C", "A"], "coordinates": "pixels", "position_column": ["px", "py", "pz"],
+          "rois": Bands(), "weight_mode": "count"}
+    ddf = dd.from_pandas(syn, npartitions=nparts, sort=False)
+    a = cp.NestedMatrix.from_synapses_by_neuropil(syn, ann, **kw)
+    b = cp.NestedMatrix.from_synapses_by_neuropil(ddf, ann, **kw)
+    assert list(a) == list(b) == ["C", "A", "other"]
+    for n in a:
+        _same(a[n], b[n])
+    da = cp.DirectedNestedMatrix.from_synapses_by_neuropil(syn, ann, source_types="ER2", **kw)
+    db = cp.DirectedNestedMatrix.from_synapses_by_neuropil(ddf, ann, source_types="ER2", **kw)
+    assert list(da) == list(db)
+    for n in da:
+        _same(da[n], db[n])
+    # the pandas result itself: crantpy's rule on the rows inside each band (pixels * 8 nm)
+    x = syn["px"].to_numpy() * 8.0
+    inside = {n: Bands().contains(np.c_[x, np.zeros((k, 2))], n) for n in ("C", "A")}
+    inside["other"] = ~(inside["C"] | inside["A"])
+    for n, mk in inside.items():
+        mat, bounds, _ = ref.nested(syn[mk], ann, "count")
+        ref.assert_matches(a[n], mat, bounds, exact=True)
