@@ -22,6 +22,7 @@ from .common import (
     WeightMode,
     _is_connectome,
     _is_dask_frame,
+    _log,
     _materialize,
     _provenance,
     _validate_common,
@@ -37,6 +38,14 @@ from .sources import (
 )
 
 __all__ = ["DirectedNestedMatrix", "NestedMatrix"]
+
+
+def _log_build(kind: str, what: str, source: Any, ann: Any, **kw: Any) -> None:
+    """crantpy's INFO line at the start of a build (row counts of pandas inputs only: dask / stores are lazy)."""
+    rows = len(source) if isinstance(source, pd.DataFrame) else "out-of-core"
+    n_ann = len(ann) if isinstance(ann, pd.DataFrame) else "store neuron table"
+    extra = ", ".join(f"{k}={v}" for k, v in kw.items())
+    _log.info("Building %s from %s: input_rows=%s, annotation_rows=%s, %s", kind, what, rows, n_ann, extra)
 
 
 class NestedMatrix(_NestedBase):
@@ -227,6 +236,8 @@ class NestedMatrix(_NestedBase):
         _validate_common(None, None, annotation_scope)
         if neuron_annotations is None:
             raise ConnectomeDaskError("neuron_annotations is required for pandas input")
+        _log_build("NestedMatrix", "connectivity", connections_df, neuron_annotations,
+                   annotation_scope=annotation_scope, type_order=type_order)
         ann = _Annotations(neuron_annotations, neuron_id_column or "root_id", cell_type_column or "cell_type")
         pairs = _pairs_from_connectivity(connections_df)
         attrs = _provenance(
@@ -249,7 +260,9 @@ class NestedMatrix(_NestedBase):
         w = pairs.normalised(weight_mode) if weight_mode else pairs.weight
         present = np.concatenate([pairs.present_src, pairs.present_tgt])
         axis = _Axis.build(present, pairs.universe, ann, ann_pos, type_order, pairs.universe_int)
-        return cls._from_parts(_build_matrix(pairs, w, axis, axis), axis, attrs)
+        out = cls._from_parts(_build_matrix(pairs, w, axis, axis), axis, attrs)
+        _log.info("Constructed NestedMatrix with matrix_shape=%s and %d nonzero value(s)", out.shape, out.nnz)
+        return out
 
     @classmethod
     def from_synapses(
@@ -325,6 +338,8 @@ class NestedMatrix(_NestedBase):
         """
         _validate_common(weight_mode, weight_column, annotation_scope)
         type_order = _materialize(type_order)
+        _log_build("NestedMatrix", "synapses", synapses_df, neuron_annotations, pre_col=pre_col, post_col=post_col,
+                   weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope)
         rows, ann = _synapse_rows(
             synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
             cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,
@@ -630,7 +645,9 @@ class DirectedNestedMatrix(_NestedBase):
         if min_weight > 1:
             sub = sub.at_least(min_weight)
         w = sub.normalised(weight_mode) if weight_mode else sub.weight
-        return cls._from_parts(_build_matrix(sub, w, src, tgt), src, tgt, attrs)
+        out = cls._from_parts(_build_matrix(sub, w, src, tgt), src, tgt, attrs)
+        _log.info("Constructed DirectedNestedMatrix with matrix_shape=%s and %d nonzero value(s)", out.shape, out.nnz)
+        return out
 
     @classmethod
     def from_connectivity(
@@ -770,6 +787,9 @@ class DirectedNestedMatrix(_NestedBase):
         if normalization_scope not in _NORM_SCOPES:
             raise ConnectomeDaskError(f"normalization_scope must be one of {list(_NORM_SCOPES)}, got {normalization_scope!r}")
         sel = _selection(source_types, target_types, source_neurons, target_neurons, type_order, source_type_order, target_type_order)
+        _log_build("DirectedNestedMatrix", "synapses", synapses_df, neuron_annotations, weight_mode=weight_mode,
+                   weight_column=weight_column, normalization_scope=normalization_scope,
+                   annotation_scope=annotation_scope)
         rows, ann = _synapse_rows(
             synapses_df, neuron_annotations, pre_col, post_col, weight_mode, weight_column,
             cell_type_column, neuron_id_column, annotation_scope, confidence, min_weight, progress,

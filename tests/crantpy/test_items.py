@@ -165,6 +165,8 @@ def test_7_crantpys_warnings_and_info_on_the_connectome_dask_crantpy_logger(capl
     assert "missing from annotations" in text and "'9'" in text
     assert "have annotation rows but missing cell_type" in text
     assert {r.levelname for r in recs} >= {"WARNING", "INFO"}
+    assert "Building NestedMatrix from synapses" in text and "Constructed NestedMatrix with matrix_shape=(4, 4)" in text  # 1, 2, 3 and 9
+    assert "Resolved type order: ['EPG/PEG']" in text
 
 
 # 8 -------------------------------------------------------------------------------------------
