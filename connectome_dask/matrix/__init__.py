@@ -12,25 +12,38 @@ neuron x neuron array.
 
 Semantics (crantpy's)
 ---------------------
+Steps in crantpy's order: the annotation scope per synapse row, then the
+source / target axis filters, then rows with the same ``id`` counted once
+(the first kept row; not when summing a column), then the per-pair weights.
+
 * Weights: ``"count"`` synapses per (pre, post) pair; ``"column"`` sum of a
   synapse column per pair; ``"relative_outgoing"`` counts divided by the
   presynaptic neuron's total over the pairs kept; ``"relative_incoming"``
-  likewise per postsynaptic neuron. Synapse rows with the same ``id`` are
-  counted once.
-* ``annotation_scope="annotated_only"`` keeps only connections whose two
-  neurons both have an annotation row; ``"all"`` keeps every connection and
-  appends neurons without annotation rows after the typed blocks.
-  Annotated neurons whose type is missing are appended too (before the
-  unannotated ones), each group sorted by ID string.
+  likewise per postsynaptic neuron.
+* ``annotation_scope="annotated_only"`` keeps only synapse rows whose two
+  neurons both have an annotation row, and the matrix's neurons are those of
+  the kept rows; ``"all"`` keeps every row and appends neurons without
+  annotation rows after the typed blocks. Annotated neurons whose type is
+  missing are appended too (before the unannotated ones), each group sorted
+  by ID string. (``from_connectivity`` keeps every annotated row / column of
+  its input, as crantpy.)
 * Type blocks follow a natural sort (leading letters, then the number, then
   the label: ``ER2 < ER10 < ER``), or ``type_order``, whose entries pull in
   the exact label or every label with that letter prefix, in natural order;
   the remaining types follow. Neurons within a type keep annotation row
   order, except ``"EPG/PEG"``: ordered by EB column (R1, L8, R2, L7, ...)
-  read from ``cell_instance`` / ``cell_subtype`` (/ ``instance``).
+  read from ``cell_instance`` then ``cell_subtype``. ``neuron_to_type``
+  iterates in annotation order.
+* ``from_synapses_by_neuropil``: a synapse counts in every listed neuropil
+  containing it; ``"other"`` holds those in none of the listed ones.
+  ``coordinates="pixels"`` scales by ``voxel_size``, default crantpy's
+  ``(8, 8, 42)`` nm (:data:`connectome_dask.crantpy.SCALE`), after adding
+  ``voxel_offset``.
 * ``mean_type_matrix`` averages over every neuron pair of the block,
   including zeros; ``get_relative_weights`` divides each row by its sum
   (rows summing to 0 stay 0).
+* Logging: crantpy's WARNING and INFO messages on the
+  ``connectome_dask.crantpy`` logger.
 
 Examples
 --------
