@@ -17,6 +17,7 @@ one_neuron     ``fetch_synapses(bodyId)``, ``synapse_rows``+``take_synapses``  D
 adjacencies    ``fetch_adjacencies(None, None)`` (after ``assign_rois``)
 matrix         ``benchmarks/matrix.py`` on the same store
 ingest         ``benchmarks/ingest.py``'s ``measure("ingest")`` on the same Parquet
+dialects       ``benchmarks/dialects.py``: FlyWire feather, Codex gzip CSV  DuckDB
 rois           ``benchmarks/rois.py`` on the jfrc2np meshes                 trimesh+embree, ncollpyde
 =============  ==========================================================  =====================
 
@@ -61,7 +62,7 @@ from ._common import (
     write_text,
 )
 
-ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest")
+ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest", "dialects")
 DUCKDB_REF = {"pairs": 3.4, "types": 15.0, "pandas_pairs": 22.0}
 
 
@@ -89,6 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
     bad = [s for s in only if s not in ALL]
     if bad:
         ap.error(f"unknown benchmark(s) {bad}; choose from {','.join(ALL)}")
+    if "dialects" in only:  # release files as downloaded: its own files, no whole-brain store needed
+        from . import dialects
+
+        dialects.main(["--rows", str(args.synapses), "--results", str(args.results)])
+        only = [s for s in only if s != "dialects"]
+        if not only:
+            return {}
 
     suffix = "" if args.synapses == 50_000_000 else f"_{human(args.synapses)}"
     jpath = args.results / f"peers{suffix}.json"

@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 
 from .._fsutil import check_name
 from ..errors import IngestError
+from ..labels import neuprint_label
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
 from ..units import LENGTH_UNITS, VOXEL_UNITS, parse_units
 from . import dialects as _dialects
@@ -67,6 +68,36 @@ class _Scan:
     n_rows: int
     roi_names: list[str]
     file_rows: dict[str, int]
+    # synapses per body on each side (rows, or sums of weight for connection stores): the label rule
+    pre_syn: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    post_syn: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def _add_counts(acc: tuple[np.ndarray, np.ndarray], ids: np.ndarray, w: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-ID counts (or weight sums) of one batch into sorted (ids, totals)."""
+    s = pd.Series(np.ones(len(ids), np.int64) if w is None else w).groupby(ids, sort=False).sum()
+    keys = np.concatenate([acc[0], s.index.to_numpy(np.int64)])
+    cnts = np.concatenate([acc[1], s.to_numpy(np.int64)])
+    g = pd.Series(cnts).groupby(keys, sort=True).sum()
+    return g.index.to_numpy(np.int64), g.to_numpy(np.int64)
+
+
+def _weights(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
+    """Synapse counts of connection rows: integers of at least 1 (checked in pass 1, before any work)."""
+    a = _decode(arr)
+    if a.null_count:
+        i = int(np.flatnonzero(a.is_null().to_numpy(zero_copy_only=False))[0])
+        raise IngestError.at(file, column, offset + i, "synapse count is missing")
+    if not pa.types.is_integer(a.type):
+        a = pa.array(_to_float64(a, file, column, offset, "synapse count"))
+    v = a.to_numpy(zero_copy_only=False)
+    bad = (v < 1) | (v != np.floor(v))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise IngestError.at(file, column, offset + i, f"synapse count {v[i]!r} of a connection must be a "
+                             "positive integer", v[i].item())
+    return v.astype(np.int64)
 
 
 def _batches(
@@ -138,7 +169,9 @@ def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
 def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
     id_cols = [plan.ids["pre"], plan.ids["post"]]
     roi_cols = list(dict.fromkeys(plan.rois.values()))
-    cols = list(dict.fromkeys(id_cols + roi_cols))
+    wcol = plan.extras.get("weight") if plan.kind == "connections" else None
+    cols = list(dict.fromkeys(id_cols + roi_cols + ([wcol] if wcol else [])))
+    pre_syn = post_syn = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     uniq: list[np.ndarray] = []
     pre_keys = np.zeros(0, dtype=np.int64)
     pre_cnts = np.zeros(0, dtype=np.int64)
@@ -154,6 +187,9 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
                 continue
             pre = _ids_to_int64(batch.column(id_cols[0]), file, id_cols[0], offset)
             post = _ids_to_int64(batch.column(id_cols[1]), file, id_cols[1], offset)
+            w = _weights(batch.column(wcol), file, wcol, offset) if wcol else None
+            pre_syn = _add_counts(pre_syn, pre, w)
+            post_syn = _add_counts(post_syn, post, w)
             uniq.append(pd.unique(np.concatenate([pre, post])))
             vc = pd.Series(pre).value_counts(sort=False)
             keys = np.concatenate([pre_keys, vc.index.to_numpy(np.int64)])
@@ -176,7 +212,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
     if n_total == 0:
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
     body_ids = np.sort(pd.unique(np.concatenate(uniq))).astype(np.int64)
-    return _Scan(body_ids, pre_keys, pre_cnts, n_total, sorted(rois), file_rows)
+    return _Scan(body_ids, pre_keys, pre_cnts, n_total, sorted(rois), file_rows, pre_syn, post_syn)
 
 
 def _encode(ids: np.ndarray, body_index: pd.Index) -> np.ndarray:
@@ -513,6 +549,13 @@ def ingest(
     pre_counts = np.zeros(n_neurons, dtype=np.int64)
     pre_counts[np.searchsorted(body_ids, scan.pre_ids)] = scan.pre_counts
     neurons_df = _merge_neurons(body_ids, neuron_table)
+    if "label" not in neurons_df.columns:  # neuPrint's Neuron/Segment rule, on the ingested counts
+        counts = pd.DataFrame({"pre": np.zeros(n_neurons, np.int64), "post": np.zeros(n_neurons, np.int64)})
+        for side, (keys, cnt) in (("pre", scan.pre_syn), ("post", scan.post_syn)):
+            counts.loc[np.searchsorted(body_ids, keys), side] = cnt
+        rule_input = neurons_df.drop(columns=[c for c in ("pre", "post") if c in neurons_df.columns])
+        rule_input = pd.concat([rule_input.reset_index(drop=True), counts], axis=1)
+        neurons_df["label"] = neuprint_label(rule_input).astype("string").to_numpy()
 
     out_dtypes: dict[str, str] = {t: "float32" for t in plan.positions}
     out_dtypes.update({t: "float32" for t in plan.floats})

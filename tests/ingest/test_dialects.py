@@ -371,3 +371,26 @@ def test_one_connectome_every_dialect_same_counts(tmp_path, syn):
         pd.testing.assert_frame_equal(counts[name], ref, check_dtype=False, obj=name)
         assert conn.n_synapses == len(syn)
     assert len(counts) == 7
+
+
+def test_label_recorded_at_ingest_by_neuprints_rule(tmp_path):
+    """No label in the source: Neuron when >= 2 outputs, >= 10 inputs, a name/status, else Segment."""
+    rng = np.random.default_rng(4)
+    pre = rng.integers(1, 200, 300)
+    post = np.r_[rng.integers(1, 200, 280), np.full(20, 50)]
+    df = pd.DataFrame({"pre_pt_root_id": pre, "post_pt_root_id": post})
+    names = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["KC", None, None], "status": [None, "Traced", None]})
+    conn = ingest(df, tmp_path / "s", neurons=names, progress=False)
+    n_out = pd.Series(pre).value_counts()
+    n_in = pd.Series(post).value_counts()
+    want = {}
+    for b in conn.neurons["bodyId"]:
+        named = b in (1, 2)  # a type, or a status
+        want[b] = "Neuron" if n_out.get(b, 0) >= 2 or n_in.get(b, 0) >= 10 or named else "Segment"
+    assert dict(zip(conn.neurons["bodyId"], conn.neurons["label"], strict=True)) == want
+    assert {"Neuron", "Segment"} <= set(want.values())
+    # connection-level rows count their weights
+    edges = pd.DataFrame({"a": [7, 8, 9], "b": [8, 9, 7], "n": [1, 12, 1]})
+    c2 = ingest(edges, tmp_path / "c", kind="connections", columns={"pre": "a", "post": "b", "weight": "n"},
+                progress=False)
+    assert c2.neurons.set_index("bodyId")["label"].to_dict() == {7: "Segment", 8: "Neuron", 9: "Neuron"}
