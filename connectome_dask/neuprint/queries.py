@@ -86,6 +86,17 @@ def _check_weight_props(weight_props: Any) -> None:
                       stacklevel=3)
 
 
+_STR = pd.Series([""]).dtype  # neuprint-python's dtype of ROI name columns
+
+
+def _roi_str(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """ROI name columns in neuprint-python's string dtype (lists, with ``primary_only=False``, stay objects)."""
+    for c in cols:
+        if c in df.columns and not any(isinstance(v, list) for v in df[c]):
+            df[c] = df[c].astype(_STR)
+    return df
+
+
 def _default_threshold(conn: Any) -> float | None:
     """The synapse confidence threshold of a default ``SynapseCriteria()`` (connection weights use it too)."""
     return SynapseCriteria().threshold(conn)
@@ -643,9 +654,9 @@ def fetch_simple_connections(upstream_criteria: Any = None, downstream_criteria:
         table = _plain(conn.neurons)
         if "roiInfo" in props:
             bodies = sorted(set(tot["bodyId_pre"]) | set(tot["bodyId_post"]))
-            info = fetch_neurons(NeuronCriteria(bodyId=bodies, label="Segment"), client=client)[0] if bodies \
-                else pd.DataFrame({"bodyId": [], "roiInfo": []})
-            table = table.merge(info[["bodyId", "roiInfo"]], "left", on="bodyId")
+            per_body = fetch_neurons(NeuronCriteria(bodyId=bodies, label="Segment"), client=client)[0] \
+                if bodies else pd.DataFrame({"bodyId": [], "roiInfo": []})
+            table = table.merge(per_body[["bodyId", "roiInfo"]], "left", on="bodyId")
         tot = merge_neuron_properties(table, tot, props)
         order = ["bodyId_pre", "bodyId_post", "weight"]
         for p in props:
@@ -696,10 +707,12 @@ def fetch_common_connectivity(criteria: Any, search_direction: str = "upstream",
     nc = _nc(criteria)
     n_query = len(nc.indices(conn))
     if search_direction == "upstream":
-        edges = fetch_simple_connections(None, nc, min_weight=min_weight, properties=properties, client=client)
+        edges = fetch_simple_connections(None, nc, min_weight=min_weight, properties=properties,
+                                         weight_props=weight_props, client=client)
         partner, query = "bodyId_pre", "bodyId_post"
     else:
-        edges = fetch_simple_connections(nc, None, min_weight=min_weight, properties=properties, client=client)
+        edges = fetch_simple_connections(nc, None, min_weight=min_weight, properties=properties,
+                                         weight_props=weight_props, client=client)
         partner, query = "bodyId_post", "bodyId_pre"
     n_hit = edges.groupby(partner)[query].nunique()
     common = n_hit[n_hit == n_query].index
@@ -851,7 +864,9 @@ def fetch_synapses(neuron_criteria: Any, synapse_criteria: SynapseCriteria | Non
     Returns
     -------
     pandas.DataFrame
-        ``bodyId, type, roi, x, y, z, confidence``.
+        ``bodyId, type, roi, x, y, z, confidence``; ``type`` categorical
+        (``pre``, ``post``) as in neuprint-python; positions in the store's
+        units (float32).
 
     Raises
     ------
@@ -865,7 +880,9 @@ def fetch_synapses(neuron_criteria: Any, synapse_criteria: SynapseCriteria | Non
     """
     if nt is not None:
         raise NotImplementedError("fetch_synapses(nt=...): the store has no neurotransmitter predictions")
-    return _q.fetch_synapses(_nc(neuron_criteria), synapse_criteria, client=connectome_of(client))
+    syn = _q.fetch_synapses(_nc(neuron_criteria), synapse_criteria, client=connectome_of(client))
+    syn["type"] = pd.Categorical(syn["type"], categories=["pre", "post"])  # neuprint-python's dtype
+    return _roi_str(syn, ["roi"])
 
 
 @inject_client
@@ -911,8 +928,9 @@ def fetch_synapse_connections(source_criteria: Any = None, target_criteria: Any 
         raise NotImplementedError("fetch_synapse_connections(nt=...): the store has no neurotransmitter predictions")
     src = None if source_criteria is None else _nc(source_criteria)
     tgt = None if target_criteria is None else _nc(target_criteria)
-    return _q.fetch_synapse_connections(src, tgt, synapse_criteria, min_total_weight,
-                                        client=connectome_of(client))
+    out = _q.fetch_synapse_connections(src, tgt, synapse_criteria, min_total_weight,
+                                       client=connectome_of(client))
+    return _roi_str(out, ["roi_pre", "roi_post"])
 
 
 @inject_client
@@ -953,10 +971,10 @@ def fetch_mean_synapses(neuron_criteria: Any, synapse_criteria: SynapseCriteria 
         raise CriteriaError("by_roi should be boolean")
     syn = fetch_synapses(neuron_criteria, synapse_criteria, client=client)
     keys = ["bodyId", "roi", "type"] if by_roi else ["bodyId", "type"]
-    g = syn.groupby(keys, sort=True, dropna=False)
+    g = syn.groupby(keys, sort=True, dropna=False, observed=True)
     out = g[["x", "y", "z", "confidence"]].mean().reset_index()
     out.insert(len(keys), "count", g.size().to_numpy().astype(np.int32))
-    out["type"] = pd.Categorical(out["type"], categories=["pre", "post"])
+    out["type"] = pd.Categorical(out["type"].astype(object), categories=["pre", "post"])
     return out.astype({"x": np.float32, "y": np.float32, "z": np.float32, "bodyId": np.int64})
 
 
