@@ -88,6 +88,9 @@ def _write_axis(group: zarr.Group, axis: _Axis) -> dict[str, Any]:
     ic, inames = _labels_to_arrays(axis.instances)
     write(group, "instance_code", ic)
     meta["instance_names"] = inames
+    if axis.ann_rank is not None:  # neuron_to_type's annotation order (absent in older matrices)
+        write(group, "ann_rank", np.asarray(axis.ann_rank, dtype=np.int64))
+        meta["ann_rank"] = True
     return meta
 
 
@@ -154,7 +157,8 @@ def _read_axis(group: zarr.Group, meta: Mapping[str, Any]) -> _Axis:
     types = decode(_read_array(group, "type_code"), meta["type_names"])
     inst = decode(_read_array(group, "instance_code"), meta["instance_names"])
     bounds = {k: (int(s), int(e)) for k, s, e in meta["boundaries"]}
-    return _Axis(np.arange(len(ids)), ids, types, inst, bounds, int_ids)
+    rank = _read_array(group, "ann_rank") if meta.get("ann_rank") else None
+    return _Axis(np.arange(len(ids)), ids, types, inst, bounds, int_ids, ann_rank=rank)
 
 
 _DA_FORMAT = "connectome-dask-dataarray"

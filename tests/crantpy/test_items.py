@@ -216,13 +216,16 @@ def test_9_errors_and_accepted_inputs_as_crantpy():
 
 
 # 10 ------------------------------------------------------------------------------------------
-def test_10_neuron_to_type_in_annotation_order_and_repr_lists_every_type():
+def test_10_neuron_to_type_in_annotation_order_and_repr_lists_every_type(tmp_path):
     ann = pd.DataFrame({"root_id": [5, 1, 4, 2], "cell_type": ["B", "A", "B", "A"]})
     syn = syn_df([(1, 2), (2, 4), (4, 5), (5, 1)])
     m = NestedMatrix.from_synapses(syn, ann)
     assert m.ordered_neurons == ("1", "2", "5", "4")
     assert list(m.neuron_to_type.items()) == [(i, t) for i, t in ref.axis({"1", "2", "4", "5"}, ann)[2]]
     assert list(m.neuron_to_type) == ["5", "1", "4", "2"]
+    from connectome_dask.matrix import open_matrix
+
+    assert list(open_matrix(m.to_zarr(tmp_path / "m.zarr")).neuron_to_type) == ["5", "1", "4", "2"]
     types = [f"T{i}" for i in range(8)]
     ann = pd.DataFrame({"root_id": range(8), "cell_type": types})
     d = DirectedNestedMatrix.from_synapses(syn_df([(i, (i + 1) % 8) for i in range(8)]), ann)
