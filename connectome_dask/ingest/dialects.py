@@ -611,6 +611,20 @@ def _header(file: str) -> list[str]:
     return list(_schema_of(frag, f).names)
 
 
+def _fits(d: Dialect, f: str) -> bool:
+    """Whether file ``f`` (matched by name) has the columns of dialect ``d``."""
+    spec = d.connections
+    if spec is not None and spec.header and d.matches_name(f, "connection"):
+        try:
+            if _headerless([f], spec):
+                return True
+        except IngestError:
+            return False
+    names = set(_header(f))
+    pairs = list(d.ids) + (list(spec.ids) if spec else [])
+    return d.matches_columns(list(names)) or any(a in names and b in names for a, b in pairs)
+
+
 def detect_dialect(files: Sequence[str]) -> Dialect | None:
     """The dialect of a set of files: by file names first, then by the header of the first file.
 
@@ -632,11 +646,22 @@ def detect_dialect(files: Sequence[str]) -> Dialect | None:
 
     Examples
     --------
-    >>> detect_dialect(["x/synapse_coordinates.csv.gz"]).name
+    >>> pd.DataFrame({"pre_root_id": [1], "post_root_id": [2], "x": [0], "y": [0], "z": [0]}).to_csv(
+    ...     tmp_path / "synapse_coordinates.csv.gz", index=False)
+    >>> detect_dialect([str(tmp_path / "synapse_coordinates.csv.gz")]).name
     'codex'
+    >>> pd.DataFrame({"src": [1], "dst": [2]}).to_csv(tmp_path / "connections.csv", index=False)
+    >>> detect_dialect([str(tmp_path / "connections.csv")]) is None  # the name, but not the columns
+    True
     """
-    by_name = {d.name for f in files for d in REGISTRY.values()
-               if d.matches_name(f) or d.matches_name(f, "connection")}
+    hits: dict[str, str] = {}
+    for f in files:
+        for d in REGISTRY.values():
+            if d.matches_name(f) or d.matches_name(f, "connection"):
+                hits.setdefault(d.name, f)
+    # a name alone is not enough: the file's header must hold the dialect's columns (a user's own
+    # "connections.csv" with other columns keeps the generic column detection)
+    by_name = {name for name, f in hits.items() if _fits(REGISTRY[name], f)}
     if len(by_name) > 1:
         raise IngestError(f"the files match several release dialects {sorted(by_name)}; pass dialect=")
     if by_name:
@@ -644,8 +669,8 @@ def detect_dialect(files: Sequence[str]) -> Dialect | None:
     for f in files:
         if not any(d.matches_name(f, r) for d in REGISTRY.values() for r in ("neuron", "meta", "connection")):
             names = _header(f)
-            hits = [d for d in REGISTRY.values() if d.matches_columns(names)]
-            return hits[0] if len(hits) == 1 else None
+            found = [d for d in REGISTRY.values() if d.matches_columns(names)]
+            return found[0] if len(found) == 1 else None
     return None
 
 

@@ -334,7 +334,13 @@ def test_detection_by_name_and_by_columns(tmp_path, syn):
     renamed = tmp_path / "other.feather"
     renamed.write_bytes(f.read_bytes())
     assert dialects.detect_dialect([str(renamed)]).name == "janelia-flat"  # by its columns
-    assert dialects.detect_dialect(["a/synapses_pni_2.parquet"]).name == "microns"
+    R.write_microns(syn, tmp_path / "m")
+    assert dialects.detect_dialect([str(tmp_path / "m" / "synapses_pni_2.parquet")]).name == "microns"
+    # a user's file named like a release file but with other columns: generic detection
+    pd.DataFrame({"bodyId_pre": [1, 2], "bodyId_post": [2, 1]}).to_csv(tmp_path / "connections.csv", index=False)
+    assert dialects.detect_dialect([str(tmp_path / "connections.csv")]) is None
+    conn = ingest(tmp_path / "connections.csv", tmp_path / "generic", progress=False)
+    assert (conn.kind, conn.meta["extra"]["ingest"]["dialect"], conn.n_synapses) == ("synapses", "neuprint", 2)
     with pytest.raises(IngestError, match="unknown dialect 'fly'"):
         ingest(f, tmp_path / "s", dialect="fly", progress=False)
 
