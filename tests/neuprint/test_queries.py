@@ -302,3 +302,23 @@ def test_status_with_none_and_type_is_anded(small_store, c):
     n, _ = neuprint.fetch_neurons(NC(status=["Traced", None], type="EPG"))
     ref = raw[(raw.label == "Neuron") & (raw.status.isna() | (raw.status == "Traced")) & (raw.type == "EPG")]
     assert sorted(n.bodyId) == sorted(ref.bodyId) and len(ref) > 0
+
+
+def test_primary_only_false_keeps_sites_in_no_roi(small_store, c):
+    """SC(primary_only=False): one row per containing ROI, and sites in no ROI once with roi None."""
+    s = small_store
+    body = int(s.neurons.bodyId.iloc[3])
+    syn = neuprint.fetch_synapses(NC(bodyId=body), SC(type="post", primary_only=False))
+    raw = s.synapses[s.synapses.bodyId_post == body]
+    names = s.rois["names"]
+    parents = {"MB_CA": ["MB"], "MB_ML": ["MB"], "FB": ["CX"], "EB": ["CX"], "ME_R": ["OL_R"]}
+    rows = []
+    for code in raw["roi_post"]:
+        if code < 0:
+            rows.append(None)
+        else:
+            n = names[code]
+            rows += [n, *parents.get(n, [])]
+    got = [None if pd.isna(r) else r for r in syn["roi"]]
+    assert sorted(map(str, got)) == sorted(map(str, rows))
+    assert int(syn["roi"].isna().sum()) == int((raw["roi_post"] < 0).sum())
