@@ -147,3 +147,24 @@ def test_copy_keeps_criteria_and_label_default():
     assert our_copy([1, 2]).label == "Segment" == np_copy([1, 2]).label
     # neuprint-python's SegmentCriteria is an alias of NeuronCriteria (label default 'Neuron')
     assert ours.SegmentCriteria(type="EPG").label == neuprint.SegmentCriteria(type="EPG").label == "Neuron"
+
+
+def test_regex_fields_match_as_regex_on_a_store(tmp_path):
+    """flywireType / hemibrainType / mancType are regex-guessed (as neuprint) and matched as full regexes."""
+    import connectome_dask as cd
+
+    neurons = pd.DataFrame({"bodyId": [1, 2, 3, 4], "type": ["A", "B", "C", "D"],
+                            "mancType": ["IN12A001", "IN12A", "DNa01", None],
+                            "flywireType": ["DNa01", "DNa02", "DNa03", "x.y"]})
+    syn = pd.DataFrame({"pre": np.array([0, 1, 2, 3], np.int32), "post": np.array([1, 2, 3, 0], np.int32)})
+    conn = cd.write_store(tmp_path / "rx", neurons, syn, {"name": "rx"})
+
+    def ids(**kw):
+        nc = ours.NeuronCriteria(label="Segment", **kw)
+        assert nc.regex == neuprint.NeuronCriteria(label="Segment", **kw).regex
+        return conn.neurons.bodyId[nc.mask(conn)].tolist()
+
+    assert ids(mancType="IN12A.+") == [1]  # regex guessed: '.+' needs more characters
+    assert ids(mancType="IN12A") == [2]  # exact
+    assert ids(flywireType="DNa0[12]") == [1, 2]
+    assert ids(flywireType="x.y", regex=False) == [4]  # exact despite the '.'
