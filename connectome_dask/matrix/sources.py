@@ -242,10 +242,10 @@ _KEY_SHIFT = np.int64(1) << np.int64(40)  # row key: partition number << 40 | ro
 def _scope_partition(part: pd.DataFrame, pre_col, post_col, wcol, idcol, ann_ids, partition_info=None):
     """One dask partition: rows with both IDs (and, with ``ann_ids``, both annotated), minimal columns."""
     pre_s, post_s = str_array(part[pre_col]), str_array(part[post_col])
-    keep = np.array([p is not None for p in pre_s], dtype=bool) & np.array([p is not None for p in post_s], dtype=bool)
+    keep = pd.notna(pre_s) & pd.notna(post_s)
     if ann_ids is not None:
         idx = pd.Index(ann_ids)
-        keep &= (idx.get_indexer(pre_s.astype(str)) >= 0) & (idx.get_indexer(post_s.astype(str)) >= 0)
+        keep &= (idx.get_indexer(pre_s) >= 0) & (idx.get_indexer(post_s) >= 0)
     pno = 0 if partition_info is None else int(partition_info["number"])
     out = pd.DataFrame({
         "pre": pd.Series(pre_s[keep], dtype=object), "post": pd.Series(post_s[keep], dtype=object),
@@ -623,7 +623,7 @@ def _neuropil_groups(
         scale = _common.DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size  # read at call time
         pos = pos * np.asarray(scale, dtype=np.float64)
     rows = _rows_from_frame(df, pre_col, post_col, weight_mode, weight_column, ann, "all")
-    valid = (str_array(df[pre_col]) != None) & (str_array(df[post_col]) != None)  # noqa: E711  (rows kept by _rows_from_frame)
+    valid = pd.notna(str_array(df[pre_col])) & pd.notna(str_array(df[post_col]))  # the rows _rows_from_frame keeps
     masks: list[tuple[str, np.ndarray]] = []
     any_in = np.zeros(len(df), dtype=bool)
     assigned = None if hasattr(roiset, "contains") else np.asarray(roiset.assign(pos))
