@@ -339,7 +339,8 @@ REGISTRY: dict[str, Dialect] = {
             roi_note="the most specific true <ROI>:boolean column of each site",
             quirks=("{x:..} points", "ROI booleans", "doubled-quote JSON", ";-joined arrays"),
             connections=Connections((("neuprint_neuron_connections_*.csv",),),
-                                    ((":START_ID(Body-ID)", ":END_ID(Body-ID)"),), ("weight:int",)),
+                                    ((":START_ID(Body-ID)", ":END_ID(Body-ID)"),), ("weight:int",),
+                                    roi=("roi",)),
         ),
         Dialect(
             "janelia-flat",
@@ -1227,6 +1228,76 @@ def neo4j_synapse_table(rel: Release, depth: Mapping[str, int]) -> pa.Table:
     if all(pc.all(pc.is_null(table.column(f"confidence_{s}"))).as_py() for s in ("pre", "post")):
         table = table.drop_columns(["confidence_pre", "confidence_post"])
     return table
+
+
+def neo4j_connection_table(rel: Release, primary: Sequence[str]) -> pa.Table:
+    """Per-ROI rows of ``Neuprint_Neuron_Connections``: the per-edge ``roiInfo`` ``post`` counts of the primary ROIs.
+
+    Each connection becomes one row per primary ROI it has synapses in
+    (``roiInfo[roi]["post"]``) and one row without ROI for the rest of its
+    ``weight`` (synapses outside every primary ROI). Done in memory (one row
+    per connection of the export).
+
+    Parameters
+    ----------
+    rel
+        The release (its connection files).
+    primary
+        The primary ROIs (``Neuprint_Meta``'s ``primaryRois``).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``:START_ID(Body-ID)``, ``:END_ID(Body-ID)``, ``roi`` (null: none), ``weight:int``.
+
+    Raises
+    ------
+    IngestError
+        A file lacks a column, a ``roiInfo`` is not JSON, or its primary-ROI
+        counts exceed the connection's weight.
+
+    Examples
+    --------
+    >>> f = tmp_path / "Neuprint_Neuron_Connections_x.csv"
+    >>> _ = f.write_text(':START_ID(Body-ID),weight:int,:END_ID(Body-ID),roiInfo:string\\n'
+    ...                  '1,5,2,"{""EB"": {""pre"": 3, ""post"": 3}, ""CX"": {""post"": 5}}"\\n')
+    >>> t = neo4j_connection_table(Release(REGISTRY["neuprint-neo4j"], [str(f)], kind="connections"), ["EB"])
+    >>> t.to_pydict()["roi"], t.to_pydict()["weight:int"]
+    (['EB', None], [3, 2])
+    """
+    prim = set(primary)
+    pre_col, post_col, w_col, info_col = ":START_ID(Body-ID)", ":END_ID(Body-ID)", "weight:int", "roiInfo:string"
+    out: dict[str, list[Any]] = {pre_col: [], post_col: [], "roi": [], w_col: []}
+    for f in rel.synapses:
+        t = _read_csv_table(f, {pre_col: pa.int64(), post_col: pa.int64(), w_col: pa.int64(),
+                                info_col: pa.string()})
+        _need(t, f, [pre_col, post_col, w_col, info_col])
+        pres, posts = t.column(pre_col).to_pylist(), t.column(post_col).to_pylist()
+        ws, infos = t.column(w_col).to_pylist(), t.column(info_col).to_pylist()
+        for i, (p, q, w, info) in enumerate(zip(pres, posts, ws, infos, strict=True)):
+            try:
+                d = json.loads(info) if info else {}
+            except ValueError as e:
+                raise IngestError.at(f, info_col, i, f"roiInfo is not JSON ({e})", info) from None
+            left = w if w is not None else 0
+            for roi, c in (d.items() if isinstance(d, dict) else ()):
+                n = int(c.get("post", 0)) if isinstance(c, dict) else 0
+                if roi in prim and n > 0:
+                    out[pre_col].append(p)
+                    out[post_col].append(q)
+                    out["roi"].append(roi)
+                    out[w_col].append(n)
+                    left -= n
+            if left < 0:
+                raise IngestError.at(f, info_col, i, f"the primary ROIs' post counts exceed the connection's "
+                                     f"weight {w}", info)
+            if left > 0 or w is None:
+                out[pre_col].append(p)
+                out[post_col].append(q)
+                out["roi"].append(None)
+                out[w_col].append(w if w is None else left)
+    return pa.table({pre_col: pa.array(out[pre_col], pa.int64()), post_col: pa.array(out[post_col], pa.int64()),
+                     "roi": pa.array(out["roi"], pa.string()), w_col: pa.array(out[w_col], pa.int64())})
 
 
 def iter_roles(rel: Release) -> Iterator[tuple[str, list[str]]]:

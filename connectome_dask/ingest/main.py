@@ -692,6 +692,8 @@ def _release(
         if dia.name == "neuprint-neo4j" and release.meta:
             m = _dialects.neo4j_meta(release)
             info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
+            if m["primary"]:  # per-ROI rows from each connection's roiInfo
+                source = _dialects.neo4j_connection_table(release, m["primary"])
         return release, source, neurons, units or "nm", voxel_size, info
     if dia.name == "neuprint-neo4j" and release.synapses:
         m = _dialects.neo4j_meta(release)

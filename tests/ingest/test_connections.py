@@ -250,3 +250,24 @@ def test_fetch_synapses_on_a_connection_store_names_the_kind(stores):
         conn.require_synapses("fetch_synapses")  # what the query should call first
     with pytest.raises(ValueError, match="no synapse positions"):  # today: query/neuprint.py's own check
         fetch_synapses(conn.neurons["bodyId"].iloc[:1].tolist(), client=conn, progress=False)
+
+
+def test_neo4j_connections_per_primary_roi_from_roiinfo(tmp_path, syn):
+    import csv
+
+    rel = R.write_neo4j_connections(syn, tmp_path / "rel")
+    primary = R.ROIS[:3]  # the fourth ROI's synapses count as outside every primary ROI
+    with open(rel / "Neuprint_Meta_hemibrain.csv", "w", newline="") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
+        w.writerow(["voxelSize:float[]", "primaryRois:string[]", "roiHierarchy:string", "dataset:string"])
+        w.writerow(["8.0;8.0;8.0", ";".join(primary), json.dumps(R.HIERARCHY), "hemibrain"])
+    conn = ingest(rel, tmp_path / "store", progress=False)
+    assert conn.kind == "connections" and sorted(conn.roi_names) == sorted(primary)
+    ref = syn.assign(roi=[R.ROIS[i] if R.ROIS[i] in primary else None for i in syn["roi"]])
+    want = ref.groupby(["pre", "post", "roi"], dropna=False).size()
+    got = body_pairs(conn, pair_counts(conn, by_roi=True, progress=False))
+    lab = np.array(conn.roi_names + [None], dtype=object)
+    got["roi"] = lab[got["roi"].to_numpy()]
+    assert {(p, q, None if pd.isna(r) else r): v for p, q, r, v in got[["pre", "post", "roi", "weight"]].itertuples(
+        index=False)} == {(p, q, None if pd.isna(r) else r): v for (p, q, r), v in want.items()}
+    assert conn.total_weight == len(syn)
