@@ -40,6 +40,37 @@ explicit ``columns=``
     dialect. Keys other than the standard store columns add extra numeric
     columns (integers stored as int64, everything else as float32).
 
+Release dialects
+----------------
+The public releases as downloaded (:mod:`.dialects`, :data:`REGISTRY`):
+``flywire-783``, ``codex``, ``neuprint-neo4j``, ``neuprint-compact``,
+``janelia-flat``, ``microns``, ``banc``. ``ingest(folder, store)`` (and
+``connectome-dask ingest DIR STORE``) recognises a release from its file
+names (checked against their columns) or, failing that, from the first
+file's columns, and finds its synapse, neuron and metadata files; each
+dialect's quirks (Codex blank ID cells, prefix-stripped IDs, position
+strings, neo4j ``{x:..}`` points and ROI booleans, BANC string IDs and
+``TRUE``/``FALSE``) are handled, its precomputed ROI labels become the
+store's ROI codes (and hierarchy: neo4j ``Meta.roiHierarchy``, FlyWire side
+groups) without meshes, and per-synapse neurotransmitter probabilities are
+stored as ``nt_<name>`` columns. A file that claims a dialect but lacks one
+of its columns is refused before anything is read or written.
+
+Store kinds
+-----------
+``kind="synapses"`` (one row per synapse) or ``kind="connections"``: the
+releases' connection-level files (Codex ``connections*.csv.gz`` incl. the
+header-less v630 file, FlyWire ``proofread_connections_783.feather``,
+neuPrint compact exports, Janelia ``connectome-weights``, BANC's edge
+list, neo4j ``Neuprint_Neuron_Connections``) become a connection-level
+store: one row per connection (and ROI) with its synapse count in
+``weight``, no positions, declared in ``meta.json``. ``"auto"`` takes the
+synapse files when a release folder has both.
+
+When the source has no ``label`` column, ingest records neuPrint's
+``Neuron``/``Segment`` label (:func:`connectome_dask.labels.neuprint_label`)
+from the ingested counts and the annotations.
+
 Other source columns are ignored. Body IDs are 64-bit integers; IDs stored as
 floating point are accepted only when they are whole numbers below 2**53
 (larger floats have already lost digits). IDs given as text (every CSV ID
