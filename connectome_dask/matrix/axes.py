@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -222,6 +223,9 @@ def _log_axis(universe, untyped, missing, type_col: str, boundaries: dict, n: in
         )
     _log.info("Resolved nested ordering with %d type(s) and %d neuron(s)", len(boundaries), n)
     _log.info("Resolved type order: %s", list(boundaries)[:200])
+    if _log.isEnabledFor(logging.DEBUG):
+        for name, (s, e) in boundaries.items():
+            _log.debug("Type %s occupies ordered_neurons[%d:%d] with %d neuron(s)", name, s, e, e - s)
 
 
 def _check_axis_parts(matrix, ordered, boundaries, neuron_to_type, axis_name: str) -> _Axis:

@@ -249,6 +249,7 @@ class NestedMatrix(_NestedBase):
     def _finish_rows(cls, rows, ann: _Annotations, weight_mode, type_order, attrs, min_weight: int) -> NestedMatrix:
         """Matrix of scoped synapse rows: de-duplicated pairs; neurons are those of the kept pairs."""
         pairs = rows.pairs()
+        _log.info("Aggregated synapses into %d weighted edge(s) before matrix construction", len(pairs.src))
         if min_weight > 1:
             pairs = pairs.at_least(min_weight)
         return cls._finish(pairs, ann, "all", weight_mode, type_order, attrs)
@@ -443,6 +444,9 @@ class NestedMatrix(_NestedBase):
         if coordinates not in ("nm", "pixels"):
             raise ConnectomeDaskError(f"coordinates must be 'nm' or 'pixels', got {coordinates!r}")
         type_order, neuropil_names = _materialize(type_order), _materialize(neuropil_names)
+        _log_build("NestedMatrix collection", "synapses by neuropil", synapses_df, neuron_annotations,
+                   coordinates=coordinates, include_other=include_other, weight_mode=weight_mode,
+                   annotation_scope=annotation_scope)
         groups = _neuropil_groups(
             synapses_df, neuron_annotations, neuropil_names, coordinates, position_column, pre_col, post_col,
             weight_mode, weight_column, cell_type_column, neuron_id_column, annotation_scope, include_other,
@@ -450,6 +454,7 @@ class NestedMatrix(_NestedBase):
         )  # fmt: skip
         out = NeuropilCollection()
         for name, rows, ann in groups:
+            _log.info("Building NestedMatrix for neuropil %s", name)
             attrs = _provenance(
                 synapses_df, weight_mode=weight_mode, weight_column=weight_column, annotation_scope=annotation_scope,
                 type_order=type_order, min_weight=min_weight, confidence=confidence, neuropil=name,

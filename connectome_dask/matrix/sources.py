@@ -54,6 +54,11 @@ class _Pairs:
         if scope == "all":
             return self
         ok = ann_pos >= 0
+        present = np.unique(np.concatenate([self.present_src, self.present_tgt]))
+        removed = int((~ok[present]).sum())
+        if removed:
+            _log.info("Filtered connectivity to neurons present in annotations: kept=%d, removed=%d",
+                      len(present) - removed, removed)
         keep = ok[self.src] & ok[self.tgt]
         out = self.subset(keep)
         out.present_src = self.present_src[ok[self.present_src]]

@@ -166,7 +166,12 @@ def test_7_crantpys_warnings_and_info_on_the_connectome_dask_crantpy_logger(capl
     assert "have annotation rows but missing cell_type" in text
     assert {r.levelname for r in recs} >= {"WARNING", "INFO"}
     assert "Building NestedMatrix from synapses" in text and "Constructed NestedMatrix with matrix_shape=(4, 4)" in text  # 1, 2, 3 and 9
-    assert "Resolved type order: ['EPG/PEG']" in text
+    assert "Resolved type order: ['EPG/PEG']" in text and "Aggregated synapses into 3 weighted edge(s)" in text
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="connectome_dask.crantpy"):
+        NestedMatrix.from_connectivity(pd.DataFrame([[0, 4], [2, 0]], index=[1, 2], columns=[1, 2]), ann.iloc[:1])
+    assert "Filtered connectivity to neurons present in annotations: kept=1, removed=1" in caplog.text
+    assert "Type EPG/PEG occupies ordered_neurons[0:1]" in caplog.text
 
 
 # 8 -------------------------------------------------------------------------------------------
