@@ -14,7 +14,7 @@ from .dense import check_dense
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["neuron_roi_counts"]
+__all__ = ["neuron_roi_counts", "roi_counts_of"]
 
 
 def _count(keys: np.ndarray, size: int, w: np.ndarray | None) -> np.ndarray:
@@ -135,3 +135,63 @@ def neuron_roi_counts(conn: Connectome, *, progress: bool | None = None, cache: 
             pass
     return df
 
+
+
+def roi_counts_of(conn: Connectome, idx: np.ndarray) -> pd.DataFrame:
+    """Per (neuron, ROI code) counts of a few neurons, read through the index (no scan).
+
+    The same columns and counting as :func:`neuron_roi_counts` restricted to
+    ``idx``: outputs from the neurons' output rows, inputs from the
+    post-ordered copies; on a connection-level store each row counts its
+    ``weight``.
+
+    Parameters
+    ----------
+    conn
+        The connectome (``roi_pre`` / ``roi_post`` when present; without them every site has code -1).
+    idx
+        Dense neuron indices.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``index`` (int32), ``roi`` (int16, -1 = no ROI), ``pre``, ``post``,
+        ``downstream``, ``upstream`` (int64); only non-zero rows.
+
+    Raises
+    ------
+    KeyError
+        An index outside the store's neurons.
+
+    Examples
+    --------
+    >>> few = roi_counts_of(conn, np.array([0, 1]))
+    >>> whole = neuron_roi_counts(conn)
+    >>> int(few.downstream.sum()) == int(whole[whole["index"].isin([0, 1])].downstream.sum())
+    True
+    """
+    idx = np.unique(np.asarray(idx, dtype=np.int64))
+    if len(idx) and (idx[0] < 0 or idx[-1] >= conn.n_neurons):
+        raise KeyError(f"neuron indices outside [0, {conn.n_neurons})")
+    cols = set(conn.synapse_columns)
+    weight = conn.weight_column
+    w_cols = [weight] if weight else []
+
+    def tally(index: np.ndarray, code: np.ndarray, w: np.ndarray | None, name: str) -> pd.Series:
+        df = pd.DataFrame({"index": index.astype(np.int64), "roi": code.astype(np.int64),
+                           "n": np.ones(len(index), np.int64) if w is None else w.astype(np.int64)})
+        return df.groupby(["index", "roi"], sort=True)["n"].sum().rename(name)
+
+    out = conn.synapses_of(idx, "pre", ["pre"] + [c for c in ("roi_pre", "roi_post") if c in cols] + w_cols)
+    w = out.get(weight) if weight else None
+    none = np.full(len(out["pre"]), -1, dtype=np.int64)
+    parts = [tally(out["pre"], out.get("roi_pre", out.get("roi_post", none)), w, "pre"),
+             tally(out["pre"], out.get("roi_post", none), w, "downstream")]
+    inp = conn.synapses_of(idx, "post", ["post"] + (["roi_post"] if "roi_post" in cols else []) + w_cols)
+    w = inp.get(weight) if weight else None
+    up = tally(inp["post"], inp.get("roi_post", np.full(len(inp["post"]), -1, dtype=np.int64)), w, "post")
+    parts += [up, up.rename("upstream")]
+    df = pd.concat(parts, axis=1).fillna(0).astype(np.int64).reset_index()
+    df = df[(df[["pre", "post", "downstream", "upstream"]] != 0).any(axis=1)]
+    return pd.DataFrame({"index": df["index"].to_numpy(np.int32), "roi": df["roi"].to_numpy(np.int16),
+                         **{c: df[c].to_numpy(np.int64) for c in ("pre", "post", "downstream", "upstream")}})
