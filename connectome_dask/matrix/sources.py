@@ -244,22 +244,46 @@ def _pairs_from_synapse_frame(
 _KEY_SHIFT = np.int64(1) << np.int64(40)  # row key: partition number << 40 | row within partition
 
 
-def _scope_partition(part: pd.DataFrame, pre_col, post_col, wcol, idcol, ann_ids, partition_info=None):
-    """One dask partition: rows with both IDs (and, with ``ann_ids``, both annotated), minimal columns."""
-    pre_s, post_s = str_array(part[pre_col]), str_array(part[post_col])
-    keep = pd.notna(pre_s) & pd.notna(post_s)
+def _scope_partition(part: pd.DataFrame, pre_col, post_col, wcol, idcol, ann_ids, int_keys, partition_info=None):
+    """One dask partition: rows with both IDs (and, with ``ann_ids``, both annotated), minimal columns.
+
+    With ``int_keys`` the ID columns are integers and stay int64 (``ann_ids``
+    are then the annotation IDs that are integers); otherwise IDs become
+    their normalised strings.
+    """
+    if int_keys:
+        pre_s = part[pre_col].to_numpy().astype(np.int64)
+        post_s = part[post_col].to_numpy().astype(np.int64)
+        keep = np.ones(len(part), dtype=bool)
+    else:
+        pre_s, post_s = str_array(part[pre_col]), str_array(part[post_col])
+        keep = pd.notna(pre_s) & pd.notna(post_s)
     if ann_ids is not None:
         idx = pd.Index(ann_ids)
         keep &= (idx.get_indexer(pre_s) >= 0) & (idx.get_indexer(post_s) >= 0)
     pno = 0 if partition_info is None else int(partition_info["number"])
+    kind = np.int64 if int_keys else object
     out = pd.DataFrame({
-        "pre": pd.Series(pre_s[keep], dtype=object), "post": pd.Series(post_s[keep], dtype=object),
+        "pre": pd.Series(pre_s[keep], dtype=kind), "post": pd.Series(post_s[keep], dtype=kind),
         "_key": np.int64(pno) * _KEY_SHIFT + np.flatnonzero(keep).astype(np.int64),
     })  # fmt: skip
     out["w"] = part[wcol].to_numpy()[keep] if wcol else 1.0
     if idcol:
         out["id"] = part[idcol].to_numpy()[keep]
     return out
+
+
+def _int_annotation_ids(ids: np.ndarray) -> np.ndarray:
+    """The annotation IDs that are plain integers (``str(int(x)) == x``), as int64."""
+    out = []
+    for x in ids.tolist():
+        try:
+            v = int(x)
+        except (TypeError, ValueError):
+            continue
+        if str(v) == x and -(2**63) <= v < 2**63:
+            out.append(v)
+    return np.asarray(out, dtype=np.int64)
 
 
 def _filter_partition(part: pd.DataFrame, src_ids, tgt_ids) -> pd.DataFrame:
@@ -294,12 +318,19 @@ class _DaskRows:
                 raise ConnectomeDaskError(f"Connectivity weight column {weight_column!r} must be numeric (dtype {dtype})")
         idcol = "id" if (weight_mode != "column" and "id" in ddf.columns) else None
         wcol = weight_column if weight_mode == "column" else None
-        ann_ids = np.asarray(ann.ids, dtype=object) if scope == "annotated_only" else None
-        meta = pd.DataFrame({"pre": pd.Series([], dtype=object), "post": pd.Series([], dtype=object),
+        # integer ID columns stay int64 through the shuffle and the group-by (much faster than strings)
+        self._int_keys = ddf[pre_col].dtype.kind == "i" and ddf[post_col].dtype.kind == "i"
+        ann_ids: np.ndarray | None = None
+        if scope == "annotated_only":
+            ann_ids = _int_annotation_ids(ann.ids) if self._int_keys else np.asarray(ann.ids, dtype=object)
+        kind = np.int64 if self._int_keys else object
+        meta = pd.DataFrame({"pre": pd.Series([], dtype=kind), "post": pd.Series([], dtype=kind),
                              "_key": pd.Series([], dtype=np.int64), "w": pd.Series([], dtype=np.float64)})
         if idcol:
             meta["id"] = pd.Series([], dtype=ddf["id"].dtype)
-        self._frame = ddf.map_partitions(_scope_partition, pre_col, post_col, wcol, idcol, ann_ids, meta=meta)
+        self._frame = ddf.map_partitions(_scope_partition, pre_col, post_col, wcol, idcol, ann_ids, self._int_keys,
+                                         meta=meta)
+        self._keys: np.ndarray | None = None  # the universe as the frame's ID values (int64 or strings)
         self._dedup = idcol is not None
         self._progress = progress
         self._universe: np.ndarray | None = None
@@ -313,12 +344,21 @@ class _DaskRows:
             return
         pre_u, post_u = compute(self._frame["pre"].unique(), self._frame["post"].unique(),
                                 progress=self._progress, desc="nested matrix: neurons")
-        pre_v = np.asarray(pre_u, dtype=object)
-        post_v = np.asarray(post_u, dtype=object)
-        self._universe = np.asarray(pd.unique(np.concatenate([pre_v, post_v])), dtype=object)
-        idx = pd.Index(self._universe)
+        pre_v, post_v = np.asarray(pre_u), np.asarray(post_u)
+        self._keys = np.asarray(pd.unique(np.concatenate([pre_v, post_v])))
+        self._universe = self._strings(self._keys)
+        idx = pd.Index(self._keys)
         self._src = np.unique(idx.get_indexer(pre_v)).astype(np.int64)
         self._tgt = np.unique(idx.get_indexer(post_v)).astype(np.int64)
+
+    def _strings(self, keys: np.ndarray) -> np.ndarray:
+        """The universe of normalised ID strings for the frame's ID values."""
+        if self._int_keys:
+            return keys.astype(np.int64).astype(str).astype(object)
+        return np.asarray(keys, dtype=object)
+
+    def _ints(self, keys: np.ndarray, strings: np.ndarray) -> np.ndarray | None:
+        return keys.astype(np.int64) if self._int_keys else _int_strings(strings)
 
     @property
     def universe(self) -> np.ndarray:
@@ -328,7 +368,9 @@ class _DaskRows:
 
     @property
     def universe_int(self) -> np.ndarray | None:
-        return _int_strings(self.universe)
+        self._available()
+        assert self._keys is not None
+        return self._ints(self._keys, self.universe)
 
     @property
     def present_src(self) -> np.ndarray:
@@ -347,7 +389,9 @@ class _DaskRows:
 
         frame = self._frame
         if src_ok is not None or tgt_ok is not None:
-            u = self.universe
+            self._available()
+            u = self._keys
+            assert u is not None
             frame = frame.map_partitions(
                 _filter_partition, None if src_ok is None else u[src_ok], None if tgt_ok is None else u[tgt_ok],
                 meta=frame._meta,
@@ -357,17 +401,18 @@ class _DaskRows:
         g = frame.groupby(["pre", "post"])
         (w, n) = compute(g["w"].sum(), g.size(), progress=self._progress, desc="nested matrix: pair counts")
         agg = pd.DataFrame({"w": w, "n": n.reindex(w.index)}).reset_index()
-        if self._universe is None:  # no axis selection: the pairs define the universe
-            su = np.asarray(pd.unique(np.concatenate([agg["pre"].to_numpy(object), agg["post"].to_numpy(object)])),
-                            dtype=object)
+        a_pre, a_post = agg["pre"].to_numpy(), agg["post"].to_numpy()
+        if self._keys is None:  # no axis selection: the pairs define the universe
+            keys = np.asarray(pd.unique(np.concatenate([a_pre, a_post])))
+            su = self._strings(keys)
         else:
-            su = self._universe
-        idx = pd.Index(su)
-        src = idx.get_indexer(agg["pre"].to_numpy(object)).astype(np.int64)
-        tgt = idx.get_indexer(agg["post"].to_numpy(object)).astype(np.int64)
+            keys, su = self._keys, self.universe
+        idx = pd.Index(keys)
+        src = idx.get_indexer(a_pre).astype(np.int64)
+        tgt = idx.get_indexer(a_post).astype(np.int64)
         s, t, ww, _ = _aggregate_codes(src, tgt, agg["w"].to_numpy(np.float64), len(su))
         _, _, nn, _ = _aggregate_codes(src, tgt, agg["n"].to_numpy(np.float64), len(su))
-        return _Pairs(su, s, t, ww, nn.astype(np.int64), universe_int=_int_strings(su))
+        return _Pairs(su, s, t, ww, nn.astype(np.int64), universe_int=self._ints(keys, su))
 
 
 def _int_strings(universe: np.ndarray) -> np.ndarray | None:
