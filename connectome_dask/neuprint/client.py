@@ -12,6 +12,7 @@ stops counting.
 Examples
 --------
 >>> c = Client(conn.path, "demo:v1", token="ignored")
+>>> set_default_client(c)  # implicit when c is the only client
 >>> default_client() is c
 True
 >>> c.fetch_neurons("KC.*")[0].type.unique().tolist()
@@ -107,6 +108,7 @@ def default_client() -> Client:
     Examples
     --------
     >>> c = Client(conn)
+    >>> set_default_client(c)  # implicit when c is the only (or only kind of) client
     >>> default_client() is c
     True
     """
@@ -166,9 +168,10 @@ def clear_default_client() -> None:
     Examples
     --------
     >>> c = Client(conn)
+    >>> set_default_client(c)
     >>> clear_default_client()
-    >>> default_client() is c  # the only client is chosen again, as in neuprint-python
-    True
+    >>> c.fetch_neurons("KC.*")[0].empty  # an explicit client always works
+    False
     """
     global _default_ref
     with _lock:
@@ -215,7 +218,8 @@ def inject_client(f: F) -> F:
     ... def n_neurons(*, client=None):
     ...     return client.conn.n_neurons
     >>> c = Client(conn)
-    >>> n_neurons() == conn.n_neurons
+    >>> set_default_client(c)
+    >>> n_neurons() == n_neurons(client=c) == conn.n_neurons
     True
     """
     spec = inspect.getfullargspec(f)
@@ -258,10 +262,10 @@ def connectome_of(client: Any) -> Connectome:
     """
     if client is None:
         client = default_client()
-    if isinstance(client, Client):
-        return client.conn
     if isinstance(client, Connectome):
         return client
+    if isinstance(getattr(client, "conn", None), Connectome) and hasattr(client, "dataset"):
+        return client.conn  # a Client (by its attributes: a re-imported module has its own class)
     raise TypeError(f"client must be a neuprint Client or a Connectome, got {type(client).__name__}")
 
 
@@ -334,7 +338,20 @@ class Client:
         self.token = token
         self.verify = verify
         self.progress = progress
+        self._meta: dict | None = None
+        self._meta_token: str | None = None
         _register(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # the query methods are bound by connectome_dask.neuprint.queries (_bind_methods); a copy of
+        # this module imported on its own (e.g. by a doctest collector) finds them here
+        if name.startswith("fetch_"):
+            from . import queries
+
+            f = getattr(queries, name, None)
+            if f is not None and name != "fetch_custom":
+                return functools.partial(f, client=self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         s = f'Client("{self.server}", "{self.dataset}"'
@@ -354,20 +371,26 @@ class Client:
     # -- metadata
     @property
     def meta(self) -> dict:
-        """neuPrint's dataset metadata (:func:`connectome_dask.neuprint.fetch_meta`)."""
-        from .queries import fetch_meta
+        """neuPrint's dataset metadata (:func:`connectome_dask.neuprint.fetch_meta`), computed once."""
+        if self._meta is None or self._meta_token != self.conn.token:
+            from .queries import fetch_meta
 
-        return fetch_meta(client=self)
+            self._meta, self._meta_token = fetch_meta(client=self), self.conn.token
+        return self._meta
 
     @property
     def primary_rois(self) -> list[str]:
         """Sorted primary ROI names."""
-        return sorted(self.meta["primaryRois"])
+        from .queries import fetch_primary_rois
+
+        return fetch_primary_rois(client=self)
 
     @property
     def all_rois(self) -> list[str]:
         """Sorted names of every ROI (any level)."""
-        return sorted(self.meta["roiInfo"])
+        from .queries import fetch_all_rois
+
+        return fetch_all_rois(client=self)
 
     def fetch_version(self) -> str:
         """The package version (neuprint: the server's).

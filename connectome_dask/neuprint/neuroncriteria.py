@@ -33,13 +33,16 @@ import pandas as pd
 
 from ..criteria import IsNull, NotNull
 from ..criteria import NeuronCriteria as _BaseCriteria
+from ..criteria import SynapseCriteria as _BaseSynapseCriteria
 from ..errors import CriteriaError
+from ..rois.model import RoiModel
 from .utils import ensure_list
 
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["NeuronCriteria", "SegmentCriteria", "NeuronCriteriaError", "copy_as_neuroncriteria"]
+__all__ = ["NeuronCriteria", "SegmentCriteria", "SynapseCriteria", "NeuronCriteriaError",
+           "copy_as_neuroncriteria"]
 
 #: fields matched as regular expressions when ``regex`` is True (and guessed from)
 REGEX_FIELDS = ("type", "instance", "flywireType", "hemibrainType", "mancType")
@@ -311,3 +314,65 @@ def copy_as_neuroncriteria(obj: Any, client: Any = None) -> NeuronCriteria:
     if isinstance(first, str):
         return NeuronCriteria(type=items, instance=items, client=client)
     return fail()
+
+
+class SynapseCriteria(_BaseSynapseCriteria):
+    """neuprint-python's ``SynapseCriteria``: checked when constructed, against the client.
+
+    Parameters
+    ----------
+    matchvar
+        Kept for neuprint compatibility.
+    rois
+        ROI name(s) the site must lie in (any level).
+    type
+        ``'pre'``, ``'post'`` or ``None`` (a false value is ``None``).
+    confidence
+        Keep sites whose confidence is strictly greater; ``None``: the
+        store's default confidence (neuPrint: the dataset's threshold).
+    primary_only
+        Name each site by its primary ROI (True) or list every containing ROI.
+    client
+        The client (or Connectome) whose ROIs are checked; default: the
+        default client when there is one (neuprint-python needs one),
+        otherwise the names are checked when the criteria are applied.
+
+    Raises
+    ------
+    NeuronCriteriaError
+        An invalid ``type``, an ROI the client does not define, or a
+        non-primary ROI with ``primary_only=True`` (also an ``AssertionError``).
+
+    Examples
+    --------
+    >>> SynapseCriteria(rois="EB", type="pre", client=conn).rois
+    ['EB']
+    >>> SynapseCriteria(type="tbar")
+    Traceback (most recent call last):
+    ...
+    connectome_dask.neuprint.neuroncriteria.NeuronCriteriaError: Invalid synapse type: tbar.  Choices are 'pre' and 'post'.
+    """
+
+    def __init__(self, matchvar: str = "s", *, rois: Any = None, type: Any = None,  # noqa: A002
+                 confidence: Any = None, primary_only: bool = True, client: Any = None) -> None:
+        from .client import NoDefaultClientError, connectome_of, default_client
+
+        rois_l = ensure_list(rois)
+        type = type or None
+        _check(type in ("pre", "post", None), f"Invalid synapse type: {type}.  Choices are 'pre' and 'post'.")
+        conn = None
+        try:
+            conn = connectome_of(client) if client is not None else default_client().conn
+        except NoDefaultClientError:
+            conn = None
+        if conn is not None and conn.roi_info:
+            model = RoiModel.of(conn)
+            unknown = set(rois_l) - set(model.all_rois)
+            _check(not unknown, f"Unrecognized synapse rois: {unknown}")
+            nonprimary = set(rois_l) - set(model.primary)
+            _check(not nonprimary or not primary_only,
+                   f"You listed non-primary ROIs ({nonprimary}) but did not specify primary_only=False")
+        try:
+            super().__init__(matchvar, rois=rois_l, type=type, confidence=confidence, primary_only=primary_only)
+        except CriteriaError as e:
+            raise NeuronCriteriaError(str(e)) from None

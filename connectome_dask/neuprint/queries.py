@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..criteria import NOT_PRIMARY, IsNull, NotNull, SynapseCriteria
+from ..criteria import NOT_PRIMARY, IsNull, NotNull
 from ..errors import CriteriaError
 from ..query import neuprint as _q
 from ..rois.hierarchy import fetch_roi_hierarchy as _roi_hierarchy_dict
@@ -38,6 +38,7 @@ from .neuroncriteria import (
     NeuronCriteria,
     NeuronCriteriaError,
     SegmentCriteria,
+    SynapseCriteria,
     copy_as_neuroncriteria,
 )
 from .utils import ensure_list, merge_neuron_properties
@@ -99,7 +100,7 @@ def _roi_str(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
 
 def _default_threshold(conn: Any) -> float | None:
     """The synapse confidence threshold of a default ``SynapseCriteria()`` (connection weights use it too)."""
-    return SynapseCriteria().threshold(conn)
+    return SynapseCriteria(client=conn).threshold(conn)
 
 
 _LOCATION_COLS = ("somaLocation", "tosomaLocation", "rootLocation")
