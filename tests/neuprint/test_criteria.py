@@ -168,3 +168,14 @@ def test_regex_fields_match_as_regex_on_a_store(tmp_path):
     assert ids(mancType="IN12A") == [2]  # exact
     assert ids(flywireType="DNa0[12]") == [1, 2]
     assert ids(flywireType="x.y", regex=False) == [4]  # exact despite the '.'
+
+
+def test_synapse_criteria_checks_like_neuprint(small_store):
+    """neuprint-python checks SynapseCriteria against its client when constructed (it needs one)."""
+    conn = small_store.conn
+    assert ours.SynapseCriteria(rois="EB", type="pre", client=conn).rois == ["EB"]
+    assert ours.SynapseCriteria(type="", client=conn).type is None  # a false type is None, as upstream
+    for kw in (dict(type="tbar"), dict(rois=["nowhere"]), dict(rois=["CX"])):  # CX: not primary
+        with pytest.raises(AssertionError):
+            ours.SynapseCriteria(client=conn, **kw)
+    assert ours.SynapseCriteria(rois=["CX"], primary_only=False, client=conn).primary_only is False
