@@ -955,7 +955,7 @@ SEED = [
 
     want = {
         "neuron_df": ['bodyId', 'type', 'instance'],  # fetch_adjacencies' (the last assignment)
-        "roi_counts_df": ['bodyId', 'roi', 'pre', 'post', 'downstream', 'upstream'],
+        "roi_counts_df": ['bodyId', 'roi', 'pre', 'post', 'downstream', 'upstream', 'mito'],
         "conn_df": ['bodyId_pre', 'bodyId_post', 'roi', 'weight', 'type_pre', 'instance_pre',
                     'type_post', 'instance_post'],
         "eb_conns": ['bodyId_pre', 'bodyId_post', 'roi_pre', 'roi_post', 'x_pre', 'y_pre', 'z_pre',

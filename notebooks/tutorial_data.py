@@ -198,6 +198,7 @@ def _seed_neurons(s: Settings) -> pd.DataFrame:
     n["status"] = "Traced"
     n["statusLabel"] = "Traced"
     n["size"] = rng.lognormal(np.log(8e8), 0.5, len(n)).astype(np.int64)
+    n["mito"] = rng.poisson(150, len(n)).astype(np.int64)  # a count (a store does not place them)
     return n.sort_values("bodyId", ignore_index=True)
 
 
@@ -262,7 +263,7 @@ def seed_store(s: Settings | None = None) -> cd.Connectome:
     path = s.workdir / "neuprint_seed" / "store"
     stamp = path.with_name(f"{path.name}.tutorial.json")
     want = {"neuron_table": str(s.neuron_table) if s.neuron_table else None, "rules": repr(SEED_RULES),
-            "version": 1}
+            "version": 2}
     if path.exists() and stamp.exists():
         try:
             if json.loads(stamp.read_text()) == want:

@@ -148,7 +148,7 @@ def test_neuprint_query_tutorial(executed):
     cols = s["columns"]
     assert cols["conn_df"] == ["bodyId_pre", "bodyId_post", "roi", "weight", "type_pre", "instance_pre",
                                "type_post", "instance_post"]
-    assert cols["roi_counts_df"][:6] == ["bodyId", "roi", "pre", "post", "downstream", "upstream"]
+    assert cols["roi_counts_df"] == ["bodyId", "roi", "pre", "post", "downstream", "upstream", "mito"]
     assert cols["skeletons"] == ["rowId", "x", "y", "z", "radius", "link", "bodyId", "color"]
     sh = s["shapes"]
     assert sh["neuron_df"][0] > 0 and sh["conn_df"][0] > 0 and sh["eb_tbars"][0] > 0

@@ -402,9 +402,10 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
         ``inputRois`` / ``outputRois`` sorted lists.
     roi_counts_df : pandas.DataFrame
         ``bodyId, roi, pre, post, downstream, upstream`` (plus ``mito``
-        when the store has it), ``NotPrimary`` rows for sites in no primary
-        ROI, all-zero rows dropped, sorted by ``(bodyId, roi)``. Not returned
-        with ``omit_rois``.
+        when the neuron table has it: all of it under ``NotPrimary``, as a
+        store does not place mitochondria), ``NotPrimary`` rows for sites in
+        no primary ROI, all-zero rows dropped, sorted by ``(bodyId, roi)``.
+        Not returned with ``omit_rois``.
 
     Raises
     ------
@@ -427,8 +428,8 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
     # neuPrint's per-ROI downstream counts the connections whose T-bar is in the ROI: here one
     # row is one connection, so it is the ROI's pre count (as upstream is its post count)
     roi_df = roi_df.assign(downstream=roi_df["pre"], upstream=roi_df["post"])
-    if "mito" in conn.neurons.columns and "mito" not in roi_df.columns:
-        roi_df["mito"] = 0
+    if "mito" in df.columns and "mito" not in roi_df.columns:
+        roi_df = _mito_rows(roi_df, df)
     info: dict[int, dict] = {}
     for b, roi, pre, post, dn, up in roi_df[roi_df["roi"] != NOT_PRIMARY][
             ["bodyId", "roi", "pre", "post", "downstream", "upstream"]].itertuples(index=False):
@@ -458,6 +459,24 @@ def fetch_neurons(criteria: Any = None, *, omit_rois: bool = False, returned_col
         cols = [*cols, "roiInfo", "inputRois", "outputRois"]
     counts = ["pre", "post", "downstream", "upstream"] + (["mito"] if "mito" in roi_df.columns else [])
     return df[cols], roi_df[["bodyId", "roi", *counts]].reset_index(drop=True)
+
+
+def _mito_rows(roi_df: pd.DataFrame, neuron_df: pd.DataFrame) -> pd.DataFrame:
+    """``mito`` per ROI: a store keeps a body's mitochondria count, not where they are, so all of it
+    is ``NotPrimary`` (neuPrint's total minus the primary ROIs' sums) and 0 in every named ROI."""
+    total = pd.Series(pd.to_numeric(neuron_df["mito"], errors="coerce").fillna(0).astype(np.int64).to_numpy(),
+                      index=neuron_df["bodyId"].to_numpy())
+    roi_df = roi_df.assign(mito=np.int64(0))
+    is_np = (roi_df["roi"] == NOT_PRIMARY).to_numpy()
+    roi_df.loc[is_np, "mito"] = roi_df.loc[is_np, "bodyId"].map(total).fillna(0).astype(np.int64).to_numpy()
+    have = set(roi_df.loc[is_np, "bodyId"])
+    extra = total[(total > 0) & ~total.index.isin(list(have))]
+    if len(extra):
+        add = pd.DataFrame({"bodyId": extra.index.to_numpy(np.int64), "roi": NOT_PRIMARY,
+                            **{c: np.int64(0) for c in ("pre", "post", "downstream", "upstream")},
+                            "mito": extra.to_numpy(np.int64)})
+        roi_df = pd.concat([roi_df, add], ignore_index=True).sort_values(["bodyId", "roi"], ignore_index=True)
+    return roi_df.astype({"mito": np.int64})
 
 
 # ----------------------------------------------------------------------------- connectivity

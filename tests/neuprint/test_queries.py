@@ -322,3 +322,20 @@ def test_primary_only_false_keeps_sites_in_no_roi(small_store, c):
     got = [None if pd.isna(r) else r for r in syn["roi"]]
     assert sorted(map(str, got)) == sorted(map(str, rows))
     assert int(syn["roi"].isna().sum()) == int((raw["roi_post"] < 0).sum())
+
+
+def test_mito_counts_are_not_primary(tmp_path):
+    """A store keeps a body's mitochondria count only: roi_counts_df puts all of it under NotPrimary
+    (neuPrint's rule: total minus the primary ROIs' sums, which are 0 here)."""
+    import connectome_dask as cd
+
+    neurons = pd.DataFrame({"bodyId": [10, 20, 30], "type": ["A", "B", "C"], "mito": [5, 0, 7]})
+    syn = pd.DataFrame({"pre": np.array([0, 0, 1], np.int32), "post": np.array([1, 2, 0], np.int32)})
+    conn = cd.write_store(tmp_path / "mito", neurons, syn, {"name": "mito"})
+    n, r = neuprint.fetch_neurons(client=conn)
+    assert r.columns.tolist() == ["bodyId", "roi", "pre", "post", "downstream", "upstream", "mito"]
+    per_body = r.groupby("bodyId")["mito"].sum()
+    assert per_body.reindex([10, 20, 30], fill_value=0).tolist() == [5, 0, 7]
+    assert (r.loc[r.roi != "NotPrimary", "mito"] == 0).all()
+    assert n.columns.tolist()[:8] == ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream",
+                                      "mito"][: len(n.columns[:8])] or "mito" in n.columns
