@@ -670,9 +670,23 @@ def detect_dialect(files: Sequence[str]) -> Dialect | None:
     for f in files:
         if not any(d.matches_name(f, r) for d in REGISTRY.values() for r in ("neuron", "meta", "connection")):
             names = _header(f)
-            found = [d for d in REGISTRY.values() if d.matches_columns(names)]
+            found = [d for d in REGISTRY.values() if d.matches_columns(names) and _complete(d, names)]
             return found[0] if len(found) == 1 else None
     return None
+
+
+def _complete(d: Dialect, names: Sequence[str]) -> bool:
+    """Whether a header has everything the dialect requires (IDs and one complete set of positions).
+
+    Column detection only picks a release dialect the file fully fits: a
+    generic CAVE table that happens to have a ``neuropil`` column keeps the
+    generic ``cave`` columns (list positions and all).
+    """
+    have = set(names)
+    if not any(a in have and b in have for a, b in d.ids) and d.name != "neuprint-neo4j":
+        return False
+    return not d.positions or d.name == "neuprint-neo4j" or any(
+        all(c in have for c in p.values()) for p in d.positions)
 
 
 def _first_line_fields(path: str) -> list[str]:

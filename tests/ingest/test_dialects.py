@@ -400,3 +400,13 @@ def test_label_recorded_at_ingest_by_neuprints_rule(tmp_path):
     c2 = ingest(edges, tmp_path / "c", kind="connections", columns={"pre": "a", "post": "b", "weight": "n"},
                 progress=False)
     assert c2.neurons.set_index("bodyId")["label"].to_dict() == {7: "Segment", 8: "Neuron", 9: "Neuron"}
+
+
+def test_generic_cave_table_with_a_neuropil_column_stays_generic(tmp_path):
+    df = pd.DataFrame({"pre_pt_root_id": [1, 2], "post_pt_root_id": [2, 1], "neuropil": ["ME_R", "LO_L"],
+                       "pre_pt_position": [[1, 2, 3], [4, 5, 6]], "post_pt_position": [[1, 2, 4], [4, 5, 7]]})
+    df.to_parquet(tmp_path / "syn.parquet")
+    assert dialects.detect_dialect([str(tmp_path / "syn.parquet")]) is None
+    conn = ingest(tmp_path / "syn.parquet", tmp_path / "store", progress=False)
+    assert conn.meta["extra"]["ingest"]["dialect"] == "cave"
+    assert sorted(conn.read_synapses(["x_post"])["x_post"].tolist()) == [1.0, 4.0]
