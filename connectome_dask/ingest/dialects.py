@@ -327,7 +327,7 @@ REGISTRY: dict[str, Dialect] = {
             "neuprint-neo4j",
             "neuPrint neo4j CSV export (Neuprint_*.csv)",
             synapse_files=("neuprint_synapses_*.csv",),
-            neuron_files=("neuprint_neurons_*.csv",),
+            neuron_files=("neuprint_neurons_*.csv", "*body-mean-neurotransmitters*.feather"),
             meta_files=("neuprint_meta_*.csv",),
             ids=(("bodyId_pre", "bodyId_post"),),
             positions=(_NEUPRINT_POS,),
@@ -363,7 +363,7 @@ REGISTRY: dict[str, Dialect] = {
             "neuPrint compact exports (traced-neurons / traced-total-connections / traced-roi-connections, "
             "neuprint-python export_dir, MANC traced-connections)",
             synapse_files=(),
-            neuron_files=("traced-neurons.csv", "neurons.csv"),
+            neuron_files=("traced-neurons.csv", "neurons.csv", "*body-mean-neurotransmitters*.feather"),
             ids=(("bodyId_pre", "bodyId_post"),),
             roi_note="roi: neuPrint's primary ROI of the connection's synapses (NotPrimary: none)",
             quirks=("per-ROI weights preferred over totals", "NotPrimary = no ROI"),
@@ -772,7 +772,11 @@ def find_release(source: Any, dialect: str, kind: str = "auto") -> Release | Non
                   and role[f] is None]
     else:
         others = []
-    neurons = sorted(f for f, r in role.items() if r == "neuron")
+    def rank(f: str) -> tuple[int, str]:  # the dialect's main neuron table first: its annotations win
+        base = os.path.basename(f).lower()
+        return next((k for k, p in enumerate(d.neuron_files) if fnmatch.fnmatchcase(base, p)), 99), f
+
+    neurons = sorted((f for f, r in role.items() if r == "neuron"), key=rank)
     metas = sorted(f for f, r in role.items() if r == "meta")
     conns: list[str] = []
     if d.connections is not None:
@@ -997,6 +1001,14 @@ def _neo4j_neurons(path: str) -> pd.DataFrame:
     return out
 
 
+def _body_table(path: str) -> pd.DataFrame:
+    """A per-body table keyed ``body`` (e.g. ``hemibrain-v1.2-body-mean-neurotransmitters.feather``)."""
+    df = _read_any(path)
+    if "bodyId" not in df.columns and "body" in df.columns:
+        df = df.rename(columns={"body": "bodyId"})
+    return df
+
+
 def release_neurons(rel: Release) -> pd.DataFrame | None:
     """The neuron table of a release: its neuron files read and merged by the dialect's rules.
 
@@ -1025,8 +1037,12 @@ def release_neurons(rel: Release) -> pd.DataFrame | None:
         return None
     name = rel.dialect.name
     if name == "neuprint-neo4j":
-        frames = [(f, _neo4j_neurons(f)) for f in rel.neurons]
-        return pd.concat([df for _, df in frames], ignore_index=True)
+        nodes = [f for f in rel.neurons if os.path.basename(f).lower().startswith("neuprint_neurons_")]
+        extra = [f for f in rel.neurons if f not in nodes]
+        base = pd.concat([_neo4j_neurons(f) for f in nodes], ignore_index=True) if nodes else None
+        frames = ([("Neuprint_Neurons", base)] if base is not None else []) + [
+            (f, _body_table(f)) for f in extra]
+        return _merge_tables(frames, "bodyId") if len(frames) > 1 else frames[0][1]
     frames = [(f, _read_any(f)) for f in rel.neurons]
     if name in ("janelia-flat", "neuprint-compact"):
         frames = [(f, df.rename(columns={"body": "bodyId"}) if "bodyId" not in df.columns else df)

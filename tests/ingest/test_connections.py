@@ -300,3 +300,27 @@ def test_fetch_neurons_roi_counts_on_a_connection_store(stores):
     key = ["bodyId", "roi"]
     pd.testing.assert_frame_equal(ra.sort_values(key).reset_index(drop=True),
                                   rb.sort_values(key).reset_index(drop=True), check_dtype=False)
+
+
+def test_hemibrain_body_nt_table_gives_signed_compact_adjacency(tmp_path, syn):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    rel = R.write_neuprint_compact(syn, tmp_path / "rel")
+    ids = R.neuron_ids(syn)
+    calls = np.array(["acetylcholine", "gaba", "glutamate", "dopamine", "neither"])[np.arange(len(ids)) % 5]
+    probs = {c: np.full(len(ids), 0.1) for c in ("gaba", "acetylcholine", "glutamate", "serotonin", "octopamine",
+                                                  "dopamine", "neither")}
+    feather.write_feather(pa.table({"body": ids, "type": ["x"] * len(ids), "instance": ["x"] * len(ids),
+                                    "statusLabel": ["Traced"] * len(ids), **probs, "predicted_nt": calls}),
+                          rel / "hemibrain-v1.2-body-mean-neurotransmitters.feather")
+    conn = ingest(rel, tmp_path / "store", progress=False)
+    nt = conn.neurons.set_index("bodyId")
+    assert nt.loc[ids, "predicted_nt"].tolist() == calls.tolist()
+    assert nt.loc[ids, "type"].tolist() == [f"T{i % 3}" for i in range(len(ids))]  # traced-neurons.csv wins
+    sign = dict(zip(ids, [{"gaba": -1, "glutamate": -1}.get(c, 1) for c in calls], strict=True))
+    ref = syn.assign(w=syn["pre"].map(sign)).pivot_table(index="pre", columns="post", values="w", aggfunc="sum",
+                                                          fill_value=0)
+    A = adjacency(conn, sign="nt", progress=False)
+    got = pd.DataFrame(A.data.todense(), index=A.coords["pre"].values, columns=A.coords["post"].values)
+    np.testing.assert_array_equal(got.loc[ref.index, ref.columns].to_numpy(), ref.to_numpy())
