@@ -118,8 +118,7 @@ SYNAPSE_DTYPES: dict[str, str] = {
     "size": "float32",
     "roi_pre": "int16",
     "roi_post": "int16",
-    "weight": "int64",  # connection-level stores: synapses of the row's connection
-}
+}  # "weight" of a connection-level store is int64 (StoreWriter(kind="connections") requires it)
 
 
 def safe_name(name: str, what: str = "name") -> str:

@@ -324,3 +324,11 @@ def test_hemibrain_body_nt_table_gives_signed_compact_adjacency(tmp_path, syn):
     A = adjacency(conn, sign="nt", progress=False)
     got = pd.DataFrame(A.data.todense(), index=A.coords["pre"].values, columns=A.coords["post"].values)
     np.testing.assert_array_equal(got.loc[ref.index, ref.columns].to_numpy(), ref.to_numpy())
+
+
+def test_a_float_weight_column_of_a_synapse_store_stays_float(tmp_path):
+    df = pd.DataFrame({"pre_pt_root_id": [1, 2], "post_pt_root_id": [2, 1], "w": [0.25, 1.5]})
+    conn = ingest(df, tmp_path / "s", columns={"weight": "w"}, progress=False)
+    assert conn.kind == "synapses" and conn.weight_column is None
+    assert sorted(conn.read_synapses(["weight"])["weight"].tolist()) == [0.25, 1.5]
+    assert pair_counts(conn, progress=False)["weight"].tolist() == [1, 1]  # rows, not the column
