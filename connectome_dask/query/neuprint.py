@@ -290,56 +290,180 @@ def fetch_adjacencies(
     else:
         pc = _index_pair_counts(conn, pre_idx, post_idx, confidence=confidence, progress=progress)
         pc["roi"] = np.int16(-1)
-    conn_df, totals = _roi_rows(conn, model, pc, include_nonprimary)
-    if rois_l:
-        conn_df = conn_df[conn_df["roi"].isin(rois_l)]
-    conn_df = conn_df[conn_df["weight"] >= min_roi_weight]
-    strong = totals[totals["weight"] >= min_total_weight][["pre", "post"]]
-    conn_df = conn_df.merge(strong, on=["pre", "post"], how="inner")
-    body = conn.neurons["bodyId"].to_numpy()
-    conn_df.insert(0, "bodyId_pre", body[conn_df["pre"].to_numpy()])
-    conn_df.insert(1, "bodyId_post", body[conn_df["post"].to_numpy()])
-    conn_df = conn_df.sort_values(["bodyId_pre", "bodyId_post", "weight", "roi"],
-                                  ascending=[True, True, False, True], ignore_index=True)
-    involved = np.unique(np.concatenate([conn_df["pre"].to_numpy(), conn_df["post"].to_numpy()]))
-    used_pairs = conn_df[["pre", "post"]].drop_duplicates()
-    conn_df = conn_df[["bodyId_pre", "bodyId_post", "roi", "weight"]].astype(
-        {"bodyId_pre": np.int64, "bodyId_post": np.int64, "weight": np.int64})
-    if len(conn_df) == 0:
+    pre, post, slot, weight, rid, names, (pair_pre, pair_post), totals = _roi_rows(
+        conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight)
+    del pc
+    body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
+    if len(weight) == 0:
         conn_df = _empty_conn_df()
-    neuron_df = _properties_df(conn, involved.astype(np.int64), props)
+    else:
+        conn_df = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
+                                "roi": _name_column(names, slot), "weight": weight}, copy=False)
+    used = np.zeros(conn.n_neurons, dtype=bool)
+    used[pre] = True
+    used[post] = True
+    neuron_df = _properties_df(conn, np.flatnonzero(used).astype(np.int64), props)
     neuron_df = neuron_df.sort_values("bodyId", ignore_index=True)
     if export_dir is not None:
         os.makedirs(export_dir, exist_ok=True)
-        tot = used_pairs.merge(totals, on=["pre", "post"])
-        tot = pd.DataFrame({"bodyId_pre": body[tot["pre"].to_numpy()],
-                            "bodyId_post": body[tot["post"].to_numpy()],
-                            "weight": tot["weight"].to_numpy(np.int64)})
-        tot = tot.sort_values(["bodyId_pre", "bodyId_post"], ignore_index=True)
+        # every returned pair once, with its total weight, in bodyId order (as conn_df)
+        first = _runs(rid) if len(rid) else np.zeros(0, np.int64)
+        up = rid[first]
+        tot = pd.DataFrame({"bodyId_pre": body[pair_pre[up]], "bodyId_post": body[pair_post[up]],
+                            "weight": totals[up].astype(np.int64)})
         neuron_df.to_csv(os.path.join(export_dir, "neurons.csv"), index=False, header=True)
         conn_df.to_csv(os.path.join(export_dir, "roi-connections.csv"), index=False, header=True)
         tot.to_csv(os.path.join(export_dir, "total-connections.csv"), index=False, header=True)
     return neuron_df, conn_df
 
 
-def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonprimary: bool):
-    """(pre, post, code, weight) rows -> (pre, post, roi name, weight) rows + pair totals."""
-    pc = pc.astype({"pre": np.int64, "post": np.int64, "roi": np.int64, "weight": np.int64})
-    totals = pc.groupby(["pre", "post"], sort=True, as_index=False)["weight"].sum()
-    prim_of = model.primary_name_of_code()
-    prim = pc.assign(roi=prim_of[pc["roi"].to_numpy() + 1]) if model else pc.assign(roi=None)
-    prim["roi"] = prim["roi"].fillna(NOT_PRIMARY) if len(prim) else prim["roi"].astype(object)
-    prim = prim.groupby(["pre", "post", "roi"], sort=False, as_index=False)["weight"].sum()
-    parts = [prim]
+def _name_column(names: list[str], slot: np.ndarray) -> pd.Series:
+    """``names[slot]`` as a column of pandas' default string dtype (built in Arrow when it is Arrow's)."""
+    dtype = pd.Series(names[:1] or ["x"]).dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        arr = pa.DictionaryArray.from_arrays(pa.array(slot.astype(np.int32)), pa.array(names)).cast(pa.string())
+        return pd.Series(pd.array(arr, dtype=dtype), copy=False)
+    return pd.Series(np.asarray(names, dtype=object)[slot], dtype=dtype)
+
+
+def _runs(*keys: np.ndarray) -> np.ndarray:
+    """Start offsets of the runs of equal consecutive ``keys`` tuples (non-empty arrays)."""
+    change = np.empty(len(keys[0]), dtype=bool)
+    change[0] = True
+    np.not_equal(keys[0][1:], keys[0][:-1], out=change[1:])
+    for k in keys[1:]:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+def _roi_names(model: RoiModel, include_nonprimary: bool) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                                    list[np.ndarray]]:
+    """conn_df's ROI names, numbered as *slots* in code order (so per-code slots mostly ascend).
+
+    Returns ``(names, rank, prim_slot, extra)``: ``rank[slot]`` is the name's
+    position in sorted order (conn_df's roi order), ``prim_slot[code + 1]`` the
+    slot of the code's primary ROI (NotPrimary for none), ``extra[code + 1]``
+    the slots of the non-primary ROIs containing it (``include_nonprimary``).
+    """
+    n_codes = len(model.names) + 1 if model else 1
+    prim_of = model.primary_name_of_code() if model else np.full(1, None, dtype=object)
+    names: list[str] = []
+    slot: dict[str, int] = {}
+    prim_slot = np.empty(n_codes, dtype=np.int64)
+    for c, x in enumerate(prim_of):
+        nm = NOT_PRIMARY if x is None else str(x)
+        if nm not in slot:
+            slot[nm] = len(names)
+            names.append(nm)
+        prim_slot[c] = slot[nm]
+    extra: list[list[int]] = [[] for _ in range(n_codes)]
     if include_nonprimary and model:
         nonprim = sorted(set(model.all_rois) - set(model.primary))
+        for nm in nonprim:
+            if nm not in slot:
+                slot[nm] = len(names)
+                names.append(nm)
         mem = model.membership(nonprim)
-        x = pc.merge(mem, left_on="roi", right_on="code", suffixes=("_code", ""))
-        x = x.groupby(["pre", "post", "roi"], sort=False, as_index=False)["weight"].sum()
-        parts.append(x)
-    out = pd.concat(parts, ignore_index=True)
-    out = out[out["weight"] > 0]
-    return out, totals
+        for c, r in zip(mem["code"].to_numpy(), mem["roi"].to_numpy(), strict=True):
+            extra[int(c) + 1].append(slot[str(r)])
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    return names, rank, prim_slot, [np.asarray(e, dtype=np.int64) for e in extra]
+
+
+def _sum_by_key(key: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``key`` values (sorted) and the sum of ``w`` of each."""
+    if len(key) == 0 or bool(np.all(key[1:] > key[:-1])):  # already distinct and sorted: nothing to add
+        return key, w
+    order = np.argsort(key, kind="stable")  # nearly sorted: few passes
+    key, w = key[order], w[order]
+    s = _runs(key)
+    return key[s], np.add.reduceat(w, s)
+
+
+def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonprimary: bool,
+              rois: Sequence[str], min_roi_weight: int, min_total_weight: int) -> tuple:
+    """(pre, post, code, weight) rows sorted by (pre, post, code) -> conn_df's rows, as arrays.
+
+    Integer-coded throughout: pairs are numbered by their run in the sorted
+    input and ROI names by slot, so a (pair, ROI) row is one int64 key and every
+    group-by is a run-length pass (no sort when each code has its own primary
+    ROI). Returns ``(pre, post, slot, weight, pair number)`` of the kept rows in
+    conn_df's order (bodyId_pre, bodyId_post, weight descending, roi name), the
+    slots' names, the pairs' ``(pre, post)`` and their totals over all ROIs.
+    """
+    pre = pc["pre"].to_numpy()
+    post = pc["post"].to_numpy()
+    code = pc["roi"].to_numpy().astype(np.int64) + 1
+    w = pc["weight"].to_numpy().astype(np.int64, copy=False)
+    names, rank, prim_slot, extra = _roi_names(model, include_nonprimary)
+    R = len(names)
+    empty = np.zeros(0, np.int64)
+    if len(pre) == 0:
+        return empty, empty, empty, empty, empty, names, (empty, empty), empty
+    if not model:
+        code = np.zeros(len(code), dtype=np.int64)
+    pk = pre.astype(np.int64) * conn.n_neurons
+    pk += post
+    if not bool(np.all(pk[1:] >= pk[:-1])):  # not (pre, post)-ordered (never from pair_counts): order it
+        order = np.argsort(pk, kind="stable")
+        pre, post, code, w = pre[order], post[order], code[order], w[order]
+    del pk
+    starts = _runs(pre, post)
+    pair_pre, pair_post = pre[starts], post[starts]
+    cs = np.zeros(len(w) + 1, dtype=np.int64)
+    np.cumsum(w, out=cs[1:])
+    totals = cs[np.append(starts[1:], len(w))] - cs[starts]  # each pair's weight over all ROIs
+    del cs
+    pid = np.zeros(len(pre), dtype=np.int64)
+    pid[starts[1:]] = 1
+    np.cumsum(pid, out=pid)
+    key = pid * R
+    key += prim_slot[code]
+    keys, sums = _sum_by_key(key, w)
+    del key
+    n_extra = np.array([len(e) for e in extra], dtype=np.int64)
+    if n_extra.any():
+        reps = n_extra[code]
+        flat = np.concatenate(extra)
+        off = np.concatenate([[0], np.cumsum(n_extra)[:-1]])
+        rows = np.repeat(np.arange(len(pre)), reps)
+        first = np.repeat(np.cumsum(reps) - reps, reps)
+        xs = flat[off[code[rows]] + (np.arange(len(rows)) - first)]
+        k2, s2 = _sum_by_key(pid[rows] * R + xs, w[rows])
+        keys, sums = np.concatenate([keys, k2]), np.concatenate([sums, s2])
+    del pid
+    rid, rs = np.divmod(keys, R)
+    if rois or min_roi_weight > 1 or min_total_weight > 1 or not bool(np.all(sums > 0)):
+        keep = (sums > 0) & (sums >= min_roi_weight) & (totals[rid] >= min_total_weight)
+        if rois:
+            ok = np.zeros(R, dtype=bool)
+            ok[[names.index(r) for r in rois if r in names]] = True
+            keep &= ok[rs]
+        rid, rs, sums = rid[keep], rs[keep], sums[keep]
+    # conn_df order: (bodyId_pre, bodyId_post), weight descending, roi name
+    body = conn.neurons["bodyId"].to_numpy()
+    if len(body) > 1 and not bool(np.all(body[1:] > body[:-1])):  # dense order is not bodyId order
+        pair_order = np.lexsort((body[pair_post], body[pair_pre]))
+        pos = np.empty(len(pair_order), dtype=np.int64)
+        pos[pair_order] = np.arange(len(pair_order))
+        sort_pid = pos[rid]
+    else:
+        sort_pid = rid
+    if len(sums):
+        wmax = int(sums.max())
+        sec_bits = int(wmax * R + R).bit_length()
+        if int(len(starts)).bit_length() + sec_bits <= 62:
+            k = sort_pid << sec_bits
+            k |= (wmax - sums) * R + rank[rs]
+            order = np.argsort(k, kind="stable")  # mostly sorted already (most pairs have one row)
+            del k
+        else:
+            order = np.lexsort((rank[rs], -sums, sort_pid))
+        rid, rs, sums = rid[order], rs[order], sums[order]
+    return pair_pre[rid], pair_post[rid], rs, sums, rid, names, (pair_pre, pair_post), totals
 
 
 def fetch_traced_adjacencies(
