@@ -1,0 +1,441 @@
+"""Filtered whole-brain aggregations vs DuckDB (Parquet and its own table) and polars: ``python -m benchmarks.filtered``.
+
+The queries the connection table cannot answer, so every one of them scans
+synapse rows: pair counts restricted to a ROI list, to confident synapses, to
+strong pairs (``min_weight``), to a neuron subset on either side, a type x type
+matrix inside a ROI list and above a confidence, and a combination.
+
+Data: the cached synthetic whole brain of ``benchmarks/_common.py``
+(``dataset`` + ``ensure_rois``) at ``--synapses`` rows. The peers get the same
+rows with their ROI and confidence as a neuPrint-style Parquet file
+(``synapses_roi.parquet``: ``pre, post`` int64 bodyIds, ``roi`` int16 code of
+the postsynaptic site (-1 = none), ``confidence`` float32; written once from
+the store, in its (pre, post) order, not timed) and the neuron table
+``neurons.parquet`` (``root_id, cell_type``). Peers:
+
+- DuckDB on the Parquet file (``read_parquet`` in every query),
+- DuckDB on its own table built once (``CREATE TABLE syn AS SELECT * FROM
+  read_parquet(...) ORDER BY pre, post`` in a database file; the build time
+  and its peak RSS are reported like our ingest, not included in query times),
+- polars (``scan_parquet`` ... ``collect``).
+
+Ours: ``connectome_dask.aggregate.pair_counts`` / ``adjacency(by="type")``
+on the store, dask's threaded scheduler in the measuring process. Every
+measurement runs in a fresh process (``benchmarks._common.run_child``: time of
+the operation, best of ``--repeat``, opening the store / database included;
+peak RSS of the process tree). Every result is compared element by element
+with DuckDB's (Parquet) in the same run.
+
+Results: ``benchmarks/results/filtered.{md,json}`` (other sizes than 20 M get a
+suffix, e.g. ``filtered_50M.md``).
+
+Usage::
+
+    python -m benchmarks.filtered --synapses 20M
+    python -m benchmarks --only filtered --synapses 20M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (
+    RESULTS,
+    dataset,
+    ensure_rois,
+    fmt_mb,
+    fmt_s,
+    human,
+    machine_info,
+    parse_int,
+    run_child,
+    write_json,
+    write_text,
+)
+
+__all__ = ["main", "SCENARIOS"]
+
+CONF = 0.8
+#: name -> (description, kind, spec); spec keys: rois, confidence, min_weight, pre, post (subset names)
+SCENARIOS: dict[str, tuple[str, str, dict]] = {
+    "rois10": ("pair counts, postsynaptic site in 10 ROIs", "pairs", {"rois": True}),
+    "confidence": (f"pair counts, confidence > {CONF}", "pairs", {"confidence": CONF}),
+    "min_weight": ("pair counts, pairs with >= 5 synapses", "pairs", {"min_weight": 5}),
+    "pre_subset": ("pair counts, pre in a 10 % neuron subset", "pairs", {"pre": "pre10"}),
+    "post_subset": ("pair counts, post in a 10 % neuron subset", "pairs", {"post": "post10"}),
+    "types_rois10": ("type x type, postsynaptic site in 10 ROIs", "types", {"rois": True}),
+    "types_confidence": (f"type x type, confidence > {CONF}", "types", {"confidence": CONF}),
+    "combined": ("pair counts, pre in a 30 % subset, 10 ROIs, confidence > 0.5, >= 3 synapses", "pairs",
+                 {"pre": "pre30", "rois": True, "confidence": 0.5, "min_weight": 3}),
+}
+
+
+def log(*a) -> None:
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- inputs (built once)
+
+
+def _write_peer_parquet(store: str, out: str) -> dict:
+    """The store's rows as a neuPrint-style Parquet file (bodyIds, ROI code, confidence), in store order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import connectome_dask as cd
+
+    conn = cd.open(store, set_default=False)
+    body = conn.neurons["bodyId"].to_numpy(np.int64)
+    n = conn.n_synapses
+    step = 1 << 22
+    tmp = Path(out).with_suffix(".tmp")
+    t0 = time.perf_counter()
+    schema = pa.schema([("pre", pa.int64()), ("post", pa.int64()), ("roi", pa.int16()), ("confidence", pa.float32())])
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for s in range(0, n, step):
+            d = conn.read_synapses(["pre", "post", "roi_post", "confidence"], s, min(s + step, n))
+            w.write_table(pa.table({"pre": body[d["pre"]], "post": body[d["post"]], "roi": d["roi_post"],
+                                    "confidence": d["confidence"]}, schema=schema), row_group_size=1 << 20)
+    tmp.rename(out)
+    return {"seconds": time.perf_counter() - t0, "rows": n, "mb": Path(out).stat().st_size / 2**20}
+
+
+def _subsets(store: str, seed: int) -> dict:
+    import connectome_dask as cd
+
+    conn = cd.open(store, set_default=False)
+    body = conn.neurons["bodyId"].to_numpy(np.int64)
+    rng = np.random.default_rng(seed + 17)
+    names = sorted(conn.roi_names)
+    rois = names[:: max(1, len(names) // 10)][:10]
+    out: dict = {"rois": rois, "roi_codes": [conn.roi_names.index(r) for r in rois]}
+    for key, frac in (("pre10", 0.1), ("post10", 0.1), ("pre30", 0.3)):
+        out[key] = np.sort(rng.choice(body, int(len(body) * frac), replace=False)).tolist()
+    return out
+
+
+def task_duckdb_build(parquet: str, db: str) -> dict:
+    """DuckDB's own table, built once: ``CREATE TABLE syn AS SELECT * FROM read_parquet ORDER BY pre, post``."""
+    import duckdb
+
+    p = Path(db)
+    for f in (p, p.with_suffix(p.suffix + ".wal")):
+        if f.exists():
+            f.unlink()
+    t0 = time.perf_counter()
+    con = duckdb.connect(db)
+    con.execute("CREATE TABLE syn AS SELECT * FROM read_parquet(?) ORDER BY pre, post", [parquet])
+    con.execute("CHECKPOINT")
+    con.close()
+    return {"seconds": time.perf_counter() - t0, "db_mb": p.stat().st_size / 2**20, "duckdb": duckdb.__version__}
+
+
+# ----------------------------------------------------------------------------- measurement tasks
+
+
+def _save(out: str, kind: str, a, b, w) -> None:
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    w = np.asarray(w, np.int64)
+    if kind == "pairs":
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        o = np.lexsort((b, a))
+        for k, v in (("a", a[o]), ("b", b[o]), ("w", w[o])):
+            np.save(d / f"{k}.npy", v, allow_pickle=False)
+    else:
+        rows = sorted(zip((str(x) for x in a), (str(x) for x in b), w.tolist(), strict=True))
+        (d / "rows.json").write_text(json.dumps(rows))
+
+
+def _spec(scenario: str, subsets: str) -> tuple[str, dict, dict]:
+    _, kind, spec = SCENARIOS[scenario]
+    return kind, spec, json.loads(Path(subsets).read_text())
+
+
+def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1) -> dict:
+    """``aggregate.pair_counts`` / ``aggregate.adjacency(by="type")`` with the scenario's filters."""
+    import dask
+
+    import connectome_dask as cd
+    from connectome_dask import aggregate
+
+    kind, spec, sub = _spec(scenario, subsets)
+    kw: dict = {"progress": False}
+    if spec.get("rois"):
+        kw["rois"] = sub["rois"]
+    if "confidence" in spec:
+        kw["confidence"] = spec["confidence"]
+    if "min_weight" in spec:
+        kw["min_weight"] = spec["min_weight"]
+    for side in ("pre", "post"):
+        if side in spec:
+            kw[side] = np.asarray(sub[spec[side]], np.int64)
+    times = []
+    with dask.config.set(scheduler="threads"):
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            conn = cd.open(store, set_default=False)
+            if kind == "pairs":
+                res = aggregate.pair_counts(conn, **kw)
+            else:
+                res = aggregate.adjacency(conn, by="type", **kw)
+            times.append(time.perf_counter() - t0)
+    if kind == "pairs":
+        body = conn.neurons["bodyId"].to_numpy(np.int64)
+        a, b, w = body[res["pre"].to_numpy()], body[res["post"].to_numpy()], res["weight"].to_numpy()
+    else:
+        m = np.asarray(res.data)
+        i, j = np.nonzero(m)
+        a, b, w = res["pre"].to_numpy()[i], res["post"].to_numpy()[j], m[i, j]
+    _save(out, kind, a, b, w)
+    return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": int(len(w)),
+            "total": int(np.asarray(w).sum()), "scheduler": "dask threaded scheduler in the measuring process"}
+
+
+def _sql(kind: str, spec: dict, sub: dict, src: str) -> str:
+    where = []
+    if spec.get("rois"):
+        where.append(f"s.roi IN ({', '.join(str(c) for c in sub['roi_codes'])})")
+    if "confidence" in spec:  # compared at float32, as the store keeps it
+        where.append(f"s.confidence > CAST({spec['confidence']} AS REAL)")
+    for side in ("pre", "post"):
+        if side in spec:
+            where.append(f"s.{side} IN (SELECT id FROM sel_{side})")
+    w = ("WHERE " + " AND ".join(where)) if where else ""
+    if kind == "pairs":
+        having = f"HAVING count(*) >= {int(spec['min_weight'])}" if spec.get("min_weight", 1) > 1 else ""
+        return f"SELECT s.pre AS a, s.post AS b, count(*) AS w FROM {src} s {w} GROUP BY s.pre, s.post {having}"
+    types = "read_parquet($neurons)"
+    w = w + (" AND " if w else "WHERE ") + "x.cell_type IS NOT NULL AND y.cell_type IS NOT NULL"
+    return (f"SELECT x.cell_type AS a, y.cell_type AS b, count(*) AS w FROM {src} s "
+            f"JOIN {types} x ON s.pre = x.root_id JOIN {types} y ON s.post = y.root_id {w} "
+            "GROUP BY x.cell_type, y.cell_type")
+
+
+def task_duckdb(scenario: str, subsets: str, out: str, neurons: str, parquet: str | None = None,
+                db: str | None = None, repeat: int = 1) -> dict:
+    """DuckDB on the Parquet file (``parquet``) or on its own table (``db``), result into Arrow."""
+    import duckdb
+    import pyarrow as pa
+
+    kind, spec, sub = _spec(scenario, subsets)
+    sels = {side: pa.table({"id": pa.array(sub[spec[side]], pa.int64())}) for side in ("pre", "post") if side in spec}
+    src = "read_parquet($parquet)" if parquet else "syn"
+    q = _sql(kind, spec, sub, src)
+    params = {"neurons": neurons} if kind == "types" else {}
+    if parquet:
+        params["parquet"] = parquet
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        con = duckdb.connect(db, read_only=True) if db else duckdb.connect()
+        for side, t in sels.items():
+            con.register(f"sel_{side}", t)
+        tab = con.execute(q, params).to_arrow_table()
+        times.append(time.perf_counter() - t0)
+        con.close()
+    w = tab["w"].to_numpy()
+    _save(out, kind, tab["a"].to_numpy(zero_copy_only=False), tab["b"].to_numpy(zero_copy_only=False), w)
+    return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": tab.num_rows,
+            "total": int(w.sum()), "query": q, "duckdb": duckdb.__version__}
+
+
+def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: str, repeat: int = 1) -> dict:
+    """polars ``scan_parquet`` + filters (+ joins for types) + ``group_by().agg(len())`` + ``collect``."""
+    import polars as pl
+
+    kind, spec, sub = _spec(scenario, subsets)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        lf = pl.scan_parquet(parquet)
+        if spec.get("rois"):
+            lf = lf.filter(pl.col("roi").is_in(pl.Series(sub["roi_codes"], dtype=pl.Int16)))
+        if "confidence" in spec:
+            lf = lf.filter(pl.col("confidence") > pl.lit(spec["confidence"], dtype=pl.Float32))
+        for side in ("pre", "post"):
+            if side in spec:
+                lf = lf.filter(pl.col(side).is_in(pl.Series(sub[spec[side]], dtype=pl.Int64)))
+        if kind == "pairs":
+            g = lf.group_by(["pre", "post"]).agg(pl.len().alias("w"))
+            if spec.get("min_weight", 1) > 1:
+                g = g.filter(pl.col("w") >= spec["min_weight"])
+            df = g.rename({"pre": "a", "post": "b"}).collect()
+        else:
+            nt = pl.scan_parquet(neurons).filter(pl.col("cell_type").is_not_null())
+            df = (lf.join(nt.rename({"root_id": "pre", "cell_type": "a"}), on="pre")
+                  .join(nt.rename({"root_id": "post", "cell_type": "b"}), on="post")
+                  .group_by(["a", "b"]).agg(pl.len().alias("w")).collect())
+        times.append(time.perf_counter() - t0)
+    w = df["w"].to_numpy()
+    _save(out, kind, df["a"].to_numpy(), df["b"].to_numpy(), w)
+    return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": df.height,
+            "total": int(w.sum()), "polars": pl.__version__}
+
+
+def compare(kind: str, a: Path, b: Path) -> dict:
+    """Element-by-element comparison of two saved results (sorted pairs / sorted type rows)."""
+    if kind == "pairs":
+        x = {k: np.load(a / f"{k}.npy") for k in "abw"}
+        y = {k: np.load(b / f"{k}.npy") for k in "abw"}
+        eq = len(x["a"]) == len(y["a"]) and all(np.array_equal(x[k], y[k]) for k in "abw")
+        return {"identical": bool(eq), "rows": [len(x["a"]), len(y["a"])],
+                "total": [int(x["w"].sum()), int(y["w"].sum())]}
+    x = json.loads((a / "rows.json").read_text())
+    y = json.loads((b / "rows.json").read_text())
+    return {"identical": x == y, "rows": [len(x), len(y)], "total": [sum(r[2] for r in x), sum(r[2] for r in y)]}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _child(func: str, **kw) -> dict:
+    r = run_child(f"benchmarks.filtered:{func}", **kw)
+    if "error" in r:
+        log(f"   {func} {kw.get('scenario', '')} FAILED: {r['error'][-800:]}")
+    else:
+        log(f"   {func} {kw.get('scenario', '')}: {r.get('seconds', 0):.2f} s, tree peak {r['tree_peak_rss_mb']:.0f} MB")
+    return r
+
+
+PEERS = ("duckdb_parquet", "duckdb_table", "polars")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.filtered", description=__doc__.splitlines()[0])
+    ap.add_argument("--synapses", type=parse_int, default=20_000_000)
+    ap.add_argument("--neurons", type=parse_int, default=139_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=2, help="timed repetitions per measurement (best reported)")
+    ap.add_argument("--only", default=",".join(SCENARIOS), help=f"comma list of {','.join(SCENARIOS)}")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    only = [s.strip() for s in a.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SCENARIOS]
+    if bad:
+        ap.error(f"unknown scenario(s) {bad}; choose from {','.join(SCENARIOS)}")
+    suffix = "" if a.synapses == 20_000_000 else f"_{human(a.synapses)}"
+    jpath = a.results / f"filtered{suffix}.json"
+    info = dataset(a.synapses, a.neurons, a.seed, parquet=True, log=log)
+    rois = ensure_rois(info, log=log)
+    folder = Path(info["folder"])
+    peer_pq = folder / "synapses_roi.parquet"
+    rep: dict = json.loads(jpath.read_text()) if jpath.exists() else {}
+    if rep.get("dataset", {}).get("key") != info["key"]:
+        rep = {}
+    rep.update({"n_synapses": a.synapses, "n_neurons": a.neurons, "dataset": info, "assign_rois": rois,
+                "machine": machine_info(), "repeat": a.repeat})
+    if not peer_pq.exists():
+        log("writing the peers' Parquet (bodyIds, ROI code, confidence) from the store (once) ...")
+        r = run_child("benchmarks.filtered:_write_peer_parquet", store=info["store"], out=str(peer_pq))
+        if "error" in r:
+            raise RuntimeError(r["error"])
+        rep["peer_parquet"] = r
+    work = folder / "filtered_check"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    subsets = work / "subsets.json"
+    subsets.write_text(json.dumps(_subsets(info["store"], a.seed)))
+    rep["rois"] = json.loads(subsets.read_text())["rois"]
+    db = work / "syn.duckdb"
+    log("DuckDB: building its own table (CREATE TABLE ... ORDER BY pre, post) ...")
+    rep["duckdb_table_build"] = _child("task_duckdb_build", parquet=str(peer_pq), db=str(db))
+    rep.setdefault("scenarios", {})
+
+    def save() -> None:
+        write_json(jpath, rep)
+        write_text(a.results / f"filtered{suffix}.md", render(rep))
+
+    common = {"subsets": str(subsets), "repeat": a.repeat}
+    npq = info["neurons_parquet"]
+    for name in only:
+        desc, kind, _ = SCENARIOS[name]
+        log(f"== {name}: {desc}")
+        res: dict = {"description": desc, "kind": kind}
+        d = work / name
+        res["ours"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours"), **common)
+        res["duckdb_parquet"] = _child("task_duckdb", scenario=name, out=str(d / "duckdb_parquet"), neurons=npq,
+                                       parquet=str(peer_pq), **common)
+        res["duckdb_table"] = _child("task_duckdb", scenario=name, out=str(d / "duckdb_table"), neurons=npq,
+                                     db=str(db), **common)
+        res["polars"] = _child("task_polars", scenario=name, out=str(d / "polars"), neurons=npq,
+                               parquet=str(peer_pq), **common)
+        ref = d / "duckdb_parquet"
+        res["correctness"] = {k: compare(kind, d / k, ref) for k in ("ours", "duckdb_table", "polars")
+                              if (d / k).exists() and ref.exists()}
+        res["date"] = time.strftime("%Y-%m-%d %H:%M")
+        rep["scenarios"][name] = res
+        save()
+    shutil.rmtree(work, ignore_errors=True)
+    save()
+    print(render(rep))
+    return rep
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _ratio(o: dict, p: dict) -> str:
+    if "seconds" not in o or "seconds" not in p:
+        return "—"
+    return f"{o['seconds'] / p['seconds']:.2f}x"
+
+
+def render(rep: dict) -> str:
+    n = human(rep["n_synapses"])
+    m = rep["machine"]
+    b = rep.get("duckdb_table_build", {})
+    ds = rep["dataset"]
+    L = [f"# Filtered whole-brain aggregations ({n} synapses)", "",
+         f"Synthetic whole brain (`{ds['key']}`): {rep['n_synapses']:,} synapses, {rep['n_neurons']:,} neurons, "
+         f"{ds['build']['n_types']:,} cell types, ROIs of `{ds['meshes']}` assigned by `assign_rois`. "
+         f"Machine: {m.get('cpus', '?')} CPUs, {m.get('memory_gib', '?')} GiB, load average at the start "
+         f"{m.get('loadavg', '?')} (shared machine: compare ratios measured in the same run). {m.get('date', '')}.",
+         "",
+         "Peers read the same rows as a neuPrint-style Parquet file (`pre, post` bodyIds, `roi` code of the "
+         "postsynaptic site, `confidence`; in the store's (pre, post) order). **DuckDB table**: DuckDB's own "
+         "table built once, `CREATE TABLE syn AS SELECT * FROM read_parquet(...) ORDER BY pre, post` in a "
+         f"database file: {fmt_s(b.get('seconds'))} s, peak RSS {fmt_mb(b.get('tree_peak_rss_mb'))} MB "
+         "(not in the query times below; our store's equivalent is ingest + `assign_rois`: "
+         f"{fmt_s(rep.get('assign_rois', {}).get('seconds'))} s for `assign_rois` here). Ours: "
+         "`aggregate.pair_counts` / `aggregate.adjacency(by='type')`, dask threads in the measuring process. "
+         f"Every measurement in a fresh process, best of {rep['repeat']} (first in parentheses), opening the "
+         "store / database included; peak RSS = process tree (psutil, 50 ms). Ratios: our time / the peer's "
+         "(target <= 0.3x). Correct = every row equal to DuckDB-on-Parquet's (same run).", "",
+         f"ROI list: {', '.join(rep.get('rois', []))}.", "",
+         "| query | ours s | DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
+         "table | ours / polars | <= 0.3x all | peak RSS MB ours / DuckDB Parquet / table / polars | rows | "
+         "correct |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
+    for r in rep.get("scenarios", {}).values():
+        o = r["ours"]
+
+        def t(x: dict) -> str:
+            return "FAILED" if "error" in x else f"{fmt_s(x['seconds'])} ({fmt_s(x['first_s'])})"
+
+        ok = all(r[p].get("seconds", 1e9) > 0 and "seconds" in o and o["seconds"] <= 0.3 * r[p]["seconds"]
+                 for p in PEERS if "seconds" in r[p])
+        corr = r.get("correctness", {})
+        c = "yes" if corr and all(v["identical"] for v in corr.values()) else \
+            ("NO: " + ", ".join(k for k, v in corr.items() if not v["identical"]) if corr else "—")
+        rss = " / ".join(fmt_mb(r[k].get("tree_peak_rss_mb")) for k in ("ours", *PEERS))
+        L.append(f"| {r['description']} | {t(o)} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
+                 f"{t(r['polars'])} | {_ratio(o, r['duckdb_parquet'])} | {_ratio(o, r['duckdb_table'])} | "
+                 f"{_ratio(o, r['polars'])} | {'yes' if ok else 'no'} | {rss} | {o.get('rows', 0):,} | {c} |")
+    L += ["", "Queries (DuckDB):", ""]
+    for name, r in rep.get("scenarios", {}).items():
+        q = r["duckdb_parquet"].get("query")
+        if q:
+            L.append(f"- `{name}`: `{q}`")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    main()
