@@ -18,6 +18,8 @@ adjacencies    ``fetch_adjacencies(None, None)`` (after ``assign_rois``)
 matrix         ``benchmarks/matrix.py`` on the same store
 ingest         ``benchmarks/ingest.py``'s ``measure("ingest")`` on the same Parquet
 dialects       ``benchmarks/dialects.py``: FlyWire feather, Codex gzip CSV  DuckDB
+filtered       ``benchmarks/filtered.py``: ROI / confidence / min_weight /   DuckDB (Parquet, own table), polars
+               subset / type filtered aggregations
 rois           ``benchmarks/rois.py`` on the jfrc2np meshes                 trimesh+embree, ncollpyde
 =============  ==========================================================  =====================
 
@@ -62,7 +64,7 @@ from ._common import (
     write_text,
 )
 
-ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest", "dialects")
+ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest", "dialects", "filtered")
 DUCKDB_REF = {"pairs": 3.4, "types": 15.0, "pandas_pairs": 22.0}
 
 
@@ -95,6 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         dialects.main(["--rows", str(args.synapses), "--results", str(args.results)])
         only = [s for s in only if s != "dialects"]
+        if not only:
+            return {}
+    if "filtered" in only:  # benchmarks/filtered.py: its own result file (filtered{_size}.md)
+        from . import filtered
+
+        filtered.main(["--synapses", str(args.synapses), "--neurons", str(args.neurons), "--seed", str(args.seed),
+                       "--repeat", str(args.repeat), "--results", str(args.results)])
+        only = [s for s in only if s != "filtered"]
         if not only:
             return {}
 
