@@ -35,7 +35,10 @@ source / target axis filters, then rows with the same ``id`` counted once
   read from ``cell_instance`` then ``cell_subtype``. ``neuron_to_type``
   iterates in annotation order.
 * ``from_synapses_by_neuropil``: a synapse counts in every listed neuropil
-  containing it; ``"other"`` holds those in none of the listed ones.
+  mesh containing it; ``"other"`` holds those in none of the listed ones.
+  DataFrames and stores with meshes (``rois=`` or the store's own) are
+  tested against the meshes (a store partition by partition, the same
+  result); a store without meshes falls back to its ROI codes and hierarchy.
   ``coordinates="pixels"`` scales by ``voxel_size``, default crantpy's
   ``(8, 8, 42)`` nm (:data:`connectome_dask.crantpy.SCALE`), after adding
   ``voxel_offset``.

@@ -378,21 +378,47 @@ class NestedMatrix(_NestedBase):
     ) -> NeuropilCollection:
         """One nested matrix per neuropil (ROI), as a :class:`NeuropilCollection`.
 
-        With a Connectome the ROI codes already in the store are used (the
-        connection's ROI is the postsynaptic site's ``roi_post``; a listed
-        ROI counts every code of its subtree); pandas and dask frames are
-        tested against the meshes of ``rois`` (a
-        :class:`connectome_dask.rois.RoiSet` or a folder for
-        ``RoiSet.from_directory``), partition by partition for dask. As
-        crantpy, a synapse counts in every listed neuropil containing it, and
-        in ``"other"`` when it is in none of them. Weighting, scope and
-        ordering follow :meth:`from_synapses` within each neuropil.
+        As crantpy, a synapse counts in EVERY listed neuropil whose mesh
+        contains its position (nested meshes, e.g. a glomerulus and its
+        neuropil, both count; so do overlapping ones), and in ``"other"``
+        when it is in none of the listed ones. Containment is the exact
+        per-mesh test of :meth:`connectome_dask.rois.RoiSet.contains`.
+        Weighting, scope and ordering follow :meth:`from_synapses` within
+        each neuropil.
+
+        * pandas / dask DataFrame: the positions in ``position_column`` are
+          tested against the meshes of ``rois`` (partition by partition for
+          dask).
+        * Connectome with meshes (``rois=``, or else the store's own ROI set
+          written by :func:`~connectome_dask.rois.assign_rois`, reloaded with
+          :meth:`RoiSet.from_store <connectome_dask.rois.RoiSet.from_store>`):
+          the same rule. Every partition of the store tests its synapses'
+          positions against each listed mesh and returns pair counts per
+          neuropil; the partial counts are summed in a tree (integers: the
+          same result for any chunk or partition size, and the same matrices
+          as from a DataFrame of the same synapses). The store's positions
+          for ``position_column``: ``"ctr_pt_position"`` (the default) is the
+          centre point ``x, y, z``, or the postsynaptic site ``x_post..`` in a
+          store holding both sites (it has no centre point; ``roi_post`` is
+          assigned from that site); ``"pre_pt_position"`` /
+          ``"post_pt_position"`` name a site; three names are store columns
+          or crantpy's split names (``post_pt_position_x``, ...). A listed
+          hierarchy group without a mesh of its own is the union of its
+          descendants' meshes.
+        * Connectome without meshes (its ``rois.json`` has names only, or it
+          has no positions): the fallback uses the store's one ROI code per
+          synapse (the postsynaptic site's ``roi_post``) and the hierarchy: a
+          listed ROI counts every code of its subtree. Nested ROIs that are
+          parent and child in the hierarchy both count, but two overlapping
+          ROIs that are not count a synapse only once (in the one its code
+          names), unlike crantpy.
 
         Parameters
         ----------
         synapses_df
             One row per synapse (pandas or dask, with positions), or a
-            :class:`~connectome_dask.store.Connectome` with ROIs assigned.
+            :class:`~connectome_dask.store.Connectome` (with positions and
+            meshes, or with ROI codes).
         neuron_annotations
             Annotation table; optional for a Connectome.
         neuropil_names
@@ -400,9 +426,11 @@ class NestedMatrix(_NestedBase):
         coordinates
             ``"nm"`` or ``"pixels"`` (pixels: ``(p + voxel_offset) * voxel_size``;
             ``voxel_size`` defaults to crantpy's scale ``(8, 8, 42)``,
-            :data:`connectome_dask.crantpy.SCALE`).
+            :data:`connectome_dask.crantpy.SCALE`). A store's positions are
+            nm: ``"pixels"`` is for DataFrame input only.
         position_column
-            Column holding ``[x, y, z]`` per row, or three column names.
+            Column holding ``[x, y, z]`` per row, or three column names (for
+            a store see above).
         pre_col, post_col, weight_mode, weight_column
             As :meth:`from_synapses`.
         cell_type_column, neuron_id_column, type_order, annotation_scope
@@ -411,8 +439,12 @@ class NestedMatrix(_NestedBase):
             Collect synapses outside every listed ROI under ``"other"``.
         voxel_offset
             Added to pixel positions before scaling by ``voxel_size``.
-        rois, voxel_size
-            Mesh set and voxel size for pandas input.
+        rois
+            The meshes: a :class:`connectome_dask.rois.RoiSet` or a folder
+            for ``RoiSet.from_directory``. Required for DataFrame input; for
+            a Connectome it replaces the store's own meshes.
+        voxel_size
+            nm per pixel for ``coordinates="pixels"``.
         confidence, min_weight, progress
             As :meth:`from_synapses` (``min_weight`` applies per neuropil).
 
@@ -425,16 +457,20 @@ class NestedMatrix(_NestedBase):
         ValueError
             As :meth:`from_synapses`; also an unknown ``coordinates`` or
             neuropil name, no ``rois`` for pandas input, a missing
-            ``weight_column``, malformed positions, or a store without
-            ROI codes.
+            ``weight_column``, malformed positions, ``coordinates="pixels"``
+            or ``rois=`` without positions for a Connectome, or a store with
+            neither meshes nor ROI codes.
         TypeError
             ``synapses_df`` is neither a pandas / dask DataFrame nor a Connectome.
         KeyError
-            A named column is missing.
+            A named column is missing (for a store: a position column it
+            does not have).
+        RoiError
+            The store's ``rois.json`` lists meshes that cannot be read.
 
         Examples
         --------
-        From a store with ROIs assigned (neuropils without synapses are left out):
+        From a store with ROIs assigned (its meshes; neuropils without synapses are left out):
 
         >>> c = NestedMatrix.from_synapses_by_neuropil(conn, neuropil_names=["MB_CA_R"])
         >>> list(c), c.MB_CA_R.shape[0] > 0
@@ -839,7 +875,11 @@ class DirectedNestedMatrix(_NestedBase):
     ) -> NeuropilCollection:
         """Directed nested matrices per neuropil; see :meth:`NestedMatrix.from_synapses_by_neuropil`.
 
-        Neuropils whose matrix has no rows or no columns are left out.
+        The same neuropil rule and inputs: a synapse counts in every listed
+        neuropil mesh containing it (DataFrames, and stores with meshes:
+        ``rois=`` or the store's own, tested partition by partition), or by
+        the ROI codes and hierarchy of a store without meshes. Neuropils
+        whose matrix has no rows or no columns are left out.
 
         Parameters
         ----------

@@ -8,7 +8,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import pandas as pd
 
-from ..errors import ConnectomeDaskError
+from ..errors import ConnectomeDaskError, UnknownColumnError
 from ..labels import str_array
 from . import common as _common
 from .axes import _Annotations
@@ -600,42 +600,15 @@ def _neuropil_groups(
 
     As crantpy: a synapse counts in EVERY listed neuropil that contains it
     (a glomerulus and its neuropil both), and in ``"other"`` when it is in
-    none of the listed ones. A store holds one ROI code per synapse (its
-    postsynaptic site's ``roi_post``); a listed ROI counts every code of its
-    subtree in the store's hierarchy.
+    none of the listed ones. For a store see :func:`_store_neuropil_groups`.
     """
     if int(min_weight) < 1:
         raise ConnectomeDaskError(f"min_weight must be >= 1, got {min_weight!r}")
     if _is_connectome(source):
-        from ..rois.model import RoiModel
-
-        if weight_mode == "column":
-            raise ConnectomeDaskError("weight_mode='column' is not available for a Connectome (synapse counts only)")
-        if "roi_post" not in source.synapse_columns or not source.roi_names:
-            raise ConnectomeDaskError(
-                f"store {source.path} has no ROI codes (roi_post); run conn.assign_rois(...) first"
-            )
-        model = RoiModel.of(source)
-        names = list(source.roi_names) + [n for n in model.all_rois if n not in set(source.roi_names)]
-        wanted = _check_neuropils(neuropil_names, names)
-        df, idc, tyc = _store_annotations(source, neuron_annotations, neuron_id_column, cell_type_column)
-        ann = _Annotations(df, idc, tyc)
-        pairs, roi = _pairs_from_store(
-            source, ann, scope, by_roi=True, confidence=confidence, min_weight=1, progress=progress
-        )
-        out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
-        listed = np.zeros(0, dtype=np.int64)
-        for n in wanted:
-            codes = model.codes_for(n)
-            listed = np.union1d(listed, codes)
-            keep = np.isin(roi, codes)
-            if keep.any():
-                out.append((n, _PairRows(_merged(pairs.subset(keep))), ann))
-        if include_other:
-            keep = ~np.isin(roi, listed)
-            if keep.any():
-                out.append(("other", _PairRows(_merged(pairs.subset(keep))), ann))
-        return out
+        return _store_neuropil_groups(
+            source, neuron_annotations, neuropil_names, coordinates, position_column, weight_mode,
+            cell_type_column, neuron_id_column, scope, include_other, rois, confidence, progress,
+        )  # fmt: skip
     if confidence is not None:
         raise ConnectomeDaskError("confidence= applies to a Connectome only; filter the synapse table instead")
     if neuron_annotations is None:
@@ -686,7 +659,7 @@ def _neuropil_groups(
         masks.append((n, m))
     if include_other:
         masks.append(("other", ~any_in))
-    out = []
+    out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
     for n, mask in masks:
         if not mask.any():  # crantpy: a neuropil with scoped synapse rows is built (rows with a null ID count)
             _log.debug("Skipping neuropil %s because it contains no synapses", n)
@@ -747,6 +720,268 @@ def _dask_neuropil_groups(
         rows = _DaskRows(sub, pre_col, post_col, weight_mode, weight_column, ann, scope, progress)
         if len(rows.present_src):
             out.append((n, rows, ann))
+    return out
+
+
+# ----------------------------------------------------------------------------- neuropils of a store
+
+#: crantpy's position columns -> the store's columns (positions in a store are nm)
+_CAVE_POSITION_COLUMNS = {
+    **{f"pre_pt_position_{a}": f"{a}_pre" for a in "xyz"},
+    **{f"post_pt_position_{a}": f"{a}_post" for a in "xyz"},
+    **{f"ctr_pt_position_{a}": a for a in "xyz"},
+}
+
+
+def _store_position_columns(conn, position_column) -> tuple[str, str, str]:
+    """The store's ``(x, y, z)`` columns for crantpy's ``position_column``.
+
+    ``"pre_pt_position"`` / ``"post_pt_position"`` name a site;
+    ``"ctr_pt_position"`` (crantpy's default) is the store's single centre
+    point ``x, y, z``, or, for a store holding both sites (ingest keeps no
+    centre point then), the postsynaptic site, the one ``roi_post`` labels.
+    Three names are store columns or crantpy's split names
+    (``post_pt_position_x``, ...).
+    """
+    from ..store import POSITION_COLUMNS_CENTER
+
+    if not conn.positions:
+        raise ConnectomeDaskError(f"store {conn.path} has no synapse positions to test against the meshes")
+    if isinstance(position_column, str):
+        sites = {"pre_pt_position": "pre", "post_pt_position": "post"}
+        if position_column in sites:
+            return conn.site_columns(sites[position_column])
+        if position_column == "ctr_pt_position":
+            return POSITION_COLUMNS_CENTER if conn.positions == POSITION_COLUMNS_CENTER else conn.site_columns("post")
+        if position_column in _CAVE_POSITION_COLUMNS or position_column in conn.synapse_columns:
+            raise ConnectomeDaskError(
+                f"position_column {position_column!r} is one coordinate; give three column names for a store"
+            )
+        raise UnknownColumnError(
+            f"store {conn.path} has no position {position_column!r}; use 'ctr_pt_position', 'pre_pt_position', "
+            f"'post_pt_position' or three of its columns {list(conn.positions)}"
+        )
+    cols = list(position_column)
+    if len(cols) != 3:
+        raise ConnectomeDaskError(f"position_column must be one column of [x, y, z] or three column names, got {cols}")
+    mapped = [_CAVE_POSITION_COLUMNS.get(c, c) for c in cols]
+    missing = [c for c, m in zip(cols, mapped, strict=True) if m not in conn.synapse_columns]
+    if missing:
+        raise UnknownColumnError(f"store {conn.path} has no column(s) {missing}; positions: {list(conn.positions)}")
+    return mapped[0], mapped[1], mapped[2]
+
+
+def _store_roiset(conn, rois):
+    """The meshes for a store: ``rois`` when given, else the store's own (None: it has no meshes).
+
+    A store whose ``rois.json`` lists meshes but whose meshes cannot be read
+    raises (:class:`~connectome_dask.errors.RoiError`), never falls back.
+    """
+    if rois is not None:
+        return _load_roiset(rois, None)
+    info = conn.roi_info
+    if not info or not isinstance(info.get("meshes"), dict) or conn.rois_path is None:
+        return None
+    from ..rois import RoiSet
+
+    return RoiSet.from_store(conn)
+
+
+def _mesh_tests(roiset, wanted: Sequence[str]) -> list[list[str]]:
+    """Per listed name, the meshes whose union is its region: its own mesh, or a group's descendants' meshes."""
+    meshes = list(roiset.names)
+    have = set(meshes)
+    model = _roiset_model(roiset)
+    out = []
+    for n in wanted:
+        if n in have:
+            out.append([n])
+        else:
+            d = model.descendants(n)
+            out.append([m for m in meshes if m in d])
+    return out
+
+
+def _roiset_model(roiset):
+    """The ROI hierarchy of a RoiSet (duck-typed sets without one: no groups)."""
+    from ..rois.model import RoiModel
+
+    h = getattr(roiset, "hierarchy", None)
+    return RoiModel({"names": list(roiset.names), "hierarchy": h or {}, "primary": list(roiset.names)})
+
+
+def _count_keys(key: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pair keys and their int64 synapse counts (``w``: per-row synapse weights)."""
+    uniq, inv = np.unique(key, return_inverse=True)
+    if w is None:
+        return uniq, np.bincount(inv, minlength=len(uniq)).astype(np.int64)
+    cnt = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(cnt, inv, w.astype(np.int64))
+    return uniq, cnt
+
+
+def _inside_mesh(roiset, pos: np.ndarray, mesh: str) -> np.ndarray:
+    """Per point: inside ``mesh``? (``RoiSet.contains``; a duck-typed set with ``assign`` only: its label)."""
+    if hasattr(roiset, "contains"):
+        m = np.asarray(roiset.contains(pos, mesh), dtype=bool)
+    else:
+        m = np.asarray(roiset.assign(pos)) == list(roiset.names).index(mesh)
+    if m.shape != (len(pos),):
+        raise ConnectomeDaskError(f"RoiSet.contains returned shape {m.shape}, expected ({len(pos)},)")
+    return m
+
+
+def _neuropil_block(block, start, roiset, tests, pos_cols, filt, n_neurons, include_other):
+    """One store partition: per listed neuropil (then "other"), counts per (pre, post) key of the rows inside.
+
+    A row counts in every listed neuropil whose meshes contain its position
+    (the RoiSet's exact per-mesh containment, each mesh tested once), and in
+    "other" when in none of them.
+    """
+    keep = np.flatnonzero(filt.keep(block))
+    key = block["pre"][keep].astype(np.int64) * np.int64(max(n_neurons, 1)) + block["post"][keep].astype(np.int64)
+    w = block[filt.weight_col][keep] if filt.weight_col else None
+    n_groups = len(tests) + bool(include_other)
+    if len(keep) == 0:
+        return [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_groups
+    pos = np.column_stack([np.asarray(block[c][keep], dtype=np.float64) for c in pos_cols])
+    inside: dict[str, np.ndarray] = {}
+    any_in = np.zeros(len(keep), dtype=bool)
+    out = []
+    for meshes in tests:
+        m = np.zeros(len(keep), dtype=bool)
+        for mesh in meshes:
+            if mesh not in inside:
+                inside[mesh] = _inside_mesh(roiset, pos, mesh)
+            m |= inside[mesh]
+        any_in |= m
+        out.append(_count_keys(key[m], None if w is None else w[m]))
+    if include_other:
+        out.append(_count_keys(key[~any_in], None if w is None else w[~any_in]))
+    return out
+
+
+def _combine_neuropil_blocks(parts: list) -> list:
+    """Sum the per-group pair counts of several partitions (exact integers: any partitioning, same result)."""
+    out = []
+    for g in range(len(parts[0])):
+        keys = np.concatenate([p[g][0] for p in parts])
+        cnts = np.concatenate([p[g][1] for p in parts])
+        out.append(_count_keys(keys, cnts))
+    return out
+
+
+def _store_neuropil_groups(
+    conn, neuron_annotations, neuropil_names, coordinates, position_column, weight_mode,
+    cell_type_column, neuron_id_column, scope, include_other, rois, confidence, progress,
+) -> list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]]:  # fmt: skip
+    """Neuropil groups of a store: crantpy's mesh rule when meshes are available, else ROI codes.
+
+    With meshes (``rois=``, or the store's own: ``RoiSet.from_store``) every
+    partition of the store tests each synapse's position (see
+    :func:`_store_position_columns`) against every listed mesh, as the
+    DataFrame paths do, and returns pair counts per neuropil; partitions are
+    summed in a tree (integer counts: the same result for any chunk or
+    partition size). A listed hierarchy group without a mesh of its own is
+    the union of its descendants' meshes.
+
+    Without meshes (a store whose ``rois.json`` has names only, or no
+    positions) the store's one ROI code per synapse (``roi_post``) is used: a
+    listed ROI counts every code of its subtree in the hierarchy, so two
+    overlapping ROIs that are not parent and child count a synapse once.
+    """
+    from .._compute import compute, tree_reduce
+    from ..compute import RowFilter
+
+    if weight_mode == "column":
+        raise ConnectomeDaskError("weight_mode='column' is not available for a Connectome (synapse counts only)")
+    if coordinates != "nm":
+        raise ConnectomeDaskError(
+            "coordinates='pixels' applies to DataFrame input; a store's positions are nm (convert the meshes instead)"
+        )
+    roiset = _store_roiset(conn, rois)
+    if roiset is not None and not conn.positions:
+        if rois is not None:
+            raise ConnectomeDaskError(f"store {conn.path} has no synapse positions to test against rois=")
+        roiset = None
+    if roiset is None:
+        return _store_code_groups(conn, neuron_annotations, neuropil_names, cell_type_column, neuron_id_column,
+                                  scope, include_other, confidence, progress)
+    names = list(roiset.names)
+    model = _roiset_model(roiset)
+    names += [n for n in model.all_rois if n not in set(names)]
+    wanted = _check_neuropils(neuropil_names, names)
+    _log.info("Using %d neuropil mask(s): %s", len(wanted), wanted)
+    df, idc, tyc = _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_column)
+    ann = _Annotations(df, idc, tyc)
+    body_ids = conn.neurons["bodyId"].to_numpy()
+    universe = str_array(body_ids)
+    ok = None
+    if scope == "annotated_only":
+        mask = ann.positions(universe) >= 0
+        if not mask.all():
+            ok = np.flatnonzero(mask)
+    filt = RowFilter(conn, ok, ok, None, confidence)
+    pos_cols = _store_position_columns(conn, position_column)
+    tests = _mesh_tests(roiset, wanted)
+    for mesh in dict.fromkeys(m for t in tests for m in t):
+        if hasattr(roiset, "grid"):
+            roiset.grid([mesh])  # built once here, not in every task
+    from dask import delayed
+
+    rs = delayed(roiset, traverse=False)
+    fl = delayed(filt, traverse=False)
+    cols = list(dict.fromkeys(filt.columns(False) + list(pos_cols)))
+    parts = conn.map_partitions(_neuropil_block, cols, rs, tests, pos_cols, fl, conn.n_neurons, bool(include_other),
+                                name="neuropil-pairs")
+    (groups,) = compute(tree_reduce(parts, _combine_neuropil_blocks, name="neuropil-combine"),
+                        progress=progress, desc="nested matrix: pairs by neuropil")
+    labels = list(wanted) + (["other"] if include_other else [])
+    n = np.int64(max(conn.n_neurons, 1))
+    uint = _int_universe(body_ids, len(universe))
+    out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
+    for label, (keys, cnt) in zip(labels, groups, strict=True):
+        if label != "other":
+            _log.info("Neuropil %s contains %d synapse(s)", label, int(cnt.sum()))
+        if len(keys) == 0:
+            _log.debug("Skipping neuropil %s because it contains no synapses", label)
+            continue
+        pairs = _Pairs(universe, keys // n, keys % n, cnt.astype(np.float64), cnt, universe_int=uint)
+        out.append((label, _PairRows(pairs), ann))
+    return out
+
+
+def _store_code_groups(
+    conn, neuron_annotations, neuropil_names, cell_type_column, neuron_id_column, scope, include_other,
+    confidence, progress,
+) -> list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]]:  # fmt: skip
+    """Neuropil groups of a store without meshes: its ROI codes (``roi_post``) and hierarchy."""
+    from ..rois.model import RoiModel
+
+    if "roi_post" not in conn.synapse_columns or not conn.roi_names:
+        raise ConnectomeDaskError(
+            f"store {conn.path} has no ROI meshes and no ROI codes (roi_post); run conn.assign_rois(...) "
+            "first or pass rois="
+        )
+    model = RoiModel.of(conn)
+    names = list(conn.roi_names) + [n for n in model.all_rois if n not in set(conn.roi_names)]
+    wanted = _check_neuropils(neuropil_names, names)
+    df, idc, tyc = _store_annotations(conn, neuron_annotations, neuron_id_column, cell_type_column)
+    ann = _Annotations(df, idc, tyc)
+    pairs, roi = _pairs_from_store(conn, ann, scope, by_roi=True, confidence=confidence, min_weight=1,
+                                   progress=progress)
+    out: list[tuple[str, _Rows | _PairRows | _DaskRows, _Annotations]] = []
+    listed = np.zeros(0, dtype=np.int64)
+    for n in wanted:
+        codes = model.codes_for(n)
+        listed = np.union1d(listed, codes)
+        keep = np.isin(roi, codes)
+        if keep.any():
+            out.append((n, _PairRows(_merged(pairs.subset(keep))), ann))
+    if include_other:
+        keep = ~np.isin(roi, listed)
+        if keep.any():
+            out.append(("other", _PairRows(_merged(pairs.subset(keep))), ann))
     return out
 
 
