@@ -227,3 +227,31 @@ def assert_matches(m, ref: pd.DataFrame, rb: dict, cb: dict | None = None, exact
                                    rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(m.sum_type_matrix.to_numpy(), type_sum(ref, rb, cb).to_numpy(),
                                    rtol=1e-12, atol=1e-12)
+
+
+def box_inside(points, lo, hi) -> np.ndarray:
+    """Points strictly inside the axis-aligned box ``[lo, hi]`` (the tests keep points off the faces)."""
+    p = np.asarray(points, dtype=float)
+    return np.all((p > np.asarray(lo, dtype=float)) & (p < np.asarray(hi, dtype=float)), axis=1)
+
+
+def by_neuropil(syn, ann, inside: dict, mode="relative_outgoing", scope="annotated_only", include_other=True,
+                **cols) -> dict:
+    """crantpy's ``from_synapses_by_neuropil``: ``{name: (matrix, boundaries, neuron_to_type)}``.
+
+    ``inside`` maps each listed neuropil (in order) to a boolean mask over the
+    rows of ``syn``: a synapse counts in EVERY listed neuropil containing it,
+    and in ``"other"`` when it is in none of them. A neuropil appears when any
+    of its synapses survives the annotation scope.
+    """
+    scoped = scoped_rows(syn, ann, scope, **cols)
+    keep = syn.index.isin(scoped.index)
+    masks = dict(inside)
+    if include_other:
+        masks["other"] = ~np.any([np.asarray(m, dtype=bool) for m in inside.values()], axis=0)
+    out = {}
+    for name, m in masks.items():
+        m = np.asarray(m, dtype=bool) & keep
+        if m.any():
+            out[name] = nested(syn[m], ann, mode, None, scope, **cols)
+    return out
