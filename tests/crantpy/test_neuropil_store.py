@@ -84,7 +84,8 @@ def sources(tmp_path_factory):
     pre, post = rng.integers(0, n, k).astype(np.int32), rng.integers(0, n, k).astype(np.int32)
     # x in (-1.5, 2.5), y, z in (-1.5, 1.5): most synapses in A or B, a few dozen in Ai
     pos = ((np.c_[rng.integers(-15, 25, k), rng.integers(-15, 15, (k, 2))] + 0.5) * 0.1).astype(np.float32)
-    s = pd.DataFrame({"pre": pre, "post": post, "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2]})
+    conf = rng.uniform(0, 1, k).astype(np.float32)
+    s = pd.DataFrame({"pre": pre, "post": post, "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2], "confidence": conf})
     root = tmp_path_factory.mktemp("neuropil_store")
     rs = _roiset()
     stores = []
@@ -94,6 +95,7 @@ def sources(tmp_path_factory):
     p64 = pos.astype(np.float64)
     syn = pd.DataFrame({PRE: body[pre], POST: body[post], **{c: p64[:, i] for i, c in enumerate(XYZ)}})
     syn["ctr_pt_position"] = list(p64)
+    syn["confidence"] = conf.astype(np.float64)
     ann = pd.DataFrame({"root_id": body[1::2][::-1], "cell_type": types[1::2][::-1]})  # half, reversed
     with dask.config.set({"connectome_dask.partition_chunks": 1}):  # as in the tests (_sync)
         assert len(stores[0].partitions()) > 10 and len(stores[1].partitions()) == 1
@@ -160,6 +162,20 @@ def test_directed_by_neuropil_is_the_same_from_every_source(sources, mode, norm)
                                                                         **kw), d)  # fmt: skip
     for conn in stores:
         _same_collections(cp.DirectedNestedMatrix.from_synapses_by_neuropil(conn, ann, **kw), d)
+
+
+@pytest.mark.parametrize("min_weight", [1, 2])
+def test_store_confidence_and_min_weight_as_a_filtered_dataframe(sources, min_weight):
+    syn, ann, stores, rs = sources
+    thr = 0.4
+    sub = syn[syn["confidence"] > np.float32(thr)].reset_index(drop=True)  # a store compares as float32
+    kw = {"neuropil_names": ["A", "B", "Ai"], "weight_mode": "count", "min_weight": min_weight}
+    a = cp.NestedMatrix.from_synapses_by_neuropil(sub, ann, position_column=XYZ, rois=rs, **kw)
+    assert list(a) == ["A", "B", "Ai", "other"]
+    data = a["A"].to_scipy().data
+    assert len(data) and (data >= min_weight).all()
+    for conn in stores:
+        _same_collections(cp.NestedMatrix.from_synapses_by_neuropil(conn, ann, confidence=thr, **kw), a)
 
 
 def test_store_counts_a_synapse_in_both_overlapping_meshes(sources):
