@@ -170,8 +170,15 @@ def take_rows(arr: Any, path: str | Path, rows: np.ndarray, token: str | None = 
         ) from e
 
 
-#: (path, token) -> (st_dev, st_ino) of the array directory when it was opened
-_ARRAY_DIRS: dict[tuple[str, str], tuple[int, int]] = {}
+#: (path, token) -> identity of the array directory when it was opened: (st_dev, st_ino,
+#: st_ctime_ns). The inode alone is not enough: a store deleted and re-created at the same
+#: path often gets its old inode numbers back; a new directory's change time differs (store
+#: arrays are never modified after their commit, so an opened array's ctime stays put).
+_ARRAY_DIRS: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 @lru_cache(maxsize=256)
@@ -195,7 +202,7 @@ def _open_array_cached(path: str, token: str):
     _check_store_identity(path, token)
     if len(_ARRAY_DIRS) > 4096:
         _ARRAY_DIRS.clear()
-    _ARRAY_DIRS[(path, token)] = (st.st_dev, st.st_ino)
+    _ARRAY_DIRS[(path, token)] = _identity(st)
     return arr
 
 
@@ -231,7 +238,7 @@ def _check_unchanged(path: str, token: str | None) -> None:
     except OSError:
         raise StoreError(f"{path}: the array is gone (removed by a newer commit, or the store was "
                          "replaced); reopen the store") from None
-    if (st.st_dev, st.st_ino) != want:
+    if _identity(st) != want:
         raise StoreError(f"{path}: the array was replaced since the store was opened (a store was "
                          "re-created at this path); reopen it with connectome_dask.open")
 

@@ -457,3 +457,23 @@ def test_store_replaced_at_the_same_path_is_read_afresh(tmp_path, processes):
             assert again.check() == []
     finally:
         cluster.close()
+
+
+def test_array_directory_with_its_old_inode_but_new_metadata_is_refused(tmp_path):
+    """A store deleted and re-created at the same path can get its old inode numbers back.
+
+    Simulated here without a second store: the array directory keeps its inode but its
+    change time moves (``os.utime`` sets ctime), as a directory re-created under a reused
+    inode would have. An inode-only identity check reads on; the check must refuse.
+    """
+    from connectome_dask.testing import build_small_store
+
+    conn, _, _ = build_small_store(tmp_path / "s", n_neurons=40, n_synapses=3_000, chunk_rows=512)
+    first = conn.read_synapses(["pre"])["pre"]
+    assert len(first) == 3_000
+    array_dir = conn.path / "synapses.zarr" / conn.meta["synapses"]["columns"]["pre"]
+    ino = os.stat(array_dir).st_ino
+    os.utime(array_dir)  # same inode, new ctime
+    assert os.stat(array_dir).st_ino == ino
+    with pytest.raises(StoreError, match="replaced"):
+        conn.read_synapses(["pre"])
