@@ -65,6 +65,8 @@ __all__ = ["main", "SCENARIOS"]
 CONF = 0.8
 #: name -> (description, kind, spec); spec keys: rois, confidence, min_weight, pre, post (subset names)
 SCENARIOS: dict[str, tuple[str, str, dict]] = {
+    "per_roi": ("per-ROI pair counts, all neurons: `fetch_adjacencies(None, None)` vs GROUP BY pre, post, roi",
+                "roi_pairs", {}),
     "rois10": ("pair counts, postsynaptic site in 10 ROIs", "pairs", {"rois": True}),
     "confidence": (f"pair counts, confidence > {CONF}", "pairs", {"confidence": CONF}),
     "min_weight": ("pair counts, pairs with >= 5 synapses", "pairs", {"min_weight": 5}),
@@ -140,14 +142,15 @@ def task_duckdb_build(parquet: str, db: str) -> dict:
 # ----------------------------------------------------------------------------- measurement tasks
 
 
-def _save(out: str, kind: str, a, b, w) -> None:
+def _save(out: str, kind: str, a, b, w, roi=None) -> None:
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     w = np.asarray(w, np.int64)
-    if kind == "pairs":
+    if kind in ("pairs", "roi_pairs"):
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        o = np.lexsort((b, a))
-        for k, v in (("a", a[o]), ("b", b[o]), ("w", w[o])):
+        r = np.asarray(roi if roi is not None else np.zeros(len(a)), np.int64)
+        o = np.lexsort((r, b, a))
+        for k, v in (("a", a[o]), ("b", b[o]), ("r", r[o]), ("w", w[o])):
             np.save(d / f"{k}.npy", v, allow_pickle=False)
     else:
         rows = sorted(zip((str(x) for x in a), (str(x) for x in b), w.tolist(), strict=True))
@@ -182,19 +185,26 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
         for _ in range(repeat):
             t0 = time.perf_counter()
             conn = cd.open(store, set_default=False)
-            if kind == "pairs":
+            if kind == "roi_pairs":  # conn_df: bodyId_pre, bodyId_post, roi (name; NotPrimary = none), weight
+                _, res = cd.fetch_adjacencies(None, None, client=conn, progress=False)
+            elif kind == "pairs":
                 res = aggregate.pair_counts(conn, **kw)
             else:
                 res = aggregate.adjacency(conn, by="type", **kw)
             times.append(time.perf_counter() - t0)
-    if kind == "pairs":
+    roi = None
+    if kind == "roi_pairs":  # every ROI of this store is primary: a name is its code
+        code = {n: i for i, n in enumerate(conn.roi_names)} | {"NotPrimary": -1}
+        a, b, w = res["bodyId_pre"].to_numpy(), res["bodyId_post"].to_numpy(), res["weight"].to_numpy()
+        roi = res["roi"].map(code).to_numpy()
+    elif kind == "pairs":
         body = conn.neurons["bodyId"].to_numpy(np.int64)
         a, b, w = body[res["pre"].to_numpy()], body[res["post"].to_numpy()], res["weight"].to_numpy()
     else:
         m = np.asarray(res.data)
         i, j = np.nonzero(m)
         a, b, w = res["pre"].to_numpy()[i], res["post"].to_numpy()[j], m[i, j]
-    _save(out, kind, a, b, w)
+    _save(out, kind, a, b, w, roi)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": int(len(w)),
             "total": int(np.asarray(w).sum()), "scheduler": "dask threaded scheduler in the measuring process"}
 
@@ -209,6 +219,8 @@ def _sql(kind: str, spec: dict, sub: dict, src: str) -> str:
         if side in spec:
             where.append(f"s.{side} IN (SELECT id FROM sel_{side})")
     w = ("WHERE " + " AND ".join(where)) if where else ""
+    if kind == "roi_pairs":
+        return f"SELECT s.pre AS a, s.post AS b, s.roi AS r, count(*) AS w FROM {src} s GROUP BY s.pre, s.post, s.roi"
     if kind == "pairs":
         having = f"HAVING count(*) >= {int(spec['min_weight'])}" if spec.get("min_weight", 1) > 1 else ""
         return f"SELECT s.pre AS a, s.post AS b, count(*) AS w FROM {src} s {w} GROUP BY s.pre, s.post {having}"
@@ -242,7 +254,8 @@ def task_duckdb(scenario: str, subsets: str, out: str, neurons: str, parquet: st
         times.append(time.perf_counter() - t0)
         con.close()
     w = tab["w"].to_numpy()
-    _save(out, kind, tab["a"].to_numpy(zero_copy_only=False), tab["b"].to_numpy(zero_copy_only=False), w)
+    _save(out, kind, tab["a"].to_numpy(zero_copy_only=False), tab["b"].to_numpy(zero_copy_only=False), w,
+          tab["r"].to_numpy() if kind == "roi_pairs" else None)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": tab.num_rows,
             "total": int(w.sum()), "query": q, "duckdb": duckdb.__version__}
 
@@ -263,7 +276,10 @@ def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: st
         for side in ("pre", "post"):
             if side in spec:
                 lf = lf.filter(pl.col(side).is_in(pl.Series(sub[spec[side]], dtype=pl.Int64)))
-        if kind == "pairs":
+        if kind == "roi_pairs":
+            df = lf.group_by(["pre", "post", "roi"]).agg(pl.len().alias("w")).rename(
+                {"pre": "a", "post": "b", "roi": "r"}).collect()
+        elif kind == "pairs":
             g = lf.group_by(["pre", "post"]).agg(pl.len().alias("w"))
             if spec.get("min_weight", 1) > 1:
                 g = g.filter(pl.col("w") >= spec["min_weight"])
@@ -275,17 +291,17 @@ def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: st
                   .group_by(["a", "b"]).agg(pl.len().alias("w")).collect())
         times.append(time.perf_counter() - t0)
     w = df["w"].to_numpy()
-    _save(out, kind, df["a"].to_numpy(), df["b"].to_numpy(), w)
+    _save(out, kind, df["a"].to_numpy(), df["b"].to_numpy(), w, df["r"].to_numpy() if kind == "roi_pairs" else None)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": df.height,
             "total": int(w.sum()), "polars": pl.__version__}
 
 
 def compare(kind: str, a: Path, b: Path) -> dict:
     """Element-by-element comparison of two saved results (sorted pairs / sorted type rows)."""
-    if kind == "pairs":
-        x = {k: np.load(a / f"{k}.npy") for k in "abw"}
-        y = {k: np.load(b / f"{k}.npy") for k in "abw"}
-        eq = len(x["a"]) == len(y["a"]) and all(np.array_equal(x[k], y[k]) for k in "abw")
+    if kind in ("pairs", "roi_pairs"):
+        x = {k: np.load(a / f"{k}.npy") for k in "abrw"}
+        y = {k: np.load(b / f"{k}.npy") for k in "abrw"}
+        eq = len(x["a"]) == len(y["a"]) and all(np.array_equal(x[k], y[k]) for k in "abrw")
         return {"identical": bool(eq), "rows": [len(x["a"]), len(y["a"])],
                 "total": [int(x["w"].sum()), int(y["w"].sum())]}
     x = json.loads((a / "rows.json").read_text())
