@@ -108,28 +108,6 @@ IsNull = _NullSentinel("IsNull")
 _COUNT_COLS = ["pre", "post", "downstream", "upstream"]
 
 
-def _code_counts_by_index(conn: Connectome, idx: np.ndarray) -> pd.DataFrame:
-    """Per (neuron, site code) counts for a few neurons, read through the index (no scan)."""
-    cols = set(conn.synapse_columns)
-    frames = []
-    want = ["pre"] + [c for c in ("roi_pre", "roi_post") if c in cols]
-    d = conn.synapses_of(idx, "pre", want)
-    pre = d["pre"].astype(np.int64)
-    for col, out in (("roi_pre", "pre"), ("roi_post", "downstream")):
-        code = d[col].astype(np.int64) if col in d else np.full(len(pre), -1, dtype=np.int64)
-        s = pd.DataFrame({"index": pre, "roi": code}).value_counts(sort=False).rename(out)
-        frames.append(s)
-    want = ["post"] + (["roi_post"] if "roi_post" in cols else [])
-    d = conn.synapses_of(idx, "post", want)
-    post = d["post"].astype(np.int64)
-    code = d["roi_post"].astype(np.int64) if "roi_post" in d else np.full(len(post), -1, dtype=np.int64)
-    s = pd.DataFrame({"index": post, "roi": code}).value_counts(sort=False)
-    frames.append(s.rename("post"))
-    frames.append(s.rename("upstream"))
-    df = pd.concat(frames, axis=1).fillna(0).astype(np.int64).reset_index()
-    return df[["index", "roi", *_COUNT_COLS]]
-
-
 def code_roi_counts(conn: Connectome, idx: np.ndarray | None = None) -> pd.DataFrame:
     """Per (neuron index, site ROI code) counts ``pre, post, downstream, upstream``.
 
@@ -143,9 +121,11 @@ def code_roi_counts(conn: Connectome, idx: np.ndarray | None = None) -> pd.DataF
     """
     if idx is not None:
         idx = np.unique(np.asarray(idx, dtype=np.int64))
-        if _plan.plan_read(conn, pre=idx, post=idx, what="rows", either=True).method == "index":
-            return _code_counts_by_index(conn, idx)
-    from .compute.roi_counts import neuron_roi_counts
+    from .compute.roi_counts import neuron_roi_counts, roi_counts_of
+
+    if idx is not None and _plan.plan_read(conn, pre=idx, post=idx, what="rows", either=True).method == "index":
+        df = roi_counts_of(conn, idx)  # the one per-neuron ROI count rule (weights on connection stores)
+        return df.astype({"index": np.int64, "roi": np.int64})[["index", "roi", *_COUNT_COLS]]
 
     df = neuron_roi_counts(conn)
     df = df.rename(columns={"code": "roi"}) if "roi" not in df.columns else df

@@ -291,8 +291,6 @@ def test_index_roi_counts_of_a_few_neurons_are_weighted(stores):
     pd.testing.assert_frame_equal(b[whole.columns], whole, check_dtype=False)
 
 
-@pytest.mark.xfail(strict=True, reason="criteria._code_counts_by_index counts rows, not weights; it should call "
-                                       "compute.roi_counts.roi_counts_of (criteria.py is not this change's)")
 def test_fetch_neurons_roi_counts_on_a_connection_store(stores):
     from connectome_dask.queries import fetch_neurons
 
