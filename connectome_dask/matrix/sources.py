@@ -924,12 +924,17 @@ def _store_neuropil_groups(
     filt = RowFilter(conn, ok, ok, None, confidence)
     pos_cols = _store_position_columns(conn, position_column)
     tests = _mesh_tests(roiset, wanted)
-    for mesh in dict.fromkeys(m for t in tests for m in t):
-        if hasattr(roiset, "grid"):
-            roiset.grid([mesh])  # built once here, not in every task
     from dask import delayed
+    from dask.base import tokenize
 
-    rs = delayed(roiset, traverse=False)
+    used = list(dict.fromkeys(m for t in tests for m in t))
+    if hasattr(roiset, "grid") and hasattr(roiset, "grid_key"):
+        for mesh in used:
+            roiset.grid([mesh])  # built once here, not in every task
+        # named by the meshes' content hashes: dask need not tokenize (pickle) the grids
+        rs = delayed(roiset, name="neuropil-rois-" + tokenize([roiset.grid_key([m]) for m in used]), traverse=False)
+    else:
+        rs = delayed(roiset, traverse=False)
     fl = delayed(filt, traverse=False)
     cols = list(dict.fromkeys(filt.columns(False) + list(pos_cols)))
     parts = conn.map_partitions(_neuropil_block, cols, rs, tests, pos_cols, fl, conn.n_neurons, bool(include_other),

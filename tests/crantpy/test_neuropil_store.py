@@ -237,3 +237,11 @@ def test_a_store_with_both_sites_tests_the_named_site(tmp_path):
         _same_collections(cp.NestedMatrix.from_synapses_by_neuropil(conn, ann, position_column=col, rois=rs,
                                                                     weight_mode="count"), a)  # fmt: skip
     _same_collections(cp.NestedMatrix.from_synapses_by_neuropil(conn, ann, rois=rs, weight_mode="count"), a)
+
+
+def test_threaded_scheduler_gives_the_same_counts(sources):
+    syn, ann, stores, rs = sources
+    kw = {"neuropil_names": ["A", "B", "Ai"], "weight_mode": "count"}
+    a = cp.NestedMatrix.from_synapses_by_neuropil(syn, ann, position_column=XYZ, rois=rs, **kw)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        _same_collections(cp.NestedMatrix.from_synapses_by_neuropil(stores[0], ann, **kw), a)
