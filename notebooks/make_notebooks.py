@@ -550,9 +550,9 @@ NESTED = [
     md("""
     ## One matrix per neuropil: from_synapses_by_neuropil
 
-    From the store (its ROI codes: a connection's neuropil is its postsynaptic
-    site's ROI) and from the pandas synapse table (sites assigned to the same
-    meshes by exact containment at call time). Both agree.
+    From the store (each synapse tested against the store's own meshes,
+    partition by partition) and from the pandas synapse table (the same meshes,
+    exact containment at call time). Both agree.
     """),
     code("""
     from connectome_dask import datasets

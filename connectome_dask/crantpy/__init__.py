@@ -17,9 +17,10 @@ What differs from crantpy, on purpose:
   :class:`~connectome_dask.store.Connectome` or a store path;
 * every nested-matrix constructor also takes a Connectome or a dask
   DataFrame (whole brain: sparse inside, ``.matrix`` dense only when it fits);
-* ``from_synapses_by_neuropil`` tests containment against
-  ``rois=`` (a :class:`connectome_dask.rois.RoiSet`) for DataFrames, and
-  uses the store's ROI codes (and hierarchy) for a Connectome.
+* ``from_synapses_by_neuropil`` tests containment against ``rois=`` (a
+  :class:`connectome_dask.rois.RoiSet`); a Connectome uses ``rois=`` or its
+  own meshes (the same result as a DataFrame of its synapses), and only a
+  store without meshes its ROI codes and hierarchy.
 
 Settings
 --------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -838,6 +839,8 @@ def _neuropil_block(block, start, roiset, tests, pos_cols, filt, n_neurons, incl
     (the RoiSet's exact per-mesh containment, each mesh tested once), and in
     "other" when in none of them.
     """
+    from ..rois.extent import RoiScaleWarning
+
     keep = np.flatnonzero(filt.keep(block))
     key = block["pre"][keep].astype(np.int64) * np.int64(max(n_neurons, 1)) + block["post"][keep].astype(np.int64)
     w = block[filt.weight_col][keep] if filt.weight_col else None
@@ -852,7 +855,11 @@ def _neuropil_block(block, start, roiset, tests, pos_cols, filt, n_neurons, incl
         m = np.zeros(len(keep), dtype=bool)
         for mesh in meshes:
             if mesh not in inside:
-                inside[mesh] = _inside_mesh(roiset, pos, mesh)
+                # one partition's points (often one neuron's) need not overlap the meshes or span
+                # them: the units check ran once on a sample of the whole table before the tasks
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RoiScaleWarning)
+                    inside[mesh] = _inside_mesh(roiset, pos, mesh)
             m |= inside[mesh]
         any_in |= m
         out.append(_count_keys(key[m], None if w is None else w[m]))
@@ -937,6 +944,10 @@ def _store_neuropil_groups(
         rs = delayed(roiset, traverse=False)
     fl = delayed(filt, traverse=False)
     cols = list(dict.fromkeys(filt.columns(False) + list(pos_cols)))
+    if conn.n_synapses and used:  # the units check of RoiSet.contains, once, on rows spread over the table
+        rows = np.unique(np.linspace(0, conn.n_synapses - 1, min(conn.n_synapses, 4096)).astype(np.int64))
+        sample = conn.take_synapses(rows, list(pos_cols))
+        _inside_mesh(roiset, np.column_stack([np.asarray(sample[c], dtype=np.float64) for c in pos_cols]), used[0])
     parts = conn.map_partitions(_neuropil_block, cols, rs, tests, pos_cols, fl, conn.n_neurons, bool(include_other),
                                 name="neuropil-pairs")
     (groups,) = compute(tree_reduce(parts, _combine_neuropil_blocks, name="neuropil-combine"),

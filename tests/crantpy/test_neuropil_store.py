@@ -30,7 +30,7 @@ XYZ = ["ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z"]
 BOXES = {"A": ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)), "B": ((0.0, -1.0, -1.0), (2.0, 1.0, 1.0)),
          "Ai": ((-0.75, -0.5, -0.5), (-0.25, 0.5, 0.5))}  # fmt: skip
 # a tiny partition can hold only points outside every mesh: RoiSet.contains warns for it (wrong units?)
-pytestmark = pytest.mark.filterwarnings("ignore::connectome_dask.rois.RoiScaleWarning")
+pytestmark = pytest.mark.filterwarnings("error::connectome_dask.rois.RoiScaleWarning")
 LISTS = [None, ["A", "B"], ["B", "Ai"], ["Ai", "A"], ["A"]]
 
 
