@@ -396,46 +396,62 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     """
     pre = pc["pre"].to_numpy()
     post = pc["post"].to_numpy()
-    code = pc["roi"].to_numpy().astype(np.int64) + 1
+    code = pc["roi"].to_numpy().astype(np.int32) + 1
     w = pc["weight"].to_numpy().astype(np.int64, copy=False)
     names, rank, prim_slot, extra = _roi_names(model, include_nonprimary)
     R = len(names)
+    n = len(pre)
     empty = np.zeros(0, np.int64)
-    if len(pre) == 0:
+    if n == 0:
         return empty, empty, empty, empty, empty, names, (empty, empty), empty
     if not model:
-        code = np.zeros(len(code), dtype=np.int64)
-    pk = pre.astype(np.int64) * conn.n_neurons
-    pk += post
-    if not bool(np.all(pk[1:] >= pk[:-1])):  # not (pre, post)-ordered (never from pair_counts): order it
-        order = np.argsort(pk, kind="stable")
+        code = np.zeros(n, dtype=np.int32)
+    # int32 temporaries where they fit: this runs on millions of rows
+    idt = np.int32 if n < 2**31 - 1 else np.int64
+    dp = np.diff(pre)
+    unordered = bool((dp < 0).any()) or bool(((dp == 0) & (post[1:] < post[:-1])).any())
+    del dp
+    if unordered:  # not (pre, post)-ordered (never from pair_counts): order it
+        order = np.argsort(pre.astype(np.int64) * conn.n_neurons + post, kind="stable")
         pre, post, code, w = pre[order], post[order], code[order], w[order]
-    del pk
-    starts = _runs(pre, post)
+        del order
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(pre[1:], pre[:-1], out=new[1:])
+    new[1:] |= post[1:] != post[:-1]
+    starts = np.flatnonzero(new)
     pair_pre, pair_post = pre[starts], post[starts]
-    cs = np.zeros(len(w) + 1, dtype=np.int64)
-    np.cumsum(w, out=cs[1:])
-    totals = cs[np.append(starts[1:], len(w))] - cs[starts]  # each pair's weight over all ROIs
+    cs: np.ndarray = np.cumsum(w)
+    totals: np.ndarray = cs[np.append(starts[1:], n) - 1]  # each pair's weight over all ROIs
+    totals[1:] -= cs[starts[1:] - 1]
     del cs
-    pid = np.zeros(len(pre), dtype=np.int64)
-    pid[starts[1:]] = 1
-    np.cumsum(pid, out=pid)
-    key = pid * R
-    key += prim_slot[code]
-    keys, sums = _sum_by_key(key, w)
-    del key
+    pid = np.cumsum(new, dtype=idt)
+    np.subtract(pid, 1, out=pid)
+    slot = prim_slot.astype(idt)[code]
+    # a pair's codes ascend; distinct slots that ascend with them need no sum (each code its own primary)
+    same = ~new[1:]
+    del new
+    if bool((same & (slot[1:] <= slot[:-1])).any()):
+        keys, sums = _sum_by_key(pid.astype(np.int64) * R + slot, w)
+        rid_, rs_ = np.divmod(keys, R)
+        rid, rs = rid_.astype(idt), rs_.astype(idt)
+        del keys, rid_, rs_
+    else:
+        rid, rs, sums = pid, slot, w
+    del same, slot
     n_extra = np.array([len(e) for e in extra], dtype=np.int64)
     if n_extra.any():
         reps = n_extra[code]
         flat = np.concatenate(extra)
         off = np.concatenate([[0], np.cumsum(n_extra)[:-1]])
-        rows = np.repeat(np.arange(len(pre)), reps)
+        rows = np.repeat(np.arange(n), reps)
         first = np.repeat(np.cumsum(reps) - reps, reps)
         xs = flat[off[code[rows]] + (np.arange(len(rows)) - first)]
-        k2, s2 = _sum_by_key(pid[rows] * R + xs, w[rows])
-        keys, sums = np.concatenate([keys, k2]), np.concatenate([sums, s2])
+        k2, s2 = _sum_by_key(pid[rows].astype(np.int64) * R + xs, w[rows])
+        r2, x2 = np.divmod(k2, R)
+        rid, rs, sums = (np.concatenate([rid, r2.astype(idt)]), np.concatenate([rs, x2.astype(idt)]),
+                         np.concatenate([sums, s2]))
     del pid
-    rid, rs = np.divmod(keys, R)
     if rois or min_roi_weight > 1 or min_total_weight > 1 or not bool(np.all(sums > 0)):
         keep = (sums > 0) & (sums >= min_roi_weight) & (totals[rid] >= min_total_weight)
         if rois:
@@ -456,12 +472,17 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         wmax = int(sums.max())
         sec_bits = int(wmax * R + R).bit_length()
         if int(len(starts)).bit_length() + sec_bits <= 62:
-            k = sort_pid << sec_bits
-            k |= (wmax - sums) * R + rank[rs]
+            k = sort_pid.astype(np.int64) << sec_bits
+            sec = wmax - sums
+            sec *= R
+            sec += rank[rs]
+            k |= sec
+            del sec
             order = np.argsort(k, kind="stable")  # mostly sorted already (most pairs have one row)
             del k
         else:
             order = np.lexsort((rank[rs], -sums, sort_pid))
+        del sort_pid
         rid, rs, sums = rid[order], rs[order], sums[order]
     return pair_pre[rid], pair_post[rid], rs, sums, rid, names, (pair_pre, pair_post), totals
 
