@@ -17,7 +17,7 @@ one_neuron     ``fetch_synapses(bodyId)``, ``synapse_rows``+``take_synapses``  D
 adjacencies    ``fetch_adjacencies(None, None)`` (after ``assign_rois``)
 matrix         ``benchmarks/matrix.py`` on the same store
 ingest         ``benchmarks/ingest.py``'s ``measure("ingest")`` on the same Parquet
-dialects       ``benchmarks/dialects.py``: FlyWire feather, Codex gzip CSV  DuckDB
+dialects       ``benchmarks/dialects.py``: ingest per release dialect        DuckDB scan + pair counts
 filtered       ``benchmarks/filtered.py``: ROI / confidence / min_weight /   DuckDB (Parquet, own table), polars
                subset / type filtered aggregations
 rois           ``benchmarks/rois.py`` on the jfrc2np meshes                 trimesh+embree, ncollpyde
