@@ -182,7 +182,9 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
             kw[side] = np.asarray(sub[spec[side]], np.int64)
     times = []
     with dask.config.set(scheduler="threads"):
+        res = None
         for _ in range(repeat):
+            res = None  # peak RSS of one call: the previous repetition's result is released first
             t0 = time.perf_counter()
             conn = cd.open(store, set_default=False)
             if kind == "roi_pairs":  # conn_df: bodyId_pre, bodyId_post, roi (name; NotPrimary = none), weight
@@ -245,7 +247,9 @@ def task_duckdb(scenario: str, subsets: str, out: str, neurons: str, parquet: st
     if parquet:
         params["parquet"] = parquet
     times = []
+    tab = None
     for _ in range(repeat):
+        tab = None  # peak RSS of one query
         t0 = time.perf_counter()
         con = duckdb.connect(db, read_only=True) if db else duckdb.connect()
         for side, t in sels.items():
@@ -266,7 +270,9 @@ def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: st
 
     kind, spec, sub = _spec(scenario, subsets)
     times = []
+    df = None
     for _ in range(repeat):
+        df = None  # peak RSS of one query
         t0 = time.perf_counter()
         lf = pl.scan_parquet(parquet)
         if spec.get("rois"):
@@ -423,7 +429,7 @@ def render(rep: dict) -> str:
          f"{fmt_s(rep.get('assign_rois', {}).get('seconds'))} s for `assign_rois` here). Ours: "
          "`aggregate.pair_counts` / `aggregate.adjacency(by='type')`, dask threads in the measuring process. "
          f"Every measurement in a fresh process, best of {rep['repeat']} (first in parentheses), opening the "
-         "store / database included; peak RSS = process tree (psutil, 50 ms). Ratios: our time / the peer's "
+         "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next). Ratios: our time / the peer's "
          "(target <= 0.3x). Correct = every row equal to DuckDB-on-Parquet's (same run).", "",
          f"ROI list: {', '.join(rep.get('rois', []))}.", "",
          "| query | ours s | DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
