@@ -59,6 +59,7 @@ from ._common import (
     write_json,
     write_text,
 )
+from .peers import _scheduler
 
 __all__ = ["main", "SCENARIOS"]
 
@@ -162,10 +163,12 @@ def _spec(scenario: str, subsets: str) -> tuple[str, dict, dict]:
     return kind, spec, json.loads(Path(subsets).read_text())
 
 
-def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1) -> dict:
-    """``aggregate.pair_counts`` / ``aggregate.adjacency(by="type")`` with the scenario's filters."""
-    import dask
+def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1, scheduler: str = "threads") -> dict:
+    """``aggregate.pair_counts`` / ``aggregate.adjacency(by="type")`` with the scenario's filters.
 
+    ``scheduler``: ``"threads"`` (dask's threaded scheduler in this process) or
+    ``"cluster"`` (a 2-worker LocalCluster started here, start-up not timed).
+    """
     import connectome_dask as cd
     from connectome_dask import aggregate
 
@@ -181,7 +184,7 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
         if side in spec:
             kw[side] = np.asarray(sub[spec[side]], np.int64)
     times = []
-    with dask.config.set(scheduler="threads"):
+    with _scheduler(scheduler) as sch:
         res = None
         for _ in range(repeat):
             res = None  # peak RSS of one call: the previous repetition's result is released first
@@ -208,7 +211,7 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
         a, b, w = res["pre"].to_numpy()[i], res["post"].to_numpy()[j], m[i, j]
     _save(out, kind, a, b, w, roi)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": int(len(w)),
-            "total": int(np.asarray(w).sum()), "scheduler": "dask threaded scheduler in the measuring process"}
+            "total": int(np.asarray(w).sum()), **sch}
 
 
 def _sql(kind: str, spec: dict, sub: dict, src: str) -> str:
@@ -338,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=2, help="timed repetitions per measurement (best reported)")
     ap.add_argument("--only", default=",".join(SCENARIOS), help=f"comma list of {','.join(SCENARIOS)}")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--no-cluster", action="store_true", help="skip ours on a 2-worker LocalCluster")
     a = ap.parse_args(argv)
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SCENARIOS]
@@ -383,6 +387,9 @@ def main(argv: list[str] | None = None) -> dict:
         res: dict = {"description": desc, "kind": kind}
         d = work / name
         res["ours"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours"), **common)
+        if not a.no_cluster:
+            res["ours_cluster"] = _child("task_ours", store=info["store"], scenario=name,
+                                         out=str(d / "ours_cluster"), scheduler="cluster", **common)
         res["duckdb_parquet"] = _child("task_duckdb", scenario=name, out=str(d / "duckdb_parquet"), neurons=npq,
                                        parquet=str(peer_pq), **common)
         res["duckdb_table"] = _child("task_duckdb", scenario=name, out=str(d / "duckdb_table"), neurons=npq,
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["polars"] = _child("task_polars", scenario=name, out=str(d / "polars"), neurons=npq,
                                parquet=str(peer_pq), **common)
         ref = d / "duckdb_parquet"
-        res["correctness"] = {k: compare(kind, d / k, ref) for k in ("ours", "duckdb_table", "polars")
+        res["correctness"] = {k: compare(kind, d / k, ref) for k in ("ours", "ours_cluster", "duckdb_table", "polars")
                               if (d / k).exists() and ref.exists()}
         res["date"] = time.strftime("%Y-%m-%d %H:%M")
         rep["scenarios"][name] = res
@@ -430,16 +437,21 @@ def render(rep: dict) -> str:
          "`aggregate.pair_counts` / `aggregate.adjacency(by='type')`, dask threads in the measuring process. "
          f"Every measurement in a fresh process, best of {rep['repeat']} (first in parentheses), opening the "
          "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next). Ratios: our time / the peer's "
-         "(target <= 0.3x). Correct = every row equal to DuckDB-on-Parquet's (same run).", "",
+         "(target <= 0.3x), ours = threads; LocalCluster = `connectome_dask.cluster.local_cluster(n_workers=2, "
+         "threads_per_worker=1, memory_limit='6GiB')` started in the measuring process (start-up not timed; its "
+         "peak RSS is client + workers, not in the RSS column). Correct = every row (ours on both schedulers, "
+         "DuckDB table, polars) equal to DuckDB-on-Parquet's (same run).", "",
          f"ROI list: {', '.join(rep.get('rois', []))}.", "",
-         "| query | ours s | DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
+         "| query | ours s | ours, 2-worker LocalCluster s | DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
          "table | ours / polars | <= 0.3x all | peak RSS MB ours / DuckDB Parquet / table / polars | rows | "
          "correct |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for r in rep.get("scenarios", {}).values():
         o = r["ours"]
 
-        def t(x: dict) -> str:
+        def t(x: dict | None) -> str:
+            if not x:
+                return "—"
             return "FAILED" if "error" in x else f"{fmt_s(x['seconds'])} ({fmt_s(x['first_s'])})"
 
         ok = all(r[p].get("seconds", 1e9) > 0 and "seconds" in o and o["seconds"] <= 0.3 * r[p]["seconds"]
@@ -448,7 +460,7 @@ def render(rep: dict) -> str:
         c = "yes" if corr and all(v["identical"] for v in corr.values()) else \
             ("NO: " + ", ".join(k for k, v in corr.items() if not v["identical"]) if corr else "—")
         rss = " / ".join(fmt_mb(r[k].get("tree_peak_rss_mb")) for k in ("ours", *PEERS))
-        L.append(f"| {r['description']} | {t(o)} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
+        L.append(f"| {r['description']} | {t(o)} | {t(r.get('ours_cluster'))} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
                  f"{t(r['polars'])} | {_ratio(o, r['duckdb_parquet'])} | {_ratio(o, r['duckdb_table'])} | "
                  f"{_ratio(o, r['polars'])} | {'yes' if ok else 'no'} | {rss} | {o.get('rows', 0):,} | {c} |")
     L += ["", "Queries (DuckDB):", ""]
