@@ -431,6 +431,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     # a pair's codes ascend; distinct slots that ascend with them need no sum (each code its own primary)
     same = ~new[1:]
     del new
+    rows_pre = rows_post = None
     if bool((same & (slot[1:] <= slot[:-1])).any()):
         keys, sums = _sum_by_key(pid.astype(np.int64) * R + slot, w)
         rid_, rs_ = np.divmod(keys, R)
@@ -438,6 +439,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         del keys, rid_, rs_
     else:
         rid, rs, sums = pid, slot, w
+        rows_pre, rows_post = pre, post  # (pre, post) of each row, when rows are still the input's
     del same, slot
     n_extra = np.array([len(e) for e in extra], dtype=np.int64)
     if n_extra.any():
@@ -451,6 +453,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         r2, x2 = np.divmod(k2, R)
         rid, rs, sums = (np.concatenate([rid, r2.astype(idt)]), np.concatenate([rs, x2.astype(idt)]),
                          np.concatenate([sums, s2]))
+        rows_pre = rows_post = None
     del pid
     if rois or min_roi_weight > 1 or min_total_weight > 1 or not bool(np.all(sums > 0)):
         keep = (sums > 0) & (sums >= min_roi_weight) & (totals[rid] >= min_total_weight)
@@ -459,32 +462,58 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
             ok[[names.index(r) for r in rois if r in names]] = True
             keep &= ok[rs]
         rid, rs, sums = rid[keep], rs[keep], sums[keep]
+        if rows_pre is not None and rows_post is not None:
+            rows_pre, rows_post = rows_pre[keep], rows_post[keep]
     # conn_df order: (bodyId_pre, bodyId_post), weight descending, roi name
     body = conn.neurons["bodyId"].to_numpy()
-    if len(body) > 1 and not bool(np.all(body[1:] > body[:-1])):  # dense order is not bodyId order
-        pair_order = np.lexsort((body[pair_post], body[pair_pre]))
-        pos = np.empty(len(pair_order), dtype=np.int64)
-        pos[pair_order] = np.arange(len(pair_order))
-        sort_pid = pos[rid]
-    else:
-        sort_pid = rid
-    if len(sums):
-        wmax = int(sums.max())
-        sec_bits = int(wmax * R + R).bit_length()
-        if int(len(starts)).bit_length() + sec_bits <= 62:
-            k = sort_pid.astype(np.int64) << sec_bits
-            sec = wmax - sums
-            sec *= R
-            sec += rank[rs]
-            k |= sec
-            del sec
-            order = np.argsort(k, kind="stable")  # mostly sorted already (most pairs have one row)
-            del k
-        else:
-            order = np.lexsort((rank[rs], -sums, sort_pid))
+    in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
+    if len(sums) and in_body_order and bool(np.all(np.greater_equal(rid[1:], rid[:-1]))):
+        # pairs already in bodyId order, each pair's rows contiguous: only pairs with several rows
+        # are reordered, in place (a few % of the rows; no full-size sort key, order or copies)
+        head = np.empty(len(rid), dtype=bool)
+        head[0] = True
+        np.not_equal(rid[1:], rid[:-1], out=head[1:])
+        g = np.flatnonzero(head)
+        size = np.diff(g, append=len(rid))
+        idx = np.flatnonzero(np.repeat(size > 1, size))
+        del head, g, size
+        if len(idx):
+            if not rs.flags.writeable or rs.base is not None:
+                rs = rs.copy()
+            sums = sums.copy() if (not sums.flags.writeable or sums is w) else sums
+            o = idx[_pair_row_order(rid[idx], sums[idx], rank[rs[idx]], len(starts), R)]
+            rs[idx] = rs[o]
+            sums[idx] = sums[o]
+    elif len(sums):
+        if in_body_order:
+            sort_pid = rid
+        else:  # dense order is not bodyId order: order the pairs by bodyId first
+            pair_order = np.lexsort((body[pair_post], body[pair_pre]))
+            pos = np.empty(len(pair_order), dtype=np.int64)
+            pos[pair_order] = np.arange(len(pair_order))
+            sort_pid = pos[rid]
+        order = _pair_row_order(sort_pid, sums, rank[rs], len(starts), R)
         del sort_pid
         rid, rs, sums = rid[order], rs[order], sums[order]
-    return pair_pre[rid], pair_post[rid], rs, sums, rid, names, (pair_pre, pair_post), totals
+        rows_pre = rows_post = None
+    if rows_pre is None or rows_post is None:
+        rows_pre, rows_post = pair_pre[rid], pair_post[rid]
+    return rows_pre, rows_post, rs, sums, rid, names, (pair_pre, pair_post), totals
+
+
+def _pair_row_order(pair: np.ndarray, weight: np.ndarray, roi_rank: np.ndarray, n_pairs: int, R: int) -> np.ndarray:
+    """Order of rows by (pair, weight descending, roi rank): one int64 key when it fits, else a lexsort."""
+    wmax = int(weight.max())
+    sec_bits = int(wmax * R + R).bit_length()
+    if int(n_pairs).bit_length() + sec_bits <= 62:
+        k = pair.astype(np.int64) << sec_bits
+        sec = wmax - weight
+        sec *= R
+        sec += roi_rank
+        k |= sec
+        del sec
+        return np.argsort(k, kind="stable")  # mostly sorted already (most pairs have one row)
+    return np.lexsort((roi_rank, -weight, pair))
 
 
 def fetch_traced_adjacencies(
