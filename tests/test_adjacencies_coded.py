@@ -104,3 +104,25 @@ def test_export_totals_match_duckdb(tmp_path):
                          GROUP BY bpre, bpost HAVING count(*) >= 3
                          ORDER BY bpre, bpost""").df()
     pd.testing.assert_frame_equal(tot, ref, check_dtype=False)
+
+
+def test_row_order_key_and_lexsort_fallback_agree():
+    rng = np.random.default_rng(5)
+    pair = np.sort(rng.integers(0, 50, 400))
+    rank = rng.integers(0, 7, 400)
+    for wmax in (30, 2**58):  # fits one int64 key / needs the lexsort
+        w = rng.integers(1, wmax, 400)
+        ref = pd.DataFrame({"p": pair, "w": -w, "r": rank}).sort_values(["p", "w", "r"], kind="stable").index
+        assert Q._pair_row_order(pair, w, rank, 50, 7).tolist() == ref.tolist()
+
+
+def test_unordered_pair_counts_give_the_same_rows(tmp_path):
+    conn, _ = _build(tmp_path / "s", 256)
+    model = cd.criteria.RoiModel.of(conn)
+    pc = cd.aggregate.pair_counts(conn, by_roi=True)
+    shuffled = pc.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    for kw in (dict(include_nonprimary=False), dict(include_nonprimary=True)):
+        a = Q._roi_rows(conn, model, pc, rois=[], min_roi_weight=1, min_total_weight=1, **kw)
+        b = Q._roi_rows(conn, model, shuffled, rois=[], min_roi_weight=1, min_total_weight=1, **kw)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            assert np.array_equal(x, y)
