@@ -291,7 +291,8 @@ def fetch_adjacencies(
         pc = _index_pair_counts(conn, pre_idx, post_idx, confidence=confidence, progress=progress)
         pc["roi"] = np.int16(-1)
     pre, post, slot, weight, rid, names, (pair_pre, pair_post), totals = _roi_rows(
-        conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight)
+        conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight,
+        want_pairs=export_dir is not None)
     del pc
     body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
     if len(weight) == 0:
@@ -384,7 +385,7 @@ def _sum_by_key(key: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonprimary: bool,
-              rois: Sequence[str], min_roi_weight: int, min_total_weight: int) -> tuple:
+              rois: Sequence[str], min_roi_weight: int, min_total_weight: int, want_pairs: bool = True) -> tuple:
     """(pre, post, code, weight) rows sorted by (pre, post, code) -> conn_df's rows, as arrays.
 
     Integer-coded throughout: pairs are numbered by their run in the sorted
@@ -392,7 +393,8 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     group-by is a run-length pass (no sort when each code has its own primary
     ROI). Returns ``(pre, post, slot, weight, pair number)`` of the kept rows in
     conn_df's order (bodyId_pre, bodyId_post, weight descending, roi name), the
-    slots' names, the pairs' ``(pre, post)`` and their totals over all ROIs.
+    slots' names, the pairs' ``(pre, post)`` and their totals over all ROIs (empty unless
+    ``want_pairs``: they cost three arrays of one entry per pair).
     """
     pre = pc["pre"].to_numpy()
     post = pc["post"].to_numpy()
@@ -420,11 +422,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     np.not_equal(pre[1:], pre[:-1], out=new[1:])
     new[1:] |= post[1:] != post[:-1]
     starts = np.flatnonzero(new)
-    pair_pre, pair_post = pre[starts], post[starts]
-    cs: np.ndarray = np.cumsum(w)
-    totals: np.ndarray = cs[np.append(starts[1:], n) - 1]  # each pair's weight over all ROIs
-    totals[1:] -= cs[starts[1:] - 1]
-    del cs
+    totals = _pair_totals(w, starts) if (want_pairs or min_total_weight > 1) else empty
     pid = np.cumsum(new, dtype=idt)
     np.subtract(pid, 1, out=pid)
     slot = prim_slot.astype(idt)[code]
@@ -456,7 +454,9 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         rows_pre = rows_post = None
     del pid
     if rois or min_roi_weight > 1 or min_total_weight > 1 or not bool(np.all(sums > 0)):
-        keep = (sums > 0) & (sums >= min_roi_weight) & (totals[rid] >= min_total_weight)
+        keep = (sums > 0) & (sums >= min_roi_weight)
+        if min_total_weight > 1:
+            keep &= totals[rid] >= min_total_weight
         if rois:
             ok = np.zeros(R, dtype=bool)
             ok[[names.index(r) for r in rois if r in names]] = True
@@ -488,7 +488,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         if in_body_order:
             sort_pid = rid
         else:  # dense order is not bodyId order: order the pairs by bodyId first
-            pair_order = np.lexsort((body[pair_post], body[pair_pre]))
+            pair_order = np.lexsort((body[post[starts]], body[pre[starts]]))
             pos = np.empty(len(pair_order), dtype=np.int64)
             pos[pair_order] = np.arange(len(pair_order))
             sort_pid = pos[rid]
@@ -497,8 +497,17 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         rid, rs, sums = rid[order], rs[order], sums[order]
         rows_pre = rows_post = None
     if rows_pre is None or rows_post is None:
-        rows_pre, rows_post = pair_pre[rid], pair_post[rid]
-    return rows_pre, rows_post, rs, sums, rid, names, (pair_pre, pair_post), totals
+        rows_pre, rows_post = pre[starts[rid]], post[starts[rid]]
+    pairs = (pre[starts], post[starts]) if want_pairs else (empty, empty)
+    return rows_pre, rows_post, rs, sums, rid, names, pairs, totals
+
+
+def _pair_totals(w: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sum of ``w`` over each run starting at ``starts`` (each pair's weight over all its ROIs)."""
+    cs: np.ndarray = np.cumsum(w)
+    totals: np.ndarray = cs[np.append(starts[1:], len(w)) - 1]
+    totals[1:] -= cs[starts[1:] - 1]
+    return totals
 
 
 def _pair_row_order(pair: np.ndarray, weight: np.ndarray, roi_rank: np.ndarray, n_pairs: int, R: int) -> np.ndarray:
