@@ -627,7 +627,7 @@ def fetch_synapses(
     TypeError
         ``client`` is not a Connectome.
     connectome_dask.errors.StoreError
-        ``client`` is ``None`` and no connectome is open.
+        ``client`` is ``None`` and no connectome is open, or the store is connection-level (no synapse positions).
     connectome_dask.errors.CriteriaError
         ``synapse_criteria`` is not a :class:`SynapseCriteria`, names a non-primary ROI
         with ``primary_only=True``, the store has no synapse positions, or invalid
@@ -650,6 +650,7 @@ def fetch_synapses(
     (['MB_CA_R'], ['post', 'pre'])
     """
     conn = _conn(client)
+    conn.require_synapses("fetch_synapses")
     crit = _crit(neuron_criteria, conn)
     sc = synapse_criteria if synapse_criteria is not None else SynapseCriteria()
     if not isinstance(sc, SynapseCriteria):
@@ -756,7 +757,7 @@ def fetch_synapse_connections(
     TypeError
         ``client`` is not a Connectome.
     connectome_dask.errors.StoreError
-        ``client`` is ``None`` and no connectome is open.
+        ``client`` is ``None`` and no connectome is open, or the store is connection-level (no synapse positions).
     connectome_dask.errors.CriteriaError
         Neither criteria given, ``synapse_criteria`` is not a :class:`SynapseCriteria`
         (or names a non-primary ROI with ``primary_only=True``), a non-integer
@@ -775,6 +776,7 @@ def fetch_synapse_connections(
     (['bodyId_pre', 'bodyId_post', 'roi_pre', 'roi_post'], ['MB_CA_R'])
     """
     conn = _conn(client)
+    conn.require_synapses("fetch_synapse_connections")
     if source_criteria is None and target_criteria is None:
         raise CriteriaError("fetch_synapse_connections needs source_criteria or target_criteria (or both)")
     sc = synapse_criteria if synapse_criteria is not None else SynapseCriteria()

@@ -247,13 +247,15 @@ def test_cli_kind_picks_the_connection_files_of_a_release(tmp_path, syn):
 
 
 def test_fetch_synapses_on_a_connection_store_names_the_kind(stores):
-    from connectome_dask.queries import fetch_synapses
+    from connectome_dask.queries import fetch_synapse_connections, fetch_synapses
 
     conn = stores["neuprint-compact"]
     with pytest.raises(StoreError, match=r"fetch_synapses needs synapse positions, but .* is a connection-level"):
         conn.require_synapses("fetch_synapses")  # what the query should call first
-    with pytest.raises(ValueError, match="no synapse positions"):  # today: query/neuprint.py's own check
+    with pytest.raises(StoreError, match=r"fetch_synapses needs synapse positions, but .* is a connection-level"):
         fetch_synapses(conn.neurons["bodyId"].iloc[:1].tolist(), client=conn, progress=False)
+    with pytest.raises(StoreError, match=r"fetch_synapse_connections needs synapse positions.*connection-level"):
+        fetch_synapse_connections(conn.neurons["bodyId"].iloc[:1].tolist(), None, client=conn)
 
 
 def test_neo4j_connections_per_primary_roi_from_roiinfo(tmp_path, syn):
