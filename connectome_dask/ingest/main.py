@@ -22,6 +22,8 @@ from ..labels import neuprint_label
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
 from ..units import LENGTH_UNITS, VOXEL_UNITS, parse_units
 from . import dialects as _dialects
+from . import neo4j as _neo4j
+from . import release_neurons as _release_neurons
 from .neurons import _load_neurons, _merge_neurons
 from .plan import _apply_columns, _check_schema, _make_plan, _Plan
 from .sources import (
@@ -688,22 +690,22 @@ def _release(
         if release.synapses:
             source = release.synapses if len(release.synapses) > 1 else release.synapses[0]
         if neurons is None:
-            neurons = _dialects.release_neurons(release)
+            neurons = _release_neurons.release_neurons(release)
         if dia.name == "neuprint-neo4j" and release.meta:
-            m = _dialects.neo4j_meta(release)
+            m = _neo4j.neo4j_meta(release)
             info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
             if m["primary"]:  # per-ROI rows from each connection's roiInfo
-                source = _dialects.neo4j_connection_table(release, m["primary"])
+                source = _neo4j.neo4j_connection_table(release, m["primary"])
         return release, source, neurons, units or "nm", voxel_size, info
     if dia.name == "neuprint-neo4j" and release.synapses:
-        m = _dialects.neo4j_meta(release)
+        m = _neo4j.neo4j_meta(release)
         info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
         vsize_default = tuple(m["voxel_size"]) if m["voxel_size"] else vsize_default
-        source = _dialects.neo4j_synapse_table(release, _dialects._depths(m["hierarchy"]))
+        source = _neo4j.neo4j_synapse_table(release, _neo4j._depths(m["hierarchy"]))
     elif release.synapses:
         source = release.synapses if len(release.synapses) > 1 else release.synapses[0]
     if neurons is None:
-        neurons = _dialects.release_neurons(release)
+        neurons = _release_neurons.release_neurons(release)
     if units is None:
         units = dia.units
     if voxel_size is None and parse_units(units, error=IngestError, voxels=True) is None:
@@ -751,7 +753,7 @@ def _rois_json(names: list[str], release: _dialects.Release | None, info: Mappin
     elif info.get("hierarchy"):
         h = info["hierarchy"]
         out["hierarchy"] = h
-        nodes = set(names) | set(_dialects._depths(h))
+        nodes = set(names) | set(_neo4j._depths(h))
         prim = [p for p in info.get("primary") or [] if p in nodes]
         out["primary"] = prim or list(names)
     out["source"] = release.dialect.roi_note
