@@ -140,7 +140,7 @@ def assign_rois(conn: Connectome, roiset: RoiSet | str | os.PathLike,
     return conn.write_synapse_columns(
         # type ignored: write_synapse_columns calls func(block, *args), but its annotation (in
         # store, another layer) names only the block argument
-        _assign_block,  # type: ignore[arg-type]
+        _assign_block,
         inputs, {name: "int16" for name, _ in site_cols},
         args=(gref, site_cols, bool(exact)), write_rois=write_rois, progress=progress,
         desc=f"assign_rois: {len(roiset.primary)} primary ROIs, sites {all_sites}")

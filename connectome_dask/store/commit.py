@@ -60,7 +60,7 @@ def _check_current(conn: Connectome, when: str) -> dict:
 
 def write_synapse_columns(
     conn: Connectome,
-    func: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    func: Callable[..., Mapping[str, np.ndarray]],
     inputs: Sequence[str],
     outputs: Mapping[str, str],
     *,

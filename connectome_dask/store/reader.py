@@ -1075,7 +1075,7 @@ class Connectome:
 
     def write_synapse_columns(
         self,
-        func: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        func: Callable[..., Mapping[str, np.ndarray]],
         inputs: Sequence[str],
         outputs: Mapping[str, str],
         *,
