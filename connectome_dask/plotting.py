@@ -302,7 +302,7 @@ def _save(fig, output_path, dpi: int) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(p) as tmp:
         # the temporary name does not end in the suffix: name the format
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white", format=p.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white", format=p.suffix.lstrip(".").lower() or "png")
 
 
 def plot_type_heatmap(
