@@ -18,6 +18,9 @@ Every rule here exists once and is used by every writer and reader:
   directory of the expected kind.
 * :func:`atomic_file` - the same for one file: write ``.<name>.tmp-<random>``
   beside it, flush it to disk, then ``os.replace`` it into place.
+* :func:`scratch_dir` - a private temporary directory for intermediate files
+  (an external join), removed at the end; a killed process's is removed by
+  the next one.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "no_symlinks",
     "replace_dir",
     "rmtree_real",
+    "scratch_dir",
     "stale_leftovers",
     "write_marker",
     "writer_lock",
@@ -742,3 +746,93 @@ def check_exists(target: Path, kind: str, overwrite: bool, error: type[Exception
             f"{' or meta.json format marker' if kind == 'store' else ''}); overwrite=True only "
             "replaces what connectome_dask wrote. Remove it yourself or choose another path"
         )
+
+
+#: name prefix of the directories :func:`scratch_dir` creates in the temporary directory
+SCRATCH_PREFIX = "connectome-dask-scratch-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or an odd pid): leave its directory alone
+    return True
+
+
+def _stale_scratch(base: Path) -> list[Path]:
+    """Scratch directories in ``base`` whose writing process (this host) has died."""
+    import socket
+
+    out = []
+    host = socket.gethostname()
+    for p in sorted(base.glob(f"{SCRATCH_PREFIX}*")):
+        if p.is_symlink() or not p.is_dir():
+            continue
+        m = read_marker(p)
+        if m is None or m.get("kind") != "scratch" or m.get("host") != host:
+            continue
+        pid = m.get("pid")
+        if isinstance(pid, int) and not _pid_alive(pid):
+            out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def scratch_dir(what: str, base: str | os.PathLike | None = None) -> Iterator[Path]:
+    """A private temporary directory for intermediate files, deleted when the block ends.
+
+    It is created in ``base``, else dask's ``temporary-directory`` setting
+    (the one dask's own spilling and shuffles use), else the system
+    temporary directory (``TMPDIR``). A marker records the host and process;
+    directories of processes on this host that died (a killed job) are removed
+    first, so a killed job's scratch files do not pile up. Only directories
+    carrying that marker are ever removed.
+
+    Parameters
+    ----------
+    what
+        What the files are for (kept in the marker, shown in the log).
+    base
+        Parent directory (default: see above).
+
+    Yields
+    ------
+    pathlib.Path
+        The empty directory.
+
+    Raises
+    ------
+    OSError
+        The parent directory cannot be written.
+
+    Examples
+    --------
+    >>> with scratch_dir("an example", base=tmp_path) as d:
+    ...     _ = (d / "part-0.arrow").write_bytes(b"")
+    ...     d.name.startswith("connectome-dask-scratch-")
+    True
+    >>> sorted(tmp_path.iterdir())  # deleted with its files
+    []
+    """
+    import socket
+    import tempfile
+
+    if base is None:
+        import dask
+
+        base = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
+    parent = Path(os.path.abspath(base))
+    parent.mkdir(parents=True, exist_ok=True)
+    for p in _stale_scratch(parent):
+        log.info("removing %s (scratch files of a killed process)", p)
+        rmtree_real(p)
+    path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+    try:
+        write_marker(path, "scratch", what=what, host=socket.gethostname(), pid=os.getpid())
+        log.debug("scratch directory %s (%s)", path, what)
+        yield path
+    finally:
+        rmtree_real(path)

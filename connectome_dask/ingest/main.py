@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .._fsutil import check_name
+from .._fsutil import check_name, scratch_dir
 from ..errors import IngestError
 from ..labels import neuprint_label
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
@@ -342,7 +342,7 @@ def _count(v: Any, what: str, hi: int | None = None) -> int:
     return n
 
 
-def _check_target(path: Path, overwrite: bool, src: _Source) -> None:
+def _check_target(path: Path, overwrite: bool, files: Sequence[str]) -> None:
     try:
         exists = path.exists()
         if not exists:  # the nearest existing ancestor must be a directory
@@ -370,12 +370,12 @@ def _check_target(path: Path, overwrite: bool, src: _Source) -> None:
         if not path.is_dir():
             raise IngestError(f"{path} exists and is not a directory", file=str(path))
     root = path.resolve()
-    for f in src.files:
+    for f in files:
         if root in Path(f).resolve().parents:
             raise IngestError(f"source file {f} lies inside the target store {path}", file=f)
 
 
-def _progress_bar(progress: bool | None, total: int | None, desc: str):
+def _progress_bar(progress: bool | None, total: int | None, desc: str, unit: str = "rows"):
     if progress is None:
         import dask
 
@@ -384,7 +384,7 @@ def _progress_bar(progress: bool | None, total: int | None, desc: str):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "rows", file=sys.stderr, leave=False)
 
 
 def ingest(
@@ -511,143 +511,152 @@ def ingest(
         kind == "connections" else "synapses"
     src_units, scale, shift, vsize, voffset = _units(units, voxel_size, voxel_offset)
     header = release.header if release is not None else None
-    src = _resolve_source(source, header)
-    _check_target(path, overwrite, src)
-    first_file, first_frag = next(src.fragments())
-    first_schema = _schema_of(first_frag, first_file)
-    plan = _plan_for(release, first_schema, first_file, dialect, columns, store_kind)
-    plan.csv_header = header
-    if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
-        paths = [f.path for f in src.dataset.get_fragments()]
-        try:
-            src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values()), header))
-        except (pa.ArrowException, OSError) as e:
-            raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
+    with contextlib.ExitStack() as scratch:
+        joined = isinstance(source, _Neo4jJoin)
+        if joined:  # the export's sites and links, joined into scratch files (bounded memory)
+            _check_target(path, overwrite, [*source.release.synapses, *source.release.others])
+            source = source.run(scratch, progress)
+        src = _resolve_source(source, header)
+        _check_target(path, overwrite, src.files)
         first_file, first_frag = next(src.fragments())
         first_schema = _schema_of(first_frag, first_file)
-    neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
+        plan = _plan_for(release, first_schema, first_file, dialect, columns, store_kind)
+        plan.csv_header = header
+        if src.fmt == "csv":  # body IDs as text: only decimal integers are IDs (not 1e3 or 0x1F)
+            paths = [f.path for f in src.dataset.get_fragments()]
+            try:
+                src.dataset = ds.dataset(paths, format=_file_format("csv", list(plan.ids.values()), header))
+            except (pa.ArrowException, OSError) as e:
+                raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
+            first_file, first_frag = next(src.fragments())
+            first_schema = _schema_of(first_frag, first_file)
+        neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
 
-    for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
-        _check_schema(plan, _schema_of(frag, file), file)
+        for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
+            _check_schema(plan, _schema_of(frag, file), file)
 
-    # ---- pass 1: ids (and ROI names), validation
-    total = None
-    if src.fmt in ("parquet", "ipc", "memory"):
-        total = _count_rows(src)  # reads every footer: an unreadable file is named here
-    bar = _progress_bar(progress, total, "ingest 1/2 (ids)")
-    try:
-        scan = _pass1(src, plan, batch_rows, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    body_ids = scan.body_ids
-    if neuron_table is not None:
-        body_ids = np.union1d(body_ids, neuron_table["bodyId"].to_numpy(np.int64))
-    n_neurons = len(body_ids)
-    if n_neurons >= np.iinfo(np.int32).max:
-        raise IngestError(f"{n_neurons} distinct bodies do not fit int32 indices")
-    if len(scan.roi_names) > np.iinfo(np.int16).max:
-        raise IngestError(f"{len(scan.roi_names)} distinct ROI names do not fit int16 codes")
-    pre_counts = np.zeros(n_neurons, dtype=np.int64)
-    pre_counts[np.searchsorted(body_ids, scan.pre_ids)] = scan.pre_counts
-    neurons_df = _merge_neurons(body_ids, neuron_table)
-    if "label" not in neurons_df.columns:  # neuPrint's Neuron/Segment rule, on the ingested counts
-        counts = pd.DataFrame({"pre": np.zeros(n_neurons, np.int64), "post": np.zeros(n_neurons, np.int64)})
-        for side, (keys, cnt) in (("pre", scan.pre_syn), ("post", scan.post_syn)):
-            counts.loc[np.searchsorted(body_ids, keys), side] = cnt
-        rule_input = neurons_df.drop(columns=[c for c in ("pre", "post") if c in neurons_df.columns])
-        rule_input = pd.concat([rule_input.reset_index(drop=True), counts], axis=1)
-        neurons_df["label"] = neuprint_label(rule_input).astype("string").to_numpy()
+        # ---- pass 1: ids (and ROI names), validation
+        total = None
+        if src.fmt in ("parquet", "ipc", "memory"):
+            total = _count_rows(src)  # reads every footer: an unreadable file is named here
+        bar = _progress_bar(progress, total, "ingest 1/2 (ids)")
+        try:
+            scan = _pass1(src, plan, batch_rows, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        body_ids = scan.body_ids
+        if neuron_table is not None:
+            body_ids = np.union1d(body_ids, neuron_table["bodyId"].to_numpy(np.int64))
+        n_neurons = len(body_ids)
+        if n_neurons >= np.iinfo(np.int32).max:
+            raise IngestError(f"{n_neurons} distinct bodies do not fit int32 indices")
+        if len(scan.roi_names) > np.iinfo(np.int16).max:
+            raise IngestError(f"{len(scan.roi_names)} distinct ROI names do not fit int16 codes")
+        pre_counts = np.zeros(n_neurons, dtype=np.int64)
+        pre_counts[np.searchsorted(body_ids, scan.pre_ids)] = scan.pre_counts
+        neurons_df = _merge_neurons(body_ids, neuron_table)
+        if "label" not in neurons_df.columns:  # neuPrint's Neuron/Segment rule, on the ingested counts
+            counts = pd.DataFrame({"pre": np.zeros(n_neurons, np.int64), "post": np.zeros(n_neurons, np.int64)})
+            for side, (keys, cnt) in (("pre", scan.pre_syn), ("post", scan.post_syn)):
+                counts.loc[np.searchsorted(body_ids, keys), side] = cnt
+            rule_input = neurons_df.drop(columns=[c for c in ("pre", "post") if c in neurons_df.columns])
+            rule_input = pd.concat([rule_input.reset_index(drop=True), counts], axis=1)
+            neurons_df["label"] = neuprint_label(rule_input).astype("string").to_numpy()
 
-    out_dtypes: dict[str, str] = {t: "float32" for t in plan.positions}
-    out_dtypes.update({t: "float32" for t in plan.floats})
-    for t, c in plan.extras.items():
-        typ = first_schema.field(c).type
-        out_dtypes[t] = "int64" if pa.types.is_integer(typ) else "float32"
-    out_dtypes.update({t: "int16" for t in plan.rois})
-    roi_names = pa.array(scan.roi_names, type=pa.string())
-    body_index = pd.Index(body_ids)
+        out_dtypes: dict[str, str] = {t: "float32" for t in plan.positions}
+        out_dtypes.update({t: "float32" for t in plan.floats})
+        for t, c in plan.extras.items():
+            typ = first_schema.field(c).type
+            out_dtypes[t] = "int64" if pa.types.is_integer(typ) else "float32"
+        out_dtypes.update({t: "int16" for t in plan.rois})
+        roi_names = pa.array(scan.roi_names, type=pa.string())
+        body_index = pd.Index(body_ids)
 
-    # ---- pass 2: convert and write
-    read_cols = plan.source_columns()
-    bar = _progress_bar(progress, scan.n_rows, "ingest 2/2 (write)")
-    try:
-        with _write_errors(path), StoreWriter(
-            path,
-            n_neurons,
-            out_dtypes,
-            chunk_rows=chunk,
-            pre_counts=pre_counts,
-            bucket_rows=bucket_rows,
-            overwrite=overwrite,
-            kind=store_kind,
-        ) as writer:
-            buf: list[dict[str, np.ndarray]] = []
-            buffered = written = 0
-            for file, frag in src.fragments():
-                offset = 0
-                for batch in _batches(frag, read_cols, batch_rows, file, plan, src.fmt):
-                    if batch.num_rows == 0:
-                        continue
-                    buf.append(
-                        _convert_batch(
-                            batch,
-                            plan,
-                            body_index,
-                            scale,
-                            shift,
-                            roi_names,
-                            out_dtypes,
-                            file,
-                            offset,
+        # ---- pass 2: convert and write
+        read_cols = plan.source_columns()
+        bar = _progress_bar(progress, scan.n_rows, "ingest 2/2 (write)")
+        try:
+            with _write_errors(path), StoreWriter(
+                path,
+                n_neurons,
+                out_dtypes,
+                chunk_rows=chunk,
+                pre_counts=pre_counts,
+                bucket_rows=bucket_rows,
+                overwrite=overwrite,
+                kind=store_kind,
+            ) as writer:
+                buf: list[dict[str, np.ndarray]] = []
+                buffered = written = 0
+                for file, frag in src.fragments():
+                    offset = 0
+                    for batch in _batches(frag, read_cols, batch_rows, file, plan, src.fmt):
+                        if batch.num_rows == 0:
+                            continue
+                        buf.append(
+                            _convert_batch(
+                                batch,
+                                plan,
+                                body_index,
+                                scale,
+                                shift,
+                                roi_names,
+                                out_dtypes,
+                                file,
+                                offset,
+                            )
                         )
+                        offset += batch.num_rows
+                        buffered += batch.num_rows
+                        written += batch.num_rows
+                        if bar is not None:
+                            bar.update(batch.num_rows)
+                        if buffered >= batch_rows:
+                            writer.append(_concat(buf))
+                            buf, buffered = [], 0
+                if buf:
+                    writer.append(_concat(buf))
+                if written != scan.n_rows:
+                    raise IngestError(
+                        f"{src.label} changed while being ingested: {scan.n_rows} rows in pass 1, "
+                        f"{written} in pass 2"
                     )
-                    offset += batch.num_rows
-                    buffered += batch.num_rows
-                    written += batch.num_rows
-                    if bar is not None:
-                        bar.update(batch.num_rows)
-                    if buffered >= batch_rows:
-                        writer.append(_concat(buf))
-                        buf, buffered = [], 0
-            if buf:
-                writer.append(_concat(buf))
-            if written != scan.n_rows:
-                raise IngestError(
-                    f"{src.label} changed while being ingested: {scan.n_rows} rows in pass 1, "
-                    f"{written} in pass 2"
-                )
-            meta: dict[str, Any] = {
-                "name": name or path.name,
-                "source": src.files[0] if len(src.files) == 1 else src.label,
-                "units": "nm",
-                "voxel_size": vsize,
-                "voxel_offset": voffset,
-                "ingest": {
-                    "source_units": src_units,
-                    "dialect": plan.dialect,
-                    "columns": plan.describe(),
-                    "files": src.files,
-                    "format": src.fmt,
-                    "rows": scan.n_rows,
-                    "neurons": neuron_label,
-                },
-            }
-            if release is not None:
-                meta["ingest"]["release"] = dict(_dialects.iter_roles(release))
-                if release.dialect.roi_note and plan.rois:
-                    meta["ingest"]["rois"] = release.dialect.roi_note
-            if version is not None:
-                meta["version"] = str(version)
-            if plan.rois:
-                rois = _rois_json(scan.roi_names, release, rois_info)
-                conn = writer.close(neurons_df, meta, rois=rois)
-            else:
-                conn = writer.close(neurons_df, meta)
-    finally:
-        if bar is not None:
-            bar.close()
-    return conn
+                meta: dict[str, Any] = {
+                    "name": name or path.name,
+                    "source": src.files[0] if len(src.files) == 1 else src.label,
+                    "units": "nm",
+                    "voxel_size": vsize,
+                    "voxel_offset": voffset,
+                    "ingest": {
+                        "source_units": src_units,
+                        "dialect": plan.dialect,
+                        "columns": plan.describe(),
+                        "files": src.files,
+                        "format": src.fmt,
+                        "rows": scan.n_rows,
+                        "neurons": neuron_label,
+                    },
+                }
+                if release is not None:
+                    meta["ingest"]["release"] = dict(_dialects.iter_roles(release))
+                    if release.dialect.roi_note and plan.rois:
+                        meta["ingest"]["rois"] = release.dialect.roi_note
+                if joined and release is not None:  # the release's CSV files, not the join's scratch files
+                    files = [*release.synapses, *release.others]
+                    meta["source"] = files[0] if len(files) == 1 else os.path.dirname(files[0])
+                    meta["ingest"].update(files=files, format="csv")
+                if version is not None:
+                    meta["version"] = str(version)
+                if plan.rois:
+                    rois = _rois_json(scan.roi_names, release, rois_info)
+                    conn = writer.close(neurons_df, meta, rois=rois)
+                else:
+                    conn = writer.close(neurons_df, meta)
+        finally:
+            if bar is not None:
+                bar.close()
+        return conn
 
 
 @contextlib.contextmanager
@@ -666,6 +675,35 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(parts) == 1:
         return parts[0]
     return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+
+@dataclass
+class _Neo4jJoin:
+    """A neo4j export's synapse rows, to be joined (:func:`neo4j.neo4j_synapse_files`) once the target is checked."""
+
+    release: _dialects.Release
+    depth: Mapping[str, int]
+
+    def run(self, stack: contextlib.ExitStack, progress: bool | None) -> list[str]:
+        folder = stack.enter_context(scratch_dir("neo4j synapse join"))
+        bar = _progress_bar(progress, 7, "ingest 0/2 (join the neo4j export)", unit="passes")
+        started = [0]
+
+        def step(name: str) -> None:  # called as each of the 7 passes starts
+            if bar is not None:
+                if started[0]:
+                    bar.update(1)
+                bar.set_postfix_str(name)
+            started[0] += 1
+
+        try:
+            files = _neo4j.neo4j_synapse_files(self.release, self.depth, folder, step=step)
+            if bar is not None:
+                bar.update(1)
+            return files
+        finally:
+            if bar is not None:
+                bar.close()
 
 
 def _release(
@@ -701,7 +739,7 @@ def _release(
         m = _neo4j.neo4j_meta(release)
         info = {"primary": m["primary"], "hierarchy": m["hierarchy"]}
         vsize_default = tuple(m["voxel_size"]) if m["voxel_size"] else vsize_default
-        source = _neo4j.neo4j_synapse_table(release, _neo4j._depths(m["hierarchy"]))
+        source = _Neo4jJoin(release, _neo4j._depths(m["hierarchy"]))
     elif release.synapses:
         source = release.synapses if len(release.synapses) > 1 else release.synapses[0]
     if neurons is None:
