@@ -234,8 +234,10 @@ def pair_counts(
     method
         How to read the rows: ``"auto"`` (the rule of
         :func:`connectome_dask.compute.plan.plan_read`), or force ``"index"``
-        (through the per-body index), ``"table"`` (the connection table) or
-        ``"scan"`` (every partition). The result is the same.
+        (through the per-body index), ``"table"`` (the connection table),
+        ``"roi_table"`` (the per-ROI connection table: ROI filters and
+        ``by_roi`` without ``confidence``) or ``"scan"`` (every partition).
+        The result is the same.
 
     Returns
     -------
@@ -320,7 +322,7 @@ def group_counts(
     progress
         Show a progress bar.
     method
-        ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``, as in :func:`pair_counts`.
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``, as in :func:`pair_counts`.
 
     Returns
     -------
@@ -461,7 +463,7 @@ def adjacency(
     progress
         Show a progress bar.
     method
-        ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``, as in :func:`pair_counts`.
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``, as in :func:`pair_counts`.
     sign
         ``None`` (synapse counts) or ``"nt"``: each connection's count times
         the sign of its presynaptic neuron's transmitter call (as for

@@ -31,8 +31,11 @@ def test_counts_rule(conn):
     assert conn.has_pair_table
     few = _few(conn)
     assert plan_read(conn).method == "table"
-    assert plan_read(conn, by_roi=True).method == "scan"
-    assert plan_read(conn, roi_filter=True).method == "scan"
+    # ROI filters / by ROI without confidence: the per-ROI connection table (tests/test_roi_table.py)
+    assert conn.has_roi_pair_table
+    assert plan_read(conn, by_roi=True).method == "roi_table"
+    assert plan_read(conn, roi_filter=True).method == "roi_table"
+    assert plan_read(conn, by_roi=True, confidence=True).method == "scan"
     assert plan_read(conn, confidence=True).method == "scan"
     p = plan_read(conn, pre=few)
     assert (p.method, p.side, p.rows) == ("index", "pre", int(conn.neurons.pre.iloc[few[0]]))

@@ -3,7 +3,8 @@
 Each partition accumulates only the block of group rows its presynaptic
 neurons touch (neurons ordered by group make the partial blocks small); the
 partial blocks are summed in a tree. Unfiltered counts read the connection
-table instead (one row per connected pair). The read path is chosen by
+table instead (one row per connected pair), ROI-filtered counts without a
+confidence filter the per-ROI connection table. The read path is chosen by
 :func:`connectome_dask.compute.plan.plan_read`.
 """
 
@@ -81,6 +82,60 @@ def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight
     return out
 
 
+def _group_from_roi_pairs(paths: dict[str, str], token: str, n_rows: int, step: int, masks, codes,
+                          n_pre: int, n_post: int, min_weight: int) -> np.ndarray:
+    """Grouped counts from the per-ROI connection table, range by range (bounded memory).
+
+    Rows are summed per pair over the kept ROIs; the last pair of a range is
+    carried into the next one (its rows may continue there), so
+    ``min_weight`` judges whole pairs.
+    """
+    from ..store import read_rows
+
+    pre_ok, post_ok, roi_ok, use_roi = masks
+    pre_code, post_code = codes
+    out = np.zeros((n_pre, n_post), dtype=np.int64)
+    dummy = np.zeros(1, dtype=np.float32)
+    need = ["pre", "post", "weight"] + (["roi"] if use_roi else [])
+    carry: tuple[int, int, int] | None = None
+
+    def add(up, uq, w) -> None:
+        if min_weight > 1:
+            sel = w >= min_weight
+            up, uq, w = up[sel], uq[sel], w[sel]
+        K.block_add_pairs(out, 0, pre_code, post_code, up, uq, w)
+
+    for s in range(0, n_rows, step):
+        t = {c: read_rows(paths[c], token, s, min(s + step, n_rows)) for c in need}
+        keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, t.get("roi", np.zeros(1, np.int16)), roi_ok,
+                          dummy, dummy, 0.0, use_roi, False, False)
+        up, uq, w = K.pair_weight_runs(t["pre"], t["post"], t["weight"], keep)
+        if not len(up):
+            continue
+        if carry is not None:
+            if up[0] == carry[0] and uq[0] == carry[1]:
+                w[0] += carry[2]
+            else:
+                add(np.array([carry[0]], np.int32), np.array([carry[1]], np.int32), np.array([carry[2]], np.int64))
+        carry = (int(up[-1]), int(uq[-1]), int(w[-1]))
+        add(up[:-1], uq[:-1], w[:-1])
+    if carry is not None:
+        add(np.array([carry[0]], np.int32), np.array([carry[1]], np.int32), np.array([carry[2]], np.int64))
+    return out
+
+
+def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
+    """Grouped counts from the per-ROI connection table in one task (as :func:`_group_from_table`)."""
+    from dask.delayed import delayed
+
+    task = delayed(_group_from_roi_pairs, pure=True)(
+        conn.roi_pair_table_paths(), conn.token, conn.n_roi_pairs, default_partition_rows(conn),
+        (filt.pre_ok, filt.post_ok, filt.roi_ok, filt.use_roi), (pre_code, post_code), n_pre, n_post, min_weight,
+    )
+    (out,) = compute(task, progress=progress)
+    return out
+
+
 def _group_partition_rows(conn: Connectome, n_pre: int, n_post: int) -> int:
     """Partition length for grouped counts.
 
@@ -132,7 +187,7 @@ def group_counts(
     progress
         Show a progress bar.
     method
-        ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``
         (see :func:`~connectome_dask.compute.plan.plan_read`).
 
     Returns
@@ -165,6 +220,8 @@ def group_counts(
                      method=method)
     if plan.method == "table":
         return _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
+    if plan.method == "roi_table":
+        return _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if plan.method == "index":
         block = index_block(conn, plan, pre, post, cols)
         lo, part = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)

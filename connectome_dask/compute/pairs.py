@@ -5,7 +5,7 @@ contiguous run of presynaptic neurons: the per-partition results are already
 sorted and only the pair that straddles a partition seam needs merging. This
 is why pair counting here moves little data between tasks, unlike a hash
 groupby on randomly ordered rows. The read path (index / connection table /
-scan) is chosen by :func:`connectome_dask.compute.plan.plan_read`.
+per-ROI connection table / scan) is chosen by :func:`connectome_dask.compute.plan.plan_read`.
 
 Everything here takes resolved inputs: dense neuron indices (``None`` = all),
 ROI codes, thresholds. Criteria and labels are resolved above, in
@@ -316,6 +316,73 @@ def _pairs_from_table(conn: Connectome, filt: RowFilter, min_weight: int, progre
     return pd.DataFrame({c: np.concatenate([r[i] for r in res]) for i, c in enumerate(("pre", "post", "weight"))})
 
 
+def _roi_table_ranges(conn: Connectome) -> list[tuple[int, int]]:
+    n = conn.n_roi_pairs
+    per = default_partition_rows(conn)
+    return [(s, min(s + per, n)) for s in range(0, n, per)] or [(0, 0)]
+
+
+def _roi_table_part(paths: dict[str, str], token: str, start: int, stop: int, pre_ok, post_ok, roi_ok,
+                    flags: tuple[bool, bool, bool]):
+    """Rows of one range of the per-ROI connection table that pass the filters.
+
+    ``flags = (select, use_roi, by_roi)``: filter neurons / filter ROIs /
+    return the (pre, post, roi, weight) rows (else summed per pair over the
+    kept ROIs: (pre, post, weight)).
+    """
+    from ..store import read_rows
+
+    select, use_roi, by_roi = flags
+    need = ["pre", "post", "weight"] + (["roi"] if (use_roi or by_roi) else [])
+    t = {c: read_rows(paths[c], token, start, stop) for c in need}
+    n = len(t["pre"])
+    if select or use_roi:
+        dummy = np.zeros(1, dtype=np.float32)
+        keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, t.get("roi", np.zeros(1, np.int16)), roi_ok,
+                          dummy, dummy, 0.0, use_roi, False, False)
+    else:
+        keep = None
+    if by_roi:
+        cols = ("pre", "post", "roi", "weight")
+        return tuple(t[c] if keep is None else t[c][keep] for c in cols)
+    return K.pair_weight_runs(t["pre"], t["post"], t["weight"], np.ones(n, dtype=bool) if keep is None else keep)
+
+
+def _roi_table_args(conn: Connectome, filt: RowFilter) -> tuple:
+    """The filter masks (one copy each in the graph) and whether neurons are selected at all."""
+    from dask.delayed import delayed
+
+    select = not (bool(filt.pre_ok.all()) and bool(filt.post_ok.all()))
+    return (delayed(filt.pre_ok, pure=True), delayed(filt.post_ok, pure=True), delayed(filt.roi_ok, pure=True),
+            select)
+
+
+def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight: int,
+                          progress) -> pd.DataFrame:
+    """Pair counts (per ROI with ``by_roi``) from the per-ROI connection table.
+
+    One task per range of the table; per-pair sums straddling a range seam
+    are merged in one ordered run-length pass, then ``min_weight`` judges
+    the whole rows, as on the scan path.
+    """
+    from dask.delayed import delayed
+
+    pre_ok, post_ok, roi_ok, select = _roi_table_args(conn, filt)
+    task = delayed(_roi_table_part, pure=True)
+    paths = conn.roi_pair_table_paths()
+    flags = (select, filt.use_roi, by_roi)
+    parts = [task(paths, conn.token, s, e, pre_ok, post_ok, roi_ok, flags) for s, e in _roi_table_ranges(conn)]
+    res = list(compute(*parts, progress=progress))
+    names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
+    out = tuple(np.concatenate([r[i] for r in res]) for i in range(len(names)))
+    if not by_roi and len(res) > 1:  # a pair's ROI rows may straddle a range seam: sum equal neighbours
+        out = K.pair_weight_runs(out[0], out[1], out[2], np.ones(len(out[0]), dtype=bool))
+    df = pd.DataFrame(dict(zip(names, out, strict=True)), copy=False)
+    if min_weight > 1:
+        df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
+    return df
+
+
 def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder: str) -> int:
     res = _pairs_chunk(block, start, filt, by_roi)
     df = pd.DataFrame(dict(zip(names, res, strict=True)))
@@ -380,7 +447,7 @@ def pair_counts(
     output
         Write Parquet parts into this directory instead (returns a dask DataFrame).
     method
-        ``"auto"``, ``"index"``, ``"table"`` or ``"scan"``
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``
         (see :func:`~connectome_dask.compute.plan.plan_read`).
 
     Returns
@@ -402,6 +469,9 @@ def pair_counts(
     >>> df = pair_counts(conn, np.array([0]), None, method="scan")
     >>> df.equals(pair_counts(conn, np.array([0]), None, method="index"))
     True
+    >>> by_roi = pair_counts(conn, None, None, by_roi=True)  # the per-ROI connection table
+    >>> by_roi.equals(pair_counts(conn, None, None, by_roi=True, method="scan"))
+    True
     """
     if by_roi and "roi_post" not in conn.synapse_columns:
         raise KeyError(f"{conn.path} has no roi_post column; run Connectome.assign_rois first")
@@ -414,6 +484,8 @@ def pair_counts(
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     if plan.method == "table":
         return _pairs_from_table(conn, filt, min_weight, progress)
+    if plan.method == "roi_table":
+        return _pairs_from_roi_table(conn, filt, by_roi, min_weight, progress)
     if plan.method == "index":
         res = _pairs_chunk(index_block(conn, plan, pre, post, cols), 0, filt, by_roi)
     else:

@@ -10,6 +10,11 @@ Three ways to read:
     The store's connection table (``index.zarr/pairs``, one row per connected
     neuron pair, ~6x fewer rows than synapses). Only for neuron-pair counts
     without a per-synapse filter (no ROI, no confidence, not by ROI).
+``roi_table``
+    The store's per-ROI connection table (``index.zarr/roi_pairs*``, one row
+    per ``(pre, post, roi)`` keyed on ``roi_post``, ~4x fewer rows than
+    synapses). For counts with a ROI filter and/or split by ROI but no
+    confidence filter (confidence needs the synapse rows).
 ``scan``
     Every partition of the synapse arrays, in parallel (dask), reduced in a tree.
 
@@ -36,7 +41,7 @@ __all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LI
 logger = logging.getLogger("connectome_dask.compute")
 
 #: accepted values of ``method=``
-METHODS = ("auto", "index", "table", "scan")
+METHODS = ("auto", "index", "table", "roi_table", "scan")
 
 #: counts (``what="counts"``): read through the index when the smaller side's
 #: rows are at most this fraction of the table
@@ -53,7 +58,7 @@ class Plan:
     Parameters
     ----------
     method
-        ``"index"``, ``"table"`` or ``"scan"``.
+        ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``.
     reason
         Why, in words (also logged).
     side
@@ -108,7 +113,11 @@ def plan_read(
        :data:`INDEX_PATH_FRACTION` of all rows (ties read ``pre``); otherwise
        ``table`` when the dask config ``connectome_dask.use_pair_table`` is
        true, the store has a connection table and there is no ROI filter, no
-       confidence filter and no ``by_roi``; otherwise ``scan``.
+       confidence filter and no ``by_roi``; otherwise ``roi_table`` when
+       there is a ROI filter or ``by_roi`` but no confidence filter, the
+       store has a per-ROI connection table matching its ``roi_post`` column
+       (:attr:`Connectome.has_roi_pair_table`) and the dask config
+       ``connectome_dask.use_roi_pair_table`` is true; otherwise ``scan``.
     3. ``what="rows"`` (synapse-level rows, per-neuron ROI counts): with
        ``either`` (rows with pre in ``pre`` *or* post in ``post``) ``index``
        when both sides are given and ``est(pre) + est(post)`` is at most
@@ -128,11 +137,12 @@ def plan_read(
         Rows match when *either* side matches (``what="rows"`` only).
     by_roi, roi_filter, confidence
         The counts are split by ROI / filtered by ROI / by confidence (these
-        rule out the connection table).
+        rule out the connection table; confidence also the per-ROI table).
     output
         The result is written out of core, partition by partition.
     method
-        ``"auto"`` (the rule above), or force ``"index"``, ``"table"`` or ``"scan"``.
+        ``"auto"`` (the rule above), or force ``"index"``, ``"table"``,
+        ``"roi_table"`` or ``"scan"``.
 
     Returns
     -------
@@ -144,7 +154,9 @@ def plan_read(
     ValueError
         ``method`` is unknown, or the forced method cannot answer this
         request (``index`` with no restricted side, ``table`` with a filter,
-        for rows, without a connection table, or with ``output``).
+        for rows, without a connection table, or with ``output``;
+        ``roi_table`` with a confidence filter, for rows, with ``output``, or
+        without a per-ROI connection table).
 
     Examples
     --------
@@ -153,8 +165,10 @@ def plan_read(
     >>> p = plan_read(conn, pre=np.array([0]))
     >>> p.method, p.side
     ('index', 'pre')
-    >>> plan_read(conn, roi_filter=True).reason
-    'no side restricted; the connection table cannot apply a ROI filter'
+    >>> plan_read(conn, roi_filter=True).method  # a ROI filter: the per-ROI connection table
+    'roi_table'
+    >>> plan_read(conn, by_roi=True, confidence=True).reason
+    'no side restricted; the connection table has no counts by ROI; the per-ROI connection table cannot apply a confidence filter'
     >>> plan_read(conn, pre=np.array([0]), method="scan").method
     'scan'
     """
@@ -176,13 +190,21 @@ def _index_side(est: dict[str, int], either: bool) -> tuple[str, int]:
 
 def _table_blocker(conn: Connectome, by_roi: bool, roi_filter: bool, confidence: bool) -> str | None:
     if by_roi:
-        return "counts by ROI need the synapse rows"
+        return "the connection table has no counts by ROI"
     if roi_filter:
         return "the connection table cannot apply a ROI filter"
     if confidence:
         return "the connection table cannot apply a confidence filter"
     if not conn.has_pair_table:
         return "the store has no connection table"
+    return None
+
+
+def _roi_table_blocker(conn: Connectome, confidence: bool) -> str | None:
+    if confidence:
+        return "the per-ROI connection table cannot apply a confidence filter"
+    if not conn.has_roi_pair_table:
+        return "the store has no per-ROI connection table for its roi_post column"
     return None
 
 
@@ -205,6 +227,12 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         if blocker:
             raise ValueError(f"method='table' is not possible: {blocker}")
         return Plan("table", "forced")
+    if method == "roi_table":
+        blocker = "synapse rows are not in the per-ROI connection table" if what == "rows" else \
+            _roi_table_blocker(conn, confidence)
+        if blocker:
+            raise ValueError(f"method='roi_table' is not possible: {blocker}")
+        return Plan("roi_table", "forced")
     if method == "scan":
         return Plan("scan", "forced")
     n = max(conn.n_synapses, 1)
@@ -226,4 +254,11 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         blocker = "dask config connectome_dask.use_pair_table is false"
     if blocker is None:
         return Plan("table", f"{why}; unfiltered pair counts come from the connection table")
+    if by_roi or roi_filter:
+        roi_blocker = _roi_table_blocker(conn, confidence)
+        if roi_blocker is None and not bool(config.get("use_roi_pair_table", True)):
+            roi_blocker = "dask config connectome_dask.use_roi_pair_table is false"
+        if roi_blocker is None:
+            return Plan("roi_table", f"{why}; {blocker}: the per-ROI connection table answers it")
+        blocker = f"{blocker}; {roi_blocker}"
     return Plan("scan", f"{why}; {blocker}")

@@ -14,6 +14,8 @@ import numpy as np
 __all__ = [
     "pair_runs",
     "pair_roi_runs",
+    "pair_roi_weight_runs",
+    "pair_weight_runs",
     "block_add_pairs",
     "code_range",
     "row_mask",
@@ -176,6 +178,129 @@ def pair_roi_runs(pre, post, roi, keep, n_codes):
             m += 1
         i = j
     return upre[:m].copy(), upost[:m].copy(), uroi[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_roi_weight_runs(pre, post, roi, weight, keep, n_codes):
+    """Weights summed per distinct (pre, post, roi) of a (pre, post)-sorted block.
+
+    :func:`pair_roi_runs` with a weight per row (``weight`` int64; rows of
+    one synapse count 1): the per-ROI connection table of a store is built
+    with it, and of a connection-level store's rows (weighted edges) too.
+    Output is ordered by (pre, post, roi).
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices, sorted by (pre, post).
+    roi
+        Per-row ROI code (-1 = none, at most ``n_codes - 2``).
+    weight
+        Per-row int64 weight.
+    keep
+        Boolean per row: rows to count.
+    n_codes
+        Number of ROI codes + 1 (the histogram size).
+
+    Returns
+    -------
+    upre, upost : numpy.ndarray
+        int32 neuron indices of the distinct kept (pre, post, roi) triples.
+    uroi : numpy.ndarray
+        int16 ROI code of each triple.
+    weight : numpy.ndarray
+        int64 summed weight of each triple.
+    """
+    n = pre.shape[0]
+    upre = np.empty(n, dtype=np.int32)
+    upost = np.empty(n, dtype=np.int32)
+    uroi = np.empty(n, dtype=np.int16)
+    cnt = np.empty(n, dtype=np.int64)
+    hist = np.zeros(n_codes, dtype=np.int64)
+    seen = np.zeros(n_codes, dtype=np.bool_)
+    touched = np.empty(n_codes, dtype=np.int64)
+    m = 0
+    i = 0
+    while i < n:
+        if not keep[i]:
+            i += 1
+            continue
+        p = pre[i]
+        q = post[i]
+        j = i
+        nt = 0
+        while j < n and pre[j] == p and post[j] == q:
+            if keep[j]:
+                c = roi[j] + 1
+                if not seen[c]:
+                    k = nt  # the pair's codes kept sorted by insertion (usually 1-3 of them)
+                    while k > 0 and touched[k - 1] > c:
+                        touched[k] = touched[k - 1]
+                        k -= 1
+                    touched[k] = c
+                    nt += 1
+                    seen[c] = True
+                hist[c] += weight[j]
+            j += 1
+        for t in range(nt):
+            c = touched[t]
+            upre[m] = p
+            upost[m] = q
+            uroi[m] = c - 1
+            cnt[m] = hist[c]
+            hist[c] = 0
+            seen[c] = False
+            m += 1
+        i = j
+    return upre[:m].copy(), upost[:m].copy(), uroi[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_weight_runs(pre, post, weight, keep):
+    """Weights summed per distinct kept (pre, post) of a (pre, post)-sorted block.
+
+    :func:`pair_runs` with a weight per row: per-ROI connection table rows
+    (one per pair and ROI) summed to pair weights over the kept ROIs.
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices, sorted by (pre, post).
+    weight
+        Per-row int64 weight.
+    keep
+        Boolean per row: rows to count.
+
+    Returns
+    -------
+    upre, upost : numpy.ndarray
+        int32 neuron indices of the distinct kept pairs.
+    weight : numpy.ndarray
+        int64 summed weight of each pair.
+    """
+    n = pre.shape[0]
+    upre = np.empty(n, dtype=np.int32)
+    upost = np.empty(n, dtype=np.int32)
+    cnt = np.empty(n, dtype=np.int64)
+    m = -1
+    lp = -1
+    lq = -1
+    for i in range(n):
+        if not keep[i]:
+            continue
+        p = pre[i]
+        q = post[i]
+        if p == lp and q == lq:
+            cnt[m] += weight[i]
+        else:
+            m += 1
+            upre[m] = p
+            upost[m] = q
+            cnt[m] = weight[i]
+            lp = p
+            lq = q
+    m += 1
+    return upre[:m].copy(), upost[:m].copy(), cnt[:m].copy()
 
 
 @numba.njit(cache=True, nogil=True)

@@ -41,6 +41,8 @@ kernels and :mod:`connectome_dask._compute`):
     chunk-checked reads of store arrays, cached per store generation;
 :mod:`~connectome_dask.store.sort`
     the external bucket sort (writer's (pre, post) order, the index's post order);
+:mod:`~connectome_dask.store.tables`
+    chunked appends, the per-ROI connection table (streamed at ingest, rebuilt by a commit);
 :mod:`~connectome_dask.store.commit`
     the write path of an open store (:meth:`Connectome.write_synapse_columns`);
 :mod:`~connectome_dask.store.maintenance`
@@ -83,7 +85,7 @@ from .._fsutil import (  # noqa: F401
     writer_lock,
 )
 from ..errors import StoreError
-from . import arrays, commit, format, maintenance, reader, sort, writer  # noqa: F401
+from . import arrays, commit, format, maintenance, reader, sort, tables, writer  # noqa: F401
 from .arrays import (  # noqa: F401
     _ARRAY_DIRS,
     _check_store_identity,
@@ -101,6 +103,7 @@ from .commit import _check_current, _write_locked, _write_outputs  # noqa: F401
 from .format import (  # noqa: F401
     _GEN_DIR,
     _ROI_DIR,
+    _ROI_PAIRS_DIR,
     _SPILL_DIR,
     _TXN_FILE,
     BY_POST_COLUMNS,
@@ -110,6 +113,8 @@ from .format import (  # noqa: F401
     INDEX_ARRAYS,
     POSITION_COLUMNS_CENTER,
     POSITION_COLUMNS_PAIR,
+    ROI_PAIR_COLUMNS,
+    ROI_PAIRS_COLUMN,
     SCHEMA_VERSION,
     STANDARD_NEURON_COLUMNS,
     SYNAPSE_DTYPES,
@@ -140,10 +145,10 @@ from .reader import (  # noqa: F401
     set_default_connectome,
 )
 from .sort import _post_order, _post_order_rereading, _scatter_rows, load_bucket, spill_buckets  # noqa: F401
+from .tables import _ChunkedAppender, _RoiPairTable, rebuild_roi_pair_table, roi_runs  # noqa: F401
 from .writer import (  # noqa: F401
     StoreWriter,
     _build_index,
-    _ChunkedAppender,
     _PairTable,
     _prepare_neurons,
     _write_skeletons,
@@ -158,6 +163,8 @@ __all__ = [
     "INDEX_ARRAYS",
     "POSITION_COLUMNS_CENTER",
     "POSITION_COLUMNS_PAIR",
+    "ROI_PAIR_COLUMNS",
+    "ROI_PAIRS_COLUMN",
     "SCHEMA_VERSION",
     "STANDARD_NEURON_COLUMNS",
     "SYNAPSE_DTYPES",
@@ -171,7 +178,9 @@ __all__ = [
     "open",
     "read_neuron_table",
     "read_rows",
+    "rebuild_roi_pair_table",
     "require_chunks",
+    "roi_runs",
     "safe_name",
     "set_default_connectome",
     "take_rows",

@@ -3,13 +3,15 @@
 :func:`write_synapse_columns` holds the writer lock, writes every output
 column under fresh directory names (one task per partition,
 :func:`_write_outputs`), keeps the post-ordered copies in step
-(:func:`~connectome_dask.store.sort._post_order`), and replaces ``meta.json``
+(:func:`~connectome_dask.store.sort._post_order`) and, when ``roi_post`` is
+written, the per-ROI connection table keyed on it
+(:func:`~connectome_dask.store.tables.rebuild_roi_pair_table`), and replaces ``meta.json``
 only if it still holds the generation the store was opened at
 (:func:`_check_current`, checked again right before the rename). The
 :class:`~connectome_dask.store.Connectome` methods of the same names delegate here.
 
 Imports :mod:`~connectome_dask.store.format`, :mod:`~connectome_dask.store.arrays`,
-:mod:`~connectome_dask.store.sort` and, lazily, :mod:`connectome_dask._compute`
+:mod:`~connectome_dask.store.sort`, :mod:`~connectome_dask.store.tables` and, lazily, :mod:`connectome_dask._compute`
 (not the reader: the store is passed in, and re-opened as ``type(conn)(path)``).
 """
 
@@ -28,6 +30,7 @@ from ..errors import StoreError
 from .arrays import _ensure_group
 from .format import (
     BY_POST_COLUMNS,
+    ROI_PAIRS_COLUMN,
     _create_array,
     _inside,
     _read_meta,
@@ -37,6 +40,7 @@ from .format import (
     write_meta,
 )
 from .sort import _post_order
+from .tables import rebuild_roi_pair_table
 
 if TYPE_CHECKING:
     from .reader import Connectome
@@ -134,6 +138,8 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
     new_dirs: dict[str, str] = {}
     new_bp: dict[str, str] = {}
     new_rois_rel = None
+    new_roi_pairs: str | None = None
+    n_roi_pairs = 0
     try:
         for name, dt in outputs.items():
             d = f"{encode_name(name)}.{tag}"
@@ -172,6 +178,13 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
                 {c: idx_root / new_bp[c] for c in bp},
                 post_off, conn.n_synapses, conn.chunk_rows, bucket=1 << 25,
             )
+        # the per-ROI connection table is keyed on roi_post: rebuilt from the new column, in this commit
+        if ROI_PAIRS_COLUMN in outputs:
+            new_roi_pairs = f"roi_pairs.{tag}"
+            cols = ["pre", "post", ROI_PAIRS_COLUMN] + (["weight"] if conn.kind == "connections" else [])
+            src = {c: str(syn_root / new_dirs[c]) if c in new_dirs else str(conn._array_path(c)) for c in cols}
+            n_roi_pairs = rebuild_roi_pair_table(src, conn.token, conn.partitions(align_pre=True),
+                                                 idx_root / new_roi_pairs, conn.chunk_rows)
     except BaseException:
         for d in new_dirs.values():
             rmtree_real(syn_root / d)
@@ -179,11 +192,16 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
             rmtree_real(idx_root / rel)
         if new_rois_rel:
             rmtree_real(conn.path / new_rois_rel)
+        if new_roi_pairs:
+            rmtree_real(idx_root / new_roi_pairs)
         raise
     meta = json.loads(json.dumps(conn.meta))
     meta["synapses"]["columns"].update(new_dirs)
     if new_bp:
         meta["index"]["by_post"].update(new_bp)
+    if new_roi_pairs:
+        meta["index"].update({"roi_pairs": new_roi_pairs, "n_roi_pairs": int(n_roi_pairs),
+                              "roi_pairs_of": new_dirs[ROI_PAIRS_COLUMN]})
     checksums = dict(meta.get("checksums") or {})
     if new_rois_rel:
         old_rois = meta.get("rois")

@@ -36,6 +36,8 @@ __all__ = [
     "INDEX_ARRAYS",
     "POSITION_COLUMNS_CENTER",
     "POSITION_COLUMNS_PAIR",
+    "ROI_PAIR_COLUMNS",
+    "ROI_PAIRS_COLUMN",
     "SCHEMA_VERSION",
     "KIND_SCHEMA_VERSION",
     "STORE_KINDS",
@@ -101,6 +103,20 @@ _TXN_FILE = re.compile(r"^\.meta\.json\.tmp-[0-9a-f]{8}$")
 
 
 _SPILL_DIR = re.compile(r"^_spill-[0-9a-f]{6}$")
+
+
+# the per-ROI connection table's directory in index.zarr: written at ingest, or by a commit
+_ROI_PAIRS_DIR = re.compile(r"^roi_pairs(\.g[0-9]+-[0-9a-f]{6})?$")
+
+
+#: columns (and dtypes) of the per-ROI connection table (index.zarr/roi_pairs*): one row
+#: per (pre, post, roi), sorted, weight = synapses of the pair in that ROI
+ROI_PAIR_COLUMNS = {"pre": "int32", "post": "int32", "roi": "int16", "weight": "int64"}
+
+
+#: the synapse column the per-ROI connection table is keyed on (a connection's ROI is its
+#: postsynaptic site's, as in neuPrint and fetch_adjacencies)
+ROI_PAIRS_COLUMN = "roi_post"
 
 
 #: arrays of index.zarr that every store has
@@ -447,6 +463,15 @@ def _read_meta(path: Path) -> dict:
         np_ = idx.get("n_pairs")
         if not isinstance(np_, int) or isinstance(np_, bool) or np_ < 0:
             raise bad("index.n_pairs", "a non-negative integer")
+    if idx.get("roi_pairs") is not None:
+        if not isinstance(idx["roi_pairs"], str) or not _ROI_PAIRS_DIR.match(idx["roi_pairs"]):
+            raise bad("index.roi_pairs", "'roi_pairs' or 'roi_pairs.g<N>-<hex>'")
+        check_component(idx["roi_pairs"], "index.roi_pairs", mp, error=StoreError)
+        nr = idx.get("n_roi_pairs")
+        if not isinstance(nr, int) or isinstance(nr, bool) or nr < 0:
+            raise bad("index.n_roi_pairs", "a non-negative integer")
+        if not isinstance(idx.get("roi_pairs_of"), str):
+            raise bad("index.roi_pairs_of", f"the array directory of {ROI_PAIRS_COLUMN!r} it was built from")
     for key in ("rois", "skeletons"):
         v = meta.get(key)
         if v is None:
@@ -474,6 +499,8 @@ def _references(meta: Mapping[str, Any]) -> set[str]:
     out |= {f"{idx}/{v}" for v in (meta["index"].get("by_post") or {}).values()}
     if meta["index"].get("pairs"):
         out.add(f"{idx}/{meta['index']['pairs']}")
+    if meta["index"].get("roi_pairs"):
+        out.add(f"{idx}/{meta['index']['roi_pairs']}")
     for key in ("rois", "skeletons", "neurons"):
         if meta.get(key):
             out.add(str(meta[key]))

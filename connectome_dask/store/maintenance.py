@@ -29,8 +29,11 @@ from .arrays import _missing_chunks, _open_array_cached, _read_range
 from .format import (
     _GEN_DIR,
     _ROI_DIR,
+    _ROI_PAIRS_DIR,
     _SPILL_DIR,
     _TXN_FILE,
+    ROI_PAIR_COLUMNS,
+    ROI_PAIRS_COLUMN,
     _inside,
     _read_meta,
     _references,
@@ -80,6 +83,7 @@ def _entries(conn: Connectome) -> list[tuple[Path, str, bool]]:
     scan(f"{idx}/by_post", _GEN_DIR)
     scan("rois", _ROI_DIR)
     out += [e for e in _scan_spill(conn.path, idx)]
+    out += _scan_roi_pairs(conn.path, idx)
     for p in sorted(conn.path.iterdir()):
         if p.name.startswith(".meta.json.tmp-") and not p.is_symlink() and p.is_file():
             out.append((p, p.name, bool(_TXN_FILE.match(p.name)) and _is_meta_tmp(p)))
@@ -240,12 +244,18 @@ def _arrays_of_generation(conn: Connectome) -> list[tuple[str, Path, int | None]
         for c in ("pre", "post", "weight"):
             out.append((f"index.zarr/{root}/{c}", conn._index_path(f"{root}/{c}"),
                         int(conn.meta["index"]["n_pairs"])))
+    # a per-ROI table recorded for another roi_post array (a commit by an older version) is never
+    # read (Connectome.has_roi_pair_table is false), so it is not checked either
+    if conn.has_roi_pair_table:
+        for c, p in conn.roi_pair_table_paths().items():
+            out.append((f"index.zarr/{conn.meta['index']['roi_pairs']}/{c}", Path(p), conn.n_roi_pairs))
     return out
 
 
 def _deep_check(conn: Connectome) -> list[str]:
     """Every chunk decodes, and every index invariant holds (a full pass over the table)."""
     from .._agg_kernels import pair_runs
+    from .tables import roi_runs
 
     problems: list[str] = []
     nn, n = conn.n_neurons, conn.n_synapses
@@ -270,6 +280,10 @@ def _deep_check(conn: Connectome) -> list[str]:
     pairs_ok = conn.has_pair_table
     n_pairs = int(conn.meta["index"].get("n_pairs") or 0)
     pair_pos = 0
+    roi_ok = conn.has_roi_pair_table
+    n_roi = conn.n_roi_pairs
+    roi_pos = 0
+    wcol = conn.weight_column
     for s, e in conn.partitions(align_pre=True):
         block = conn.read_synapses(conn.synapse_columns, s, e)
         pre, post = block["pre"], block["post"]
@@ -303,8 +317,24 @@ def _deep_check(conn: Connectome) -> list[str]:
                                 f"(pairs {pair_pos}..{pair_pos + len(up)}, rows {s}..{e})")
                 pairs_ok = False
             pair_pos += len(up)
+        if roi_ok and len(pre):
+            try:
+                want = roi_runs(pre, post, block[ROI_PAIRS_COLUMN], block[wcol] if wcol else None)
+            except StoreError as ex:  # a ROI code below -1 (reported above)
+                problems.append(f"the per-ROI connection table cannot be recounted: {ex}")
+                roi_ok = False
+                continue
+            got = conn.read_roi_pairs(start=roi_pos, stop=min(roi_pos + len(want[0]), n_roi))
+            if not (len(got["pre"]) == len(want[0])
+                    and all(np.array_equal(got[c], w) for c, w in zip(ROI_PAIR_COLUMNS, want, strict=True))):
+                problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']} differs from a recount of the "
+                                f"synapse rows (rows {roi_pos}..{roi_pos + len(want[0])}, synapse rows {s}..{e})")
+                roi_ok = False
+            roi_pos += len(want[0])
     if pairs_ok and pair_pos != n_pairs:
         problems.append(f"index.zarr/pairs has {n_pairs} rows, a recount gives {pair_pos}")
+    if roi_ok and roi_pos != n_roi:
+        problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']} has {n_roi} rows, a recount gives {roi_pos}")
     pre_off = conn._read_index("pre_offsets")
     post_off = conn._read_index("post_offsets")
     if not np.array_equal(pre_off, np.concatenate([[0], np.cumsum(pre_counts)])):
@@ -366,6 +396,21 @@ def _scan_spill(root: Path, idx: str) -> list[tuple[Path, str, bool]]:
         if p.name.startswith("_spill-"):
             rel = p.relative_to(root).as_posix()
             ours = not p.is_symlink() and bool(_SPILL_DIR.match(p.name)) and (
+                read_marker(p) is not None or is_empty_shell(p))
+            out.append((p, rel, ours))
+    return out
+
+
+def _scan_roi_pairs(root: Path, idx: str) -> list[tuple[Path, str, bool]]:
+    """The per-ROI connection tables in the index folder (``roi_pairs``, ``roi_pairs.g<N>-<hex>``)."""
+    d = root / idx
+    if d.is_symlink() or not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.iterdir()):
+        if p.name.startswith("roi_pairs"):
+            rel = p.relative_to(root).as_posix()
+            ours = not p.is_symlink() and p.is_dir() and bool(_ROI_PAIRS_DIR.match(p.name)) and (
                 read_marker(p) is not None or is_empty_shell(p))
             out.append((p, rel, ours))
     return out

@@ -34,6 +34,8 @@ from .format import (
     DEFAULT_PARTITION_CHUNKS,
     POSITION_COLUMNS_CENTER,
     POSITION_COLUMNS_PAIR,
+    ROI_PAIR_COLUMNS,
+    ROI_PAIRS_COLUMN,
     _inside,
     _meta_token,
     _read_meta,
@@ -705,6 +707,102 @@ class Connectome:
             raise StoreError(f"{self.path} has no connection table (written by an older version)")
         root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
         return {c: str(root / c) for c in ("pre", "post", "weight")}
+
+    @property
+    def has_roi_pair_table(self) -> bool:
+        """Whether the store keeps a per-ROI connection table that matches its ``roi_post`` column.
+
+        The table (``index.zarr/roi_pairs*``: one row per ``(pre, post, roi)``)
+        is written at ingest when the rows carry ``roi_post`` and rebuilt by
+        every commit that writes ``roi_post`` (e.g. ``assign_rois``). A table
+        recorded for another ``roi_post`` array than the current one is never
+        used (``False``).
+
+        Examples
+        --------
+        >>> conn.has_roi_pair_table
+        True
+        """
+        idx = self.meta["index"]
+        rel = idx.get("roi_pairs")
+        cur = self.meta["synapses"]["columns"].get(ROI_PAIRS_COLUMN)
+        return bool(rel) and cur is not None and idx.get("roi_pairs_of") == cur
+
+    def roi_pair_table_paths(self) -> dict[str, str]:
+        """Paths of the per-ROI connection table's arrays (``pre``, ``post``, ``roi``, ``weight``), for tasks.
+
+        Read them with :func:`read_rows` and :attr:`token`, as
+        :meth:`pair_table_paths`.
+
+        Returns
+        -------
+        dict of str to str
+
+        Raises
+        ------
+        StoreError
+            The store has no per-ROI connection table matching its ``roi_post`` column.
+
+        Examples
+        --------
+        >>> sorted(conn.roi_pair_table_paths())
+        ['post', 'pre', 'roi', 'weight']
+        """
+        if not self.has_roi_pair_table:
+            raise StoreError(f"{self.path} has no per-ROI connection table for its {ROI_PAIRS_COLUMN} column "
+                             "(written by an older version, or the store has no ROI codes)")
+        root = _inside(self.path, f"{self.meta['index']['path']}/{self.meta['index']['roi_pairs']}")
+        return {c: str(root / c) for c in ROI_PAIR_COLUMNS}
+
+    @property
+    def n_roi_pairs(self) -> int:
+        """Rows of the per-ROI connection table (0 without one).
+
+        Examples
+        --------
+        >>> conn.n_roi_pairs >= conn.meta["index"]["n_pairs"]
+        True
+        """
+        return int(self.meta["index"].get("n_roi_pairs") or 0) if self.has_roi_pair_table else 0
+
+    def read_roi_pairs(self, columns: Sequence[str] = ("pre", "post", "roi", "weight"), start: int = 0,
+                       stop: int | None = None) -> dict[str, np.ndarray]:
+        """Rows of the per-ROI connection table: one per ``(pre, post, roi)``, sorted.
+
+        ``weight`` is the number of synapse rows of the pair whose postsynaptic
+        site has that ROI code (``roi_post``; ``-1`` = in no ROI), no other filter.
+
+        Parameters
+        ----------
+        columns
+            Any of ``"pre"``, ``"post"``, ``"roi"``, ``"weight"``.
+        start, stop
+            Row range of the table (default: every row).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+
+        Raises
+        ------
+        StoreError
+            The store has no per-ROI connection table (see :attr:`has_roi_pair_table`),
+            or a chunk file is missing or damaged.
+        KeyError
+            A column is not one of the table's.
+
+        Examples
+        --------
+        >>> t = conn.read_roi_pairs()
+        >>> int(t["weight"].sum()) == conn.n_synapses
+        True
+        """
+        paths = self.roi_pair_table_paths()
+        stop = self.n_roi_pairs if stop is None else stop
+        for c in columns:
+            if c not in paths:
+                raise KeyError(f"the per-ROI connection table has columns {list(paths)}, not {c!r}")
+        return {c: _read_range(paths[c], self.token, start, stop) for c in columns}
 
     def synapses_of(
         self, indices: Iterable[int] | np.ndarray, side: str, columns: Sequence[str]

@@ -38,6 +38,7 @@ from .format import (
     DEFAULT_CHUNK_ROWS,
     FORMAT_NAME,
     KIND_SCHEMA_VERSION,
+    ROI_PAIRS_COLUMN,
     STORE_KINDS,
     SYNAPSE_DTYPES,
     _create_array,
@@ -50,6 +51,7 @@ from .format import (
 )
 from .reader import Connectome, open
 from .sort import _post_order, load_bucket, spill_buckets
+from .tables import _ChunkedAppender, _RoiPairTable
 
 __all__ = ["StoreWriter", "write_store"]
 
@@ -184,6 +186,7 @@ class StoreWriter:
         self._closed = False
         self._out: _ChunkedAppender | None = None
         self._pairs: _PairTable | None = None
+        self._roi_pairs: _RoiPairTable | None = None
 
     # -- appending
     def append(self, block: Mapping[str, np.ndarray]) -> None:
@@ -237,6 +240,7 @@ class StoreWriter:
             self._last_key = int(key[-1])
             self._appender().write(arrs)
             self._pair_table().write(arrs["pre"], arrs["post"], arrs.get("weight"))
+            self._write_roi_pairs(arrs)
             return
         spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces)
 
@@ -245,6 +249,20 @@ class StoreWriter:
         if self._pairs is None:
             self._pairs = _PairTable(self.tmp / "index.zarr" / "pairs", self.chunk_rows)
         return self._pairs
+
+    def _roi_pair_table(self) -> _RoiPairTable | None:
+        """The per-ROI connection table, when the rows carry the ROI column it is keyed on."""
+        if ROI_PAIRS_COLUMN not in self.columns:
+            return None
+        if self._roi_pairs is None:
+            self._roi_pairs = _RoiPairTable(self.tmp / "index.zarr" / "roi_pairs", self.chunk_rows)
+        return self._roi_pairs
+
+    def _write_roi_pairs(self, block: Mapping[str, np.ndarray]) -> None:
+        table = self._roi_pair_table()
+        if table is not None:
+            table.write(block["pre"], block["post"], block[ROI_PAIRS_COLUMN],
+                        block["weight"] if self.kind == "connections" else None)
 
     def _appender(self) -> _ChunkedAppender:
         if self._out is None:
@@ -333,8 +351,11 @@ class StoreWriter:
         for block in self._sorted_blocks():
             out.write(block)
             pairs.write(block["pre"], block["post"], block.get("weight") if weighted else None)
+            self._write_roi_pairs(block)
         n = out.finish()
         n_pairs = pairs.finish()
+        roi_table = self._roi_pair_table()
+        n_roi_pairs = roi_table.finish() if roi_table is not None else None
         assert n == self._n_rows, (n, self._n_rows)
         shutil.rmtree(self._spill, ignore_errors=True)
         by_post = _build_index(
@@ -391,6 +412,9 @@ class StoreWriter:
             "retained": [],
             "extra": meta,
         }
+        if n_roi_pairs is not None:  # keyed on the roi_post array written here
+            full_meta["index"].update({"roi_pairs": "roi_pairs", "n_roi_pairs": n_roi_pairs,
+                                       "roi_pairs_of": encode_name(ROI_PAIRS_COLUMN)})
         if weighted:  # declared: readers (and older versions, by schema_version 2) know the rows are edges
             full_meta["kind"] = "connections"
             full_meta["total_weight"] = int(self._pre_weight.sum())
@@ -461,50 +485,6 @@ class _PairTable:
                             "weight": np.array([w], np.int64)})
             self.pending = None
         return self.out.finish()
-
-
-class _ChunkedAppender:
-    """Append rows to 1-D Zarr arrays, writing only whole chunks (plus the final tail).
-
-    Arrays start empty and grow with ``resize`` (a metadata-only change), so a
-    stream of unknown length is written once, chunk-aligned, with at most one
-    chunk per column buffered in memory.
-    """
-
-    def __init__(self, group_path: Path, columns: Mapping[str, str], chunk_rows: int):
-        _ensure_group(group_path)
-        self.columns = dict(columns)
-        self.chunk_rows = int(chunk_rows)
-        self.arrays = {c: _create_array(group_path, encode_name(c), 0, dt, self.chunk_rows)
-                       for c, dt in self.columns.items()}
-        self.buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
-        self.buffered = 0
-        self.offset = 0
-
-    def _flush(self, rows: int) -> None:
-        end = self.offset + rows
-        for c, arr in self.arrays.items():
-            a = np.concatenate(self.buf[c]) if len(self.buf[c]) > 1 else self.buf[c][0]
-            arr.resize((end,))
-            arr[self.offset : end] = a[:rows]
-            self.buf[c] = [a[rows:]]
-        self.offset = end
-        self.buffered -= rows
-
-    def write(self, block: Mapping[str, np.ndarray]) -> None:
-        n = len(block["pre"])
-        if n == 0:
-            return
-        for c in self.columns:
-            self.buf[c].append(block[c])
-        self.buffered += n
-        if self.buffered >= self.chunk_rows:
-            self._flush((self.buffered // self.chunk_rows) * self.chunk_rows)
-
-    def finish(self) -> int:
-        if self.buffered:
-            self._flush(self.buffered)
-        return self.offset
 
 
 def _weighted_bincount(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
