@@ -254,7 +254,7 @@ def _arrays_of_generation(conn: Connectome) -> list[tuple[str, Path, int | None]
 
 def _deep_check(conn: Connectome) -> list[str]:
     """Every chunk decodes, and every index invariant holds (a full pass over the table)."""
-    from .._agg_kernels import pair_runs
+    from .._agg_kernels import pair_runs, pair_weight_runs
     from .tables import roi_runs
 
     problems: list[str] = []
@@ -309,7 +309,10 @@ def _deep_check(conn: Connectome) -> list[str]:
         for c in h_cols:
             h_cols[c] = (h_cols[c] + int(_mix(rows, _bits(block[c])).sum(dtype=np.uint64))) & _M64
         if pairs_ok and len(pre):
-            up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
+            if wcol:  # a connection-level store's pairs sum the weights of its rows
+                up, uq, cnt = pair_weight_runs(pre, post, block[wcol].astype(np.int64), np.ones(len(pre), bool))
+            else:
+                up, uq, cnt = pair_runs(pre, post, np.ones(len(pre), dtype=bool))
             stored = conn.read_pairs(start=pair_pos, stop=min(pair_pos + len(up), n_pairs))
             if not (len(stored["pre"]) == len(up) and np.array_equal(stored["pre"], up)
                     and np.array_equal(stored["post"], uq) and np.array_equal(stored["weight"], cnt)):
