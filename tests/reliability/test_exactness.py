@@ -21,8 +21,8 @@ on the raw synapse table, the independent statement of each rule):
 The property tests draw a store (chunk length), a partition size
 (``connectome_dask.partition_chunks``), a scheduler (synchronous, threads, an
 in-process distributed client), an aggregation path (the connection table,
-the per-body index, the scan of the synapse arrays; each one forced and
-checked to be the one taken) and the filters. Counts must be bit-identical.
+the per-ROI connection table, the per-body index, the scan of the synapse
+arrays; each one forced and checked to be the one taken) and the filters. Counts must be bit-identical.
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ def forced_path(path: str):
 
     ``index``: the per-body index whenever a side is restricted; ``table``:
     the connection table (``use_pair_table``, when no ROI / confidence
+    filter); ``roi_table``: the per-ROI connection table
+    (``use_roi_pair_table``, when a ROI filter or by ROI and no confidence
     filter); ``scan``: the synapse arrays. The limits of the one read-path
     rule (:func:`connectome_dask.compute.plan.plan_read`) move, so queries'
     and criteria's reads follow too; the plans taken are read from its log.
@@ -189,7 +191,8 @@ def forced_path(path: str):
     with contextlib.ExitStack() as st_:
         st_.enter_context(mock.patch.object(P, "INDEX_PATH_FRACTION", big if path == "index" else none))
         st_.enter_context(mock.patch.object(P, "INDEX_ROWS_LIMIT", big if path == "index" else none))
-        st_.enter_context(dask.config.set({"connectome_dask.use_pair_table": path == "table"}))
+        st_.enter_context(dask.config.set({"connectome_dask.use_pair_table": path == "table",
+                                           "connectome_dask.use_roi_pair_table": path == "roi_table"}))
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         st_.callback(logger.removeHandler, handler)
@@ -198,9 +201,10 @@ def forced_path(path: str):
 
 
 def _path_of(taken: list[str]) -> str:
-    if "index" in taken:
-        return "index"
-    return "table" if "table" in taken else "scan"
+    for path in ("index", "table", "roi_table"):
+        if path in taken:
+            return path
+    return "scan"
 
 
 # ----------------------------------------------------------------------------- references
@@ -274,11 +278,13 @@ ids_strategy = st.lists(st.integers(1, N_NEURONS), min_size=1, max_size=12, uniq
 
 @st.composite
 def cases(draw):
-    path = draw(st.sampled_from(["table", "index", "scan"]))
+    path = draw(st.sampled_from(["table", "roi_table", "index", "scan"]))
     rois = draw(st.none() | st.lists(st.sampled_from(sorted(ROI_CODES)), min_size=1, max_size=3, unique=True))
     confidence = draw(st.none() | st.sampled_from(CONFIDENCES))
     if path == "table":  # the connection table holds unfiltered counts only
         rois = confidence = None
+    if path == "roi_table":  # the per-ROI table holds counts per ROI, without confidence
+        confidence = None
     pre = draw(st.none() | ids_strategy)
     post = draw(st.none() | ids_strategy)
     if path == "index" and pre is None and post is None:
@@ -354,7 +360,11 @@ def test_aggregations_exact_on_every_path(raw, stores, client, case):
                     got = got.sort_values(["pre", "post"]).reset_index(drop=True)
             else:
                 got = A.pair_counts(conn, pre=pre, post=post, by_roi=api == "pair_counts-by_roi", **kw)
-        want_path = "scan" if api == "pair_counts-by_roi" and case["path"] == "table" else case["path"]
+        want_path = case["path"]
+        if api == "pair_counts-by_roi" and case["path"] == "table":
+            want_path = "scan"
+        if case["path"] == "roi_table" and not case["rois"] and api != "pair_counts-by_roi":
+            want_path = "scan"  # no ROI in the question: the connection table would answer it (switched off)
         if api != "pair_counts-parquet":  # the out-of-core result always scans
             assert _path_of(taken) == want_path, (api, taken, case)
         if api.startswith("adjacency"):
@@ -457,7 +467,7 @@ def query_cases(draw):
     if pre is None and post is None:
         pre = draw(ids_strategy)
     return dict(
-        path=draw(st.sampled_from(["index", "scan"])),
+        path=draw(st.sampled_from(["index", "roi_table", "scan"])),
         api=draw(st.sampled_from(["fetch_adjacencies", "fetch_synapse_connections"])),
         pre=pre, post=post,
         pre_container=draw(st.sampled_from(CONTAINERS_L)),
