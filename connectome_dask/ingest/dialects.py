@@ -49,7 +49,10 @@ Dialects
     the CSV) is kept as text, ``somaLocation`` points become ``[x, y, z]``,
     ``:LABEL`` (``;``-joined) becomes ``label`` (``Neuron`` or ``Segment``),
     the per-ROI boolean columns are dropped (``roiInfo`` holds the counts).
-    The join is done in memory (the synapse-site tables of one export).
+    The join is an external hash join with bounded memory
+    (:func:`connectome_dask.ingest.neo4j.neo4j_synapse_files`, scratch files in
+    dask's ``temporary-directory``); a site in several synapse sets takes the
+    smallest body ID, rows keep the connection files' order.
 ``janelia-flat``
     flyem-snapshot ``syn-partners-*.feather`` (``body_pre, body_post``,
     ``x_pre ... z_post`` in 8 nm voxels, ``conf_pre, conf_post``,

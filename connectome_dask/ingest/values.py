@@ -219,6 +219,23 @@ def _to_float64(
     return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
+#: neo4j's own spelling of a point, ``{x:1, y:2, z:3}``: one regex pass (5x the general path)
+_CANONICAL_POINT = r"^\{x:(?P<x>[^,{}:]*), y:(?P<y>[^,{}:]*), z:(?P<z>[^,{}:]*)\}$"
+
+
+def _canonical_points(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray | None:
+    """(n, 3) float64 when every value is a point spelled ``{x:1, y:2, z:3}``; else None (the general path)."""
+    if arr.null_count or not len(arr):
+        return None
+    m = pc.extract_regex(arr, _CANONICAL_POINT)
+    if m.null_count:
+        return None
+    out = np.empty((len(arr), 3), dtype=np.float64)
+    for k in range(3):
+        out[:, k] = _to_float64(m.field(k), file, column, offset, "coordinate")
+    return out
+
+
 def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
     """A column of [x, y, z] -> (n, 3) float64.
 
@@ -228,6 +245,9 @@ def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarr
     """
     arr = _as_text(arr, file, column, offset)
     if _is_stringy(arr.type):
+        fast = _canonical_points(arr, file, column, offset)
+        if fast is not None:
+            return fast
         if pc.any(pc.match_substring(arr, ":")).as_py():
             bad = pc.invert(pc.fill_null(pc.match_substring_regex(
                 arr, r"^\s*\{\s*x\s*:[^,:]*,\s*y\s*:[^,:]*,\s*z\s*:[^,:}]*\}\s*$"), True))

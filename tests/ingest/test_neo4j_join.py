@@ -268,3 +268,27 @@ def test_written_csv_keeps_the_reference_honest(tmp_path):
     with open(rel / SITES, newline="") as f:
         header = next(csv.reader(f))
     assert "MB(R):boolean" in header
+
+
+@pytest.mark.parametrize("point, why", [("{x:nan, y:2, z:3}", "non-finite"), ("{x:1, y:2}", "is not"),
+                                        ("{x:1, y:two, z:3}", "is not a number"),
+                                        ("{x: 1, y: 2, z: 3}", None)])
+def test_point_spellings(tmp_path, scratch, point, why):
+    rel = fan_out_export(tmp_path / "rel")
+    lines = (rel / SITES).read_text().splitlines(keepends=True)
+    row = 123
+    fields = next(csv.reader([lines[row + 1]]))
+    fields[3] = point
+    lines[row + 1] = ",".join(f'"{v}"' for v in fields) + "\n"
+    (rel / SITES).write_text("".join(lines))
+    if why is None:  # spaces after the colons: still a point
+        got = joined(rel)
+        site = int(fields[0])
+        conns = pd.read_csv(rel / CONNS)
+        for side, col in (("pre", ":START_ID(Syn-ID)"), ("post", ":END_ID(Syn-ID)")):
+            hit = conns[col].to_numpy() == site
+            assert (got.loc[hit, [f"x_{side}", f"y_{side}", f"z_{side}"]].to_numpy() == [1, 2, 3]).all()
+        return
+    with pytest.raises(IngestError, match=rf"Synapses_hemibrain\.csv.*row {row}: .*{why}"):
+        ingest(rel, tmp_path / "store", progress=False)
+    assert not (tmp_path / "store").exists()
