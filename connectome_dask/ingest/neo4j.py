@@ -375,9 +375,9 @@ def neo4j_synapse_files(
             types["confidence:float"] = pa.float64()
         for off, batch in _stream_csv(f, types):
             xyz = _list_to_xyz(batch.column(pt), f, pt, off)
-            bad = ~np.isfinite(xyz).all(axis=1)
-            if bad.any():  # here, while the row is known (the ingest later sees only the joined files)
-                i = int(np.argmax(bad))
+            nonfinite = ~np.isfinite(xyz).all(axis=1)
+            if nonfinite.any():  # here, while the row is known (the ingest later sees only the joined files)
+                i = int(np.argmax(nonfinite))
                 v = batch.column(pt)[i].as_py()
                 raise IngestError.at(f, pt, off + i, f"point {v!r} has a missing or non-finite coordinate", v)
             for c in roi_cols:
