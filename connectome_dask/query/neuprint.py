@@ -290,9 +290,10 @@ def fetch_adjacencies(
     else:
         pc = _index_pair_counts(conn, pre_idx, post_idx, confidence=confidence, progress=progress)
         pc["roi"] = np.int16(-1)
+    # pair_counts returns rows sorted by (pre, post, roi) on every read path: no order check
     pre, post, slot, weight, rid, names, (pair_pre, pair_post), totals = _roi_rows(
         conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight,
-        want_pairs=export_dir is not None)
+        want_pairs=export_dir is not None, ordered=True)
     del pc
     body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
     if len(weight) == 0:
@@ -385,7 +386,8 @@ def _sum_by_key(key: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonprimary: bool,
-              rois: Sequence[str], min_roi_weight: int, min_total_weight: int, want_pairs: bool = True) -> tuple:
+              rois: Sequence[str], min_roi_weight: int, min_total_weight: int, want_pairs: bool = True,
+              ordered: bool = False) -> tuple:
     """(pre, post, code, weight) rows sorted by (pre, post, code) -> conn_df's rows, as arrays.
 
     Integer-coded throughout: pairs are numbered by their run in the sorted
@@ -394,7 +396,8 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     ROI). Returns ``(pre, post, slot, weight, pair number)`` of the kept rows in
     conn_df's order (bodyId_pre, bodyId_post, weight descending, roi name), the
     slots' names, the pairs' ``(pre, post)`` and their totals over all ROIs (empty unless
-    ``want_pairs``: they cost three arrays of one entry per pair).
+    ``want_pairs``: they cost three arrays of one entry per pair). ``ordered``: the rows are known
+    to be sorted by (pre, post, code) (``pair_counts``' output), so the order is not checked.
     """
     pre = pc["pre"].to_numpy()
     post = pc["post"].to_numpy()
@@ -410,9 +413,11 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         code = np.zeros(n, dtype=np.int32)
     # int32 temporaries where they fit: this runs on millions of rows
     idt = np.int32 if n < 2**31 - 1 else np.int64
-    dp = np.diff(pre)
-    unordered = bool((dp < 0).any()) or bool(((dp == 0) & (post[1:] < post[:-1])).any())
-    del dp
+    unordered = False
+    if not ordered:
+        dp = np.diff(pre)
+        unordered = bool((dp < 0).any()) or bool(((dp == 0) & (post[1:] < post[:-1])).any())
+        del dp
     if unordered:  # not (pre, post)-ordered (never from pair_counts): order it
         order = np.argsort(pre.astype(np.int64) * conn.n_neurons + post, kind="stable")
         pre, post, code, w = pre[order], post[order], code[order], w[order]
