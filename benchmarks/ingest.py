@@ -5,9 +5,15 @@ Writes (or reuses) a FlyWire/CAVE-style Parquet file of ``--rows`` synapses
 list-column positions in 4x4x40 nm voxels, row groups of 1 Mi rows), then in
 fresh subprocesses measures
 
-* ``connectome_dask.ingest.ingest`` of the file (voxels -> nm), and
+* ``connectome_dask.ingest.ingest`` of the file (voxels -> nm),
+* DuckDB's sort-and-write of the same rows (the columns the store keeps,
+  positions in nm, ``ORDER BY pre, post``): ``COPY ... TO`` Parquet, and its
+  own table in a database file (``CREATE TABLE ... AS``), 2 threads, and
 * ``pyarrow.parquet.read_table`` of the same file (all columns, and only the
   columns ingest uses),
+
+then checks that the store's (pre, post) sequence equals DuckDB's sorted
+output element by element,
 
 reporting wall time, rows/s and peak RSS (``VmHWM`` of the child process; the
 peak after imports is shown separately). Results go to
@@ -118,6 +124,34 @@ if kind == "ingest":
 elif kind == "read_all":
     tab = pq.read_table(src)
     info = {"n_rows": tab.num_rows, "bytes": tab.nbytes}
+elif kind in ("duckdb_copy", "duckdb_table"):
+    # the same rows as the store holds (IDs, positions in nm, scores), sorted by (pre, post), written once
+    import os, duckdb
+    con = duckdb.connect(out + ".duckdb" if kind == "duckdb_table" else ":memory:")
+    con.execute("SET threads = 2")
+    con.execute(f"SET temp_directory = '{out}.duckdb_tmp'")
+    pos = ", ".join(f"{s}_pt_position[{k + 1}] * {v}.0 AS {a}_{s}" for s in ("pre", "post")
+                    for k, (a, v) in enumerate(zip("xyz", (4, 4, 40))))
+    sel = (f"SELECT pre_pt_root_id AS pre, post_pt_root_id AS post, {pos}, connection_score, cleft_score, size "
+           f"FROM read_parquet('{src}') ORDER BY pre, post")
+    if kind == "duckdb_copy":
+        con.execute(f"COPY ({sel}) TO '{out}.parquet' (FORMAT parquet)")
+        n = con.execute(f"SELECT count(*) FROM read_parquet('{out}.parquet')").fetchone()[0]
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE syn AS {sel}")
+        con.execute("CHECKPOINT")
+        n = con.execute("SELECT count(*) FROM syn").fetchone()[0]
+    info = {"n_rows": int(n)}
+elif kind == "compare":
+    # the store's (pre, post) body-ID sequence == DuckDB's sorted output's, element by element
+    import numpy as np, pyarrow.parquet as pq, connectome_dask as cd
+    c = cd.open(out, set_default=False)
+    body = c.neurons["bodyId"].to_numpy(np.int64)
+    arr = c.read_synapses(["pre", "post"])
+    theirs = pq.read_table(out + ".parquet", columns=["pre", "post"])
+    same = {k: bool(np.array_equal(body[arr[k]], theirs.column(k).to_numpy())) for k in ("pre", "post")}
+    info = {"n_rows": len(arr["pre"]), "duckdb_rows": theirs.num_rows, "pre_equal": same["pre"],
+            "post_equal": same["post"]}
 else:
     cols = ["pre_pt_root_id", "post_pt_root_id", "pre_pt_position", "post_pt_position",
             "connection_score", "cleft_score", "size"]
@@ -171,11 +205,15 @@ def main(argv: list[str] | None = None) -> dict:
     store = args.data_dir / f"store_{args.rows}"
 
     results = {}
-    for kind in ("read_all", "read_used", "ingest"):
+    for kind in ("read_all", "read_used", "duckdb_copy", "duckdb_table", "ingest", "compare"):
         print(f"measuring {kind}...", file=sys.stderr, flush=True)
         results[kind] = measure(kind, src, store)
         results[kind]["rows_per_s"] = args.rows / results[kind]["seconds"]
     store_bytes = _dir_size(store)
+    check = results.pop("compare")
+    for leftover in (Path(f"{store}.parquet"), Path(f"{store}.duckdb"), Path(f"{store}.duckdb.wal")):
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(f"{store}.duckdb_tmp", ignore_errors=True)
     if not args.keep_store:
         shutil.rmtree(store, ignore_errors=True)
 
@@ -192,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
             "platform": platform.platform(),
         },
         "results": results,
+        "check": check,
+        "ratios": {k: results["ingest"]["seconds"] / results[k]["seconds"] for k in ("duckdb_copy", "duckdb_table")},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(json.dumps(report, indent=1))
@@ -208,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
     names = {
         "read_all": "`pq.read_table` (all columns)",
         "read_used": "`pq.read_table` (columns ingest uses)",
+        "duckdb_copy": "DuckDB `COPY (SELECT ... ORDER BY pre, post) TO parquet` (same columns, nm)",
+        "duckdb_table": "DuckDB `CREATE TABLE ... AS SELECT ... ORDER BY pre, post` (database file)",
         "ingest": "`ingest` (2 passes, voxels->nm, sort, index, store)",
     }
     for k, r in results.items():
@@ -217,6 +259,12 @@ def main(argv: list[str] | None = None) -> dict:
         )
     ing = results["ingest"]
     lines += [
+        "",
+        f"Ingest / DuckDB sort-and-write: {report['ratios']['duckdb_copy']:.2f}x (COPY to Parquet), "
+        f"{report['ratios']['duckdb_table']:.2f}x (its own table); target <= 1.0x, peak RSS <= 3 GB at 50 M rows.",
+        f"Correctness (same run): the store's (pre, post) body IDs equal DuckDB's sorted output element by "
+        f"element: pre {check['pre_equal']}, post {check['post_equal']} ({check['n_rows']:,} / "
+        f"{check['duckdb_rows']:,} rows).",
         "",
         f"Store: {ing['n_neurons']:,} neurons, {ing['n_synapses']:,} synapses, "
         f"{report['store_mb']:.0f} MB on disk.",
