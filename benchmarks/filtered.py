@@ -1,9 +1,15 @@
 """Filtered whole-brain aggregations vs DuckDB (Parquet and its own table) and polars: ``python -m benchmarks.filtered``.
 
-The queries the connection table cannot answer, so every one of them scans
-synapse rows: pair counts restricted to a ROI list, to confident synapses, to
-strong pairs (``min_weight``), to a neuron subset on either side, a type x type
-matrix inside a ROI list and above a confidence, and a combination.
+The queries the connection table cannot answer: pair counts restricted to a
+ROI list, to confident synapses, to strong pairs (``min_weight``), to a
+neuron subset on either side, a type x type matrix inside a ROI list and
+above a confidence, and a combination. Those with a ROI filter or split by
+ROI and no confidence filter (``per_roi``, ``rois10``, ``types_rois10``) read
+the store's per-ROI connection table (``index.zarr/roi_pairs``, plan method
+``roi_table``); the others scan the synapse rows. For the former, ours is
+also measured with the per-ROI table switched off (dask config
+``connectome_dask.use_roi_pair_table: false``: the scan it replaces), in the
+same run.
 
 Data: the cached synthetic whole brain of ``benchmarks/_common.py``
 (``dataset`` + ``ensure_rois``) at ``--synapses`` rows. The peers get the same
@@ -20,7 +26,8 @@ the store, in its (pre, post) order, not timed) and the neuron table
 - polars (``scan_parquet`` ... ``collect``).
 
 Ours: ``connectome_dask.aggregate.pair_counts`` / ``adjacency(by="type")``
-on the store, dask's threaded scheduler in the measuring process. Every
+on the store, dask's threaded scheduler in the measuring process; the read
+path each call took is recorded from the plan log (``connectome_dask.compute``). Every
 measurement runs in a fresh process (``benchmarks._common.run_child``: time of
 the operation, best of ``--repeat``, opening the store / database included;
 peak RSS of the process tree). Every result is compared element by element
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import time
@@ -163,12 +171,30 @@ def _spec(scenario: str, subsets: str) -> tuple[str, dict, dict]:
     return kind, spec, json.loads(Path(subsets).read_text())
 
 
-def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1, scheduler: str = "threads") -> dict:
+class _Plans(logging.Handler):
+    """The read-path methods the package's plan log reports (``connectome_dask.compute``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.methods: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        plan = getattr(record, "plan", None)
+        if plan is not None:
+            self.methods.append(plan.method)
+
+
+def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1, scheduler: str = "threads",
+              roi_table: bool = True) -> dict:
     """``aggregate.pair_counts`` / ``aggregate.adjacency(by="type")`` with the scenario's filters.
 
     ``scheduler``: ``"threads"`` (dask's threaded scheduler in this process) or
     ``"cluster"`` (a 2-worker LocalCluster started here, start-up not timed).
+    ``roi_table=False``: the per-ROI connection table switched off (dask config
+    ``connectome_dask.use_roi_pair_table``), i.e. the synapse scan.
     """
+    import dask
+
     import connectome_dask as cd
     from connectome_dask import aggregate
 
@@ -184,7 +210,11 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
         if side in spec:
             kw[side] = np.asarray(sub[spec[side]], np.int64)
     times = []
-    with _scheduler(scheduler) as sch:
+    plans = _Plans()
+    plog = logging.getLogger("connectome_dask.compute")
+    plog.addHandler(plans)
+    plog.setLevel(logging.DEBUG)
+    with _scheduler(scheduler) as sch, dask.config.set({"connectome_dask.use_roi_pair_table": roi_table}):
         res = None
         for _ in range(repeat):
             res = None  # peak RSS of one call: the previous repetition's result is released first
@@ -211,7 +241,8 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
         a, b, w = res["pre"].to_numpy()[i], res["post"].to_numpy()[j], m[i, j]
     _save(out, kind, a, b, w, roi)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": int(len(w)),
-            "total": int(np.asarray(w).sum()), **sch}
+            "total": int(np.asarray(w).sum()), "paths": sorted(set(plans.methods)),
+            "has_roi_pair_table": bool(conn.has_roi_pair_table), "n_roi_pairs": int(conn.n_roi_pairs), **sch}
 
 
 def _sql(kind: str, spec: dict, sub: dict, src: str) -> str:
@@ -321,6 +352,19 @@ def compare(kind: str, a: Path, b: Path) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 
+def _roi_table_info(store: str) -> dict:
+    """Size of the store's per-ROI connection table (rows, bytes on disk) next to the synapse rows."""
+    import connectome_dask as cd
+
+    conn = cd.open(store, set_default=False)
+    if not conn.has_roi_pair_table:
+        return {"present": False}
+    root = Path(store) / conn.meta["index"]["path"] / conn.meta["index"]["roi_pairs"]
+    mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    return {"present": True, "rows": conn.n_roi_pairs, "n_synapses": conn.n_synapses, "mb": mb,
+            "pairs": int(conn.meta["index"]["n_pairs"])}
+
+
 def _child(func: str, **kw) -> dict:
     r = run_child(f"benchmarks.filtered:{func}", **kw)
     if "error" in r:
@@ -370,6 +414,7 @@ def main(argv: list[str] | None = None) -> dict:
     subsets = work / "subsets.json"
     subsets.write_text(json.dumps(_subsets(info["store"], a.seed)))
     rep["rois"] = json.loads(subsets.read_text())["rois"]
+    rep["roi_pair_table"] = _roi_table_info(info["store"])
     db = work / "syn.duckdb"
     log("DuckDB: building its own table (CREATE TABLE ... ORDER BY pre, post) ...")
     rep["duckdb_table_build"] = _child("task_duckdb_build", parquet=str(peer_pq), db=str(db))
@@ -387,6 +432,9 @@ def main(argv: list[str] | None = None) -> dict:
         res: dict = {"description": desc, "kind": kind}
         d = work / name
         res["ours"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours"), **common)
+        if "roi_table" in res["ours"].get("paths", []):  # the scan the per-ROI table replaces, same run
+            res["ours_scan"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours_scan"),
+                                      roi_table=False, **common)
         if not a.no_cluster:
             res["ours_cluster"] = _child("task_ours", store=info["store"], scenario=name,
                                          out=str(d / "ours_cluster"), scheduler="cluster", **common)
@@ -397,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict:
         res["polars"] = _child("task_polars", scenario=name, out=str(d / "polars"), neurons=npq,
                                parquet=str(peer_pq), **common)
         ref = d / "duckdb_parquet"
-        res["correctness"] = {k: compare(kind, d / k, ref) for k in ("ours", "ours_cluster", "duckdb_table", "polars")
+        res["correctness"] = {k: compare(kind, d / k, ref)
+                              for k in ("ours", "ours_scan", "ours_cluster", "duckdb_table", "polars")
                               if (d / k).exists() and ref.exists()}
         res["date"] = time.strftime("%Y-%m-%d %H:%M")
         rep["scenarios"][name] = res
@@ -415,6 +464,16 @@ def _ratio(o: dict, p: dict) -> str:
     if "seconds" not in o or "seconds" not in p:
         return "—"
     return f"{o['seconds'] / p['seconds']:.2f}x"
+
+
+def _roi_table_text(t: dict) -> str:
+    if not t.get("present"):
+        return "The store has no per-ROI connection table: every filtered query scans."
+    return (f"Per-ROI connection table (`index.zarr/roi_pairs`, written with the ROI codes by `assign_rois`): "
+            f"{t['rows']:,} rows (one per pair and postsynaptic ROI; {t['rows'] / max(t['n_synapses'], 1):.2f} "
+            f"per synapse row, {t['pairs']:,} pairs), {t['mb']:.0f} MB on disk. `ours path` is the read path the "
+            "plan log reports; `ours, synapse scan` is the same call with the table switched off "
+            "(`connectome_dask.use_roi_pair_table: false`), measured in the same run.")
 
 
 def render(rep: dict) -> str:
@@ -439,13 +498,15 @@ def render(rep: dict) -> str:
          "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next). Ratios: our time / the peer's "
          "(target <= 0.3x), ours = threads; LocalCluster = `connectome_dask.cluster.local_cluster(n_workers=2, "
          "threads_per_worker=1, memory_limit='6GiB')` started in the measuring process (start-up not timed; its "
-         "peak RSS is client + workers, not in the RSS column). Correct = every row (ours on both schedulers, "
-         "DuckDB table, polars) equal to DuckDB-on-Parquet's (same run).", "",
+         "peak RSS is client + workers, not in the RSS column). Correct = every row (ours on both schedulers and "
+         "paths, DuckDB table, polars) equal to DuckDB-on-Parquet's (same run).", "",
          f"ROI list: {', '.join(rep.get('rois', []))}.", "",
-         "| query | ours s | ours, 2-worker LocalCluster s | DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
-         "table | ours / polars | <= 0.3x all | peak RSS MB ours / DuckDB Parquet / table / polars | rows | "
+         _roi_table_text(rep.get("roi_pair_table", {})), "",
+         "| query | ours path | ours s | ours, synapse scan s | ours / scan | ours, 2-worker LocalCluster s | "
+         "DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
+         "table | ours / polars | <= 0.3x all | peak RSS MB ours / scan / DuckDB Parquet / table / polars | rows | "
          "correct |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for r in rep.get("scenarios", {}).values():
         o = r["ours"]
 
@@ -459,8 +520,11 @@ def render(rep: dict) -> str:
         corr = r.get("correctness", {})
         c = "yes" if corr and all(v["identical"] for v in corr.values()) else \
             ("NO: " + ", ".join(k for k, v in corr.items() if not v["identical"]) if corr else "—")
-        rss = " / ".join(fmt_mb(r[k].get("tree_peak_rss_mb")) for k in ("ours", *PEERS))
-        L.append(f"| {r['description']} | {t(o)} | {t(r.get('ours_cluster'))} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
+        rss = " / ".join(fmt_mb((r.get(k) or {}).get("tree_peak_rss_mb")) for k in ("ours", "ours_scan", *PEERS))
+        sc = r.get("ours_scan")
+        path = ", ".join(o.get("paths", [])) or "—"
+        L.append(f"| {r['description']} | {path} | {t(o)} | {t(sc)} | {_ratio(o, sc) if sc else '—'} | "
+                 f"{t(r.get('ours_cluster'))} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
                  f"{t(r['polars'])} | {_ratio(o, r['duckdb_parquet'])} | {_ratio(o, r['duckdb_table'])} | "
                  f"{_ratio(o, r['polars'])} | {'yes' if ok else 'no'} | {rss} | {o.get('rows', 0):,} | {c} |")
     L += ["", "Queries (DuckDB):", ""]
