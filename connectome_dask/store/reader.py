@@ -1320,7 +1320,8 @@ class Connectome:
         file checksums, symlinks; and with ``deep`` every chunk of every array
         of the current generation (CRC32C) and every index invariant:
         ``pre``/``post`` in range and rows sorted by (pre, post), the offsets
-        equal the counts, the connection table equals a recount, ``post_perm``
+        equal the counts, the connection table and the per-ROI connection
+        table equal a recount, ``post_perm``
         is the (post, row) ordering of the rows and each ``by_post`` copy
         equals its column in that order, ROI codes are valid.
 
