@@ -75,14 +75,54 @@ class _Scan:
     post_syn: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
-def _add_counts(acc: tuple[np.ndarray, np.ndarray], ids: np.ndarray, w: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-ID counts (or weight sums) of one batch into sorted (ids, totals)."""
-    s = pd.Series(np.ones(len(ids), np.int64) if w is None else w).groupby(ids, sort=False).sum()
-    keys = np.concatenate([acc[0], s.index.to_numpy(np.int64)])
-    cnts = np.concatenate([acc[1], s.to_numpy(np.int64)])
-    g = pd.Series(cnts).groupby(keys, sort=True).sum()
-    return g.index.to_numpy(np.int64), g.to_numpy(np.int64)
+class _Tally:
+    """Per-body row counts (and weight sums) of both sides over the batches of pass 1.
+
+    One hash factorization of a batch's pre and post IDs gives every count of
+    the batch (``np.bincount`` on the codes); the per-batch tables are merged
+    every 16 batches, so memory stays at a few tables of distinct IDs.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+
+    def add(self, pre: np.ndarray, post: np.ndarray, w: np.ndarray | None) -> None:
+        codes, uniq = pd.factorize(np.concatenate([pre, post]))
+        n, m = len(pre), len(uniq)
+        cols = [np.bincount(codes[:n], minlength=m), np.bincount(codes[n:], minlength=m)]
+        if w is not None:
+            cols += [_sums(codes[:n], w, m), _sums(codes[n:], w, m)]
+        self._ids.append(np.asarray(uniq, dtype=np.int64))
+        self._vals.append(np.stack(cols, axis=1).astype(np.int64, copy=False))
+        if len(self._ids) >= 16:
+            self._merge()
+
+    def _merge(self) -> None:
+        if len(self._ids) <= 1:
+            return
+        codes, uniq = pd.factorize(np.concatenate(self._ids))
+        vals = np.concatenate(self._vals)
+        out = np.stack([_sums(codes, vals[:, j], len(uniq)) for j in range(vals.shape[1])], axis=1)
+        self._ids, self._vals = [np.asarray(uniq, dtype=np.int64)], [out]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct IDs and their counts: rows as pre, rows as post[, weight as pre, weight as post]."""
+        self._merge()
+        if not self._ids:
+            return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
+        order = np.argsort(self._ids[0], kind="stable")
+        return self._ids[0][order], self._vals[0][order]
+
+
+def _sums(codes: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
+    """Exact integer sums of ``w`` per code (bincount's float64 sums are exact below 2**53)."""
+    w = np.asarray(w, dtype=np.int64)
+    if len(w) and int(np.abs(w).max()) * len(w) < 2**53:
+        return np.rint(np.bincount(codes, weights=w, minlength=m)).astype(np.int64)
+    out = np.zeros(m, dtype=np.int64)
+    np.add.at(out, codes, w)
+    return out
 
 
 def _weights(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
@@ -173,10 +213,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
     roi_cols = list(dict.fromkeys(plan.rois.values()))
     wcol = plan.extras.get("weight") if plan.kind == "connections" else None
     cols = list(dict.fromkeys(id_cols + roi_cols + ([wcol] if wcol else [])))
-    pre_syn = post_syn = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    uniq: list[np.ndarray] = []
-    pre_keys = np.zeros(0, dtype=np.int64)
-    pre_cnts = np.zeros(0, dtype=np.int64)
+    tally = _Tally()
     rois: set[str] = set()
     n_total = 0
     file_rows: dict[str, int] = {}
@@ -190,16 +227,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
             pre = _ids_to_int64(batch.column(id_cols[0]), file, id_cols[0], offset)
             post = _ids_to_int64(batch.column(id_cols[1]), file, id_cols[1], offset)
             w = _weights(batch.column(wcol), file, wcol, offset) if wcol else None
-            pre_syn = _add_counts(pre_syn, pre, w)
-            post_syn = _add_counts(post_syn, post, w)
-            uniq.append(pd.unique(np.concatenate([pre, post])))
-            vc = pd.Series(pre).value_counts(sort=False)
-            keys = np.concatenate([pre_keys, vc.index.to_numpy(np.int64)])
-            cnts = np.concatenate([pre_cnts, vc.to_numpy(np.int64)])
-            g = pd.Series(cnts).groupby(keys, sort=True).sum()
-            pre_keys, pre_cnts = g.index.to_numpy(np.int64), g.to_numpy(np.int64)
-            if len(uniq) >= 16:
-                uniq = [pd.unique(np.concatenate(uniq))]
+            tally.add(pre, post, w)
             for c in roi_cols:
                 col = _as_text(batch.column(c), file, c, offset)
                 new = _roi_values(col) - rois - plan.roi_none
@@ -213,8 +241,11 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
         file_rows[file] = offset
     if n_total == 0:
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
-    body_ids = np.sort(pd.unique(np.concatenate(uniq))).astype(np.int64)
-    return _Scan(body_ids, pre_keys, pre_cnts, n_total, sorted(rois), file_rows, pre_syn, post_syn)
+    body_ids, counts = tally.result()
+    has_pre = counts[:, 0] > 0
+    syn = counts[:, 2:4] if wcol else counts[:, 0:2]  # synapses per body: rows, or sums of weight
+    return _Scan(body_ids, body_ids[has_pre], counts[has_pre, 0], n_total, sorted(rois), file_rows,
+                 (body_ids, syn[:, 0].copy()), (body_ids, syn[:, 1].copy()))
 
 
 def _encode(ids: np.ndarray, body_index: pd.Index) -> np.ndarray:
