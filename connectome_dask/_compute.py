@@ -22,7 +22,7 @@ from . import config
 
 log = logging.getLogger("connectome_dask")
 
-__all__ = ["compute", "tree_reduce", "active_client"]
+__all__ = ["compute", "tree_reduce", "active_client", "progress_bar"]
 
 
 def active_client():
@@ -58,6 +58,71 @@ def _want_progress(progress: bool | None) -> bool:
     if progress is None:
         progress = config.get("progress", True)
     return bool(progress)
+
+
+class _LogProgress:
+    """A progress bar for a log (no terminal): a line at the start, at each quarter and at the end."""
+
+    def __init__(self, total: int | None, desc: str, unit: str) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.n, self._quarter, self._t0, self._note = 0, 0, time.perf_counter(), ""
+        log.info("%s: started%s", desc, f" ({total:,} {unit})" if total else "")
+
+    def update(self, n: int = 1) -> None:
+        self.n += int(n)
+        if self.total:
+            q = min(4 * self.n // self.total, 3)
+            if q > self._quarter:
+                self._quarter = q
+                log.info("%s: %d%% (%s %s, %.0f s)%s", self.desc, 25 * q, f"{self.n:,}", self.unit,
+                         time.perf_counter() - self._t0, self._note)
+
+    def set_postfix_str(self, s: str) -> None:
+        self._note = f" [{s}]"
+        log.info("%s: %s", self.desc, s)
+
+    def close(self) -> None:
+        log.info("%s: done, %s %s in %.1f s", self.desc, f"{self.n:,}", self.unit, time.perf_counter() - self._t0)
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "rows", progress: bool | None = None) -> Any:
+    """A tqdm bar on a terminal or in a notebook, a few log lines in a log; None when progress is off.
+
+    Parameters
+    ----------
+    total
+        Expected number of units (None: unknown).
+    desc
+        What is being done.
+    unit
+        The unit counted (``"rows"`` is shown with SI prefixes).
+    progress
+        Show progress; ``None`` reads ``connectome_dask.progress`` from the dask config.
+
+    Returns
+    -------
+    tqdm.tqdm, _LogProgress or None
+        Something with ``update(n)``, ``set_postfix_str(s)`` and ``close()``.
+
+    Raises
+    ------
+    ConfigError
+        dask's config holds an unknown ``connectome_dask.*`` key.
+
+    Examples
+    --------
+    >>> bar = progress_bar(10, "example", progress=True)  # in a doctest: no terminal, log lines
+    >>> bar.update(10); bar.close()
+    >>> progress_bar(10, "example", progress=False) is None
+    True
+    """
+    if not _want_progress(progress):
+        return None
+    if not _interactive():
+        return _LogProgress(total, desc, unit)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "rows", file=sys.stderr, leave=False)
 
 
 def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -> tuple:

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from . import _synth
+from ._compute import progress_bar
 from ._fsutil import atomic_file, remove_stale_files
 from .errors import IngestError
 from .ingest.neurons import read_neuron_table
@@ -845,11 +846,7 @@ def synthetic(
     body = model.neurons["bodyId"].to_numpy(np.int64)
     columns = {c: "float32" for c in _POSITION_COLUMNS} | {"confidence": "float32", "size": "float32"}
     batches = _batches(model.counts, int(block_rows))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(n_synapses), unit="syn", desc="synthetic")
+    bar = progress_bar(int(n_synapses), "synthetic", "synapses", bool(progress))
     pq_writer = None
     in_counts = np.zeros(n, dtype=np.int64)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from .._compute import progress_bar
 from .._fsutil import check_name, scratch_dir
 from ..errors import IngestError
 from ..labels import neuprint_label
@@ -407,15 +407,7 @@ def _check_target(path: Path, overwrite: bool, files: Sequence[str]) -> None:
 
 
 def _progress_bar(progress: bool | None, total: int | None, desc: str, unit: str = "rows"):
-    if progress is None:
-        import dask
-
-        progress = bool(dask.config.get("connectome_dask.progress", True))
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "rows", file=sys.stderr, leave=False)
+    return progress_bar(total, desc, unit, progress)
 
 
 def ingest(
