@@ -133,7 +133,10 @@ def _summary(conn) -> None:
     print()
     print(conn)
     print(f"  neurons:  {conn.n_neurons:,}")
-    print(f"  synapses: {conn.n_synapses:,}")
+    if conn.kind == "connections":
+        print(f"  synapses: {conn.total_weight:,} (in {conn.n_synapses:,} connection rows)")
+    else:
+        print(f"  synapses: {conn.n_synapses:,}")
     print(f"  types:    {neurons['type'].nunique():,}")
     if conn.roi_names:
         print(f"  ROIs:     {len(conn.roi_names)} ({', '.join(conn.roi_names[:8])}{', ...' if len(conn.roi_names) > 8 else ''})")
@@ -184,8 +187,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         "name": conn.meta.get("name"),
         "version": conn.meta.get("version"),
         "schema_version": conn.meta.get("schema_version"),
+        "kind": conn.kind,
         "neurons": conn.n_neurons,
-        "synapses": conn.n_synapses,
+        # a connection-level store's rows are weighted edges: its synapses are their summed weights
+        "synapses": conn.total_weight if conn.kind == "connections" else conn.n_synapses,
+        **({"connection rows": conn.n_synapses} if conn.kind == "connections" else {}),
         "columns": conn.synapse_columns,
         "chunk_rows": conn.chunk_rows,
         "partitions": len(conn.partitions()),

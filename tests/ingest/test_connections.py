@@ -332,3 +332,17 @@ def test_a_float_weight_column_of_a_synapse_store_stays_float(tmp_path):
     assert conn.kind == "synapses" and conn.weight_column is None
     assert sorted(conn.read_synapses(["weight"])["weight"].tolist()) == [0.25, 1.5]
     assert pair_counts(conn, progress=False)["weight"].tolist() == [1, 1]  # rows, not the column
+
+
+def test_cli_info_counts_synapses_of_a_connection_store(stores, syn, capsys):
+    from connectome_dask.cli import main as cli_main
+
+    conn = stores["codex"]
+    assert cli_main(["info", str(conn.path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    per_pair_roi = syn.groupby(["pre", "post", "roi"]).size()  # the connection rows the release holds
+    assert (info["kind"], info["synapses"], info["connection rows"]) == ("connections", len(syn), len(per_pair_roi))
+    syn_store = stores["synapses"]
+    assert cli_main(["info", str(syn_store.path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["synapses"]) == ("synapses", len(syn)) and "connection rows" not in info
