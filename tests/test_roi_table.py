@@ -420,6 +420,23 @@ def test_distributed_scheduler(raw, stores):
                                   check_dtype=False)
 
 
+def test_rebuild_on_a_distributed_client(raw, stores, tmp_path):
+    """The commit's rebuild tasks run on the workers (and batch by their thread count)."""
+    from distributed import Client, LocalCluster
+
+    _, syn = raw
+    copy = cd.open(shutil.copytree(stores[64].path, tmp_path / "copy"), set_default=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        with client.as_current():
+            new = copy.write_synapse_columns(lambda b: {"roi_post": (b["roi_post"] % 3).astype(np.int16)},
+                                             ["roi_post"], {"roi_post": "int16"}, progress=False)
+    want = syn.copy()
+    want["roi_post"] = (want["roi_post"] % 3).astype(np.int16)
+    _assert_table_is(new, want)
+    assert new.check() == []
+
+
 # ----------------------------------------------------------------------------- old stores
 
 
