@@ -128,7 +128,9 @@ def str_array(values: Any) -> np.ndarray:
 def natural_key(label: str) -> tuple[str, float, str]:
     """Sort key of one type label: (upper-cased letter prefix, number or ``inf``, label).
 
-    Labels not starting with a letter use the whole upper-cased label as prefix.
+    Labels of digits only (e.g. body IDs used as types) sort by their number,
+    before every lettered label; other labels not starting with a letter use
+    the whole upper-cased label as prefix.
 
     Parameters
     ----------
@@ -145,8 +147,13 @@ def natural_key(label: str) -> tuple[str, float, str]:
     (('ER', 10, 'ER10'), ('ER', inf, 'ER'))
     >>> sorted(["ER", "er3", "ER10"], key=natural_key)
     ['er3', 'ER10', 'ER']
+    >>> sorted(["10", "9", "A1"], key=natural_key)
+    ['9', '10', 'A1']
     """
-    m = _TYPE_LABEL.match(label.strip())
+    stripped = label.strip()
+    if stripped.isascii() and stripped.isdigit():
+        return ("", int(stripped), label)
+    m = _TYPE_LABEL.match(stripped)
     if not m:
         return (label.upper(), float("inf"), label)
     pfx, num, _ = m.groups()

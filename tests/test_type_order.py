@@ -151,3 +151,11 @@ def test_nested_matrix_and_type_heatmap_use_the_same_order(store):
         assert np.array_equal(np.asarray(ax.images[0].get_array()), np.asarray(A.values, dtype=np.float64))
     finally:
         plt.close(fig)
+
+
+def test_digit_only_labels_sort_by_number_before_lettered_ones():
+    from connectome_dask.labels import natural_type_order
+
+    labels = ["100", "9", "ER2", "20", "(unknown)", "ER"]
+    want = sorted(["100", "9", "20"], key=int) + ["(unknown)", "ER2", "ER"]
+    assert natural_type_order(labels) == want
