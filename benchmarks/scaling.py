@@ -1,4 +1,4 @@
-"""Scaling benchmark: generate -> ROI assignment -> pair counts (out of core) -> type matrix.
+"""Scaling benchmark: generate -> ROI assignment -> pair counts (out of core) -> type matrix -> filtered.
 
 For each size (default 10 M, 50 M, 200 M, 1 B synapses; 139 k neurons, ~8 k
 types, the 75 JFRC2 neuropils) every stage runs in a fresh process:
@@ -9,9 +9,15 @@ types, the 75 JFRC2 neuropils) every stage runs in a fresh process:
 2. ``assign_rois``: ``conn.assign_rois(RoiSet.from_directory(jfrc2np, scale=1000))``;
 3. ``pair_counts``: ``aggregate.pair_counts(conn, output=dir)`` — the pair
    table is written out of core as Parquet parts, never gathered;
-4. ``type_matrix``: ``conn.adjacency(by="type")`` (dense ~8 k x 8 k).
+4. ``type_matrix``: ``conn.adjacency(by="type")`` (dense ~8 k x 8 k);
+5. the filtered paths: ``pairs_rois`` (``pair_counts(rois=<10 ROIs>,
+   output=dir)``), ``pairs_confidence`` (``pair_counts(confidence=0.5,
+   output=dir)``) and ``types_rois`` (``adjacency(by="type", rois=<10
+   ROIs>)``), each checked against the synapses it keeps, counted chunk by
+   chunk straight from the stored ``roi_post`` / ``confidence`` column (the
+   read path the plan chose is reported).
 
-Stages 2-4 run on ``connectome_dask.cluster.local_cluster(n_workers=2,
+Stages 2-5 run on ``connectome_dask.cluster.local_cluster(n_workers=2,
 memory_limit="6GiB")`` (spilling to disk at the package's thresholds) started
 inside the measuring process; cluster start-up is reported, not timed. Peak
 RSS is the highest sum of RSS over the measuring process and all its
@@ -53,7 +59,10 @@ from ._common import (
     write_text,
 )
 
-STAGES = ("generate", "assign_rois", "pair_counts", "type_matrix")
+STAGES = ("generate", "assign_rois", "pair_counts", "type_matrix", "pairs_rois", "pairs_confidence", "types_rois")
+#: the filtered stages: ROI list (10 ROIs), confidence threshold, type x type within the ROI list
+FILTER_ROIS = 10
+FILTER_CONFIDENCE = 0.5
 BYTES_PER_SYNAPSE = 24  # store (~19.4 B/synapse at 50 M) + ROI columns + pair parts, with margin
 
 
@@ -194,6 +203,83 @@ def task_type_matrix(store: str, n_workers: int, memory_limit: str) -> dict:
         cluster.close()
 
 
+def _count_rows(conn, columns: list[str], keep) -> int:
+    """Synapse rows where ``keep(arrays)`` holds, chunk by chunk straight from the stored arrays.
+
+    The independent check of the filtered stages: no aggregation code, only the columns and numpy.
+    """
+    total = 0
+    for lo in range(0, conn.n_synapses, conn.chunk_rows):
+        hi = min(lo + conn.chunk_rows, conn.n_synapses)
+        total += int(keep(conn.read_synapses(columns, lo, hi)).sum())
+    return total
+
+
+def _filter_rois(conn) -> list[str]:
+    return list(conn.roi_names[:FILTER_ROIS])
+
+
+def task_filtered(store: str, out: str, what: str, n_workers: int, memory_limit: str) -> dict:
+    """One filtered whole-brain aggregation (``what``: pairs_rois, pairs_confidence, types_rois), out of core."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from distributed import get_task_stream
+
+    import connectome_dask as cd
+    from connectome_dask.aggregate import pair_counts
+
+    cluster, client, startup = _cluster(n_workers, memory_limit)
+    try:
+        conn = cd.open(store, set_default=False)
+        rois = _filter_rois(conn)
+        plans: list[str] = []
+        import logging
+
+        class _Plans(logging.Handler):
+            def emit(self, record):
+                plan = getattr(record, "plan", None)
+                if plan is not None:
+                    plans.append(plan.method)
+
+        handler = _Plans(level=logging.DEBUG)
+        lg = logging.getLogger("connectome_dask.compute")
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+        t0 = time.perf_counter()
+        with get_task_stream(client) as ts:
+            if what == "types_rois":
+                A = conn.adjacency(by="type", rois=rois, progress=False)
+                got = int(np.asarray(A.data).sum())
+                info: dict = {"shape": list(A.shape)}
+            else:
+                kw = {"rois": rois} if what == "pairs_rois" else {"confidence": FILTER_CONFIDENCE}
+                pair_counts(conn, output=out, progress=False, **kw)
+                files = sorted(Path(out).glob("*.parquet"))
+                got = sum(int(pq.read_table(f, columns=["weight"])["weight"].to_numpy().sum()) for f in files)
+                info = {"pairs": sum(pq.read_metadata(f).num_rows for f in files), "parts": len(files),
+                        "output_mb": sum(f.stat().st_size for f in files) / 2**20}
+        dt = time.perf_counter() - t0
+        lg.removeHandler(handler)
+        # correctness (not timed): the synapses kept, counted straight from the stored column
+        if what == "pairs_confidence":
+            want = _count_rows(conn, ["confidence"], lambda a: a["confidence"] > FILTER_CONFIDENCE)
+        elif what == "pairs_rois":
+            codes = np.array([conn.roi_names.index(r) for r in rois])
+            want = _count_rows(conn, ["roi_post"], lambda a: np.isin(a["roi_post"], codes))
+        else:  # the type matrix holds the synapses between typed neurons
+            codes = np.array([conn.roi_names.index(r) for r in rois])
+            typed = conn.neurons["type"].notna().to_numpy()
+            want = _count_rows(conn, ["roi_post", "pre", "post"], lambda a: np.isin(a["roi_post"], codes)
+                               & typed[a["pre"]] & typed[a["post"]])
+        return {"seconds": dt, "cluster_startup_s": startup, **_stream_stats(ts), **info,
+                "read_path": sorted(set(plans)), "filter": {"rois": rois} if what != "pairs_confidence"
+                else {"confidence": FILTER_CONFIDENCE},
+                "check": {"total_equals_rows_kept": got == want}, "kept": want}
+    finally:
+        client.close()
+        cluster.close()
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -258,8 +344,12 @@ def main(argv: list[str] | None = None) -> dict:
             elif stage == "pair_counts":
                 r = run_child("benchmarks.scaling:task_pair_counts", store=str(store), out=str(pairs_out), **kw)
                 shutil.rmtree(pairs_out, ignore_errors=True)
-            else:
+            elif stage == "type_matrix":
                 r = run_child("benchmarks.scaling:task_type_matrix", store=str(store), **kw)
+            else:
+                r = run_child("benchmarks.scaling:task_filtered", store=str(store), out=str(pairs_out),
+                              what=stage, **kw)
+                shutil.rmtree(pairs_out, ignore_errors=True)
             if "seconds" in r:
                 r["ns_per_synapse"] = r["seconds"] / n * 1e9
                 log(f"   {r['seconds']:.1f} s, {r['ns_per_synapse']:.0f} ns/synapse, tree peak "
@@ -281,12 +371,12 @@ def main(argv: list[str] | None = None) -> dict:
 def render(rep: dict) -> str:
     m = rep["machine"]
     L = [
-        "# Scaling: generate -> ROI assignment -> pair counts (out of core) -> type matrix",
+        "# Scaling: generate -> ROI assignment -> pair counts (out of core) -> type matrix -> filtered paths",
         "",
         f"{rep['neurons']:,} neurons, ~8 k types, meshes `{Path(rep['meshes']).name}`. Machine: {m['cpus']} CPUs, "
         f"{m['memory_gib']} GiB RAM (shared with other work: load average {m['loadavg'][0]} at the start), "
         f"{m['date']}, package commit {m.get('git', {}).get('commit', '?')}"
-        f"{' (with uncommitted changes)' if m.get('git', {}).get('package_dirty') else ''}. Stages 2-4 on `local_cluster(n_workers={rep['workers']}, threads_per_worker=1, "
+        f"{' (with uncommitted changes)' if m.get('git', {}).get('package_dirty') else ''}. Stages 2-7 (all but generate) on `local_cluster(n_workers={rep['workers']}, threads_per_worker=1, "
         f"memory_limit='{rep['memory_limit']}')` with the package's spilling thresholds; each stage in a fresh "
         "process. Peak RSS = highest sum over the measuring process + nannies + workers (psutil, 50 ms). "
         "Time excludes cluster start-up.",
@@ -322,6 +412,12 @@ def render(rep: dict) -> str:
                     notes.append("verified" if all(r["check"].values()) else f"CHECK FAILED {r['check']}")
             if "shape" in r:
                 notes.append(f"{r['shape'][0]:,} x {r['shape'][1]:,} dense")
+            if "filter" in r:
+                f = r["filter"]
+                notes.append((f"{len(f['rois'])} ROIs" if "rois" in f else f"confidence > {f['confidence']}")
+                             + f", {r['kept']:,} synapses kept, read path {'/'.join(r['read_path']) or '?'}")
+                if "pairs" not in r:
+                    notes.append("verified" if all(r["check"].values()) else f"CHECK FAILED {r['check']}")
             if "sites" in r:
                 notes.append(f"{r['sites'] / r['seconds'] / 1e6:.2f} M sites/s")
             if "cluster_startup_s" in r:
