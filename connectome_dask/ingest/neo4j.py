@@ -142,8 +142,8 @@ def _one(files: Sequence[str], prefix: str) -> list[str]:
 
 #: CSV bytes of the export per bucket of the external join (a bucket's join holds a few times this)
 BUCKET_BYTES = 192 * 2**20
-#: rows buffered per bucket before a write
-_FLUSH_ROWS = 1 << 16
+#: rows buffered over all buckets of a table before they are written (each bucket flushes its share)
+_BUFFER_ROWS = 1 << 21
 #: CSV block size of the streaming reader
 _BLOCK = 8 << 20
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: site and set IDs are often strided
@@ -166,6 +166,7 @@ class _Buckets:
         self._writers: list[Any] = [None] * k
         self._buf: list[list[pa.Table]] = [[] for _ in range(k)]
         self._rows = [0] * k
+        self._flush_rows = max(1024, _BUFFER_ROWS // k)  # the buffers hold about _BUFFER_ROWS rows in all
 
     def add(self, t: pa.Table, bucket: np.ndarray) -> None:
         if t.num_rows == 0:
@@ -183,7 +184,7 @@ class _Buckets:
     def put(self, i: int, t: pa.Table) -> None:
         self._buf[i].append(t)
         self._rows[i] += t.num_rows
-        if self._rows[i] >= _FLUSH_ROWS:
+        if self._rows[i] >= self._flush_rows:
             self._flush(i)
 
     def _flush(self, i: int) -> None:
