@@ -538,6 +538,7 @@ def ingest(
         joined = isinstance(source, _Neo4jJoin)
         if joined:  # the export's sites and links, joined into scratch files (bounded memory)
             _check_target(path, overwrite, [*source.release.synapses, *source.release.others])
+            neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)  # checked first
             source = source.run(scratch, progress)
         src = _resolve_source(source, header)
         _check_target(path, overwrite, src.files)
@@ -553,7 +554,8 @@ def ingest(
                 raise IngestError(f"cannot open {src.label} as csv: {e}", file=src.label) from None
             first_file, first_frag = next(src.fragments())
             first_schema = _schema_of(first_frag, first_file)
-        neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
+        if not joined:
+            neuron_table, neuron_label = (None, None) if neurons is None else _load_neurons(neurons)
 
         for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
             _check_schema(plan, _schema_of(frag, file), file)

@@ -292,3 +292,15 @@ def test_point_spellings(tmp_path, scratch, point, why):
     with pytest.raises(IngestError, match=rf"Synapses_hemibrain\.csv.*row {row}: .*{why}"):
         ingest(rel, tmp_path / "store", progress=False)
     assert not (tmp_path / "store").exists()
+
+
+def test_bad_neuron_table_is_refused_before_the_join(tmp_path, scratch, monkeypatch):
+    rel = fan_out_export(tmp_path / "rel")
+    pd.DataFrame({"bodyId": [5, 5], "type": ["A", "B"]}).to_csv(tmp_path / "neurons.csv", index=False)
+
+    def no_join(*a, **k):
+        raise AssertionError("the join ran before the neuron table was checked")
+
+    monkeypatch.setattr(N, "neo4j_synapse_files", no_join)
+    with pytest.raises(IngestError, match=r"neurons\.csv.*bodyId"):
+        ingest(rel, tmp_path / "store", neurons=tmp_path / "neurons.csv", progress=False)
