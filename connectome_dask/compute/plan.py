@@ -1,6 +1,6 @@
 """THE read-path rule: how a computation reads the synapse rows it needs.
 
-Three ways to read:
+Four ways to read:
 
 ``index``
     Only the rows of the selected bodies, through the store's per-body index
