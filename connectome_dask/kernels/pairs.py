@@ -16,6 +16,7 @@ __all__ = [
     "pair_roi_runs",
     "pair_roi_weight_runs",
     "pair_weight_runs",
+    "pair_rows_by_weight",
     "block_add_pairs",
     "code_range",
     "row_mask",
@@ -301,6 +302,62 @@ def pair_weight_runs(pre, post, weight, keep):
             lq = q
     m += 1
     return upre[:m].copy(), upost[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_rows_by_weight(pre, post, slot, weight, rank):
+    """Each pair's rows ordered by weight (descending) then ``rank[slot]``, if no sums are needed.
+
+    The rows (one per pair and label slot, e.g. a ROI name) come sorted by
+    ``(pre, post)`` with strictly ascending slots and positive weights within
+    a pair, i.e. each row is already its (pair, slot)'s total: neuPrint's
+    conn_df order is then a reorder inside each pair (usually 1-3 rows, an
+    insertion sort). Otherwise nothing is reordered and ``ok`` is false (the
+    caller sums first).
+
+    Parameters
+    ----------
+    pre, post
+        Per-row neuron indices, sorted by (pre, post).
+    slot
+        Per-row label slot (int).
+    weight
+        Per-row int64 weight.
+    rank
+        Sort rank of each slot (ties of weight are broken by it).
+
+    Returns
+    -------
+    slot, weight : numpy.ndarray
+        The rows' slots and weights in the new order (copies; pre/post are unchanged).
+    ok : bool
+        False when a pair's slots do not strictly ascend or a weight is not positive.
+    """
+    n = pre.shape[0]
+    s_out = slot.copy()
+    w_out = weight.copy()
+    i = 0
+    while i < n:
+        if weight[i] <= 0:
+            return s_out, w_out, False
+        j = i + 1
+        while j < n and pre[j] == pre[i] and post[j] == post[i]:
+            if slot[j] <= slot[j - 1] or weight[j] <= 0:
+                return s_out, w_out, False
+            j += 1
+        for a in range(i + 1, j):
+            ks = s_out[a]
+            kw = w_out[a]
+            kr = rank[ks]
+            b = a - 1
+            while b >= i and (w_out[b] < kw or (w_out[b] == kw and rank[s_out[b]] > kr)):
+                s_out[b + 1] = s_out[b]
+                w_out[b + 1] = w_out[b]
+                b -= 1
+            s_out[b + 1] = ks
+            w_out[b + 1] = kw
+        i = j
+    return s_out, w_out, True
 
 
 @numba.njit(cache=True, nogil=True)

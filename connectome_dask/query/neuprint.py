@@ -22,6 +22,7 @@ from ..criteria import (
     UnknownColumnError,
     neuron_roi_table,
 )
+from ..kernels.pairs import pair_rows_by_weight
 
 if TYPE_CHECKING:
     from ..store import Connectome
@@ -422,6 +423,16 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         order = np.argsort(pre.astype(np.int64) * conn.n_neurons + post, kind="stable")
         pre, post, code, w = pre[order], post[order], code[order], w[order]
         del order
+    body = conn.neurons["bodyId"].to_numpy()
+    in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
+    if (ordered and not want_pairs and not rois and min_roi_weight <= 1 and min_total_weight <= 1
+            and in_body_order and not any(len(e) for e in extra)):
+        # every row is its (pair, ROI)'s total when each code has its own primary ROI (slots ascend
+        # with the codes): conn_df is the rows, reordered inside each pair (e.g. the per-ROI
+        # connection table of fetch_adjacencies(None, None)); anything else takes the general path
+        rs_f, sums_f, ok_f = pair_rows_by_weight(pre, post, prim_slot.astype(idt)[code], w, rank)
+        if ok_f:
+            return pre, post, rs_f, sums_f, empty, names, (empty, empty), empty
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(pre[1:], pre[:-1], out=new[1:])
@@ -470,8 +481,6 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         if rows_pre is not None and rows_post is not None:
             rows_pre, rows_post = rows_pre[keep], rows_post[keep]
     # conn_df order: (bodyId_pre, bodyId_post), weight descending, roi name
-    body = conn.neurons["bodyId"].to_numpy()
-    in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
     if len(sums) and in_body_order and bool(np.all(np.greater_equal(rid[1:], rid[:-1]))):
         # pairs already in bodyId order, each pair's rows contiguous: only pairs with several rows
         # are reordered, in place (a few % of the rows; no full-size sort key, order or copies)
