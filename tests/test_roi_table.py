@@ -144,6 +144,16 @@ def test_presorted_blocks_split_inside_pairs(raw, tmp_path):
     assert conn.check() == []
 
 
+def test_bounded_slices_inside_a_block(raw, tmp_path, monkeypatch):
+    """A block is counted in slices (bounded memory); slices cut inside pairs change nothing."""
+    from connectome_dask.store import tables
+
+    neurons, syn = raw
+    monkeypatch.setattr(tables._RoiPairTable, "SLICE_ROWS", 13)
+    conn = _write(tmp_path / "sliced", neurons, syn, 256)
+    _assert_table_is(conn, syn)
+
+
 def test_no_roi_column_no_table(raw, tmp_path):
     neurons, syn = raw
     conn = write_store(tmp_path / "s", neurons, syn[["pre", "post", "confidence"]], chunk_rows=256)

@@ -107,7 +107,7 @@ def roi_runs(pre: np.ndarray, post: np.ndarray, roi: np.ndarray,
     >>> [a.tolist() for a in roi_runs(np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0]), np.array([3, -1, 3, 2]))]
     [[0, 0, 1], [1, 1, 0], [-1, 3, 2], [1, 2, 1]]
     """
-    from ..kernels.pairs import pair_roi_weight_runs
+    from ..kernels.pairs import pair_roi_runs, pair_roi_weight_runs
 
     n = len(pre)
     if n == 0:
@@ -115,8 +115,10 @@ def roi_runs(pre: np.ndarray, post: np.ndarray, roi: np.ndarray,
     lo, hi = int(roi.min()), int(roi.max())
     if lo < -1:
         raise StoreError(f"ROI codes must be -1 (none) or more, got {lo}")
-    w = np.ones(n, dtype=np.int64) if weight is None else np.asarray(weight).astype(np.int64, copy=False)
-    return pair_roi_weight_runs(pre, post, roi, w, np.ones(n, dtype=bool), hi + 2)
+    keep = np.ones(n, dtype=bool)
+    if weight is None:  # one synapse per row: no weight array
+        return pair_roi_runs(pre, post, roi, keep, hi + 2)
+    return pair_roi_weight_runs(pre, post, roi, np.asarray(weight).astype(np.int64, copy=False), keep, hi + 2)
 
 
 def _merge_same_pair(r1: np.ndarray, w1: np.ndarray, r2: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,10 +170,14 @@ class _RoiPairTable:
         self.pending = (p[j:].copy(), q[j:].copy(), r[j:].copy(), w[j:].copy())
         self._emit(p[:j], q[:j], r[:j], w[:j])
 
+    #: rows counted per kernel call: bounds the transient arrays (~19 B per row) whatever the block size
+    SLICE_ROWS = 1 << 22
+
     def write(self, pre: np.ndarray, post: np.ndarray, roi: np.ndarray, weight: np.ndarray | None = None) -> None:
         """Append a block of (pre, post)-sorted rows (following the previous block)."""
-        if len(pre):
-            self.write_runs(*roi_runs(pre, post, roi, weight))
+        for a in range(0, len(pre), self.SLICE_ROWS):
+            b = a + self.SLICE_ROWS
+            self.write_runs(*roi_runs(pre[a:b], post[a:b], roi[a:b], None if weight is None else weight[a:b]))
 
     def finish(self) -> int:
         if self.pending is not None:
