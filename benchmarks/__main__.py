@@ -20,6 +20,8 @@ ingest         ``benchmarks/ingest.py``'s ``measure("ingest")`` on the same Parq
 dialects       ``benchmarks/dialects.py``: ingest per release dialect        DuckDB scan + pair counts
 filtered       ``benchmarks/filtered.py``: ROI / confidence / min_weight /   DuckDB (Parquet, own table), polars
                subset / type filtered aggregations
+end_to_end     ``benchmarks/end_to_end.py``: raw Parquet -> type x type in   DuckDB's one query
+               10 ROIs, ``ingest`` included
 rois           ``benchmarks/rois.py`` on the jfrc2np meshes                 trimesh+embree, ncollpyde
 =============  ==========================================================  =====================
 
@@ -64,7 +66,7 @@ from ._common import (
     write_text,
 )
 
-ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest", "dialects", "filtered")
+ALL = ("pairs", "types", "rois", "one_neuron", "adjacencies", "matrix", "ingest", "dialects", "filtered", "end_to_end")
 DUCKDB_REF = {"pairs": 3.4, "types": 15.0, "pandas_pairs": 22.0}
 
 
@@ -105,6 +107,15 @@ def main(argv: list[str] | None = None) -> dict:
         filtered.main(["--synapses", str(args.synapses), "--neurons", str(args.neurons), "--seed", str(args.seed),
                        "--repeat", str(args.repeat), "--results", str(args.results)])
         only = [s for s in only if s != "filtered"]
+        if not only:
+            return {}
+
+    if "end_to_end" in only:  # benchmarks/end_to_end.py: raw Parquet -> matrix, ingest included
+        from . import end_to_end
+
+        end_to_end.main(["--synapses", str(args.synapses), "--neurons", str(args.neurons), "--seed", str(args.seed),
+                         "--results", str(args.results)])
+        only = [s for s in only if s != "end_to_end"]
         if not only:
             return {}
 
