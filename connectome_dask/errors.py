@@ -17,7 +17,9 @@ traceback.
     │   └── UnknownColumnError      (also a KeyError) a neuron property the store does not have
     ├── SkeletonError               a malformed SWC file or skeleton table, or a missing skeleton
     ├── ConfigError                 a misspelled or invalid ``connectome_dask.*`` dask config key
-    └── DenseMatrixTooLarge         (also a MemoryError) a dense result that would not fit
+    ├── DenseMatrixTooLarge         (also a MemoryError) a dense result that would not fit
+    └── ResultTooLarge              (also a MemoryError) a table result above the memory budget, with
+                                    nowhere to stream it
 
 Examples
 --------
@@ -41,6 +43,7 @@ __all__ = [
     "DenseMatrixTooLarge",
     "IngestError",
     "PathError",
+    "ResultTooLarge",
     "RoiError",
     "SkeletonError",
     "StoreError",
@@ -160,3 +163,7 @@ class ConfigError(ConnectomeDaskError):
 
 class DenseMatrixTooLarge(ConnectomeDaskError, MemoryError):
     """A dense in-memory result was asked for that would not fit (checked before allocating)."""
+
+
+class ResultTooLarge(ConnectomeDaskError, MemoryError):
+    """A table result estimated above ``connectome_dask.max_result_bytes`` with nowhere to stream it (before any work)."""

@@ -9,7 +9,28 @@ import numpy as np
 from .. import config
 from ..errors import DenseMatrixTooLarge
 
-__all__ = ["max_dense_bytes", "check_dense", "DenseMatrixTooLarge"]
+__all__ = ["max_dense_bytes", "max_result_bytes", "machine_memory", "check_dense", "DenseMatrixTooLarge"]
+
+
+def machine_memory() -> int:
+    """Physical memory of the machine (bytes): psutil's total, else ``sysconf``.
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Examples
+    --------
+    >>> machine_memory() > 0
+    True
+    """
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def max_dense_bytes() -> int:
@@ -33,13 +54,31 @@ def max_dense_bytes() -> int:
     v = config.get("max_dense_bytes", None)
     if v is not None:
         return int(v)
-    try:
-        import psutil
+    return machine_memory() // 2
 
-        total = int(psutil.virtual_memory().total)
-    except ImportError:
-        total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    return total // 2
+
+def max_result_bytes() -> int:
+    """Memory budget of a table result built in memory, e.g. fetch_adjacencies' conn_df (bytes).
+
+    ``dask.config["connectome_dask.max_result_bytes"]``; ``None`` means a
+    quarter of the machine's physical memory.
+
+    Returns
+    -------
+    int
+        The budget in bytes.
+
+    Examples
+    --------
+    >>> import dask
+    >>> with dask.config.set({"connectome_dask.max_result_bytes": 10**6}):
+    ...     max_result_bytes()
+    1000000
+    """
+    v = config.get("max_result_bytes", None)
+    if v is not None:
+        return int(v)
+    return machine_memory() // 4
 
 
 def check_dense(shape: tuple[int, ...], itemsize: int, what: str, hint: str | None = None) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._fsutil import atomic_file
 from ..criteria import NOT_PRIMARY, IsNull, NotNull
 from ..errors import CriteriaError
 from ..query import neuprint as _q
@@ -567,10 +568,12 @@ def fetch_adjacencies(sources: Any = None, targets: Any = None, rois: Any = None
         conn_df = _pair_weights(conn_df)
     if export_dir is not None:
         os.makedirs(export_dir, exist_ok=True)
-        neuron_df.to_csv(os.path.join(export_dir, "neurons.csv"), index=False, header=True)
+        files = [("neurons.csv", neuron_df), ("total-connections.csv", _pair_weights(conn_df))]
         if not omit_rois:
-            conn_df.to_csv(os.path.join(export_dir, "roi-connections.csv"), index=False, header=True)
-        _pair_weights(conn_df).to_csv(os.path.join(export_dir, "total-connections.csv"), index=False, header=True)
+            files.insert(1, ("roi-connections.csv", conn_df))
+        for name, df in files:  # each under a temporary name, then renamed into place
+            with atomic_file(os.path.join(export_dir, name)) as tmp:
+                df.to_csv(tmp, index=False, header=True)
     return neuron_df, conn_df
 
 

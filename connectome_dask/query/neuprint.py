@@ -5,6 +5,7 @@ See :mod:`connectome_dask.queries` for the conventions (connection ROI, weights,
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._fsutil import atomic_file, scratch_dir
+from ..compute.dense import max_result_bytes
 from ..compute.pairs import pair_counts as _index_pair_counts
 from ..criteria import (
     NOT_PRIMARY,
@@ -22,12 +25,15 @@ from ..criteria import (
     UnknownColumnError,
     neuron_roi_table,
 )
+from ..errors import ResultTooLarge
 from ..kernels.pairs import pair_rows_by_weight
 
 if TYPE_CHECKING:
     from ..store import Connectome
 
 from ._common import _conf_col, _conn, _crit, _select_rows
+
+logger = logging.getLogger("connectome_dask.query")
 
 __all__ = [
     "fetch_neurons",
@@ -209,7 +215,15 @@ def fetch_adjacencies(
         ``roi-connections.csv`` (the returned conn_df) and
         ``total-connections.csv`` (``bodyId_pre, bodyId_post, weight`` with the
         total weight of each returned pair; neuPrint writes every pair fetched
-        before ROI filtering).
+        before ROI filtering). Each file is written under a temporary name and
+        renamed into place. When conn_df is estimated (before any work) above
+        the dask config ``connectome_dask.max_result_bytes``, the files are
+        written partition by partition (the pairs of one range of presynaptic
+        neurons at a time) and conn_df is returned as a dask DataFrame reading
+        ``roi-connections.csv`` (a warning says so); memory then stays at one
+        partition's rows. The rows of each presynaptic neuron are then in
+        conn_df's order, and the neurons follow the store's neuron order (bodyId
+        order in every store :func:`~connectome_dask.ingest.ingest` writes).
     properties
         Neuron columns for ``neuron_df`` (besides ``bodyId``).
     client
@@ -239,6 +253,9 @@ def fetch_adjacencies(
         ``client`` is not a Connectome.
     connectome_dask.errors.StoreError
         ``client`` is ``None`` and no connectome is open.
+    connectome_dask.errors.ResultTooLarge
+        conn_df is estimated above ``connectome_dask.max_result_bytes`` and no
+        ``export_dir`` is given to stream it to (raised before any work).
     connectome_dask.errors.CriteriaError
         A non-primary ROI in ``rois`` without ``include_nonprimary=True``, a non-integer
         ``min_roi_weight`` / ``min_total_weight``, or invalid criteria (see
@@ -283,7 +300,20 @@ def fetch_adjacencies(
     tgt = _crit(targets, conn).with_rois_any(rois_l)
     pre_idx = None if src.is_everything else src.indices(conn)
     post_idx = None if tgt.is_everything else tgt.indices(conn)
-    if (pre_idx is not None and len(pre_idx) == 0) or (post_idx is not None and len(post_idx) == 0):
+    nothing = (pre_idx is not None and len(pre_idx) == 0) or (post_idx is not None and len(post_idx) == 0)
+    est = 0 if nothing else _conn_df_estimate(conn, pre_idx, post_idx)
+    budget = max_result_bytes()
+    if est > budget:
+        what = (f"conn_df is estimated at {_mb(est)} (about {est // _CONN_DF_ROW_BYTES:,} rows), above "
+                f"connectome_dask.max_result_bytes ({_mb(budget)})")
+        if export_dir is None:
+            raise ResultTooLarge(f"{what}: pass export_dir= to stream it to CSV files (conn_df is then a dask "
+                                 "DataFrame reading them), restrict sources / targets / rois, or raise the budget")
+        logger.warning("%s: streaming it to %s partition by partition; conn_df is a dask DataFrame reading "
+                       "roi-connections.csv", what, export_dir)
+        return _stream_adjacencies(conn, model, pre_idx, post_idx, rois_l, include_nonprimary, min_roi_weight,
+                                   min_total_weight, export_dir, props, confidence, progress)
+    if nothing:
         pc = pd.DataFrame({"pre": np.zeros(0, np.int32), "post": np.zeros(0, np.int32),
                            "roi": np.zeros(0, np.int16), "weight": np.zeros(0, np.int64)})
     elif "roi_post" in conn.synapse_columns:
@@ -309,14 +339,100 @@ def fetch_adjacencies(
     neuron_df = neuron_df.sort_values("bodyId", ignore_index=True)
     if export_dir is not None:
         os.makedirs(export_dir, exist_ok=True)
-        # every returned pair once, with its total weight, in bodyId order (as conn_df)
-        first = _runs(rid) if len(rid) else np.zeros(0, np.int64)
-        up = rid[first]
-        tot = pd.DataFrame({"bodyId_pre": body[pair_pre[up]], "bodyId_post": body[pair_post[up]],
-                            "weight": totals[up].astype(np.int64)})
-        neuron_df.to_csv(os.path.join(export_dir, "neurons.csv"), index=False, header=True)
-        conn_df.to_csv(os.path.join(export_dir, "roi-connections.csv"), index=False, header=True)
-        tot.to_csv(os.path.join(export_dir, "total-connections.csv"), index=False, header=True)
+        tot = _total_rows(body, rid, pair_pre, pair_post, totals)
+        for name, df in (("neurons.csv", neuron_df), ("roi-connections.csv", conn_df),
+                         ("total-connections.csv", tot)):
+            with atomic_file(os.path.join(export_dir, name)) as tmp:
+                df.to_csv(tmp, index=False, header=True)
+    return neuron_df, conn_df
+
+
+#: estimated bytes of one conn_df row (two int64 IDs, the weight, the ROI string column) and its share
+#: of the work arrays
+_CONN_DF_ROW_BYTES = 48
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def _conn_df_estimate(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndarray | None) -> int:
+    """Upper estimate of conn_df's bytes before any work: (pair, ROI) rows times the selected share of synapses.
+
+    The rows are the per-ROI connection table's when the store has one (every
+    (pair, ROI) row there is), else one per synapse; restricted sides scale it
+    by the share of synapse rows their neurons hold.
+    """
+    n = max(int(conn.n_synapses), 1)
+    rows = conn.n_roi_pairs if conn.has_roi_pair_table else n
+    frac = 1.0
+    for side, idx in (("pre", pre_idx), ("post", post_idx)):
+        if idx is not None:
+            frac = min(frac, float(conn.neurons[side].to_numpy()[idx].sum()) / n)
+    return int(rows * frac) * _CONN_DF_ROW_BYTES
+
+
+def _total_rows(body: np.ndarray, rid: np.ndarray, pair_pre: np.ndarray, pair_post: np.ndarray,
+                totals: np.ndarray) -> pd.DataFrame:
+    """total-connections.csv: every returned pair once, with its total weight, in bodyId order (as conn_df)."""
+    first = _runs(rid) if len(rid) else np.zeros(0, np.int64)
+    up = rid[first]
+    return pd.DataFrame({"bodyId_pre": body[pair_pre[up]], "bodyId_post": body[pair_post[up]],
+                         "weight": totals[up].astype(np.int64)})
+
+
+def _stream_adjacencies(conn: Connectome, model: RoiModel, pre_idx: np.ndarray | None, post_idx: np.ndarray | None,
+                        rois_l: list[str], include_nonprimary: bool, min_roi_weight: int, min_total_weight: int,
+                        export_dir: str | os.PathLike, props: list[str], confidence: float | None,
+                        progress: bool | None) -> tuple[pd.DataFrame, Any]:
+    """fetch_adjacencies' CSV files written one partition of pairs at a time; conn_df read back lazily.
+
+    The pair counts go out of core (``pair_counts(output=)``: Parquet parts in
+    a scratch directory, each holding the complete pairs of a range of
+    presynaptic neurons, in bodyId order); each part becomes its conn_df and
+    total-connections rows, appended to the temporary CSV files, which are
+    renamed into place at the end.
+    """
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+
+    os.makedirs(export_dir, exist_ok=True)
+    body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
+    used = np.zeros(conn.n_neurons, dtype=bool)
+    by_roi = "roi_post" in conn.synapse_columns
+    conn_path = os.path.join(export_dir, "roi-connections.csv")
+    with scratch_dir("fetch_adjacencies pair counts") as scratch, \
+            atomic_file(conn_path) as conn_tmp, \
+            atomic_file(os.path.join(export_dir, "total-connections.csv")) as tot_tmp:
+        out = scratch / "pairs"
+        _index_pair_counts(conn, pre_idx, post_idx, by_roi=by_roi, confidence=confidence, progress=progress,
+                           output=out)
+        first = True
+        for part in sorted(out.glob("*.parquet")):  # partition order = bodyId_pre order
+            pc = pq.read_table(part).to_pandas()
+            if not by_roi:
+                pc["roi"] = np.int16(-1)
+            pre, post, slot, weight, rid, names, (pair_pre, pair_post), totals = _roi_rows(
+                conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight,
+                want_pairs=True, ordered=True)
+            del pc
+            used[pre] = True
+            used[post] = True
+            chunk = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
+                                  "roi": _name_column(names, slot), "weight": weight}, copy=False)
+            mode = "w" if first else "a"
+            chunk.to_csv(conn_tmp, index=False, header=first, mode=mode)
+            _total_rows(body, rid, pair_pre, pair_post, totals).to_csv(tot_tmp, index=False, header=first, mode=mode)
+            first = False
+        if first:  # no partition: the headers alone
+            _empty_conn_df().to_csv(conn_tmp, index=False)
+            pd.DataFrame(columns=["bodyId_pre", "bodyId_post", "weight"]).to_csv(tot_tmp, index=False)
+    neuron_df = _properties_df(conn, np.flatnonzero(used).astype(np.int64), props)
+    neuron_df = neuron_df.sort_values("bodyId", ignore_index=True)
+    with atomic_file(os.path.join(export_dir, "neurons.csv")) as tmp:
+        neuron_df.to_csv(tmp, index=False, header=True)
+    conn_df = dd.read_csv(conn_path, dtype={"bodyId_pre": "int64", "bodyId_post": "int64", "roi": "string",
+                                            "weight": "int64"}, keep_default_na=False, blocksize="64MB")
     return neuron_df, conn_df
 
 
