@@ -324,7 +324,7 @@ def neo4j_synapse_files(
         site_names[f] = names
     roi_cols = list(dict.fromkeys(c for n in site_names.values() for c in n if c.endswith(":boolean")))
     link_cols = {}
-    for fs, a, b in ((conns, ":START_ID(Syn-ID)", ":END_ID(Syn-ID)"), (s2s, ":START_ID(SynSet-ID)", sid.replace(":ID", ":END_ID")),
+    for fs, a, b in ((conns, ":START_ID(Syn-ID)", ":END_ID(Syn-ID)"), (s2s, ":START_ID(SynSet-ID)", ":END_ID(Syn-ID)"),
                      (n2s, ":START_ID(Body-ID)", ":END_ID(SynSet-ID)")):
         for f in fs:
             names = _csv_names(f)
