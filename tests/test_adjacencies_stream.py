@@ -129,3 +129,14 @@ def test_a_failed_stream_leaves_the_old_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["neurons.csv", "roi-connections.csv", "total-connections.csv"]
     assert all((out / n).read_text() == "old\n" for n in ("roi-connections.csv", "total-connections.csv",
                                                           "neurons.csv"))
+
+
+def test_estimate_without_roi_codes_is_one_row_per_pair(tmp_path):
+    rng = np.random.default_rng(2)
+    n, m = 30, 2000
+    syn = {"pre": rng.integers(0, n, m).astype(np.int32), "post": rng.integers(0, n, m).astype(np.int32)}
+    with StoreWriter(tmp_path / "s", n, {}, chunk_rows=128) as w:
+        w.append(syn)
+        conn = w.close(pd.DataFrame({"bodyId": np.arange(n, dtype=np.int64) + 5}), {"name": "no rois"})
+    pairs = len(pd.DataFrame(syn).drop_duplicates())  # the reference: distinct (pre, post)
+    assert Q._conn_df_estimate(conn, None, None) == pairs * Q._CONN_DF_ROW_BYTES

@@ -357,14 +357,22 @@ def _mb(n: int) -> str:
 
 
 def _conn_df_estimate(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np.ndarray | None) -> int:
-    """Upper estimate of conn_df's bytes before any work: (pair, ROI) rows times the selected share of synapses.
+    """Estimate of conn_df's bytes before any work: (pair, ROI) rows times the selected share of synapses.
 
     The rows are the per-ROI connection table's when the store has one (every
-    (pair, ROI) row there is), else one per synapse; restricted sides scale it
-    by the share of synapse rows their neurons hold.
+    (pair, ROI) row there is: an upper bound), the connection table's pairs
+    when the store has no ROI codes (one row each), else twice the pairs (an
+    older store with ROIs but no per-ROI table; at most one per synapse);
+    restricted sides scale it by the share of synapse rows their neurons hold.
     """
     n = max(int(conn.n_synapses), 1)
-    rows = conn.n_roi_pairs if conn.has_roi_pair_table else n
+    n_pairs = int(conn.meta["index"].get("n_pairs") or n) if conn.has_pair_table else n
+    if conn.has_roi_pair_table:
+        rows = conn.n_roi_pairs
+    elif "roi_post" not in conn.synapse_columns:
+        rows = n_pairs
+    else:
+        rows = min(n, 2 * n_pairs)
     frac = 1.0
     for side, idx in (("pre", pre_idx), ("post", post_idx)):
         if idx is not None:
