@@ -327,16 +327,11 @@ def fetch_adjacencies(
         want_pairs=export_dir is not None, ordered=True)
     del pc
     body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
-    if len(weight) == 0:
-        conn_df = _empty_conn_df()
-    else:
-        conn_df = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
-                                "roi": _name_column(names, slot), "weight": weight}, copy=False)
+    conn_df = _empty_conn_df() if len(weight) == 0 else _conn_frame(body, pre, post, names, slot, weight)
     used = np.zeros(conn.n_neurons, dtype=bool)
     used[pre] = True
     used[post] = True
-    neuron_df = _properties_df(conn, np.flatnonzero(used).astype(np.int64), props)
-    neuron_df = neuron_df.sort_values("bodyId", ignore_index=True)
+    neuron_df = _neuron_frame(conn, used, props)
     if export_dir is not None:
         os.makedirs(export_dir, exist_ok=True)
         tot = _total_rows(body, rid, pair_pre, pair_post, totals)
@@ -378,6 +373,19 @@ def _conn_df_estimate(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np
         if idx is not None:
             frac = min(frac, float(conn.neurons[side].to_numpy()[idx].sum()) / n)
     return int(rows * frac) * _CONN_DF_ROW_BYTES
+
+
+def _conn_frame(body: np.ndarray, pre: np.ndarray, post: np.ndarray, names: list[str], slot: np.ndarray,
+                weight: np.ndarray) -> pd.DataFrame:
+    """conn_df's rows (``bodyId_pre, bodyId_post, roi, weight``) from :func:`_roi_rows`' arrays."""
+    return pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
+                         "roi": _name_column(names, slot), "weight": weight}, copy=False)
+
+
+def _neuron_frame(conn: Connectome, used: np.ndarray, props: list[str]) -> pd.DataFrame:
+    """neuron_df: ``bodyId`` + ``props`` of the neurons marked in ``used``, sorted by bodyId."""
+    df = _properties_df(conn, np.flatnonzero(used).astype(np.int64), props)
+    return df.sort_values("bodyId", ignore_index=True)
 
 
 def _total_rows(body: np.ndarray, rid: np.ndarray, pair_pre: np.ndarray, pair_post: np.ndarray,
@@ -426,8 +434,7 @@ def _stream_adjacencies(conn: Connectome, model: RoiModel, pre_idx: np.ndarray |
             del pc
             used[pre] = True
             used[post] = True
-            chunk = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
-                                  "roi": _name_column(names, slot), "weight": weight}, copy=False)
+            chunk = _conn_frame(body, pre, post, names, slot, weight)
             mode = "w" if first else "a"
             chunk.to_csv(conn_tmp, index=False, header=first, mode=mode)
             _total_rows(body, rid, pair_pre, pair_post, totals).to_csv(tot_tmp, index=False, header=first, mode=mode)
@@ -435,8 +442,7 @@ def _stream_adjacencies(conn: Connectome, model: RoiModel, pre_idx: np.ndarray |
         if first:  # no partition: the headers alone
             _empty_conn_df().to_csv(conn_tmp, index=False)
             pd.DataFrame(columns=["bodyId_pre", "bodyId_post", "weight"]).to_csv(tot_tmp, index=False)
-    neuron_df = _properties_df(conn, np.flatnonzero(used).astype(np.int64), props)
-    neuron_df = neuron_df.sort_values("bodyId", ignore_index=True)
+    neuron_df = _neuron_frame(conn, used, props)
     with atomic_file(os.path.join(export_dir, "neurons.csv")) as tmp:
         neuron_df.to_csv(tmp, index=False, header=True)
     conn_df = dd.read_csv(conn_path, dtype={"bodyId_pre": "int64", "bodyId_post": "int64", "roi": "string",
