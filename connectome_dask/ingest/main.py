@@ -406,10 +406,6 @@ def _check_target(path: Path, overwrite: bool, files: Sequence[str]) -> None:
             raise IngestError(f"source file {f} lies inside the target store {path}", file=f)
 
 
-def _progress_bar(progress: bool | None, total: int | None, desc: str, unit: str = "rows"):
-    return progress_bar(total, desc, unit, progress)
-
-
 def ingest(
     source: Any,
     path: str | os.PathLike,
@@ -564,7 +560,7 @@ def ingest(
         total = None
         if src.fmt in ("parquet", "ipc", "memory"):
             total = _count_rows(src)  # reads every footer: an unreadable file is named here
-        bar = _progress_bar(progress, total, "ingest 1/2 (ids)")
+        bar = progress_bar(total, "ingest 1/2 (ids)", progress=progress)
         try:
             scan = _pass1(src, plan, batch_rows, bar)
         finally:
@@ -600,7 +596,7 @@ def ingest(
 
         # ---- pass 2: convert and write
         read_cols = plan.source_columns()
-        bar = _progress_bar(progress, scan.n_rows, "ingest 2/2 (write)")
+        bar = progress_bar(scan.n_rows, "ingest 2/2 (write)", progress=progress)
         try:
             with _write_errors(path), StoreWriter(
                 path,
@@ -711,7 +707,7 @@ class _Neo4jJoin:
 
     def run(self, stack: contextlib.ExitStack, progress: bool | None) -> list[str]:
         folder = stack.enter_context(scratch_dir("neo4j synapse join"))
-        bar = _progress_bar(progress, 7, "ingest 0/2 (join the neo4j export)", unit="passes")
+        bar = progress_bar(7, "ingest 0/2 (join the neo4j export)", "passes", progress)
         started = [0]
 
         def step(name: str) -> None:  # called as each of the 7 passes starts
