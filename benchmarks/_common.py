@@ -51,6 +51,7 @@ __all__ = [
     "fmt_s",
     "machine_info",
     "parse_int",
+    "ten_rois",
     "run_child",
     "write_json",
     "TreeSampler",
@@ -432,3 +433,15 @@ if __name__ == "__main__":
         _child_main(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit("usage: python -m benchmarks._common child MODULE:FUNC JSON")
+
+
+def ten_rois(names) -> list[str]:
+    """The 10 ROIs of the filtered benchmarks: every tenth name in sorted order.
+
+    Examples
+    --------
+    >>> ten_rois([f"R{i:02d}" for i in range(30)])[:3]
+    ['R00', 'R03', 'R06']
+    """
+    names = sorted(names)
+    return names[:: max(1, len(names) // 10)][:10]

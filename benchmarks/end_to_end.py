@@ -47,6 +47,7 @@ from ._common import (
     machine_info,
     parse_int,
     run_child,
+    ten_rois,
     write_json,
     write_text,
 )
@@ -92,8 +93,7 @@ def _write_release(store: str, out: str, seed: int) -> dict:
 def _rois(store: str) -> list[str]:
     import connectome_dask as cd
 
-    names = sorted(cd.open(store, set_default=False).roi_names)
-    return names[:: max(1, len(names) // 10)][:10]
+    return ten_rois(cd.open(store, set_default=False).roi_names)
 
 
 def task_ours(release: str, neurons: str, store: str, rois: str, out: str) -> dict:

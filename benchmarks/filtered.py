@@ -64,6 +64,7 @@ from ._common import (
     machine_info,
     parse_int,
     run_child,
+    ten_rois,
     write_json,
     write_text,
 )
@@ -124,8 +125,7 @@ def _subsets(store: str, seed: int) -> dict:
     conn = cd.open(store, set_default=False)
     body = conn.neurons["bodyId"].to_numpy(np.int64)
     rng = np.random.default_rng(seed + 17)
-    names = sorted(conn.roi_names)
-    rois = names[:: max(1, len(names) // 10)][:10]
+    rois = ten_rois(conn.roi_names)
     out: dict = {"rois": rois, "roi_codes": [conn.roi_names.index(r) for r in rois]}
     for key, frac in (("pre10", 0.1), ("post10", 0.1), ("pre30", 0.3)):
         out[key] = np.sort(rng.choice(body, int(len(body) * frac), replace=False)).tolist()

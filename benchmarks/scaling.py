@@ -261,13 +261,12 @@ def task_filtered(store: str, out: str, what: str, n_workers: int, memory_limit:
         dt = time.perf_counter() - t0
         lg.removeHandler(handler)
         # correctness (not timed): the synapses kept, counted straight from the stored column
+        codes = np.array([conn.roi_names.index(r) for r in rois])
         if what == "pairs_confidence":
             want = _count_rows(conn, ["confidence"], lambda a: a["confidence"] > FILTER_CONFIDENCE)
         elif what == "pairs_rois":
-            codes = np.array([conn.roi_names.index(r) for r in rois])
             want = _count_rows(conn, ["roi_post"], lambda a: np.isin(a["roi_post"], codes))
         else:  # the type matrix holds the synapses between typed neurons
-            codes = np.array([conn.roi_names.index(r) for r in rois])
             typed = conn.neurons["type"].notna().to_numpy()
             want = _count_rows(conn, ["roi_post", "pre", "post"], lambda a: np.isin(a["roi_post"], codes)
                                & typed[a["pre"]] & typed[a["post"]])
