@@ -35,17 +35,19 @@ def test_counts_rule(conn):
     assert conn.has_roi_pair_table
     assert plan_read(conn, by_roi=True).method == "roi_table"
     assert plan_read(conn, roi_filter=True).method == "roi_table"
-    assert plan_read(conn, by_roi=True, confidence=True).method == "scan"
-    assert plan_read(conn, confidence=True).method == "scan"
+    # a confidence filter: the connection table's pairs with their rows' confidence (tests/test_pairs_scan.py)
+    assert plan_read(conn, by_roi=True, confidence=True).method == "pairs_scan"
+    assert plan_read(conn, confidence=True).method == "pairs_scan"
     p = plan_read(conn, pre=few)
     assert (p.method, p.side, p.rows) == ("index", "pre", int(conn.neurons.pre.iloc[few[0]]))
     # a restricted side with ROI filters still reads the index
     assert plan_read(conn, post=_few(conn, "post"), roi_filter=True).side == "post"
     everyone = np.arange(conn.n_neurons)
     assert plan_read(conn, pre=everyone).method == "table"  # too many rows for the index
-    assert plan_read(conn, pre=everyone, confidence=True).method == "scan"
+    assert plan_read(conn, pre=everyone, confidence=True).method == "pairs_scan"
     with dask.config.set({"connectome_dask.use_pair_table": False}):
         assert plan_read(conn).method == "scan"
+        assert plan_read(conn, confidence=True).method == "scan"  # pairs_scan reads the connection table too
         assert plan_read(conn, method="table").method == "table"  # explicit wins over the config
     assert plan_read(conn, output=True).method == "scan"
 

@@ -292,14 +292,14 @@ def test_plan_choice_and_reasons(stores):
     assert plan_read(conn, by_roi=True, roi_filter=True).method == "roi_table"
     assert plan_read(conn).method == "table"  # no ROI in the question: the connection table
     p = plan_read(conn, roi_filter=True, confidence=True)
-    assert p.method == "scan" and "cannot apply a confidence filter" in p.reason
+    assert p.method == "pairs_scan" and "cannot apply a confidence filter" in p.reason
     few = np.array([int(np.argmin(np.where(conn.neurons.pre > 0, conn.neurons.pre, 1 << 40)))])
     assert plan_read(conn, pre=few, roi_filter=True).method == "index"  # a few bodies: the index still wins
     assert plan_read(conn, roi_filter=True, output=True).method == "scan"
     assert plan_read(conn, roi_filter=True, what="rows").method == "scan"
     with dask.config.set({"connectome_dask.use_roi_pair_table": False}):
         p = plan_read(conn, by_roi=True)
-        assert p.method == "scan" and "use_roi_pair_table is false" in p.reason
+        assert p.method == "pairs_scan" and "use_roi_pair_table is false" in p.reason
         assert plan_read(conn, by_roi=True, method="roi_table").method == "roi_table"  # explicit wins
     with dask.config.set({"connectome_dask.use_pair_table": False}):
         assert plan_read(conn, roi_filter=True).method == "roi_table"  # a switch of its own
@@ -467,7 +467,7 @@ def test_old_store_falls_back_to_the_scan(raw, stores, tmp_path):
     old = _old_store(stores[64], tmp_path / "old")
     assert not old.has_roi_pair_table and old.check() == []
     p = plan_read(old, by_roi=True)
-    assert p.method == "scan" and "no per-ROI connection table" in p.reason
+    assert p.method == "pairs_scan" and "no per-ROI connection table" in p.reason
     got = A.pair_counts(old, by_roi=True, progress=False)
     assert got.equals(A.pair_counts(stores[64], by_roi=True, progress=False))
     _, a = cd.fetch_adjacencies(None, None, client=old, progress=False)
@@ -490,7 +490,7 @@ def test_a_table_of_another_roi_post_array_is_not_used(stores, tmp_path):
     write_meta(dest, meta)
     stale = cd.open(dest, set_default=False)
     assert not stale.has_roi_pair_table
-    assert plan_read(stale, by_roi=True).method == "scan"
+    assert plan_read(stale, by_roi=True).method == "pairs_scan"
     assert stale.check() == []
 
 

@@ -1,8 +1,10 @@
 """Synapse counts summed over groups of neurons (dense ``n_pre x n_post`` blocks).
 
-Each partition accumulates only the block of group rows its presynaptic
-neurons touch (neurons ordered by group make the partial blocks small); the
-partial blocks are summed in a tree. Unfiltered counts read the connection
+Each partition sums its pair counts into the block of group rows its
+presynaptic neurons touch (neurons ordered by group make the blocks small),
+or, when that block would cost more than the pairs themselves (thousands of
+cell types spread over the table), keeps (pre group, post group, count)
+triples; the partials are summed in a tree and added once into the result. Unfiltered counts read the connection
 table instead (one row per connected pair), ROI-filtered counts without a
 confidence filter the per-ROI connection table. The read path is chosen by
 :func:`connectome_dask.compute.plan.plan_read`.
@@ -10,6 +12,7 @@ confidence filter the per-ROI connection table. The read path is chosen by
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,13 +20,41 @@ import numpy as np
 from .._compute import compute, tree_reduce
 from ..kernels import pairs as K
 from .dense import check_dense
-from .pairs import RowFilter, _pairs_table_part, default_partition_rows, index_block, weighted_runs
+from .pairs import RowFilter, _pairs_table_part, default_partition_rows, index_block, pairs_scan_tasks, weighted_runs
 from .plan import plan_read
 
 if TYPE_CHECKING:
     from ..store import Connectome
 
 __all__ = ["group_counts"]
+
+
+#: a partition's grouped counts are a dense block of the group rows it touches while that block
+#: costs at most this many times the bytes of its (pre group, post group, count) triples
+_DENSE_FACTOR = 4
+
+
+def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
+    """One partition's pair counts summed into groups: ``("dense", lo, block)`` or ``("sparse", gp, gq, cnt)``.
+
+    The dense block spans the group rows the partition's pairs touch; with
+    thousands of groups whose neurons are spread over the whole table
+    (cell types) that is nearly the whole matrix, and the triples are then
+    kept instead (16 bytes per pair), to be added once into the result.
+    """
+    gp = pre_code[upre]
+    gq = post_code[upost]
+    ok = (gp >= 0) & (gq >= 0)
+    if not ok.all():
+        gp, gq, cnt = gp[ok], gq[ok], cnt[ok]
+    if len(gp) == 0:
+        return ("sparse", np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    lo, hi = int(gp.min()), int(gp.max())
+    if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(gp):
+        out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
+        np.add.at(out, (gp - lo, gq), cnt)
+        return ("dense", lo, out)
+    return ("sparse", gp.astype(np.int32), gq.astype(np.int32), cnt.astype(np.int64, copy=False))
 
 
 def _group_chunk(block, start, filt: RowFilter, pre_code, post_code, n_post: int, min_weight: int):
@@ -35,24 +66,41 @@ def _group_chunk(block, start, filt: RowFilter, pre_code, post_code, n_post: int
     if min_weight > 1:  # the block holds whole pairs (partitions aligned to pre, or the index block)
         sel = cnt >= min_weight
         upre, upost, cnt = upre[sel], upost[sel], cnt[sel]
-    lo, hi = K.code_range(upre, np.ones(len(upre), dtype=bool), pre_code)
-    # int32 is exact here: a partition holds fewer than 2**31 rows
-    out = np.zeros((max(hi - lo + 1, 0), n_post), dtype=np.int32)
-    if hi >= lo:
-        K.block_add_pairs(out, lo, pre_code, post_code, upre, upost, cnt)
-    return lo, out
+    return _group_part(upre, upost, cnt, pre_code, post_code, n_post)
 
 
-def _combine_groups(parts: list[tuple[int, np.ndarray | None]]) -> tuple[int, np.ndarray | None]:
-    full = [(s, a) for s, a in parts if a is not None and a.shape[0]]
-    if not full:
-        return 0, None
-    lo = min(s for s, _ in full)
-    hi = max(s + a.shape[0] for s, a in full)
-    out = np.zeros((hi - lo, full[0][1].shape[1]), dtype=np.int64)
-    for s, a in full:
-        out[s - lo : s - lo + a.shape[0]] += a
-    return lo, out
+def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
+    """Sum partial grouped counts: triples stay triples while they cost less than the dense block."""
+    dense = [p for p in parts if p[0] == "dense"]
+    sparse = [p for p in parts if p[0] == "sparse" and len(p[1])]
+    if not dense and not sparse:
+        return ("sparse", np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    nnz = sum(len(p[1]) for p in sparse)
+    lo = min([p[1] for p in dense] + [int(p[1].min()) for p in sparse])
+    hi = max([p[1] + p[2].shape[0] - 1 for p in dense] + [int(p[1].max()) for p in sparse])
+    if not dense and (hi - lo + 1) * n_post * 8 > _DENSE_FACTOR * 16 * nnz:
+        return ("sparse", *(np.concatenate([p[i] for p in sparse]) for i in (1, 2, 3)))
+    out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
+    for _, s0, a in dense:
+        out[s0 - lo : s0 - lo + a.shape[0]] += a
+    for _, gp, gq, c in sparse:
+        np.add.at(out, (gp - lo, gq), c)
+    return ("dense", lo, out)
+
+
+def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
+    """The ``(n_pre, n_post)`` int64 result from a combined partial."""
+    if part[0] == "dense" and part[1] == 0 and part[2].shape == (n_pre, n_post):
+        return part[2]
+    out = np.zeros((n_pre, n_post), dtype=np.int64)
+    if part[0] == "dense":
+        _, lo, a = part
+        out[lo : lo + a.shape[0]] += a
+    else:
+        _, gp, gq, c = part
+        K.block_add_pairs(out, 0, np.arange(n_pre, dtype=np.int64), np.arange(n_post, dtype=np.int64), gp, gq, c)
+    return out
+
 
 def _group_from_pairs(paths: dict[str, str], token: str, n_pairs: int, pre_ok, post_ok, codes,
                       n_pre: int, n_post: int, min_weight: int) -> np.ndarray:
@@ -136,17 +184,8 @@ def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_we
     return out
 
 
-def _group_partition_rows(conn: Connectome, n_pre: int, n_post: int) -> int:
-    """Partition length for grouped counts.
-
-    Each task returns a dense int32 block of up to ``n_pre x n_post``; with
-    many groups (8 k types: 256 MB) zeroing and summing blocks dominates, so
-    partitions grow until a block costs at most about two bytes per row
-    (capped at 32 Mi rows, i.e. ~256 MB of pre/post columns per task).
-    """
-    base = default_partition_rows(conn)
-    want = (n_pre * n_post * 4) // 2
-    return int(min(max(base, want), 1 << 25))
+def _pairs_scan_group_part_packed(pairs: tuple, codes: tuple, n_post: int) -> tuple:
+    return _group_part(*pairs, codes[0], codes[1], n_post)
 
 
 def _group_chunk_packed(block, start, packed, n_post, min_weight):
@@ -224,21 +263,22 @@ def group_counts(
         return _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if plan.method == "index":
         block = index_block(conn, plan, pre, post, cols)
-        lo, part = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)
+        res = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)
     else:
         from dask.delayed import delayed
 
-        args = delayed((filt, pre_code, post_code), pure=True)
-        # min_weight judges whole neuron pairs: partitions then start at
-        # presynaptic-neuron boundaries, so no pair's rows are split between
-        # two tasks (each would test only its part against the threshold)
-        parts = conn.map_partitions(
-            _group_chunk_packed, cols, args, n_post, min_weight, name="group-counts",
-            partition_rows=_group_partition_rows(conn, n_pre, n_post), align_pre=min_weight > 1,
-        )
-        (res,) = compute(tree_reduce(parts, _combine_groups, name="group-counts-combine"), progress=progress)
-        lo, part = res
-    out = np.zeros((n_pre, n_post), dtype=np.int64)
-    if part is not None and part.shape[0]:
-        out[lo : lo + part.shape[0]] = part
-    return out
+        if plan.method == "pairs_scan":
+            codes = delayed((pre_code, post_code), pure=True)
+            part = delayed(_pairs_scan_group_part_packed, pure=True)
+            parts = [part(t, codes, n_post, dask_key_name=f"group-{t.key}")
+                     for t in pairs_scan_tasks(conn, filt, False, min_weight)]
+        else:
+            args = delayed((filt, pre_code, post_code), pure=True)
+            # min_weight judges whole neuron pairs: partitions then start at
+            # presynaptic-neuron boundaries, so no pair's rows are split between
+            # two tasks (each would test only its part against the threshold)
+            parts = conn.map_partitions(_group_chunk_packed, cols, args, n_post, min_weight, name="group-counts",
+                                        align_pre=min_weight > 1)
+        combine = functools.partial(_combine_groups, n_post=n_post)
+        (res,) = compute(tree_reduce(parts, combine, name="group-counts-combine"), progress=progress)
+    return _finish_groups(res, n_pre, n_post)

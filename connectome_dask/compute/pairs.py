@@ -29,7 +29,7 @@ from .plan import Plan, plan_read
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", "weighted_runs"]
+__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", "weighted_runs", "pairs_scan_tasks"]
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:
@@ -383,6 +383,79 @@ def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_w
     return df
 
 
+def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
+                     bounds: tuple[int, int, int, int], filt: RowFilter, by_roi: bool, min_weight: int) -> tuple:
+    """One partition of the ``pairs_scan`` path: its pairs, and the filter columns of their synapse rows.
+
+    Returns ``(pre, post[, roi], weight)`` like :func:`_pairs_chunk`; without
+    ``by_roi`` the partition holds whole pairs, so ``min_weight`` is applied here.
+    """
+    from ..store import StoreError, read_rows
+
+    s, e, a, b = bounds
+    t = {c: read_rows(p, token, a, b) for c, p in pair_paths.items()}
+    if int(t["weight"].sum()) != e - s:
+        raise StoreError(
+            f"{pair_paths['weight']}: pairs {a}..{b} count {int(t['weight'].sum()):,} synapse rows but their "
+            f"presynaptic neurons own rows {s}..{e} ({e - s:,}); the connection table does not match the "
+            "synapse arrays: run `connectome-dask info --check` on the store")
+    rows = {c: read_rows(p, token, s, e) for c, p in row_paths.items()}
+    dummy_i = np.zeros(1, dtype=np.int16)
+    dummy_f = np.zeros(1, dtype=np.float32)
+    c1 = rows[filt.conf_cols[0]] if filt.conf_cols else dummy_f
+    c2 = rows[filt.conf_cols[1]] if len(filt.conf_cols) > 1 else dummy_f
+    args = (t["pre"], t["post"], t["weight"], filt.pre_ok, filt.post_ok, rows.get("roi_post", dummy_i),
+            filt.roi_ok, c1, c2, filt.thr, filt.use_roi, bool(filt.conf_cols), len(filt.conf_cols) > 1)
+    if by_roi:
+        idx, roi, cnt = K.pair_roi_filter_counts(*args, filt.n_codes)
+        return t["pre"][idx], t["post"][idx], roi, cnt
+    idx, cnt = K.pair_filter_counts(*args, min_weight)
+    return t["pre"][idx], t["post"][idx], cnt
+
+
+def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight: int,
+                     partition_rows: int | None = None) -> list:
+    """The ``pairs_scan`` path's tasks, one per partition of whole presynaptic neurons, in row order.
+
+    Each returns ``(pre, post[, roi], weight)`` sorted, as the scan's partitions;
+    concatenated in order they are the whole result (no pair spans two).
+
+    Parameters
+    ----------
+    conn
+        The connectome (with a connection table; synapse rows).
+    filt
+        The row filter.
+    by_roi
+        Split the counts by the postsynaptic ROI code.
+    min_weight
+        Pairs with fewer kept synapses are dropped (not with ``by_roi``: the
+        caller judges each (pair, ROI) row).
+    partition_rows
+        Synapse rows per partition (default: the store's).
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+    """
+    from dask.base import tokenize
+    from dask.delayed import delayed
+
+    pair_paths = conn.pair_table_paths()
+    need = (["roi_post"] if (filt.use_roi or by_roi) else []) + filt.conf_cols
+    row_paths = conn.synapse_column_paths(need)
+    dfilt = delayed(filt, pure=True)
+    tok = tokenize(str(conn.path), conn.token, need, by_roi, min_weight)
+    return [delayed(_pairs_scan_part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, by_roi,
+                                                 min_weight, dask_key_name=f"pairs-scan-{tok}-{i}")
+            for i, bounds in enumerate(conn.pair_partitions(partition_rows))]
+
+
+def _pairs_from_pairs_scan(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight: int, progress) -> tuple:
+    res = compute(*pairs_scan_tasks(conn, filt, by_roi, min_weight), progress=progress)
+    return tuple(np.concatenate([r[i] for r in res]) for i in range(len(res[0])))
+
+
 def _pairs_part_to_parquet(block, start, filt, by_roi, names, min_weight, folder: str) -> int:
     res = _pairs_chunk(block, start, filt, by_roi)
     df = pd.DataFrame(dict(zip(names, res, strict=True)))
@@ -447,8 +520,8 @@ def pair_counts(
     output
         Write Parquet parts into this directory instead (returns a dask DataFrame).
     method
-        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``
-        (see :func:`~connectome_dask.compute.plan.plan_read`).
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"``, ``"pairs_scan"``
+        or ``"scan"`` (see :func:`~connectome_dask.compute.plan.plan_read`).
 
     Returns
     -------
@@ -488,6 +561,8 @@ def pair_counts(
         return _pairs_from_roi_table(conn, filt, by_roi, min_weight, progress)
     if plan.method == "index":
         res = _pairs_chunk(index_block(conn, plan, pre, post, cols), 0, filt, by_roi)
+    elif plan.method == "pairs_scan":
+        res = _pairs_from_pairs_scan(conn, filt, by_roi, min_weight, progress)
     else:
         from dask.delayed import delayed
 
@@ -495,7 +570,7 @@ def pair_counts(
         parts = conn.map_partitions(_pairs_chunk, cols, dfilt, by_roi, name="pair-counts", align_pre=True)
         total = tree_reduce(parts, _combine_pairs, name="pair-counts-combine")
         (res,) = compute(total, progress=progress)
-    df = pd.DataFrame(dict(zip(names, res, strict=True)))
+    df = pd.DataFrame(dict(zip(names, res, strict=True)), copy=False)  # copy=False: no stacking copy of pre/post
     if min_weight > 1:
         df = df[df["weight"].to_numpy() >= min_weight].reset_index(drop=True)
     return df

@@ -15,6 +15,13 @@ Four ways to read:
     per ``(pre, post, roi)`` keyed on ``roi_post``, ~4x fewer rows than
     synapses). For counts with a ROI filter and/or split by ROI but no
     confidence filter (confidence needs the synapse rows).
+``pairs_scan``
+    The connection table's pairs with only the *filter* columns of their
+    synapse rows (``confidence``, ``roi_post``): a pair's rows are the next
+    ``weight`` rows of the (pre, post)-sorted arrays, so the per-row ``pre`` /
+    ``post`` columns are never read. For counts the tables cannot answer (a
+    confidence filter; a ROI filter without a per-ROI table) on stores of
+    synapse rows.
 ``scan``
     Every partition of the synapse arrays, in parallel (dask), reduced in a tree.
 
@@ -41,7 +48,7 @@ __all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LI
 logger = logging.getLogger("connectome_dask.compute")
 
 #: accepted values of ``method=``
-METHODS = ("auto", "index", "table", "roi_table", "scan")
+METHODS = ("auto", "index", "table", "roi_table", "pairs_scan", "scan")
 
 #: counts (``what="counts"``): read through the index when the smaller side's
 #: rows are at most this fraction of the table
@@ -117,7 +124,10 @@ def plan_read(
        there is a ROI filter or ``by_roi`` but no confidence filter, the
        store has a per-ROI connection table matching its ``roi_post`` column
        (:attr:`Connectome.has_roi_pair_table`) and the dask config
-       ``connectome_dask.use_roi_pair_table`` is true; otherwise ``scan``.
+       ``connectome_dask.use_roi_pair_table`` is true; otherwise
+       ``pairs_scan`` when the store has a connection table, holds synapse
+       rows (no weight column) and ``connectome_dask.use_pair_table`` is
+       true; otherwise ``scan``.
     3. ``what="rows"`` (synapse-level rows, per-neuron ROI counts): with
        ``either`` (rows with pre in ``pre`` *or* post in ``post``) ``index``
        when both sides are given and ``est(pre) + est(post)`` is at most
@@ -142,7 +152,7 @@ def plan_read(
         The result is written out of core, partition by partition.
     method
         ``"auto"`` (the rule above), or force ``"index"``, ``"table"``,
-        ``"roi_table"`` or ``"scan"``.
+        ``"roi_table"``, ``"pairs_scan"`` or ``"scan"``.
 
     Returns
     -------
@@ -156,7 +166,8 @@ def plan_read(
         request (``index`` with no restricted side, ``table`` with a filter,
         for rows, without a connection table, or with ``output``;
         ``roi_table`` with a confidence filter, for rows, with ``output``, or
-        without a per-ROI connection table).
+        without a per-ROI connection table; ``pairs_scan`` for rows, with
+        ``output``, without a connection table or on a connection-level store).
 
     Examples
     --------
@@ -167,8 +178,10 @@ def plan_read(
     ('index', 'pre')
     >>> plan_read(conn, roi_filter=True).method  # a ROI filter: the per-ROI connection table
     'roi_table'
-    >>> plan_read(conn, by_roi=True, confidence=True).reason
-    'no side restricted; the connection table has no counts by ROI; the per-ROI connection table cannot apply a confidence filter'
+    >>> plan_read(conn, confidence=True).method  # the pairs, and only the confidence of their rows
+    'pairs_scan'
+    >>> plan_read(conn, by_roi=True, confidence=True, method="scan").reason
+    'forced'
     >>> plan_read(conn, pre=np.array([0]), method="scan").method
     'scan'
     """
@@ -208,6 +221,16 @@ def _roi_table_blocker(conn: Connectome, confidence: bool) -> str | None:
     return None
 
 
+def _pairs_scan_blocker(conn: Connectome) -> str | None:
+    if not conn.has_pair_table:
+        return "the store has no connection table"
+    if conn.weight_column:
+        return "the store's rows are weighted connections, not synapses"
+    if not bool(config.get("use_pair_table", True)):
+        return "dask config connectome_dask.use_pair_table is false"
+    return None
+
+
 def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method) -> Plan:
     if what not in ("counts", "rows"):
         raise ValueError(f"what must be 'counts' or 'rows', got {what!r}")
@@ -233,6 +256,11 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         if blocker:
             raise ValueError(f"method='roi_table' is not possible: {blocker}")
         return Plan("roi_table", "forced")
+    if method == "pairs_scan":
+        blocker = "synapse rows are not in the connection table" if what == "rows" else _pairs_scan_blocker(conn)
+        if blocker:
+            raise ValueError(f"method='pairs_scan' is not possible: {blocker}")
+        return Plan("pairs_scan", "forced")
     if method == "scan":
         return Plan("scan", "forced")
     n = max(conn.n_synapses, 1)
@@ -261,4 +289,9 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         if roi_blocker is None:
             return Plan("roi_table", f"{why}; {blocker}: the per-ROI connection table answers it")
         blocker = f"{blocker}; {roi_blocker}"
+    scan_blocker = _pairs_scan_blocker(conn)
+    if scan_blocker is None:
+        return Plan("pairs_scan", f"{why}; {blocker}: the connection table's pairs with their rows' filter columns")
+    if scan_blocker not in blocker:  # e.g. "the store has no connection table", said once
+        blocker = f"{blocker}; {scan_blocker}"
     return Plan("scan", f"{why}; {blocker}")

@@ -17,6 +17,8 @@ __all__ = [
     "pair_roi_weight_runs",
     "pair_weight_runs",
     "pair_rows_by_weight",
+    "pair_filter_counts",
+    "pair_roi_filter_counts",
     "block_add_pairs",
     "code_range",
     "row_mask",
@@ -358,6 +360,129 @@ def pair_rows_by_weight(pre, post, slot, weight, rank):
             w_out[b + 1] = kw
         i = j
     return s_out, w_out, True
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_filter_counts(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
+                       use_roi, use_conf, use_conf2, min_weight):
+    """Per-synapse filtered counts of the connection table's pairs, from the filter columns only.
+
+    The synapse rows of a range of the connection table are its pairs' rows
+    one after the other (``pweight[i]`` rows for pair ``i``: rows are stored
+    sorted by (pre, post)), so the filter columns (``roi``, ``conf``,
+    ``conf2``) of those rows are enough: the per-row ``pre`` / ``post``
+    columns are never read. The row filter is :func:`row_mask`'s.
+
+    Parameters
+    ----------
+    ppre, ppost, pweight
+        The pairs (neuron indices) and their synapse rows, in table order.
+    pre_ok, post_ok
+        Boolean per neuron index: pairs whose pre / post neuron is set are counted.
+    roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2
+        Per-row filter columns of the pairs' rows and the filter, as in :func:`row_mask`.
+    min_weight
+        Pairs with fewer kept rows are dropped (at least 1: a pair with none is never returned).
+
+    Returns
+    -------
+    index : numpy.ndarray
+        int64 positions (into the pairs) of the pairs returned, ascending.
+    count : numpy.ndarray
+        int64 kept rows of each.
+    """
+    n = ppre.shape[0]
+    idx = np.empty(n, dtype=np.int64)
+    cnt = np.empty(n, dtype=np.int64)
+    lo = min_weight if min_weight > 1 else 1
+    m = 0
+    r = 0
+    for i in range(n):
+        w = pweight[i]
+        if pre_ok[ppre[i]] and post_ok[ppost[i]]:
+            c = 0
+            for j in range(r, r + w):
+                k = True
+                if use_roi:
+                    k = roi_ok[roi[j] + 1]
+                if k and use_conf:
+                    k = conf[j] > thr
+                if k and use_conf2:
+                    k = conf2[j] > thr
+                if k:
+                    c += 1
+            if c >= lo:
+                idx[m] = i
+                cnt[m] = c
+                m += 1
+        r += w
+    return idx[:m].copy(), cnt[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_roi_filter_counts(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
+                           use_roi, use_conf, use_conf2, n_codes):
+    """:func:`pair_filter_counts` split by the rows' ROI code: one output row per (pair, ROI).
+
+    Within a pair the ROI codes are tallied in a small histogram (as in
+    :func:`pair_roi_runs`), so output is ordered by (pair, roi).
+
+    Parameters
+    ----------
+    ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2
+        As in :func:`pair_filter_counts` (``roi`` is always read here).
+    n_codes
+        Number of ROI codes + 1 (the histogram size).
+
+    Returns
+    -------
+    index : numpy.ndarray
+        int64 position of each row's pair.
+    uroi : numpy.ndarray
+        int16 ROI code of each row.
+    count : numpy.ndarray
+        int64 kept synapse rows of each (pair, ROI).
+    """
+    n = ppre.shape[0]
+    cap = roi.shape[0] if roi.shape[0] > n else n
+    idx = np.empty(cap, dtype=np.int64)
+    uroi = np.empty(cap, dtype=np.int16)
+    cnt = np.empty(cap, dtype=np.int64)
+    hist = np.zeros(n_codes, dtype=np.int64)
+    touched = np.empty(n_codes, dtype=np.int64)
+    m = 0
+    r = 0
+    for i in range(n):
+        w = pweight[i]
+        if pre_ok[ppre[i]] and post_ok[ppost[i]]:
+            nt = 0
+            for j in range(r, r + w):
+                c = roi[j] + 1
+                k = True
+                if use_roi:
+                    k = roi_ok[c]
+                if k and use_conf:
+                    k = conf[j] > thr
+                if k and use_conf2:
+                    k = conf2[j] > thr
+                if k:
+                    if hist[c] == 0:
+                        t = nt  # the pair's codes kept sorted by insertion (usually 1-3 of them)
+                        while t > 0 and touched[t - 1] > c:
+                            touched[t] = touched[t - 1]
+                            t -= 1
+                        touched[t] = c
+                        nt += 1
+                    hist[c] += 1
+            for t in range(nt):
+                c = touched[t]
+                idx[m] = i
+                uroi[m] = c - 1
+                cnt[m] = hist[c]
+                hist[c] = 0
+                m += 1
+        r += w
+    return idx[:m].copy(), uroi[:m].copy(), cnt[:m].copy()
 
 
 @numba.njit(cache=True, nogil=True)

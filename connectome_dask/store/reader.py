@@ -357,6 +357,33 @@ class Connectome:
             )
         return _inside(self.path, f"{self.meta['synapses']['path']}/{cols[column]}")
 
+    def synapse_column_paths(self, columns: Sequence[str]) -> dict[str, str]:
+        """Paths of synapse arrays, for tasks that read row ranges themselves.
+
+        Read them with :func:`read_rows` and :attr:`token` (as
+        :meth:`pair_table_paths`), so a task reads this generation's arrays.
+
+        Parameters
+        ----------
+        columns
+            Synapse columns.
+
+        Returns
+        -------
+        dict of str to str
+
+        Raises
+        ------
+        KeyError
+            A column is not in the store.
+
+        Examples
+        --------
+        >>> list(conn.synapse_column_paths(["confidence"]))
+        ['confidence']
+        """
+        return {c: str(self._array_path(c)) for c in columns}
+
     def _array(self, column: str):
         return _open_array_cached(str(self._array_path(column)), self.token)
 
@@ -707,6 +734,52 @@ class Connectome:
             raise StoreError(f"{self.path} has no connection table (written by an older version)")
         root = _inside(self.path, f"{self.meta['index']['path']}/{rel}")
         return {c: str(root / c) for c in ("pre", "post", "weight")}
+
+    def pair_partitions(self, partition_rows: int | None = None) -> list[tuple[int, int, int, int]]:
+        """Partitions of the synapse rows aligned to presynaptic neurons, with their connection-table rows.
+
+        Rows are stored sorted by ``(pre, post)`` and the connection table
+        holds one row per pair in the same order, so the synapse rows
+        ``start:stop`` of a whole range of presynaptic neurons are exactly the
+        rows of the table's pairs ``pair_start:pair_stop`` (pair ``i`` owns
+        the next ``weight[i]`` rows).
+
+        Parameters
+        ----------
+        partition_rows
+            Synapse rows per partition, as in :meth:`partitions` (``align_pre=True``).
+
+        Returns
+        -------
+        list of (int, int, int, int)
+            ``(start, stop, pair_start, pair_stop)`` per partition, in row order.
+
+        Raises
+        ------
+        StoreError
+            The store has no connection table, or a chunk file is missing or damaged.
+
+        Examples
+        --------
+        >>> parts = conn.pair_partitions()
+        >>> parts[-1][1] == conn.n_synapses, parts[-1][3] == conn.meta["index"]["n_pairs"]
+        (True, True)
+        >>> s, e, a, b = parts[0]
+        >>> int(conn.read_pairs(["weight"], a, b)["weight"].sum()) == e - s
+        True
+        """
+        parts = self.partitions(partition_rows, align_pre=True)
+        n_pairs = int(self.meta["index"]["n_pairs"]) if self.has_pair_table else 0
+        if not self.has_pair_table:
+            raise StoreError(f"{self.path} has no connection table (written by an older version)")
+        if len(parts) == 1:
+            return [(parts[0][0], parts[0][1], 0, n_pairs)]
+        off = self._read_index("pre_offsets")
+        ppre = self.read_pairs(["pre"])["pre"]
+        # each inner boundary is the first row of a presynaptic neuron: the first neuron starting there
+        first = np.searchsorted(off, np.asarray([s for s, _ in parts[1:]], dtype=np.int64), side="left")
+        cut = [0, *np.searchsorted(ppre, first, side="left").tolist(), n_pairs]
+        return [(s, e, int(cut[i]), int(cut[i + 1])) for i, (s, e) in enumerate(parts)]
 
     @property
     def has_roi_pair_table(self) -> bool:
