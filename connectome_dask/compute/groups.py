@@ -20,7 +20,14 @@ import numpy as np
 from .._compute import compute, tree_reduce
 from ..kernels import pairs as K
 from .dense import check_dense
-from .pairs import RowFilter, _pairs_table_part, default_partition_rows, index_block, pairs_scan_tasks, weighted_runs
+from .pairs import (
+    RowFilter,
+    _pairs_table_part,
+    default_partition_rows,
+    index_block,
+    pairs_scan_tasks,
+    weighted_runs,
+)
 from .plan import plan_read
 
 if TYPE_CHECKING:
