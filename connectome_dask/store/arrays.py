@@ -142,6 +142,9 @@ def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:
     stop = min(stop, n)
     layout = _direct_layout(path, token)
     if layout is not None:
+        if stop > start:  # the same up-front check as zarr reads get; a file gone after it fails the open
+            c = layout[1]
+            require_chunks(path, c, range(start // c, (stop - 1) // c + 1))
         out = _direct_read(path, layout[0], layout[1], n, start, stop)
         _check_unchanged(path, token)
         return out
