@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -1173,9 +1174,17 @@ class Connectome:
             grid = info.get("grid")
             if isinstance(grid, dict):
                 rels.append(grid.get("path"))
-            for rel in rels:
-                if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.split("/"):
-                    no_symlinks(self.path, f"{self.meta['rois']}/{rel}", p, error=StoreError)
+            ok = [rel for rel in rels
+                  if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.split("/")]
+            # each folder resolved once, then one lstat per file (resolving every one of 75 mesh paths
+            # took 20-50 ms of every query that names ROIs)
+            for d in sorted({posixpath.dirname(rel) for rel in ok}):
+                no_symlinks(self.path, posixpath.join(self.meta["rois"], d).rstrip("/"), p, error=StoreError)
+            base = self.path / self.meta["rois"]
+            for rel in ok:
+                if (base / rel).is_symlink():
+                    raise StoreError(f"{p}: {base / rel} is a symlink; stores never hold symlinks "
+                                     "(refusing to follow it)")
             self._rois_info = info
         return self._rois_info
 
