@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["read_rows", "require_chunks", "take_rows"]
+__all__ = ["ChunkStream", "read_array", "read_rows", "require_chunks", "take_rows", "write_chunks"]
 
 
 def require_chunks(path: str | Path, chunk_rows: int, chunks: Iterable[int]) -> None:
@@ -66,9 +66,13 @@ def _direct_layout(path: str, token: str) -> tuple[np.dtype, int] | None:
     ``blosc``, ``crc32c``. Such arrays are read by :func:`_direct_read`;
     anything else (an array written by another tool) goes through zarr.
     """
+    return _layout_of(_open_array_cached(path, token))
+
+
+def _layout_of(arr: Any) -> tuple[np.dtype, int] | None:
+    """:func:`_direct_layout` of an open zarr array."""
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 
-    arr = _open_array_cached(path, token)
     meta = arr.metadata
     codecs = getattr(meta, "codecs", ())
     enc = getattr(meta, "chunk_key_encoding", None)
@@ -101,9 +105,9 @@ def _direct_read(path: str, dtype: np.dtype, c: int, n: int, start: int, stop: i
     import crc32c
     from numcodecs import blosc
 
-    out = np.empty(stop - start, dtype=dtype)
     if stop <= start:
-        return out
+        return np.empty(0, dtype=dtype)
+    out = np.empty(stop - start, dtype=dtype)
     size = c * dtype.itemsize
     base = os.path.join(path, "c")
     flat = out.view(np.uint8)
@@ -133,6 +137,123 @@ def _direct_read(path: str, dtype: np.dtype, c: int, n: int, start: int, stop: i
         except Exception as e:  # noqa: BLE001 - numcodecs raises RuntimeError/ValueError for bad frames
             raise _chunk_error(path, i, c, n, f"{type(e).__name__}: {e}") from e
     return out
+
+
+def write_chunks(arr: Any, path: str | Path, first_chunk: int, data: np.ndarray) -> bool:
+    """Write ``data`` as the chunks from ``first_chunk`` on of a store-layout array; False if not that layout.
+
+    The write-side twin of :func:`_direct_read` (zarr-python's ``__setitem__``
+    spends most of a 1-D write in its async pipeline too): every chunk is
+    blosc-compressed with the store's settings (``format.array_codecs``:
+    lz4, level 5, byte shuffle) and gets its crc32c appended, exactly as zarr
+    writes it, so zarr and :func:`_direct_read` read it back. A shorter last
+    chunk is padded with the fill value, as zarr stores it. The array's shape
+    is not changed (the caller resizes it).
+
+    Parameters
+    ----------
+    arr
+        The open zarr array (its layout, chunk length and fill value).
+    path
+        Its directory.
+    first_chunk
+        Index of the first chunk written.
+    data
+        The rows: whole chunks, except possibly the last.
+
+    Returns
+    -------
+    bool
+        Whether the chunks were written (False: not the store's layout, nothing written).
+    """
+    import crc32c
+    from numcodecs import blosc
+
+    layout = _layout_of(arr)
+    if layout is None:
+        return False
+    dtype, c = layout
+    data = np.ascontiguousarray(data, dtype=dtype)
+    base = os.path.join(os.fspath(path), "c")
+    os.makedirs(base, exist_ok=True)
+    for k, s in enumerate(range(0, len(data), c)):
+        chunk = data[s : s + c]
+        if len(chunk) < c:
+            full = np.full(c, arr.metadata.fill_value, dtype=dtype)
+            full[: len(chunk)] = chunk
+            chunk = full
+        comp = blosc.compress(chunk, b"lz4", 5, blosc.SHUFFLE, 0)
+        with open(os.path.join(base, str(first_chunk + k)), "wb") as f:
+            f.write(comp)
+            f.write(crc32c.crc32c(comp).to_bytes(4, "little"))
+    return True
+
+
+class ChunkStream:
+    """Rows of an array written from row 0 on, in consecutive pieces, as whole chunks.
+
+    Buffers at most one chunk; store-layout arrays get their chunk files from
+    :func:`write_chunks`, other arrays are written through zarr. The array
+    must already have its final shape.
+
+    Parameters
+    ----------
+    arr
+        The open zarr array.
+    path
+        Its directory.
+    """
+
+    def __init__(self, arr: Any, path: str | Path):
+        self.arr, self.path = arr, path
+        self.c = int(arr.chunks[0])
+        self.pos = 0  # rows written to chunk files
+        self.buf: list[np.ndarray] = []
+        self.buffered = 0
+
+    def append(self, values: np.ndarray) -> None:
+        """Add the next ``len(values)`` rows."""
+        self.buf.append(values)
+        self.buffered += len(values)
+        if self.buffered >= self.c:
+            self._flush((self.buffered // self.c) * self.c)
+
+    def close(self) -> None:
+        """Write the buffered tail (the array's last, possibly partial, chunk)."""
+        if self.buffered:
+            self._flush(self.buffered)
+
+    def _flush(self, rows: int) -> None:
+        a = np.concatenate(self.buf) if len(self.buf) > 1 else self.buf[0]
+        if not write_chunks(self.arr, self.path, self.pos // self.c, a[:rows]):
+            self.arr[self.pos : self.pos + rows] = a[:rows]
+        self.buf = [a[rows:]]
+        self.buffered -= rows
+        self.pos += rows
+
+
+def read_array(arr: Any, path: str | Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of an open array being written (no store token): :func:`_direct_read` or zarr.
+
+    Parameters
+    ----------
+    arr
+        The open zarr array.
+    path
+        Its directory.
+    start, stop
+        The row range (``stop`` clipped to the array length).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    layout = _layout_of(arr)
+    n = arr.shape[0]
+    stop = min(stop, n)
+    if layout is None:
+        return np.asarray(arr[start:stop])
+    return _direct_read(os.fspath(path), layout[0], layout[1], n, start, stop)
 
 
 def _read_range(path: str, token: str, start: int, stop: int) -> np.ndarray:

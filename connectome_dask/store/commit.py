@@ -27,7 +27,7 @@ import numpy as np
 
 from .._fsutil import encode_name, remove_leftovers, rmtree_real, write_marker, writer_lock
 from ..errors import StoreError
-from .arrays import _ensure_group
+from .arrays import _ensure_group, write_chunks
 from .format import (
     BY_POST_COLUMNS,
     ROI_PAIRS_COLUMN,
@@ -237,5 +237,8 @@ def _write_outputs(block, start, func, out_paths: Mapping[str, str], args):
         # it a chunk equal to the fill value (all -1: no ROI) is skipped, and the
         # committed array then lacks that chunk file (a read error, by design)
         arr = zarr.open_array(p, mode="r+").with_config({"write_empty_chunks": True})
-        arr[start : start + n] = a.astype(arr.dtype, copy=False)
+        c = int(arr.chunks[0])
+        whole = start % c == 0 and (n % c == 0 or start + n == arr.shape[0])  # partitions are chunk-aligned
+        if not (whole and write_chunks(arr, p, start // c, a)):
+            arr[start : start + n] = a.astype(arr.dtype, copy=False)
     return n

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._fsutil import rmtree_real, write_marker
 from ..errors import StoreError
+from .arrays import ChunkStream, read_array
 from .format import _create_array
 
 __all__ = ["load_bucket", "spill_buckets"]
@@ -154,6 +155,8 @@ def _post_order(
         _post_order_rereading(post_arr, arrays, outs, big, post_off, n, chunk_rows, with_row)
         return
     pieces = [0] * (len(bounds) - 1)
+    # the ranges are consecutive in post order: each output is written from row 0 on, chunk by chunk
+    streams = {c: ChunkStream(outs[c], dst[c]) for c in dtypes}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
     if not single:
         spill.mkdir()
@@ -161,8 +164,8 @@ def _post_order(
     try:
         for s in range(0, n, chunk_rows):
             e = min(s + chunk_rows, n)
-            block: dict[str, np.ndarray] = {c: np.asarray(a[s:e]) for c, a in arrays.items()}
-            block["_post"] = np.asarray(post_arr[s:e])
+            block: dict[str, np.ndarray] = {c: read_array(a, src[c], s, e) for c, a in arrays.items()}
+            block["_post"] = read_array(post_arr, post_path, s, e)
             if with_row:
                 block["row"] = np.arange(s, e, dtype=np.int64)
             if single:
@@ -186,7 +189,11 @@ def _post_order(
             perm = np.empty(size, dtype=np.int64)
             _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
             for c in dtypes:
-                outs[c][base : base + size] = part[c][perm]
+                if streams[c].pos + streams[c].buffered != base:
+                    raise StoreError("internal error: post-order ranges written out of order")
+                streams[c].append(part[c][perm])
+        for st in streams.values():
+            st.close()
     finally:
         rmtree_real(spill)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .._fsutil import encode_name, write_marker
 from ..errors import StoreError
-from .arrays import _ensure_group, _read_range
+from .arrays import _ensure_group, _read_range, write_chunks
 from .format import ROI_PAIR_COLUMNS, ROI_PAIRS_COLUMN, _create_array
 
 __all__ = ["roi_runs", "rebuild_roi_pair_table"]
@@ -47,6 +47,7 @@ class _ChunkedAppender:
         self.chunk_rows = int(chunk_rows)
         self.arrays = {c: _create_array(group_path, encode_name(c), 0, dt, self.chunk_rows)
                        for c, dt in self.columns.items()}
+        self.paths = {c: group_path / encode_name(c) for c in self.columns}
         self.buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         self.buffered = 0
         self.offset = 0
@@ -55,8 +56,11 @@ class _ChunkedAppender:
         end = self.offset + rows
         for c, arr in self.arrays.items():
             a = np.concatenate(self.buf[c]) if len(self.buf[c]) > 1 else self.buf[c][0]
-            arr.resize((end,))
-            arr[self.offset : end] = a[:rows]
+            # whole chunks straight to their files (offset is chunk-aligned); the shape is set once, at
+            # finish. Another layout: through zarr, growing as it goes.
+            if not write_chunks(arr, self.paths[c], self.offset // self.chunk_rows, a[:rows]):
+                arr.resize((end,))
+                arr[self.offset : end] = a[:rows]
             self.buf[c] = [a[rows:]]
         self.offset = end
         self.buffered -= rows
@@ -74,6 +78,9 @@ class _ChunkedAppender:
     def finish(self) -> int:
         if self.buffered:
             self._flush(self.buffered)
+        for arr in self.arrays.values():
+            if arr.shape[0] != self.offset:
+                arr.resize((self.offset,))  # metadata only: the chunk files are written
         return self.offset
 
 

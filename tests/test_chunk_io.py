@@ -1,0 +1,86 @@
+"""The store's own chunk writer and reader against zarr-python.
+
+``write_chunks`` / ``ChunkStream`` write chunk files of the store's layout
+without zarr's pipeline, and ``read_array`` reads them the same way; the
+reference is zarr-python itself: what they write must read back through
+``zarr.open_array(...)[:]`` exactly, and what zarr writes must read back
+through them. Arrays of another layout fall back to zarr on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from connectome_dask.store.arrays import ChunkStream, read_array, write_chunks
+from connectome_dask.store.format import _create_array
+
+DTYPES = ["int16", "int32", "int64", "float32", "float64", "uint8"]
+
+
+def _values(dtype: str, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        v = rng.normal(0, 1e4, n).astype(dtype)
+        v[::97] = np.nan
+        return v
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, n, dtype=dtype, endpoint=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 999, 1000, 1001, 5432])
+def test_stream_writes_read_back_through_zarr(tmp_path, dtype, n):
+    data = _values(dtype, n)
+    arr = _create_array(tmp_path, "a", n, dtype, 1000)
+    st = ChunkStream(arr, tmp_path / "a")
+    rng = np.random.default_rng(n)
+    s = 0
+    while s < n:  # pieces of random sizes, some spanning several chunks
+        k = int(rng.integers(1, 2500))
+        st.append(data[s : s + k])
+        s += k
+    st.close()
+    z = zarr.open_array(str(tmp_path / "a"), mode="r")
+    assert np.array_equal(z[:], data, equal_nan=True)
+    files = sorted(int(f) for f in os.listdir(tmp_path / "a" / "c")) if n else []
+    assert files == list(range(-(-n // 1000)))  # every chunk has its file, no more
+    for a, b in [(0, n), (3, 1500), (999, 1001), (n - 1, n)]:
+        if 0 <= a <= b:
+            assert np.array_equal(read_array(z, tmp_path / "a", a, b), data[a:b], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zarr_writes_read_back_through_ours(tmp_path, dtype):
+    data = _values(dtype, 2345, seed=1)
+    arr = _create_array(tmp_path, "z", len(data), dtype, 500)
+    arr[:] = data  # zarr's own pipeline
+    for a, b in [(0, 2345), (0, 1), (499, 501), (2000, 2345), (7, 7)]:
+        assert np.array_equal(read_array(arr, tmp_path / "z", a, b), data[a:b], equal_nan=True)
+
+
+def test_the_last_chunk_is_padded_with_the_fill_value(tmp_path):
+    arr = _create_array(tmp_path, "t", 1500, "int32", 1000)
+    assert write_chunks(arr, tmp_path / "t", 0, np.arange(1500, dtype=np.int32))
+    z = zarr.open_array(str(tmp_path / "t"), mode="r")
+    assert np.array_equal(z[:], np.arange(1500))
+    z2 = zarr.open_array(str(tmp_path / "t"), mode="r+")
+    z2.resize((2000,))  # the padding shows once the array grows: zarr's fill value, as zarr writes it
+    assert (z2[1500:] == -1).all()
+
+
+def test_another_layout_is_written_and_read_by_zarr(tmp_path):
+    path = tmp_path / "other"
+    z = zarr.create_array(str(path), shape=(3000,), chunks=(1000,), dtype="int32",
+                          compressors=zarr.codecs.ZstdCodec())  # no checksum: not the store's layout
+    data = np.arange(3000, dtype=np.int32) * 7
+    assert not write_chunks(z, path, 0, data)
+    st = ChunkStream(z, path)
+    st.append(data[:1234])
+    st.append(data[1234:])
+    st.close()
+    assert np.array_equal(zarr.open_array(str(path), mode="r")[:], data)
+    assert np.array_equal(read_array(z, path, 10, 2990), data[10:2990])
