@@ -192,7 +192,8 @@ def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_we
 
 
 def _pairs_scan_group_part_packed(pairs: tuple, codes: tuple, n_post: int) -> tuple:
-    return _group_part(*pairs, codes[0], codes[1], n_post)
+    upre, upost, cnt = pairs
+    return _group_part(upre, upost, cnt, codes[0], codes[1], n_post)
 
 
 def _group_chunk_packed(block, start, packed, n_post, min_weight):

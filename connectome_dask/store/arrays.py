@@ -74,7 +74,7 @@ def _layout_of(arr: Any) -> tuple[np.dtype, int] | None:
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 
     meta = arr.metadata
-    codecs = getattr(meta, "codecs", ())
+    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
     enc = getattr(meta, "chunk_key_encoding", None)
     dt = np.dtype(arr.dtype)
     if (arr.ndim != 1 or len(codecs) != 3 or dt.hasobject or dt.byteorder == ">"
@@ -212,7 +212,13 @@ class ChunkStream:
         self.buffered = 0
 
     def append(self, values: np.ndarray) -> None:
-        """Add the next ``len(values)`` rows."""
+        """Add the next ``len(values)`` rows.
+
+        Parameters
+        ----------
+        values
+            The rows, in order after those already added.
+        """
         self.buf.append(values)
         self.buffered += len(values)
         if self.buffered >= self.c:
