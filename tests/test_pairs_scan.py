@@ -330,3 +330,19 @@ def test_combining_dense_blocks_and_triples(seed):
         k = int(rng.integers(2, 4))
         parts = [G._combine_groups(parts[:k], n_post)] + parts[k:]
     assert np.array_equal(G._finish_groups(parts[0], n_pre, n_post), ref), kinds
+
+
+def test_task_keys_name_the_filter(stores):
+    """Two queries in flight on one distributed scheduler must never share a task key (and its result)."""
+    from connectome_dask.compute.pairs import RowFilter, pairs_scan_tasks
+
+    conn = stores[64]
+
+    def keys(conf, rois=None, by_roi=False, mw=1):
+        f = RowFilter(conn, None, None, None if rois is None else np.array(rois), conf)
+        return [t.key for t in pairs_scan_tasks(conn, f, by_roi, mw)]
+
+    base = keys(0.5)
+    assert base == keys(0.5)  # deterministic
+    for other in (keys(0.25), keys(0.5, rois=[1]), keys(0.5, by_roi=True), keys(0.5, mw=2)):
+        assert not set(base) & set(other)

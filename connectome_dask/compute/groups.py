@@ -276,9 +276,11 @@ def group_counts(
         from dask.delayed import delayed
 
         if plan.method == "pairs_scan":
+            from dask.base import tokenize
+
             codes = delayed((pre_code, post_code), pure=True)
             part = delayed(_pairs_scan_group_part_packed, pure=True)
-            parts = [part(t, codes, n_post, dask_key_name=f"group-{t.key}")
+            parts = [part(t, codes, n_post, dask_key_name=f"group-{tokenize(t.key, codes.key, n_post)}")
                      for t in pairs_scan_tasks(conn, filt, False, min_weight)]
         else:
             args = delayed((filt, pre_code, post_code), pure=True)

@@ -445,7 +445,9 @@ def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight
     need = (["roi_post"] if (filt.use_roi or by_roi) else []) + filt.conf_cols
     row_paths = conn.synapse_column_paths(need)
     dfilt = delayed(filt, pure=True)
-    tok = tokenize(str(conn.path), conn.token, need, by_roi, min_weight)
+    # the key names everything the result depends on (the filter too): a distributed scheduler may hand
+    # a key's result still in memory to another computation asking for the same key
+    tok = tokenize(str(conn.path), conn.token, need, by_roi, min_weight, dfilt.key)
     return [delayed(_pairs_scan_part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, by_roi,
                                                  min_weight, dask_key_name=f"pairs-scan-{tok}-{i}")
             for i, bounds in enumerate(conn.pair_partitions(partition_rows))]
