@@ -307,6 +307,37 @@ def pair_weight_runs(pre, post, weight, keep):
 
 
 @numba.njit(cache=True, nogil=True)
+def _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, i0, i1):
+    """:func:`pair_rows_by_weight` on rows ``i0:i1`` (whole pairs), in place in ``s_out`` / ``w_out``."""
+    n = i1
+    i = i0
+    while i < n:
+        if weight[i] <= 0:
+            return False
+        j = i + 1
+        while j < n and pre[j] == pre[i] and post[j] == post[i]:
+            if slot[j] <= slot[j - 1] or weight[j] <= 0:
+                return False
+            j += 1
+        for a in range(i + 1, j):
+            ks = s_out[a]
+            kw = w_out[a]
+            kr = rank[ks]
+            b = a - 1
+            while b >= i and (w_out[b] < kw or (w_out[b] == kw and rank[s_out[b]] > kr)):
+                s_out[b + 1] = s_out[b]
+                w_out[b + 1] = w_out[b]
+                b -= 1
+            s_out[b + 1] = ks
+            w_out[b + 1] = kw
+        i = j
+    return True
+
+
+#: rows from which :func:`pair_rows_by_weight` splits the work between two threads
+_PARALLEL_ROWS = 1 << 20
+
+
 def pair_rows_by_weight(pre, post, slot, weight, rank):
     """Each pair's rows ordered by weight (descending) then ``rank[slot]``, if no sums are needed.
 
@@ -338,28 +369,20 @@ def pair_rows_by_weight(pre, post, slot, weight, rank):
     n = pre.shape[0]
     s_out = slot.copy()
     w_out = weight.copy()
-    i = 0
-    while i < n:
-        if weight[i] <= 0:
-            return s_out, w_out, False
-        j = i + 1
-        while j < n and pre[j] == pre[i] and post[j] == post[i]:
-            if slot[j] <= slot[j - 1] or weight[j] <= 0:
-                return s_out, w_out, False
-            j += 1
-        for a in range(i + 1, j):
-            ks = s_out[a]
-            kw = w_out[a]
-            kr = rank[ks]
-            b = a - 1
-            while b >= i and (w_out[b] < kw or (w_out[b] == kw and rank[s_out[b]] > kr)):
-                s_out[b + 1] = s_out[b]
-                w_out[b + 1] = w_out[b]
-                b -= 1
-            s_out[b + 1] = ks
-            w_out[b + 1] = kw
-        i = j
-    return s_out, w_out, True
+    if n < _PARALLEL_ROWS:
+        return s_out, w_out, bool(_rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, 0, n))
+    # two halves split at a pair boundary, on two threads (the kernel releases the GIL)
+    from concurrent.futures import ThreadPoolExecutor
+
+    mid = n // 2
+    while mid < n and pre[mid] == pre[mid - 1] and post[mid] == post[mid - 1]:
+        mid += 1
+    with ThreadPoolExecutor(2) as ex:
+        parts = list(ex.map(lambda r: _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, *r),
+                            [(0, mid), (mid, n)]))
+    if all(parts):
+        return s_out, w_out, True
+    return slot.copy(), weight.copy(), False
 
 
 @numba.njit(cache=True, nogil=True)
