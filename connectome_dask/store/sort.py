@@ -97,6 +97,12 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
     -------
     dict of str to numpy.ndarray, or None
         ``None`` when nothing was spilled to the bucket.
+
+    Raises
+    ------
+    StoreError
+        A piece lacks one of ``columns`` (an internal error: spill files are
+        written and read by this module only).
     """
     d = _bucket_dir(spill, b)
     if not d.exists() or n_pieces == 0:
