@@ -84,3 +84,20 @@ def test_another_layout_is_written_and_read_by_zarr(tmp_path):
     st.close()
     assert np.array_equal(zarr.open_array(str(path), mode="r")[:], data)
     assert np.array_equal(read_array(z, path, 10, 2990), data[10:2990])
+
+
+def test_a_chunk_frame_of_another_length_is_refused(tmp_path):
+    """A valid checksum over a blosc frame of the wrong size (a foreign writer) is an error, not garbage rows."""
+    import crc32c
+    from numcodecs import blosc
+
+    from connectome_dask.errors import StoreError
+
+    arr = _create_array(tmp_path, "s", 2000, "int32", 1000)
+    assert write_chunks(arr, tmp_path / "s", 0, np.arange(2000, dtype=np.int32))
+    short = blosc.compress(np.arange(10, dtype=np.int32), b"lz4", 5, blosc.SHUFFLE, 0)
+    (tmp_path / "s" / "c" / "1").write_bytes(short + crc32c.crc32c(short).to_bytes(4, "little"))
+    with pytest.raises(StoreError, match=r"chunk 1 .*decodes to 40 bytes, 4000 expected"):
+        read_array(arr, tmp_path / "s", 0, 2000)
+    with pytest.raises(StoreError, match=r"chunk 1 .*decodes to 40 bytes"):
+        read_array(arr, tmp_path / "s", 1500, 1600)  # a part of the chunk too

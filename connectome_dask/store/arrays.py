@@ -123,14 +123,17 @@ def _direct_read(path: str, dtype: np.dtype, c: int, n: int, start: int, stop: i
         if len(raw) < 4 or crc32c.crc32c(memoryview(raw)[:-4]) != int.from_bytes(raw[-4:], "little"):
             raise _chunk_error(path, i, c, n, "crc32c checksum mismatch")
         lo, hi = max(start, i * c), min(stop, (i + 1) * c)
+        # the frame's decoded length (blosc header bytes 4-7): a frame of another length is refused, it
+        # would leave part of a whole-chunk destination unwritten
+        nbytes = int.from_bytes(raw[4:8], "little") if len(raw) >= 20 else -1
+        if nbytes != size:
+            raise _chunk_error(path, i, c, n, f"the chunk decodes to {nbytes} bytes, {size} expected")
         try:
             if hi - lo == c:  # a whole chunk: straight into the result
                 dest = flat[(lo - start) * dtype.itemsize : (hi - start) * dtype.itemsize]
                 blosc.decompress(memoryview(raw)[:-4], dest)
             else:
                 full = blosc.decompress(memoryview(raw)[:-4])
-                if len(full) != size:
-                    raise ValueError(f"{len(full)} bytes decoded, {size} expected")
                 out[lo - start : hi - start] = np.frombuffer(full, dtype=dtype)[lo - i * c : hi - i * c]
         except StoreError:
             raise
