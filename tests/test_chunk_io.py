@@ -101,3 +101,21 @@ def test_a_chunk_frame_of_another_length_is_refused(tmp_path):
         read_array(arr, tmp_path / "s", 0, 2000)
     with pytest.raises(StoreError, match=r"chunk 1 .*decodes to 40 bytes"):
         read_array(arr, tmp_path / "s", 1500, 1600)  # a part of the chunk too
+
+
+@pytest.mark.parametrize("layout", ["store", "other"])
+def test_a_stream_grows_an_empty_array(tmp_path, layout):
+    """From an empty array (the chunked appender's case) the stream grows it to the rows written."""
+    path = tmp_path / "g"
+    if layout == "store":
+        z = _create_array(tmp_path, "g", 0, "int64", 1000)
+    else:
+        z = zarr.create_array(str(path), shape=(0,), chunks=(1000,), dtype="int64",
+                              compressors=zarr.codecs.ZstdCodec())
+    data = np.arange(3456, dtype=np.int64) * 3
+    st = ChunkStream(z, path)
+    for s in range(0, len(data), 700):
+        st.append(data[s : s + 700])
+    st.close()
+    back = zarr.open_array(str(path), mode="r")
+    assert back.shape == (3456,) and np.array_equal(back[:], data)

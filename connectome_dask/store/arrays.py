@@ -196,8 +196,10 @@ class ChunkStream:
     """Rows of an array written from row 0 on, in consecutive pieces, as whole chunks.
 
     Buffers at most one chunk; store-layout arrays get their chunk files from
-    :func:`write_chunks`, other arrays are written through zarr. The array
-    must already have its final shape.
+    :func:`write_chunks`, other arrays are written through zarr. An array
+    shorter than the rows written grows to them (``resize``, metadata only:
+    through zarr as it goes, else once at :meth:`close`), so a stream of
+    unknown length can start from an empty array.
 
     Parameters
     ----------
@@ -231,10 +233,14 @@ class ChunkStream:
         """Write the buffered tail (the array's last, possibly partial, chunk)."""
         if self.buffered:
             self._flush(self.buffered)
+        if self.arr.shape[0] < self.pos:
+            self.arr.resize((self.pos,))  # metadata only: the chunk files are written
 
     def _flush(self, rows: int) -> None:
         a = np.concatenate(self.buf) if len(self.buf) > 1 else self.buf[0]
         if not write_chunks(self.arr, self.path, self.pos // self.c, a[:rows]):
+            if self.arr.shape[0] < self.pos + rows:
+                self.arr.resize((self.pos + rows,))
             self.arr[self.pos : self.pos + rows] = a[:rows]
         self.buf = [a[rows:]]
         self.buffered -= rows

@@ -27,7 +27,7 @@ import numpy as np
 
 from .._fsutil import encode_name, write_marker
 from ..errors import StoreError
-from .arrays import _ensure_group, _read_range, write_chunks
+from .arrays import ChunkStream, _ensure_group, _read_range
 from .format import ROI_PAIR_COLUMNS, ROI_PAIRS_COLUMN, _create_array
 
 __all__ = ["roi_runs", "rebuild_roi_pair_table"]
@@ -38,50 +38,30 @@ class _ChunkedAppender:
 
     Arrays start empty and grow with ``resize`` (a metadata-only change), so a
     stream of unknown length is written once, chunk-aligned, with at most one
-    chunk per column buffered in memory.
+    chunk per column buffered in memory: one :class:`~connectome_dask.store.arrays.ChunkStream`
+    per column.
     """
 
     def __init__(self, group_path: Path, columns: Mapping[str, str], chunk_rows: int):
         _ensure_group(group_path)
         self.columns = dict(columns)
-        self.chunk_rows = int(chunk_rows)
-        self.arrays = {c: _create_array(group_path, encode_name(c), 0, dt, self.chunk_rows)
-                       for c, dt in self.columns.items()}
-        self.paths = {c: group_path / encode_name(c) for c in self.columns}
-        self.buf: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
-        self.buffered = 0
-        self.offset = 0
-
-    def _flush(self, rows: int) -> None:
-        end = self.offset + rows
-        for c, arr in self.arrays.items():
-            a = np.concatenate(self.buf[c]) if len(self.buf[c]) > 1 else self.buf[c][0]
-            # whole chunks straight to their files (offset is chunk-aligned); the shape is set once, at
-            # finish. Another layout: through zarr, growing as it goes.
-            if not write_chunks(arr, self.paths[c], self.offset // self.chunk_rows, a[:rows]):
-                arr.resize((end,))
-                arr[self.offset : end] = a[:rows]
-            self.buf[c] = [a[rows:]]
-        self.offset = end
-        self.buffered -= rows
+        self.streams = {c: ChunkStream(_create_array(group_path, encode_name(c), 0, dt, int(chunk_rows)),
+                                       group_path / encode_name(c))
+                        for c, dt in self.columns.items()}
+        self.rows = 0
 
     def write(self, block: Mapping[str, np.ndarray]) -> None:
         n = len(block["pre"])
         if n == 0:
             return
-        for c in self.columns:
-            self.buf[c].append(block[c])
-        self.buffered += n
-        if self.buffered >= self.chunk_rows:
-            self._flush((self.buffered // self.chunk_rows) * self.chunk_rows)
+        for c, st in self.streams.items():
+            st.append(block[c])
+        self.rows += n
 
     def finish(self) -> int:
-        if self.buffered:
-            self._flush(self.buffered)
-        for arr in self.arrays.values():
-            if arr.shape[0] != self.offset:
-                arr.resize((self.offset,))  # metadata only: the chunk files are written
-        return self.offset
+        for st in self.streams.values():
+            st.close()
+        return self.rows
 
 
 def roi_runs(pre: np.ndarray, post: np.ndarray, roi: np.ndarray,
