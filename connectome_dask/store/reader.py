@@ -164,6 +164,7 @@ class Connectome:
         self._neurons: pd.DataFrame | None = None
         self._body_index: pd.Index | None = None
         self._rois_info: dict | None = None
+        self._pre_off: np.ndarray | None = None  # index.zarr/pre_offsets, read on first use
 
     # -- basic facts
     def __repr__(self) -> str:
@@ -394,6 +395,12 @@ class Connectome:
     def _index_array(self, name: str):
         return _open_array_cached(str(self._index_path(name)), self.token)
 
+    def _pre_offsets(self) -> np.ndarray:
+        """``index.zarr/pre_offsets``, read once per Connectome (a generation's index never changes)."""
+        if self._pre_off is None:
+            self._pre_off = self._read_index("pre_offsets")
+        return self._pre_off
+
     def _read_index(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """An index array, whole or at ``rows``, with the missing-chunk check."""
         arr = self._index_array(name)
@@ -528,7 +535,7 @@ class Connectome:
         n = self.n_synapses
         bounds = list(range(0, n, per)) + [n]
         if align_pre and len(bounds) > 2:
-            off = self._read_index("pre_offsets")
+            off = self._pre_offsets()
             inner = np.asarray(bounds[1:-1], dtype=np.int64)
             # the neuron each boundary row belongs to; move to its end unless it starts there
             i = np.searchsorted(off, inner, side="right") - 1
@@ -775,7 +782,7 @@ class Connectome:
             raise StoreError(f"{self.path} has no connection table (written by an older version)")
         if len(parts) == 1:
             return [(parts[0][0], parts[0][1], 0, n_pairs)]
-        off = self._read_index("pre_offsets")
+        off = self._pre_offsets()
         ppre = self.read_pairs(["pre"])["pre"]
         # each inner boundary is the first row of a presynaptic neuron: the first neuron starting there
         first = np.searchsorted(off, np.asarray([s for s, _ in parts[1:]], dtype=np.int64), side="left")
