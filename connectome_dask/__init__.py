@@ -21,6 +21,7 @@ from . import config as _config  # noqa: F401  (registers dask config defaults)
 from . import datasets
 from .aggregate import DenseMatrixTooLarge
 from .criteria import IsNull, NeuronCriteria, NotNull, SynapseCriteria
+from .direct import adjacency_from_files
 from .ingest import ingest
 from .matrix import (
     All,
@@ -61,6 +62,7 @@ __version__ = "0.1.0"
 __all__ = [
     "All",
     "Connectome",
+    "adjacency_from_files",
     "RoiSet",
     "assign_rois",
     "DenseMatrixTooLarge",

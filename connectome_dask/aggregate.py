@@ -603,19 +603,7 @@ def adjacency(
     else:
         group_values = neurons[by]
     codes, labels = _labels(group_values)
-    pre_code = np.full(conn.n_neurons, -1, dtype=np.int64)
-    pre_code[all_pre] = codes[all_pre]
-    post_code = np.full(conn.n_neurons, -1, dtype=np.int64)
-    post_code[all_post] = codes[all_post]
-    # only groups present on each axis
-    pre_groups = np.unique(pre_code[pre_code >= 0])
-    post_groups = np.unique(post_code[post_code >= 0])
-    remap_pre = np.full(len(labels) + 1, -1, dtype=np.int64)
-    remap_pre[pre_groups] = np.arange(len(pre_groups))
-    remap_post = np.full(len(labels) + 1, -1, dtype=np.int64)
-    remap_post[post_groups] = np.arange(len(post_groups))
-    pc = np.where(pre_code >= 0, remap_pre[pre_code], -1)
-    qc = np.where(post_code >= 0, remap_post[post_code], -1)
+    pc, qc, pre_groups, post_groups = _group_axes(codes, len(labels), all_pre, all_post)
     if pre_sign is None:
         mat = _group_counts(
             conn, pc, qc, len(pre_groups), len(post_groups), pre_idx, post_idx,
@@ -633,6 +621,39 @@ def adjacency(
         den = np.bincount(qc[qc >= 0], weights=post_total[qc >= 0], minlength=len(post_groups))
         with np.errstate(invalid="ignore", divide="ignore"):
             mat = np.where(den > 0, mat / np.where(den > 0, den, 1), 0.0)
+    return _grouped_array(mat, labels, pre_groups, post_groups, pc, qc, attrs)
+
+
+def _group_axes(codes: np.ndarray, n_labels: int, all_pre: np.ndarray, all_post: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-neuron group codes on each axis, renumbered over the groups present there.
+
+    ``codes``: each neuron's label code (``-1`` = no label); ``all_pre`` /
+    ``all_post``: the neurons on each axis. Returns the renumbered codes
+    (``-1`` = left out) and the label codes of the groups kept on each axis.
+    """
+    n = len(codes)
+    pre_code = np.full(n, -1, dtype=np.int64)
+    pre_code[all_pre] = codes[all_pre]
+    post_code = np.full(n, -1, dtype=np.int64)
+    post_code[all_post] = codes[all_post]
+    # only groups present on each axis
+    pre_groups = np.unique(pre_code[pre_code >= 0])
+    post_groups = np.unique(post_code[post_code >= 0])
+    remap_pre = np.full(n_labels + 1, -1, dtype=np.int64)
+    remap_pre[pre_groups] = np.arange(len(pre_groups))
+    remap_post = np.full(n_labels + 1, -1, dtype=np.int64)
+    remap_post[post_groups] = np.arange(len(post_groups))
+    pc = np.where(pre_code >= 0, remap_pre[pre_code], -1)
+    qc = np.where(post_code >= 0, remap_post[post_code], -1)
+    return pc, qc, pre_groups, post_groups
+
+
+def _grouped_array(mat: np.ndarray, labels: list[Any], pre_groups: np.ndarray, post_groups: np.ndarray,
+                   pc: np.ndarray, qc: np.ndarray, attrs: dict[str, Any]) -> xr.DataArray:
+    """The labelled grouped matrix: group labels as index coords, ``n_neurons_pre`` / ``_post`` alongside."""
+    import xarray as xr
+
     lab = np.array(labels, dtype=object)
     n_pre_g = np.bincount(pc[pc >= 0], minlength=len(pre_groups))
     n_post_g = np.bincount(qc[qc >= 0], minlength=len(post_groups))

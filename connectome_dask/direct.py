@@ -1,0 +1,466 @@
+"""Grouped synapse counts straight from raw synapse files, without building a store.
+
+:func:`adjacency_from_files` answers one grouped question (type x type, any
+neuron-table column, inside ROIs, above a confidence, between neuron subsets,
+with ``min_weight``) from a downloaded synapse table, as DuckDB answers one
+query on a Parquet file: the files are read once, in parallel, and nothing is
+written. A store (:func:`~connectome_dask.ingest.ingest`) pays its sort once
+and then answers every query from a few columns; this is for the first,
+or only, question.
+
+The graph: one task per group of Parquet row groups (per file for CSV and
+Feather), each reading only the body ID, ROI and confidence columns it
+needs, validating them by the ingest rules (so a bad row is named by file,
+column and row) and emitting, for the rows that pass the filters, one integer
+key per row: the (pre group, post group) cell, found by a hash probe of both
+body IDs in the neuron table (:mod:`connectome_dask.kernels.hashing`). The
+keys are summed in a tree into the dense result (or, with ``min_weight``,
+counted per neuron pair first). The counts equal
+``ingest(...).adjacency(by=..., ...)`` of the same files, whatever the task
+size or scheduler.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from ._compute import compute, tree_reduce
+from .aggregate import _group_axes, _grouped_array, _labels
+from .compute.dense import check_dense
+from .errors import IngestError
+from .ingest.main import _batches, _plan_for, _release
+from .ingest.neurons import _load_neurons, _merge_neurons
+from .ingest.plan import _check_schema, _Plan
+from .ingest.sources import _file_format, _read_error, _resolve_source, _schema_of
+from .ingest.values import _decode, _ids_to_int64, _to_float32, _to_float64
+from .kernels import hashing as H
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["DEFAULT_TASK_ROWS", "adjacency_from_files"]
+
+#: rows of one task (whole Parquet row groups are packed up to this many)
+DEFAULT_TASK_ROWS = 1 << 21
+
+#: rows converted per batch inside a task (bounds a task's memory)
+_BATCH_ROWS = 1 << 20
+
+#: partial key arrays become a dense count array once they hold this fraction of its cells
+_DENSE_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One task's share of the input: a file and, for Parquet, its row groups."""
+
+    file: str
+    fmt: str
+    row_groups: tuple[int, ...] | None
+    offset: int  # rows of the file before this part (for error messages)
+    rows: int
+    stamp: tuple[int, int]  # (size, mtime_ns) of the file when planned: part of the task key
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What every task needs besides its part (one object in the graph)."""
+
+    plan: _Plan
+    ids: tuple[str, str]
+    roi_col: str | None
+    wanted: tuple[str, ...] | None
+    conf_cols: tuple[str, ...]
+    thr: float
+    pairs: bool  # neuron-pair keys (min_weight) instead of group keys
+    n_key: int  # n_post groups, or the number of table IDs for pair keys
+    header: tuple[str, ...] | None
+
+
+def _file_parts(src: Any, task_rows: int) -> list[_Part]:
+    """Tasks of whole row groups (Parquet) or whole files (CSV, Feather); footers read here."""
+    import pyarrow.parquet as pq
+
+    parts: list[_Part] = []
+    for file in src.files:
+        st = os.stat(file)
+        stamp = (int(st.st_size), int(st.st_mtime_ns))
+        if src.fmt != "parquet":
+            parts.append(_Part(file, src.fmt, None, 0, -1, stamp))
+            continue
+        try:
+            meta = pq.ParquetFile(file).metadata
+        except (pa.ArrowException, OSError) as e:
+            raise _read_error(file, e) from None
+        group: list[int] = []
+        rows = start = offset = 0
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if group and rows + n > task_rows:
+                parts.append(_Part(file, "parquet", tuple(group), start, rows, stamp))
+                group, rows, start = [], 0, offset
+            group.append(i)
+            rows += n
+            offset += n
+        if group:
+            parts.append(_Part(file, "parquet", tuple(group), start, rows, stamp))
+    return parts
+
+
+def _read_batches(part: _Part, spec: _Spec, columns: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """The part's record batches with each batch's row offset in its file."""
+    if part.fmt != "parquet":
+        text = list(spec.ids) if part.fmt == "csv" else []
+        fmt = _file_format(part.fmt, text, list(spec.header) if spec.header else None)
+        try:
+            frag = next(ds.dataset([part.file], format=fmt).get_fragments())
+        except (pa.ArrowException, OSError) as e:
+            raise _read_error(part.file, e) from None
+        offset = 0
+        for batch in _batches(frag, columns, _BATCH_ROWS, part.file, spec.plan, part.fmt):
+            yield batch, offset
+            offset += batch.num_rows
+        return
+    import pyarrow.parquet as pq
+
+    prep = spec.plan.prep(part.file) if spec.plan.prep is not None else None
+    offset = part.offset
+    try:
+        pf = pq.ParquetFile(part.file)
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=list(part.row_groups or ()),
+                                     columns=columns, use_threads=False):
+            if prep is not None and batch.num_rows:
+                batch = prep(batch, offset)
+            yield batch, offset
+            offset += batch.num_rows
+    except (pa.ArrowException, OSError) as e:  # corrupt pages, failed checksums, I/O errors
+        raise IngestError(f"{part.file}: cannot read columns {columns} ({type(e).__name__}: {e})",
+                          file=part.file) from None
+
+
+def _roi_mask(arr: pa.Array, wanted: pa.Array) -> tuple[np.ndarray, set[str]]:
+    """Rows whose ROI is one of ``wanted`` (missing = none), and the ROI names the batch holds."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):  # the dictionary's few names, then one gather
+        names = arr.dictionary
+        if pa.types.is_binary(names.type) or pa.types.is_large_binary(names.type):
+            names = pc.cast(names, pa.string())
+        hit = pc.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False)
+        ind = arr.indices
+        idx = (pc.fill_null(ind, 0) if ind.null_count else ind).to_numpy(zero_copy_only=False)
+        keep = hit[idx] if len(hit) else np.zeros(len(arr), dtype=bool)
+        if arr.null_count:
+            keep &= arr.is_valid().to_numpy(zero_copy_only=False)
+        return keep, {v for v in names.to_pylist() if v}
+    arr = _decode(arr)
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        arr = pc.cast(arr, pa.string())
+    if pa.types.is_null(arr.type):
+        return np.zeros(len(arr), dtype=bool), set()
+    keep = pc.fill_null(pc.is_in(arr, value_set=wanted), False).to_numpy(zero_copy_only=False)
+    return keep, {v for v in pc.unique(arr).to_pylist() if v}
+
+
+def _confidence(raw: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
+    """float32 confidences as ingest stores them (missing = NaN, which no threshold keeps)."""
+    a = _decode(raw)
+    if pa.types.is_float32(a.type):
+        return a.to_numpy(zero_copy_only=False)
+    return _to_float32(_to_float64(a, file, column, offset, column), a, file, column, offset, column)
+
+
+def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
+    """One task: the keys of the part's kept rows, and the ROI names it saw."""
+    roi_cols = [spec.roi_col] if spec.wanted is not None and spec.roi_col is not None else []
+    cols = list(dict.fromkeys([*spec.ids, *roi_cols, *spec.conf_cols]))
+    wanted = pa.array(list(spec.wanted or ()), pa.string())
+    dummy_b = np.zeros(1, dtype=np.bool_)
+    dummy_f = np.zeros(1, dtype=np.float32)
+    out: list[np.ndarray] = []
+    seen: set[str] = set()
+    rows = 0
+    for batch, offset in _read_batches(part, spec, cols):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        rows += n
+        pre = _ids_to_int64(batch.column(spec.ids[0]), part.file, spec.ids[0], offset)
+        post = _ids_to_int64(batch.column(spec.ids[1]), part.file, spec.ids[1], offset)
+        roi_ok = dummy_b
+        if spec.wanted is not None and spec.roi_col is not None:
+            roi_ok, names = _roi_mask(batch.column(spec.roi_col), wanted)
+            seen |= names
+        conf = [_confidence(batch.column(c), part.file, c, offset) for c in spec.conf_cols]
+        c1 = conf[0] if conf else dummy_f
+        c2 = conf[1] if len(conf) > 1 else dummy_f
+        kernel = H.scan_pair_keys if spec.pairs else H.scan_group_keys
+        out.append(kernel(pre, post, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0,
+                          len(conf) > 1, tab, spec.n_key))
+    if part.rows >= 0 and rows != part.rows:
+        raise IngestError(f"{part.file} changed while being read: {part.rows} rows in its footer, {rows} read",
+                          file=part.file)
+    keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    if spec.pairs:  # whole neuron pairs are judged after the tree: count them per task first
+        u, c = np.unique(keys, return_counts=True)
+        return ("pairs", u, c.astype(np.int64), seen)
+    return ("keys", keys, None, seen)
+
+
+def _combine(parts: list[tuple], n_cells: int) -> tuple:
+    """Sum partials: key arrays, per-pair counts, or one flat dense count array."""
+    seen = set().union(*(p[3] for p in parts))
+    if parts[0][0] == "pairs":
+        u = np.concatenate([p[1] for p in parts])
+        c = np.concatenate([p[2] for p in parts])
+        order = np.argsort(u, kind="stable")
+        u, c = u[order], c[order]
+        if len(u):
+            first = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
+            u, c = u[first], np.add.reduceat(c, first)
+        return ("pairs", u, c, seen)
+    dense = [p[1] for p in parts if p[0] == "dense"]
+    keys = [p[1] for p in parts if p[0] == "keys"]
+    n_keys = sum(len(k) for k in keys)
+    if not dense and n_keys < _DENSE_FRACTION * n_cells:
+        return ("keys", np.concatenate(keys) if keys else np.zeros(0, np.int64), None, seen)
+    out = dense[0].copy() if dense else np.zeros(n_cells, dtype=np.int64)
+    for d in dense[1:]:
+        out += d
+    for k in keys:
+        H.add_keys(out, k)
+    return ("dense", out, None, seen)
+
+
+def _neuron_subset(spec: Any, table_ids: np.ndarray, side: str) -> np.ndarray:
+    """Table positions of a ``pre`` / ``post`` argument (body IDs; ``None`` = every neuron)."""
+    if spec is None:
+        return np.arange(len(table_ids))
+    if isinstance(spec, int | np.integer):
+        spec = [spec]
+    if isinstance(spec, str) or not isinstance(spec, Iterable):
+        raise TypeError(f"{side} must be body IDs (an int or a collection of ints) or None, "
+                        f"got {type(spec).__name__}")
+    ids = np.asarray(list(spec) if not isinstance(spec, np.ndarray | pd.Series | pd.Index) else spec)
+    if ids.size and ids.dtype.kind not in "iu":
+        raise TypeError(f"{side} must be body IDs (integers), got values of dtype {ids.dtype}")
+    return np.flatnonzero(np.isin(table_ids, ids.astype(np.int64)))
+
+
+def adjacency_from_files(
+    source: Any,
+    neurons: Any = None,
+    *,
+    by: str = "type",
+    pre: Any = None,
+    post: Any = None,
+    rois: str | Iterable[str] | None = None,
+    confidence: float | None = None,
+    min_weight: int = 1,
+    dialect: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    task_rows: int = DEFAULT_TASK_ROWS,
+    progress: bool | None = None,
+) -> xr.DataArray:
+    """Grouped synapse-count matrix straight from raw synapse files (no store is written).
+
+    The same matrix as ``ingest(source, store, neurons=neurons).adjacency(by=by, ...)``
+    without the ingest: each file is read once, in parallel tasks, for the
+    columns the question needs.
+
+    Parameters
+    ----------
+    source
+        Synapse files as :func:`~connectome_dask.ingest.ingest` takes them: a
+        Parquet, CSV or Feather file, a directory, a glob or a list, or a
+        release folder (its synapse and neuron files are found).
+    neurons
+        Neuron table (path or DataFrame) with the body ID column
+        (``bodyId`` / ``root_id`` / ``pt_root_id``) and the ``by`` column;
+        ``None`` for a release folder that holds one.
+    by
+        Neuron-table column to sum over (``"type"``; crantpy's ``cell_type``
+        is read as ``type``). Labels are ordered as in
+        :meth:`~connectome_dask.Connectome.adjacency`; neurons without a
+        value, and bodies not in the neuron table, are left out.
+    pre, post
+        Body IDs counted on each side (an int or a collection of ints);
+        ``None`` = every neuron.
+    rois
+        Count only synapses whose postsynaptic site (the ``roi_post``
+        column of the dialect, or ``columns={"roi_post": ...}``) is in these
+        ROIs, named as the file names them.
+    confidence
+        Keep synapses with confidence strictly above this (compared in
+        float32, as a store compares it; every confidence column must pass).
+    min_weight
+        Neuron pairs with fewer synapses (after the filters) are left out
+        before grouping.
+    dialect, columns
+        Column dialect and explicit column mapping, as for
+        :func:`~connectome_dask.ingest.ingest`.
+    task_rows
+        Rows per task: whole Parquet row groups are packed up to this many.
+        The counts do not depend on it.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.DataArray
+        int64, dims ``("pre", "post")``, the group labels present on each
+        axis as index coordinates with ``n_neurons_pre`` / ``n_neurons_post``;
+        ``attrs`` hold the source and the filters.
+
+    Raises
+    ------
+    IngestError
+        Unreadable or missing files, a missing column, a bad body ID or
+        confidence (named by file, column and row), or a bad neuron table.
+        Schema and neuron-table problems are found before any work runs.
+    KeyError
+        ``by`` is not a neuron-table column, ``rois`` without a ROI column,
+        ``confidence`` without a confidence column, or ROI names that no
+        file holds.
+    ValueError
+        ``by="bodyId"`` (neuron x neuron needs a store: ingest it), a
+        connection-level source, or a bad ``min_weight`` / ``task_rows``.
+    TypeError
+        ``pre`` / ``post`` are not body IDs.
+    DenseMatrixTooLarge
+        The result would exceed ``connectome_dask.max_dense_bytes``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import connectome_dask as cd
+    >>> pd.DataFrame({"pre_pt_root_id": [1, 1, 2, 3], "post_pt_root_id": [2, 3, 3, 1],
+    ...               "neuropil": ["AL_L", "LH_L", "AL_L", "AL_L"]}).to_parquet(tmp_path / "syn.parquet")
+    >>> nrn = pd.DataFrame({"root_id": [1, 2, 3], "cell_type": ["ORN", "PN", "PN"]})
+    >>> A = cd.adjacency_from_files(tmp_path / "syn.parquet", nrn, columns={"roi_post": "neuropil"},
+    ...                             rois=["AL_L"], progress=False)
+    >>> A.pre.values.tolist(), A.values.tolist()
+    (['ORN', 'PN'], [[0, 1], [1, 1]])
+    """
+    if by == "bodyId":
+        raise ValueError("by='bodyId' (neuron x neuron) needs the sorted store: ingest the files "
+                         "(connectome_dask.ingest) and use Connectome.adjacency")
+    if isinstance(min_weight, bool) or not isinstance(min_weight, int | np.integer) or min_weight < 1:
+        raise ValueError(f"min_weight must be an integer >= 1, got {min_weight!r}")
+    if isinstance(task_rows, bool) or not isinstance(task_rows, int | np.integer) or task_rows < 1:
+        raise ValueError(f"task_rows must be a positive integer, got {task_rows!r}")
+    if isinstance(rois, str):
+        rois = [rois]
+    roi_list = None if rois is None else [str(r) for r in rois]
+
+    release, source, neurons, _, _, _ = _release(source, dialect, columns, neurons, None, None, "synapses")
+    if release is not None and release.kind == "connections":
+        raise ValueError(f"{release.dialect.name}: a connection-level release (one row per connection); "
+                         "adjacency_from_files counts synapse rows: ingest it with kind='connections'")
+    if not isinstance(source, str | os.PathLike | list | tuple):
+        raise ValueError("adjacency_from_files reads synapse files; this release needs a join of its "
+                         "exports first: ingest it (connectome_dask.ingest)")
+    header = release.header if release is not None else None
+    src = _resolve_source(source, header)
+    if not src.files:
+        raise IngestError("adjacency_from_files reads files; write the table to Parquet first")
+    first_file, first_frag = next(src.fragments())
+    plan = _plan_for(release, _schema_of(first_frag, first_file), first_file, dialect, columns, "synapses")
+    if src.fmt == "csv":  # body IDs as text, as ingest reads them
+        src.dataset = ds.dataset(src.files, format=_file_format("csv", list(plan.ids.values()), header))
+    for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
+        _check_schema(plan, _schema_of(frag, file), file)
+    if neurons is None:
+        raise IngestError(f"grouping by {by!r} needs a neuron table: pass neurons=<table with a body ID "
+                          f"column and {by!r}>")
+    table, label = _load_neurons(neurons)
+    table_ids = np.sort(table["bodyId"].to_numpy(np.int64))
+    frame = _merge_neurons(table_ids, table)
+    if by not in frame.columns:
+        raise KeyError(f"unknown neuron column {by!r}; available: {list(frame.columns)}")
+    roi_col = plan.rois.get("roi_post")
+    if roi_list is not None and roi_col is None:
+        raise KeyError(f"{first_file}: no ROI column to filter on; map the postsynaptic site's ROI with "
+                       "columns={'roi_post': <column>}")
+    conf_cols: tuple[str, ...] = ()
+    if confidence is not None:
+        if "confidence" in plan.floats:
+            conf_cols = (plan.floats["confidence"],)
+        else:
+            conf_cols = tuple(plan.floats[c] for c in ("confidence_pre", "confidence_post") if c in plan.floats)
+        if not conf_cols:
+            raise KeyError(f"{first_file}: no confidence column to threshold; map one with "
+                           "columns={'confidence': <column>}")
+
+    codes, labels = _labels(frame[by])
+    all_pre = _neuron_subset(pre, table_ids, "pre")
+    all_post = _neuron_subset(post, table_ids, "post")
+    gp, gq, pre_groups, post_groups = _group_axes(codes, len(labels), all_pre, all_post)
+    n_pre, n_post = len(pre_groups), len(post_groups)
+    check_dense((n_pre, n_post), 8, "the grouped matrix")
+
+    tab = H.build_id_table(table_ids)
+    pos = tab[:, 3]
+    have = pos >= 0
+    pairs = int(min_weight) > 1
+    if pairs:  # pair keys over table positions, for neurons counted on each side
+        tab[:, 1] = np.where(have, np.where(gp[np.where(have, pos, 0)] >= 0, pos, -1), -1)
+        tab[:, 2] = np.where(have, np.where(gq[np.where(have, pos, 0)] >= 0, pos, -1), -1)
+    else:
+        tab[:, 1] = np.where(have, gp[np.where(have, pos, 0)], -1)
+        tab[:, 2] = np.where(have, gq[np.where(have, pos, 0)], -1)
+    spec = _Spec(plan, (plan.ids["pre"], plan.ids["post"]), roi_col,
+                 None if roi_list is None else tuple(roi_list), conf_cols,
+                 float(np.float32(confidence)) if confidence is not None else 0.0,
+                 pairs, len(table_ids) if pairs else max(n_post, 1), tuple(header) if header else None)
+    parts = _file_parts(src, int(task_rows))
+    if sum(p.rows for p in parts if p.rows >= 0) == 0 and all(p.rows >= 0 for p in parts):
+        raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
+
+    from dask.base import tokenize
+    from dask.delayed import delayed
+
+    spec_d = delayed(spec, pure=True)
+    tab_d = delayed(tab, pure=True)
+    count = delayed(_count_part, pure=True)
+    tasks = [count(p, spec_d, tab_d, dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key)}") for p in parts]
+    combine = functools.partial(_combine, n_cells=n_pre * n_post)
+    (res,) = compute(tree_reduce(tasks, combine, name="files-combine"), progress=progress)
+
+    if roi_list is not None:
+        unknown = [r for r in roi_list if r not in res[3]]
+        if unknown:
+            raise KeyError(f"unknown ROI(s) {unknown}; the files' ROIs are: {', '.join(sorted(res[3]))}")
+    mat = np.zeros(n_pre * n_post, dtype=np.int64)
+    if res[0] == "pairs":
+        u, c = res[1], res[2]
+        keep = c >= int(min_weight)
+        u, c = u[keep], c[keep]
+        n_ids = len(table_ids)
+        cell = gp[u // n_ids] * n_post + gq[u % n_ids]
+        H.add_weighted_keys(mat, cell, c)
+    elif res[0] == "dense":
+        mat = res[1]
+    else:
+        H.add_keys(mat, res[1])
+    attrs = {
+        "source": src.files[0] if len(src.files) == 1 else src.label,
+        "neurons": label,
+        "by": by,
+        "rois": json.dumps(roi_list),
+        "min_weight": int(min_weight),
+        "confidence": "none" if confidence is None else float(confidence),
+        "weight": "synapse count",
+    }
+    return _grouped_array(mat.reshape(n_pre, n_post), labels, pre_groups, post_groups, gp, gq, attrs)
