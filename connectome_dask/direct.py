@@ -40,7 +40,7 @@ from .aggregate import _group_axes, _grouped_array, _labels
 from .compute.dense import check_dense
 from .errors import IngestError
 from .ingest.main import _batches, _plan_for, _release
-from .ingest.neurons import _load_neurons, _merge_neurons
+from .ingest.neurons import _load_neurons
 from .ingest.plan import _check_schema, _Plan
 from .ingest.sources import _file_format, _read_error, _resolve_source, _schema_of
 from .ingest.values import _decode, _ids_to_int64, _to_float32, _to_float64
@@ -149,28 +149,34 @@ def _read_batches(part: _Part, spec: _Spec, columns: list[str]) -> Iterator[tupl
                           file=part.file) from None
 
 
-def _roi_mask(arr: pa.Array, wanted: pa.Array) -> tuple[np.ndarray, set[str]]:
-    """Rows whose ROI is one of ``wanted`` (missing = none), and the ROI names the batch holds."""
+def _roi_codes(arr: pa.Array, wanted: pa.Array) -> tuple[np.ndarray, np.ndarray, set[str]]:
+    """Per-row ROI codes (``-1`` = none), which codes are wanted (by ``code + 1``), and the batch's ROI names.
+
+    A dictionary column keeps its own indices as codes (the few dictionary
+    names are looked up, no per-row strings); plain text is matched once
+    against the wanted names.
+    """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):  # the dictionary's few names, then one gather
+    if pa.types.is_dictionary(arr.type):
         names = arr.dictionary
         if pa.types.is_binary(names.type) or pa.types.is_large_binary(names.type):
             names = pc.cast(names, pa.string())
         hit = pc.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False)
         ind = arr.indices
-        idx = (pc.fill_null(ind, 0) if ind.null_count else ind).to_numpy(zero_copy_only=False)
-        keep = hit[idx] if len(hit) else np.zeros(len(arr), dtype=bool)
-        if arr.null_count:
-            keep &= arr.is_valid().to_numpy(zero_copy_only=False)
-        return keep, {v for v in names.to_pylist() if v}
+        if arr.null_count:  # a null entry's index is arbitrary: make it "no ROI"
+            ind = pc.if_else(arr.is_valid(), ind, pa.scalar(-1, ind.type))
+        codes = ind.to_numpy(zero_copy_only=False)
+        return codes, np.concatenate([[False], hit]), {v for v in names.to_pylist() if v}
     arr = _decode(arr)
     if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
         arr = pc.cast(arr, pa.string())
     if pa.types.is_null(arr.type):
-        return np.zeros(len(arr), dtype=bool), set()
-    keep = pc.fill_null(pc.is_in(arr, value_set=wanted), False).to_numpy(zero_copy_only=False)
-    return keep, {v for v in pc.unique(arr).to_pylist() if v}
+        return np.full(len(arr), -1, dtype=np.int32), np.zeros(1, dtype=bool), set()
+    codes = pc.fill_null(pc.index_in(arr, value_set=wanted), -1).to_numpy(zero_copy_only=False)
+    ok = np.ones(len(wanted) + 1, dtype=bool)
+    ok[0] = False
+    return codes, ok, {v for v in pc.unique(arr).to_pylist() if v}
 
 
 def _confidence(raw: pa.Array, file: str, column: str, offset: int) -> np.ndarray:
@@ -187,6 +193,7 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
     cols = list(dict.fromkeys([*spec.ids, *roi_cols, *spec.conf_cols]))
     wanted = pa.array(list(spec.wanted or ()), pa.string())
     dummy_b = np.zeros(1, dtype=np.bool_)
+    dummy_i = np.zeros(1, dtype=np.int32)
     dummy_f = np.zeros(1, dtype=np.float32)
     out: list[np.ndarray] = []
     seen: set[str] = set()
@@ -198,15 +205,15 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
         rows += n
         pre = _ids_to_int64(batch.column(spec.ids[0]), part.file, spec.ids[0], offset)
         post = _ids_to_int64(batch.column(spec.ids[1]), part.file, spec.ids[1], offset)
-        roi_ok = dummy_b
+        roi, roi_ok = dummy_i, dummy_b
         if spec.wanted is not None and spec.roi_col is not None:
-            roi_ok, names = _roi_mask(batch.column(spec.roi_col), wanted)
+            roi, roi_ok, names = _roi_codes(batch.column(spec.roi_col), wanted)
             seen |= names
         conf = [_confidence(batch.column(c), part.file, c, offset) for c in spec.conf_cols]
         c1 = conf[0] if conf else dummy_f
         c2 = conf[1] if len(conf) > 1 else dummy_f
         kernel = H.scan_pair_keys if spec.pairs else H.scan_group_keys
-        out.append(kernel(pre, post, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0,
+        out.append(kernel(pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0,
                           len(conf) > 1, tab, spec.n_key))
     if part.rows >= 0 and rows != part.rows:
         raise IngestError(f"{part.file} changed while being read: {part.rows} rows in its footer, {rows} read",
@@ -385,8 +392,9 @@ def adjacency_from_files(
         raise IngestError(f"grouping by {by!r} needs a neuron table: pass neurons=<table with a body ID "
                           f"column and {by!r}>")
     table, label = _load_neurons(neurons)
-    table_ids = np.sort(table["bodyId"].to_numpy(np.int64))
-    frame = _merge_neurons(table_ids, table)
+    # the table's bodies in ID order, as a store's neuron frame holds them (IDs are unique: checked)
+    frame = table.sort_values("bodyId", kind="stable", ignore_index=True)
+    table_ids = frame["bodyId"].to_numpy(np.int64)
     if by not in frame.columns:
         raise KeyError(f"unknown neuron column {by!r}; available: {list(frame.columns)}")
     roi_col = plan.rois.get("roi_post")
@@ -432,7 +440,8 @@ def adjacency_from_files(
     from dask.delayed import delayed
 
     spec_d = delayed(spec, pure=True)
-    tab_d = delayed(tab, pure=True)
+    # the table is a function of the IDs and their groups: hash those (3 small arrays, not the 32-byte slots)
+    tab_d = delayed(tab, name=f"files-ids-{tokenize(table_ids, gp, gq, pairs)}")
     count = delayed(_count_part, pure=True)
     tasks = [count(p, spec_d, tab_d, dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key)}") for p in parts]
     combine = functools.partial(_combine, n_cells=n_pre * n_post)
@@ -452,8 +461,9 @@ def adjacency_from_files(
         H.add_weighted_keys(mat, cell, c)
     elif res[0] == "dense":
         mat = res[1]
-    else:
-        H.add_keys(mat, res[1])
+    elif len(res[1]):  # sorted cells, then one write each: random adds over the whole matrix miss the TLB
+        u, c = np.unique(res[1], return_counts=True)
+        mat[u] = c
     attrs = {
         "source": src.files[0] if len(src.files) == 1 else src.label,
         "neurons": label,

@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 from .._compute import progress_bar
 from .._fsutil import check_name, scratch_dir
 from ..errors import IngestError
+from ..kernels import hashing as _hashing
 from ..labels import neuprint_label
 from ..store import DEFAULT_CHUNK_ROWS, Connectome, StoreWriter
 from ..units import LENGTH_UNITS, VOXEL_UNITS, parse_units
@@ -78,41 +79,49 @@ class _Scan:
 class _Tally:
     """Per-body row counts (and weight sums) of both sides over the batches of pass 1.
 
-    One hash factorization of a batch's pre and post IDs gives every count of
-    the batch (``np.bincount`` on the codes); the per-batch tables are merged
-    every 16 batches, so memory stays at a few tables of distinct IDs.
+    The distinct IDs seen so far live in a hash table
+    (:mod:`connectome_dask.kernels.hashing`): a batch's pre and post IDs are
+    probed there (~2x faster than a ``pandas.factorize`` of the batch), only the
+    IDs the table misses are made unique and added (after the first batches of
+    a whole-brain table, hardly any), and ``np.bincount`` of the positions
+    gives the batch's counts. Memory: the distinct IDs and their counts.
     """
 
     def __init__(self) -> None:
-        self._ids: list[np.ndarray] = []
-        self._vals: list[np.ndarray] = []
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._tab = _hashing.build_id_table(self._ids)
+        self._vals = np.zeros((0, 2), dtype=np.int64)
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        pos = _hashing.id_slots(self._tab, ids)
+        miss = pos < 0
+        if miss.any():
+            new = np.unique(ids[miss])
+            self._ids = np.concatenate([self._ids, new])
+            self._tab = _hashing.build_id_table(self._ids)
+            pos[miss] = _hashing.id_slots(self._tab, ids[miss])
+        return pos
 
     def add(self, pre: np.ndarray, post: np.ndarray, w: np.ndarray | None) -> None:
-        codes, uniq = pd.factorize(np.concatenate([pre, post]))
-        n, m = len(pre), len(uniq)
-        cols = [np.bincount(codes[:n], minlength=m), np.bincount(codes[n:], minlength=m)]
+        a = self._positions(pre)
+        b = self._positions(post)
+        m = len(self._ids)
+        cols = [np.bincount(a, minlength=m), np.bincount(b, minlength=m)]
         if w is not None:
-            cols += [_sums(codes[:n], w, m), _sums(codes[n:], w, m)]
-        self._ids.append(np.asarray(uniq, dtype=np.int64))
-        self._vals.append(np.stack(cols, axis=1).astype(np.int64, copy=False))
-        if len(self._ids) >= 16:
-            self._merge()
-
-    def _merge(self) -> None:
-        if len(self._ids) <= 1:
-            return
-        codes, uniq = pd.factorize(np.concatenate(self._ids))
-        vals = np.concatenate(self._vals)
-        out = np.stack([_sums(codes, vals[:, j], len(uniq)) for j in range(vals.shape[1])], axis=1)
-        self._ids, self._vals = [np.asarray(uniq, dtype=np.int64)], [out]
+            cols += [_sums(a, w, m), _sums(b, w, m)]
+        batch = np.stack(cols, axis=1).astype(np.int64, copy=False)
+        if self._vals.shape[1] != batch.shape[1]:
+            self._vals = np.zeros((0, batch.shape[1]), dtype=np.int64)
+        if len(self._vals) < m:
+            self._vals = np.concatenate([self._vals, np.zeros((m - len(self._vals), batch.shape[1]), np.int64)])
+        self._vals += batch
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted distinct IDs and their counts: rows as pre, rows as post[, weight as pre, weight as post]."""
-        self._merge()
-        if not self._ids:
+        if not len(self._ids):
             return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
-        order = np.argsort(self._ids[0], kind="stable")
-        return self._ids[0][order], self._vals[0][order]
+        order = np.argsort(self._ids, kind="stable")
+        return self._ids[order], self._vals[order]
 
 
 def _sums(codes: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
@@ -248,14 +257,16 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
                  (body_ids, syn[:, 0].copy()), (body_ids, syn[:, 1].copy()))
 
 
-def _encode(ids: np.ndarray, body_index: pd.Index) -> np.ndarray:
+def _encode(ids: np.ndarray, body_index: np.ndarray) -> np.ndarray:
     """Dense indices of ``ids`` in the sorted unique body IDs.
 
     The same as ``np.searchsorted(body_ids, ids)`` for IDs known to be present
-    (pass 1 saw them all), but a hash lookup: ~5x faster on whole-brain ID
-    sets, where binary search is dominated by cache misses.
+    (pass 1 saw them all), but a hash probe in the table of
+    :func:`connectome_dask.kernels.hashing.build_id_table`: ~5x faster than
+    binary search on whole-brain ID sets (cache misses) and ~2.5x faster than
+    ``pandas.Index.get_indexer``.
     """
-    pos = body_index.get_indexer(ids)
+    pos = _hashing.id_slots(body_index, ids)
     if len(pos) and pos.min() < 0:  # pass 2 saw an ID pass 1 did not: the input changed
         raise IngestError(f"body ID {ids[np.argmax(pos < 0)]} appeared only in the second pass")
     return pos.astype(np.int32)
@@ -264,7 +275,7 @@ def _encode(ids: np.ndarray, body_index: pd.Index) -> np.ndarray:
 def _convert_batch(
     batch: pa.RecordBatch,
     plan: _Plan,
-    body_index: pd.Index,
+    body_index: np.ndarray,
     scale: np.ndarray,
     shift: np.ndarray,
     roi_names: pa.Array,
@@ -592,7 +603,7 @@ def ingest(
             out_dtypes[t] = "int64" if pa.types.is_integer(typ) else "float32"
         out_dtypes.update({t: "int16" for t in plan.rois})
         roi_names = pa.array(scan.roi_names, type=pa.string())
-        body_index = pd.Index(body_ids)
+        body_index = _hashing.build_id_table(body_ids)
 
         # ---- pass 2: convert and write
         read_cols = plan.source_columns()
