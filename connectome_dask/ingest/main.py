@@ -93,7 +93,7 @@ class _Tally:
         self._vals = np.zeros((0, 2), dtype=np.int64)
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
-        pos = _hashing.id_slots(self._tab, ids)
+        pos = _id_slots(self._tab, ids)
         miss = pos < 0
         if miss.any():
             new = np.unique(ids[miss])
@@ -122,6 +122,28 @@ class _Tally:
             return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
         order = np.argsort(self._ids, kind="stable")
         return self._ids[order], self._vals[order]
+
+
+#: ID lookups of at least this many IDs are split over two threads (the probe kernel releases the GIL)
+_THREADED_IDS = 1 << 18
+
+
+def _id_slots(tab: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """:func:`~connectome_dask.kernels.hashing.id_slots`, the halves on two threads for large batches.
+
+    Pass 1 and the conversion of pass 2 run in the calling thread while the
+    second core waits on the next batch's read; half the probes go there.
+    """
+    n = len(ids)
+    if n < _THREADED_IDS or (os.cpu_count() or 1) < 2:
+        return _hashing.id_slots(tab, ids)
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = n // 2
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(_hashing.id_slots, tab, ids[h:])
+        first = _hashing.id_slots(tab, ids[:h])
+        return np.concatenate([first, fut.result()])
 
 
 def _sums(codes: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
@@ -266,7 +288,7 @@ def _encode(ids: np.ndarray, body_index: np.ndarray) -> np.ndarray:
     binary search on whole-brain ID sets (cache misses) and ~2.5x faster than
     ``pandas.Index.get_indexer``.
     """
-    pos = _hashing.id_slots(body_index, ids)
+    pos = _id_slots(body_index, ids)
     if len(pos) and pos.min() < 0:  # pass 2 saw an ID pass 1 did not: the input changed
         raise IngestError(f"body ID {ids[np.argmax(pos < 0)]} appeared only in the second pass")
     return pos.astype(np.int32)
