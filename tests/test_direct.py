@@ -264,12 +264,13 @@ def test_group_keys_against_numpy():
     n = 5000
     pre = np.where(rng.random(n) < 0.1, 10**13 + 1, rng.choice(ids, n))  # some IDs outside the table
     post = rng.choice(ids, n)
-    roi = rng.random(n) < 0.6
+    roi = rng.integers(-1, 4, n).astype(np.int16)
+    roi_ok = np.array([False, True, False, True, True])  # by code + 1: none and code 1 are left out
     conf = rng.random(n).astype(np.float32)
-    got = H.scan_group_keys(pre, post, roi, True, conf, conf, np.float32(0.3), True, False, tab, 5)
+    got = H.scan_group_keys(pre, post, roi, roi_ok, True, conf, conf, np.float32(0.3), True, False, tab, 5)
     idx = pd.Index(ids)
     a, b = idx.get_indexer(pre), idx.get_indexer(post)
     ga = np.where(a >= 0, g_pre[a], -1)
     gb = g_post[b]
-    keep = roi & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
+    keep = np.isin(roi, [0, 2, 3]) & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
     np.testing.assert_array_equal(got, (ga * 5 + gb)[keep])

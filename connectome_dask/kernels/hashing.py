@@ -103,7 +103,7 @@ def id_slots(tab, ids):
 
 
 @numba.njit(cache=True, nogil=True)
-def scan_group_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_post):
+def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_post):
     """Group-pair keys ``gp * n_post + gq`` of the rows that pass the filters.
 
     The probe loop is written out for both sides (a shared njit helper
@@ -113,8 +113,9 @@ def scan_group_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_
     ----------
     pre, post
         int64 body IDs per row.
-    roi_ok
-        bool per row (the ROI filter, read when ``use_roi``).
+    roi, roi_ok
+        Integer ROI code per row (``-1`` = none) and bool per ``code + 1``
+        (slot 0 = no ROI): the ROI filter, read when ``use_roi``.
     conf, conf2
         float32 confidence columns, read when ``use_conf`` / ``use_conf2``.
     thr
@@ -135,9 +136,13 @@ def scan_group_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_
     >>> tab = build_id_table(np.array([10, 20], np.int64))
     >>> tab[:, 1] = tab[:, 2] = tab[:, 3]  # group = position: 10 -> 0, 20 -> 1
     >>> no = np.zeros(1, np.float32)
+    >>> roi, roi_ok = np.array([0, -1, 0], np.int16), np.array([False, True])  # keep ROI 0
     >>> scan_group_keys(np.array([10, 20, 30], np.int64), np.array([20, 20, 10], np.int64),
-    ...                 np.ones(3, np.bool_), False, no, no, 0.0, False, False, tab, 2).tolist()
+    ...                 roi, roi_ok, False, no, no, 0.0, False, False, tab, 2).tolist()
     [1, 3]
+    >>> scan_group_keys(np.array([10, 20, 30], np.int64), np.array([20, 20, 10], np.int64),
+    ...                 roi, roi_ok, True, no, no, 0.0, False, False, tab, 2).tolist()
+    [1]
     """
     n = len(pre)
     cm = tab.shape[0] - 1
@@ -145,7 +150,7 @@ def scan_group_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_
     out = np.empty(n, dtype=np.int64)
     k = 0
     for i in range(n):
-        if use_roi and not roi_ok[i]:
+        if use_roi and not roi_ok[roi[i] + 1]:
             continue
         if use_conf and not conf[i] > thr:
             continue
@@ -177,7 +182,7 @@ def scan_group_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_
 
 
 @numba.njit(cache=True, nogil=True)
-def scan_pair_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_ids):
+def scan_pair_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_ids):
     """Neuron-pair keys ``i * n + j`` (positions in the table's ID list) of the kept rows.
 
     As :func:`scan_group_keys`, for counts that must judge whole neuron pairs
@@ -190,7 +195,8 @@ def scan_pair_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_c
     >>> tab = build_id_table(np.array([10, 20], np.int64))
     >>> tab[:, 1] = tab[:, 2] = tab[:, 3]
     >>> no = np.zeros(1, np.float32)
-    >>> scan_pair_keys(np.array([10, 20], np.int64), np.array([20, 20], np.int64), np.ones(2, np.bool_),
+    >>> roi, roi_ok = np.zeros(2, np.int16), np.ones(2, np.bool_)
+    >>> scan_pair_keys(np.array([10, 20], np.int64), np.array([20, 20], np.int64), roi, roi_ok,
     ...                False, no, no, 0.0, False, False, tab, 2).tolist()
     [1, 3]
     """
@@ -200,7 +206,7 @@ def scan_pair_keys(pre, post, roi_ok, use_roi, conf, conf2, thr, use_conf, use_c
     out = np.empty(n, dtype=np.int64)
     k = 0
     for i in range(n):
-        if use_roi and not roi_ok[i]:
+        if use_roi and not roi_ok[roi[i] + 1]:
             continue
         if use_conf and not conf[i] > thr:
             continue
