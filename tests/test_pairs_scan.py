@@ -306,7 +306,7 @@ def test_damaged_chunk_files(stores, tmp_path, damage):
         A.pair_counts(conn, confidence=0.5, progress=False)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(8))
 def test_combining_dense_blocks_and_triples(seed):
     """Partials of both forms summed in random trees equal one np.add.at of every triple."""
     rng = np.random.default_rng(seed)
@@ -319,12 +319,15 @@ def test_combining_dense_blocks_and_triples(seed):
         gq = rng.integers(0, n_post, k).astype(np.int32)
         c = rng.integers(1, 50, k).astype(np.int64)
         np.add.at(ref, (gp, gq), c)
-        if k and rng.random() < 0.5:
+        u = rng.random()
+        if k and u < 0.35:
             block = np.zeros((int(gp.max()) - int(gp.min()) + 1, n_post), np.int64)
             np.add.at(block, (gp - gp.min(), gq), c)
             parts.append(("dense", int(gp.min()), block))
-        else:
+        elif u < 0.7:
             parts.append(("sparse", gp, gq, c))
+        else:  # sorted (cell << 32) | count entries, written out here from the format's definition
+            parts.append(("packed", np.sort(((gp.astype(np.int64) * n_post + gq) << 32) | c)))
     kinds = {p[0] for p in parts}
     while len(parts) > 1:  # random fan-in, as the tree reduction groups them
         k = int(rng.integers(2, 4))

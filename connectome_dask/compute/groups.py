@@ -22,7 +22,9 @@ from ..kernels import pairs as K
 from .dense import check_dense
 from .pairs import (
     RowFilter,
+    _pair_table_ranges,
     _pairs_table_part,
+    _roi_table_ranges,
     default_partition_rows,
     index_block,
     pairs_scan_tasks,
@@ -47,13 +49,47 @@ def _add_triples(out: np.ndarray, row0: int, gp: np.ndarray, gq: np.ndarray, cnt
                       np.arange(out.shape[1], dtype=np.int64), gp, gq, cnt)
 
 
+#: the connection table is added into the dense result by one task when it has at least one pair per
+#: this many cells (below, ranges of it are merged as sorted packed pairs)
+_TABLE_DENSE_PAIRS = 32
+
+#: bits of the count in a packed ``(cell << 32) | count`` entry of a partial
+_PACK_SHIFT = 32
+
+
+def _pack(gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray, n_post: int) -> np.ndarray | None:
+    """Sorted ``(gp * n_post + gq) << 32 | cnt`` entries, or None when a cell or a count does not fit.
+
+    Sorted entries are added into the result in address order
+    (:func:`~connectome_dask.kernels.pairs.add_packed`); the same adds in pair
+    order jump across a matrix of hundreds of MB (measured 1.4x slower for
+    0.7 M pairs into 7.9 k x 7.9 k, and noisier: every add a TLB miss).
+    """
+    if len(gp) == 0:
+        return np.zeros(0, np.int64)
+    if (int(gp.max()) + 1) * n_post >= 1 << (63 - _PACK_SHIFT) or int(cnt.max()) >= 1 << _PACK_SHIFT \
+            or int(cnt.min()) < 0:
+        return None
+    packed = ((gp.astype(np.int64) * n_post + gq) << _PACK_SHIFT) | cnt.astype(np.int64, copy=False)
+    packed.sort()
+    return packed
+
+
+def _unpack(packed: np.ndarray, n_post: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cell = packed >> _PACK_SHIFT
+    return ((cell // n_post).astype(np.int32), (cell % n_post).astype(np.int32),
+            packed & ((1 << _PACK_SHIFT) - 1))
+
+
 def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
-    """One partition's pair counts summed into groups: ``("dense", lo, block)`` or ``("sparse", gp, gq, cnt)``.
+    """One partition's pair counts summed into groups: ``("dense", lo, block)``, or its pairs as
+    ``("packed", entries)`` (sorted, see :func:`_pack`) / ``("sparse", gp, gq, cnt)``.
 
     The dense block spans the group rows the partition's pairs touch; with
     thousands of groups whose neurons are spread over the whole table
-    (cell types) that is nearly the whole matrix, and the triples are then
-    kept instead (16 bytes per pair), to be added once into the result.
+    (cell types) that is nearly the whole matrix, and the pairs are then
+    kept instead (8 bytes per pair packed, 16 as triples), to be added once
+    into the result.
     """
     gp = pre_code[upre]
     gq = post_code[upost]
@@ -61,12 +97,15 @@ def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
     if not ok.all():
         gp, gq, cnt = gp[ok], gq[ok], cnt[ok]
     if len(gp) == 0:
-        return ("sparse", np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+        return ("packed", np.zeros(0, np.int64))
     lo, hi = int(gp.min()), int(gp.max())
     if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(gp):
         out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
         _add_triples(out, lo, gp, gq, cnt)
         return ("dense", lo, out)
+    packed = _pack(gp, gq, cnt, n_post)
+    if packed is not None:
+        return ("packed", packed)
     return ("sparse", gp.astype(np.int32), gq.astype(np.int32), cnt.astype(np.int64, copy=False))
 
 
@@ -82,20 +121,41 @@ def _group_chunk(block, start, filt: RowFilter, pre_code, post_code, n_post: int
     return _group_part(upre, upost, cnt, pre_code, post_code, n_post)
 
 
+def _rows_of(p: tuple, n_post: int) -> tuple[int, int] | None:
+    """First and last group row a partial touches (None when it is empty)."""
+    if p[0] == "dense":
+        return p[1], p[1] + p[2].shape[0] - 1
+    if p[0] == "packed":
+        if not len(p[1]):
+            return None
+        return int(p[1][0] >> _PACK_SHIFT) // n_post, int(p[1][-1] >> _PACK_SHIFT) // n_post
+    if not len(p[1]):
+        return None
+    return int(p[1].min()), int(p[1].max())
+
+
 def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
-    """Sum partial grouped counts: triples stay triples while they cost less than the dense block."""
-    dense = [p for p in parts if p[0] == "dense"]
-    sparse = [p for p in parts if p[0] == "sparse" and len(p[1])]
-    if not dense and not sparse:
-        return ("sparse", np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
-    nnz = sum(len(p[1]) for p in sparse)
-    lo = min([p[1] for p in dense] + [int(p[1].min()) for p in sparse])
-    hi = max([p[1] + p[2].shape[0] - 1 for p in dense] + [int(p[1].max()) for p in sparse])
+    """Sum partial grouped counts: pairs stay pairs while they cost less than the dense block."""
+    rows = [(p, r) for p in parts if (r := _rows_of(p, n_post)) is not None]
+    if not rows:
+        return ("packed", np.zeros(0, np.int64))
+    dense = [p for p, _ in rows if p[0] == "dense"]
+    packed = [p[1] for p, _ in rows if p[0] == "packed"]
+    sparse = [p for p, _ in rows if p[0] == "sparse"]
+    nnz = sum(len(a) for a in packed) + sum(len(p[1]) for p in sparse)
+    lo = min(r[0] for _, r in rows)
+    hi = max(r[1] for _, r in rows)
     if not dense and (hi - lo + 1) * n_post * 8 > _DENSE_FACTOR * 16 * nnz:
-        return ("sparse", *(np.concatenate([p[i] for p in sparse]) for i in (1, 2, 3)))
+        if not sparse:  # the sorted runs merge in one stable sort (timsort finds the runs)
+            return ("packed", np.sort(np.concatenate(packed), kind="stable") if len(packed) > 1 else packed[0])
+        trip = [p[1:] for p in sparse] + [_unpack(a, n_post) for a in packed]
+        return ("sparse", *(np.concatenate([t[i] for t in trip]) for i in range(3)))
     out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
     for _, s0, a in dense:
         out[s0 - lo : s0 - lo + a.shape[0]] += a
+    flat = out.reshape(-1)
+    for a in packed:
+        K.add_packed(flat, a, _PACK_SHIFT, lo * n_post)
     for _, gp, gq, c in sparse:
         _add_triples(out, lo, gp, gq, c)
     return ("dense", lo, out)
@@ -109,38 +169,66 @@ def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
     if part[0] == "dense":
         _, lo, a = part
         out[lo : lo + a.shape[0]] += a
+    elif part[0] == "packed":
+        K.add_packed(out.reshape(-1), part[1], _PACK_SHIFT, 0)
     else:
         _, gp, gq, c = part
         _add_triples(out, 0, gp, gq, c)
     return out
 
 
-def _group_from_pairs(paths: dict[str, str], token: str, n_pairs: int, pre_ok, post_ok, codes,
-                      n_pre: int, n_post: int, min_weight: int) -> np.ndarray:
+def _group_from_pairs(paths: dict[str, str], token: str, start: int, stop: int, pre_ok, post_ok, codes,
+                      n_post: int, min_weight: int) -> tuple:
+    """One range of the connection table summed into groups (a partial of :func:`_group_part`)."""
     pre_code, post_code = codes
-    up, uq, w = _pairs_table_part(paths, token, 0, n_pairs, pre_ok, post_ok, min_weight)
+    up, uq, w = _pairs_table_part(paths, token, start, stop, pre_ok, post_ok, min_weight)
+    return _group_part(up, uq, w, pre_code, post_code, n_post)
+
+
+def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
+    """Grouped counts from the connection table, one task per range of it.
+
+    The table holds one row per connected pair (~6x fewer than synapses) and
+    each row is a whole pair, so the ranges split anywhere. Each range's
+    pairs come back as sorted packed (cell, count) entries (or a dense block
+    of the group rows they touch, when that is cheaper), which are merged
+    and added once, in address order, into the result. One task adding every
+    pair into the dense result in pair order (before) was bound by the
+    random adds over a 0.5 GB matrix and used one core.
+    """
+    from dask.delayed import delayed
+
+    masks = delayed((filt.pre_ok, filt.post_ok), pure=True)
+    codes = delayed((pre_code, post_code), pure=True)
+    n_pairs = int(conn.meta["index"]["n_pairs"])
+    if n_pairs * _TABLE_DENSE_PAIRS >= n_pre * n_post:
+        # pairs enough to touch much of the matrix (the whole table at 20 M and 50 M synapses, 7.9 k types):
+        # sorting them per range and merging cost more than one task adding them straight into the dense
+        # result (50 M: 0.25 vs 0.19 s measured); that task reads the table once
+        task = delayed(_group_table_dense, pure=True)(
+            conn.pair_table_paths(), conn.token, n_pairs, masks, codes, n_pre, n_post, min_weight)
+        (out,) = compute(task, progress=progress)
+        return out
+    part = delayed(_group_from_pairs_packed, pure=True)
+    parts = [part(conn.pair_table_paths(), conn.token, s, e, masks, codes, n_post, min_weight)
+             for s, e in _pair_table_ranges(conn)]
+    combine = functools.partial(_combine_groups, n_post=n_post)
+    (res,) = compute(tree_reduce(parts, combine, name="group-table-combine"), progress=progress)
+    return _finish_groups(res, n_pre, n_post)
+
+
+def _group_table_dense(paths: dict[str, str], token: str, n_pairs: int, masks, codes, n_pre: int, n_post: int,
+                       min_weight: int) -> np.ndarray:
+    """The whole connection table added into the dense result in one task."""
+    pre_code, post_code = codes
+    up, uq, w = _pairs_table_part(paths, token, 0, n_pairs, masks[0], masks[1], min_weight)
     out = np.zeros((n_pre, n_post), dtype=np.int64)
     K.block_add_pairs(out, 0, pre_code, post_code, up, uq, w)
     return out
 
 
-def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
-    """Grouped counts from the connection table in one task.
-
-    The table holds one row per connected pair (~6x fewer than synapses), so
-    a single pass adds it into the dense result. Measured on 10 M synapses /
-    7.8 k types: one task 0.18 s; splitting the output rows into 2 or 4
-    bands on 2 cores took 0.25 / 0.34 s (the stacking copy of a 0.5 GB
-    result costs more than the parallel scan saves).
-    """
-    from dask.delayed import delayed
-
-    task = delayed(_group_from_pairs, pure=True)(
-        conn.pair_table_paths(), conn.token, int(conn.meta["index"]["n_pairs"]), filt.pre_ok, filt.post_ok,
-        (pre_code, post_code), n_pre, n_post, min_weight,
-    )
-    (out,) = compute(task, progress=progress)
-    return out
+def _group_from_pairs_packed(paths, token, start, stop, masks, codes, n_post, min_weight):
+    return _group_from_pairs(paths, token, start, stop, masks[0], masks[1], codes, n_post, min_weight)
 
 
 def _group_from_roi_pairs(paths: dict[str, str], token: str, n_rows: int, step: int, masks, codes,
@@ -185,16 +273,45 @@ def _group_from_roi_pairs(paths: dict[str, str], token: str, n_rows: int, step: 
     return out
 
 
+def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, masks, codes,
+                     n_post: int) -> tuple:
+    """One range of the per-ROI connection table summed into groups (``min_weight`` 1: any split is exact)."""
+    from ..store import read_rows
+
+    pre_ok, post_ok, roi_ok, use_roi = masks
+    need = ["pre", "post", "weight"] + (["roi"] if use_roi else [])
+    t = {c: read_rows(paths[c], token, start, stop) for c in need}
+    dummy = np.zeros(1, dtype=np.float32)
+    keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, t.get("roi", np.zeros(1, np.int16)), roi_ok,
+                      dummy, dummy, 0.0, use_roi, False, False)
+    up, uq, w = K.pair_weight_runs(t["pre"], t["post"], t["weight"], keep)
+    return _group_part(up, uq, w, codes[0], codes[1], n_post)
+
+
 def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
-    """Grouped counts from the per-ROI connection table in one task (as :func:`_group_from_table`)."""
+    """Grouped counts from the per-ROI connection table.
+
+    ``min_weight`` 1: one task per range of the table, merged as in
+    :func:`_group_from_table`. A threshold judges a pair's sum over the kept
+    ROIs, whose rows may straddle a range boundary: one task then walks the
+    table range by range, carrying the last pair (:func:`_group_from_roi_pairs`).
+    """
     from dask.delayed import delayed
 
-    task = delayed(_group_from_roi_pairs, pure=True)(
-        conn.roi_pair_table_paths(), conn.token, conn.n_roi_pairs, default_partition_rows(conn),
-        (filt.pre_ok, filt.post_ok, filt.roi_ok, filt.use_roi), (pre_code, post_code), n_pre, n_post, min_weight,
-    )
-    (out,) = compute(task, progress=progress)
-    return out
+    masks = delayed((filt.pre_ok, filt.post_ok, filt.roi_ok, filt.use_roi), pure=True)
+    codes = delayed((pre_code, post_code), pure=True)
+    paths = conn.roi_pair_table_paths()
+    if min_weight > 1:
+        task = delayed(_group_from_roi_pairs, pure=True)(
+            paths, conn.token, conn.n_roi_pairs, default_partition_rows(conn), masks, codes, n_pre, n_post,
+            min_weight)
+        (out,) = compute(task, progress=progress)
+        return out
+    part = delayed(_group_roi_range, pure=True)
+    parts = [part(paths, conn.token, s, e, masks, codes, n_post) for s, e in _roi_table_ranges(conn)]
+    combine = functools.partial(_combine_groups, n_post=n_post)
+    (res,) = compute(tree_reduce(parts, combine, name="group-roi-table-combine"), progress=progress)
+    return _finish_groups(res, n_pre, n_post)
 
 
 def _pairs_scan_group_part_packed(pairs: tuple, codes: tuple, n_post: int) -> tuple:

@@ -20,6 +20,8 @@ __all__ = [
     "pair_filter_counts",
     "pair_roi_filter_counts",
     "block_add_pairs",
+    "pack_group_pairs",
+    "add_packed",
     "code_range",
     "row_mask",
 ]
@@ -568,3 +570,60 @@ def code_range(pre, keep, pre_code):
     if hi < 0:
         return 0, -1
     return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def pack_group_pairs(pre_code, post_code, upre, upost, cnt, n_post, shift):
+    """``(cell << shift) | count`` of the pairs whose neurons both have a group (``cell = gp * n_post + gq``).
+
+    Parameters
+    ----------
+    pre_code, post_code
+        Group code of each neuron index (-1 = not in any group).
+    upre, upost, cnt
+        Pairs (neuron indices) and their counts.
+    n_post
+        Number of post groups.
+    shift
+        Bits of the count field; the caller guarantees every count and
+        cell fits (``cnt < 2**shift``, ``cell < 2**(63 - shift)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one entry per kept pair, in pair order (sort it to add in address order).
+    """
+    n = upre.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        a = pre_code[upre[i]]
+        b = post_code[upost[i]]
+        if a >= 0 and b >= 0:
+            out[k] = ((a * n_post + b) << shift) | cnt[i]
+            k += 1
+    return out[:k].copy() if k < n // 2 else out[:k]
+
+
+@numba.njit(cache=True, nogil=True)
+def add_packed(out, packed, shift, base):
+    """``out[(p >> shift) - base] += p & (2**shift - 1)`` for every packed entry (a flat array).
+
+    Sorted entries add in address order: one pass over the touched pages,
+    where the same adds in pair order jump across a matrix of hundreds of MB.
+
+    Parameters
+    ----------
+    out
+        Flat int64 array, updated in place.
+    packed
+        ``(cell << shift) | count`` entries.
+    shift
+        Bits of the count field.
+    base
+        Cell of ``out[0]``.
+    """
+    mask = (np.int64(1) << shift) - 1
+    for i in range(packed.shape[0]):
+        p = packed[i]
+        out[(p >> shift) - base] += p & mask
