@@ -313,10 +313,7 @@ def _pairs_table_part(paths: dict[str, str], token: str, start: int, stop: int, 
 
     # the arrays of the generation the client opened (never a newer or replaced store)
     t = {c: read_rows(p, token, start, stop) for c, p in paths.items()}
-    keep = pre_ok[t["pre"]] & post_ok[t["post"]]
-    if min_weight > 1:
-        keep &= t["weight"] >= min_weight
-    return tuple(t[c][keep] for c in ("pre", "post", "weight"))
+    return K.filter_pairs(t["pre"], t["post"], t["weight"], pre_ok, post_ok, max(int(min_weight), 1))
 
 
 def _pairs_from_table(conn: Connectome, filt: RowFilter, min_weight: int, progress) -> pd.DataFrame:
