@@ -80,6 +80,18 @@ def build_id_table(ids):
 def id_slots(tab, ids):
     """Positions of ``ids`` in the table's ID list (``-1`` = not in it).
 
+    Parameters
+    ----------
+    tab
+        The table of :func:`build_id_table`.
+    ids
+        int64 IDs to look up.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 position in the table's ID list per ID.
+
     Examples
     --------
     >>> tab = build_id_table(np.array([7, 3], np.int64))
@@ -113,6 +125,8 @@ def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf,
     ----------
     pre, post
         int64 body IDs per row.
+    use_roi
+        Apply the ROI filter.
     roi, roi_ok
         Integer ROI code per row (``-1`` = none) and bool per ``code + 1``
         (slot 0 = no ROI): the ROI filter, read when ``use_roi``.
@@ -120,6 +134,8 @@ def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf,
         float32 confidence columns, read when ``use_conf`` / ``use_conf2``.
     thr
         Keep rows with confidence ``> thr`` in every column used.
+    use_conf, use_conf2
+        Apply the threshold to ``conf`` / ``conf2``.
     tab
         The ID table of :func:`build_id_table`, columns 1 and 2 filled with
         each ID's group on the pre and the post side (``-1`` = left out).
@@ -186,9 +202,22 @@ def scan_pair_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, 
     """Neuron-pair keys ``i * n + j`` (positions in the table's ID list) of the kept rows.
 
     As :func:`scan_group_keys`, for counts that must judge whole neuron pairs
-    (``min_weight``) before grouping. Columns 1 and 2 of ``tab`` are then
-    the ID's position when the neuron counts on that side, else ``-1``;
-    ``n_ids`` is the number of IDs.
+    (``min_weight``) before grouping.
+
+    Parameters
+    ----------
+    pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2
+        As for :func:`scan_group_keys`.
+    tab
+        The ID table; columns 1 and 2 hold the ID's position when the neuron
+        counts on that side, else ``-1``.
+    n_ids
+        Number of IDs in the table.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 keys, one per kept row, in row order.
 
     Examples
     --------
@@ -241,6 +270,13 @@ def scan_pair_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, 
 def add_keys(out, keys):
     """``out[key] += 1`` for every key (a flat dense count array).
 
+    Parameters
+    ----------
+    out
+        Flat int64 counts, updated in place.
+    keys
+        int64 indices into ``out`` (not bounds-checked: the caller's keys are cells of ``out``).
+
     Examples
     --------
     >>> out = np.zeros(4, np.int64)
@@ -255,6 +291,13 @@ def add_keys(out, keys):
 @numba.njit(cache=True, nogil=True)
 def add_weighted_keys(out, keys, weights):
     """``out[key] += weight`` for every key (exact int64 sums).
+
+    Parameters
+    ----------
+    out
+        Flat int64 sums, updated in place.
+    keys, weights
+        int64 indices into ``out`` (not bounds-checked) and the amounts to add.
 
     Examples
     --------
