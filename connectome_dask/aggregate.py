@@ -637,9 +637,9 @@ def _group_axes(codes: np.ndarray, n_labels: int, all_pre: np.ndarray, all_post:
     pre_code[all_pre] = codes[all_pre]
     post_code = np.full(n, -1, dtype=np.int64)
     post_code[all_post] = codes[all_post]
-    # only groups present on each axis
-    pre_groups = np.unique(pre_code[pre_code >= 0])
-    post_groups = np.unique(post_code[post_code >= 0])
+    # only groups present on each axis (a bincount of the codes: np.unique sorts 2 x 139 k codes, 10 ms)
+    pre_groups = np.flatnonzero(np.bincount(pre_code[pre_code >= 0], minlength=n_labels))
+    post_groups = np.flatnonzero(np.bincount(post_code[post_code >= 0], minlength=n_labels))
     remap_pre = np.full(n_labels + 1, -1, dtype=np.int64)
     remap_pre[pre_groups] = np.arange(len(pre_groups))
     remap_post = np.full(n_labels + 1, -1, dtype=np.int64)
