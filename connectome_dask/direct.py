@@ -384,6 +384,7 @@ def adjacency_from_files(
         raise IngestError("adjacency_from_files reads files; write the table to Parquet first")
     first_file, first_frag = next(src.fragments())
     plan = _plan_for(release, _schema_of(first_frag, first_file), first_file, dialect, columns, "synapses")
+    plan.csv_header = header  # header-less CSV files: the names a bad row's diagnosis reads them by
     if src.fmt == "csv":  # body IDs as text, as ingest reads them
         src.dataset = ds.dataset(src.files, format=_file_format("csv", list(plan.ids.values()), header))
     for file, frag in src.fragments():  # every file has the plan's columns: checked before any work
