@@ -88,8 +88,12 @@ class _Spec:
     header: tuple[str, ...] | None
 
 
-def _file_parts(src: Any, task_rows: int) -> list[_Part]:
-    """Tasks of whole row groups (Parquet) or whole files (CSV, Feather); footers read here."""
+def _file_parts(src: Any, task_rows: int, split: bool = True) -> list[_Part]:
+    """Tasks of whole row groups (Parquet) or whole files (CSV, Feather); footers read here.
+
+    ``split=False``: one task per file even for Parquet (a dialect's batch
+    transform may carry state from row to row, e.g. Codex's blank ID cells).
+    """
     import pyarrow.parquet as pq
 
     parts: list[_Part] = []
@@ -107,7 +111,7 @@ def _file_parts(src: Any, task_rows: int) -> list[_Part]:
         rows = start = offset = 0
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows
-            if group and rows + n > task_rows:
+            if group and split and rows + n > task_rows:
                 parts.append(_Part(file, "parquet", tuple(group), start, rows, stamp))
                 group, rows, start = [], 0, offset
             group.append(i)
@@ -433,7 +437,7 @@ def adjacency_from_files(
                  None if roi_list is None else tuple(roi_list), conf_cols,
                  float(np.float32(confidence)) if confidence is not None else 0.0,
                  pairs, len(table_ids) if pairs else max(n_post, 1), tuple(header) if header else None)
-    parts = _file_parts(src, int(task_rows))
+    parts = _file_parts(src, int(task_rows), split=plan.prep is None)
     if sum(p.rows for p in parts if p.rows >= 0) == 0 and all(p.rows >= 0 for p in parts):
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
 

@@ -274,3 +274,21 @@ def test_group_keys_against_numpy():
     gb = g_post[b]
     keep = np.isin(roi, [0, 2, 3]) & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
     np.testing.assert_array_equal(got, (ga * 5 + gb)[keep])
+
+
+@pytest.mark.parametrize("release", ["flywire", "codex"])
+def test_release_folders_as_downloaded(tmp_path, release):
+    """A release folder (its synapse and neuron files found, its quirks applied) gives the ingested store's matrix."""
+    from tests.ingest import _releases as R
+
+    df = R.connectome(n_syn=900, n_neurons=30, seed=4)
+    folder = getattr(R, f"write_{release}")(df, tmp_path / release)
+    A = cd.adjacency_from_files(folder, by="type", task_rows=100, progress=False)
+    B = ingest(folder, tmp_path / "store", progress=False).adjacency(by="type", progress=False)
+    np.testing.assert_array_equal(A.values, B.values)
+    np.testing.assert_array_equal(A.coords["pre"].values, B.coords["pre"].values)
+    # the rule in pandas: both releases type the sorted IDs T0, T1, T2, T0, ...
+    ids = R.neuron_ids(df)
+    lab = pd.Series([f"T{i % 3}" for i in range(len(ids))], index=ids)
+    ref = pd.DataFrame({"a": df["pre"].map(lab), "b": df["post"].map(lab)}).groupby(["a", "b"]).size()
+    _same(_as_series(A), ref)
