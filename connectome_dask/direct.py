@@ -216,9 +216,9 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
         conf = [_confidence(batch.column(c), part.file, c, offset) for c in spec.conf_cols]
         c1 = conf[0] if conf else dummy_f
         c2 = conf[1] if len(conf) > 1 else dummy_f
-        kernel = H.scan_pair_keys if spec.pairs else H.scan_group_keys
-        out.append(kernel(pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0,
-                          len(conf) > 1, tab, spec.n_key))
+        # group cells, or (min_weight) neuron pairs: what the table's value columns hold decides
+        out.append(H.scan_group_keys(pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr,
+                                     len(conf) > 0, len(conf) > 1, tab, spec.n_key))
     if part.rows >= 0 and rows != part.rows:
         raise IngestError(f"{part.file} changed while being read: {part.rows} rows in its footer, {rows} read",
                           file=part.file)

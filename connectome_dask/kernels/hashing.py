@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "scan_group_keys", "scan_pair_keys"]
+__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "scan_group_keys"]
 
 _EMPTY = -1  # body IDs are validated non-negative before they reach a table
 
@@ -116,7 +116,13 @@ def id_slots(tab, ids):
 
 @numba.njit(cache=True, nogil=True)
 def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_post):
-    """Group-pair keys ``gp * n_post + gq`` of the rows that pass the filters.
+    """Keys ``a * n_post + b`` of the rows that pass the filters (``a``, ``b``: the table's values of their IDs).
+
+    With each ID's pre and post group in the table the keys are cells of
+    the grouped matrix; with its position (``-1`` where the neuron does not
+    count on that side) and ``n_post`` = the number of IDs they are neuron
+    pairs, for counts that must judge whole pairs (``min_weight``) before
+    grouping.
 
     The probe loop is written out for both sides (a shared njit helper
     measured 2x-6x slower in the pair kernels' row test).
@@ -138,9 +144,9 @@ def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf,
         Apply the threshold to ``conf`` / ``conf2``.
     tab
         The ID table of :func:`build_id_table`, columns 1 and 2 filled with
-        each ID's group on the pre and the post side (``-1`` = left out).
+        each ID's value on the pre and the post side (``-1`` = left out).
     n_post
-        Number of post groups.
+        Number of post values (groups, or IDs).
 
     Returns
     -------
@@ -193,75 +199,6 @@ def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf,
         if gq < 0:
             continue
         out[k] = gp * n_post + gq
-        k += 1
-    return out[:k].copy() if k < n // 2 else out[:k]
-
-
-@numba.njit(cache=True, nogil=True)
-def scan_pair_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2, tab, n_ids):
-    """Neuron-pair keys ``i * n + j`` (positions in the table's ID list) of the kept rows.
-
-    As :func:`scan_group_keys`, for counts that must judge whole neuron pairs
-    (``min_weight``) before grouping.
-
-    Parameters
-    ----------
-    pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf, use_conf2
-        As for :func:`scan_group_keys`.
-    tab
-        The ID table; columns 1 and 2 hold the ID's position when the neuron
-        counts on that side, else ``-1``.
-    n_ids
-        Number of IDs in the table.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 keys, one per kept row, in row order.
-
-    Examples
-    --------
-    >>> tab = build_id_table(np.array([10, 20], np.int64))
-    >>> tab[:, 1] = tab[:, 2] = tab[:, 3]
-    >>> no = np.zeros(1, np.float32)
-    >>> roi, roi_ok = np.zeros(2, np.int16), np.ones(2, np.bool_)
-    >>> scan_pair_keys(np.array([10, 20], np.int64), np.array([20, 20], np.int64), roi, roi_ok,
-    ...                False, no, no, 0.0, False, False, tab, 2).tolist()
-    [1, 3]
-    """
-    n = len(pre)
-    cm = tab.shape[0] - 1
-    mask = np.uint64(cm)
-    out = np.empty(n, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        if use_roi and not roi_ok[roi[i] + 1]:
-            continue
-        if use_conf and not conf[i] > thr:
-            continue
-        if use_conf2 and not conf2[i] > thr:
-            continue
-        v = pre[i]
-        h = _slot(v, mask)
-        a = -1
-        while tab[h, 0] != _EMPTY:
-            if tab[h, 0] == v:
-                a = tab[h, 1]
-                break
-            h = (h + 1) & cm
-        if a < 0:
-            continue
-        v = post[i]
-        h = _slot(v, mask)
-        b = -1
-        while tab[h, 0] != _EMPTY:
-            if tab[h, 0] == v:
-                b = tab[h, 2]
-                break
-            h = (h + 1) & cm
-        if b < 0:
-            continue
-        out[k] = a * n_ids + b
         k += 1
     return out[:k].copy() if k < n // 2 else out[:k]
 
