@@ -45,6 +45,7 @@ from .ingest.plan import _check_schema, _Plan
 from .ingest.sources import _file_format, _read_error, _resolve_source, _schema_of
 from .ingest.values import _decode, _ids_to_int64, _to_float32, _to_float64
 from .kernels import hashing as H
+from .store.writer import _prepare_neurons
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -397,8 +398,10 @@ def adjacency_from_files(
         raise IngestError(f"grouping by {by!r} needs a neuron table: pass neurons=<table with a body ID "
                           f"column and {by!r}>")
     table, label = _load_neurons(neurons)
-    # the table's bodies in ID order, as a store's neuron frame holds them (IDs are unique: checked)
+    # the table's bodies in ID order, prepared as a store's neuron table is (type / instance / status as
+    # text, whatever the file held): the labels and their order are then the store's
     frame = table.sort_values("bodyId", kind="stable", ignore_index=True)
+    frame = _prepare_neurons(frame, len(frame))
     table_ids = frame["bodyId"].to_numpy(np.int64)
     if by not in frame.columns:
         raise KeyError(f"unknown neuron column {by!r}; available: {list(frame.columns)}")

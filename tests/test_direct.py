@@ -292,3 +292,15 @@ def test_release_folders_as_downloaded(tmp_path, release):
     lab = pd.Series([f"T{i % 3}" for i in range(len(ids))], index=ids)
     ref = pd.DataFrame({"a": df["pre"].map(lab), "b": df["post"].map(lab)}).groupby(["a", "b"]).size()
     _same(_as_series(A), ref)
+
+
+def test_numeric_type_labels_are_the_stores(tmp_path):
+    """A neuron table whose types are numbers: the store keeps them as text, so the labels and order match it."""
+    syn, nrn = _raw(seed=9, n_syn=1500)
+    nrn["cell_type"] = np.random.default_rng(9).choice([2, 10, 1], len(nrn))
+    _write(syn, tmp_path / "syn.parquet")
+    A = cd.adjacency_from_files(tmp_path / "syn.parquet", nrn, columns=COLS, progress=False)
+    B = ingest(tmp_path / "syn.parquet", tmp_path / "store", neurons=nrn, columns=COLS,
+               progress=False).adjacency(by="type", progress=False)
+    assert A.pre.values.tolist() == B.pre.values.tolist() == ["1", "2", "10"]
+    np.testing.assert_array_equal(A.values, B.values)
