@@ -43,7 +43,7 @@ from .ingest.main import _batches, _plan_for, _release
 from .ingest.neurons import _load_neurons
 from .ingest.plan import _check_schema, _Plan
 from .ingest.sources import _file_format, _read_error, _resolve_source, _schema_of
-from .ingest.values import _decode, _ids_to_int64, _to_float32, _to_float64
+from .ingest.values import _as_text, _decode, _ids_to_int64, _to_float32, _to_float64
 from .kernels import hashing as H
 from .store.writer import _prepare_neurons
 
@@ -154,28 +154,26 @@ def _read_batches(part: _Part, spec: _Spec, columns: list[str]) -> Iterator[tupl
                           file=part.file) from None
 
 
-def _roi_codes(arr: pa.Array, wanted: pa.Array) -> tuple[np.ndarray, np.ndarray, set[str]]:
+def _roi_filter_codes(arr: pa.Array, wanted: pa.Array, file: str, column: str,
+                      offset: int) -> tuple[np.ndarray, np.ndarray, set[str]]:
     """Per-row ROI codes (``-1`` = none), which codes are wanted (by ``code + 1``), and the batch's ROI names.
 
-    A dictionary column keeps its own indices as codes (the few dictionary
-    names are looked up, no per-row strings); plain text is matched once
-    against the wanted names.
+    A dictionary column of text keeps its own indices as codes (the few
+    dictionary names are looked up, no per-row strings); anything else is
+    made text by ingest's rule (bytes that are not UTF-8 are named by row)
+    and matched once against the wanted names.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
+    if pa.types.is_dictionary(arr.type) and pa.types.is_string(arr.type.value_type):
         names = arr.dictionary
-        if pa.types.is_binary(names.type) or pa.types.is_large_binary(names.type):
-            names = pc.cast(names, pa.string())
         hit = pc.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False)
         ind = arr.indices
         if arr.null_count:  # a null entry's index is arbitrary: make it "no ROI"
             ind = pc.if_else(arr.is_valid(), ind, pa.scalar(-1, ind.type))
         codes = ind.to_numpy(zero_copy_only=False)
         return codes, np.concatenate([[False], hit]), {v for v in names.to_pylist() if v}
-    arr = _decode(arr)
-    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-        arr = pc.cast(arr, pa.string())
+    arr = _as_text(arr, file, column, offset)
     if pa.types.is_null(arr.type):
         return np.full(len(arr), -1, dtype=np.int32), np.zeros(1, dtype=bool), set()
     codes = pc.fill_null(pc.index_in(arr, value_set=wanted), -1).to_numpy(zero_copy_only=False)
@@ -212,7 +210,8 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
         post = _ids_to_int64(batch.column(spec.ids[1]), part.file, spec.ids[1], offset)
         roi, roi_ok = dummy_i, dummy_b
         if spec.wanted is not None and spec.roi_col is not None:
-            roi, roi_ok, names = _roi_codes(batch.column(spec.roi_col), wanted)
+            roi, roi_ok, names = _roi_filter_codes(batch.column(spec.roi_col), wanted, part.file,
+                                                   spec.roi_col, offset)
             seen |= names
         conf = [_confidence(batch.column(c), part.file, c, offset) for c in spec.conf_cols]
         c1 = conf[0] if conf else dummy_f

@@ -304,3 +304,15 @@ def test_numeric_type_labels_are_the_stores(tmp_path):
                progress=False).adjacency(by="type", progress=False)
     assert A.pre.values.tolist() == B.pre.values.tolist() == ["1", "2", "10"]
     np.testing.assert_array_equal(A.values, B.values)
+
+
+def test_roi_text_that_is_not_utf8_is_named_by_row(tmp_path):
+    syn, nrn = _raw(seed=11, n_syn=300)
+    syn.to_csv(tmp_path / "s.csv", index=False)
+    lines = (tmp_path / "s.csv").read_bytes().split(b"\n")
+    row = 123  # data row 123 = line 124
+    lines[row + 1] = lines[row + 1].replace(b",AL_L,", b",AL_\xff,").replace(b",LH_L,", b",LH_\xff,") \
+        .replace(b",AL_R,", b",AL_\xff,").replace(b",SLP_R,", b",SLP\xff,").replace(b",MB_CA_L,", b",MB\xff,")
+    (tmp_path / "s.csv").write_bytes(b"\n".join(lines))
+    with pytest.raises(IngestError, match=r"s\.csv.*neuropil.*123.*UTF-8"):
+        cd.adjacency_from_files(tmp_path / "s.csv", nrn, columns=COLS, rois=["AL_L"], progress=False)
