@@ -90,7 +90,7 @@ class _Tally:
     def __init__(self) -> None:
         self._ids = np.zeros(0, dtype=np.int64)
         self._tab = _hashing.build_id_table(self._ids)
-        self._vals = np.zeros((0, 2), dtype=np.int64)
+        self._vals: np.ndarray | None = None  # (IDs, 2 or 4 counts): its width is set by the first batch
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         pos = _id_slots(self._tab, ids)
@@ -110,15 +110,16 @@ class _Tally:
         if w is not None:
             cols += [_sums(a, w, m), _sums(b, w, m)]
         batch = np.stack(cols, axis=1).astype(np.int64, copy=False)
-        if self._vals.shape[1] != batch.shape[1]:
-            self._vals = np.zeros((0, batch.shape[1]), dtype=np.int64)
-        if len(self._vals) < m:
+        if self._vals is None:
+            self._vals = batch
+            return
+        if len(self._vals) < m:  # the batch brought new IDs
             self._vals = np.concatenate([self._vals, np.zeros((m - len(self._vals), batch.shape[1]), np.int64)])
         self._vals += batch
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted distinct IDs and their counts: rows as pre, rows as post[, weight as pre, weight as post]."""
-        if not len(self._ids):
+        if self._vals is None or not len(self._ids):
             return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
         order = np.argsort(self._ids, kind="stable")
         return self._ids[order], self._vals[order]
