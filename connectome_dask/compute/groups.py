@@ -177,11 +177,11 @@ def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
     return out
 
 
-def _group_from_pairs(paths: dict[str, str], token: str, start: int, stop: int, pre_ok, post_ok, codes,
+def _group_from_pairs(paths: dict[str, str], token: str, start: int, stop: int, masks, codes,
                       n_post: int, min_weight: int) -> tuple:
     """One range of the connection table summed into groups (a partial of :func:`_group_part`)."""
     pre_code, post_code = codes
-    up, uq, w = _pairs_table_part(paths, token, start, stop, pre_ok, post_ok, min_weight)
+    up, uq, w = _pairs_table_part(paths, token, start, stop, masks[0], masks[1], min_weight)
     return _group_part(up, uq, w, pre_code, post_code, n_post)
 
 
@@ -209,7 +209,7 @@ def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight
             conn.pair_table_paths(), conn.token, n_pairs, masks, codes, n_pre, n_post, min_weight)
         (out,) = compute(task, progress=progress)
         return out
-    part = delayed(_group_from_pairs_packed, pure=True)
+    part = delayed(_group_from_pairs, pure=True)
     parts = [part(conn.pair_table_paths(), conn.token, s, e, masks, codes, n_post, min_weight)
              for s, e in _pair_table_ranges(conn)]
     combine = functools.partial(_combine_groups, n_post=n_post)
@@ -225,10 +225,6 @@ def _group_table_dense(paths: dict[str, str], token: str, n_pairs: int, masks, c
     out = np.zeros((n_pre, n_post), dtype=np.int64)
     K.block_add_pairs(out, 0, pre_code, post_code, up, uq, w)
     return out
-
-
-def _group_from_pairs_packed(paths, token, start, stop, masks, codes, n_post, min_weight):
-    return _group_from_pairs(paths, token, start, stop, masks[0], masks[1], codes, n_post, min_weight)
 
 
 def _group_from_roi_pairs(paths: dict[str, str], token: str, n_rows: int, step: int, masks, codes,
