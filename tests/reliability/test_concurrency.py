@@ -477,3 +477,51 @@ def test_array_directory_with_its_old_inode_but_new_metadata_is_refused(tmp_path
     assert os.stat(array_dir).st_ino == ino
     with pytest.raises(StoreError, match="replaced"):
         conn.read_synapses(["pre"])
+
+
+def test_neuron_table_is_shared_per_generation_and_read_afresh_when_replaced(tmp_path, monkeypatch):
+    """The neuron table is read once per store generation and process, and a copy is each Connectome's own.
+
+    Reference: the tables written (pandas). The read is counted through the
+    store's own reader function; a user's edit of one Connectome's table
+    must not reach another Connectome of the same store; a store re-created
+    at the same path (new uuid, new file) is read again, never the cached one.
+    """
+    from connectome_dask.store import format as F
+    from connectome_dask.store import reader as R
+
+    calls: list[str] = []
+    real = F.read_neuron_table
+
+    def counting(path):
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(R, "read_neuron_table", counting)
+    path = tmp_path / "store"
+    old_n, old_s = _tables(3000, 1)
+    new_n, new_s = _tables(3000, 2)
+    assert not set(old_n["bodyId"]) & set(new_n["bodyId"])
+    write_store(path, old_n, old_s, {"name": "v1"}, chunk_rows=1024)
+    a, b = Connectome(path), Connectome(path)
+    assert a.neurons["bodyId"].tolist() == old_n["bodyId"].tolist()
+    assert b.neurons["type"].tolist() == old_n["type"].tolist()
+    assert len(calls) == 1  # two Connectomes of one generation: one read
+    some = old_n["bodyId"].to_numpy()[[7, 3]]
+    assert b.body_to_index(some).tolist() == [7, 3]
+    # an edit to a's table (a value and a new column) stays in a
+    a.neurons.loc[0, "type"] = "EDITED"
+    a.neurons["mine"] = 1
+    assert a.neurons.loc[0, "type"] == "EDITED"
+    c = Connectome(path)
+    assert c.neurons["type"].tolist() == old_n["type"].tolist() and "mine" not in c.neurons
+    assert b.neurons["type"].tolist() == old_n["type"].tolist() and "mine" not in b.neurons
+    # replaced at the same path: the new table, read again
+    write_store(path, new_n, new_s, {"name": "v2"}, chunk_rows=1024, overwrite=True)
+    d = Connectome(path)
+    assert d.neurons["bodyId"].tolist() == new_n["bodyId"].tolist()
+    assert d.neurons["type"].tolist() == new_n["type"].tolist()
+    assert len(calls) == 2
+    assert d.body_to_index(new_n["bodyId"].to_numpy()[[5]]).tolist() == [5]
+    with pytest.raises(KeyError):
+        d.body_to_index(some)
