@@ -118,7 +118,10 @@ def resolve_neurons(conn: Connectome, spec: Any) -> np.ndarray | None:
     spec = _materialize(spec)  # a generator is read once
     ids = body_ids_of(spec)
     if ids is not None:  # body IDs given directly: no criteria machinery needed
-        return np.unique(conn.body_to_index(ids)).astype(np.int32)
+        # sorted unique through a mask over the neurons (np.unique of 42 k indices took 6 ms)
+        sel = np.zeros(conn.n_neurons, dtype=bool)
+        sel[conn.body_to_index(ids)] = True
+        return np.flatnonzero(sel).astype(np.int32)
     crit = copy_as_neuroncriteria(spec)
     mask = crit.mask(conn)
     return np.flatnonzero(np.asarray(mask)).astype(np.int32)
