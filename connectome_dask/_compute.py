@@ -163,7 +163,8 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
         # a log, not a terminal: two lines instead of hundreds of \r frames
         t0 = time.perf_counter()
         log.info("%s: started", desc or "compute")
-        out = tuple(client.gather(client.compute(list(objs)))) if client is not None else dask.compute(*objs)
+        out = (tuple(client.gather(client.compute(list(objs)))) if client is not None
+               else dask.compute(*objs, scheduler=_local_scheduler(objs)))
         log.info("%s: done in %.1f s", desc or "compute", time.perf_counter() - t0)
         return out
     if show and desc:
@@ -176,12 +177,35 @@ def compute(*objs: Any, progress: bool | None = None, desc: str | None = None) -
             with contextlib.suppress(Exception):  # progress display must never fail a job
                 dprogress(futures)  # text bar in a terminal, widget in Jupyter
         return tuple(client.gather(futures))
+    local = _local_scheduler(objs)
     if show:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar(out=sys.stderr, minimum=1.0):
-            return dask.compute(*objs)
-    return dask.compute(*objs)
+            return dask.compute(*objs, scheduler=local)
+    return dask.compute(*objs, scheduler=local)
+
+
+def _local_scheduler(objs: Sequence[Any]) -> Callable | None:
+    """The local scheduler dask would pick for ``objs`` when no distributed client can exist, else None.
+
+    dask resolves a scheduler name, or the collections' default, only after
+    importing ``distributed`` to look for a client (0.3-0.4 s on the first
+    compute of a process). When ``distributed`` is not imported no client can
+    exist, so the same choice is made here: the configured scheduler's name
+    (``"threads"``, ``"sync"``...), else the collections' one default
+    scheduler. Anything else (a callable, an executor, a client, several
+    defaults) returns None: dask decides, as before.
+    """
+    if "distributed" in sys.modules:
+        return None
+    from dask.base import named_schedulers
+
+    name = dask.config.get("scheduler", None)
+    if name is not None:
+        return named_schedulers.get(name.lower()) if isinstance(name, str) else None
+    gets = {getattr(o, "__dask_scheduler__", None) for o in objs if dask.is_dask_collection(o)}
+    return gets.pop() if len(gets) == 1 and None not in gets else None
 
 
 def tree_reduce(

@@ -179,3 +179,44 @@ def test_progress_in_a_log_is_two_lines_not_frames(capsys, caplog, monkeypatch):
     assert "\r" not in err
     msgs = [r.getMessage() for r in caplog.records if r.name == "connectome_dask"]
     assert msgs[0] == "fifty sums: started" and msgs[1].startswith("fifty sums: done in ")
+
+
+def test_local_schedulers_without_importing_distributed(tmp_path):
+    """Without ``distributed`` imported, compute picks dask's own local scheduler and never imports it.
+
+    Reference: dask's documented choice (the configured scheduler's name,
+    else the collections' default: threads for delayed); the thread each task
+    ran on tells which scheduler ran it. A fresh interpreter, so no earlier
+    test has imported ``distributed``.
+    """
+    import subprocess
+    import sys
+
+    code = r'''
+import sys, threading
+import dask
+from dask.delayed import delayed
+from connectome_dask._compute import compute
+
+def where(_):
+    return threading.current_thread() is threading.main_thread()
+
+tasks = [delayed(where)(i) for i in range(8)]
+assert "distributed" not in sys.modules
+default = compute(*tasks, progress=False)
+with dask.config.set(scheduler="sync"):
+    sync = compute(*tasks, progress=False)
+with dask.config.set(scheduler="Threads"):
+    named = compute(*tasks, progress=False)
+imported = "distributed" in sys.modules
+with dask.config.set(scheduler="distributed"):  # no client: dask's own error, as without the shortcut
+    try:
+        compute(*tasks, progress=False)
+        err = None
+    except RuntimeError as e:
+        err = str(e)
+print(not any(default), all(sync), not any(named), "no Client" in (err or ""), imported)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True", "False"]
