@@ -512,12 +512,14 @@ class Connectome:
         ...
         KeyError: '1 body IDs are not in ... (e.g. [1])'
         """
-        if self._body_index is None:
-            self.neurons  # noqa: B018 - sets the shared body-ID index
+        index = self._body_index
+        if index is None:
+            _, index = self._neuron_table()
+            self._body_index = index
         ids = np.asarray(list(body_ids) if not isinstance(body_ids, np.ndarray) else body_ids)
         if ids.size == 0:
             return np.zeros(0, dtype=np.int32)
-        pos = self._body_index.get_indexer(ids.astype(np.int64))
+        pos = index.get_indexer(ids.astype(np.int64))
         bad = pos < 0
         if bad.any():
             if missing == "drop":
