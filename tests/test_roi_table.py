@@ -383,6 +383,46 @@ def test_counts_identical_everywhere(raw, stores, chunk_rows, partition_chunks, 
                                                 method="scan", progress=False))
 
 
+@pytest.mark.parametrize("form", ["default", "dense", "packed", "fallback"])
+def test_grouped_roi_table_ranges(raw, stores, form, monkeypatch):
+    """Grouped counts from ranges of the per-ROI table (``min_weight`` 1), every partial form.
+
+    Reference: the synapse rows filtered and summed per (pre code, post code)
+    with ``np.add.at``. ``dense`` / ``packed`` force each partial form of the
+    one-pass kernel; ``fallback`` makes the kernel decline (a weight too
+    large for its field), so the keep-mask and pair runs count instead.
+    """
+    from connectome_dask.compute import groups as G
+
+    neurons, syn = raw
+    if form == "dense":
+        monkeypatch.setattr(G, "_DENSE_FACTOR", 10**9)
+    elif form == "packed":
+        monkeypatch.setattr(G, "_DENSE_FACTOR", 0)
+    elif form == "fallback":
+        monkeypatch.setattr(G.K, "pack_group_rows", lambda *a: (np.zeros(0, np.int64), 0, -1, False))
+    codes = (np.arange(N_NEURONS) * 7 % 5).astype(np.int64)
+    codes[[1, 4, 9]] = -1
+    pre_sel = np.arange(0, N_NEURONS, 2)
+    for rois, pre in (([0, 2, 4], None), (None, pre_sel), ([1, 3], pre_sel)):
+        s = syn
+        if rois is not None:
+            s = s[s["roi_post"].isin(rois)]
+        if pre is not None:
+            s = s[s["pre"].isin(pre)]
+        a, b = codes[s["pre"].to_numpy()], codes[s["post"].to_numpy()]
+        ok = (a >= 0) & (b >= 0)
+        ref = np.zeros((5, 5), np.int64)
+        np.add.at(ref, (a[ok], b[ok]), 1)
+        assert ref.sum() > 0
+        for conn in stores.values():
+            with dask.config.set({"connectome_dask.partition_chunks": 1}):
+                g = A.group_counts(conn, codes, codes, 5, 5, pre=None if pre is None else conn.body_ids[pre],
+                                   rois=None if rois is None else [ROI_NAMES[r] for r in rois],
+                                   method="roi_table", progress=False)
+            assert np.array_equal(g, ref), (form, rois, pre is not None)
+
+
 def ref_conn_df(neurons: pd.DataFrame, syn: pd.DataFrame) -> pd.DataFrame:
     """fetch_adjacencies(None, None) in pandas: every ROI primary, code -1 = NotPrimary."""
     body = neurons["bodyId"].to_numpy()

@@ -275,13 +275,28 @@ def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, m
     from ..store import read_rows
 
     pre_ok, post_ok, roi_ok, use_roi = masks
+    pre_code, post_code = codes
     need = ["pre", "post", "weight"] + (["roi"] if use_roi else [])
     t = {c: read_rows(paths[c], token, start, stop) for c in need}
+    roi = t.get("roi", np.zeros(1, np.int16))
+    if (int(pre_code.max(initial=-1)) + 1) * n_post < 1 << (63 - _PACK_SHIFT):
+        # rows straight to packed group cells (the pair sums over ROIs happen in the adds): one pass
+        # instead of a keep-mask, runs per pair and gathers (45 -> 20 ms of CPU per 4.8 M rows)
+        packed, lo, hi, ok = K.pack_group_rows(t["pre"], t["post"], roi, t["weight"], pre_ok, post_ok, roi_ok,
+                                               use_roi, pre_code, post_code, n_post, _PACK_SHIFT)
+        if ok:
+            if not len(packed):
+                return ("packed", packed)
+            if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(packed):
+                out = np.zeros((hi - lo + 1) * n_post, dtype=np.int64)
+                K.add_packed(out, packed, _PACK_SHIFT, lo * n_post)
+                return ("dense", int(lo), out.reshape(hi - lo + 1, n_post))
+            packed.sort()
+            return ("packed", packed)
     dummy = np.zeros(1, dtype=np.float32)
-    keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, t.get("roi", np.zeros(1, np.int16)), roi_ok,
-                      dummy, dummy, 0.0, use_roi, False, False)
+    keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, roi, roi_ok, dummy, dummy, 0.0, use_roi, False, False)
     up, uq, w = K.pair_weight_runs(t["pre"], t["post"], t["weight"], keep)
-    return _group_part(up, uq, w, codes[0], codes[1], n_post)
+    return _group_part(up, uq, w, pre_code, post_code, n_post)
 
 
 def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):

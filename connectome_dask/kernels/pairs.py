@@ -20,7 +20,7 @@ __all__ = [
     "pair_filter_counts",
     "pair_roi_filter_counts",
     "block_add_pairs",
-    "pack_group_pairs",
+    "pack_group_rows",
     "add_packed",
     "filter_pairs",
     "code_range",
@@ -574,36 +574,71 @@ def code_range(pre, keep, pre_code):
 
 
 @numba.njit(cache=True, nogil=True)
-def pack_group_pairs(pre_code, post_code, upre, upost, cnt, n_post, shift):
-    """``(cell << shift) | count`` of the pairs whose neurons both have a group (``cell = gp * n_post + gq``).
+def pack_group_rows(pre, post, roi, weight, pre_ok, post_ok, roi_ok, use_roi, pre_code, post_code, n_post, shift):
+    """``(cell << shift) | weight`` of the kept rows of a weighted table, in one pass (``cell = gp * n_post + gq``).
+
+    The per-ROI connection table's rows, filtered (:func:`row_mask`'s neuron
+    and ROI tests) and mapped to their groups at once: no keep-mask, no runs
+    per pair, no gathers (the sum over a pair's ROIs happens when the entries
+    are added). Rows whose neurons have no group are left out.
 
     Parameters
     ----------
+    pre, post
+        Per-row neuron indices.
+    roi
+        Per-row ROI code (-1 = none); read only when ``use_roi``.
+    weight
+        Per-row non-negative weight.
+    pre_ok, post_ok
+        Boolean per neuron index: keep rows whose pre / post neuron is set.
+    roi_ok
+        Boolean per ``code + 1``: keep rows whose ROI is set.
+    use_roi
+        Whether to apply the ROI filter.
     pre_code, post_code
         Group code of each neuron index (-1 = not in any group).
-    upre, upost, cnt
-        Pairs (neuron indices) and their counts.
     n_post
-        Number of post groups.
+        Number of post groups; the caller guarantees every cell fits
+        (``n_pre * n_post < 2**(63 - shift)``).
     shift
-        Bits of the count field; the caller guarantees every count and
-        cell fits (``cnt < 2**shift``, ``cell < 2**(63 - shift)``).
+        Bits of the weight field.
 
     Returns
     -------
-    numpy.ndarray
-        int64, one entry per kept pair, in pair order (sort it to add in address order).
+    packed : numpy.ndarray
+        int64 entries in row order (sort them to add in address order).
+    lo, hi : int
+        Smallest and largest pre group of the entries (``hi < lo`` when there are none).
+    ok : bool
+        False when a weight does not fit the field (or is negative): nothing
+        is returned then, the caller counts another way.
     """
-    n = upre.shape[0]
+    n = pre.shape[0]
     out = np.empty(n, dtype=np.int64)
+    lim = np.int64(1) << shift
     k = 0
+    lo = np.int64(1) << 62
+    hi = np.int64(-1)
     for i in range(n):
-        a = pre_code[upre[i]]
-        b = post_code[upost[i]]
-        if a >= 0 and b >= 0:
-            out[k] = ((a * n_post + b) << shift) | cnt[i]
-            k += 1
-    return out[:k].copy() if k < n // 2 else out[:k]
+        if use_roi and not roi_ok[roi[i] + 1]:
+            continue
+        p = pre[i]
+        q = post[i]
+        if not (pre_ok[p] and post_ok[q]):
+            continue
+        a = np.int64(pre_code[p])
+        b = np.int64(post_code[q])
+        if a < 0 or b < 0:
+            continue
+        w = np.int64(weight[i])
+        if w < 0 or w >= lim:
+            return out[:0].copy(), lo, hi, False
+        out[k] = ((a * n_post + b) << shift) | w
+        lo = min(lo, a)
+        hi = max(hi, a)
+        k += 1
+    return (out[:k].copy() if k < n // 2 else out[:k]), lo, hi, True
 
 
 @numba.njit(cache=True, nogil=True)
