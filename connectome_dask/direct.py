@@ -123,8 +123,26 @@ def _file_parts(src: Any, task_rows: int, split: bool = True) -> list[_Part]:
     return parts
 
 
-def _read_batches(part: _Part, spec: _Spec, columns: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """The part's record batches with each batch's row offset in its file."""
+def _memory_parts(table: pa.Table, task_rows: int, split: bool = True) -> list[_Part]:
+    """Tasks of row slices of an in-memory table (one task when ``split`` is false, as for a file)."""
+    n = table.num_rows
+    step = task_rows if split else max(n, 1)
+    return [_Part("<table>", "memory", None, s, min(step, n - s), (n, 0)) for s in range(0, n, step)]
+
+
+def _read_batches(part: _Part, spec: _Spec, columns: list[str],
+                  data: pa.Table | None = None) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """The part's record batches with each batch's row offset in its file (or in ``data``, in memory)."""
+    if part.fmt == "memory":
+        assert data is not None
+        prep = spec.plan.prep(part.file) if spec.plan.prep is not None else None
+        offset = part.offset
+        for batch in data.slice(part.offset, part.rows).select(columns).to_batches(max_chunksize=_BATCH_ROWS):
+            if prep is not None and batch.num_rows:
+                batch = prep(batch, offset)
+            yield batch, offset
+            offset += batch.num_rows
+        return
     if part.fmt != "parquet":
         text = list(spec.ids) if part.fmt == "csv" else []
         fmt = _file_format(part.fmt, text, list(spec.header) if spec.header else None)
@@ -190,8 +208,8 @@ def _confidence(raw: pa.Array, file: str, column: str, offset: int) -> np.ndarra
     return _to_float32(_to_float64(a, file, column, offset, column), a, file, column, offset, column)
 
 
-def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
-    """One task: the keys of the part's kept rows, and the ROI names it saw."""
+def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None = None) -> tuple:
+    """One task: the keys of the part's kept rows, the ROI names it saw and the rows it read."""
     roi_cols = [spec.roi_col] if spec.wanted is not None and spec.roi_col is not None else []
     cols = list(dict.fromkeys([*spec.ids, *roi_cols, *spec.conf_cols]))
     wanted = pa.array(list(spec.wanted or ()), pa.string())
@@ -201,7 +219,7 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
     out: list[np.ndarray] = []
     seen: set[str] = set()
     rows = 0
-    for batch, offset in _read_batches(part, spec, cols):
+    for batch, offset in _read_batches(part, spec, cols, data):
         n = batch.num_rows
         if n == 0:
             continue
@@ -225,13 +243,14 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray) -> tuple:
     keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
     if spec.pairs:  # whole neuron pairs are judged after the tree: count them per task first
         u, c = np.unique(keys, return_counts=True)
-        return ("pairs", u, c.astype(np.int64), seen)
-    return ("keys", keys, None, seen)
+        return ("pairs", u, c.astype(np.int64), seen, rows)
+    return ("keys", keys, None, seen, rows)
 
 
 def _combine(parts: list[tuple], n_cells: int) -> tuple:
-    """Sum partials: key arrays, per-pair counts, or one flat dense count array."""
+    """Sum partials: key arrays, per-pair counts, or one flat dense count array (and the rows read)."""
     seen = set().union(*(p[3] for p in parts))
+    rows = sum(p[4] for p in parts)
     if parts[0][0] == "pairs":
         u = np.concatenate([p[1] for p in parts])
         c = np.concatenate([p[2] for p in parts])
@@ -240,18 +259,18 @@ def _combine(parts: list[tuple], n_cells: int) -> tuple:
         if len(u):
             first = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
             u, c = u[first], np.add.reduceat(c, first)
-        return ("pairs", u, c, seen)
+        return ("pairs", u, c, seen, rows)
     dense = [p[1] for p in parts if p[0] == "dense"]
     keys = [p[1] for p in parts if p[0] == "keys"]
     n_keys = sum(len(k) for k in keys)
     if not dense and n_keys < _DENSE_FRACTION * n_cells:
-        return ("keys", np.concatenate(keys) if keys else np.zeros(0, np.int64), None, seen)
+        return ("keys", np.concatenate(keys) if keys else np.zeros(0, np.int64), None, seen, rows)
     out = dense[0].copy() if dense else np.zeros(n_cells, dtype=np.int64)
     for d in dense[1:]:
         out += d
     for k in keys:
         H.add_keys(out, k)
-    return ("dense", out, None, seen)
+    return ("dense", out, None, seen, rows)
 
 
 def _neuron_subset(spec: Any, table_ids: np.ndarray, side: str) -> np.ndarray:
@@ -294,8 +313,10 @@ def adjacency_from_files(
     ----------
     source
         Synapse files as :func:`~connectome_dask.ingest.ingest` takes them: a
-        Parquet, CSV or Feather file, a directory, a glob or a list, or a
-        release folder (its synapse and neuron files are found).
+        Parquet, CSV or Feather file, a directory, a glob or a list, a
+        release folder (its synapse and neuron files are found), or a table
+        in memory (pandas DataFrame, pyarrow Table or RecordBatch; read in
+        slices of ``task_rows`` rows, not copied).
     neurons
         Neuron table (path or DataFrame) with the body ID column
         (``bodyId`` / ``root_id`` / ``pt_root_id``) and the ``by`` column;
@@ -322,7 +343,8 @@ def adjacency_from_files(
         Column dialect and explicit column mapping, as for
         :func:`~connectome_dask.ingest.ingest`.
     task_rows
-        Rows per task: whole Parquet row groups are packed up to this many.
+        Rows per task: whole Parquet row groups are packed up to this many
+        (an in-memory table is sliced into this many).
         The counts do not depend on it.
     progress
         Show a progress bar.
@@ -337,8 +359,9 @@ def adjacency_from_files(
     Raises
     ------
     IngestError
-        Unreadable or missing files, a missing column, a bad body ID or
-        confidence (named by file, column and row), or a bad neuron table.
+        Unreadable or missing files, no synapse rows, a missing column, a bad
+        body ID or confidence (named by file, column and row), or a bad
+        neuron table.
         Schema and neuron-table problems are found before any work runs.
     KeyError
         ``by`` is not a neuron-table column, ``rois`` without a ROI column,
@@ -379,13 +402,11 @@ def adjacency_from_files(
     if release is not None and release.kind == "connections":
         raise ValueError(f"{release.dialect.name}: a connection-level release (one row per connection); "
                          "adjacency_from_files counts synapse rows: ingest it with kind='connections'")
-    if not isinstance(source, str | os.PathLike | list | tuple):
-        raise ValueError("adjacency_from_files reads synapse files; this release needs a join of its "
-                         "exports first: ingest it (connectome_dask.ingest)")
+    if not isinstance(source, str | os.PathLike | list | tuple | pd.DataFrame | pa.Table | pa.RecordBatch):
+        raise ValueError("adjacency_from_files reads synapse files or tables; this release needs a join of "
+                         "its exports first: ingest it (connectome_dask.ingest)")
     header = release.header if release is not None else None
     src = _resolve_source(source, header)
-    if not src.files:
-        raise IngestError("adjacency_from_files reads files; write the table to Parquet first")
     first_file, first_frag = next(src.fragments())
     plan = _plan_for(release, _schema_of(first_frag, first_file), first_file, dialect, columns, "synapses")
     plan.csv_header = header  # header-less CSV files: the names a bad row's diagnosis reads them by
@@ -439,9 +460,13 @@ def adjacency_from_files(
                  None if roi_list is None else tuple(roi_list), conf_cols,
                  float(np.float32(confidence)) if confidence is not None else 0.0,
                  pairs, len(table_ids) if pairs else max(n_post, 1), tuple(header) if header else None)
-    parts = _file_parts(src, int(task_rows), split=plan.prep is None)
+    table = src.dataset.to_table() if src.fmt == "memory" else None  # the caller's table (no copy)
+    parts = (_memory_parts(table, int(task_rows), split=plan.prep is None) if table is not None
+             else _file_parts(src, int(task_rows), split=plan.prep is None))
     if sum(p.rows for p in parts if p.rows >= 0) == 0 and all(p.rows >= 0 for p in parts):
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
+
+    import uuid
 
     from dask.base import tokenize
     from dask.delayed import delayed
@@ -449,10 +474,17 @@ def adjacency_from_files(
     spec_d = delayed(spec, pure=True)
     # the table is a function of the IDs and their groups: hash those (3 small arrays, not the 32-byte slots)
     tab_d = delayed(tab, name=f"files-ids-{tokenize(table_ids, gp, gq, pairs)}")
+    # an in-memory table goes into the graph once, under a key of its own (hashing its bytes would cost
+    # as much as the count; two tables never share a key)
+    data_d = delayed(table, name=f"files-table-{uuid.uuid4().hex}") if table is not None else None
     count = delayed(_count_part, pure=True)
-    tasks = [count(p, spec_d, tab_d, dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key)}") for p in parts]
+    tasks = [count(p, spec_d, tab_d, data_d,
+                   dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key, getattr(data_d, 'key', None))}")
+             for p in parts]
     combine = functools.partial(_combine, n_cells=n_pre * n_post)
     (res,) = compute(tree_reduce(tasks, combine, name="files-combine"), progress=progress)
+    if res[4] == 0:  # CSV and Feather row counts are known only once read (Parquet ones were checked above)
+        raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
 
     if roi_list is not None:
         unknown = [r for r in roi_list if r not in res[3]]

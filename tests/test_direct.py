@@ -316,3 +316,41 @@ def test_roi_text_that_is_not_utf8_is_named_by_row(tmp_path):
     (tmp_path / "s.csv").write_bytes(b"\n".join(lines))
     with pytest.raises(IngestError, match=r"s\.csv.*neuropil.*123.*UTF-8"):
         cd.adjacency_from_files(tmp_path / "s.csv", nrn, columns=COLS, rois=["AL_L"], progress=False)
+
+
+@pytest.mark.parametrize("kind", ["DataFrame", "Table", "RecordBatch"])
+def test_tables_in_memory(files, kind):
+    """A table in memory counts as the same rows written to a file (pandas reference, any slicing)."""
+    d, syn, nrn, _ = files
+    tab = pa.Table.from_pandas(syn, preserve_index=False)
+    src = {"DataFrame": syn, "Table": tab, "RecordBatch": tab.combine_chunks().to_batches()[0]}[kind]
+    kw = {"rois": ["AL_L", "LH_L", "SLP_R"], "confidence": 0.5}
+    for task_rows in (1000, 10**9):
+        A = cd.adjacency_from_files(src, nrn, columns=COLS, task_rows=task_rows, progress=False, **kw)
+        _same(_as_series(A), _reference(syn, nrn, **kw))
+        assert A.attrs["source"] == "<table>"
+    M = cd.adjacency_from_files(src, nrn, columns=COLS, task_rows=1000, min_weight=2, progress=False)
+    _same(_as_series(M), _reference(syn, nrn, min_weight=2))
+    F = cd.adjacency_from_files(d / "syn.parquet", nrn, columns=COLS, task_rows=1000, min_weight=2, progress=False)
+    np.testing.assert_array_equal(M.values, F.values)
+
+
+def test_tables_in_memory_bad_rows_and_empty(files):
+    d, syn, nrn, _ = files
+    bad = syn.copy()
+    bad["pre_pt_root_id"] = bad["pre_pt_root_id"].astype("Int64")
+    bad.loc[4321, "pre_pt_root_id"] = pd.NA
+    with pytest.raises(IngestError, match=r"<table>.*pre_pt_root_id.*4321"):
+        cd.adjacency_from_files(bad, nrn, columns=COLS, task_rows=1000, progress=False)
+    with pytest.raises(IngestError, match="empty input"):
+        cd.adjacency_from_files(syn.iloc[:0], nrn, columns=COLS, progress=False)
+
+
+def test_empty_csv_is_an_error_as_in_ingest(files, tmp_path):
+    """A CSV with a header and no rows: ingest refuses it, and so does the direct path (after reading it)."""
+    d, syn, nrn, _ = files
+    syn.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+    with pytest.raises(IngestError, match=r"empty input.*empty\.csv"):
+        cd.adjacency_from_files(tmp_path / "empty.csv", nrn, columns=COLS, progress=False)
+    with pytest.raises(IngestError, match=r"empty input.*empty\.csv"):
+        ingest(tmp_path / "empty.csv", tmp_path / "store", neurons=nrn, columns=COLS, progress=False)
