@@ -259,4 +259,4 @@ def _scatter_rows(keys: np.ndarray, rows: np.ndarray, cursor: np.ndarray, out: n
     # the kernel does no bounds checks: validate here (cheap next to the scatter)
     if len(keys) and (keys.min() < 0 or keys.max() >= len(cursor) or len(keys) > len(out)):
         raise StoreError("internal error: post index outside the range being sorted")
-    scatter_rows(keys.astype(np.int64), rows.astype(np.int64), cursor, out)
+    scatter_rows(keys.astype(np.int64, copy=False), rows.astype(np.int64, copy=False), cursor, out)
