@@ -151,10 +151,10 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _machine_memory() -> int:
-    """Usable memory of this machine in bytes (respects cgroup and rlimit limits)."""
-    from distributed.system import MEMORY_LIMIT
+    """Usable memory of this machine in bytes (the package's one definition, cgroup and rlimit limits applied)."""
+    from .compute.dense import machine_memory
 
-    return int(MEMORY_LIMIT)
+    return machine_memory()
 
 
 # ----------------------------------------------------------------------------- local

@@ -42,12 +42,12 @@ def test_local_cluster_defaults_memory_and_spilling():
         # worker processes, not threads of this process
         pids = _worker_pids(client)
         assert len(pids) == n and os.getpid() not in pids
-        # memory limit = usable machine memory / n_workers
-        from distributed.system import MEMORY_LIMIT
+        # memory limit = usable machine memory / n_workers (the package's one definition)
+        from connectome_dask.compute.dense import machine_memory
 
         limits = {w["memory_limit"] for w in info.values()}
-        assert limits == {MEMORY_LIMIT // n}
-        assert MEMORY_LIMIT // n * n <= psutil.virtual_memory().total
+        assert limits == {machine_memory() // n}
+        assert machine_memory() // n * n <= psutil.virtual_memory().total
         # threads: the 2 cores split over the workers
         assert {w["nthreads"] for w in info.values()} == {max(1, (os.cpu_count() or 1) // n)}
 
@@ -321,3 +321,39 @@ def test_dashboard_link():
             assert link is not None and f":{port}/" in link
         else:
             assert link is None
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "none"])
+def test_machine_memory_reads_the_process_cgroup(tmp_path, version):
+    """The limits of the process's own cgroup and of the cgroups above it, written here as files.
+
+    A SLURM job's limit sits in its own cgroup, below the root (whose files
+    are the host's): the smallest limit on the path counts, ``max`` and
+    unlimited values do not, and a path that leaves the root is ignored.
+    """
+    from connectome_dask.compute.dense import _cgroup_limits
+
+    root = tmp_path / "cgroup"
+    proc = tmp_path / "proc_self_cgroup"
+    if version == "v2":
+        job = root / "system.slice" / "slurmstepd.scope" / "job_42"
+        job.mkdir(parents=True)
+        (root / "memory.max").write_text("max\n")
+        (root / "system.slice" / "memory.max").write_text("64000000000\n")
+        (job / "memory.max").write_text("4000000000\n")
+        (job / "memory.high").write_text("max\n")
+        proc.write_text("0::/system.slice/slurmstepd.scope/job_42\n")
+        want = [4000000000, 64000000000]
+    elif version == "v1":
+        job = root / "memory" / "slurm" / "uid_1" / "job_7"
+        job.mkdir(parents=True)
+        (root / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+        (job / "memory.limit_in_bytes").write_text("2147483648\n")
+        proc.write_text("5:cpuset:/slurm/uid_1/job_7\n4:memory:/slurm/uid_1/job_7\n0::/\n")
+        want = [2147483648, 9223372036854771712]
+    else:
+        root.mkdir()
+        proc.write_text("4:memory:/../../etc\n0::/\n")
+        want = []
+    assert sorted(_cgroup_limits(proc, root)) == sorted(want)
+    assert _cgroup_limits(tmp_path / "missing", root) == []

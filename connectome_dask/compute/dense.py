@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -12,8 +14,21 @@ from ..errors import DenseMatrixTooLarge
 __all__ = ["max_dense_bytes", "max_result_bytes", "machine_memory", "check_dense", "DenseMatrixTooLarge"]
 
 
+@functools.lru_cache(maxsize=1)
 def machine_memory() -> int:
-    """Physical memory of the machine (bytes): psutil's total, else ``sysconf``.
+    """Memory this process may use (bytes): physical memory, capped by its cgroup and RSS limits.
+
+    The smallest of psutil's total (else ``sysconf``), the memory limits of
+    the process's own cgroup and of every cgroup above it (v1
+    ``memory.limit_in_bytes``; v2 ``memory.max`` and ``memory.high``), and a
+    hard ``RLIMIT_RSS``. A SLURM job (or a container) is confined by its
+    cgroup: the host's total would let a dense result outgrow the job and be
+    killed instead of refused. The package's one definition: dense and table
+    limits here, the embedded cluster's worker limits (``cluster``).
+
+    (``distributed.system.memory_limit`` does much the same but reads only
+    the root cgroup's files, which is the host's on a SLURM node, and
+    importing it loads all of ``distributed``, 0.3 s on the query path.)
 
     Returns
     -------
@@ -22,9 +37,24 @@ def machine_memory() -> int:
 
     Examples
     --------
-    >>> machine_memory() > 0
+    >>> 0 < machine_memory() <= _physical_memory()
     True
     """
+    limit = _physical_memory()
+    for cap in _cgroup_limits(Path("/proc/self/cgroup"), Path("/sys/fs/cgroup")):
+        limit = min(limit, cap)
+    try:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_RSS)[1]
+        if 0 < hard < limit:
+            limit = hard
+    except (ImportError, OSError, ValueError):
+        pass
+    return int(limit)
+
+
+def _physical_memory() -> int:
     try:
         import psutil
 
@@ -33,11 +63,50 @@ def machine_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+def _cgroup_limits(proc_cgroup: Path, root: Path) -> list[int]:
+    """Memory limits (bytes) of the cgroups a process is in (``proc_cgroup``, as ``/proc/self/cgroup``) and above.
+
+    Unreadable files, ``max`` and non-numbers are no limit; a cgroup path
+    that leaves ``root`` is ignored.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out: list[int] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, rel = parts
+        files: tuple[str, ...]
+        if hid == "0" and controllers == "":  # cgroup v2: one unified hierarchy
+            base, files = root, ("memory.max", "memory.high")
+        elif "memory" in controllers.split(","):  # cgroup v1: the memory controller's hierarchy
+            base, files = root / "memory", ("memory.limit_in_bytes",)
+        else:
+            continue
+        here = Path(os.path.normpath(base / rel.lstrip("/")))
+        if not here.is_relative_to(base):
+            continue
+        for d in (here, *here.parents):
+            if not d.is_relative_to(base):
+                break
+            for f in files:
+                try:
+                    text = (d / f).read_text().strip()
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if text.isdigit() and int(text) > 0:
+                    out.append(int(text))
+    return out
+
+
 def max_dense_bytes() -> int:
     """Largest dense in-memory object the package will build (bytes).
 
     ``dask.config["connectome_dask.max_dense_bytes"]``; ``None`` means half of
-    the machine's physical memory.
+    :func:`machine_memory` (physical memory, capped by cgroup and RSS limits).
 
     Returns
     -------
@@ -61,7 +130,7 @@ def max_result_bytes() -> int:
     """Memory budget of a table result built in memory, e.g. fetch_adjacencies' conn_df (bytes).
 
     ``dask.config["connectome_dask.max_result_bytes"]``; ``None`` means a
-    quarter of the machine's physical memory.
+    quarter of :func:`machine_memory`.
 
     Returns
     -------
