@@ -306,9 +306,15 @@ def test_damaged_chunk_files(stores, tmp_path, damage):
         A.pair_counts(conn, confidence=0.5, progress=False)
 
 
+@pytest.mark.parametrize("threaded", [False, True])
 @pytest.mark.parametrize("seed", range(8))
-def test_combining_dense_blocks_and_triples(seed):
-    """Partials of both forms summed in random trees equal one np.add.at of every triple."""
+def test_combining_dense_blocks_and_triples(seed, threaded, monkeypatch):
+    """Partials of every form summed in random trees equal one np.add.at of every triple.
+
+    ``threaded``: the result is built on two threads from any number of packed
+    entries (the two halves of the cells, split inside each run).
+    """
+    monkeypatch.setattr(G, "_THREADED_ENTRIES", 1 if threaded else 1 << 40)
     rng = np.random.default_rng(seed)
     n_pre, n_post = 30, 12
     parts, ref = [], np.zeros((n_pre, n_post), np.int64)
@@ -327,7 +333,8 @@ def test_combining_dense_blocks_and_triples(seed):
         elif u < 0.7:
             parts.append(("sparse", gp, gq, c))
         else:  # sorted (cell << 32) | count entries, written out here from the format's definition
-            parts.append(("packed", np.sort(((gp.astype(np.int64) * n_post + gq) << 32) | c)))
+            runs = np.array_split(((gp.astype(np.int64) * n_post + gq) << 32) | c, int(rng.integers(1, 4)))
+            parts.append(("packed", tuple(np.sort(r) for r in runs)))
     kinds = {p[0] for p in parts}
     while len(parts) > 1:  # random fan-in, as the tree reduction groups them
         k = int(rng.integers(2, 4))
@@ -349,3 +356,23 @@ def test_task_keys_name_the_filter(stores):
     assert base == keys(0.5)  # deterministic
     for other in (keys(0.25), keys(0.5, rois=[1]), keys(0.5, by_roi=True), keys(0.5, mw=2)):
         assert not set(base) & set(other)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_result_built_from_packed_runs(threaded, monkeypatch):
+    """Several sorted runs with cells in common (also at the split cell) add up as np.add.at does."""
+    monkeypatch.setattr(G, "_THREADED_ENTRIES", 1 if threaded else 1 << 40)
+    rng = np.random.default_rng(5)
+    n_pre, n_post = 300, 200
+    mid = n_pre * n_post // 2
+    ref = np.zeros(n_pre * n_post, np.int64)
+    runs = []
+    for _ in range(4):
+        cell = np.concatenate([rng.integers(0, n_pre * n_post, 500), [mid - 1, mid, mid, mid + 1]])
+        c = rng.integers(1, 1000, len(cell))
+        np.add.at(ref, cell, c)
+        runs.append(np.sort((cell.astype(np.int64) << 32) | c))
+    part = G._combine_groups([("packed", (r,)) for r in runs], n_post)
+    assert part[0] == "packed" and len(part[1]) == 4  # kept as runs, not merged
+    out = G._finish_groups(part, n_pre, n_post)
+    assert np.array_equal(out.reshape(-1), ref)
