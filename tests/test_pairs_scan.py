@@ -376,3 +376,9 @@ def test_result_built_from_packed_runs(threaded, monkeypatch):
     assert part[0] == "packed" and len(part[1]) == 4  # kept as runs, not merged
     out = G._finish_groups(part, n_pre, n_post)
     assert np.array_equal(out.reshape(-1), ref)
+    # more runs than _MAX_RUNS: merged into one sorted run, the same sums
+    many = [a for r in runs for a in np.array_split(r, 3)]
+    assert len(many) > G._MAX_RUNS
+    merged = G._combine_groups([("packed", (a,)) for a in many], n_post)
+    assert merged[0] == "packed" and len(merged[1]) == 1 and np.all(np.diff(merged[1][0]) >= 0)
+    assert np.array_equal(G._finish_groups(merged, n_pre, n_post).reshape(-1), ref)

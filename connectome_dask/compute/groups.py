@@ -56,6 +56,9 @@ _TABLE_DENSE_PAIRS = 32
 #: bits of the count in a packed ``(cell << 32) | count`` entry of a partial
 _PACK_SHIFT = 32
 
+#: packed runs a partial keeps side by side before they are merged into one
+_MAX_RUNS = 8
+
 
 def _pack(gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray, n_post: int) -> np.ndarray | None:
     """Sorted ``(gp * n_post + gq) << 32 | cnt`` entries, or None when a cell or a count does not fit.
@@ -142,7 +145,9 @@ def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
     Packed partials are kept as their sorted runs, side by side: they are
     added run by run (each in address order) when the result is built, so
     merging them here (a stable sort of every entry, 20 ms of 3 M entries on
-    one core at the top of the tree) bought nothing.
+    one core at the top of the tree) bought nothing. Beyond
+    :data:`_MAX_RUNS` runs (a big store's many partitions) they are merged
+    into one, so the result is never swept more than that many times.
     """
     rows = [(p, r) for p in parts if (r := _rows_of(p, n_post)) is not None]
     if not rows:
@@ -155,6 +160,8 @@ def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
     hi = max(r[1] for _, r in rows)
     if not dense and (hi - lo + 1) * n_post * 8 > _DENSE_FACTOR * 16 * nnz:
         if not sparse:
+            if len(packed) > _MAX_RUNS:  # many small runs: one merged run adds in one sweep of the result
+                packed = [np.sort(np.concatenate(packed), kind="stable")]
             return ("packed", tuple(packed))
         trip = [p[1:] for p in sparse] + [_unpack(a, n_post) for a in packed]
         return ("sparse", *(np.concatenate([t[i] for t in trip]) for i in range(3)))
