@@ -75,6 +75,7 @@ def _store_neurons(path: str, token: str, ident: tuple[int, ...]) -> tuple[pd.Da
     df = read_neuron_table(Path(path))
     return df, pd.Index(df["bodyId"].to_numpy())
 
+
 _default: Connectome | None = None
 
 
