@@ -43,6 +43,11 @@ __all__ = ["group_counts"]
 _DENSE_FACTOR = 4
 
 
+def _dense_is_cheaper(n_rows: int, n_post: int, n_entries: int) -> bool:
+    """Whether a dense block of ``n_rows`` group rows costs at most :data:`_DENSE_FACTOR` x the entries' triples."""
+    return n_rows * n_post * 8 <= _DENSE_FACTOR * 16 * n_entries
+
+
 def _add_triples(out: np.ndarray, row0: int, gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray) -> None:
     """``out[gp - row0, gq] += cnt`` (the pair kernel with identity codes: 6x faster than ``np.add.at``)."""
     K.block_add_pairs(out, row0, np.arange(row0 + out.shape[0], dtype=np.int64),
@@ -102,7 +107,7 @@ def _group_part(upre, upost, cnt, pre_code, post_code, n_post: int) -> tuple:
     if len(gp) == 0:
         return ("packed", ())
     lo, hi = int(gp.min()), int(gp.max())
-    if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(gp):
+    if _dense_is_cheaper(hi - lo + 1, n_post, len(gp)):
         out = np.zeros((hi - lo + 1, n_post), dtype=np.int64)
         _add_triples(out, lo, gp, gq, cnt)
         return ("dense", lo, out)
@@ -158,7 +163,7 @@ def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
     nnz = sum(len(a) for a in packed) + sum(len(p[1]) for p in sparse)
     lo = min(r[0] for _, r in rows)
     hi = max(r[1] for _, r in rows)
-    if not dense and (hi - lo + 1) * n_post * 8 > _DENSE_FACTOR * 16 * nnz:
+    if not dense and not _dense_is_cheaper(hi - lo + 1, n_post, nnz):
         if not sparse:
             if len(packed) > _MAX_RUNS:  # many small runs: one merged run adds in one sweep of the result
                 packed = [np.sort(np.concatenate(packed), kind="stable")]
@@ -332,7 +337,7 @@ def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, m
         if ok:
             if not len(packed):
                 return ("packed", ())
-            if (hi - lo + 1) * n_post * 8 <= _DENSE_FACTOR * 16 * len(packed):
+            if _dense_is_cheaper(hi - lo + 1, n_post, len(packed)):
                 out = np.zeros((hi - lo + 1) * n_post, dtype=np.int64)
                 K.add_packed(out, packed, _PACK_SHIFT, lo * n_post)
                 return ("dense", int(lo), out.reshape(hi - lo + 1, n_post))
