@@ -149,12 +149,16 @@ def task_direct(release: str, neurons: str, rois: str, out: str) -> dict:
         times.append(time.perf_counter() - t0)
     dt, warm = times
     m = np.asarray(A.data)
+    t0 = time.perf_counter()  # the first read of every cell (a user's plot or sum): its page faults are ours too
+    total = int(m.sum())
+    read_s = time.perf_counter() - t0
     i, j = np.nonzero(m)
     labels_pre = np.asarray(A.coords["pre"].values, dtype=object)
     labels_post = np.asarray(A.coords["post"].values, dtype=object)
     pq.write_table(pa.table({"type_pre": labels_pre[i].astype(str), "type_post": labels_post[j].astype(str),
                              "weight": m[i, j].astype(np.int64)}), out)
-    return {"seconds": dt, "warm_s": warm, "nonzero": int(len(i)), "total": int(m.sum()), "shape": list(m.shape)}
+    return {"seconds": dt, "warm_s": warm, "read_s": read_s, "nonzero": int(len(i)), "total": total,
+            "shape": list(m.shape)}
 
 
 def task_polars(release: str, neurons: str, rois: str, out: str) -> dict:
@@ -198,6 +202,9 @@ def _best(runs: list[dict]) -> dict:
     if warm:
         best["best_warm_s"] = min(warm)
         best["all_warm_s"] = [round(x, 4) for x in warm]
+    reads = [r["read_s"] for r in ok if "read_s" in r]
+    if reads:
+        best["median_read_s"] = float(np.median(reads))
     return best
 
 
@@ -286,6 +293,10 @@ def render(rep: dict) -> str:
     else:
         lines.append(f"Target: ours <= 1.0x DuckDB's one query, ingest included: "
                      f"**{'met' if o['seconds'] <= d['seconds'] else 'not met'}**.")
+    if f.get("median_read_s") is not None:
+        lines.append(f"Reading every cell of the no-store result once afterwards (`A.values.sum()`, not in the times "
+                     f"above): {f['median_read_s']:.3f} s (median of the processes). The result is allocated with "
+                     "small pages (`compute.dense.sparse_zeros`): cells never written are mapped on this first read.")
     lines.append(
         f"Correctness (same run): store path {o['nonzero']:,} nonzero type pairs (total {o['total']:,}) vs DuckDB's "
         f"{d['rows']:,} rows (total {d['total']:,}); {c['differing']} differing, {c['only_ours']} only ours, "

@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 
 from ._compute import compute, tree_reduce
 from .aggregate import _group_axes, _grouped_array, _labels
-from .compute.dense import check_dense
+from .compute.dense import check_dense, small_pages_touched, sparse_zeros
 from .errors import IngestError
 from .ingest.main import _batches, _plan_for, _release
 from .ingest.neurons import _load_neurons
@@ -490,18 +490,20 @@ def adjacency_from_files(
         unknown = [r for r in roi_list if r not in res[3]]
         if unknown:
             raise KeyError(f"unknown ROI(s) {unknown}; the files' ROIs are: {', '.join(sorted(res[3]))}")
-    mat = np.zeros(n_pre * n_post, dtype=np.int64)
-    if res[0] == "pairs":
+    # the result's few written cells get small pages (sparse_zeros: huge ones stall the faults)
+    if res[0] == "dense":
+        mat = res[1]
+    elif res[0] == "pairs":
         u, c = res[1], res[2]
         keep = c >= int(min_weight)
         u, c = u[keep], c[keep]
         n_ids = len(table_ids)
         cell = gp[u // n_ids] * n_post + gq[u % n_ids]
+        mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(np.sort(cell)))
         H.add_weighted_keys(mat, cell, c)
-    elif res[0] == "dense":
-        mat = res[1]
-    elif len(res[1]):  # sorted cells, then one write each: random adds over the whole matrix miss the TLB
+    else:  # sorted cells, then one write each: random adds over the whole matrix miss the TLB
         u, c = np.unique(res[1], return_counts=True)
+        mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(u))
         mat[u] = c
     attrs = {
         "source": src.files[0] if len(src.files) == 1 else src.label,

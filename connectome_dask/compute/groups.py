@@ -19,7 +19,7 @@ import numpy as np
 
 from .._compute import compute, tree_reduce
 from ..kernels import pairs as K
-from .dense import check_dense
+from .dense import SMALL_PAGE, SMALL_PAGE_SHARE, check_dense, sparse_zeros
 from .pairs import (
     RowFilter,
     _pair_table_ranges,
@@ -211,11 +211,29 @@ def _add_runs(flat: np.ndarray, runs: tuple[np.ndarray, ...]) -> None:
         list(ex.map(half, (True, False)))
 
 
+def _pages_written(part: tuple, n_cells: int) -> int:
+    """4 KiB pages of the int64 result that adding ``part`` writes, counted up to the share that matters."""
+    n_pages = -(-n_cells * 8 // SMALL_PAGE)
+    if part[0] == "dense":
+        return -(-part[2].size * 8 // SMALL_PAGE)
+    if part[0] == "sparse":
+        return len(part[1])  # unsorted triples (rare: the cells did not pack): at most one page each
+    limit = n_pages // SMALL_PAGE_SHARE
+    seen = np.zeros(n_pages, dtype=bool)
+    count = 0
+    for a in part[1]:  # sorted runs: one kernel pass each, stopping once past the limit
+        count = K.mark_packed_pages(a, _PACK_SHIFT, 9, seen, count, limit)  # 512 int64 cells a page
+        if count > limit:
+            break
+    return count
+
+
 def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
     """The ``(n_pre, n_post)`` int64 result from a combined partial."""
     if part[0] == "dense" and part[1] == 0 and part[2].shape == (n_pre, n_post):
         return part[2]
-    out = np.zeros((n_pre, n_post), dtype=np.int64)
+    # a result with few of its pages written gets small pages (sparse_zeros: touching huge ones can stall)
+    out = sparse_zeros((n_pre, n_post), pages=_pages_written(part, n_pre * n_post))
     if part[0] == "dense":
         _, lo, a = part
         out[lo : lo + a.shape[0]] += a

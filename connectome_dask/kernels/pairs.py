@@ -22,6 +22,7 @@ __all__ = [
     "block_add_pairs",
     "pack_group_rows",
     "add_packed",
+    "mark_packed_pages",
     "filter_pairs",
     "code_range",
     "row_mask",
@@ -663,6 +664,47 @@ def add_packed(out, packed, shift, base):
     for i in range(packed.shape[0]):
         p = packed[i]
         out[(p >> shift) - base] += p & mask
+
+
+@numba.njit(cache=True, nogil=True)
+def mark_packed_pages(packed, shift, page_shift, seen, count, limit):
+    """Count the distinct pages ``(p >> shift) >> page_shift`` of sorted packed entries, up to ``limit``.
+
+    Pages already set in ``seen`` are not counted again (several runs share
+    one ``seen``); the scan stops once the count passes ``limit``.
+
+    Parameters
+    ----------
+    packed
+        Sorted ``(cell << shift) | count`` entries.
+    shift
+        Bits of the count field.
+    page_shift
+        log2 of the cells per page.
+    seen
+        Boolean per page, updated in place.
+    count
+        Pages counted so far.
+    limit
+        Stop once the count exceeds this.
+
+    Returns
+    -------
+    int
+        The count, exact while it is at most ``limit``.
+    """
+    last = -1
+    for i in range(packed.shape[0]):
+        pg = (packed[i] >> shift) >> page_shift
+        if pg == last:
+            continue
+        last = pg
+        if not seen[pg]:
+            seen[pg] = True
+            count += 1
+            if count > limit:
+                return count
+    return count
 
 
 @numba.njit(cache=True, nogil=True)
