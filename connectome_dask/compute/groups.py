@@ -27,6 +27,7 @@ from .pairs import (
     _roi_table_ranges,
     default_partition_rows,
     index_block,
+    pairs_scan_args,
     pairs_scan_tasks,
     weighted_runs,
 )
@@ -337,6 +338,18 @@ def _group_from_roi_pairs(paths: dict[str, str], token: str, n_rows: int, step: 
     return out
 
 
+def _packed_part(packed: np.ndarray, lo: int, hi: int, n_post: int) -> tuple:
+    """The partial of a kernel's packed entries (in any order): a dense block of rows lo..hi, or the sorted entries."""
+    if not len(packed):
+        return ("packed", ())
+    if _dense_is_cheaper(hi - lo + 1, n_post, len(packed)):
+        out = np.zeros((hi - lo + 1) * n_post, dtype=np.int64)
+        K.add_packed(out, packed, _PACK_SHIFT, lo * n_post)
+        return ("dense", int(lo), out.reshape(hi - lo + 1, n_post))
+    packed.sort()
+    return ("packed", (packed,))
+
+
 def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, masks, codes,
                      n_post: int) -> tuple:
     """One range of the per-ROI connection table summed into groups (``min_weight`` 1: any split is exact)."""
@@ -353,14 +366,7 @@ def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, m
         packed, lo, hi, ok = K.pack_group_rows(t["pre"], t["post"], roi, t["weight"], pre_ok, post_ok, roi_ok,
                                                use_roi, pre_code, post_code, n_post, _PACK_SHIFT)
         if ok:
-            if not len(packed):
-                return ("packed", ())
-            if _dense_is_cheaper(hi - lo + 1, n_post, len(packed)):
-                out = np.zeros((hi - lo + 1) * n_post, dtype=np.int64)
-                K.add_packed(out, packed, _PACK_SHIFT, lo * n_post)
-                return ("dense", int(lo), out.reshape(hi - lo + 1, n_post))
-            packed.sort()
-            return ("packed", (packed,))
+            return _packed_part(packed, lo, hi, n_post)
     dummy = np.zeros(1, dtype=np.float32)
     keep = K.row_mask(t["pre"], t["post"], pre_ok, post_ok, roi, roi_ok, dummy, dummy, 0.0, use_roi, False, False)
     up, uq, w = K.pair_weight_runs(t["pre"], t["post"], t["weight"], keep)
@@ -393,9 +399,23 @@ def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_we
     return _finish_groups(res, n_pre, n_post)
 
 
-def _pairs_scan_group_part_packed(pairs: tuple, codes: tuple, n_post: int) -> tuple:
-    upre, upost, cnt = pairs
-    return _group_part(upre, upost, cnt, codes[0], codes[1], n_post)
+def _pairs_scan_group_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
+                           bounds: tuple[int, int, int, int], filt: RowFilter, codes: tuple, n_post: int,
+                           min_weight: int) -> tuple:
+    """One partition of the ``pairs_scan`` path summed into groups: filter counts and group cells in one pass.
+
+    The fused kernel (``pack_group_filtered_pairs``) leaves out the pair index
+    and count arrays and the gathers of the pairs and their codes (the
+    partition holds whole pairs, so ``min_weight`` is judged here).
+    """
+    pre_code, post_code = codes
+    args = pairs_scan_args(pair_paths, row_paths, token, bounds, filt)
+    if (int(pre_code.max(initial=-1)) + 1) * n_post < 1 << (63 - _PACK_SHIFT):
+        packed, lo, hi, ok = K.pack_group_filtered_pairs(*args, min_weight, pre_code, post_code, n_post, _PACK_SHIFT)
+        if ok:
+            return _packed_part(packed, lo, hi, n_post)
+    idx, cnt = K.pair_filter_counts(*args, min_weight)
+    return _group_part(args[0][idx], args[1][idx], cnt, pre_code, post_code, n_post)
 
 
 def _group_chunk_packed(block, start, packed, n_post, min_weight):
@@ -478,12 +498,9 @@ def group_counts(
         from dask.delayed import delayed
 
         if plan.method == "pairs_scan":
-            from dask.base import tokenize
-
             codes = delayed((pre_code, post_code), pure=True)
-            part = delayed(_pairs_scan_group_part_packed, pure=True)
-            parts = [part(t, codes, n_post, dask_key_name=f"group-{tokenize(t.key, codes.key, n_post)}")
-                     for t in pairs_scan_tasks(conn, filt, False, min_weight)]
+            parts = pairs_scan_tasks(conn, filt, False, min_weight, part=_pairs_scan_group_part,
+                                     part_args=(codes, n_post))
         else:
             args = delayed((filt, pre_code, post_code), pure=True)
             # min_weight judges whole neuron pairs: partitions then start at

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,8 @@ from .plan import Plan, plan_read
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", "weighted_runs", "pairs_scan_tasks"]
+__all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", "weighted_runs", "pairs_scan_tasks",
+           "pairs_scan_args"]
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:
@@ -393,12 +394,23 @@ def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_w
     return df
 
 
-def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
-                     bounds: tuple[int, int, int, int], filt: RowFilter, by_roi: bool, min_weight: int) -> tuple:
-    """One partition of the ``pairs_scan`` path: its pairs, and the filter columns of their synapse rows.
+def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
+                    bounds: tuple[int, int, int, int], filt: RowFilter) -> tuple:
+    """One partition of the ``pairs_scan`` path read: the arguments of the pair-filter kernels.
 
-    Returns ``(pre, post[, roi], weight)`` like :func:`_pairs_chunk`; without
-    ``by_roi`` the partition holds whole pairs, so ``min_weight`` is applied here.
+    The partition's pairs (``pre, post, weight`` of the connection table) and
+    the filter columns of their synapse rows, checked against each other.
+
+    Returns
+    -------
+    tuple
+        ``(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
+        use_roi, use_conf, use_conf2)`` as :func:`~connectome_dask.kernels.pairs.pair_filter_counts` takes them.
+
+    Raises
+    ------
+    StoreError
+        The pairs do not count the partition's rows (the tables do not match), or a chunk is damaged.
     """
     from ..store import StoreError, read_rows
 
@@ -414,17 +426,27 @@ def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], toke
     dummy_f = np.zeros(1, dtype=np.float32)
     c1 = rows[filt.conf_cols[0]] if filt.conf_cols else dummy_f
     c2 = rows[filt.conf_cols[1]] if len(filt.conf_cols) > 1 else dummy_f
-    args = (t["pre"], t["post"], t["weight"], filt.pre_ok, filt.post_ok, rows.get("roi_post", dummy_i),
+    return (t["pre"], t["post"], t["weight"], filt.pre_ok, filt.post_ok, rows.get("roi_post", dummy_i),
             filt.roi_ok, c1, c2, filt.thr, filt.use_roi, bool(filt.conf_cols), len(filt.conf_cols) > 1)
+
+
+def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
+                     bounds: tuple[int, int, int, int], filt: RowFilter, by_roi: bool, min_weight: int) -> tuple:
+    """One partition of the ``pairs_scan`` path: its pairs, and the filter columns of their synapse rows.
+
+    Returns ``(pre, post[, roi], weight)`` like :func:`_pairs_chunk`; without
+    ``by_roi`` the partition holds whole pairs, so ``min_weight`` is applied here.
+    """
+    args = pairs_scan_args(pair_paths, row_paths, token, bounds, filt)
     if by_roi:
         idx, roi, cnt = K.pair_roi_filter_counts(*args, filt.n_codes)
-        return t["pre"][idx], t["post"][idx], roi, cnt
+        return args[0][idx], args[1][idx], roi, cnt
     idx, cnt = K.pair_filter_counts(*args, min_weight)
-    return t["pre"][idx], t["post"][idx], cnt
+    return args[0][idx], args[1][idx], cnt
 
 
 def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight: int,
-                     partition_rows: int | None = None) -> list:
+                     partition_rows: int | None = None, part: Any = None, part_args: tuple = ()) -> list:
     """The ``pairs_scan`` path's tasks, one per partition of whole presynaptic neurons, in row order.
 
     Each returns ``(pre, post[, roi], weight)`` sorted, as the scan's partitions;
@@ -443,6 +465,12 @@ def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight
         caller judges each (pair, ROI) row).
     partition_rows
         Synapse rows per partition (default: the store's).
+    part
+        The task function instead of the pair counts: called as
+        ``part(pair_paths, row_paths, token, bounds, filt, *part_args, min_weight)``
+        (it reads the partition with :func:`pairs_scan_args`); ``by_roi`` is then ignored.
+    part_args
+        Its further arguments (delayed objects or plain values that tokenize).
 
     Returns
     -------
@@ -457,6 +485,12 @@ def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight
     dfilt = delayed(filt, pure=True)
     # the key names everything the result depends on (the filter too): a distributed scheduler may hand
     # a key's result still in memory to another computation asking for the same key
+    if part is not None:
+        tok = tokenize(str(conn.path), conn.token, need, min_weight, dfilt.key, f"{part.__module__}.{part.__name__}",
+                       [getattr(a, "key", a) for a in part_args])
+        return [delayed(part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, *part_args, min_weight,
+                                         dask_key_name=f"pairs-scan-{part.__name__}-{tok}-{i}")
+                for i, bounds in enumerate(conn.pair_partitions(partition_rows))]
     tok = tokenize(str(conn.path), conn.token, need, by_roi, min_weight, dfilt.key)
     return [delayed(_pairs_scan_part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, by_roi,
                                                  min_weight, dask_key_name=f"pairs-scan-{tok}-{i}")
