@@ -401,6 +401,20 @@ def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token
     The partition's pairs (``pre, post, weight`` of the connection table) and
     the filter columns of their synapse rows, checked against each other.
 
+    Parameters
+    ----------
+    pair_paths
+        Array paths of the connection table's ``pre``, ``post``, ``weight``.
+    row_paths
+        Array paths of the synapse columns the filter reads (``roi_post``, confidences).
+    token
+        The store generation the arrays are read for.
+    bounds
+        ``(start, stop, pair_start, pair_stop)`` of the partition
+        (:meth:`~connectome_dask.store.Connectome.pair_partitions`).
+    filt
+        The row filter.
+
     Returns
     -------
     tuple
