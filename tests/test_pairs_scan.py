@@ -411,3 +411,45 @@ def test_result_built_from_packed_runs(threaded, monkeypatch):
     merged = G._combine_groups([("packed", (a,)) for a in many], n_post)
     assert merged[0] == "packed" and len(merged[1]) == 1 and np.all(np.diff(merged[1][0]) >= 0)
     assert np.array_equal(G._finish_groups(merged, n_pre, n_post).reshape(-1), ref)
+
+
+@pytest.mark.parametrize(
+    "n, cores, parts",
+    [
+        (20_000_000, 2, 6),  # 5 default partitions of 16 chunks -> 6 of 13 chunks
+        (20_000_000, 3, 6),
+        (20_000_000, 1, 5),  # one core: as configured
+        (20_000_000, 5, 5),  # already a multiple
+        (50_000_000, 2, 12),
+        (2_000_000, 2, 1),  # one partition: nothing to balance
+        (5_000_000, 4, 4),  # two default partitions, four cores
+        (4_500_000, 64, 18),  # more cores than chunks: one chunk a partition, no less
+    ],
+)
+def test_pairs_scan_partitions_fill_the_cores(n, cores, parts, monkeypatch):
+    """Partitions shortened to whole chunks so that their number is a multiple of the cores, never lengthened."""
+    import dask.system
+
+    from connectome_dask.compute.pairs import _balanced_partition_rows
+
+    class Store:  # what the rule reads of a store: 2**18-row chunks, 16 per partition
+        chunk_rows = 1 << 18
+        n_synapses = n
+
+        def partitions(self):
+            return [(0, min(n, 16 << 18))]
+
+    monkeypatch.setattr(dask.system, "CPU_COUNT", cores)
+    rows = _balanced_partition_rows(Store())
+    assert rows <= 16 << 18 and (rows % (1 << 18) == 0 or rows == n)
+    assert -(-n // rows) == parts
+
+
+def test_balanced_pairs_scan_partitions_count_the_same(stores, monkeypatch):
+    import dask.system
+
+    monkeypatch.setattr(dask.system, "CPU_COUNT", 4)
+    conn = stores[64]
+    with dask.config.set({"connectome_dask.partition_chunks": 5}):
+        assert A.pair_counts(conn, confidence=0.5, progress=False).equals(
+            A.pair_counts(conn, confidence=0.5, progress=False, method="scan"))
