@@ -183,7 +183,7 @@ def _combine_groups(parts: list[tuple], n_post: int) -> tuple:
 
 
 #: packed entries from which the result is built on two threads
-_THREADED_ENTRIES = 1 << 19
+_THREADED_ENTRIES = 1 << 17
 
 
 def _add_runs(flat: np.ndarray, runs: tuple[np.ndarray, ...]) -> None:
