@@ -406,12 +406,14 @@ def _pairs_scan_group_part(pair_paths: dict[str, str], row_paths: dict[str, str]
 
     The fused kernel (``pack_group_filtered_pairs``) leaves out the pair index
     and count arrays and the gathers of the pairs and their codes (the
-    partition holds whole pairs, so ``min_weight`` is judged here).
+    partition holds whole pairs, so ``min_weight`` is judged here). ``codes``
+    hold the neuron filter too (-1 = a neuron not counted on that side).
     """
     pre_code, post_code = codes
     args = pairs_scan_args(pair_paths, row_paths, token, bounds, filt)
     if (int(pre_code.max(initial=-1)) + 1) * n_post < 1 << (63 - _PACK_SHIFT):
-        packed, lo, hi, ok = K.pack_group_filtered_pairs(*args, min_weight, pre_code, post_code, n_post, _PACK_SHIFT)
+        packed, lo, hi, ok = K.pack_group_filtered_pairs(*args[:3], *args[5:], min_weight, pre_code, post_code,
+                                                         n_post, _PACK_SHIFT)
         if ok:
             return _packed_part(packed, lo, hi, n_post)
     idx, cnt = K.pair_filter_counts(*args, min_weight)
@@ -498,7 +500,9 @@ def group_counts(
         from dask.delayed import delayed
 
         if plan.method == "pairs_scan":
-            codes = delayed((pre_code, post_code), pure=True)
+            # the neuron filter folded into the codes: one lookup per pair and side in the kernel
+            codes = delayed((np.where(filt.pre_ok, pre_code, -1).astype(np.int32),
+                             np.where(filt.post_ok, post_code, -1).astype(np.int32)), pure=True)
             parts = pairs_scan_tasks(conn, filt, False, min_weight, part=_pairs_scan_group_part,
                                      part_args=(codes, n_post))
         else:

@@ -322,7 +322,8 @@ def _balanced_partition_rows(conn: Connectome) -> int:
     if k <= 1 or k % cores == 0:
         return per
     k = -(-k // cores) * cores
-    return max(chunk, -(-(-(-n // k)) // chunk) * chunk)
+    rows = -(-n // k)  # rows per partition, then rounded up to whole chunks
+    return max(chunk, -(-rows // chunk) * chunk)
 
 
 def _pair_table_ranges(conn: Connectome) -> list[tuple[int, int]]:

@@ -644,22 +644,29 @@ def pack_group_rows(pre, post, roi, weight, pre_ok, post_ok, roi_ok, use_roi, pr
 
 
 @numba.njit(cache=True, nogil=True)
-def pack_group_filtered_pairs(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
-                              use_roi, use_conf, use_conf2, min_weight, pre_code, post_code, n_post, shift):
+def pack_group_filtered_pairs(ppre, ppost, pweight, roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2,
+                              min_weight, pre_code, post_code, n_post, shift):
     """:func:`pair_filter_counts` and the pairs' group cells in one pass: ``(cell << shift) | count`` entries.
 
-    Each pair of the connection table whose neurons pass and have a group is
+    Each pair of the connection table whose neurons both have a code is
     counted over its synapse rows' filter columns (the row test of
     :func:`row_mask`), and a pair with at least ``min_weight`` kept rows
     becomes one entry of its cell ``pre_code[pre] * n_post + post_code[post]``:
-    no index and count arrays, no gathers of the pairs or of their codes.
+    no index and count arrays, no gathers of the pairs or of their codes. The
+    neuron filter is in the codes (-1 = not counted): one lookup per side
+    instead of a mask and a code (0.25 -> 0.16 s for 50 M rows, one thread).
 
     Parameters
     ----------
-    ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2, min_weight
-        As in :func:`pair_filter_counts`.
+    ppre, ppost, pweight
+        The pairs (neuron indices) and their synapse rows, in table order.
+    roi, roi_ok, conf, conf2, thr, use_roi, use_conf, use_conf2
+        Per-row filter columns of the pairs' rows and the filter, as in :func:`row_mask`.
+    min_weight
+        Pairs with fewer kept rows are left out (at least 1).
     pre_code, post_code
-        Group code of each neuron index (-1 = not in any group).
+        Group code of each neuron index, -1 for a neuron not counted on that
+        side (no group, or outside the neuron filter).
     n_post
         Number of post groups; the caller guarantees every cell fits
         (``n_pre * n_post < 2**(63 - shift)``).
@@ -687,9 +694,9 @@ def pack_group_filtered_pairs(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok
     # the row test is row_mask's, written out as in pair_filter_counts (a shared helper measured 2x-6x slower)
     for i in range(n):
         w = pweight[i]
-        p = ppre[i]
-        q = ppost[i]
-        if pre_ok[p] and post_ok[q] and pre_code[p] >= 0 and post_code[q] >= 0:
+        a = np.int64(pre_code[ppre[i]])
+        b = np.int64(post_code[ppost[i]])
+        if a >= 0 and b >= 0:
             c = 0
             for j in range(r, r + w):
                 k = True
@@ -704,8 +711,7 @@ def pack_group_filtered_pairs(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok
             if c >= least:
                 if c >= lim:
                     return out[:0].copy(), lo, hi, False
-                a = np.int64(pre_code[p])
-                out[m] = ((a * n_post + np.int64(post_code[q])) << shift) | c
+                out[m] = ((a * n_post + b) << shift) | c
                 lo = min(lo, a)
                 hi = max(hi, a)
                 m += 1
