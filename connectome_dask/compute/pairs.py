@@ -416,8 +416,14 @@ def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_w
     return df
 
 
+#: what :func:`pairs_scan_args` returns: ``(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
+#: use_roi, use_conf, use_conf2)``, the pair-filter kernels' arguments
+PairsScanArgs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                      np.ndarray, np.ndarray, float, bool, bool, bool]
+
+
 def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
-                    bounds: tuple[int, int, int, int], filt: RowFilter) -> tuple:
+                    bounds: tuple[int, int, int, int], filt: RowFilter) -> PairsScanArgs:
     """One partition of the ``pairs_scan`` path read: the arguments of the pair-filter kernels.
 
     The partition's pairs (``pre, post, weight`` of the connection table) and
