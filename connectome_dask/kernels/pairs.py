@@ -667,21 +667,14 @@ def pack_group_filtered_pairs(ppre, ppost, pweight, roi, roi_ok, conf, conf2, th
     pre_code, post_code
         Group code of each neuron index, -1 for a neuron not counted on that
         side (no group, or outside the neuron filter).
-    n_post
-        Number of post groups; the caller guarantees every cell fits
-        (``n_pre * n_post < 2**(63 - shift)``).
-    shift
-        Bits of the count field.
+    n_post, shift
+        As in :func:`pack_group_rows` (``shift``: bits of the count field).
 
     Returns
     -------
-    packed : numpy.ndarray
-        int64 entries in pair order (sort them to add in address order).
-    lo, hi : int
-        Smallest and largest pre group of the entries (``hi < lo`` when there are none).
-    ok : bool
-        False when a count does not fit the field: nothing is returned then,
-        the caller counts another way.
+    tuple
+        ``(packed, lo, hi, ok)`` as :func:`pack_group_rows` returns them, the
+        entries in pair order; ``ok`` is False when a count does not fit.
     """
     n = ppre.shape[0]
     out = np.empty(n, dtype=np.int64)
