@@ -232,7 +232,9 @@ def sparse_zeros(shape: int | tuple[int, ...], dtype: type | np.dtype = np.int64
     0.03-2.2 s to touch inside ``adjacency_from_files`` on a 2-core VM, its
     7,855 touched 4 KiB pages 12-16 ms, run after run. Cells never written
     stay unallocated and read as zero (the first full read maps them, ~0.09 s
-    per 0.5 GB; resident memory is the touched pages only). With many cells
+    per 0.5 GB; resident memory is the touched pages only). Where the
+    kernel's huge pages are ``always`` on (not ``madvise``) every mapping
+    gets them anyway, and this is ``np.zeros``. With many cells
     written the small pages cost more than the huge ones (80 k cells: 48 ms
     against 20 ms, 41 % of its small pages), so with ``pages`` above one in
     :data:`SMALL_PAGE_SHARE` of the array's small pages numpy's huge pages
