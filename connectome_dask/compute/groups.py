@@ -66,6 +66,11 @@ _PACK_SHIFT = 32
 _MAX_RUNS = 8
 
 
+def _cells_fit(n_pre: int, n_post: int) -> bool:
+    """Whether every cell ``gp * n_post + gq`` of ``n_pre`` pre groups fits a packed entry beside its count."""
+    return n_pre * n_post < 1 << (63 - _PACK_SHIFT)
+
+
 def _pack(gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray, n_post: int) -> np.ndarray | None:
     """Sorted ``(gp * n_post + gq) << 32 | cnt`` entries, or None when a cell or a count does not fit.
 
@@ -76,8 +81,7 @@ def _pack(gp: np.ndarray, gq: np.ndarray, cnt: np.ndarray, n_post: int) -> np.nd
     """
     if len(gp) == 0:
         return np.zeros(0, np.int64)
-    if (int(gp.max()) + 1) * n_post >= 1 << (63 - _PACK_SHIFT) or int(cnt.max()) >= 1 << _PACK_SHIFT \
-            or int(cnt.min()) < 0:
+    if not _cells_fit(int(gp.max()) + 1, n_post) or int(cnt.max()) >= 1 << _PACK_SHIFT or int(cnt.min()) < 0:
         return None
     packed = ((gp.astype(np.int64) * n_post + gq) << _PACK_SHIFT) | cnt.astype(np.int64, copy=False)
     packed.sort()
@@ -360,7 +364,7 @@ def _group_roi_range(paths: dict[str, str], token: str, start: int, stop: int, m
     need = ["pre", "post", "weight"] + (["roi"] if use_roi else [])
     t = {c: read_rows(paths[c], token, start, stop) for c in need}
     roi = t.get("roi", np.zeros(1, np.int16))
-    if (int(pre_code.max(initial=-1)) + 1) * n_post < 1 << (63 - _PACK_SHIFT):
+    if _cells_fit(int(pre_code.max(initial=-1)) + 1, n_post):
         # rows straight to packed group cells (the pair sums over ROIs happen in the adds): one pass
         # instead of a keep-mask, runs per pair and gathers (45 -> 20 ms of CPU per 4.8 M rows)
         packed, lo, hi, ok = K.pack_group_rows(t["pre"], t["post"], roi, t["weight"], pre_ok, post_ok, roi_ok,
@@ -411,7 +415,7 @@ def _pairs_scan_group_part(pair_paths: dict[str, str], row_paths: dict[str, str]
     """
     pre_code, post_code = codes
     args = pairs_scan_args(pair_paths, row_paths, token, bounds, filt)
-    if (int(pre_code.max(initial=-1)) + 1) * n_post < 1 << (63 - _PACK_SHIFT):
+    if _cells_fit(int(pre_code.max(initial=-1)) + 1, n_post):
         packed, lo, hi, ok = K.pack_group_filtered_pairs(*args[:3], *args[5:], min_weight, pre_code, post_code,
                                                          n_post, _PACK_SHIFT)
         if ok:
