@@ -499,7 +499,7 @@ def adjacency_from_files(
         u, c = u[keep], c[keep]
         n_ids = len(table_ids)
         cell = gp[u // n_ids] * n_post + gq[u % n_ids]
-        mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(np.sort(cell)))
+        mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(cell))
         H.add_weighted_keys(mat, cell, c)
     else:  # sorted cells, then one write each: random adds over the whole matrix miss the TLB
         u, c = np.unique(res[1], return_counts=True)

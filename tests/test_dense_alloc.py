@@ -89,6 +89,7 @@ def test_pages_touched_against_unique(seed):
     cells = np.sort(rng.integers(0, 10**6, int(rng.integers(1, 5000))))
     for itemsize in (1, 4, 8):
         assert small_pages_touched(cells, itemsize) == _pages_ref(cells, itemsize)
+        assert small_pages_touched(rng.permutation(cells), itemsize) == _pages_ref(cells, itemsize)
     assert small_pages_touched(np.zeros(0, np.int64)) == 0
 
 
