@@ -70,8 +70,9 @@ def _store_neurons(path: str, token: str, ident: tuple[int, ...]) -> tuple[pd.Da
     :class:`Connectome` gets its own copy of the frame, so a user's edits stay
     in that connectome (a deep copy, 0.5 ms: Arrow-backed text is not copied;
     a shallow one would share edits under pandas 2 without copy-on-write);
-    the index is immutable and shared, its hash table built once. Reading and checking the pages of a 139 k-row
-    table took 10-12 ms of every query that opened the store again.
+    the index is immutable and shared, its hash table built once. Reading and
+    checking the pages of a 139 k-row table took 10-12 ms of every query that
+    opened the store again.
     """
     df = read_neuron_table(Path(path))
     return df, pd.Index(df["bodyId"].to_numpy())
