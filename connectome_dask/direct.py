@@ -13,9 +13,11 @@ Feather), each reading only the body ID, ROI and confidence columns it
 needs, validating them by the ingest rules (so a bad row is named by file,
 column and row) and emitting, for the rows that pass the filters, one integer
 key per row: the (pre group, post group) cell, found by a hash probe of both
-body IDs in the neuron table (:mod:`connectome_dask.kernels.hashing`). The
-keys are summed in a tree into the dense result (or, with ``min_weight``,
-counted per neuron pair first). The counts equal
+body IDs in the neuron table (:mod:`connectome_dask.kernels.hashing`), or
+with ``min_weight`` the neuron pair. Each task counts its keys; the (key,
+count) lists are summed in a tree (into a dense array once they would fill a
+quarter of it), and ``min_weight`` judges the summed pairs before grouping.
+The counts equal
 ``ingest(...).adjacency(by=..., ...)`` of the same files, whatever the task
 size or scheduler.
 """
@@ -241,35 +243,40 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
         raise IngestError(f"{part.file} changed while being read: {part.rows} rows in its footer, {rows} read",
                           file=part.file)
     keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-    if spec.pairs:  # whole neuron pairs are judged after the tree: count them per task first
-        u, c = np.unique(keys, return_counts=True)
-        return ("pairs", u, c.astype(np.int64), seen, rows)
-    return ("keys", keys, None, seen, rows)
+    # counted here, in parallel: a task's few distinct cells (or pairs) go up the tree, not one key per row
+    u, c = np.unique(keys, return_counts=True)
+    return ("counts", u, c.astype(np.int64), seen, rows)
 
 
-def _combine(parts: list[tuple], n_cells: int) -> tuple:
-    """Sum partials: key arrays, per-pair counts, or one flat dense count array (and the rows read)."""
+def _combine(parts: list[tuple], n_cells: int | None) -> tuple:
+    """Sum partials: sorted (key, count) lists, or one flat dense count array (and the rows read).
+
+    ``n_cells``: the dense array's size, or ``None`` when the keys are
+    neuron pairs (never dense). Lists that would fill a quarter of the dense
+    array are added into it instead.
+    """
     seen = set().union(*(p[3] for p in parts))
     rows = sum(p[4] for p in parts)
-    if parts[0][0] == "pairs":
-        u = np.concatenate([p[1] for p in parts])
-        c = np.concatenate([p[2] for p in parts])
+    dense = [p[1] for p in parts if p[0] == "dense"]
+    counts = [p for p in parts if p[0] == "counts"]
+    n_listed = sum(len(p[1]) for p in counts)
+    if not dense and (n_cells is None or n_listed < _DENSE_FRACTION * n_cells):
+        if len(counts) == 1:
+            return counts[0][:3] + (seen, rows)
+        u = np.concatenate([p[1] for p in counts])
+        c = np.concatenate([p[2] for p in counts])
         order = np.argsort(u, kind="stable")
         u, c = u[order], c[order]
         if len(u):
             first = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
             u, c = u[first], np.add.reduceat(c, first)
-        return ("pairs", u, c, seen, rows)
-    dense = [p[1] for p in parts if p[0] == "dense"]
-    keys = [p[1] for p in parts if p[0] == "keys"]
-    n_keys = sum(len(k) for k in keys)
-    if not dense and n_keys < _DENSE_FRACTION * n_cells:
-        return ("keys", np.concatenate(keys) if keys else np.zeros(0, np.int64), None, seen, rows)
+        return ("counts", u, c, seen, rows)
+    assert n_cells is not None
     out = dense[0].copy() if dense else np.zeros(n_cells, dtype=np.int64)
     for d in dense[1:]:
         out += d
-    for k in keys:
-        H.add_keys(out, k)
+    for p in counts:
+        H.add_weighted_keys(out, p[1], p[2])
     return ("dense", out, None, seen, rows)
 
 
@@ -447,15 +454,12 @@ def adjacency_from_files(
     check_dense((n_pre, n_post), 8, "the grouped matrix")
 
     tab = H.build_id_table(table_ids)
-    pos = tab[:, 3]
-    have = pos >= 0
     pairs = int(min_weight) > 1
     if pairs:  # pair keys over table positions, for neurons counted on each side
-        tab[:, 1] = np.where(have, np.where(gp[np.where(have, pos, 0)] >= 0, pos, -1), -1)
-        tab[:, 2] = np.where(have, np.where(gq[np.where(have, pos, 0)] >= 0, pos, -1), -1)
+        at = np.arange(len(table_ids), dtype=np.int64)
+        H.set_sides(tab, np.where(gp >= 0, at, -1), np.where(gq >= 0, at, -1))
     else:
-        tab[:, 1] = np.where(have, gp[np.where(have, pos, 0)], -1)
-        tab[:, 2] = np.where(have, gq[np.where(have, pos, 0)], -1)
+        H.set_sides(tab, gp.astype(np.int64, copy=False), gq.astype(np.int64, copy=False))
     spec = _Spec(plan, (plan.ids["pre"], plan.ids["post"]), roi_col,
                  None if roi_list is None else tuple(roi_list), conf_cols,
                  float(np.float32(confidence)) if confidence is not None else 0.0,
@@ -481,7 +485,7 @@ def adjacency_from_files(
     tasks = [count(p, spec_d, tab_d, data_d,
                    dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key, getattr(data_d, 'key', None))}")
              for p in parts]
-    combine = functools.partial(_combine, n_cells=n_pre * n_post)
+    combine = functools.partial(_combine, n_cells=None if pairs else n_pre * n_post)
     (res,) = compute(tree_reduce(tasks, combine, name="files-combine"), progress=progress)
     if res[4] == 0:  # CSV and Feather row counts are known only once read (Parquet ones were checked above)
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
@@ -493,7 +497,7 @@ def adjacency_from_files(
     # the result's few written cells get small pages (sparse_zeros: huge ones stall the faults)
     if res[0] == "dense":
         mat = res[1]
-    elif res[0] == "pairs":
+    elif pairs:
         u, c = res[1], res[2]
         keep = c >= int(min_weight)
         u, c = u[keep], c[keep]
@@ -501,8 +505,8 @@ def adjacency_from_files(
         cell = gp[u // n_ids] * n_post + gq[u % n_ids]
         mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(cell))
         H.add_weighted_keys(mat, cell, c)
-    else:  # sorted cells, then one write each: random adds over the whole matrix miss the TLB
-        u, c = np.unique(res[1], return_counts=True)
+    else:  # distinct cells in order: one write each
+        u, c = res[1], res[2]
         mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(u))
         mat[u] = c
     attrs = {

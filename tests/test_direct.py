@@ -258,9 +258,10 @@ def test_group_keys_against_numpy():
     tab = H.build_id_table(ids)
     g_pre = rng.integers(-1, 9, len(ids))
     g_post = rng.integers(-1, 5, len(ids))
-    pos = tab[:, 3]
-    tab[:, 1] = np.where(pos >= 0, g_pre[np.maximum(pos, 0)], -1)
-    tab[:, 2] = np.where(pos >= 0, g_post[np.maximum(pos, 0)], -1)
+    H.set_sides(tab, g_pre, g_post)
+    pos = tab[:, 3]  # the table's own fill, checked against a numpy statement of it
+    np.testing.assert_array_equal(tab[:, 1], np.where(pos >= 0, g_pre[np.maximum(pos, 0)], -1))
+    np.testing.assert_array_equal(tab[:, 2], np.where(pos >= 0, g_post[np.maximum(pos, 0)], -1))
     n = 5000
     pre = np.where(rng.random(n) < 0.1, 10**13 + 1, rng.choice(ids, n))  # some IDs outside the table
     post = rng.choice(ids, n)
@@ -274,6 +275,37 @@ def test_group_keys_against_numpy():
     gb = g_post[b]
     keep = np.isin(roi, [0, 2, 3]) & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
     np.testing.assert_array_equal(got, (ga * 5 + gb)[keep])
+
+
+@pytest.mark.parametrize("n_cells", [None, 40, 10**6])
+def test_partials_sum_to_every_key_counted_once(n_cells):
+    """The tree's combine of per-task (key, count) lists (and dense partials) against np.add.at of all keys."""
+    from connectome_dask import direct as D
+
+    rng = np.random.default_rng(11)
+    space = 40 if n_cells == 40 else 10**6
+    keys = [rng.integers(0, space, rng.integers(0, 300)) for _ in range(7)]
+    parts = []
+    for i, k in enumerate(keys):
+        u, c = np.unique(k, return_counts=True)
+        if n_cells == 40 and i == 3:  # a partial already dense
+            d = np.zeros(40, np.int64)
+            np.add.at(d, k, 1)
+            parts.append(("dense", d, None, {f"r{i}"}, len(k)))
+        else:
+            parts.append(("counts", u, c.astype(np.int64), {f"r{i}"}, len(k)))
+    got = D._combine([D._combine(parts[:3], n_cells), *parts[3:]], n_cells)
+    ref = np.zeros(space, np.int64)
+    np.add.at(ref, np.concatenate(keys), 1)
+    if got[0] == "dense":
+        assert n_cells == 40
+        np.testing.assert_array_equal(got[1], ref)
+    else:
+        assert n_cells != 40
+        nz = np.flatnonzero(ref)
+        np.testing.assert_array_equal(got[1], nz)
+        np.testing.assert_array_equal(got[2], ref[nz])
+    assert got[3] == {f"r{i}" for i in range(7)} and got[4] == sum(len(k) for k in keys)
 
 
 @pytest.mark.parametrize("release", ["flywire", "codex"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "scan_group_keys"]
+__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "scan_group_keys", "set_sides"]
 
 _EMPTY = -1  # body IDs are validated non-negative before they reach a table
 
@@ -112,6 +112,37 @@ def id_slots(tab, ids):
             h = (h + 1) & (cap - 1)
         out[i] = r
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def set_sides(tab, pre_vals, post_vals):
+    """Fill the table's two value columns from each ID's position (``-1`` in empty slots).
+
+    One pass over the slots (numpy's gathers took ~12 ms and four
+    temporaries for a whole brain's table).
+
+    Parameters
+    ----------
+    tab
+        The table of :func:`build_id_table`, updated in place.
+    pre_vals, post_vals
+        int64 value per position in the table's ID list, for column 1 and 2.
+
+    Examples
+    --------
+    >>> tab = build_id_table(np.array([7, 3], np.int64))
+    >>> set_sides(tab, np.array([10, 11], np.int64), np.array([-1, 5], np.int64))
+    >>> sorted(map(tuple, tab[tab[:, 0] >= 0].tolist()))
+    [(3, 11, 5, 1), (7, 10, -1, 0)]
+    """
+    for h in range(tab.shape[0]):
+        p = tab[h, 3]
+        if p >= 0:
+            tab[h, 1] = pre_vals[p]
+            tab[h, 2] = post_vals[p]
+        else:
+            tab[h, 1] = -1
+            tab[h, 2] = -1
 
 
 @numba.njit(cache=True, nogil=True)
