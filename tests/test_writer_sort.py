@@ -37,3 +37,36 @@ def test_spill_keeps_each_buckets_rows_in_order(tmp_path):
         want = rows[(keys >= bounds[b]) & (keys < bounds[b + 1])]
         got = load_bucket(tmp_path, b, pieces[b], ["row"])
         assert np.array_equal(got["row"] if got is not None else np.zeros(0, int), want)
+
+
+def test_bucket_loads_the_asked_columns_of_every_piece_in_order(tmp_path):
+    """Columns of several dtypes over pieces of unequal size (some empty); a column left out is skipped."""
+    rng = np.random.default_rng(1)
+    n = 30_000
+    keys = rng.integers(0, 100, n)
+    cols = {"row": np.arange(n, dtype=np.int64), "roi": rng.integers(-1, 60, n).astype(np.int16),
+            "conf": rng.random(n).astype(np.float32), "flag": rng.random(n) < 0.5}
+    bounds = np.array([0, 3, 50, 100])
+    pieces = [0] * (len(bounds) - 1)
+    cuts = [0, 5, 5_000, 5_001, 19_000, n]
+    for s, e in zip(cuts[:-1], cuts[1:], strict=True):
+        spill_buckets(tmp_path, bounds, keys[s:e], {c: a[s:e] for c, a in cols.items()}, pieces)
+    for b in range(len(bounds) - 1):
+        sel = (keys >= bounds[b]) & (keys < bounds[b + 1])
+        got = load_bucket(tmp_path, b, pieces[b], ["conf", "row", "flag"])
+        assert got is not None and list(got) == ["conf", "row", "flag"]
+        for c in got:
+            assert got[c].dtype == cols[c].dtype
+            np.testing.assert_array_equal(got[c], cols[c][sel])
+        assert not (tmp_path / f"b{b:06d}").exists()  # the bucket's files are removed once loaded
+
+
+def test_bucket_with_a_truncated_piece_is_refused(tmp_path):
+    from connectome_dask.errors import StoreError
+
+    pieces = [0]
+    spill_buckets(tmp_path, np.array([0, 10]), np.arange(10) % 10, {"row": np.arange(10)}, pieces)
+    f = tmp_path / "b000000" / "000000.npy"
+    f.write_bytes(f.read_bytes()[:-8])
+    with pytest.raises(StoreError, match="truncated"):
+        load_bucket(tmp_path, 0, pieces[0], ["row"])

@@ -21,6 +21,7 @@ import shutil
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,20 +108,52 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
     d = _bucket_dir(spill, b)
     if not d.exists() or n_pieces == 0:
         return None
-    got: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    wanted = list(columns)
+    # pass 1, headers only: each wanted column's records (piece, byte offset, rows) and dtype
+    where: dict[str, list[tuple[int, int, int]]] = {c: [] for c in wanted}
+    dtypes: dict[str, np.dtype] = {}
     for j in range(n_pieces):
         with open(d / f"{j:06d}.npy", "rb") as fh:
             names = np.load(fh, allow_pickle=False).tolist()
             for name in names:
-                a = np.load(fh, allow_pickle=False)
-                if name in got:
-                    got[name].append(a)
-    missing = [c for c, v in got.items() if len(v) != n_pieces]
+                shape, dt = _record_header(fh, d / f"{j:06d}.npy")
+                rows = int(shape[0])
+                if name in where:
+                    if dtypes.setdefault(name, dt) != dt:
+                        raise StoreError(f"internal error: spill bucket {d} holds {name} as {dtypes[name]} and {dt}")
+                    where[name].append((j, fh.tell(), rows))
+                fh.seek(rows * dt.itemsize, 1)
+    missing = [c for c, v in where.items() if len(v) != n_pieces]
     if missing:
         raise StoreError(f"internal error: spill bucket {d} lacks columns {missing}")
-    part = {c: np.concatenate(v) if len(v) > 1 else v[0] for c, v in got.items()}
+    # pass 2: every record read straight into its slice of one array per column (concatenating
+    # the loaded pieces cost ~1.9 s of copies and page faults at 20 M rows)
+    part = {c: np.empty(sum(r for _, _, r in where[c]), dtype=dtypes[c]) for c in wanted}
+    pos = dict.fromkeys(wanted, 0)
+    for j in range(n_pieces):
+        with open(d / f"{j:06d}.npy", "rb", buffering=0) as fh:
+            for c in wanted:
+                _, off, rows = where[c][j]
+                out = part[c][pos[c]:pos[c] + rows]
+                fh.seek(off)
+                if fh.readinto(memoryview(out).cast("B")) != out.nbytes:
+                    raise StoreError(f"internal error: spill piece {d / f'{j:06d}.npy'} is truncated")
+                pos[c] += rows
     shutil.rmtree(d)
     return part
+
+
+def _record_header(fh: Any, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` record at the file position (left at its data); plain 1-D arrays only."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version not in ((1, 0), (2, 0)):  # np.save writes 3.0 only for structured dtypes' unicode names
+        raise StoreError(f"internal error: spill piece {path} has an .npy record of version {version}")
+    header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dt = header(fh)
+    if len(shape) != 1 or fortran or dt.hasobject:
+        raise StoreError(f"internal error: spill piece {path} holds a record that is not a plain 1-D array")
+    return shape, dt
 
 
 def _post_order(
