@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -400,6 +402,11 @@ def _natural_order(labels: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(keys)), key=keys.__getitem__))
 
 
+#: Arrow column id -> (weak reference to it, its read-only codes, its labels)
+_ARROW_LABELS: dict[int, tuple[weakref.ref, np.ndarray, tuple[Any, ...]]] = {}
+_ARROW_LABELS_LOCK = threading.Lock()
+
+
 def _labels(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
     """Factorize a neuron annotation column into codes over its ordered labels (missing -> -1).
 
@@ -408,7 +415,37 @@ def _labels(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
     order of nested matrices and type heatmaps); an ordered categorical keeps
     its categories' order; any other labels (numbers, booleans, dates, mixed
     types) are sorted as values.
+
+    An Arrow-backed column is immutable, and a store's neuron table is shared
+    by every :class:`~connectome_dask.store.Connectome` of its generation
+    (an edit makes a new column): its codes (read-only) and labels are kept
+    while the column lives. Factorizing and ordering 8 k cell types over
+    139 k neurons cost ~12 ms of every grouped query of the same store.
     """
+    arr = values.array
+    if not isinstance(arr, pd.arrays.ArrowExtensionArray):  # (Arrow-backed text is one)
+        return _factorize_labels(values)
+    col = arr.__arrow_array__()
+    with _ARROW_LABELS_LOCK:
+        hit = _ARROW_LABELS.get(id(col))
+    if hit is not None and hit[0]() is col:
+        return hit[1], list(hit[2])
+    codes, labels = _factorize_labels(values)
+    codes.setflags(write=False)
+    key = id(col)
+    with _ARROW_LABELS_LOCK:
+        _ARROW_LABELS[key] = (weakref.ref(col), codes, tuple(labels))
+    weakref.finalize(col, _forget_labels, key)
+    return codes, labels
+
+
+def _forget_labels(key: int) -> None:
+    with _ARROW_LABELS_LOCK:
+        _ARROW_LABELS.pop(key, None)
+
+
+def _factorize_labels(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """:func:`_labels` computed (no cache)."""
     dtype = values.dtype
     if not (isinstance(dtype, pd.CategoricalDtype) and dtype.ordered):
         codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)

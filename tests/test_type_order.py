@@ -159,3 +159,22 @@ def test_digit_only_labels_sort_by_number_before_lettered_ones():
     labels = ["100", "9", "ER2", "20", "(unknown)", "ER"]
     want = sorted(["100", "9", "20"], key=int) + ["(unknown)", "ER2", "ER"]
     assert natural_type_order(labels) == want
+
+
+def test_an_edited_type_column_is_grouped_as_edited(store):
+    """Labels of a store's Arrow column are kept while it lives; an edit (a new column) is factorized again."""
+    conn, neurons, syn = store
+    first = adjacency(conn, by="type", progress=False)
+    again = cd.open(conn.path, set_default=False)  # another connectome of the same generation
+    assert adjacency(again, by="type", progress=False).equals(first)
+    edited = neurons.copy()
+    i = int(np.flatnonzero(edited["type"].eq("KC").fillna(False).to_numpy(bool))[0])
+    edited.loc[i, "type"] = "ER4"  # one KC neuron (of several) becomes a new type
+    again.neurons.loc[i, "type"] = "ER4"
+    A = adjacency(again, by="type", progress=False)
+    order = ["EPG", "ER1", "ER2", "er3", "ER4", "ER10", "ER", "KC", "Pbt"]  # by hand, as NATURAL
+    assert list(A.coords["pre"].values) == order
+    ref = _reference(edited, syn, "type").reindex(index=order, columns=order, fill_value=0)
+    assert np.array_equal(np.asarray(A.values), ref.to_numpy())
+    # the first connectome's table is untouched, and so are its groups
+    assert adjacency(conn, by="type", progress=False).equals(first)
