@@ -136,7 +136,7 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
                 _, off, rows = where[c][j]
                 out = part[c][pos[c]:pos[c] + rows]
                 fh.seek(off)
-                if fh.readinto(memoryview(out).cast("B")) != out.nbytes:
+                if fh.readinto(out.view(np.uint8).data) != out.nbytes:
                     raise StoreError(f"internal error: spill piece {d / f'{j:06d}.npy'} is truncated")
                 pos[c] += rows
     shutil.rmtree(d)
