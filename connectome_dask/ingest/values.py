@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from .._fsutil import check_name
 from ..errors import IngestError
+from ..kernels import convert as _convert
 
 __all__: list[str] = []  # internal helpers of the package only
 
@@ -270,6 +271,52 @@ def _list_to_xyz(arr: pa.Array, file: str, column: str, offset: int) -> np.ndarr
             raise IngestError.at(file, column, offset + i, f"position {v!r} does not have 3 coordinates", v)
     values = pc.list_flatten(arr)
     return _to_float64(values, file, column, offset, "coordinate", stride=3).reshape(-1, 3)
+
+
+def _numeric_values(arr: pa.Array) -> np.ndarray | None:
+    """The numbers of a null-free integer or float Arrow array as numpy (no copy when possible); else None."""
+    t = arr.type
+    if arr.null_count or not (pa.types.is_integer(t) or pa.types.is_float32(t) or pa.types.is_float64(t)):
+        return None
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _fast_float32(raw: pa.Array, shift: float, scale: float, finite: bool) -> np.ndarray | None:
+    """``float32((raw + shift) * scale)`` of a plain numeric column in one kernel pass.
+
+    ``None`` when the column is not plain numbers without nulls, or when a
+    value would be refused (``finite``: NaN or infinite; any: beyond
+    float32): the general path (:func:`_to_float64`, :func:`_to_float32`)
+    then converts it and names the offending row. The result equals the
+    general path's bit for bit.
+    """
+    vals = _numeric_values(_decode(raw))
+    if vals is None:
+        return None
+    out, bad = _convert.scaled_float32(vals, 1, np.array([shift], np.float64), np.array([scale], np.float64),
+                                       finite)
+    return out[0] if bad < 0 else None
+
+
+def _fast_list_float32(raw: pa.Array, shift: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """``(3, n)`` float32 of a list column of 3 finite numbers per row, ``(v + shift[k]) * scale[k]``.
+
+    ``None`` unless every row is a list of exactly 3 non-null numbers, all
+    finite and within float32 after the arithmetic: :func:`_list_to_xyz` and
+    the general conversion then take the column and name the row at fault.
+    """
+    arr = _decode(raw)
+    if not _is_list(arr.type) or arr.null_count or not len(arr):
+        return None
+    if not pa.types.is_fixed_size_list(arr.type) or arr.type.list_size != 3:
+        lens = pc.list_value_length(arr)
+        if pc.min_max(lens).as_py() != {"min": 3, "max": 3}:
+            return None
+    vals = _numeric_values(pc.list_flatten(arr))
+    if vals is None or len(vals) != 3 * len(arr):
+        return None
+    out, bad = _convert.scaled_float32(vals, 3, np.asarray(shift, np.float64), np.asarray(scale, np.float64), True)
+    return out if bad < 0 else None
 
 
 def _check_finite(a: np.ndarray, orig: pa.Array, file: str, column: str, offset: int) -> None:
