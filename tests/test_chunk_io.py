@@ -53,6 +53,25 @@ def test_stream_writes_read_back_through_zarr(tmp_path, dtype, n):
             assert np.array_equal(read_array(z, tmp_path / "a", a, b), data[a:b], equal_nan=True)
 
 
+@pytest.mark.parametrize("n", [1, 999, 1000, 5432])
+def test_stream_keeps_no_reference_to_appended_arrays(tmp_path, n):
+    """Every piece comes from one buffer, overwritten after each append: the stored rows are still the data."""
+    data = _values("int64", n, seed=3)
+    arr = _create_array(tmp_path, "r", n, "int64", 1000)
+    st = ChunkStream(arr, tmp_path / "r")
+    buf = np.empty(2500, np.int64)
+    rng = np.random.default_rng(n + 1)
+    s = 0
+    while s < n:
+        k = min(int(rng.integers(1, 2500)), n - s)
+        buf[:k] = data[s : s + k]
+        st.append(buf[:k])
+        buf[:] = -1  # the caller refills its buffer
+        s += k
+    st.close()
+    assert np.array_equal(zarr.open_array(str(tmp_path / "r"), mode="r")[:], data)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_zarr_writes_read_back_through_ours(tmp_path, dtype):
     data = _values(dtype, 2345, seed=1)

@@ -70,3 +70,30 @@ def test_bucket_with_a_truncated_piece_is_refused(tmp_path):
     f.write_bytes(f.read_bytes()[:-8])
     with pytest.raises(StoreError, match="truncated"):
         load_bucket(tmp_path, 0, pieces[0], ["row"])
+
+
+def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
+    """Buckets of growing and shrinking size loaded and sorted into the same buffers, against fresh copies."""
+    from connectome_dask.store.writer import _take_columns
+
+    rng = np.random.default_rng(4)
+    n = 20_000
+    keys = rng.integers(0, 100, n)
+    cols = {"row": np.arange(n, dtype=np.int64), "v": rng.random(n).astype(np.float32)}
+    bounds = np.array([0, 5, 60, 61, 100])  # bucket sizes ~1 k, 11 k, 200, 8 k
+    pieces = [0] * (len(bounds) - 1)
+    for s in range(0, n, 3_000):
+        spill_buckets(tmp_path, bounds, keys[s : s + 3_000], {c: a[s : s + 3_000] for c, a in cols.items()}, pieces)
+    loads: dict = {}
+    outs: dict = {}
+    seen = []
+    for b in range(len(bounds) - 1):
+        sel = (keys >= bounds[b]) & (keys < bounds[b + 1])
+        got = load_bucket(tmp_path, b, pieces[b], ["row", "v"], buffers=loads)
+        assert got is not None and np.shares_memory(got["row"], loads["row"])
+        order = np.argsort(got["v"], kind="stable")
+        srt = _take_columns(got, order, buffers=outs)
+        np.testing.assert_array_equal(srt["row"], cols["row"][sel][order])
+        np.testing.assert_array_equal(srt["v"], cols["v"][sel][order])
+        seen.append(srt["row"].copy())
+    assert len(loads["row"]) >= max(len(x) for x in seen)  # grown to the largest bucket, never shrunk

@@ -195,7 +195,9 @@ def write_chunks(arr: Any, path: str | Path, first_chunk: int, data: np.ndarray)
 class ChunkStream:
     """Rows of an array written from row 0 on, in consecutive pieces, as whole chunks.
 
-    Buffers at most one chunk; store-layout arrays get their chunk files from
+    Buffers at most one chunk, as its own copy: no reference to an appended
+    array is kept once :meth:`append` returns, so a caller may refill the
+    same buffer for the next piece. Store-layout arrays get their chunk files from
     :func:`write_chunks`, other arrays are written through zarr. An array
     shorter than the rows written grows to them (``resize``, metadata only:
     through zarr as it goes, else once at :meth:`close`), so a stream of
@@ -224,10 +226,12 @@ class ChunkStream:
         values
             The rows, in order after those already added.
         """
-        self.buf.append(values)
         self.buffered += len(values)
         if self.buffered >= self.c:
+            self.buf.append(values)
             self._flush((self.buffered // self.c) * self.c)
+        else:  # less than a chunk held: a copy (the caller's buffer may be refilled)
+            self.buf.append(np.array(values, copy=True))
 
     def close(self) -> None:
         """Write the buffered tail (the array's last, possibly partial, chunk)."""
@@ -237,14 +241,27 @@ class ChunkStream:
             self.arr.resize((self.pos,))  # metadata only: the chunk files are written
 
     def _flush(self, rows: int) -> None:
-        a = np.concatenate(self.buf) if len(self.buf) > 1 else self.buf[0]
-        if not write_chunks(self.arr, self.path, self.pos // self.c, a[:rows]):
-            if self.arr.shape[0] < self.pos + rows:
-                self.arr.resize((self.pos + rows,))
-            self.arr[self.pos : self.pos + rows] = a[:rows]
-        self.buf = [a[rows:]]
+        parts, self.buf = self.buf, []
+        if len(parts) > 1:  # the held partial chunk, completed from the newest piece: one chunk copied
+            last = parts[-1]
+            k = min(len(last), self.c - sum(len(p) for p in parts[:-1]))
+            parts = [np.concatenate([*parts[:-1], last[:k]]), last[k:]]
+        left = rows
+        for p in parts:  # whole chunks straight from the piece (concatenating it all copied every block)
+            take = min(len(p), left)
+            if take:
+                self._write(p[:take])
+                left -= take
+            if take < len(p):  # the tail, under a chunk: held as a copy
+                self.buf = [p[take:].copy()]
         self.buffered -= rows
-        self.pos += rows
+
+    def _write(self, a: np.ndarray) -> None:
+        if not write_chunks(self.arr, self.path, self.pos // self.c, a):
+            if self.arr.shape[0] < self.pos + len(a):
+                self.arr.resize((self.pos + len(a),))
+            self.arr[self.pos : self.pos + len(a)] = a
+        self.pos += len(a)
 
 
 def read_array(arr: Any, path: str | Path, start: int, stop: int) -> np.ndarray:

@@ -80,7 +80,8 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
         pieces[k] = j + 1
 
 
-def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> dict[str, np.ndarray] | None:
+def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],
+                buffers: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
     """The rows of spill bucket ``b`` (pieces concatenated in order), then its files removed; None if empty.
 
     Parameters
@@ -93,6 +94,11 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
         Pieces written to the bucket (``pieces[b]`` of :func:`spill_buckets`).
     columns
         Columns to load.
+    buffers
+        Arrays to read into, by column, reused from bucket to bucket (fresh
+        memory costs a page fault per page): one too small or of another
+        dtype is replaced here by a new one. The returned arrays are then
+        views of them, valid until the next load into the same buffers.
 
     Returns
     -------
@@ -128,7 +134,7 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
         raise StoreError(f"internal error: spill bucket {d} lacks columns {missing}")
     # pass 2: every record read straight into its slice of one array per column (concatenating
     # the loaded pieces cost ~1.9 s of copies and page faults at 20 M rows)
-    part = {c: np.empty(sum(r for _, _, r in where[c]), dtype=dtypes[c]) for c in wanted}
+    part = {c: _buffer(buffers, c, sum(r for _, _, r in where[c]), dtypes[c]) for c in wanted}
     pos = dict.fromkeys(wanted, 0)
     for j in range(n_pieces):
         with open(d / f"{j:06d}.npy", "rb", buffering=0) as fh:
@@ -141,6 +147,16 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str]) -> d
                 pos[c] += rows
     shutil.rmtree(d)
     return part
+
+
+def _buffer(buffers: dict[str, np.ndarray] | None, name: str, n: int, dtype: np.dtype) -> np.ndarray:
+    """``n`` elements of ``buffers[name]`` when it holds that many of ``dtype``, else of a new array (kept there)."""
+    if buffers is None:
+        return np.empty(n, dtype=dtype)
+    buf = buffers.get(name)
+    if buf is None or buf.dtype != dtype or len(buf) < n:
+        buf = buffers[name] = np.empty(max(n, len(buf) if buf is not None else 0), dtype=dtype)
+    return buf[:n]
 
 
 def _record_header(fh: Any, path: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -211,6 +227,8 @@ def _post_order(
     # the ranges are consecutive in post order: each output is written from row 0 on, chunk by chunk
     streams = {c: ChunkStream(outs[c], dst[c]) for c in dtypes}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
+    loads: dict[str, np.ndarray] = {}
+    gathered: dict[str, np.ndarray] = {}
     if not single:
         spill.mkdir()
         write_marker(spill, "spill")
@@ -232,7 +250,7 @@ def _post_order(
                 part = {c: np.concatenate(v) for c, v in held.items()}
                 held = {}
             else:
-                loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"])
+                loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"], buffers=loads)
                 if loaded is None:
                     continue
                 part = loaded
@@ -244,7 +262,8 @@ def _post_order(
             for c in dtypes:
                 if streams[c].pos + streams[c].buffered != base:
                     raise StoreError("internal error: post-order ranges written out of order")
-                streams[c].append(part[c][perm])
+                # gathered into a buffer reused from range to range (the stream keeps no reference)
+                streams[c].append(np.take(part[c], perm, out=_buffer(gathered, c, size, part[c].dtype)))
         for st in streams.values():
             st.close()
     finally:
