@@ -95,13 +95,17 @@ class _Tally:
         self._vals: np.ndarray | None = None  # (IDs, 2 or 4 counts): its width is set by the first batch
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
-        pos = _id_slots(self._tab, ids)
-        miss = pos < 0
-        if miss.any():
+        pos, missing = _id_slots(self._tab, ids)
+        if missing:
+            miss = pos < 0
             new = np.unique(ids[miss])
+            first = len(self._ids)
             self._ids = np.concatenate([self._ids, new])
-            self._tab = _hashing.build_id_table(self._ids)
-            pos[miss] = _hashing.id_slots(self._tab, ids[miss])
+            if 2 * len(self._ids) <= len(self._tab):  # room: the new IDs go in (a rebuild per batch cost ~0.2 s)
+                _hashing.insert_ids(self._tab, new, first)
+            else:  # twice the room needed, so rebuilds stay rare as IDs keep arriving
+                self._tab = _hashing.build_id_table(self._ids, 4 * len(self._ids))
+            pos[miss] = _id_slots(self._tab, ids[miss])[0]
         return pos
 
     def add(self, pre: np.ndarray, post: np.ndarray, w: np.ndarray | None) -> None:
@@ -131,22 +135,25 @@ class _Tally:
 _THREADED_IDS = 1 << 18
 
 
-def _id_slots(tab: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """:func:`~connectome_dask.kernels.hashing.id_slots`, the halves on two threads for large batches.
+def _id_slots(tab: np.ndarray, ids: np.ndarray, dtype: Any = np.int64) -> tuple[np.ndarray, int]:
+    """Positions of ``ids`` in the table (``-1`` = absent) as ``dtype``, and how many are absent.
 
-    Pass 1 and the conversion of pass 2 run in the calling thread while the
-    second core waits on the next batch's read; half the probes go there.
+    :func:`~connectome_dask.kernels.hashing.id_slots_into`, the halves of one
+    output array filled on two threads for large batches: pass 1 and the
+    conversion of pass 2 run in the calling thread while the second core
+    waits on the next batch's read; half the probes go there.
     """
     n = len(ids)
+    out = np.empty(n, dtype=dtype)
     if n < _THREADED_IDS or (os.cpu_count() or 1) < 2:
-        return _hashing.id_slots(tab, ids)
+        return out, int(_hashing.id_slots_into(tab, ids, out))
     from concurrent.futures import ThreadPoolExecutor
 
     h = n // 2
     with ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(_hashing.id_slots, tab, ids[h:])
-        first = _hashing.id_slots(tab, ids[:h])
-        return np.concatenate([first, fut.result()])
+        fut = ex.submit(_hashing.id_slots_into, tab, ids[h:], out[h:])
+        missing = _hashing.id_slots_into(tab, ids[:h], out[:h])
+        return out, int(missing + fut.result())
 
 
 def _sums(codes: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
@@ -291,10 +298,10 @@ def _encode(ids: np.ndarray, body_index: np.ndarray) -> np.ndarray:
     binary search on whole-brain ID sets (cache misses) and ~2.5x faster than
     ``pandas.Index.get_indexer``.
     """
-    pos = _id_slots(body_index, ids)
-    if len(pos) and pos.min() < 0:  # pass 2 saw an ID pass 1 did not: the input changed
+    pos, missing = _id_slots(body_index, ids, np.int32)
+    if missing:  # pass 2 saw an ID pass 1 did not: the input changed
         raise IngestError(f"body ID {ids[np.argmax(pos < 0)]} appeared only in the second pass")
-    return pos.astype(np.int32)
+    return pos
 
 
 def _fast_positions(batch: pa.RecordBatch, plan: _Plan, scale: np.ndarray, shift: np.ndarray

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "scan_group_keys", "set_sides"]
+__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "id_slots_into", "insert_ids",
+           "scan_group_keys", "set_sides"]
 
 _EMPTY = -1  # body IDs are validated non-negative before they reach a table
 
@@ -39,13 +40,16 @@ def _slot(v, mask):
 
 
 @numba.njit(cache=True)
-def build_id_table(ids):
+def build_id_table(ids, min_cap=0):
     """Open-addressing table of unique non-negative int64 IDs.
 
     Parameters
     ----------
     ids
         Unique int64 IDs (>= 0).
+    min_cap
+        Slots to allocate at least (room for :func:`insert_ids` to add IDs
+        without a rebuild); rounded up to a power of two.
 
     Returns
     -------
@@ -63,17 +67,44 @@ def build_id_table(ids):
     ((8, 4), [0, 1, 2])
     """
     cap = 8
-    while cap < 2 * len(ids):
+    while cap < 2 * len(ids) or cap < min_cap:
         cap *= 2
     tab = np.full((cap, 4), _EMPTY, dtype=np.int64)
+    insert_ids(tab, ids, 0)
+    return tab
+
+
+@numba.njit(cache=True, nogil=True)
+def insert_ids(tab, ids, first):
+    """Add new IDs to a table in place, ``ids[i]`` at position ``first + i``.
+
+    The caller keeps the table at most half full (:func:`build_id_table`'s
+    ``min_cap``) and adds only IDs it does not hold.
+
+    Parameters
+    ----------
+    tab
+        The table of :func:`build_id_table`.
+    ids
+        Unique int64 IDs (>= 0) not yet in the table.
+    first
+        Position of ``ids[0]`` in the table's ID list.
+
+    Examples
+    --------
+    >>> tab = build_id_table(np.array([7], np.int64), 16)
+    >>> insert_ids(tab, np.array([3, 9], np.int64), 1)
+    >>> id_slots(tab, np.array([9, 7, 3, 4], np.int64)).tolist()
+    [2, 0, 1, -1]
+    """
+    cap = tab.shape[0]
     mask = np.uint64(cap - 1)
     for i in range(len(ids)):
         h = _slot(ids[i], mask)
         while tab[h, 0] != _EMPTY:
             h = (h + 1) & (cap - 1)
         tab[h, 0] = ids[i]
-        tab[h, 3] = i
-    return tab
+        tab[h, 3] = first + i
 
 
 @numba.njit(cache=True, nogil=True)
@@ -112,6 +143,51 @@ def id_slots(tab, ids):
             h = (h + 1) & (cap - 1)
         out[i] = r
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def id_slots_into(tab, ids, out):
+    """:func:`id_slots` written into ``out`` (any integer dtype); returns how many IDs are not in the table.
+
+    Parameters
+    ----------
+    tab
+        The table of :func:`build_id_table`.
+    ids
+        int64 IDs to look up.
+    out
+        One position per ID (``-1`` = not in the table), written in place:
+        two threads can fill two halves of one array, and an int32 result
+        needs no conversion pass.
+
+    Returns
+    -------
+    int
+        The number of IDs not found.
+
+    Examples
+    --------
+    >>> tab = build_id_table(np.array([7, 3], np.int64))
+    >>> out = np.empty(3, np.int32)
+    >>> id_slots_into(tab, np.array([3, 5, 7], np.int64), out), out.tolist()
+    (1, [1, -1, 0])
+    """
+    cap = tab.shape[0]
+    mask = np.uint64(cap - 1)
+    missing = 0
+    for i in range(len(ids)):
+        v = ids[i]
+        h = _slot(v, mask)
+        r = -1
+        while tab[h, 0] != _EMPTY:
+            if tab[h, 0] == v:
+                r = tab[h, 3]
+                break
+            h = (h + 1) & (cap - 1)
+        if r < 0:
+            missing += 1
+        out[i] = r
+    return missing
 
 
 @numba.njit(cache=True, nogil=True)
