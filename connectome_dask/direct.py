@@ -60,7 +60,7 @@ DEFAULT_TASK_ROWS = 1 << 21
 #: rows converted per batch inside a task (bounds a task's memory)
 _BATCH_ROWS = 1 << 20
 
-#: partial key arrays become a dense count array once they hold this fraction of its cells
+#: partial (key, count) lists become a dense count array once they hold this fraction of its cells
 _DENSE_FRACTION = 0.25
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_keys", "add_weighted_keys", "build_id_table", "id_slots", "id_slots_into", "insert_ids",
+__all__ = ["add_weighted_keys", "build_id_table", "id_slots", "id_slots_into", "insert_ids",
            "scan_group_keys", "set_sides"]
 
 _EMPTY = -1  # body IDs are validated non-negative before they reach a table
@@ -308,28 +308,6 @@ def scan_group_keys(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_conf,
         out[k] = gp * n_post + gq
         k += 1
     return out[:k].copy() if k < n // 2 else out[:k]
-
-
-@numba.njit(cache=True, nogil=True)
-def add_keys(out, keys):
-    """``out[key] += 1`` for every key (a flat dense count array).
-
-    Parameters
-    ----------
-    out
-        Flat int64 counts, updated in place.
-    keys
-        int64 indices into ``out`` (not bounds-checked: the caller's keys are cells of ``out``).
-
-    Examples
-    --------
-    >>> out = np.zeros(4, np.int64)
-    >>> add_keys(out, np.array([1, 3, 1], np.int64))
-    >>> out.tolist()
-    [0, 2, 0, 1]
-    """
-    for i in range(len(keys)):
-        out[keys[i]] += 1
 
 
 @numba.njit(cache=True, nogil=True)
