@@ -129,19 +129,8 @@ def id_slots(tab, ids):
     >>> id_slots(tab, np.array([3, 5, 7], np.int64)).tolist()
     [1, -1, 0]
     """
-    cap = tab.shape[0]
-    mask = np.uint64(cap - 1)
     out = np.empty(len(ids), dtype=np.int64)
-    for i in range(len(ids)):
-        v = ids[i]
-        h = _slot(v, mask)
-        r = -1
-        while tab[h, 0] != _EMPTY:
-            if tab[h, 0] == v:
-                r = tab[h, 3]
-                break
-            h = (h + 1) & (cap - 1)
-        out[i] = r
+    id_slots_into(tab, ids, out)
     return out
 
 
