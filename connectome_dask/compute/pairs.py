@@ -530,15 +530,12 @@ def pairs_scan_tasks(conn: Connectome, filt: RowFilter, by_roi: bool, min_weight
     dfilt = delayed(filt, pure=True)
     # the key names everything the result depends on (the filter too): a distributed scheduler may hand
     # a key's result still in memory to another computation asking for the same key
-    if part is not None:
-        tok = tokenize(str(conn.path), conn.token, need, min_weight, dfilt.key, f"{part.__module__}.{part.__name__}",
-                       [getattr(a, "key", a) for a in part_args])
-        return [delayed(part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, *part_args, min_weight,
-                                         dask_key_name=f"pairs-scan-{part.__name__}-{tok}-{i}")
-                for i, bounds in enumerate(conn.pair_partitions(partition_rows))]
-    tok = tokenize(str(conn.path), conn.token, need, by_roi, min_weight, dfilt.key)
-    return [delayed(_pairs_scan_part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, by_roi,
-                                                 min_weight, dask_key_name=f"pairs-scan-{tok}-{i}")
+    if part is None:  # the pair counts themselves: the same call shape, by_roi as its one further argument
+        part, part_args = _pairs_scan_part, (by_roi,)
+    tok = tokenize(str(conn.path), conn.token, need, min_weight, dfilt.key, f"{part.__module__}.{part.__name__}",
+                   [getattr(a, "key", a) for a in part_args])
+    return [delayed(part, pure=True)(pair_paths, row_paths, conn.token, bounds, dfilt, *part_args, min_weight,
+                                     dask_key_name=f"pairs-scan-{part.__name__}-{tok}-{i}")
             for i, bounds in enumerate(conn.pair_partitions(partition_rows))]
 
 
