@@ -416,11 +416,11 @@ def _pairs_scan_group_part(pair_paths: dict[str, str], row_paths: dict[str, str]
     pre_code, post_code = codes
     args = pairs_scan_args(pair_paths, row_paths, token, bounds, filt)
     if _cells_fit(int(pre_code.max(initial=-1)) + 1, n_post):
-        packed, lo, hi, ok = K.pack_group_filtered_pairs(*args[:3], *args[5:], min_weight, pre_code, post_code,
+        packed, lo, hi, ok = K.pack_group_filtered_pairs(*args[:3], args[5], min_weight, pre_code, post_code,
                                                          n_post, _PACK_SHIFT)
         if ok:
             return _packed_part(packed, lo, hi, n_post)
-    idx, cnt = K.pair_filter_counts(*args, min_weight)
+    idx, cnt = K.pair_filter_counts(*args[:6], min_weight)
     return _group_part(args[0][idx], args[1][idx], cnt, pre_code, post_code, n_post)
 
 

@@ -416,10 +416,9 @@ def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_w
     return df
 
 
-#: what :func:`pairs_scan_args` returns: ``(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
-#: use_roi, use_conf, use_conf2)``, the pair-filter kernels' arguments
-PairsScanArgs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                      np.ndarray, np.ndarray, float, bool, bool, bool]
+#: what :func:`pairs_scan_args` returns: ``(ppre, ppost, pweight, pre_ok, post_ok, words, roi)``, the
+#: pair-filter kernels' arguments
+PairsScanArgs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
@@ -446,8 +445,12 @@ def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token
     Returns
     -------
     tuple
-        ``(ppre, ppost, pweight, pre_ok, post_ok, roi, roi_ok, conf, conf2, thr,
-        use_roi, use_conf, use_conf2)`` as :func:`~connectome_dask.kernels.pairs.pair_filter_counts` takes them.
+        ``(ppre, ppost, pweight, pre_ok, post_ok, words, roi)``: the pairs, the
+        neuron filter, the rows' filter as a bit set
+        (:func:`~connectome_dask.kernels.pairs.keep_words`) and the rows' ROI
+        codes (length 1 when not read), as
+        :func:`~connectome_dask.kernels.pairs.pair_filter_counts` (the first
+        six) and :func:`~connectome_dask.kernels.pairs.pair_roi_filter_counts` take them.
 
     Raises
     ------
@@ -468,8 +471,10 @@ def pairs_scan_args(pair_paths: dict[str, str], row_paths: dict[str, str], token
     dummy_f = np.zeros(1, dtype=np.float32)
     c1 = rows[filt.conf_cols[0]] if filt.conf_cols else dummy_f
     c2 = rows[filt.conf_cols[1]] if len(filt.conf_cols) > 1 else dummy_f
-    return (t["pre"], t["post"], t["weight"], filt.pre_ok, filt.post_ok, rows.get("roi_post", dummy_i),
-            filt.roi_ok, c1, c2, filt.thr, filt.use_roi, bool(filt.conf_cols), len(filt.conf_cols) > 1)
+    roi = rows.get("roi_post", dummy_i)
+    words = K.keep_words(roi, filt.roi_ok, c1, c2, filt.thr, filt.use_roi, bool(filt.conf_cols),
+                         len(filt.conf_cols) > 1, e - s)
+    return t["pre"], t["post"], t["weight"], filt.pre_ok, filt.post_ok, words, roi
 
 
 def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
@@ -483,7 +488,7 @@ def _pairs_scan_part(pair_paths: dict[str, str], row_paths: dict[str, str], toke
     if by_roi:
         idx, roi, cnt = K.pair_roi_filter_counts(*args, filt.n_codes)
         return args[0][idx], args[1][idx], roi, cnt
-    idx, cnt = K.pair_filter_counts(*args, min_weight)
+    idx, cnt = K.pair_filter_counts(*args[:6], min_weight)
     return args[0][idx], args[1][idx], cnt
 
 
