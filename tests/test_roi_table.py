@@ -291,7 +291,9 @@ def test_plan_choice_and_reasons(stores):
     assert plan_read(conn, by_roi=True).method == "roi_table"
     assert plan_read(conn, by_roi=True, roi_filter=True).method == "roi_table"
     assert plan_read(conn).method == "table"  # no ROI in the question: the connection table
-    p = plan_read(conn, roi_filter=True, confidence=True)
+    p = plan_read(conn, roi_filter=True, confidence=True)  # the ROI-major copy (tests/test_roi_major.py)
+    assert p.method == "roi_major" and "cannot apply a confidence filter" in p.reason
+    p = plan_read(conn, by_roi=True, roi_filter=True, confidence=True)
     assert p.method == "pairs_scan" and "cannot apply a confidence filter" in p.reason
     few = np.array([int(np.argmin(np.where(conn.neurons.pre > 0, conn.neurons.pre, 1 << 40)))])
     assert plan_read(conn, pre=few, roi_filter=True).method == "index"  # a few bodies: the index still wins

@@ -34,10 +34,11 @@ __all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", 
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:
-    cols = conn.synapse_columns
-    if "confidence" in cols:
-        return ["confidence"]
-    return [c for c in ("confidence_pre", "confidence_post") if c in cols]
+    from ..store.roi_major import (
+        copy_columns,  # one rule: the columns thresholded are those the copy keeps
+    )
+
+    return copy_columns(conn.synapse_columns)
 
 
 class RowFilter:
@@ -613,8 +614,8 @@ def pair_counts(
     output
         Write Parquet parts into this directory instead (returns a dask DataFrame).
     method
-        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"``, ``"pairs_scan"``
-        or ``"scan"`` (see :func:`~connectome_dask.compute.plan.plan_read`).
+        ``"auto"``, ``"index"``, ``"table"``, ``"roi_table"``, ``"roi_major"``,
+        ``"pairs_scan"`` or ``"scan"`` (see :func:`~connectome_dask.compute.plan.plan_read`).
 
     Returns
     -------
@@ -645,13 +646,19 @@ def pair_counts(
     cols = filt.columns(by_roi)
     names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
     plan = plan_read(conn, pre=pre, post=post, by_roi=by_roi, roi_filter=filt.use_roi,
-                     confidence=bool(filt.conf_cols), output=output is not None, method=method)
+                     confidence=bool(filt.conf_cols), output=output is not None, method=method,
+                     roi_none=filt.use_roi and bool(filt.roi_ok[0]))
     if output is not None:
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     if plan.method == "table":
         return _pairs_from_table(conn, filt, min_weight, progress)
     if plan.method == "roi_table":
         return _pairs_from_roi_table(conn, filt, by_roi, min_weight, progress)
+    if plan.method == "roi_major":
+        from .roi_major import roi_major_pairs
+
+        res = roi_major_pairs(conn, filt, np.asarray(roi_codes), min_weight, progress)
+        return pd.DataFrame(dict(zip(names, res, strict=True)), copy=False)
     if plan.method == "index":
         res = _pairs_chunk(index_block(conn, plan, pre, post, cols), 0, filt, by_roi)
     elif plan.method == "pairs_scan":

@@ -15,6 +15,12 @@ Four ways to read:
     per ``(pre, post, roi)`` keyed on ``roi_post``, ~4x fewer rows than
     synapses). For counts with a ROI filter and/or split by ROI but no
     confidence filter (confidence needs the synapse rows).
+``roi_major``
+    The per-ROI connection table's ROI-major copy (``index.zarr/roi_pairs*/by_roi``):
+    the selected ROIs' runs and the confidences of their synapse rows only.
+    For pair and grouped counts with a ROI filter *and* a confidence filter
+    (not split by ROI), on stores whose copy matches their ``roi_post`` and
+    confidence columns.
 ``pairs_scan``
     The connection table's pairs with only the *filter* columns of their
     synapse rows (``confidence``, ``roi_post``): a pair's rows are the next
@@ -48,7 +54,7 @@ __all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LI
 logger = logging.getLogger("connectome_dask.compute")
 
 #: accepted values of ``method=``
-METHODS = ("auto", "index", "table", "roi_table", "pairs_scan", "scan")
+METHODS = ("auto", "index", "table", "roi_table", "roi_major", "pairs_scan", "scan")
 
 #: counts (``what="counts"``): read through the index when the smaller side's
 #: rows are at most this fraction of the table
@@ -107,6 +113,7 @@ def plan_read(
     confidence: bool = False,
     output: bool = False,
     method: str = "auto",
+    roi_none: bool = False,
 ) -> Plan:
     """Choose how to read the synapse rows of a selection.
 
@@ -125,7 +132,10 @@ def plan_read(
        store has a per-ROI connection table matching its ``roi_post`` column
        (:attr:`Connectome.has_roi_pair_table`) and the dask config
        ``connectome_dask.use_roi_pair_table`` is true; otherwise
-       ``pairs_scan`` when the store has a connection table, holds synapse
+       ``roi_major`` when there is a ROI filter and a confidence filter, no
+       ``by_roi``, the store's ROI-major copy matches its ``roi_post`` and
+       confidence columns and ``connectome_dask.use_roi_pair_table`` is
+       true; otherwise ``pairs_scan`` when the store has a connection table, holds synapse
        rows (no weight column) and ``connectome_dask.use_pair_table`` is
        true; otherwise ``scan``.
     3. ``what="rows"`` (synapse-level rows, per-neuron ROI counts): with
@@ -150,9 +160,12 @@ def plan_read(
         rule out the connection table; confidence also the per-ROI table).
     output
         The result is written out of core, partition by partition.
+    roi_none
+        The ROI filter keeps rows in no ROI (code -1) too: the ROI-major copy
+        has none of them.
     method
         ``"auto"`` (the rule above), or force ``"index"``, ``"table"``,
-        ``"roi_table"``, ``"pairs_scan"`` or ``"scan"``.
+        ``"roi_table"``, ``"roi_major"``, ``"pairs_scan"`` or ``"scan"``.
 
     Returns
     -------
@@ -166,7 +179,9 @@ def plan_read(
         request (``index`` with no restricted side, ``table`` with a filter,
         for rows, without a connection table, or with ``output``;
         ``roi_table`` with a confidence filter, for rows, with ``output``, or
-        without a per-ROI connection table; ``pairs_scan`` for rows, with
+        without a per-ROI connection table; ``roi_major`` without both
+        filters, split by ROI, for rows, with ``output`` or without a current
+        ROI-major copy; ``pairs_scan`` for rows, with
         ``output``, without a connection table or on a connection-level store).
 
     Examples
@@ -188,7 +203,7 @@ def plan_read(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     est = _estimates(conn, pre, post)
-    plan = _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method)
+    plan = _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none)
     logger.debug("read plan: %s (%s)%s", plan.method, plan.reason,
                  "" if method == "auto" else f" [method={method!r}]", extra={"plan": plan})
     return plan
@@ -221,6 +236,21 @@ def _roi_table_blocker(conn: Connectome, confidence: bool) -> str | None:
     return None
 
 
+def _roi_major_blocker(conn: Connectome, by_roi: bool, roi_filter: bool, confidence: bool,
+                       roi_none: bool) -> str | None:
+    from ..store.roi_major import copy_columns
+
+    if not (roi_filter and confidence):
+        return "the ROI-major copy is for a ROI filter with a confidence filter"
+    if roi_none:
+        return "the ROI-major copy has no rows in no ROI"
+    if by_roi:
+        return "the ROI-major copy does not split counts by ROI"
+    if conn.roi_major_paths(copy_columns(conn.synapse_columns)) is None:
+        return "the store has no ROI-major copy for its roi_post and confidence columns"
+    return None
+
+
 def _pairs_scan_blocker(conn: Connectome) -> str | None:
     if not conn.has_pair_table:
         return "the store has no connection table"
@@ -231,7 +261,7 @@ def _pairs_scan_blocker(conn: Connectome) -> str | None:
     return None
 
 
-def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method) -> Plan:
+def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none) -> Plan:
     if what not in ("counts", "rows"):
         raise ValueError(f"what must be 'counts' or 'rows', got {what!r}")
     if output:
@@ -256,6 +286,12 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         if blocker:
             raise ValueError(f"method='roi_table' is not possible: {blocker}")
         return Plan("roi_table", "forced")
+    if method == "roi_major":
+        blocker = "synapse rows are not in the ROI-major copy" if what == "rows" else \
+            _roi_major_blocker(conn, by_roi, roi_filter, confidence, roi_none)
+        if blocker:
+            raise ValueError(f"method='roi_major' is not possible: {blocker}")
+        return Plan("roi_major", "forced")
     if method == "pairs_scan":
         blocker = "synapse rows are not in the connection table" if what == "rows" else _pairs_scan_blocker(conn)
         if blocker:
@@ -288,6 +324,10 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
             roi_blocker = "dask config connectome_dask.use_roi_pair_table is false"
         if roi_blocker is None:
             return Plan("roi_table", f"{why}; {blocker}: the per-ROI connection table answers it")
+        if roi_filter and confidence and bool(config.get("use_roi_pair_table", True)) \
+                and _roi_major_blocker(conn, by_roi, roi_filter, confidence, roi_none) is None:
+            return Plan("roi_major", f"{why}; {blocker}; {roi_blocker}: the ROI-major copy holds the selected "
+                        "ROIs' runs and their rows' confidences")
         blocker = f"{blocker}; {roi_blocker}"
     scan_blocker = _pairs_scan_blocker(conn)
     if scan_blocker is None:

@@ -39,6 +39,7 @@ from .format import (
     safe_name,
     write_meta,
 )
+from .roi_major import copy_columns
 from .sort import _post_order
 from .tables import rebuild_roi_pair_table
 
@@ -140,6 +141,7 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
     new_rois_rel = None
     new_roi_pairs: str | None = None
     n_roi_pairs = 0
+    copy_meta: dict[str, Any] | None = None
     try:
         for name, dt in outputs.items():
             d = f"{encode_name(name)}.{tag}"
@@ -181,10 +183,15 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
         # the per-ROI connection table is keyed on roi_post: rebuilt from the new column, in this commit
         if ROI_PAIRS_COLUMN in outputs:
             new_roi_pairs = f"roi_pairs.{tag}"
-            cols = ["pre", "post", ROI_PAIRS_COLUMN] + (["weight"] if conn.kind == "connections" else [])
+            # with its ROI-major copy of the confidences (synapse rows only)
+            conf = copy_columns(conn.synapse_columns) if conn.kind != "connections" else []
+            cols = ["pre", "post", ROI_PAIRS_COLUMN] + (["weight"] if conn.kind == "connections" else []) + conf
             src = {c: str(syn_root / new_dirs[c]) if c in new_dirs else str(conn._array_path(c)) for c in cols}
-            n_roi_pairs = rebuild_roi_pair_table(src, conn.token, conn.partitions(align_pre=True),
-                                                 idx_root / new_roi_pairs, conn.chunk_rows)
+            n_roi_pairs, copy_meta = rebuild_roi_pair_table(src, conn.token, conn.partitions(align_pre=True),
+                                                            idx_root / new_roi_pairs, conn.chunk_rows, conf)
+            if copy_meta is not None:  # recorded with the arrays it was made from
+                of = {c: new_dirs.get(c) or conn.meta["synapses"]["columns"][c] for c in [ROI_PAIRS_COLUMN, *conf]}
+                copy_meta = {**copy_meta, "of": of}
     except BaseException:
         for d in new_dirs.values():
             rmtree_real(syn_root / d)
@@ -202,6 +209,10 @@ def _write_locked(conn: Connectome, func, inputs, outputs, args, write_rois, pro
     if new_roi_pairs:
         meta["index"].update({"roi_pairs": new_roi_pairs, "n_roi_pairs": int(n_roi_pairs),
                               "roi_pairs_of": new_dirs[ROI_PAIRS_COLUMN]})
+        if copy_meta is not None:
+            meta["index"]["roi_major"] = copy_meta
+        else:
+            meta["index"].pop("roi_major", None)
     checksums = dict(meta.get("checksums") or {})
     if new_rois_rel:
         old_rois = meta.get("rois")

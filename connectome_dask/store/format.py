@@ -472,6 +472,15 @@ def _read_meta(path: Path) -> dict:
             raise bad("index.n_roi_pairs", "a non-negative integer")
         if not isinstance(idx.get("roi_pairs_of"), str):
             raise bad("index.roi_pairs_of", f"the array directory of {ROI_PAIRS_COLUMN!r} it was built from")
+        rm = idx.get("roi_major")
+        if rm is not None:  # the table's ROI-major copy (store.roi_major); its folder name is fixed
+            sizes = ("n_runs", "n_rows", "n_codes", "chunk_rows")
+            if not isinstance(rm, dict) or any(not isinstance(rm.get(k), int) or isinstance(rm.get(k), bool)
+                                               or rm[k] < 0 for k in sizes) or rm["chunk_rows"] < 1:
+                raise bad("index.roi_major", f"a mapping of non-negative integers {', '.join(sizes)} and 'of'")
+            of = rm.get("of")
+            if not isinstance(of, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in of.items()):
+                raise bad("index.roi_major.of", "a mapping of column name to the array directory it was built from")
     for key in ("rois", "skeletons"):
         v = meta.get(key)
         if v is None:

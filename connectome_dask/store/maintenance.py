@@ -249,7 +249,51 @@ def _arrays_of_generation(conn: Connectome) -> list[tuple[str, Path, int | None]
     if conn.has_roi_pair_table:
         for c, p in conn.roi_pair_table_paths().items():
             out.append((f"index.zarr/{conn.meta['index']['roi_pairs']}/{c}", Path(p), conn.n_roi_pairs))
+    # the ROI-major copy, when it matches the current roi_post and confidence arrays (else never read)
+    copy = _roi_major_of(conn)
+    if copy is not None:
+        rm = conn.meta["index"]["roi_major"]
+        n_chunks = -(-int(rm["n_runs"]) // int(rm["chunk_rows"]))
+        want = {"pre": rm["n_runs"], "post": rm["n_runs"], "weight": rm["n_runs"], "run_starts": rm["n_codes"] + 1,
+                "row_starts": rm["n_codes"] + 1, "run_rows": n_chunks + 1}
+        for c, p in copy.items():
+            out.append((f"index.zarr/{conn.meta['index']['roi_pairs']}/by_roi/{c}", Path(p),
+                        int(want.get(c, rm["n_rows"]))))
     return out
+
+
+def _roi_major_of(conn: Connectome) -> dict[str, str] | None:
+    """The current ROI-major copy's array paths (every column it holds), or None."""
+    of = (conn.meta["index"].get("roi_major") or {}).get("of") or {}
+    return conn.roi_major_paths([c for c in of if c != ROI_PAIRS_COLUMN])
+
+
+def _roi_major_hashes(paths: dict[str, str], token: str, conf_cols: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Per ROI code, the order-free hash of the copy's ``(pre, post, confidence bits)`` rows (and its problems)."""
+    rs = _read_range(paths["run_starts"], token, 0, 1 << 62)
+    ws = _read_range(paths["row_starts"], token, 0, 1 << 62)
+    problems: list[str] = []
+    h = np.zeros((len(rs) - 1, len(conf_cols)), dtype=np.uint64)
+    step = 1 << 16
+    for code in range(len(rs) - 1):
+        row = int(ws[code])
+        for a in range(int(rs[code]), int(rs[code + 1]), step):
+            b = min(a + step, int(rs[code + 1]))
+            w = _read_range(paths["weight"], token, a, b).astype(np.int64)
+            key = ((_read_range(paths["pre"], token, a, b).astype(np.uint64) << np.uint64(32))
+                   | _read_range(paths["post"], token, a, b).astype(np.uint64))
+            key = np.repeat(key, np.maximum(w, 0))
+            for k, c in enumerate(conf_cols):
+                v = _read_range(paths[c], token, row, row + len(key))
+                if len(v) != len(key):
+                    problems.append(f"the ROI-major copy's {c!r} is shorter than its runs count (ROI code {code})")
+                    return h, problems
+                h[code, k] += _mix(key, _bits(v)).sum(dtype=np.uint64)
+            row += len(key)
+        if row != int(ws[code + 1]):
+            problems.append(f"the ROI-major copy's runs of ROI code {code} count {row - int(ws[code]):,} rows, "
+                            f"its row_starts {int(ws[code + 1]) - int(ws[code]):,}")
+    return h, problems
 
 
 def _deep_check(conn: Connectome) -> list[str]:
@@ -284,6 +328,9 @@ def _deep_check(conn: Connectome) -> list[str]:
     n_roi = conn.n_roi_pairs
     roi_pos = 0
     wcol = conn.weight_column
+    copy = _roi_major_of(conn)
+    copy_cols = [c for c in (conn.meta["index"].get("roi_major") or {}).get("of", {}) if c != ROI_PAIRS_COLUMN]
+    h_copy = np.zeros((max(nroi, 1) + 1, len(copy_cols)), dtype=np.uint64)  # per ROI code, from the rows
     for s, e in conn.partitions(align_pre=True):
         block = conn.read_synapses(conn.synapse_columns, s, e)
         pre, post = block["pre"], block["post"]
@@ -320,6 +367,16 @@ def _deep_check(conn: Connectome) -> list[str]:
                                 f"(pairs {pair_pos}..{pair_pos + len(up)}, rows {s}..{e})")
                 pairs_ok = False
             pair_pos += len(up)
+        if copy is not None and len(pre):
+            r = block[ROI_PAIRS_COLUMN].astype(np.int64)
+            sel = np.flatnonzero((r >= 0) & (r < len(h_copy)))
+            order = sel[np.argsort(r[sel], kind="stable")]
+            if len(order):
+                first = np.flatnonzero(np.r_[True, r[order][1:] != r[order][:-1]])
+                key = (pre[order].astype(np.uint64) << np.uint64(32)) | post[order].astype(np.uint64)
+                for k, c in enumerate(copy_cols):
+                    sums = np.add.reduceat(_mix(key, _bits(block[c][order])), first)
+                    h_copy[r[order][first], k] += sums
         if roi_ok and len(pre):
             try:
                 want = roi_runs(pre, post, block[ROI_PAIRS_COLUMN], block[wcol] if wcol else None)
@@ -338,6 +395,15 @@ def _deep_check(conn: Connectome) -> list[str]:
         problems.append(f"index.zarr/pairs has {n_pairs} rows, a recount gives {pair_pos}")
     if roi_ok and roi_pos != n_roi:
         problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']} has {n_roi} rows, a recount gives {roi_pos}")
+    if copy is not None:  # every ROI's (pair, confidence) rows, as a multiset, are the synapse rows'
+        got, bad = _roi_major_hashes(copy, conn.token, copy_cols)
+        problems += bad
+        k = min(len(got), len(h_copy))
+        if not bad and (not np.array_equal(got[:k], h_copy[:k]) or h_copy[k:].any() or got[k:].any()):
+            diff = np.flatnonzero((got[:k] != h_copy[:k]).any(axis=1))
+            code = int(diff[0]) if len(diff) else k
+            problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']}/by_roi differs from the synapse rows "
+                            f"(ROI code {code}: its runs or confidences)")
     pre_off = conn._read_index("pre_offsets")
     post_off = conn._read_index("post_offsets")
     if not np.array_equal(pre_off, np.concatenate([[0], np.cumsum(pre_counts)])):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._fsutil import no_symlinks
+from .._fsutil import encode_name, no_symlinks
 from ..errors import StoreError
 from . import commit as _commit
 from . import maintenance as _maintenance
@@ -878,6 +878,43 @@ class Connectome:
                              "(written by an older version, or the store has no ROI codes)")
         root = _inside(self.path, f"{self.meta['index']['path']}/{self.meta['index']['roi_pairs']}")
         return {c: str(root / c) for c in ROI_PAIR_COLUMNS}
+
+    def roi_major_paths(self, conf_cols: Sequence[str] = ()) -> dict[str, str] | None:
+        """Paths of the per-ROI table's ROI-major copy (:mod:`~connectome_dask.store.roi_major`), for tasks.
+
+        ``pre``, ``post``, ``weight`` (the runs), the confidence columns asked
+        for, and ``run_starts``, ``row_starts``, ``run_rows``; read them with
+        :func:`read_rows` and :attr:`token`.
+
+        Parameters
+        ----------
+        conf_cols
+            Confidence columns the caller reads.
+
+        Returns
+        -------
+        dict of str to str, or None
+            ``None`` when the store has no copy, or one made from other
+            ``roi_post`` / confidence arrays than the current ones (a later
+            commit replaced them), or without one of ``conf_cols``.
+
+        Examples
+        --------
+        >>> sorted(conn.roi_major_paths(["confidence"]))
+        ['confidence', 'post', 'pre', 'row_starts', 'run_rows', 'run_starts', 'weight']
+        """
+        from .roi_major import BY_ROI, RUN_COLUMNS
+
+        rm = self.meta["index"].get("roi_major")
+        if not rm or not self.has_roi_pair_table:
+            return None
+        cur = self.meta["synapses"]["columns"]
+        of = rm["of"]
+        if any(cur.get(c) != d for c, d in of.items()) or any(c not in of for c in conf_cols):
+            return None
+        root = _inside(self.path, f"{self.meta['index']['path']}/{self.meta['index']['roi_pairs']}/{BY_ROI}")
+        names = [*RUN_COLUMNS, *conf_cols, "run_starts", "row_starts", "run_rows"]
+        return {c: str(root / encode_name(c)) for c in names}
 
     @property
     def n_roi_pairs(self) -> int:

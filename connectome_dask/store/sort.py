@@ -30,7 +30,7 @@ from ..errors import StoreError
 from .arrays import ChunkStream, read_array
 from .format import _create_array
 
-__all__ = ["load_bucket", "spill_buckets"]
+__all__ = ["iter_bucket", "load_bucket", "spill_buckets", "write_piece"]
 
 
 def _bucket_dir(spill: Path, b: int) -> Path:
@@ -68,16 +68,33 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
         if lo == hi:
             continue
         sel = order[lo:hi]
-        d = _bucket_dir(spill, k)
-        d.mkdir(parents=True, exist_ok=True)
-        j = pieces[k]
-        # one file per piece, every column in it (the column names first, then one .npy record each):
-        # one file per column and piece cost ~1.5 s of opens and unlinks at 20 M rows
-        with open(d / f"{j:06d}.npy", "wb") as fh:
-            np.save(fh, np.array(list(block), dtype=str), allow_pickle=False)
-            for a in block.values():
-                np.save(fh, a[sel], allow_pickle=False)
-        pieces[k] = j + 1
+        write_piece(spill, k, pieces, {c: a[sel] for c, a in block.items()})
+
+
+def write_piece(spill: Path, b: int, pieces: list[int], columns: Mapping[str, np.ndarray]) -> None:
+    """Write the next piece of spill bucket ``b`` (every column in one file) and count it in ``pieces[b]``.
+
+    Parameters
+    ----------
+    spill
+        The spill directory.
+    b
+        The bucket number (``pieces`` must have an entry for it).
+    pieces
+        Pieces written so far per bucket.
+    columns
+        Column name -> the piece's rows (plain 1-D arrays; no pickle).
+    """
+    d = _bucket_dir(spill, b)
+    d.mkdir(parents=True, exist_ok=True)
+    j = pieces[b]
+    # one file per piece, every column in it (the column names first, then one .npy record each):
+    # one file per column and piece cost ~1.5 s of opens and unlinks at 20 M rows
+    with open(d / f"{j:06d}.npy", "wb") as fh:
+        np.save(fh, np.array(list(columns), dtype=str), allow_pickle=False)
+        for a in columns.values():
+            np.save(fh, np.ascontiguousarray(a), allow_pickle=False)
+    pieces[b] = j + 1
 
 
 def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],
@@ -147,6 +164,50 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],
                 pos[c] += rows
     shutil.rmtree(d)
     return part
+
+
+def iter_bucket(spill: Path, b: int, n_pieces: int) -> Iterable[dict[str, np.ndarray]]:
+    """The pieces of spill bucket ``b`` one at a time, in order, each file removed once read.
+
+    Memory: one piece (one block's rows of the bucket), where
+    :func:`load_bucket` holds the whole bucket.
+
+    Parameters
+    ----------
+    spill
+        The spill directory.
+    b
+        The bucket number.
+    n_pieces
+        Pieces written to the bucket (``pieces[b]`` of :func:`spill_buckets`).
+
+    Yields
+    ------
+    dict of str to numpy.ndarray
+        Every column of the piece.
+
+    Raises
+    ------
+    StoreError
+        A piece is truncated or holds something else than plain 1-D records.
+    """
+    d = _bucket_dir(spill, b)
+    if not d.exists():
+        return
+    for j in range(n_pieces):
+        path = d / f"{j:06d}.npy"
+        with open(path, "rb") as fh:
+            names = np.load(fh, allow_pickle=False).tolist()
+            piece = {}
+            for name in names:
+                shape, dt = _record_header(fh, path)
+                a = np.empty(shape, dtype=dt)
+                if fh.readinto(a.view(np.uint8).data) != a.nbytes:
+                    raise StoreError(f"internal error: spill piece {path} is truncated")
+                piece[name] = a
+        path.unlink()
+        yield piece
+    shutil.rmtree(d)
 
 
 def _buffer(buffers: dict[str, np.ndarray] | None, name: str, n: int, dtype: np.dtype) -> np.ndarray:

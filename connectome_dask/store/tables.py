@@ -20,7 +20,7 @@ Imports :mod:`~connectome_dask.store.format` and
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from .._fsutil import encode_name, write_marker
 from ..errors import StoreError
 from .arrays import ChunkStream, _ensure_group, _read_range
 from .format import ROI_PAIR_COLUMNS, ROI_PAIRS_COLUMN, _create_array
+from .roi_major import BY_ROI, RoiMajorCopy, group_by_roi
 
 __all__ = ["roi_runs", "rebuild_roi_pair_table"]
 
@@ -123,14 +124,19 @@ class _RoiPairTable:
 
     Bounded memory: besides one block's triples, only the ROI rows of the
     block's last pair are held (the pair may continue in the next block).
+    With ``conf_cols`` (confidence columns) the blocks' rows also
+    go to the table's ROI-major copy (:mod:`~connectome_dask.store.roi_major`);
+    its sizes are :attr:`copy_meta` after :meth:`finish`.
     """
 
-    def __init__(self, group_path: Path, chunk_rows: int):
+    def __init__(self, group_path: Path, chunk_rows: int, conf_cols: Sequence[str] = ()):
         group_path.mkdir(parents=True, exist_ok=True)
         write_marker(group_path, "roi-pairs")
         self.path = group_path
         self.out = _ChunkedAppender(group_path, ROI_PAIR_COLUMNS, chunk_rows)
         self.pending: tuple[np.ndarray, ...] | None = None
+        self.copy = RoiMajorCopy(group_path / BY_ROI, conf_cols, chunk_rows) if conf_cols else None
+        self.copy_meta: dict[str, int] | None = None
 
     def _emit(self, p, q, r, w) -> None:
         self.out.write({"pre": p, "post": q, "roi": r, "weight": w})
@@ -160,22 +166,36 @@ class _RoiPairTable:
     #: rows counted per kernel call: bounds the transient arrays (~19 B per row) whatever the block size
     SLICE_ROWS = 1 << 22
 
-    def write(self, pre: np.ndarray, post: np.ndarray, roi: np.ndarray, weight: np.ndarray | None = None) -> None:
-        """Append a block of (pre, post)-sorted rows (following the previous block)."""
+    def write(self, pre: np.ndarray, post: np.ndarray, roi: np.ndarray, weight: np.ndarray | None = None,
+              confs: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append a block of (pre, post)-sorted rows (following the previous block), with their confidences
+        when the table keeps a ROI-major copy."""
         for a in range(0, len(pre), self.SLICE_ROWS):
             b = a + self.SLICE_ROWS
             self.write_runs(*roi_runs(pre[a:b], post[a:b], roi[a:b], None if weight is None else weight[a:b]))
+        if self.copy is not None:
+            if confs is None:
+                raise StoreError("internal error: the ROI-major copy needs the rows' confidences")
+            self.copy.add(pre, post, roi, confs)
 
     def finish(self) -> int:
         if self.pending is not None:
             self._emit(*self.pending)
             self.pending = None
-        return self.out.finish()
+        n = self.out.finish()
+        if self.copy is not None:
+            self.copy_meta = self.copy.finish()
+        return n
 
 
-def _roi_part(paths: Mapping[str, str], token: str, start: int, stop: int) -> tuple:
+def _roi_part(paths: Mapping[str, str], token: str, start: int, stop: int, conf_cols: tuple[str, ...] = ()) -> tuple:
+    """One partition's runs, and (with ``conf_cols``) its rows grouped by ROI for the ROI-major copy."""
     cols = {c: _read_range(p, token, start, stop) for c, p in paths.items()}
-    return roi_runs(cols["pre"], cols["post"], cols[ROI_PAIRS_COLUMN], cols.get("weight"))
+    runs = roi_runs(cols["pre"], cols["post"], cols[ROI_PAIRS_COLUMN], cols.get("weight"))
+    if not conf_cols:
+        return runs, None
+    keep = {"pre": cols["pre"], "post": cols["post"], **{c: cols[c] for c in conf_cols}}
+    return runs, group_by_roi(cols[ROI_PAIRS_COLUMN], keep)
 
 
 def _batch_size() -> int:
@@ -195,7 +215,8 @@ def rebuild_roi_pair_table(
     partitions: list[tuple[int, int]],
     dest: Path,
     chunk_rows: int,
-) -> int:
+    conf_cols: Sequence[str] = (),
+) -> tuple[int, dict[str, int] | None]:
     """Write the per-ROI connection table of a store's rows into ``dest`` (a new group).
 
     One task per partition (``partitions`` must start at presynaptic-neuron
@@ -208,7 +229,8 @@ def rebuild_roi_pair_table(
     ----------
     paths
         Array paths of ``pre``, ``post``, ``roi_post`` (and ``weight`` on a
-        connection-level store), read with ``token``.
+        connection-level store, and those of ``conf_cols``),
+        read with ``token``.
     token
         The store generation the arrays are read for (:attr:`Connectome.token`).
     partitions
@@ -217,11 +239,16 @@ def rebuild_roi_pair_table(
         The table's new directory (must not exist).
     chunk_rows
         Chunk length of the table's arrays.
+    conf_cols
+        Confidence columns: also write the table's ROI-major copy
+        (:mod:`~connectome_dask.store.roi_major`) of them.
 
     Returns
     -------
-    int
+    rows : int
         Rows of the table.
+    copy : dict or None
+        The ROI-major copy's sizes (``None`` without ``conf_cols``).
 
     Raises
     ------
@@ -232,7 +259,7 @@ def rebuild_roi_pair_table(
     --------
     >>> cols = ("pre", "post", "roi_post")
     >>> paths = {c: str(conn._array_path(c)) for c in cols}
-    >>> n = rebuild_roi_pair_table(paths, conn.token, conn.partitions(align_pre=True), tmp_path / "t", 4096)
+    >>> n, _ = rebuild_roi_pair_table(paths, conn.token, conn.partitions(align_pre=True), tmp_path / "t", 4096)
     >>> n == conn.meta["index"]["n_roi_pairs"]
     True
     """
@@ -240,12 +267,16 @@ def rebuild_roi_pair_table(
 
     from .._compute import compute
 
-    table = _RoiPairTable(Path(dest), chunk_rows)
+    table = _RoiPairTable(Path(dest), chunk_rows, conf_cols)
+    conf_cols = tuple(conf_cols)
     task = delayed(_roi_part, pure=True)
     step = _batch_size()
     for i in range(0, len(partitions), step):
-        res = compute(*[task(dict(paths), token, s, e) for s, e in partitions[i : i + step]], progress=False)
-        for r in res:
-            table.write_runs(*r)
+        res = compute(*[task(dict(paths), token, s, e, conf_cols) for s, e in partitions[i : i + step]],
+                      progress=False)
+        for runs, grouped in res:
+            table.write_runs(*runs)
+            if table.copy is not None:
+                table.copy.add_grouped(*grouped)
         del res
-    return table.finish()
+    return table.finish(), table.copy_meta

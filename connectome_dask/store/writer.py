@@ -50,6 +50,7 @@ from .format import (
     write_neuron_table,
 )
 from .reader import Connectome, open
+from .roi_major import copy_columns
 from .sort import _buffer, _post_order, load_bucket, spill_buckets
 from .tables import _ChunkedAppender, _RoiPairTable
 
@@ -297,14 +298,17 @@ class StoreWriter:
         if ROI_PAIRS_COLUMN not in self.columns:
             return None
         if self._roi_pairs is None:
-            self._roi_pairs = _RoiPairTable(self.tmp / "index.zarr" / "roi_pairs", self.chunk_rows)
+            # synapse rows with confidences: the table's ROI-major copy too (not for connection rows,
+            # whose confidence is the connection's)
+            conf = copy_columns(self.columns) if self.kind != "connections" else []
+            self._roi_pairs = _RoiPairTable(self.tmp / "index.zarr" / "roi_pairs", self.chunk_rows, conf)
         return self._roi_pairs
 
     def _write_roi_pairs(self, block: Mapping[str, np.ndarray]) -> None:
         table = self._roi_pair_table()
         if table is not None:
             table.write(block["pre"], block["post"], block[ROI_PAIRS_COLUMN],
-                        block["weight"] if self.kind == "connections" else None)
+                        block["weight"] if self.kind == "connections" else None, block)
 
     def _appender(self) -> _ChunkedAppender:
         if self._out is None:
@@ -460,6 +464,9 @@ class StoreWriter:
         if n_roi_pairs is not None:  # keyed on the roi_post array written here
             full_meta["index"].update({"roi_pairs": "roi_pairs", "n_roi_pairs": n_roi_pairs,
                                        "roi_pairs_of": encode_name(ROI_PAIRS_COLUMN)})
+            if roi_table is not None and roi_table.copy is not None and roi_table.copy_meta is not None:
+                of = {c: encode_name(c) for c in [ROI_PAIRS_COLUMN, *roi_table.copy.conf]}
+                full_meta["index"]["roi_major"] = {**roi_table.copy_meta, "of": of}
         if weighted:  # declared: readers (and older versions, by schema_version 2) know the rows are edges
             full_meta["kind"] = "connections"
             full_meta["total_weight"] = int(self._pre_weight.sum())
