@@ -278,7 +278,7 @@ def test_task_ranges_cover_the_selected_runs(stores):
         covered = np.concatenate([np.arange(s, e) for s, e, _ in pieces])
         want = np.concatenate([np.arange(a["run_starts"][c], a["run_starts"][c + 1]) for c in codes])
         np.testing.assert_array_equal(covered, want)
-        for s, e, row in pieces:
+        for s, _e, row in pieces:
             assert row == cs[s]  # each piece knows its first run's copy row
         assert len(tasks) <= n_tasks + len(codes)
     assert roi_major_pieces(conn, paths, np.array([99]), 4) == []
