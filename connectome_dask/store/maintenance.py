@@ -373,9 +373,9 @@ def _deep_check(conn: Connectome) -> list[str]:
             order = sel[np.argsort(r[sel], kind="stable")]
             if len(order):
                 first = np.flatnonzero(np.r_[True, r[order][1:] != r[order][:-1]])
-                key = (pre[order].astype(np.uint64) << np.uint64(32)) | post[order].astype(np.uint64)
+                pk = (pre[order].astype(np.uint64) << np.uint64(32)) | post[order].astype(np.uint64)
                 for k, c in enumerate(copy_cols):
-                    sums = np.add.reduceat(_mix(key, _bits(block[c][order])), first)
+                    sums = np.add.reduceat(_mix(pk, _bits(block[c][order])), first)
                     h_copy[r[order][first], k] += sums
         if roi_ok and len(pre):
             try:
@@ -396,11 +396,11 @@ def _deep_check(conn: Connectome) -> list[str]:
     if roi_ok and roi_pos != n_roi:
         problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']} has {n_roi} rows, a recount gives {roi_pos}")
     if copy is not None:  # every ROI's (pair, confidence) rows, as a multiset, are the synapse rows'
-        got, bad = _roi_major_hashes(copy, conn.token, copy_cols)
-        problems += bad
-        k = min(len(got), len(h_copy))
-        if not bad and (not np.array_equal(got[:k], h_copy[:k]) or h_copy[k:].any() or got[k:].any()):
-            diff = np.flatnonzero((got[:k] != h_copy[:k]).any(axis=1))
+        h_got, copy_problems = _roi_major_hashes(copy, conn.token, copy_cols)
+        problems += copy_problems
+        k = min(len(h_got), len(h_copy))
+        if not copy_problems and (not np.array_equal(h_got[:k], h_copy[:k]) or h_copy[k:].any() or h_got[k:].any()):
+            diff = np.flatnonzero((h_got[:k] != h_copy[:k]).any(axis=1))
             code = int(diff[0]) if len(diff) else k
             problems.append(f"index.zarr/{conn.meta['index']['roi_pairs']}/by_roi differs from the synapse rows "
                             f"(ROI code {code}: its runs or confidences)")
