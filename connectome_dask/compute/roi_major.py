@@ -159,6 +159,11 @@ def roi_major_pairs(conn: Connectome, filt: RowFilter, roi_codes: np.ndarray, mi
     -------
     tuple of numpy.ndarray
         ``(pre int32, post int32, weight int64)`` sorted by (pre, post).
+
+    Raises
+    ------
+    ValueError
+        The store has no current ROI-major copy of the filter's confidence columns.
     """
     from dask.delayed import delayed
     from dask.system import CPU_COUNT

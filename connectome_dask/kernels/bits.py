@@ -46,6 +46,16 @@ def popcount(typingctx, x):  # noqa: ARG001 (numba's intrinsic signature)
 def n_words(n_rows: int) -> int:
     """Words of a bit set of ``n_rows`` rows.
 
+    Parameters
+    ----------
+    n_rows
+        Rows (bits).
+
+    Returns
+    -------
+    int
+        ``ceil(n_rows / 64)``.
+
     Examples
     --------
     >>> n_words(0), n_words(1), n_words(64), n_words(65)

@@ -65,8 +65,16 @@ COPY_CHUNK_ROWS = 1 << 16
 def copy_columns(columns: Mapping[str, Any] | list[str]) -> list[str]:
     """The confidence columns a ROI-major copy holds, of a store's synapse columns (the thresholded ones).
 
-    ``confidence`` when there is one, else ``confidence_pre`` / ``confidence_post``
-    (both thresholded, as :class:`~connectome_dask.compute.pairs.RowFilter` does).
+    Parameters
+    ----------
+    columns
+        The store's synapse column names.
+
+    Returns
+    -------
+    list of str
+        ``confidence`` when there is one, else ``confidence_pre`` / ``confidence_post``
+        (both thresholded, as :class:`~connectome_dask.compute.pairs.RowFilter` does).
 
     Examples
     --------
@@ -152,12 +160,30 @@ class RoiMajorCopy:
         self.pieces: list[int] = []
 
     def add(self, pre: np.ndarray, post: np.ndarray, roi: np.ndarray, confs: Mapping[str, np.ndarray]) -> None:
-        """Add a block of rows following the previous one (in (pre, post) order)."""
+        """Add a block of rows following the previous one (in (pre, post) order).
+
+        Parameters
+        ----------
+        pre, post
+            Neuron indices per row.
+        roi
+            ROI code per row (``-1`` = none: not in the copy).
+        confs
+            Column name -> values per row, holding every copied confidence column.
+        """
         counts, grouped = group_by_roi(roi, {"pre": pre, "post": post, **{c: confs[c] for c in self.conf}})
         self.add_grouped(counts, grouped)
 
     def add_grouped(self, counts: np.ndarray, grouped: Mapping[str, np.ndarray]) -> None:
-        """Add a block already grouped by :func:`group_by_roi` (e.g. in a task)."""
+        """Add a block already grouped by :func:`group_by_roi` (e.g. in a task).
+
+        Parameters
+        ----------
+        counts
+            Rows per ROI code (from 0).
+        grouped
+            ``pre``, ``post`` and the copied confidence columns, code after code.
+        """
         if not self._typed:  # the copy keeps the rows' dtypes
             self.conf = {c: np.asarray(grouped[c]).dtype for c in self.conf}
             self._typed = True
