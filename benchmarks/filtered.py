@@ -362,9 +362,13 @@ def _roi_table_info(store: str) -> dict:
     if not conn.has_roi_pair_table:
         return {"present": False}
     root = Path(store) / conn.meta["index"]["path"] / conn.meta["index"]["roi_pairs"]
-    mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    copy = root / "by_roi"  # the ROI-major copy (store.roi_major), sized on its own
+    copy_mb = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file()) / 2**20 if copy.is_dir() else 0.0
+    mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20 - copy_mb
+    rm = conn.meta["index"].get("roi_major") or {}
     return {"present": True, "rows": conn.n_roi_pairs, "n_synapses": conn.n_synapses, "mb": mb,
-            "pairs": int(conn.meta["index"]["n_pairs"])}
+            "pairs": int(conn.meta["index"]["n_pairs"]), "copy_mb": copy_mb, "copy_runs": rm.get("n_runs"),
+            "copy_rows": rm.get("n_rows")}
 
 
 def _child(func: str, **kw) -> dict:
@@ -434,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         res: dict = {"description": desc, "kind": kind}
         d = work / name
         res["ours"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours"), **common)
-        if {"roi_table", "pairs_scan"} & set(res["ours"].get("paths", [])):  # the scan they replace, same run
+        if {"roi_table", "roi_major", "pairs_scan"} & set(res["ours"].get("paths", [])):  # the scan they replace
             res["ours_scan"] = _child("task_ours", store=info["store"], scenario=name, out=str(d / "ours_scan"),
                                       roi_table=False, **common)
         if not a.no_cluster:
@@ -480,10 +484,14 @@ def _roi_table_text(t: dict) -> str:
         return "The store has no per-ROI connection table: every filtered query scans."
     return (f"Per-ROI connection table (`index.zarr/roi_pairs`, written with the ROI codes by `assign_rois`): "
             f"{t['rows']:,} rows (one per pair and postsynaptic ROI; {t['rows'] / max(t['n_synapses'], 1):.2f} "
-            f"per synapse row, {t['pairs']:,} pairs), {t['mb']:.0f} MB on disk. `ours path` is the read path the "
-            "plan log reports (`pairs_scan`: the connection table's pairs with only the confidence / ROI "
-            "columns of their synapse rows); `ours, synapse scan` is the same call with both tables switched "
-            "off (`connectome_dask.use_roi_pair_table` / `use_pair_table: false`), measured in the same run.")
+            f"per synapse row, {t['pairs']:,} pairs), {t['mb']:.0f} MB on disk"
+            + (f"; its ROI-major copy (`roi_pairs/by_roi`, written with it): {t['copy_runs']:,} runs and the "
+               f"confidences of their {t['copy_rows']:,} synapse rows (rows in no ROI left out), ROI after ROI, "
+               f"{t['copy_mb']:.0f} MB on disk" if t.get("copy_runs") is not None else "")
+            + ". `ours path` is the read path the plan log reports (`pairs_scan`: the connection table's pairs "
+            "with only the confidence / ROI columns of their synapse rows; `roi_major`: the copy's runs and "
+            "confidences of the listed ROIs only); `ours, synapse scan` is the same call with both tables "
+            "switched off (`connectome_dask.use_roi_pair_table` / `use_pair_table: false`), measured in the same run.")
 
 
 def render(rep: dict) -> str:
