@@ -455,6 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
                               for k in ("ours", "ours_scan", "ours_cluster", "duckdb_table", "polars")
                               if (d / k).exists() and ref.exists()}
         res["date"] = time.strftime("%Y-%m-%d %H:%M")
+        res["repeat"] = a.repeat  # a row re-run alone (--only) may have another count than the rest
         rep["scenarios"][name] = res
         save()
     shutil.rmtree(work, ignore_errors=True)
@@ -464,6 +465,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- rendering
+
+
+def _repeats(rep: dict) -> str:
+    """``N``, or the counts per row when rows were re-run with other counts (``--only``)."""
+    by: dict[int, list[str]] = {}
+    for name, sc in rep.get("scenarios", {}).items():
+        by.setdefault(int(sc.get("repeat", rep["repeat"])), []).append(f"`{name}` ({sc.get('date', '?')})")
+    if len(by) <= 1:
+        return str(next(iter(by), rep["repeat"]))
+    return "; ".join(f"{k} for {', '.join(v)}" for k, v in sorted(by.items()))
 
 
 def _ratio(o: dict, p: dict) -> str:
@@ -512,7 +523,7 @@ def render(rep: dict) -> str:
          "(not in the query times below; our store's equivalent is ingest + `assign_rois`: "
          f"{fmt_s(rep.get('assign_rois', {}).get('seconds'))} s for `assign_rois` here). Ours: "
          "`aggregate.pair_counts` / `aggregate.adjacency(by='type')`, dask threads in the measuring process. "
-         f"Every measurement in a fresh process, best of {rep['repeat']} (first in parentheses), opening the "
+         f"Every measurement in a fresh process, best of {_repeats(rep)} (first in parentheses), opening the "
          "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next). Ratios: our time / the peer's "
          "(target <= 0.3x), ours = threads; LocalCluster = `connectome_dask.cluster.local_cluster(n_workers=2, "
          "threads_per_worker=1, memory_limit='6GiB')` started in the measuring process (start-up not timed; its "
