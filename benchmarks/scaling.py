@@ -15,7 +15,9 @@ types, the 75 JFRC2 neuropils) every stage runs in a fresh process:
    output=dir)``) and ``types_rois`` (``adjacency(by="type", rois=<10
    ROIs>)``), each checked against the synapses it keeps, counted chunk by
    chunk straight from the stored ``roi_post`` / ``confidence`` column (the
-   read path the plan chose is reported).
+   read path the plan chose is reported); ``pairs_rois_confidence``
+   (``pair_counts(rois=<10 ROIs>, confidence=0.5)``, a frame: the ROI-major
+   copy's path) likewise.
 
 Stages 2-5 run on ``connectome_dask.cluster.local_cluster(n_workers=2,
 memory_limit="6GiB")`` (spilling to disk at the package's thresholds) started
@@ -59,7 +61,8 @@ from ._common import (
     write_text,
 )
 
-STAGES = ("generate", "assign_rois", "pair_counts", "type_matrix", "pairs_rois", "pairs_confidence", "types_rois")
+STAGES = ("generate", "assign_rois", "pair_counts", "type_matrix", "pairs_rois", "pairs_confidence", "types_rois",
+          "pairs_rois_confidence")
 #: the filtered stages: ROI list (10 ROIs), confidence threshold, type x type within the ROI list
 FILTER_ROIS = 10
 FILTER_CONFIDENCE = 0.5
@@ -251,6 +254,10 @@ def task_filtered(store: str, out: str, what: str, n_workers: int, memory_limit:
                 A = conn.adjacency(by="type", rois=rois, progress=False)
                 got = int(np.asarray(A.data).sum())
                 info: dict = {"shape": list(A.shape)}
+            elif what == "pairs_rois_confidence":  # a small result: one frame (the out-of-core output scans)
+                df = pair_counts(conn, rois=rois, confidence=FILTER_CONFIDENCE, progress=False)
+                got = int(df["weight"].sum())
+                info = {"pairs_in_memory": len(df)}
             else:
                 kw = {"rois": rois} if what == "pairs_rois" else {"confidence": FILTER_CONFIDENCE}
                 pair_counts(conn, output=out, progress=False, **kw)
@@ -266,13 +273,18 @@ def task_filtered(store: str, out: str, what: str, n_workers: int, memory_limit:
             want = _count_rows(conn, ["confidence"], lambda a: a["confidence"] > FILTER_CONFIDENCE)
         elif what == "pairs_rois":
             want = _count_rows(conn, ["roi_post"], lambda a: np.isin(a["roi_post"], codes))
+        elif what == "pairs_rois_confidence":
+            want = _count_rows(conn, ["roi_post", "confidence"], lambda a: np.isin(a["roi_post"], codes)
+                               & (a["confidence"] > np.float32(FILTER_CONFIDENCE)))
         else:  # the type matrix holds the synapses between typed neurons
             typed = conn.neurons["type"].notna().to_numpy()
             want = _count_rows(conn, ["roi_post", "pre", "post"], lambda a: np.isin(a["roi_post"], codes)
                                & typed[a["pre"]] & typed[a["post"]])
         return {"seconds": dt, "cluster_startup_s": startup, **_stream_stats(ts), **info,
-                "read_path": sorted(set(plans)), "filter": {"rois": rois} if what != "pairs_confidence"
-                else {"confidence": FILTER_CONFIDENCE},
+                "read_path": sorted(set(plans)),
+                "filter": {"rois": rois} if what in ("pairs_rois", "types_rois") else
+                {"confidence": FILTER_CONFIDENCE} if what == "pairs_confidence" else
+                {"rois": rois, "confidence": FILTER_CONFIDENCE},
                 "check": {"total_equals_rows_kept": got == want}, "kept": want}
     finally:
         client.close()
@@ -413,7 +425,11 @@ def render(rep: dict) -> str:
                 notes.append(f"{r['shape'][0]:,} x {r['shape'][1]:,} dense")
             if "filter" in r:
                 f = r["filter"]
-                notes.append((f"{len(f['rois'])} ROIs" if "rois" in f else f"confidence > {f['confidence']}")
+                if "pairs_in_memory" in r:
+                    notes.append(f"{r['pairs_in_memory']:,} pairs in one frame")
+                what = [f"{len(f['rois'])} ROIs"] if "rois" in f else []
+                what += [f"confidence > {f['confidence']}"] if "confidence" in f else []
+                notes.append(" and ".join(what)
                              + f", {r['kept']:,} synapses kept, read path {'/'.join(r['read_path']) or '?'}")
                 if "pairs" not in r:
                     notes.append("verified" if all(r["check"].values()) else f"CHECK FAILED {r['check']}")
