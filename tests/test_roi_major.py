@@ -179,6 +179,23 @@ def test_commits_rebuild_or_retire_the_copy(raw, stores, tmp_path):
     assert halved.check() == []
 
 
+def test_rebuild_on_worker_processes(raw, stores, tmp_path):
+    """The commit's tasks spill their own rows on the workers (separate processes); the client gets counts."""
+    from distributed import Client, LocalCluster
+
+    _, syn = raw
+    copy = cd.open(shutil.copytree(stores[64].path, tmp_path / "copy"), set_default=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client, client.as_current():
+        new = copy.write_synapse_columns(lambda b: {"roi_post": (b["roi_post"] % 3).astype(np.int16)},
+                                         ["roi_post"], {"roi_post": "int16"}, progress=False)
+    want = syn.copy()
+    want["roi_post"] = (want["roi_post"] % 3).astype(np.int16)
+    _assert_copy_is(new, want)
+    assert new.check() == [] and new.unreferenced() == []
+    assert not list((new.path / "index.zarr" / new.meta["index"]["roi_pairs"]).glob("_spill-*"))
+
+
 def test_assign_rois_writes_the_copy(tmp_path):
     conn = cd.datasets.synthetic(tmp_path / "store", n_neurons=120, n_synapses=6_000, seed=4, skeletons=False,
                                  progress=False, chunk_rows=512)

@@ -27,9 +27,12 @@ confidence column leaves it unused (the readers fall back to the scan).
 
 Built from (pre, post)-ordered blocks as they stream by: each block's rows
 are grouped by ROI (a stable radix sort) and spilled, one piece per ROI
-(:func:`~connectome_dask.store.sort.spill_buckets` / ``iter_bucket``), then
-written ROI after ROI at :meth:`RoiMajorCopy.finish`. Memory: one block, and
-one piece while writing.
+(:func:`spill_grouped`; read back with :func:`~connectome_dask.store.sort.iter_bucket`),
+then written ROI after ROI at :meth:`RoiMajorCopy.finish`. Memory: one
+block, and one piece while writing. A commit's tasks group and spill their
+own partitions (:func:`spill_grouped` into :attr:`RoiMajorCopy.spill`, on the
+workers, as they write the store's other arrays) and return only the counts:
+the rows never travel to the client.
 
 Imports :mod:`~connectome_dask.store.format`, ``arrays`` and ``sort``.
 """
@@ -49,7 +52,8 @@ from .arrays import ChunkStream, _ensure_group
 from .format import _create_array
 from .sort import iter_bucket, write_piece
 
-__all__ = ["BY_ROI", "RUN_COLUMNS", "COPY_CHUNK_ROWS", "RoiMajorCopy", "group_by_roi", "copy_columns"]
+__all__ = ["BY_ROI", "RUN_COLUMNS", "COPY_CHUNK_ROWS", "RoiMajorCopy", "group_by_roi", "copy_columns",
+           "spill_grouped"]
 
 #: the copy's folder inside the per-ROI connection table's
 BY_ROI = "by_roi"
@@ -129,6 +133,33 @@ def group_by_roi(roi: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np
     return counts, {c: np.asarray(a)[order] for c, a in columns.items()}
 
 
+def spill_grouped(spill: Path, number: int, counts: np.ndarray, grouped: Mapping[str, np.ndarray]) -> None:
+    """Spill a block grouped by :func:`group_by_roi`: piece ``number`` of each ROI code's bucket that has rows.
+
+    Parameters
+    ----------
+    spill
+        The copy's spill folder (:attr:`RoiMajorCopy.spill`).
+    number
+        The block's piece number (its order among the blocks; unique).
+    counts
+        Rows per ROI code (from 0).
+    grouped
+        ``pre``, ``post`` and the copied confidence columns, code after code.
+
+    Examples
+    --------
+    >>> c, g = group_by_roi(np.array([1, 0, 1]), {"pre": np.arange(3), "post": np.arange(3)})
+    >>> spill_grouped(tmp_path, 4, c, g)
+    >>> sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npy"))
+    ['b000000/000004.npy', 'b000001/000004.npy']
+    """
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for code in np.flatnonzero(counts):
+        a, b = int(starts[code]), int(starts[code + 1])
+        write_piece(spill, int(code), None, {c: v[a:b] for c, v in grouped.items()}, number=number)
+
+
 class RoiMajorCopy:
     """Collect (pre, post)-ordered rows into the ROI-major copy (see the module docstring).
 
@@ -155,9 +186,11 @@ class RoiMajorCopy:
         self.conf: dict[str, np.dtype] = dict.fromkeys(conf_cols, np.dtype("float32"))
         self._typed = False
         self.chunk = int(min(int(chunk_rows), COPY_CHUNK_ROWS))
+        #: the spill folder (next to the copy's, removed by :meth:`finish`)
         self.spill = self.dest.parent / f"_spill-{uuid.uuid4().hex[:6]}"
         self.spill.mkdir(parents=True)
-        self.pieces: list[int] = []
+        self.pieces: list[list[int]] = []  # per ROI code, its pieces' numbers in block order
+        self._next = 0
 
     def add(self, pre: np.ndarray, post: np.ndarray, roi: np.ndarray, confs: Mapping[str, np.ndarray]) -> None:
         """Add a block of rows following the previous one (in (pre, post) order).
@@ -175,7 +208,7 @@ class RoiMajorCopy:
         self.add_grouped(counts, grouped)
 
     def add_grouped(self, counts: np.ndarray, grouped: Mapping[str, np.ndarray]) -> None:
-        """Add a block already grouped by :func:`group_by_roi` (e.g. in a task).
+        """Add a block already grouped by :func:`group_by_roi`.
 
         Parameters
         ----------
@@ -184,15 +217,30 @@ class RoiMajorCopy:
         grouped
             ``pre``, ``post`` and the copied confidence columns, code after code.
         """
-        if not self._typed:  # the copy keeps the rows' dtypes
-            self.conf = {c: np.asarray(grouped[c]).dtype for c in self.conf}
+        number = self._next
+        self._next += 1
+        spill_grouped(self.spill, number, counts, grouped)
+        self.record(number, counts, {c: str(np.asarray(grouped[c]).dtype) for c in self.conf})
+
+    def record(self, number: int, counts: np.ndarray, dtypes: Mapping[str, str]) -> None:
+        """Count a block that :func:`spill_grouped` spilled elsewhere (a task), in block order.
+
+        Parameters
+        ----------
+        number
+            Its piece number.
+        counts
+            Its rows per ROI code.
+        dtypes
+            Its confidence columns' dtypes (the copy keeps the rows').
+        """
+        if not self._typed:
+            self.conf = {c: np.dtype(dtypes[c]) for c in self.conf}
             self._typed = True
         if len(counts) > len(self.pieces):
-            self.pieces += [0] * (len(counts) - len(self.pieces))
-        starts = np.concatenate([[0], np.cumsum(counts)])
+            self.pieces += [[] for _ in range(len(counts) - len(self.pieces))]
         for code in np.flatnonzero(counts):
-            a, b = int(starts[code]), int(starts[code + 1])
-            write_piece(self.spill, int(code), self.pieces, {c: v[a:b] for c, v in grouped.items()})
+            self.pieces[int(code)].append(int(number))
 
     def finish(self) -> dict[str, int]:
         """Write the copy, ROI after ROI; the spill is removed. Returns its sizes (for the store's meta)."""

@@ -71,7 +71,8 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
         write_piece(spill, k, pieces, {c: a[sel] for c, a in block.items()})
 
 
-def write_piece(spill: Path, b: int, pieces: list[int], columns: Mapping[str, np.ndarray]) -> None:
+def write_piece(spill: Path, b: int, pieces: list[int] | None, columns: Mapping[str, np.ndarray],
+                number: int | None = None) -> None:
     """Write the next piece of spill bucket ``b`` (every column in one file) and count it in ``pieces[b]``.
 
     Parameters
@@ -81,20 +82,29 @@ def write_piece(spill: Path, b: int, pieces: list[int], columns: Mapping[str, np
     b
         The bucket number (``pieces`` must have an entry for it).
     pieces
-        Pieces written so far per bucket.
+        Pieces written so far per bucket (``None`` with ``number``).
     columns
         Column name -> the piece's rows (plain 1-D arrays; no pickle).
+    number
+        Write piece ``number`` instead of the next one (writers in other
+        processes, each its own numbers; nothing is counted then).
     """
     d = _bucket_dir(spill, b)
     d.mkdir(parents=True, exist_ok=True)
-    j = pieces[b]
+    if number is not None:
+        j = int(number)
+    else:
+        assert pieces is not None
+        j = pieces[b]
     # one file per piece, every column in it (the column names first, then one .npy record each):
     # one file per column and piece cost ~1.5 s of opens and unlinks at 20 M rows
     with open(d / f"{j:06d}.npy", "wb") as fh:
         np.save(fh, np.array(list(columns), dtype=str), allow_pickle=False)
         for a in columns.values():
             np.save(fh, np.ascontiguousarray(a), allow_pickle=False)
-    pieces[b] = j + 1
+    if number is None:
+        assert pieces is not None
+        pieces[b] = j + 1
 
 
 def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],
@@ -166,7 +176,7 @@ def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],
     return part
 
 
-def iter_bucket(spill: Path, b: int, n_pieces: int) -> Iterable[dict[str, np.ndarray]]:
+def iter_bucket(spill: Path, b: int, pieces: int | Iterable[int]) -> Iterable[dict[str, np.ndarray]]:
     """The pieces of spill bucket ``b`` one at a time, in order, each file removed once read.
 
     Memory: one piece (one block's rows of the bucket), where
@@ -178,8 +188,9 @@ def iter_bucket(spill: Path, b: int, n_pieces: int) -> Iterable[dict[str, np.nda
         The spill directory.
     b
         The bucket number.
-    n_pieces
-        Pieces written to the bucket (``pieces[b]`` of :func:`spill_buckets`).
+    pieces
+        Pieces written to the bucket (``pieces[b]`` of :func:`spill_buckets`: pieces
+        ``0 .. n - 1``), or the piece numbers to read, in order.
 
     Yields
     ------
@@ -194,7 +205,7 @@ def iter_bucket(spill: Path, b: int, n_pieces: int) -> Iterable[dict[str, np.nda
     d = _bucket_dir(spill, b)
     if not d.exists():
         return
-    for j in range(n_pieces):
+    for j in (range(pieces) if isinstance(pieces, int) else pieces):
         path = d / f"{j:06d}.npy"
         with open(path, "rb") as fh:
             names = np.load(fh, allow_pickle=False).tolist()

@@ -29,7 +29,7 @@ from .._fsutil import encode_name, write_marker
 from ..errors import StoreError
 from .arrays import ChunkStream, _ensure_group, _read_range
 from .format import ROI_PAIR_COLUMNS, ROI_PAIRS_COLUMN, _create_array
-from .roi_major import BY_ROI, RoiMajorCopy, group_by_roi
+from .roi_major import BY_ROI, RoiMajorCopy, group_by_roi, spill_grouped
 
 __all__ = ["roi_runs", "rebuild_roi_pair_table"]
 
@@ -188,14 +188,19 @@ class _RoiPairTable:
         return n
 
 
-def _roi_part(paths: Mapping[str, str], token: str, start: int, stop: int, conf_cols: tuple[str, ...] = ()) -> tuple:
-    """One partition's runs, and (with ``conf_cols``) its rows grouped by ROI for the ROI-major copy."""
+def _roi_part(paths: Mapping[str, str], token: str, start: int, stop: int, conf_cols: tuple[str, ...] = (),
+              spill: str | None = None, number: int = 0) -> tuple:
+    """One partition's runs; with ``conf_cols`` its rows grouped by ROI and spilled for the ROI-major copy
+    (piece ``number``, here on the worker: only the counts go back)."""
     cols = {c: _read_range(p, token, start, stop) for c, p in paths.items()}
     runs = roi_runs(cols["pre"], cols["post"], cols[ROI_PAIRS_COLUMN], cols.get("weight"))
     if not conf_cols:
         return runs, None
     keep = {"pre": cols["pre"], "post": cols["post"], **{c: cols[c] for c in conf_cols}}
-    return runs, group_by_roi(cols[ROI_PAIRS_COLUMN], keep)
+    counts, grouped = group_by_roi(cols[ROI_PAIRS_COLUMN], keep)
+    assert spill is not None
+    spill_grouped(Path(spill), number, counts, grouped)
+    return runs, (number, counts, {c: str(grouped[c].dtype) for c in conf_cols})
 
 
 def _batch_size() -> int:
@@ -269,14 +274,15 @@ def rebuild_roi_pair_table(
 
     table = _RoiPairTable(Path(dest), chunk_rows, conf_cols)
     conf_cols = tuple(conf_cols)
+    spill = str(table.copy.spill) if table.copy is not None else None
     task = delayed(_roi_part, pure=True)
     step = _batch_size()
     for i in range(0, len(partitions), step):
-        res = compute(*[task(dict(paths), token, s, e, conf_cols) for s, e in partitions[i : i + step]],
-                      progress=False)
-        for runs, grouped in res:
+        res = compute(*[task(dict(paths), token, s, e, conf_cols, spill, i + k)
+                        for k, (s, e) in enumerate(partitions[i : i + step])], progress=False)
+        for runs, spilled in res:
             table.write_runs(*runs)
             if table.copy is not None:
-                table.copy.add_grouped(*grouped)
+                table.copy.record(*spilled)
         del res
     return table.finish(), table.copy_meta
