@@ -492,7 +492,7 @@ def group_counts(
     filt = RowFilter(conn, pre, post, roi_codes, confidence)
     cols = filt.columns(False)
     plan = plan_read(conn, pre=pre, post=post, roi_filter=filt.use_roi, confidence=bool(filt.conf_cols),
-                     method=method, roi_none=filt.use_roi and bool(filt.roi_ok[0]))
+                     method=method, roi_none=filt.keeps_no_roi)
     if plan.method == "table":
         return _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if plan.method == "roi_table":
@@ -500,7 +500,7 @@ def group_counts(
     if plan.method == "roi_major":  # the pairs (min_weight judged on their totals), then their groups
         from .roi_major import roi_major_pairs
 
-        up, uq, w = roi_major_pairs(conn, filt, np.asarray(roi_codes), min_weight, progress)
+        up, uq, w = roi_major_pairs(conn, filt, min_weight, progress)
         return _finish_groups(_group_part(up, uq, w, pre_code, post_code, n_post), n_pre, n_post)
     if plan.method == "index":
         block = index_block(conn, plan, pre, post, cols)

@@ -34,9 +34,8 @@ __all__ = ["pair_counts", "RowFilter", "index_block", "default_partition_rows", 
 
 
 def _confidence_columns(conn: Connectome) -> list[str]:
-    from ..store.roi_major import (
-        copy_columns,  # one rule: the columns thresholded are those the copy keeps
-    )
+    # one rule: the columns thresholded are those the ROI-major copy keeps
+    from ..store.roi_major import copy_columns
 
     return copy_columns(conn.synapse_columns)
 
@@ -88,6 +87,11 @@ class RowFilter:
         self.thr = float(np.float32(confidence)) if confidence is not None else 0.0
         # connection-level stores: each row counts its weight (synapses of the connection)
         self.weight_col = conn.weight_column
+
+    @property
+    def keeps_no_roi(self) -> bool:
+        """Whether the ROI filter keeps the rows in no ROI (code -1) too."""
+        return self.use_roi and bool(self.roi_ok[0])
 
     def columns(self, need_roi: bool) -> list[str]:
         """The synapse columns a block must hold for :meth:`keep` (and the caller).
@@ -647,7 +651,7 @@ def pair_counts(
     names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
     plan = plan_read(conn, pre=pre, post=post, by_roi=by_roi, roi_filter=filt.use_roi,
                      confidence=bool(filt.conf_cols), output=output is not None, method=method,
-                     roi_none=filt.use_roi and bool(filt.roi_ok[0]))
+                     roi_none=filt.keeps_no_roi)
     if output is not None:
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     if plan.method == "table":
@@ -657,7 +661,7 @@ def pair_counts(
     if plan.method == "roi_major":
         from .roi_major import roi_major_pairs
 
-        res = roi_major_pairs(conn, filt, np.asarray(roi_codes), min_weight, progress)
+        res = roi_major_pairs(conn, filt, min_weight, progress)
         return pd.DataFrame(dict(zip(names, res, strict=True)), copy=False)
     if plan.method == "index":
         res = _pairs_chunk(index_block(conn, plan, pre, post, cols), 0, filt, by_roi)

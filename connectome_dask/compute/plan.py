@@ -324,7 +324,7 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
             roi_blocker = "dask config connectome_dask.use_roi_pair_table is false"
         if roi_blocker is None:
             return Plan("roi_table", f"{why}; {blocker}: the per-ROI connection table answers it")
-        if roi_filter and confidence and bool(config.get("use_roi_pair_table", True)) \
+        if bool(config.get("use_roi_pair_table", True)) \
                 and _roi_major_blocker(conn, by_roi, roi_filter, confidence, roi_none) is None:
             return Plan("roi_major", f"{why}; {blocker}; {roi_blocker}: the ROI-major copy holds the selected "
                         "ROIs' runs and their rows' confidences")

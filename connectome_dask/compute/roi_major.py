@@ -114,9 +114,10 @@ def _roi_major_part(paths: dict[str, str], token: str, pieces: list[tuple[int, i
 def _sum_per_pair(pre: np.ndarray, post: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(pre, post, count)`` summed per pair, sorted by (pre, post).
 
-    One ``np.sort`` of packed ``(pre, post, count)`` int64 keys when they fit
-    (numpy's sort of int64 is vectorized: 2.7 ms for 600 k keys, where a
-    stable argsort took 35 ms), else a stable lexsort.
+    Put in (pre, post) order by one ``np.sort`` of packed ``(pre, post,
+    count)`` int64 keys when they fit (numpy's sort of int64 is vectorized:
+    2.7 ms for 600 k keys, where a stable argsort took 35 ms), else a stable
+    lexsort; then summed by the run-length kernel the per-ROI table's path uses.
     """
     if len(pre) == 0:
         return pre.astype(np.int32), post.astype(np.int32), cnt.astype(np.int64)
@@ -125,31 +126,24 @@ def _sum_per_pair(pre: np.ndarray, post: np.ndarray, cnt: np.ndarray) -> tuple[n
     if 2 * nb + cb <= 63:
         key = (pre.astype(np.int64) << (nb + cb)) | (post.astype(np.int64) << cb) | cnt.astype(np.int64)
         key.sort()
-        pair = key >> cb
-        c = key & ((1 << cb) - 1)
+        pre, post = (key >> (nb + cb)).astype(np.int32), ((key >> cb) & ((1 << nb) - 1)).astype(np.int32)
+        cnt = key & ((1 << cb) - 1)
     else:
         order = np.lexsort((post, pre))
-        pair = (pre[order].astype(np.int64) << 32) | post[order].astype(np.int64)
-        c = cnt[order].astype(np.int64)
-        nb = 32
-    first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-    sums = np.add.reduceat(c, first)
-    p = pair[first]
-    return (p >> nb).astype(np.int32), (p & ((1 << nb) - 1)).astype(np.int32), sums.astype(np.int64)
+        pre, post, cnt = pre[order], post[order], cnt[order].astype(np.int64)
+    return K.pair_weight_runs(pre, post, cnt, np.ones(len(pre), dtype=bool))
 
 
-def roi_major_pairs(conn: Connectome, filt: RowFilter, roi_codes: np.ndarray, min_weight: int,
+def roi_major_pairs(conn: Connectome, filt: RowFilter, min_weight: int,
                     progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair counts over the ROIs ``roi_codes`` above the filter's confidence, from the ROI-major copy.
+    """Pair counts over the filter's ROIs above its confidence, from the ROI-major copy.
 
     Parameters
     ----------
     conn
         The connectome (with a current ROI-major copy of the filter's confidence columns).
     filt
-        The row filter (neurons, confidence; its ROI filter is ``roi_codes``).
-    roi_codes
-        The ROI codes counted.
+        The row filter (neurons, ROI codes, confidence).
     min_weight
         Pairs with fewer kept synapses (over those ROIs) are dropped.
     progress
@@ -173,7 +167,8 @@ def roi_major_pairs(conn: Connectome, filt: RowFilter, roi_codes: np.ndarray, mi
     paths = conn.roi_major_paths(filt.conf_cols)
     if paths is None:
         raise ValueError(f"{conn.path} has no current ROI-major copy of {filt.conf_cols}")
-    tasks = roi_major_pieces(conn, paths, roi_codes, 2 * max(int(CPU_COUNT), 1))
+    codes = np.flatnonzero(filt.roi_ok[1:])  # roi_ok is indexed by code + 1 (slot 0: no ROI, not in the copy)
+    tasks = roi_major_pieces(conn, paths, codes, 2 * max(int(CPU_COUNT), 1))
     if not tasks:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
     dfilt = delayed(filt, pure=True)

@@ -53,7 +53,7 @@ from .format import _create_array
 from .sort import iter_bucket, write_piece
 
 __all__ = ["BY_ROI", "RUN_COLUMNS", "COPY_CHUNK_ROWS", "RoiMajorCopy", "group_by_roi", "copy_columns",
-           "spill_grouped"]
+           "spill_grouped", "roi_code_range"]
 
 #: the copy's folder inside the per-ROI connection table's
 BY_ROI = "by_roi"
@@ -91,6 +91,35 @@ def copy_columns(columns: Mapping[str, Any] | list[str]) -> list[str]:
     return [c for c in ("confidence_pre", "confidence_post") if c in cols]
 
 
+def roi_code_range(roi: np.ndarray) -> tuple[int, int]:
+    """The smallest and largest ROI code of a non-empty block, refusing codes below -1 (none).
+
+    Parameters
+    ----------
+    roi
+        ROI code per row (at least one row).
+
+    Returns
+    -------
+    tuple of int
+        ``(lo, hi)``.
+
+    Raises
+    ------
+    StoreError
+        A ROI code below ``-1``.
+
+    Examples
+    --------
+    >>> roi_code_range(np.array([3, -1, 2]))
+    (-1, 3)
+    """
+    lo, hi = int(roi.min()), int(roi.max())
+    if lo < -1:
+        raise StoreError(f"ROI codes must be -1 (none) or more, got {lo}")
+    return lo, hi
+
+
 def group_by_roi(roi: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The rows with a ROI (code >= 0) grouped by code, row order kept within a code.
 
@@ -120,16 +149,15 @@ def group_by_roi(roi: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np
     ([1, 2], [12, 10, 13])
     """
     roi = np.asarray(roi)
-    if len(roi) == 0 or int(roi.max()) < 0:
+    hi = roi_code_range(roi)[1] if len(roi) else -1
+    if hi < 0:
         return np.zeros(0, np.int64), {c: np.asarray(a)[:0] for c, a in columns.items()}
-    if int(roi.min()) < -1:
-        raise StoreError(f"ROI codes must be -1 (none) or more, got {int(roi.min())}")
     # int16 keys: numpy's stable sort is a radix sort then
-    key = roi.astype(np.int16, copy=False) if int(roi.max()) < 2**15 else roi
+    key = roi.astype(np.int16, copy=False) if hi < 2**15 else roi
     order = np.argsort(key, kind="stable")
     n_none = int(np.count_nonzero(roi < 0))
     order = order[n_none:]
-    counts = np.bincount(roi[order], minlength=int(roi.max()) + 1).astype(np.int64)
+    counts = np.bincount(roi[order], minlength=hi + 1).astype(np.int64)
     return counts, {c: np.asarray(a)[order] for c, a in columns.items()}
 
 
@@ -157,7 +185,7 @@ def spill_grouped(spill: Path, number: int, counts: np.ndarray, grouped: Mapping
     starts = np.concatenate([[0], np.cumsum(counts)])
     for code in np.flatnonzero(counts):
         a, b = int(starts[code]), int(starts[code + 1])
-        write_piece(spill, int(code), None, {c: v[a:b] for c, v in grouped.items()}, number=number)
+        write_piece(spill, int(code), number, {c: v[a:b] for c, v in grouped.items()})
 
 
 class RoiMajorCopy:

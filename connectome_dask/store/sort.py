@@ -68,43 +68,32 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
         if lo == hi:
             continue
         sel = order[lo:hi]
-        write_piece(spill, k, pieces, {c: a[sel] for c, a in block.items()})
+        write_piece(spill, k, pieces[k], {c: a[sel] for c, a in block.items()})
+        pieces[k] += 1
 
 
-def write_piece(spill: Path, b: int, pieces: list[int] | None, columns: Mapping[str, np.ndarray],
-                number: int | None = None) -> None:
-    """Write the next piece of spill bucket ``b`` (every column in one file) and count it in ``pieces[b]``.
+def write_piece(spill: Path, b: int, number: int, columns: Mapping[str, np.ndarray]) -> None:
+    """Write piece ``number`` of spill bucket ``b``, every column in one file.
 
     Parameters
     ----------
     spill
         The spill directory.
     b
-        The bucket number (``pieces`` must have an entry for it).
-    pieces
-        Pieces written so far per bucket (``None`` with ``number``).
+        The bucket number.
+    number
+        The piece's number (pieces are read back by number, in the order asked).
     columns
         Column name -> the piece's rows (plain 1-D arrays; no pickle).
-    number
-        Write piece ``number`` instead of the next one (writers in other
-        processes, each its own numbers; nothing is counted then).
     """
     d = _bucket_dir(spill, b)
     d.mkdir(parents=True, exist_ok=True)
-    if number is not None:
-        j = int(number)
-    else:
-        assert pieces is not None
-        j = pieces[b]
     # one file per piece, every column in it (the column names first, then one .npy record each):
     # one file per column and piece cost ~1.5 s of opens and unlinks at 20 M rows
-    with open(d / f"{j:06d}.npy", "wb") as fh:
+    with open(d / f"{int(number):06d}.npy", "wb") as fh:
         np.save(fh, np.array(list(columns), dtype=str), allow_pickle=False)
         for a in columns.values():
             np.save(fh, np.ascontiguousarray(a), allow_pickle=False)
-    if number is None:
-        assert pieces is not None
-        pieces[b] = j + 1
 
 
 def load_bucket(spill: Path, b: int, n_pieces: int, columns: Iterable[str],

@@ -29,7 +29,7 @@ from .._fsutil import encode_name, write_marker
 from ..errors import StoreError
 from .arrays import ChunkStream, _ensure_group, _read_range
 from .format import ROI_PAIR_COLUMNS, ROI_PAIRS_COLUMN, _create_array
-from .roi_major import BY_ROI, RoiMajorCopy, group_by_roi, spill_grouped
+from .roi_major import BY_ROI, RoiMajorCopy, group_by_roi, roi_code_range, spill_grouped
 
 __all__ = ["roi_runs", "rebuild_roi_pair_table"]
 
@@ -100,9 +100,7 @@ def roi_runs(pre: np.ndarray, post: np.ndarray, roi: np.ndarray,
     n = len(pre)
     if n == 0:
         return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int64))
-    lo, hi = int(roi.min()), int(roi.max())
-    if lo < -1:
-        raise StoreError(f"ROI codes must be -1 (none) or more, got {lo}")
+    _, hi = roi_code_range(roi)
     keep = np.ones(n, dtype=bool)
     if weight is None:  # one synapse per row: no weight array
         return pair_roi_runs(pre, post, roi, keep, hi + 2)
