@@ -14,7 +14,8 @@ needs, validating them by the ingest rules (so a bad row is named by file,
 column and row) and emitting, for the rows that pass the filters, one integer
 key per row: the (pre group, post group) cell, found by a hash probe of both
 body IDs in the neuron table (:mod:`connectome_dask.kernels.hashing`), or
-with ``min_weight`` the neuron pair. Each task counts its keys; the (key,
+with ``min_weight`` the neuron pair. Each task counts its keys (group
+cells in a hash table as it scans, neuron pairs by one sort); the (key,
 count) lists are summed in a tree (into a dense array once they would fill a
 quarter of it), and ``min_weight`` judges the summed pairs before grouping.
 The counts equal
@@ -59,6 +60,9 @@ DEFAULT_TASK_ROWS = 1 << 21
 
 #: rows converted per batch inside a task (bounds a task's memory)
 _BATCH_ROWS = 1 << 20
+
+#: starting slots of a task's hash table of group-cell counts (it doubles when half full)
+_COUNT_SLOTS = 1 << 14
 
 #: partial (key, count) lists become a dense count array once they hold this fraction of its cells
 _DENSE_FRACTION = 0.25
@@ -219,6 +223,8 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
     dummy_i = np.zeros(1, dtype=np.int32)
     dummy_f = np.zeros(1, dtype=np.float32)
     out: list[np.ndarray] = []
+    # group cells are counted in the scan (few distinct keys); neuron pairs are sorted once (mostly distinct)
+    hk, hc, used = np.full(_COUNT_SLOTS, -1, dtype=np.int64), np.zeros(_COUNT_SLOTS, dtype=np.int64), 0
     seen: set[str] = set()
     rows = 0
     for batch, offset in _read_batches(part, spec, cols, data):
@@ -237,15 +243,24 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
         c1 = conf[0] if conf else dummy_f
         c2 = conf[1] if len(conf) > 1 else dummy_f
         # group cells, or (min_weight) neuron pairs: what the table's value columns hold decides
-        out.append(H.scan_group_keys(pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr,
-                                     len(conf) > 0, len(conf) > 1, tab, spec.n_key))
+        args = (pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0, len(conf) > 1,
+                tab, spec.n_key)
+        if spec.pairs:
+            out.append(H.scan_group_keys(*args))
+        else:
+            hk, hc, used = H.scan_group_counts(*args, hk, hc, used)
     if part.rows >= 0 and rows != part.rows:
         raise IngestError(f"{part.file} changed while being read: {part.rows} rows in its footer, {rows} read",
                           file=part.file)
-    keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-    # counted here, in parallel: a task's few distinct cells (or pairs) go up the tree, not one key per row
-    u, c = np.unique(keys, return_counts=True)
-    return ("counts", u, c.astype(np.int64), seen, rows)
+    # counted here, in parallel: a task's distinct cells (or pairs) go up the tree, not one key per row
+    if spec.pairs:
+        keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        u, c = np.unique(keys, return_counts=True)
+        return ("counts", u, c.astype(np.int64), seen, rows)
+    held = hk >= 0
+    u, c = hk[held], hc[held]
+    order = np.argsort(u)
+    return ("counts", u[order], c[order], seen, rows)
 
 
 def _combine(parts: list[tuple], n_cells: int | None) -> tuple:

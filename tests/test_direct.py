@@ -275,6 +275,17 @@ def test_group_keys_against_numpy():
     gb = g_post[b]
     keep = np.isin(roi, [0, 2, 3]) & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
     np.testing.assert_array_equal(got, (ga * 5 + gb)[keep])
+    # the same rows counted in the scan, in batches, from a 2-slot table that must grow several times
+    u, c = np.unique((ga * 5 + gb)[keep], return_counts=True)
+    hk, hc, used = np.full(2, -1, np.int64), np.zeros(2, np.int64), 0
+    for s in (slice(0, 1), slice(1, 1700), slice(1700, n)):
+        hk, hc, used = H.scan_group_counts(pre[s], post[s], roi[s], roi_ok, True, conf[s], conf[s],
+                                           np.float32(0.3), True, False, tab, 5, hk, hc, used)
+    held = hk >= 0
+    assert used == held.sum() == len(u) and len(hk) >= 2 * len(u)
+    order = np.argsort(hk[held])
+    np.testing.assert_array_equal(hk[held][order], u)
+    np.testing.assert_array_equal(hc[held][order], c)
 
 
 @pytest.mark.parametrize("n_cells", [None, 40, 10**6])

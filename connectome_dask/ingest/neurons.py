@@ -119,14 +119,14 @@ def read_neuron_table(neurons: str | os.PathLike | pd.DataFrame) -> tuple[pd.Dat
     df["bodyId"] = ids
     df = df.drop(columns=[c for c in ("index",) if c in df.columns])
     if not df["bodyId"].duplicated().any():  # each ID once: no row can repeat (hashing every cell took 15 ms)
-        dedup = df
+        dedup, dup = df, None
     else:
         try:
             dedup = df.drop_duplicates()
         except (TypeError, ValueError):  # unhashable cells (lists, arrays): compare their text
             dedup = df.loc[~df.astype(str).duplicated()]
-    dup = dedup["bodyId"].duplicated(keep=False)
-    if dup.any():
+        dup = dedup["bodyId"].duplicated(keep=False)
+    if dup is not None and dup.any():
         bid = int(dedup.loc[dup, "bodyId"].iloc[0])
         rows = dedup.index[dedup["bodyId"] == bid].tolist()
         a, b = dedup.loc[rows[0]], dedup.loc[rows[1]]
