@@ -17,6 +17,7 @@ Memory: one bucket plus one chunk per column. Imports
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._fsutil import rmtree_real, write_marker
+from .._threads import Background
 from ..errors import StoreError
 from .arrays import ChunkStream, read_array
 from .format import _create_array
@@ -289,46 +291,76 @@ def _post_order(
     streams = {c: ChunkStream(outs[c], dst[c]) for c in dtypes}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
     loads: dict[str, np.ndarray] = {}
-    gathered: dict[str, np.ndarray] = {}
+    gathered: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
     if not single:
         spill.mkdir()
         write_marker(spill, "spill")
     try:
-        for s in range(0, n, chunk_rows):
-            e = min(s + chunk_rows, n)
-            block: dict[str, np.ndarray] = {c: read_array(a, src[c], s, e) for c, a in arrays.items()}
-            block["_post"] = read_array(post_arr, post_path, s, e)
-            if with_row:
-                block["row"] = np.arange(s, e, dtype=np.int64)
-            if single:
-                for c in held:
-                    held[c].append(block[c])
-                continue
-            spill_buckets(spill, bounds_a, block["_post"], block, pieces)
-        for k in range(len(bounds) - 1):
-            lo, hi = bounds[k], bounds[k + 1]
-            if single:
-                part = {c: np.concatenate(v) for c, v in held.items()}
-                held = {}
-            else:
-                loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"], buffers=loads)
-                if loaded is None:
+        # a chunk is split into the spill files on a second thread while the next one is read (fresh arrays)
+        with Background("connectome-dask-post-order") as spilling:
+            for s in range(0, n, chunk_rows):
+                e = min(s + chunk_rows, n)
+                block: dict[str, np.ndarray] = {c: read_array(a, src[c], s, e) for c, a in arrays.items()}
+                block["_post"] = read_array(post_arr, post_path, s, e)
+                if with_row:
+                    block["row"] = np.arange(s, e, dtype=np.int64)
+                if single:
+                    for c in held:
+                        held[c].append(block[c])
                     continue
-                part = loaded
-            base = int(post_off[lo])
-            size = int(post_off[hi]) - base
-            cursor = post_off[lo:hi].copy() - base
-            perm = np.empty(size, dtype=np.int64)
-            _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
-            for c in dtypes:
-                if streams[c].pos + streams[c].buffered != base:
+                spilling.submit(spill_buckets, spill, bounds_a, block["_post"], block, pieces)
+        # a range is compressed and written on a second thread while the next is loaded and gathered, into
+        # the other of two sets of buffers (the streams keep no reference once an append returns)
+        queued = 0  # rows handed to the streams
+        with Background("connectome-dask-post-order") as writing:
+            for k in range(len(bounds) - 1):
+                lo, hi = bounds[k], bounds[k + 1]
+                if single:
+                    part = {c: np.concatenate(v) for c, v in held.items()}
+                    held = {}
+                else:
+                    loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"], buffers=loads)
+                    if loaded is None:
+                        continue
+                    part = loaded
+                base = int(post_off[lo])
+                size = int(post_off[hi]) - base
+                cursor = post_off[lo:hi].copy() - base
+                perm = np.empty(size, dtype=np.int64)
+                _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
+                if base != queued:  # the streams are written in order: each range starts where the last ended
                     raise StoreError("internal error: post-order ranges written out of order")
-                # gathered into a buffer reused from range to range (the stream keeps no reference)
-                streams[c].append(np.take(part[c], perm, out=_buffer(gathered, c, size, part[c].dtype)))
+                queued = base + size
+                ordered = _take_columns({c: part[c] for c in dtypes}, perm, buffers=gathered[k % 2])
+                writing.submit(_append_columns, streams, ordered)
         for st in streams.values():
             st.close()
     finally:
         rmtree_real(spill)
+
+
+def _take_columns(block: Mapping[str, np.ndarray], order: np.ndarray,
+                  buffers: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """``{c: a[order]}``, the columns gathered on a few threads (numpy's take releases the GIL).
+
+    The gathers are random reads, bound by memory latency: 2 threads take
+    0.41 s instead of 0.86 s for 13 columns of 4 M rows on this machine.
+    ``buffers``: arrays to gather into, reused from block to block as in
+    :func:`~connectome_dask.store.sort.load_bucket` (the results are views of them).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    outs = [_buffer(buffers, c, len(order), a.dtype) for c, a in block.items()]
+    workers = min(len(block), os.cpu_count() or 1, 4)
+    if workers < 2 or len(order) < 1 << 16:
+        return {c: np.take(a, order, out=o) for (c, a), o in zip(block.items(), outs, strict=True)}
+    with ThreadPoolExecutor(workers) as ex:
+        return dict(zip(block, ex.map(lambda a, o: np.take(a, order, out=o), block.values(), outs), strict=True))
+
+
+def _append_columns(streams: Mapping[str, ChunkStream], columns: Mapping[str, np.ndarray]) -> None:
+    for c, a in columns.items():
+        streams[c].append(a)
 
 
 def _post_order_rereading(post_arr, arrays, outs, bounds, post_off, n, chunk_rows, with_row) -> None:
