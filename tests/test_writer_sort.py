@@ -97,3 +97,48 @@ def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
         np.testing.assert_array_equal(srt["v"], cols["v"][sel][order])
         seen.append(srt["row"].copy())
     assert len(loads["row"]) >= max(len(x) for x in seen)  # grown to the largest bucket, never shrunk
+
+
+@pytest.mark.parametrize("route", ["spilled_as_written", "read_back", "read_back_per_range", "one_range"])
+def test_post_order_copy_is_the_stable_post_order(tmp_path, monkeypatch, route):
+    """post_perm and by_post/<c> of a new store against np.argsort(post, kind="stable") of its rows.
+
+    Four routes make the copy: the writer's spill of its sorted blocks, the read-back of the written
+    arrays (when the writer's spill is not made), its re-reading per range (no disk for a spill) and
+    one range sorted in memory.
+    """
+    import zarr
+
+    from connectome_dask.store import sort as S
+    from connectome_dask.store import writer as W
+
+    rng = np.random.default_rng(5)
+    n, nn = 30_000, 300
+    post = (rng.zipf(1.5, n) % nn).astype(np.int32)  # heavy tail: some neurons exceed a range alone
+    pre = rng.integers(0, nn, n).astype(np.int32)
+    conf = rng.random(n).astype(np.float32)
+    x = rng.integers(0, 10**6, n).astype(np.float32)
+    bucket = 10**6 if route == "one_range" else 2_000
+    if route != "spilled_as_written":
+        monkeypatch.setattr(W.StoreWriter, "_new_post_spill", lambda self: None)
+    if route == "read_back_per_range":
+        monkeypatch.setattr(S, "spill_fits", lambda *a: False)
+    used = []
+    monkeypatch.setattr(S.PostOrderSpill, "write", lambda self, *a, _w=S.PostOrderSpill.write: (used.append(1),
+                                                                                                _w(self, *a)))
+    w = W.StoreWriter(tmp_path / "s", n_neurons=nn, columns={"confidence": "float32", "x_post": "float32"},
+                      chunk_rows=1000, bucket_rows=bucket)
+    for s in range(0, n, 4_000):
+        w.append({"pre": pre[s:s + 4000], "post": post[s:s + 4000], "confidence": conf[s:s + 4000],
+                  "x_post": x[s:s + 4000]})
+    conn = w.close(__import__("pandas").DataFrame({"bodyId": np.arange(nn) + 10}))
+    rows = conn.read_synapses(["pre", "post", "confidence", "x_post"])
+    perm = np.argsort(rows["post"], kind="stable")
+    idx = conn.path / conn.meta["index"]["path"]
+    assert np.array_equal(zarr.open_array(str(idx / "post_perm"), mode="r")[:], perm)
+    for c in ("pre", "confidence", "x_post"):
+        got = zarr.open_array(str(idx / conn.meta["index"]["by_post"][c]), mode="r")[:]
+        assert np.array_equal(got, rows[c][perm]), c
+    assert not [p for p in conn.path.rglob("*") if "_spill" in p.name]  # no spill left behind
+    assert conn.check() == []
+    assert bool(used) == (route == "spilled_as_written")

@@ -32,7 +32,8 @@ from ..errors import StoreError
 from .arrays import ChunkStream, read_array
 from .format import _create_array
 
-__all__ = ["iter_bucket", "load_bucket", "spill_buckets", "write_piece"]
+__all__ = ["PostOrderSpill", "iter_bucket", "load_bucket", "post_ranges", "spill_buckets", "spill_fits",
+           "write_piece"]
 
 
 def _bucket_dir(spill: Path, b: int) -> Path:
@@ -235,6 +236,41 @@ def _record_header(fh: Any, path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dt
 
 
+def post_ranges(post_off: np.ndarray, bucket: int) -> np.ndarray:
+    """Post-index ranges holding at most ``bucket`` rows each (at least one neuron each), as boundaries.
+
+    Parameters
+    ----------
+    post_off
+        Row offsets per post index (``len = n_neurons + 1``).
+    bucket
+        Rows per range at most (a neuron with more rows gets a range of its own).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 boundaries ``[0, ..., n_neurons]``.
+
+    Examples
+    --------
+    >>> post_ranges(np.array([0, 3, 4, 9, 10]), 4).tolist()
+    [0, 2, 3, 4]
+    """
+    nn = len(post_off) - 1
+    bounds = [0]
+    while bounds[-1] < nn:
+        lo = bounds[-1]
+        hi = int(np.searchsorted(post_off, post_off[lo] + bucket, side="right")) - 1
+        bounds.append(min(max(hi, lo + 1), nn))
+    return np.asarray(bounds, dtype=np.int64)
+
+
+def _post_outputs(dst: Mapping[str, Path], dtypes: Mapping[str, np.dtype], n: int,
+                  chunk_rows: int) -> dict[str, Any]:
+    return {c: _create_array(Path(dst[c]).parent, Path(dst[c]).name, n, str(dt), chunk_rows)
+            for c, dt in dtypes.items()}
+
+
 def _post_order(
     post_path: Path,
     src: Mapping[str, Path],
@@ -259,39 +295,23 @@ def _post_order(
     dtypes = {c: zarr.open_array(str(p), mode="r").dtype for c, p in src.items()}
     if with_row:
         dtypes["row"] = np.dtype("int64")
-    outs = {c: _create_array(Path(dst[c]).parent, Path(dst[c]).name, n, str(dt), chunk_rows)
-            for c, dt in dtypes.items()}
+    outs = _post_outputs(dst, dtypes, n, chunk_rows)
     if n == 0:
         return
-    nn = len(post_off) - 1
-    # post-index ranges holding at most ``bucket`` rows (at least one neuron each)
-    bounds = [0]
-    while bounds[-1] < nn:
-        lo = bounds[-1]
-        hi = int(np.searchsorted(post_off, post_off[lo] + bucket, side="right")) - 1
-        bounds.append(min(max(hi, lo + 1), nn))
-    bounds_a = np.asarray(bounds, dtype=np.int64)
+    bounds = post_ranges(post_off, bucket)
     post_arr = zarr.open_array(str(post_path), mode="r")
     arrays = {c: zarr.open_array(str(p), mode="r") for c, p in src.items()}
     single = len(bounds) == 2
     spill = Path(dst[next(iter(dst))]).parent.parent / f"_spill-{uuid.uuid4().hex[:6]}"
-    spill_bytes = n * (sum(dt.itemsize for dt in dtypes.values()) + 4)
-    if not single and shutil.disk_usage(spill.parent).free < 2 * spill_bytes:
+    if not single and not spill_fits(spill.parent, n, dtypes):
         # not enough disk for the spill files: re-read the table once per range
         # instead, with 4x larger ranges (each range costs a full read)
-        big = [0]
-        while big[-1] < nn:
-            lo = big[-1]
-            hi = int(np.searchsorted(post_off, post_off[lo] + 4 * bucket, side="right")) - 1
-            big.append(min(max(hi, lo + 1), nn))
+        big = post_ranges(post_off, 4 * bucket).tolist()
         _post_order_rereading(post_arr, arrays, outs, big, post_off, n, chunk_rows, with_row)
         return
     pieces = [0] * (len(bounds) - 1)
-    # the ranges are consecutive in post order: each output is written from row 0 on, chunk by chunk
-    streams = {c: ChunkStream(outs[c], dst[c]) for c in dtypes}
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
     loads: dict[str, np.ndarray] = {}
-    gathered: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
     if not single:
         spill.mkdir()
         write_marker(spill, "spill")
@@ -308,35 +328,105 @@ def _post_order(
                     for c in held:
                         held[c].append(block[c])
                     continue
-                spilling.submit(spill_buckets, spill, bounds_a, block["_post"], block, pieces)
-        # a range is compressed and written on a second thread while the next is loaded and gathered, into
-        # the other of two sets of buffers (the streams keep no reference once an append returns)
-        queued = 0  # rows handed to the streams
-        with Background("connectome-dask-post-order") as writing:
-            for k in range(len(bounds) - 1):
-                lo, hi = bounds[k], bounds[k + 1]
-                if single:
-                    part = {c: np.concatenate(v) for c, v in held.items()}
-                    held = {}
-                else:
-                    loaded = load_bucket(spill, k, pieces[k], [*dtypes, "_post"], buffers=loads)
-                    if loaded is None:
-                        continue
-                    part = loaded
-                base = int(post_off[lo])
-                size = int(post_off[hi]) - base
-                cursor = post_off[lo:hi].copy() - base
-                perm = np.empty(size, dtype=np.int64)
-                _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
-                if base != queued:  # the streams are written in order: each range starts where the last ended
-                    raise StoreError("internal error: post-order ranges written out of order")
-                queued = base + size
-                ordered = _take_columns({c: part[c] for c in dtypes}, perm, buffers=gathered[k % 2])
-                writing.submit(_append_columns, streams, ordered)
-        for st in streams.values():
-            st.close()
+                spilling.submit(spill_buckets, spill, bounds, block["_post"], block, pieces)
+        if single:
+            whole = {c: np.concatenate(v) for c, v in held.items()}
+            held = {}
+            _write_post_ranges(lambda k: whole, bounds, dtypes, outs, dst, post_off)
+        else:
+            _write_post_ranges(lambda k: load_bucket(spill, k, pieces[k], [*dtypes, "_post"], buffers=loads),
+                               bounds, dtypes, outs, dst, post_off)
     finally:
         rmtree_real(spill)
+
+
+def spill_fits(where: Path, n: int, dtypes: Mapping[str, np.dtype]) -> bool:
+    """Whether ``where``'s disk holds twice the post-order spill of ``n`` rows of these columns."""
+    spill_bytes = n * (sum(np.dtype(dt).itemsize for dt in dtypes.values()) + 4)
+    return shutil.disk_usage(where).free >= 2 * spill_bytes
+
+
+class PostOrderSpill:
+    """The post-order copy's spill files, filled from the (pre, post)-sorted blocks as a new store writes them.
+
+    :class:`~connectome_dask.store.writer.StoreWriter` hands each sorted
+    block here on its way out, so the by_post copy is made from rows already
+    in memory: :func:`_post_order` would read every column back from the
+    arrays just written (decompressing them) only to spill them the same way.
+    Rows arrive in row order, so each range's pieces hold increasing rows,
+    as :func:`_write_post_ranges`' stable counting sort needs.
+
+    Parameters
+    ----------
+    spill
+        A new spill directory (created here, marked as a spill folder).
+    post_off
+        Row offsets per post index of the whole table.
+    bucket
+        Rows per post range at most.
+    dtypes
+        The by_post columns and their dtypes (``row`` is added).
+    """
+
+    def __init__(self, spill: Path, post_off: np.ndarray, bucket: int, dtypes: Mapping[str, np.dtype]):
+        self.spill, self.post_off = spill, post_off
+        self.bounds = post_ranges(post_off, bucket)
+        self.dtypes = {**{c: np.dtype(d) for c, d in dtypes.items()}, "row": np.dtype("int64")}
+        self.pieces = [0] * (len(self.bounds) - 1)
+        self.rows = 0
+        spill.mkdir()
+        write_marker(spill, "spill")
+
+    def add(self, block: Mapping[str, np.ndarray]) -> None:
+        """Spill the next sorted block's by_post columns (with their row numbers) by post range."""
+        n = len(block["post"])
+        cols = {c: block[c] for c in self.dtypes if c != "row"}
+        cols["row"] = np.arange(self.rows, self.rows + n, dtype=np.int64)
+        cols["_post"] = block["post"]
+        spill_buckets(self.spill, self.bounds, block["post"], cols, self.pieces)
+        self.rows += n
+
+    def write(self, dst: Mapping[str, Path], chunk_rows: int) -> None:
+        """Write the copy (``dst``: column -> array path, ``row`` included), then remove the spill."""
+        try:
+            outs = _post_outputs(dst, self.dtypes, self.rows, chunk_rows)
+            loads: dict[str, np.ndarray] = {}
+            if self.rows:
+                _write_post_ranges(lambda k: load_bucket(self.spill, k, self.pieces[k], [*self.dtypes, "_post"],
+                                                         buffers=loads),
+                                   self.bounds, self.dtypes, outs, dst, self.post_off)
+        finally:
+            rmtree_real(self.spill)
+
+
+def _write_post_ranges(part_of, bounds: np.ndarray, dtypes: Mapping[str, np.dtype], outs: Mapping[str, Any],
+                       dst: Mapping[str, Path], post_off: np.ndarray) -> None:
+    """Each post range's rows (``part_of(k)``: columns and ``_post``, in row order; None = empty) put in
+    (post, row) order by a stable counting sort and streamed to the outputs, range after range."""
+    # the ranges are consecutive in post order: each output is written from row 0 on, chunk by chunk
+    streams = {c: ChunkStream(outs[c], dst[c]) for c in dtypes}
+    gathered: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+    queued = 0  # rows handed to the streams
+    # a range is compressed and written on a second thread while the next is loaded and gathered, into
+    # the other of two sets of buffers (the streams keep no reference once an append returns)
+    with Background("connectome-dask-post-order") as writing:
+        for k in range(len(bounds) - 1):
+            part = part_of(k)
+            if part is None:
+                continue
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            base = int(post_off[lo])
+            size = int(post_off[hi]) - base
+            if base != queued:  # the streams are written in order: each range starts where the last ended
+                raise StoreError("internal error: post-order ranges written out of order")
+            queued = base + size
+            cursor = post_off[lo:hi].copy() - base
+            perm = np.empty(size, dtype=np.int64)
+            _scatter_rows(part["_post"] - lo, np.arange(size, dtype=np.int64), cursor, perm)
+            ordered = _take_columns({c: part[c] for c in dtypes}, perm, buffers=gathered[k % 2])
+            writing.submit(_append_columns, streams, ordered)
+    for st in streams.values():
+        st.close()
 
 
 def _take_columns(block: Mapping[str, np.ndarray], order: np.ndarray,

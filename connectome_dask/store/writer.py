@@ -52,7 +52,15 @@ from .format import (
 )
 from .reader import Connectome, open
 from .roi_major import copy_columns
-from .sort import _post_order, _take_columns, load_bucket, spill_buckets
+from .sort import (
+    PostOrderSpill,
+    _post_order,
+    _take_columns,
+    load_bucket,
+    post_ranges,
+    spill_buckets,
+    spill_fits,
+)
 from .tables import _ChunkedAppender, _RoiPairTable
 
 __all__ = ["StoreWriter", "write_store"]
@@ -188,6 +196,7 @@ class StoreWriter:
         self._dir = AtomicDir(self.path, "store", overwrite=self.overwrite, error=StoreError)
         self.tmp = self._dir.tmp
         self._spill = self.tmp / "_spill"
+        self._post_spill: PostOrderSpill | None = None  # made at close, once the post counts are known
         self._n_rows = 0
         self._last_key = -1
         self._pre_counts = np.zeros(self.n_neurons, dtype=np.int64)
@@ -313,11 +322,32 @@ class StoreWriter:
             k += 1
 
     def _write_sorted(self, block: Mapping[str, np.ndarray]) -> None:
-        """One sorted block into the synapse arrays, the pair table and the per-ROI table."""
+        """One sorted block into the synapse arrays, the pair table, the per-ROI table and the post-order spill."""
         self._appender().write(block)
         self._pair_table().write(block["pre"], block["post"], block.get("weight") if self.kind == "connections"
                                  else None)
         self._write_roi_pairs(block)
+        if self._post_spill is not None:
+            self._post_spill.add(block)
+
+    def _post_bucket(self) -> int:
+        return max(self.bucket_rows, self.chunk_rows)
+
+    def _new_post_spill(self) -> PostOrderSpill | None:
+        """The post-order spill fed by the sorted blocks (their post counts are known once every row is in).
+
+        ``None`` (the index then reads the written columns back, :func:`_post_order`) for presorted
+        rows (written as they came), a table of one post range (sorted in memory) or a disk without
+        room for the spill (:func:`_post_order` re-reads per range instead).
+        """
+        if self.presorted or self._n_rows == 0:
+            return None
+        post_off = np.concatenate([[0], np.cumsum(self._post_counts)]).astype(np.int64)
+        dtypes = {c: np.dtype(self.columns[c]) for c in BY_POST_COLUMNS if c in self.columns}
+        if len(post_ranges(post_off, self._post_bucket())) <= 2 or not spill_fits(self.tmp, self._n_rows, dtypes):
+            return None
+        return PostOrderSpill(self.tmp / f"_spill-post-{uuid.uuid4().hex[:6]}", post_off, self._post_bucket(),
+                              dtypes)
 
     def close(
         self,
@@ -387,6 +417,7 @@ class StoreWriter:
         syn_dir = self.tmp / "synapses.zarr"
         out = self._appender()
         pairs = self._pair_table()
+        self._post_spill = self._new_post_spill()
         # a block is compressed and written on a second thread while the next bucket is loaded and sorted
         with Background("connectome-dask-write") as write:
             for block in self._sorted_blocks():
@@ -399,7 +430,7 @@ class StoreWriter:
         shutil.rmtree(self._spill, ignore_errors=True)
         by_post = _build_index(
             self.tmp, syn_dir, self._pre_counts, self._post_counts, n, self.chunk_rows,
-            list(self.columns), bucket=max(self.bucket_rows, self.chunk_rows),
+            list(self.columns), bucket=self._post_bucket(), spilled=self._post_spill,
         )
         write_neuron_table(neurons, self.tmp / "neurons.parquet")
         checksums = {"neurons.parquet": file_digest(self.tmp / "neurons.parquet")}
@@ -584,14 +615,16 @@ def _write_skeletons(dest: Path, skeletons, body_ids: set[int]) -> None:
 
 def _build_index(
     root: Path, syn_dir: Path, pre_counts, post_counts, n: int, chunk_rows: int,
-    columns: Sequence[str], bucket: int = 1 << 25,
+    columns: Sequence[str], bucket: int = 1 << 25, spilled: PostOrderSpill | None = None,
 ) -> dict[str, str]:
     """Write index.zarr: pre_offsets, post_offsets, post_perm and by_post copies.
 
     Rows are sorted by pre, so ``pre_offsets`` is a cumulative sum.
     ``post_perm`` lists row ids ordered by (post, row), and ``by_post/<col>``
     holds the :data:`BY_POST_COLUMNS` present in that order. Returns the
-    by_post mapping for meta.json.
+    by_post mapping for meta.json. ``spilled``: those columns already
+    split by post range as the sorted blocks were written (else they are
+    read back from ``syn_dir``).
     """
     idx = root / "index.zarr"
     _ensure_group(idx)
@@ -604,7 +637,12 @@ def _build_index(
     _ensure_group(idx / "by_post")
     src = {c: syn_dir / encode_name(c) for c in cols}
     dst = {"row": idx / "post_perm", **{c: idx / "by_post" / encode_name(c) for c in cols}}
-    _post_order(syn_dir / "post", src, dst, post_off, n, chunk_rows, bucket, with_row=True)
+    if spilled is not None:
+        if spilled.rows != n or list(spilled.dtypes) != [*cols, "row"]:
+            raise StoreError("internal error: the post-order spill does not hold the table's rows")
+        spilled.write(dst, chunk_rows)
+    else:
+        _post_order(syn_dir / "post", src, dst, post_off, n, chunk_rows, bucket, with_row=True)
     return {c: f"by_post/{encode_name(c)}" for c in cols}
 
 
