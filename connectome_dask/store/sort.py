@@ -1,16 +1,18 @@
 """The store's one external sort: rows bucketed by key range through spill files, each bucket sorted.
 
 Two users share :func:`spill_buckets` / :func:`load_bucket` (the bucket
-files ``<spill>/b<bucket>/<piece>.<column>.npy``):
+files ``<spill>/b<bucket>/<piece>.npy``):
 
 * :class:`~connectome_dask.store.writer.StoreWriter` puts incoming blocks in
   (pre, post) order (buckets by ``pre`` range, each sorted by the key);
 * :func:`_post_order` copies columns from row order to (post, row) order for
   the index (buckets by ``post`` range, each put in order by a stable counting
   sort), or re-reads the table once per range when the spill would not fit
-  on disk (:func:`_post_order_rereading`).
+  on disk (:func:`_post_order_rereading`); a new store's writer fills the
+  same post-range spill from its sorted blocks as it writes them
+  (:class:`PostOrderSpill`) instead of reading the columns back.
 
-Memory: one bucket plus one chunk per column. Imports
+Memory: two buckets (one written while the next is sorted) plus one chunk per column. Imports
 :mod:`~connectome_dask.store.format` (array creation) and, lazily, the
 ``scatter_rows`` kernel.
 """
