@@ -324,7 +324,11 @@ def scan_group_counts(pre, post, roi, roi_ok, use_roi, conf, conf2, thr, use_con
     For group cells, whose few distinct keys keep the table in cache, this
     replaces a key per row and its sort (``np.unique``): 28 -> 19 ms per
     2 M rows inside 10 ROIs of a whole brain. Neuron-pair keys (``min_weight``)
-    are mostly distinct; sorting them is quicker there.
+    are mostly distinct; sorting them is quicker there (673 k distinct pairs
+    in 2 M rows: 233 ms by sort, 372 ms by this table). The filter and probe
+    loop is written out as in :func:`scan_group_keys`, not shared: an
+    ``inline="always"`` helper returning each row's key measured 4x slower
+    (121 against 28 ms for those 2 M rows).
 
     Parameters
     ----------
