@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -401,7 +401,7 @@ class PostOrderSpill:
             rmtree_real(self.spill)
 
 
-def _write_post_ranges(part_of, bounds: np.ndarray, dtypes: Mapping[str, np.dtype], outs: Mapping[str, Any],
+def _write_post_ranges(part_of: Callable[[int], Mapping[str, np.ndarray] | None], bounds: np.ndarray, dtypes: Mapping[str, np.dtype], outs: Mapping[str, Any],
                        dst: Mapping[str, Path], post_off: np.ndarray) -> None:
     """Each post range's rows (``part_of(k)``: columns and ``_post``, in row order; None = empty) put in
     (post, row) order by a stable counting sort and streamed to the outputs, range after range."""
