@@ -343,7 +343,26 @@ def _post_order(
 
 
 def spill_fits(where: Path, n: int, dtypes: Mapping[str, np.dtype]) -> bool:
-    """Whether ``where``'s disk holds twice the post-order spill of ``n`` rows of these columns."""
+    """Whether ``where``'s disk holds twice the post-order spill of ``n`` rows of these columns.
+
+    Parameters
+    ----------
+    where
+        A directory on the disk that would hold the spill.
+    n
+        Rows to spill.
+    dtypes
+        The spilled columns' dtypes (4 bytes a row are added for the post index).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> spill_fits(Path("."), 10, {"pre": np.dtype("int32")})
+    True
+    """
     spill_bytes = n * (sum(np.dtype(dt).itemsize for dt in dtypes.values()) + 4)
     return shutil.disk_usage(where).free >= 2 * spill_bytes
 
@@ -380,7 +399,14 @@ class PostOrderSpill:
         write_marker(spill, "spill")
 
     def add(self, block: Mapping[str, np.ndarray]) -> None:
-        """Spill the next sorted block's by_post columns (with their row numbers) by post range."""
+        """Spill the next sorted block's by_post columns (with their row numbers) by post range.
+
+        Parameters
+        ----------
+        block
+            Column name -> the block's rows, in (pre, post) order after the
+            previous block's: ``post`` and every by_post column.
+        """
         n = len(block["post"])
         cols = {c: block[c] for c in self.dtypes if c != "row"}
         cols["row"] = np.arange(self.rows, self.rows + n, dtype=np.int64)
@@ -389,7 +415,15 @@ class PostOrderSpill:
         self.rows += n
 
     def write(self, dst: Mapping[str, Path], chunk_rows: int) -> None:
-        """Write the copy (``dst``: column -> array path, ``row`` included), then remove the spill."""
+        """Write the copy, then remove the spill (also when the write fails).
+
+        Parameters
+        ----------
+        dst
+            Column -> the array path to create, ``row`` (the row ids) included.
+        chunk_rows
+            Chunk length of the new arrays.
+        """
         try:
             outs = _post_outputs(dst, self.dtypes, self.rows, chunk_rows)
             loads: dict[str, np.ndarray] = {}
