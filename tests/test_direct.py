@@ -262,7 +262,7 @@ def test_group_keys_against_numpy():
     pos = tab[:, 3]  # the table's own fill, checked against a numpy statement of it
     np.testing.assert_array_equal(tab[:, 1], np.where(pos >= 0, g_pre[np.maximum(pos, 0)], -1))
     np.testing.assert_array_equal(tab[:, 2], np.where(pos >= 0, g_post[np.maximum(pos, 0)], -1))
-    n = 5000
+    n = 3 * H._SCAN_BLOCK + 123  # the kernels take rows in blocks: several, and a partial last one
     pre = np.where(rng.random(n) < 0.1, 10**13 + 1, rng.choice(ids, n))  # some IDs outside the table
     post = rng.choice(ids, n)
     roi = rng.integers(-1, 4, n).astype(np.int16)
@@ -275,6 +275,12 @@ def test_group_keys_against_numpy():
     gb = g_post[b]
     keep = np.isin(roi, [0, 2, 3]) & (conf > np.float32(0.3)) & (ga >= 0) & (gb >= 0)
     np.testing.assert_array_equal(got, (ga * 5 + gb)[keep])
+    conf2 = rng.random(n).astype(np.float32)  # both sites' confidences
+    got2 = H.scan_group_keys(pre, post, roi, roi_ok, True, conf, conf2, np.float32(0.3), True, True, tab, 5)
+    np.testing.assert_array_equal(got2, (ga * 5 + gb)[keep & (conf2 > np.float32(0.3))])
+    no = np.zeros(1, np.float32)  # no filter at all
+    got3 = H.scan_group_keys(pre, post, roi, roi_ok, False, no, no, 0.0, False, False, tab, 5)
+    np.testing.assert_array_equal(got3, (ga * 5 + gb)[(ga >= 0) & (gb >= 0)])
     # the same rows counted in the scan, in batches, from a 2-slot table that must grow several times
     u, c = np.unique((ga * 5 + gb)[keep], return_counts=True)
     hk, hc, used = np.full(2, -1, np.int64), np.zeros(2, np.int64), 0
