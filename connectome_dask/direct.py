@@ -25,7 +25,6 @@ size or scheduler.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,7 +39,7 @@ import pyarrow.dataset as ds
 
 from ._compute import compute, tree_reduce
 from .aggregate import _group_axes, _grouped_array, _labels
-from .compute.dense import check_dense, small_pages_touched, sparse_zeros
+from .compute.dense import check_dense, max_dense_bytes, small_pages_touched, sparse_zeros
 from .errors import IngestError
 from .ingest.main import _batches, _plan_for, _release
 from .ingest.neurons import _load_neurons
@@ -91,8 +90,28 @@ class _Spec:
     conf_cols: tuple[str, ...]
     thr: float
     pairs: bool  # neuron-pair keys (min_weight) instead of group keys
-    n_key: int  # n_post groups, or the number of table IDs for pair keys
     header: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """What the count tasks need of the neuron table: the ID table with each ID's values, and the key base."""
+
+    tab: np.ndarray
+    n_key: int  # n_post groups, or the number of table IDs for pair keys
+    n_cells: int | None  # cells of the dense result (None: pair keys, never dense)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """What the result needs of the neuron table (the client's share of :func:`_prep_groups`)."""
+
+    table_ids: np.ndarray  # body IDs in ID order
+    gp: np.ndarray  # each ID's pre group (-1 = not counted), and post group
+    gq: np.ndarray
+    labels: list[Any]
+    pre_groups: np.ndarray
+    post_groups: np.ndarray
 
 
 def _file_parts(src: Any, task_rows: int, split: bool = True) -> list[_Part]:
@@ -114,26 +133,32 @@ def _file_parts(src: Any, task_rows: int, split: bool = True) -> list[_Part]:
             meta = pq.ParquetFile(file).metadata
         except (pa.ArrowException, OSError) as e:
             raise _read_error(file, e) from None
-        group: list[int] = []
-        rows = start = offset = 0
-        for i in range(meta.num_row_groups):
-            n = meta.row_group(i).num_rows
-            if group and split and rows + n > task_rows:
-                parts.append(_Part(file, "parquet", tuple(group), start, rows, stamp))
-                group, rows, start = [], 0, offset
-            group.append(i)
-            rows += n
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        total = sum(sizes)
+        # contiguous packs of near-equal rows, as few as fit task_rows (whole row groups: a pack can pass
+        # it by half a row group); a greedy fill left a short last pack, run alone at the end of the scan
+        k = max(1, -(-total // task_rows)) if split else 1
+        packs: list[list[int]] = [[] for _ in range(k)]
+        offset = 0
+        for i, n in enumerate(sizes):
+            packs[min(k - 1, int((offset + n / 2) * k // max(total, 1)))].append(i)
             offset += n
-        if group:
+        start = 0
+        for group in packs:
+            if not group:
+                continue
+            rows = sum(sizes[i] for i in group)
             parts.append(_Part(file, "parquet", tuple(group), start, rows, stamp))
+            start += rows
     return parts
 
 
 def _memory_parts(table: pa.Table, task_rows: int, split: bool = True) -> list[_Part]:
     """Tasks of row slices of an in-memory table (one task when ``split`` is false, as for a file)."""
     n = table.num_rows
-    step = task_rows if split else max(n, 1)
-    return [_Part("<table>", "memory", None, s, min(step, n - s), (n, 0)) for s in range(0, n, step)]
+    k = -(-n // task_rows) if split else min(n, 1)  # near-equal slices, as few as fit task_rows
+    cuts = [i * n // k for i in range(k + 1)] if k else [0]
+    return [_Part("<table>", "memory", None, a, b - a, (n, 0)) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _read_batches(part: _Part, spec: _Spec, columns: list[str],
@@ -214,10 +239,30 @@ def _confidence(raw: pa.Array, file: str, column: str, offset: int) -> np.ndarra
     return _to_float32(_to_float64(a, file, column, offset, column), a, file, column, offset, column)
 
 
-def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None = None) -> tuple:
-    """One task: the keys of the part's kept rows, the ROI names it saw and the rows it read."""
+def _columns(spec: _Spec) -> list[str]:
+    """The columns a task reads: both IDs, the ROI column when filtering on it, the confidences."""
     roi_cols = [spec.roi_col] if spec.wanted is not None and spec.roi_col is not None else []
-    cols = list(dict.fromkeys([*spec.ids, *roi_cols, *spec.conf_cols]))
+    return list(dict.fromkeys([*spec.ids, *roi_cols, *spec.conf_cols]))
+
+
+def _read_part(part: _Part, spec: _Spec) -> list[tuple[pa.RecordBatch, int]]:
+    """A Parquet part's batches of the columns :func:`_count_part` uses, read ahead of the neuron table.
+
+    A task of its own so that the file is being read while the neuron table
+    is prepared (:func:`_prep_groups`); only for parts of a bounded size (the
+    decoded columns of up to twice ``task_rows`` rows are held).
+    """
+    return list(_read_batches(part, spec, _columns(spec)))
+
+
+def _count_part(part: _Part, spec: _Spec, sides: _Sides, data: pa.Table | None = None,
+                read: list[tuple[pa.RecordBatch, int]] | None = None) -> tuple:
+    """One task: the keys of the part's kept rows, the ROI names it saw and the rows it read.
+
+    ``read``: the part's batches from :func:`_read_part` (else read here, batch by batch).
+    """
+    cols = _columns(spec)
+    tab = sides.tab
     wanted = pa.array(list(spec.wanted or ()), pa.string())
     dummy_b = np.zeros(1, dtype=np.bool_)
     dummy_i = np.zeros(1, dtype=np.int32)
@@ -227,7 +272,7 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
     hk, hc, used = np.full(_COUNT_SLOTS, -1, dtype=np.int64), np.zeros(_COUNT_SLOTS, dtype=np.int64), 0
     seen: set[str] = set()
     rows = 0
-    for batch, offset in _read_batches(part, spec, cols, data):
+    for batch, offset in (read if read is not None else _read_batches(part, spec, cols, data)):
         n = batch.num_rows
         if n == 0:
             continue
@@ -244,7 +289,7 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
         c2 = conf[1] if len(conf) > 1 else dummy_f
         # group cells, or (min_weight) neuron pairs: what the table's value columns hold decides
         args = (pre, post, roi, roi_ok, spec.wanted is not None, c1, c2, spec.thr, len(conf) > 0, len(conf) > 1,
-                tab, spec.n_key)
+                tab, sides.n_key)
         if spec.pairs:
             out.append(H.scan_group_keys(*args))
         else:
@@ -256,20 +301,22 @@ def _count_part(part: _Part, spec: _Spec, tab: np.ndarray, data: pa.Table | None
     if spec.pairs:
         keys = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
         u, c = np.unique(keys, return_counts=True)
-        return ("counts", u, c.astype(np.int64), seen, rows)
+        return ("counts", u, c.astype(np.int64), seen, rows, sides.n_cells)
     held = hk >= 0
     u, c = hk[held], hc[held]
     order = np.argsort(u)
-    return ("counts", u[order], c[order], seen, rows)
+    return ("counts", u[order], c[order], seen, rows, sides.n_cells)
 
 
-def _combine(parts: list[tuple], n_cells: int | None) -> tuple:
+def _combine(parts: list[tuple]) -> tuple:
     """Sum partials: sorted (key, count) lists, or one flat dense count array (and the rows read).
 
-    ``n_cells``: the dense array's size, or ``None`` when the keys are
-    neuron pairs (never dense). Lists that would fill a quarter of the dense
-    array are added into it instead.
+    A partial is ``(kind, keys or dense array, counts, ROI names, rows,
+    n_cells)``; ``n_cells`` is the dense array's size, or ``None`` when the
+    keys are neuron pairs (never dense). Lists that would fill a quarter of
+    the dense array are added into it instead.
     """
+    n_cells = parts[0][5]
     seen = set().union(*(p[3] for p in parts))
     rows = sum(p[4] for p in parts)
     dense = [p[1] for p in parts if p[0] == "dense"]
@@ -277,7 +324,7 @@ def _combine(parts: list[tuple], n_cells: int | None) -> tuple:
     n_listed = sum(len(p[1]) for p in counts)
     if not dense and (n_cells is None or n_listed < _DENSE_FRACTION * n_cells):
         if len(counts) == 1:
-            return counts[0][:3] + (seen, rows)
+            return counts[0][:3] + (seen, rows, n_cells)
         u = np.concatenate([p[1] for p in counts])
         c = np.concatenate([p[2] for p in counts])
         order = np.argsort(u, kind="stable")
@@ -285,20 +332,20 @@ def _combine(parts: list[tuple], n_cells: int | None) -> tuple:
         if len(u):
             first = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
             u, c = u[first], np.add.reduceat(c, first)
-        return ("counts", u, c, seen, rows)
+        return ("counts", u, c, seen, rows, n_cells)
     assert n_cells is not None
     out = dense[0].copy() if dense else np.zeros(n_cells, dtype=np.int64)
     for d in dense[1:]:
         out += d
     for p in counts:
         H.add_weighted_keys(out, p[1], p[2])
-    return ("dense", out, None, seen, rows)
+    return ("dense", out, None, seen, rows, n_cells)
 
 
-def _neuron_subset(spec: Any, table_ids: np.ndarray, side: str) -> np.ndarray:
-    """Table positions of a ``pre`` / ``post`` argument (body IDs; ``None`` = every neuron)."""
+def _subset_ids(spec: Any, side: str) -> np.ndarray | None:
+    """The body IDs of a ``pre`` / ``post`` argument as int64 (``None`` = every neuron); checked here."""
     if spec is None:
-        return np.arange(len(table_ids))
+        return None
     if isinstance(spec, int | np.integer):
         spec = [spec]
     if isinstance(spec, str) or not isinstance(spec, Iterable):
@@ -307,7 +354,44 @@ def _neuron_subset(spec: Any, table_ids: np.ndarray, side: str) -> np.ndarray:
     ids = np.asarray(list(spec) if not isinstance(spec, np.ndarray | pd.Series | pd.Index) else spec)
     if ids.size and ids.dtype.kind not in "iu":
         raise TypeError(f"{side} must be body IDs (integers), got values of dtype {ids.dtype}")
-    return np.flatnonzero(np.isin(table_ids, ids.astype(np.int64)))
+    return ids.astype(np.int64)
+
+
+def _group_bound(table: pd.DataFrame, by: str) -> int:
+    """At least the number of groups on either axis: the ``by`` column's distinct values (quick, exact enough)."""
+    if by == "index":
+        return len(table)
+    if by not in table.columns:  # a column the store's table adds, all missing (type, instance, status)
+        return 2 if by == "cropped" else 0
+    return int(table[by].nunique(dropna=True))
+
+
+def _prep_groups(table: pd.DataFrame, by: str, pre_ids: np.ndarray | None, post_ids: np.ndarray | None,
+                 pairs: bool) -> tuple[_Sides, _Groups]:
+    """The neuron table as the counts and the result need it: groups on each axis, the ID table.
+
+    The bodies in ID order, prepared as a store's neuron table is (type /
+    instance / status as text, whatever the file held): the labels and
+    their order are then the store's. A task of the graph (beside the first
+    reads), or run before it when the result's size must be checked first.
+    """
+    frame = table.sort_values("bodyId", kind="stable", ignore_index=True)
+    frame = _prepare_neurons(frame, len(frame))
+    table_ids = frame["bodyId"].to_numpy(np.int64)
+    codes, labels = _labels(frame[by])
+    every = np.arange(len(table_ids))
+    all_pre = every if pre_ids is None else np.flatnonzero(np.isin(table_ids, pre_ids))
+    all_post = every if post_ids is None else np.flatnonzero(np.isin(table_ids, post_ids))
+    gp, gq, pre_groups, post_groups = _group_axes(codes, len(labels), all_pre, all_post)
+    tab = H.build_id_table(table_ids)
+    if pairs:  # pair keys over table positions, for neurons counted on each side
+        at = np.arange(len(table_ids), dtype=np.int64)
+        H.set_sides(tab, np.where(gp >= 0, at, -1), np.where(gq >= 0, at, -1))
+    else:
+        H.set_sides(tab, gp.astype(np.int64, copy=False), gq.astype(np.int64, copy=False))
+    n_key = len(table_ids) if pairs else max(len(post_groups), 1)
+    n_cells = None if pairs else len(pre_groups) * len(post_groups)
+    return _Sides(tab, n_key, n_cells), _Groups(table_ids, gp, gq, labels, pre_groups, post_groups)
 
 
 def adjacency_from_files(
@@ -440,13 +524,10 @@ def adjacency_from_files(
         raise IngestError(f"grouping by {by!r} needs a neuron table: pass neurons=<table with a body ID "
                           f"column and {by!r}>")
     table, label = _load_neurons(neurons)
-    # the table's bodies in ID order, prepared as a store's neuron table is (type / instance / status as
-    # text, whatever the file held): the labels and their order are then the store's
-    frame = table.sort_values("bodyId", kind="stable", ignore_index=True)
-    frame = _prepare_neurons(frame, len(frame))
-    table_ids = frame["bodyId"].to_numpy(np.int64)
-    if by not in frame.columns:
-        raise KeyError(f"unknown neuron column {by!r}; available: {list(frame.columns)}")
+    if by not in table.columns and by not in ("index", "type", "instance", "status", "cropped"):
+        columns_ = list(dict.fromkeys(["bodyId", "index", "type", "instance", "status", "cropped",
+                                       *table.columns]))
+        raise KeyError(f"unknown neuron column {by!r}; available: {columns_}")
     roi_col = plan.rois.get("roi_post")
     if roi_list is not None and roi_col is None:
         raise KeyError(f"{first_file}: no ROI column to filter on; map the postsynaptic site's ROI with "
@@ -460,48 +541,49 @@ def adjacency_from_files(
         if not conf_cols:
             raise KeyError(f"{first_file}: no confidence column to threshold; map one with "
                            "columns={'confidence': <column>}")
-
-    codes, labels = _labels(frame[by])
-    all_pre = _neuron_subset(pre, table_ids, "pre")
-    all_post = _neuron_subset(post, table_ids, "post")
-    gp, gq, pre_groups, post_groups = _group_axes(codes, len(labels), all_pre, all_post)
-    n_pre, n_post = len(pre_groups), len(post_groups)
-    check_dense((n_pre, n_post), 8, "the grouped matrix")
-
-    tab = H.build_id_table(table_ids)
+    pre_ids, post_ids = _subset_ids(pre, "pre"), _subset_ids(post, "post")
     pairs = int(min_weight) > 1
-    if pairs:  # pair keys over table positions, for neurons counted on each side
-        at = np.arange(len(table_ids), dtype=np.int64)
-        H.set_sides(tab, np.where(gp >= 0, at, -1), np.where(gq >= 0, at, -1))
-    else:
-        H.set_sides(tab, gp.astype(np.int64, copy=False), gq.astype(np.int64, copy=False))
     spec = _Spec(plan, (plan.ids["pre"], plan.ids["post"]), roi_col,
                  None if roi_list is None else tuple(roi_list), conf_cols,
                  float(np.float32(confidence)) if confidence is not None else 0.0,
-                 pairs, len(table_ids) if pairs else max(n_post, 1), tuple(header) if header else None)
-    table = src.dataset.to_table() if src.fmt == "memory" else None  # the caller's table (no copy)
-    parts = (_memory_parts(table, int(task_rows), split=plan.prep is None) if table is not None
+                 pairs, tuple(header) if header else None)
+    table_in = src.dataset.to_table() if src.fmt == "memory" else None  # the caller's table (no copy)
+    parts = (_memory_parts(table_in, int(task_rows), split=plan.prep is None) if table_in is not None
              else _file_parts(src, int(task_rows), split=plan.prep is None))
     if sum(p.rows for p in parts if p.rows >= 0) == 0 and all(p.rows >= 0 for p in parts):
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
 
     import uuid
 
-    from dask.base import tokenize
     from dask.delayed import delayed
 
-    spec_d = delayed(spec, pure=True)
-    # the table is a function of the IDs and their groups: hash those (3 small arrays, not the 32-byte slots)
-    tab_d = delayed(tab, name=f"files-ids-{tokenize(table_ids, gp, gq, pairs)}")
-    # an in-memory table goes into the graph once, under a key of its own (hashing its bytes would cost
-    # as much as the count; two tables never share a key)
-    data_d = delayed(table, name=f"files-table-{uuid.uuid4().hex}") if table is not None else None
+    # Each call's keys are its own (a uuid): the neuron table and the caller's table are not hashed (that
+    # cost as much as a count), and two calls never share a task.
+    token = uuid.uuid4().hex
+    bound = _group_bound(table, by)
+    if bound * bound * 8 <= max_dense_bytes():
+        # the result fits whatever the subsets: the neuron table is prepared in the graph, beside the first
+        # reads (its ~60 ms on a whole brain no longer come before them)
+        prep = delayed(_prep_groups, nout=2, pure=True)(table, by, pre_ids, post_ids, pairs,
+                                                       dask_key_name=f"files-neurons-{token}")
+        sides_d, groups_d = prep[0], prep[1]
+    else:  # the exact size decides, before any work: prepared here
+        sides, groups = _prep_groups(table, by, pre_ids, post_ids, pairs)
+        check_dense((len(groups.pre_groups), len(groups.post_groups)), 8, "the grouped matrix")
+        sides_d = delayed(sides, name=f"files-sides-{token}")
+        groups_d = delayed(groups, name=f"files-groups-{token}")
+    spec_d = delayed(spec, name=f"files-spec-{token}")
+    # an in-memory table goes into the graph once, under a key of its own
+    data_d = delayed(table_in, name=f"files-table-{token}") if table_in is not None else None
     count = delayed(_count_part, pure=True)
-    tasks = [count(p, spec_d, tab_d, data_d,
-                   dask_key_name=f"files-count-{tokenize(p, spec, tab_d.key, getattr(data_d, 'key', None))}")
-             for p in parts]
-    combine = functools.partial(_combine, n_cells=None if pairs else n_pre * n_post)
-    (res,) = compute(tree_reduce(tasks, combine, name="files-combine"), progress=progress)
+    read = delayed(_read_part, pure=True)
+    tasks = []
+    for i, p in enumerate(parts):
+        ahead = p.fmt == "parquet" and 0 <= p.rows <= 2 * int(task_rows)  # bounded: read it ahead
+        r = read(p, spec_d, dask_key_name=f"files-read-{token}-{i}") if ahead else None
+        tasks.append(count(p, spec_d, sides_d, data_d, r, dask_key_name=f"files-count-{token}-{i}"))
+    res, groups = compute(tree_reduce(tasks, _combine, name=f"files-combine-{token}"), groups_d,
+                          progress=progress)
     if res[4] == 0:  # CSV and Feather row counts are known only once read (Parquet ones were checked above)
         raise IngestError(f"empty input: {src.label} has no synapse rows", file=src.label)
 
@@ -509,6 +591,9 @@ def adjacency_from_files(
         unknown = [r for r in roi_list if r not in res[3]]
         if unknown:
             raise KeyError(f"unknown ROI(s) {unknown}; the files' ROIs are: {', '.join(sorted(res[3]))}")
+    n_pre, n_post = len(groups.pre_groups), len(groups.post_groups)
+    check_dense((n_pre, n_post), 8, "the grouped matrix")
+    gp, gq = groups.gp, groups.gq
     # the result's few written cells get small pages (sparse_zeros: huge ones stall the faults)
     if res[0] == "dense":
         mat = res[1]
@@ -516,7 +601,7 @@ def adjacency_from_files(
         u, c = res[1], res[2]
         keep = c >= int(min_weight)
         u, c = u[keep], c[keep]
-        n_ids = len(table_ids)
+        n_ids = len(groups.table_ids)
         cell = gp[u // n_ids] * n_post + gq[u % n_ids]
         mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(cell))
         H.add_weighted_keys(mat, cell, c)
@@ -533,4 +618,5 @@ def adjacency_from_files(
         "confidence": "none" if confidence is None else float(confidence),
         "weight": "synapse count",
     }
-    return _grouped_array(mat.reshape(n_pre, n_post), labels, pre_groups, post_groups, gp, gq, attrs)
+    return _grouped_array(mat.reshape(n_pre, n_post), groups.labels, groups.pre_groups, groups.post_groups,
+                          gp, gq, attrs)

@@ -206,7 +206,8 @@ def test_schema_errors_before_any_task(files, tmp_path, monkeypatch):
 
     d, syn, nrn, _ = files
     ran = []
-    monkeypatch.setattr(D, "_count_part", lambda *a: ran.append(a))
+    for f in ("_count_part", "_read_part"):  # no task of the graph
+        monkeypatch.setattr(D, f, lambda *a, f=f: ran.append(f))
     syn.drop(columns=["score"]).to_parquet(tmp_path / "b.parquet")
     with pytest.raises(IngestError, match=r"b\.parquet.*score"):
         cd.adjacency_from_files([d / "syn.parquet", tmp_path / "b.parquet"], nrn, columns=COLS, progress=False)
@@ -294,6 +295,33 @@ def test_group_keys_against_numpy():
     np.testing.assert_array_equal(hc[held][order], c)
 
 
+@pytest.mark.parametrize("task_rows", [1, 250, 1000, 2600, 10**9])
+def test_parquet_packs_are_contiguous_and_near_equal(tmp_path, task_rows):
+    """Row groups of uneven sizes: every group once, in order, offsets right, packs as few and as even as fit."""
+    from types import SimpleNamespace
+
+    from connectome_dask import direct as D
+
+    sizes = [500, 500, 37, 500, 500, 500, 1, 500, 260]
+    f = tmp_path / "uneven.parquet"
+    with pq.ParquetWriter(f, pa.schema([("a", pa.int64())])) as w:
+        for n in sizes:
+            w.write_table(pa.table({"a": np.arange(n, dtype=np.int64)}))
+    assert [pq.ParquetFile(f).metadata.row_group(i).num_rows for i in range(len(sizes))] == sizes
+    parts = D._file_parts(SimpleNamespace(files=[str(f)], fmt="parquet"), task_rows)
+    assert [g for p in parts for g in p.row_groups] == list(range(len(sizes)))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for p in parts:
+        assert p.offset == starts[p.row_groups[0]] and p.rows == sum(sizes[g] for g in p.row_groups)
+    total = sum(sizes)
+    k = -(-total // task_rows)
+    assert len(parts) <= k  # never more packs than task_rows needs
+    if task_rows >= 1000:  # packs of several groups: none a whole group from the even share
+        assert all(abs(p.rows - total / k) < max(sizes) for p in parts)
+    one = D._file_parts(SimpleNamespace(files=[str(f)], fmt="parquet"), task_rows, split=False)
+    assert len(one) == 1 and one[0].rows == total
+
+
 @pytest.mark.parametrize("n_cells", [None, 40, 10**6])
 def test_partials_sum_to_every_key_counted_once(n_cells):
     """The tree's combine of per-task (key, count) lists (and dense partials) against np.add.at of all keys."""
@@ -308,10 +336,10 @@ def test_partials_sum_to_every_key_counted_once(n_cells):
         if n_cells == 40 and i == 3:  # a partial already dense
             d = np.zeros(40, np.int64)
             np.add.at(d, k, 1)
-            parts.append(("dense", d, None, {f"r{i}"}, len(k)))
+            parts.append(("dense", d, None, {f"r{i}"}, len(k), n_cells))
         else:
-            parts.append(("counts", u, c.astype(np.int64), {f"r{i}"}, len(k)))
-    got = D._combine([D._combine(parts[:3], n_cells), *parts[3:]], n_cells)
+            parts.append(("counts", u, c.astype(np.int64), {f"r{i}"}, len(k), n_cells))
+    got = D._combine([D._combine(parts[:3]), *parts[3:]])
     ref = np.zeros(space, np.int64)
     np.add.at(ref, np.concatenate(keys), 1)
     if got[0] == "dense":
