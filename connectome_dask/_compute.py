@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
 
 from . import config
 
@@ -259,18 +259,23 @@ def tree_reduce(
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}")
     from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
-    level = list(parts)
-    if len(level) == 1:
-        return delayed(combine, pure=True)(level, dask_key_name=f"{name}-{tokenize(level)}")
+    # One graph layer of plain tasks, as dask.array's reductions build theirs: a delayed call per combine
+    # merged the parts' graphs again at every call (12-15 ms for 21 parts, a tenth of a small query).
+    level = [p.key for p in parts]
+    token = tokenize(*level)
+    layer: dict[Any, Any] = {}
     depth = 0
-    while len(level) > 1:
-        level = [
-            delayed(combine, pure=True)(
-                level[i : i + split_every],
-                dask_key_name=f"{name}-{depth}-{tokenize(level[i : i + split_every])}",
-            )
-            for i in range(0, len(level), split_every)
-        ]
-        depth += 1
-    return level[0]
+    while True:
+        nxt = []
+        for j, i in enumerate(range(0, len(level), split_every)):
+            key = f"{name}-{depth}-{j}-{token}"
+            layer[key] = (combine, list(level[i : i + split_every]))
+            nxt.append(key)
+        level, depth = nxt, depth + 1
+        if len(level) == 1:
+            break
+    layer_name = f"{name}-{token}"
+    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=list(parts))
+    return Delayed(level[0], graph, layer=layer_name)

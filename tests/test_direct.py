@@ -156,6 +156,22 @@ def test_counts_do_not_depend_on_tasks_or_scheduler(files, task_rows, scheduler)
     _same(_as_series(M), _reference(syn, nrn, min_weight=2))
 
 
+def test_subsets_that_fit_where_every_type_would_not(files):
+    """Above the dense limit for all types, subsets whose matrix fits are counted (the exact size decides)."""
+    d, syn, nrn, _ = files
+    lab = nrn.set_index("root_id")["cell_type"]
+    pre = [int(b) for b in syn["pre_pt_root_id"].unique()[:6]]
+    post = [int(b) for b in syn["post_pt_root_id"].unique()[:9]]
+    n_types = nrn["cell_type"].nunique()
+    fit = len(set(lab.reindex(pre).dropna())) * len(set(lab.reindex(post).dropna())) * 8
+    assert fit < n_types * n_types * 8
+    with dask.config.set({"connectome_dask.max_dense_bytes": fit}):
+        A = cd.adjacency_from_files(d / "syn.parquet", nrn, columns=COLS, pre=pre, post=post, progress=False)
+        with pytest.raises(cd.DenseMatrixTooLarge):
+            cd.adjacency_from_files(d / "syn.parquet", nrn, columns=COLS, progress=False)
+    _same(_as_series(A), _reference(syn, nrn, pre=pre, post=post))
+
+
 def test_distributed_scheduler(files):
     from distributed import Client, LocalCluster
 
