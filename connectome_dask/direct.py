@@ -40,7 +40,13 @@ import pyarrow.dataset as ds
 
 from ._compute import compute, tree_reduce
 from .aggregate import _group_axes, _grouped_array, _labels
-from .compute.dense import check_dense, max_dense_bytes, small_pages_touched, sparse_zeros
+from .compute.dense import (
+    add_cells,
+    check_dense,
+    max_dense_bytes,
+    small_pages_touched,
+    sparse_zeros,
+)
 from .errors import IngestError
 from .ingest.main import _batches, _plan_for, _release
 from .ingest.neurons import _load_neurons
@@ -615,11 +621,11 @@ def adjacency_from_files(
         n_ids = len(groups.table_ids)
         cell = gp[u // n_ids] * n_post + gq[u % n_ids]
         mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(cell))
-        H.add_weighted_keys(mat, cell, c)
+        add_cells(mat, cell, c)
     else:  # distinct cells in order: one write each
         u, c = res[1], res[2]
         mat = sparse_zeros(n_pre * n_post, pages=small_pages_touched(u))
-        mat[u] = c
+        add_cells(mat, u, c)
     attrs = {
         "source": src.files[0] if len(src.files) == 1 else src.label,
         "neurons": label,

@@ -447,3 +447,23 @@ def test_empty_csv_is_an_error_as_in_ingest(files, tmp_path):
         cd.adjacency_from_files(tmp_path / "empty.csv", nrn, columns=COLS, progress=False)
     with pytest.raises(IngestError, match=r"empty input.*empty\.csv"):
         ingest(tmp_path / "empty.csv", tmp_path / "store", neurons=nrn, columns=COLS, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["sorted", "repeats", "unsorted", "one_cell", "few"])
+def test_add_cells_against_numpy(kind):
+    """The (threaded) fill of a result against np.add.at."""
+    from connectome_dask.compute.dense import PARALLEL_CELLS, add_cells, sparse_zeros
+
+    rng = np.random.default_rng(5)
+    n = 3 * PARALLEL_CELLS if kind != "few" else 50
+    cells = {"sorted": np.unique(rng.integers(0, 10**7, n)),
+             "repeats": np.sort(rng.integers(0, 5000, n)),
+             "unsorted": rng.integers(0, 10**7, n),
+             "one_cell": np.full(n, 77),
+             "few": np.sort(rng.integers(0, 10**7, n))}[kind]
+    w = rng.integers(1, 9, len(cells))
+    out = sparse_zeros(10**7, pages=len(cells))
+    add_cells(out, cells, w)
+    ref = np.zeros(10**7, np.int64)
+    np.add.at(ref, cells, w)
+    np.testing.assert_array_equal(out, ref)

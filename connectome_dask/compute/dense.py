@@ -14,7 +14,7 @@ from .. import config
 from ..errors import DenseMatrixTooLarge
 
 __all__ = ["max_dense_bytes", "max_result_bytes", "machine_memory", "check_dense", "DenseMatrixTooLarge",
-           "sparse_zeros", "small_pages_touched"]
+           "sparse_zeros", "small_pages_touched", "add_cells"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,3 +303,54 @@ def small_pages_touched(cells: np.ndarray, itemsize: int = 8) -> int:
         return 0
     page = (np.asarray(cells, dtype=np.int64) * itemsize) // SMALL_PAGE
     return int(np.count_nonzero(np.bincount(page)))
+
+
+#: :func:`add_cells` splits its writes over two threads from this many cells on
+PARALLEL_CELLS = 1 << 13
+
+
+def add_cells(out: np.ndarray, cells: np.ndarray, weights: np.ndarray) -> None:
+    """``out[cells] += weights`` (flat, int64), split over two threads for many cells.
+
+    Into a fresh :func:`sparse_zeros` array each written page is a first
+    touch, a page fault: 12 k cells of a 0.5 GB type x type matrix took
+    35-90 ms on one core of a 2-core VM, run after run, about half that
+    split over two (the kernel's faults on different pages proceed side by
+    side). Each half is :func:`~connectome_dask.kernels.hashing.add_weighted_keys`,
+    which releases the GIL. Sorted cells are split where the cell changes,
+    so two threads never add into one cell; unsorted cells run on one
+    thread.
+
+    Parameters
+    ----------
+    out
+        Flat int64 array, updated in place.
+    cells
+        Flat indices (int64).
+    weights
+        int64 weight per cell.
+
+    Examples
+    --------
+    >>> out = np.zeros(10, np.int64)
+    >>> add_cells(out, np.array([1, 3, 3]), np.array([5, 1, 1]))
+    >>> out.tolist()
+    [0, 5, 0, 2, 0, 0, 0, 0, 0, 0]
+    """
+    from .._threads import Background
+    from ..kernels.hashing import add_weighted_keys
+
+    cells = np.asarray(cells, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.int64)
+    n = len(cells)
+    if n < PARALLEL_CELLS or not bool(np.all(cells[1:] >= cells[:-1])):
+        add_weighted_keys(out, cells, weights)
+        return
+    # a split where the cell value changes: the same cell never sits on both sides
+    h = int(np.searchsorted(cells, cells[n // 2], side="left"))
+    if h == 0:  # the first half is all one cell
+        add_weighted_keys(out, cells, weights)
+        return
+    with Background("connectome-dask-fill") as bg:
+        bg.submit(add_weighted_keys, out, cells[h:], weights[h:])
+        add_weighted_keys(out, cells[:h], weights[:h])
