@@ -277,5 +277,6 @@ def tree_reduce(
         if len(level) == 1:
             break
     layer_name = f"{name}-{token}"
-    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=list(parts))
+    deps: list[Any] = list(parts)  # Delayed objects are dask collections (the stubs say otherwise)
+    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=deps)
     return Delayed(level[0], graph, layer=layer_name)

@@ -572,7 +572,7 @@ def adjacency_from_files(
     token = uuid.uuid4().hex
     name = f"files-{token}"
     spec_k, sides_k, groups_k = f"files-spec-{token}", f"files-sides-{token}", f"files-groups-{token}"
-    dsk: dict[str, Any] = {spec_k: spec}
+    dsk: dict[Any, Any] = {spec_k: spec}
     bound = _group_bound(table, by)
     if bound * bound * 8 <= max_dense_bytes():
         # the result fits whatever the subsets: the neuron table is prepared in the graph, beside the first
