@@ -54,7 +54,7 @@ from .ingest.plan import _check_schema, _Plan
 from .ingest.sources import _file_format, _read_error, _resolve_source, _schema_of
 from .ingest.values import _as_text, _decode, _ids_to_int64, _to_float32, _to_float64
 from .kernels import hashing as H
-from .store.writer import _prepare_neurons
+from .store.writer import PREPARED_NEURON_COLUMNS, _prepare_neurons
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -531,9 +531,8 @@ def adjacency_from_files(
         raise IngestError(f"grouping by {by!r} needs a neuron table: pass neurons=<table with a body ID "
                           f"column and {by!r}>")
     table, label = _load_neurons(neurons)
-    if by not in table.columns and by not in ("index", "type", "instance", "status", "cropped"):
-        columns_ = list(dict.fromkeys(["bodyId", "index", "type", "instance", "status", "cropped",
-                                       *table.columns]))
+    if by not in table.columns and by not in PREPARED_NEURON_COLUMNS:
+        columns_ = list(dict.fromkeys([*PREPARED_NEURON_COLUMNS, *table.columns]))
         raise KeyError(f"unknown neuron column {by!r}; available: {columns_}")
     roi_col = plan.rois.get("roi_post")
     if roi_list is not None and roi_col is None:

@@ -571,6 +571,10 @@ def _weighted_bincount(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+#: the columns every prepared neuron table has, first and in this order (:func:`_prepare_neurons`)
+PREPARED_NEURON_COLUMNS = ("bodyId", "index", "type", "instance", "status", "cropped")
+
+
 def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:
     if "bodyId" not in neurons.columns:
         raise StoreError("neuron table needs a 'bodyId' column")
@@ -591,7 +595,7 @@ def _prepare_neurons(neurons: pd.DataFrame, n_neurons: int) -> pd.DataFrame:
         neurons["cropped"] = pd.arrays.BooleanArray(np.zeros(n_neurons, dtype=bool), np.ones(n_neurons, dtype=bool))
     else:
         neurons["cropped"] = neurons["cropped"].astype("boolean")
-    first = ["bodyId", "index", "type", "instance", "status", "cropped"]
+    first = list(PREPARED_NEURON_COLUMNS)
     return neurons[first + [c for c in neurons.columns if c not in first]]
 
 
