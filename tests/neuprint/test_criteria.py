@@ -132,7 +132,8 @@ def test_copy_as_neuroncriteria_like_neuprint(obj):
 
 
 @pytest.mark.parametrize("obj", [[], [None], [None, 5], 1.5, True, {"a": 1}, object(),
-                                 pd.DataFrame({"x": [1]})], ids=repr)
+                                 pd.DataFrame({"x": [1]})],
+                         ids=lambda o: "object()" if type(o) is object else repr(o))  # no address in the id
 def test_copy_as_neuroncriteria_rejects_like_neuprint(obj):
     with pytest.raises((RuntimeError, AssertionError, KeyError)):
         np_copy(obj)
