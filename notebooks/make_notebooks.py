@@ -1078,8 +1078,8 @@ CRANTPY_PORT = [
     rois = RoiSet.from_store(conn)
     post_px = np.vstack(syn["post_pt_position"].to_numpy()).astype(float)
     nm = post_px * np.array(cp.SCALE)
-    inside = {n: int(np.asarray(rois.contains(nm, n)).sum()) for n in rois.names}
-    NEUROPILS = sorted(inside, key=inside.get, reverse=True)[:3]
+    code = rois.assign(nm)  # each site's primary neuropil (-1 = none), one pass for all of them
+    NEUROPILS = [rois.names[i] for i in np.argsort(-np.bincount(code[code >= 0]), kind="stable")[:3]]
     matrices = NestedMatrix.from_synapses_by_neuropil(
         syn, ann, neuropil_names=NEUROPILS, coordinates="pixels", position_column="post_pt_position",
         weight_mode="count", rois=rois)
