@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core; PYTEST_WORKERS=0 runs in this process
+PYTEST_WORKERS ?= auto
 
 .PHONY: demo test bench lint contracts notebooks render-notebooks install install-test clean
 
@@ -28,7 +30,7 @@ demo: $(VENV)/.installed
 ## Run the whole test suite (pytest exits 5 when it collects nothing: that fails too),
 ## after the house rules (ruff, import contracts, mypy).
 test: $(VENV)/.installed-test lint
-	$(PY) -m pytest connectome_dask tests $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) connectome_dask tests $(PYTEST_ARGS)
 
 ## ruff and the import-linter contracts of pyproject.toml (layers, forbidden imports).
 contracts: $(VENV)/.installed-test
