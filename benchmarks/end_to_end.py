@@ -19,6 +19,8 @@ of the process tree):
   query timed separately and together;
 * ours without a store: ``cd.adjacency_from_files(file, neurons, by="type",
   rois=<10 ROIs>)`` (dask threads): the files read once, nothing written;
+  and the same call on a 2-worker LocalCluster (``--no-cluster`` skips it;
+  the cluster's start-up is reported, not timed);
 * DuckDB: one query on the same two files (``read_parquet`` joined with the
   neuron table twice, ``WHERE roi IN (...)``, ``GROUP BY`` both types), 2
   threads, result into Arrow;
@@ -130,23 +132,28 @@ def task_ours(release: str, neurons: str, store: str, rois: str, out: str) -> di
             "total": int(m.sum()), "shape": list(m.shape)}
 
 
-def task_direct(release: str, neurons: str, rois: str, out: str) -> dict:
-    """``adjacency_from_files`` on the raw files (no store); the nonzeros to ``out`` (not timed)."""
-    import dask
+def task_direct(release: str, neurons: str, rois: str, out: str, scheduler: str = "threads") -> dict:
+    """``adjacency_from_files`` on the raw files (no store); the nonzeros to ``out`` (not timed).
+
+    ``scheduler``: ``"threads"`` (dask threads in this process) or ``"cluster"``
+    (a 2-worker LocalCluster started first; its start-up is reported, not timed).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     import connectome_dask as cd
 
+    from .peers import _scheduler
+
     roi_list = json.loads(rois)
     times = []
-    for _ in range(2):  # the first call in a fresh process, then the same call again
-        A = None
-        t0 = time.perf_counter()
-        with dask.config.set(scheduler="threads"):
+    with _scheduler(scheduler) as sch:
+        for _ in range(2):  # the first call in a fresh process (fresh workers), then the same call again
+            A = None
+            t0 = time.perf_counter()
             A = cd.adjacency_from_files(release, neurons, by="type", rois=roi_list, progress=False,
                                         columns={"pre": "pre", "post": "post", "roi_post": "roi"})
-        times.append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
     dt, warm = times
     m = np.asarray(A.data)
     t0 = time.perf_counter()  # the first read of every cell (a user's plot or sum): its page faults are ours too
@@ -158,7 +165,7 @@ def task_direct(release: str, neurons: str, rois: str, out: str) -> dict:
     pq.write_table(pa.table({"type_pre": labels_pre[i].astype(str), "type_post": labels_post[j].astype(str),
                              "weight": m[i, j].astype(np.int64)}), out)
     return {"seconds": dt, "warm_s": warm, "read_s": read_s, "nonzero": int(len(i)), "total": total,
-            "shape": list(m.shape)}
+            "shape": list(m.shape), "scheduler": sch["scheduler"], "startup_s": sch["startup_s"]}
 
 
 def task_polars(release: str, neurons: str, rois: str, out: str) -> dict:
@@ -243,8 +250,9 @@ def task_compare(ours: str, theirs: str) -> dict:
 
 def render(rep: dict) -> str:
     o, d, c = rep["ours"], rep["duckdb"], rep["compare"]
-    f, p = rep.get("direct", {}), rep.get("polars", {})
+    f, p, fc = rep.get("direct", {}), rep.get("polars", {}), rep.get("direct_cluster", {})
     cf, cp = rep.get("compare_direct", {}), rep.get("compare_polars", {})
+    cfc = rep.get("compare_direct_cluster", {})
 
     def same(x: dict) -> bool:
         return bool(x.get("equal")) and x.get("differing") == 0
@@ -271,6 +279,9 @@ def render(rep: dict) -> str:
     ]
     if f:
         lines.append(row("ours, no store: `cd.adjacency_from_files(file, neurons, by='type', rois=...)`", f))
+    if fc:
+        start = f"; cluster start-up {fc['startup_s']:.2f} s, not timed" if "startup_s" in fc else ""
+        lines.append(row(f"ours, no store, on a 2-worker LocalCluster (1 thread each{start})", fc))
     lines += [
         row("ours via a store: `ingest` + `adjacency(by='type', rois=...)`", o),
         f"| of which `ingest` (store written, per-ROI table included) | {o['ingest_s']:.2f} | | "
@@ -303,6 +314,9 @@ def render(rep: dict) -> str:
         f"{c['only_duckdb']} only DuckDB: {'identical' if same(c) else 'DIFFERENT'}."
         + (f" No-store path vs DuckDB: {'identical' if same(cf) else 'DIFFERENT'} ({cf.get('differing')} differing, "
            f"{cf.get('only_ours')} only ours, {cf.get('only_duckdb')} only DuckDB)." if cf else "")
+        + (f" No-store path on the LocalCluster vs DuckDB: {'identical' if same(cfc) else 'DIFFERENT'} "
+           f"({cfc.get('differing')} differing, {cfc.get('only_ours')} only ours, {cfc.get('only_duckdb')} only "
+           "DuckDB)." if cfc else "")
         + (f" polars vs DuckDB: {'identical' if same(cp) else 'DIFFERENT'}." if cp else ""))
     lines += ["", f"Reproduce: `python -m benchmarks.end_to_end --synapses {rep['n_synapses']}`"]
     return "\n".join(lines) + "\n"
@@ -316,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes per one-query row (best is kept)")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--no-cluster", action="store_true", help="skip the no-store path on a 2-worker LocalCluster")
     a = ap.parse_args(argv)
     info = dataset(a.synapses, a.neurons, a.seed, parquet=True, log=log)
     ensure_rois(info, log=log)
@@ -342,10 +357,19 @@ def main(argv: list[str] | None = None) -> dict:
         rep[side] = _best([run_child(f"benchmarks.end_to_end:task_{side}", out=str(work / f"{side}.parquet"), **args)
                            for _ in range(a.repeat)])
         log(f"   {rep[side].get('seconds', float('nan')):.3f} s")
+    if not a.no_cluster:
+        log(f"direct on a 2-worker LocalCluster x {a.repeat} ...")
+        rep["direct_cluster"] = _best([run_child("benchmarks.end_to_end:task_direct", scheduler="cluster",
+                                                 out=str(work / "direct_cluster.parquet"), **args)
+                                       for _ in range(a.repeat)])
+        log(f"   {rep['direct_cluster'].get('seconds', float('nan')):.3f} s")
     theirs = str(work / "duckdb.parquet")
     rep["compare"] = run_child("benchmarks.end_to_end:task_compare", ours=str(work / "ours.parquet"), theirs=theirs)
     rep["compare_direct"] = run_child("benchmarks.end_to_end:task_compare", ours=str(work / "direct.parquet"),
                                       theirs=theirs)
+    if "direct_cluster" in rep:
+        rep["compare_direct_cluster"] = run_child("benchmarks.end_to_end:task_compare",
+                                                  ours=str(work / "direct_cluster.parquet"), theirs=theirs)
     rep["compare_polars"] = run_child("benchmarks.end_to_end:task_compare", ours=str(work / "polars.parquet"),
                                       theirs=theirs)
     shutil.rmtree(work / "store", ignore_errors=True)
