@@ -215,10 +215,17 @@ def test_plan(stores):
     assert plan_read(conn, roi_filter=True, confidence=True, by_roi=True).method == "pairs_scan"
     assert plan_read(conn, roi_filter=True, confidence=True, roi_none=True).method == "pairs_scan"
     assert plan_read(conn, confidence=True).method == "pairs_scan"  # no ROI filter: every row's confidence
-    assert plan_read(conn, roi_filter=True).method == "roi_table"
+    assert plan_read(conn, roi_filter=True).method == "roi_table"  # the ROIs' share not given
+    # a ROI filter alone: the copy's runs of a few ROIs, the per-ROI table's one pass for most of them
+    p = plan_read(conn, roi_filter=True, roi_share=0.2)
+    assert p.method == "roi_major" and "20% of the ROI-major copy's runs" in p.reason
+    assert plan_read(conn, roi_filter=True, roi_share=0.9).method == "roi_table"
+    assert plan_read(conn, roi_filter=True, by_roi=True, roi_share=0.2).method == "roi_table"
+    assert plan_read(conn, roi_filter=True, roi_none=True, roi_share=0.2).method == "roi_table"
     with dask.config.set({"connectome_dask.use_roi_pair_table": False}):
         assert plan_read(conn, roi_filter=True, confidence=True).method == "pairs_scan"
-    for kw, why in ((dict(roi_filter=True), "with a confidence filter"),
+        assert plan_read(conn, roi_filter=True, roi_share=0.2).method == "pairs_scan"
+    for kw, why in ((dict(confidence=True), "is for a ROI filter"),
                     (dict(roi_filter=True, confidence=True, by_roi=True), "does not split"),
                     (dict(roi_filter=True, confidence=True, what="rows"), "synapse rows")):
         with pytest.raises(ValueError, match=why):
@@ -262,6 +269,56 @@ def test_counts_identical_everywhere(raw, stores, chunk_rows, kind, caplog):
             pd.testing.assert_frame_equal(got.astype(np.int64), ref_counts(syn, **ref), check_dtype=False)
             assert got.equals(A.pair_counts(conn, progress=False, method="scan", **kw)), case
             assert got.equals(A.pair_counts(conn, progress=False, method="pairs_scan", **kw)), case
+
+
+ROI_ONLY = [
+    dict(rois=[2]),
+    dict(rois=[1, 3], pre="half"),
+    dict(rois=[0, 1, 2, 3], post="odd", min_weight=2),
+    dict(rois=[0, 3], pre="half", post="odd", min_weight=3),
+]
+
+
+def _share(syn, rois) -> float:
+    """The ROIs' share of the copy's runs, in pandas: (roi, pre, post) groups of the rows in a ROI."""
+    runs = syn[syn["roi_post"] >= 0].groupby(["roi_post", "pre", "post"]).size().reset_index()
+    return float(runs["roi_post"].isin(rois).mean())
+
+
+@pytest.mark.parametrize("chunk_rows", [64, 4096])
+@pytest.mark.parametrize("kind", ["sync", "threads"])
+def test_roi_filter_alone(raw, stores, chunk_rows, kind, caplog):
+    """No confidence: the runs' weights, no rows read; chosen by the ROIs' share of the runs."""
+    neurons, syn = raw
+    conn = stores[chunk_rows]
+    with dask.config.set(scheduler=kind):
+        for case in ROI_ONLY:
+            kw, ref = _kw(neurons, case)
+            want = ref_counts(syn, **ref)
+            got = A.pair_counts(conn, progress=False, method="roi_major", **kw)
+            pd.testing.assert_frame_equal(got.astype(np.int64), want, check_dtype=False)
+            assert got.equals(A.pair_counts(conn, progress=False, method="roi_table", **kw)), case
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
+                auto = A.pair_counts(conn, progress=False, **kw)
+            want_path = "roi_major" if _share(syn, case["rois"]) <= 0.5 else "roi_table"
+            assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == [want_path], case
+            assert auto.equals(got), case
+            grouped = A.adjacency(conn, by="type", progress=False, method="roi_major", **kw)
+            assert grouped.equals(A.adjacency(conn, by="type", progress=False, method="scan", **kw)), case
+            assert int(grouped.sum()) > 0
+
+
+def test_roi_filter_alone_chooses_by_share(raw, stores, caplog):
+    _, syn = raw
+    conn = stores[64]
+    shares = {r: _share(syn, [i]) for i, r in enumerate(ROIS)}
+    assert all(s < 0.5 for s in shares.values())  # each ROI alone is a minority of the runs
+    for rois, path in ((["B"], "roi_major"), (ROIS, "roi_table")):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
+            A.adjacency(conn, by="type", progress=False, rois=rois)
+        assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == [path]
 
 
 def test_distributed_scheduler(raw, stores):

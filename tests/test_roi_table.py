@@ -326,8 +326,12 @@ def test_forced_roi_table_that_cannot_work(stores, tmp_path):
 
 def test_the_plan_is_logged(stores, caplog):
     with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
-        A.pair_counts(stores[64], rois=["R2"], progress=False)
+        A.pair_counts(stores[64], rois=ROI_NAMES, progress=False)  # every ROI: the per-ROI table's one pass
     assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == ["roi_table"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
+        A.pair_counts(stores[64], rois=["R2"], progress=False)  # one ROI of five: its runs in the ROI-major copy
+    assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == ["roi_major"]
 
 
 # ----------------------------------------------------------------------------- exact counts

@@ -24,6 +24,7 @@ from .pairs import (
     RowFilter,
     _pair_table_ranges,
     _pairs_table_part,
+    _roi_share,
     _roi_table_ranges,
     default_partition_rows,
     index_block,
@@ -403,6 +404,41 @@ def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_we
     return _finish_groups(res, n_pre, n_post)
 
 
+def _roi_major_group_part(paths: dict[str, str], token: str, pieces, filt: RowFilter, codes, n_post: int) -> tuple:
+    """One task of the ``roi_major`` path summed into groups (``min_weight`` 1: a pair's ROIs add up anywhere)."""
+    from .roi_major import roi_major_part
+
+    up, uq, w = roi_major_part(paths, token, pieces, filt)
+    return _group_part(up, uq, w, codes[0], codes[1], n_post)
+
+
+def _group_from_roi_major(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress):
+    """Grouped counts from the ROI-major copy: the selected ROIs' runs only.
+
+    ``min_weight`` 1: each task sums its runs into groups and the partials
+    are merged as on the per-ROI table's path. A threshold judges a pair's
+    total over the selected ROIs, whose runs lie in different ROIs' ranges:
+    the pairs are summed first (:func:`~connectome_dask.compute.roi_major.roi_major_pairs`).
+    """
+    from dask.delayed import delayed
+
+    from .roi_major import roi_major_pairs, roi_major_tasks
+
+    if min_weight > 1:
+        up, uq, w = roi_major_pairs(conn, filt, min_weight, progress)
+        return _finish_groups(_group_part(up, uq, w, pre_code, post_code, n_post), n_pre, n_post)
+    paths, tasks = roi_major_tasks(conn, filt)
+    if not tasks:
+        return np.zeros((n_pre, n_post), dtype=np.int64)
+    dfilt = delayed(filt, pure=True)
+    codes = delayed((pre_code, post_code), pure=True)
+    part = delayed(_roi_major_group_part, pure=True)
+    parts = [part(paths, conn.token, t, dfilt, codes, n_post) for t in tasks]
+    combine = functools.partial(_combine_groups, n_post=n_post)
+    (res,) = compute(tree_reduce(parts, combine, name="group-roi-major-combine"), progress=progress)
+    return _finish_groups(res, n_pre, n_post)
+
+
 def _pairs_scan_group_part(pair_paths: dict[str, str], row_paths: dict[str, str], token: str,
                            bounds: tuple[int, int, int, int], filt: RowFilter, codes: tuple, n_post: int,
                            min_weight: int) -> tuple:
@@ -492,16 +528,13 @@ def group_counts(
     filt = RowFilter(conn, pre, post, roi_codes, confidence)
     cols = filt.columns(False)
     plan = plan_read(conn, pre=pre, post=post, roi_filter=filt.use_roi, confidence=bool(filt.conf_cols),
-                     method=method, roi_none=filt.keeps_no_roi)
+                     method=method, roi_none=filt.keeps_no_roi, roi_share=_roi_share(conn, filt))
     if plan.method == "table":
         return _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if plan.method == "roi_table":
         return _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
-    if plan.method == "roi_major":  # the pairs (min_weight judged on their totals), then their groups
-        from .roi_major import roi_major_pairs
-
-        up, uq, w = roi_major_pairs(conn, filt, min_weight, progress)
-        return _finish_groups(_group_part(up, uq, w, pre_code, post_code, n_post), n_pre, n_post)
+    if plan.method == "roi_major":
+        return _group_from_roi_major(conn, filt, pre_code, post_code, n_pre, n_post, min_weight, progress)
     if plan.method == "index":
         block = index_block(conn, plan, pre, post, cols)
         res = _group_chunk(block, 0, filt, pre_code, post_code, n_post, min_weight)

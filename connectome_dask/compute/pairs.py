@@ -140,6 +140,15 @@ class RowFilter:
 _Filter = RowFilter  # the name used before the move
 
 
+def _roi_share(conn, filt: RowFilter) -> float | None:
+    """The selected ROIs' share of the ROI-major copy's runs, where the plan weighs it (a ROI filter alone)."""
+    if not filt.use_roi or filt.conf_cols or filt.keeps_no_roi:
+        return None
+    from .roi_major import roi_major_share
+
+    return roi_major_share(conn, filt.roi_ok)
+
+
 def weighted_runs(block: dict[str, np.ndarray], keep: np.ndarray, weight: str, by_roi: bool = False) -> tuple:
     """Weights summed per distinct kept (pre, post[, roi]) of a (pre, post)-sorted block.
 
@@ -651,7 +660,7 @@ def pair_counts(
     names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
     plan = plan_read(conn, pre=pre, post=post, by_roi=by_roi, roi_filter=filt.use_roi,
                      confidence=bool(filt.conf_cols), output=output is not None, method=method,
-                     roi_none=filt.keeps_no_roi)
+                     roi_none=filt.keeps_no_roi, roi_share=None if by_roi else _roi_share(conn, filt))
     if output is not None:
         return _pair_counts_to_parquet(conn, filt, cols, by_roi, names, min_weight, Path(output), progress)
     if plan.method == "table":

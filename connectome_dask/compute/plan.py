@@ -17,10 +17,11 @@ Four ways to read:
     confidence filter (confidence needs the synapse rows).
 ``roi_major``
     The per-ROI connection table's ROI-major copy (``index.zarr/roi_pairs*/by_roi``):
-    the selected ROIs' runs and the confidences of their synapse rows only.
-    For pair and grouped counts with a ROI filter *and* a confidence filter
-    (not split by ROI), on stores whose copy matches their ``roi_post`` and
-    confidence columns.
+    the selected ROIs' runs and (with a confidence filter) the confidences of
+    their synapse rows only. For pair and grouped counts with a ROI filter
+    and a confidence filter, or a ROI filter alone on ROIs holding at most
+    :data:`ROI_MAJOR_SHARE` of the copy's runs (not split by ROI), on stores
+    whose copy matches their ``roi_post`` and confidence columns.
 ``pairs_scan``
     The connection table's pairs with only the *filter* columns of their
     synapse rows (``confidence``, ``roi_post``): a pair's rows are the next
@@ -49,7 +50,7 @@ from .. import config
 if TYPE_CHECKING:
     from ..store import Connectome
 
-__all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LIMIT"]
+__all__ = ["Plan", "plan_read", "METHODS", "INDEX_PATH_FRACTION", "INDEX_ROWS_LIMIT", "ROI_MAJOR_SHARE"]
 
 logger = logging.getLogger("connectome_dask.compute")
 
@@ -62,6 +63,11 @@ INDEX_PATH_FRACTION = 0.05
 
 #: synapse rows (``what="rows"``): read through the index when at most this many rows
 INDEX_ROWS_LIMIT = 2_000_000
+
+#: a ROI filter without a confidence filter reads the ROI-major copy (the selected ROIs' runs only)
+#: when those ROIs hold at most this share of its runs; above it the per-ROI table's one pass over
+#: every row costs less than the copy's runs, which need a sort to sum a pair's ROIs
+ROI_MAJOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ def plan_read(
     output: bool = False,
     method: str = "auto",
     roi_none: bool = False,
+    roi_share: float | None = None,
 ) -> Plan:
     """Choose how to read the synapse rows of a selection.
 
@@ -127,7 +134,11 @@ def plan_read(
        :data:`INDEX_PATH_FRACTION` of all rows (ties read ``pre``); otherwise
        ``table`` when the dask config ``connectome_dask.use_pair_table`` is
        true, the store has a connection table and there is no ROI filter, no
-       confidence filter and no ``by_roi``; otherwise ``roi_table`` when
+       confidence filter and no ``by_roi``; otherwise ``roi_major`` when
+       there is a ROI filter alone (no confidence filter, no ``by_roi``)
+       whose ROIs hold at most :data:`ROI_MAJOR_SHARE` of the ROI-major
+       copy's runs (``roi_share``) and the copy and the switch below are as
+       for ``roi_major`` further down; otherwise ``roi_table`` when
        there is a ROI filter or ``by_roi`` but no confidence filter, the
        store has a per-ROI connection table matching its ``roi_post`` column
        (:attr:`Connectome.has_roi_pair_table`) and the dask config
@@ -163,6 +174,10 @@ def plan_read(
     roi_none
         The ROI filter keeps rows in no ROI (code -1) too: the ROI-major copy
         has none of them.
+    roi_share
+        The selected ROIs' share of the ROI-major copy's runs
+        (:func:`~connectome_dask.compute.roi_major.roi_major_share`; ``None``
+        = not known: a ROI filter alone then reads the per-ROI table).
     method
         ``"auto"`` (the rule above), or force ``"index"``, ``"table"``,
         ``"roi_table"``, ``"roi_major"``, ``"pairs_scan"`` or ``"scan"``.
@@ -193,6 +208,8 @@ def plan_read(
     ('index', 'pre')
     >>> plan_read(conn, roi_filter=True).method  # a ROI filter: the per-ROI connection table
     'roi_table'
+    >>> plan_read(conn, roi_filter=True, roi_share=0.1).method  # a few ROIs: only their runs
+    'roi_major'
     >>> plan_read(conn, confidence=True).method  # the pairs, and only the confidence of their rows
     'pairs_scan'
     >>> plan_read(conn, by_roi=True, confidence=True, method="scan").reason
@@ -203,7 +220,7 @@ def plan_read(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     est = _estimates(conn, pre, post)
-    plan = _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none)
+    plan = _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none, roi_share)
     logger.debug("read plan: %s (%s)%s", plan.method, plan.reason,
                  "" if method == "auto" else f" [method={method!r}]", extra={"plan": plan})
     return plan
@@ -240,8 +257,8 @@ def _roi_major_blocker(conn: Connectome, by_roi: bool, roi_filter: bool, confide
                        roi_none: bool) -> str | None:
     from ..store.roi_major import copy_columns
 
-    if not (roi_filter and confidence):
-        return "the ROI-major copy is for a ROI filter with a confidence filter"
+    if not roi_filter:
+        return "the ROI-major copy is for a ROI filter"
     if roi_none:
         return "the ROI-major copy has no rows in no ROI"
     if by_roi:
@@ -261,7 +278,7 @@ def _pairs_scan_blocker(conn: Connectome) -> str | None:
     return None
 
 
-def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none) -> Plan:
+def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, method, roi_none, roi_share) -> Plan:
     if what not in ("counts", "rows"):
         raise ValueError(f"what must be 'counts' or 'rows', got {what!r}")
     if output:
@@ -322,6 +339,10 @@ def _choose(conn, est, what, either, by_roi, roi_filter, confidence, output, met
         roi_blocker = _roi_table_blocker(conn, confidence)
         if roi_blocker is None and not bool(config.get("use_roi_pair_table", True)):
             roi_blocker = "dask config connectome_dask.use_roi_pair_table is false"
+        if roi_blocker is None and roi_share is not None and roi_share <= ROI_MAJOR_SHARE \
+                and _roi_major_blocker(conn, by_roi, roi_filter, confidence, roi_none) is None:
+            return Plan("roi_major", f"{why}; {blocker}: the selected ROIs hold {roi_share:.0%} of the ROI-major "
+                        f"copy's runs (at most {ROI_MAJOR_SHARE:.0%}): their runs only")
         if roi_blocker is None:
             return Plan("roi_table", f"{why}; {blocker}: the per-ROI connection table answers it")
         if bool(config.get("use_roi_pair_table", True)) \

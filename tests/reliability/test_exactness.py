@@ -179,7 +179,9 @@ def forced_path(path: str):
     the connection table (``use_pair_table``, when no ROI / confidence
     filter); ``roi_table``: the per-ROI connection table
     (``use_roi_pair_table``, when a ROI filter or by ROI and no confidence
-    filter); ``scan``: the synapse arrays. The limits of the one read-path
+    filter); ``roi_major``: the ROI-major copy's runs of the selected ROIs
+    (``ROI_MAJOR_SHARE`` lifted, when a ROI filter alone, not by ROI); ``scan``:
+    the synapse arrays. The limits of the one read-path
     rule (:func:`connectome_dask.compute.plan.plan_read`) move, so queries'
     and criteria's reads follow too; the plans taken are read from its log.
     """
@@ -191,8 +193,10 @@ def forced_path(path: str):
     with contextlib.ExitStack() as st_:
         st_.enter_context(mock.patch.object(P, "INDEX_PATH_FRACTION", big if path == "index" else none))
         st_.enter_context(mock.patch.object(P, "INDEX_ROWS_LIMIT", big if path == "index" else none))
+        st_.enter_context(mock.patch.object(P, "ROI_MAJOR_SHARE", big if path == "roi_major" else none))
         st_.enter_context(dask.config.set({"connectome_dask.use_pair_table": path == "table",
-                                           "connectome_dask.use_roi_pair_table": path == "roi_table"}))
+                                           "connectome_dask.use_roi_pair_table": path in ("roi_table",
+                                                                                          "roi_major")}))
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         st_.callback(logger.removeHandler, handler)
@@ -201,7 +205,7 @@ def forced_path(path: str):
 
 
 def _path_of(taken: list[str]) -> str:
-    for path in ("index", "table", "roi_table"):
+    for path in ("index", "table", "roi_major", "roi_table"):
         if path in taken:
             return path
     return "scan"
@@ -278,13 +282,15 @@ ids_strategy = st.lists(st.integers(1, N_NEURONS), min_size=1, max_size=12, uniq
 
 @st.composite
 def cases(draw):
-    path = draw(st.sampled_from(["table", "roi_table", "index", "scan"]))
+    path = draw(st.sampled_from(["table", "roi_table", "roi_major", "index", "scan"]))
     rois = draw(st.none() | st.lists(st.sampled_from(sorted(ROI_CODES)), min_size=1, max_size=3, unique=True))
     confidence = draw(st.none() | st.sampled_from(CONFIDENCES))
     if path == "table":  # the connection table holds unfiltered counts only
         rois = confidence = None
-    if path == "roi_table":  # the per-ROI table holds counts per ROI, without confidence
+    if path in ("roi_table", "roi_major"):  # the per-ROI table and its copy's runs: counts without confidence
         confidence = None
+    if path == "roi_major" and not rois:  # the copy's runs answer a ROI filter
+        rois = draw(st.lists(st.sampled_from(sorted(ROI_CODES)), min_size=1, max_size=3, unique=True))
     pre = draw(st.none() | ids_strategy)
     post = draw(st.none() | ids_strategy)
     if path == "index" and pre is None and post is None:
@@ -365,6 +371,8 @@ def test_aggregations_exact_on_every_path(raw, stores, client, case):
             want_path = "scan"
         if case["path"] == "roi_table" and not case["rois"] and api != "pair_counts-by_roi":
             want_path = "scan"  # no ROI in the question: the connection table would answer it (switched off)
+        if case["path"] == "roi_major" and api == "pair_counts-by_roi":
+            want_path = "roi_table"  # counts split by ROI: the per-ROI table, not the copy
         if api != "pair_counts-parquet":  # the out-of-core result always scans
             assert _path_of(taken) == want_path, (api, taken, case)
         if api.startswith("adjacency"):
