@@ -802,8 +802,14 @@ def mark_packed_pages(packed, shift, page_shift, seen, count, limit):
 def filter_pairs(pre, post, weight, pre_ok, post_ok, min_weight):
     """Connection-table rows whose neurons pass ``pre_ok`` / ``post_ok`` and whose weight is ``>= min_weight``.
 
-    One pass and one output per column (numpy's two gathers, an ``&`` and
-    three compressions took 4x as long on 4.5 M rows).
+    One pass without branches: every row is written at the output's end and
+    the end moves on by the row's test (0 or 1); the kept rows are copied
+    out when they are under half. A test per row that branched (as this
+    kernel did, in two passes) mispredicted on a random neuron subset: a 10 %
+    ``post`` subset of 4.5 M pairs took 31 ms, now 12.5 ms; a ``pre`` subset
+    (runs of one neuron: predictable) 10 ms either way; ``min_weight=5`` on
+    every pair 19 -> 15.5 ms. (numpy's two gathers, an ``&`` and three
+    compressions took 4x as long.)
 
     Parameters
     ----------
@@ -818,20 +824,28 @@ def filter_pairs(pre, post, weight, pre_ok, post_ok, min_weight):
     -------
     pre, post, weight : numpy.ndarray
         The kept rows, in order.
+
+    Examples
+    --------
+    >>> ok = np.array([True, False, True])
+    >>> a, b, w = filter_pairs(np.array([0, 0, 1, 2], np.int32), np.array([1, 2, 2, 0], np.int32),
+    ...                        np.array([5, 1, 7, 3], np.int32), ok, np.ones(3, bool), 2)
+    >>> a.tolist(), b.tolist(), w.tolist()
+    ([0, 2], [1, 0], [5, 3])
     """
     n = pre.shape[0]
+    op = np.empty(n, dtype=pre.dtype)
+    oq = np.empty(n, dtype=post.dtype)
+    ow = np.empty(n, dtype=weight.dtype)
     k = 0
     for i in range(n):
-        if pre_ok[pre[i]] and post_ok[post[i]] and weight[i] >= min_weight:
-            k += 1
-    op = np.empty(k, dtype=pre.dtype)
-    oq = np.empty(k, dtype=post.dtype)
-    ow = np.empty(k, dtype=weight.dtype)
-    k = 0
-    for i in range(n):
-        if pre_ok[pre[i]] and post_ok[post[i]] and weight[i] >= min_weight:
-            op[k] = pre[i]
-            oq[k] = post[i]
-            ow[k] = weight[i]
-            k += 1
-    return op, oq, ow
+        a = pre[i]
+        b = post[i]
+        w = weight[i]
+        op[k] = a
+        oq[k] = b
+        ow[k] = w
+        k += pre_ok[a] & post_ok[b] & (w >= min_weight)
+    if k < n // 2:  # a few kept: not the whole buffers kept alive
+        return op[:k].copy(), oq[:k].copy(), ow[:k].copy()
+    return op[:k], oq[:k], ow[:k]
