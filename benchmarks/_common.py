@@ -96,7 +96,38 @@ def machine_info() -> dict:
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "git": git_state(),
+        "cpu": _cpu_model(),
+        "versions": package_versions(),
     }
+
+
+#: the packages whose versions decide the measured speeds (ours and the peers')
+MEASURED_PACKAGES = ("numpy", "pandas", "pyarrow", "numba", "dask", "distributed", "zarr", "xarray", "scipy",
+                     "duckdb", "polars")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`MEASURED_PACKAGES` (``None``: not installed): runs compare like with like."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in MEASURED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def write_json(path: Path, obj: Any) -> None:

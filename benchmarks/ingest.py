@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ._common import machine_info
 
 __all__ = ["make_cave_parquet", "main", "measure"]
 
@@ -239,11 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         "source_cached": cached,
         "generate_seconds": None if cached else gen_s,
         "store_mb": store_bytes / 2**20,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine_info(),
         "repeat": args.repeat,
         "results": results,
         "check": check,
