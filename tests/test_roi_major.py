@@ -254,6 +254,14 @@ def _kw(neurons, case):
     return kw, ref
 
 
+def _planned(caplog, call):
+    """``call()``'s result and the read paths its plans logged."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
+        res = call()
+    return res, [r.plan.method for r in caplog.records if hasattr(r, "plan")]
+
+
 @pytest.mark.parametrize("chunk_rows", [64, 4096])
 @pytest.mark.parametrize("kind", ["sync", "threads"])
 def test_counts_identical_everywhere(raw, stores, chunk_rows, kind, caplog):
@@ -262,10 +270,8 @@ def test_counts_identical_everywhere(raw, stores, chunk_rows, kind, caplog):
     with dask.config.set(scheduler=kind):
         for case in CASES:
             kw, ref = _kw(neurons, case)
-            caplog.clear()
-            with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
-                got = A.pair_counts(conn, progress=False, **kw)
-            assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == ["roi_major"], case
+            got, paths = _planned(caplog, lambda: A.pair_counts(conn, progress=False, **kw))  # noqa: B023
+            assert paths == ["roi_major"], case
             pd.testing.assert_frame_equal(got.astype(np.int64), ref_counts(syn, **ref), check_dtype=False)
             assert got.equals(A.pair_counts(conn, progress=False, method="scan", **kw)), case
             assert got.equals(A.pair_counts(conn, progress=False, method="pairs_scan", **kw)), case
@@ -298,11 +304,8 @@ def test_roi_filter_alone(raw, stores, chunk_rows, kind, caplog):
             got = A.pair_counts(conn, progress=False, method="roi_major", **kw)
             pd.testing.assert_frame_equal(got.astype(np.int64), want, check_dtype=False)
             assert got.equals(A.pair_counts(conn, progress=False, method="roi_table", **kw)), case
-            caplog.clear()
-            with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
-                auto = A.pair_counts(conn, progress=False, **kw)
-            want_path = "roi_major" if _share(syn, case["rois"]) <= 0.5 else "roi_table"
-            assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == [want_path], case
+            auto, paths = _planned(caplog, lambda: A.pair_counts(conn, progress=False, **kw))  # noqa: B023
+            assert paths == ["roi_major" if _share(syn, case["rois"]) <= 0.5 else "roi_table"], case
             assert auto.equals(got), case
             grouped = A.adjacency(conn, by="type", progress=False, method="roi_major", **kw)
             assert grouped.equals(A.adjacency(conn, by="type", progress=False, method="scan", **kw)), case
@@ -315,10 +318,8 @@ def test_roi_filter_alone_chooses_by_share(raw, stores, caplog):
     shares = {r: _share(syn, [i]) for i, r in enumerate(ROIS)}
     assert all(s < 0.5 for s in shares.values())  # each ROI alone is a minority of the runs
     for rois, path in ((["B"], "roi_major"), (ROIS, "roi_table")):
-        caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="connectome_dask.compute"):
-            A.adjacency(conn, by="type", progress=False, rois=rois)
-        assert [r.plan.method for r in caplog.records if hasattr(r, "plan")] == [path]
+        _, paths = _planned(caplog, lambda: A.adjacency(conn, by="type", progress=False, rois=rois))  # noqa: B023
+        assert paths == [path]
 
 
 def test_distributed_scheduler(raw, stores):
