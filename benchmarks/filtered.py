@@ -502,7 +502,7 @@ def _roi_table_text(t: dict) -> str:
             + ". `ours path` is the read path the plan log reports (`pairs_scan`: the connection table's pairs "
             "with only the confidence / ROI columns of their synapse rows; `roi_major`: the copy's runs of the "
             "listed ROIs only, with their rows' confidences when thresholded; `roi_table`: the per-ROI table "
-            "whole, for ROIs holding over half of the copy's runs or counts split by ROI); `ours, synapse scan` is the same call with both tables "
+            "whole, for ROIs holding over a quarter of the copy's runs or counts split by ROI); `ours, synapse scan` is the same call with both tables "
             "switched off (`connectome_dask.use_roi_pair_table` / `use_pair_table: false`), measured in the same run.")
 
 

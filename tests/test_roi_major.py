@@ -26,7 +26,7 @@ import zarr
 
 import connectome_dask as cd
 from connectome_dask import aggregate as A
-from connectome_dask.compute.plan import plan_read
+from connectome_dask.compute.plan import ROI_MAJOR_SHARE, plan_read
 from connectome_dask.compute.roi_major import roi_major_pieces
 from connectome_dask.store import StoreError, StoreWriter, read_rows
 from connectome_dask.store.format import _read_meta, write_meta
@@ -305,7 +305,7 @@ def test_roi_filter_alone(raw, stores, chunk_rows, kind, caplog):
             pd.testing.assert_frame_equal(got.astype(np.int64), want, check_dtype=False)
             assert got.equals(A.pair_counts(conn, progress=False, method="roi_table", **kw)), case
             auto, paths = _planned(caplog, lambda: A.pair_counts(conn, progress=False, **kw))  # noqa: B023
-            assert paths == ["roi_major" if _share(syn, case["rois"]) <= 0.5 else "roi_table"], case
+            assert paths == ["roi_major" if _share(syn, case["rois"]) <= ROI_MAJOR_SHARE else "roi_table"], case
             assert auto.equals(got), case
             grouped = A.adjacency(conn, by="type", progress=False, method="roi_major", **kw)
             assert grouped.equals(A.adjacency(conn, by="type", progress=False, method="scan", **kw)), case
@@ -316,8 +316,9 @@ def test_roi_filter_alone_chooses_by_share(raw, stores, caplog):
     _, syn = raw
     conn = stores[64]
     shares = {r: _share(syn, [i]) for i, r in enumerate(ROIS)}
-    assert all(s < 0.5 for s in shares.values())  # each ROI alone is a minority of the runs
-    for rois, path in ((["B"], "roi_major"), (ROIS, "roi_table")):
+    fewest = min(shares, key=shares.get)
+    assert shares[fewest] <= ROI_MAJOR_SHARE < 1.0  # the ROI with the fewest runs, and every ROI
+    for rois, path in (([fewest], "roi_major"), (ROIS, "roi_table")):
         _, paths = _planned(caplog, lambda: A.adjacency(conn, by="type", progress=False, rois=rois))  # noqa: B023
         assert paths == [path]
 
