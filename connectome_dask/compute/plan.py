@@ -80,7 +80,7 @@ class Plan:
     Parameters
     ----------
     method
-        ``"index"``, ``"table"``, ``"roi_table"`` or ``"scan"``.
+        ``"index"``, ``"table"``, ``"roi_table"``, ``"roi_major"``, ``"pairs_scan"`` or ``"scan"``.
     reason
         Why, in words (also logged).
     side
