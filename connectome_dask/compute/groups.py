@@ -234,6 +234,13 @@ def _pages_written(part: tuple, n_cells: int) -> int:
     return count
 
 
+def _combined_groups(parts: list, n_post: int, name: str, progress) -> tuple:
+    """The tasks' group partials summed in a tree (:func:`_combine_groups`), computed: one partial."""
+    (res,) = compute(tree_reduce(parts, functools.partial(_combine_groups, n_post=n_post), name=name),
+                     progress=progress)
+    return res
+
+
 def _finish_groups(part: tuple, n_pre: int, n_post: int) -> np.ndarray:
     """The ``(n_pre, n_post)`` int64 result from a combined partial."""
     if part[0] == "dense" and part[1] == 0 and part[2].shape == (n_pre, n_post):
@@ -286,8 +293,7 @@ def _group_from_table(conn, filt, pre_code, post_code, n_pre, n_post, min_weight
     part = delayed(_group_from_pairs, pure=True)
     parts = [part(conn.pair_table_paths(), conn.token, s, e, masks, codes, n_post, min_weight)
              for s, e in _pair_table_ranges(conn)]
-    combine = functools.partial(_combine_groups, n_post=n_post)
-    (res,) = compute(tree_reduce(parts, combine, name="group-table-combine"), progress=progress)
+    res = _combined_groups(parts, n_post, "group-table-combine", progress)
     return _finish_groups(res, n_pre, n_post)
 
 
@@ -399,8 +405,7 @@ def _group_from_roi_table(conn, filt, pre_code, post_code, n_pre, n_post, min_we
         return out
     part = delayed(_group_roi_range, pure=True)
     parts = [part(paths, conn.token, s, e, masks, codes, n_post) for s, e in _roi_table_ranges(conn)]
-    combine = functools.partial(_combine_groups, n_post=n_post)
-    (res,) = compute(tree_reduce(parts, combine, name="group-roi-table-combine"), progress=progress)
+    res = _combined_groups(parts, n_post, "group-roi-table-combine", progress)
     return _finish_groups(res, n_pre, n_post)
 
 
@@ -434,8 +439,7 @@ def _group_from_roi_major(conn, filt, pre_code, post_code, n_pre, n_post, min_we
     codes = delayed((pre_code, post_code), pure=True)
     part = delayed(_roi_major_group_part, pure=True)
     parts = [part(paths, conn.token, t, dfilt, codes, n_post) for t in tasks]
-    combine = functools.partial(_combine_groups, n_post=n_post)
-    (res,) = compute(tree_reduce(parts, combine, name="group-roi-major-combine"), progress=progress)
+    res = _combined_groups(parts, n_post, "group-roi-major-combine", progress)
     return _finish_groups(res, n_pre, n_post)
 
 
@@ -554,6 +558,5 @@ def group_counts(
             # two tasks (each would test only its part against the threshold)
             parts = conn.map_partitions(_group_chunk_packed, cols, args, n_post, min_weight, name="group-counts",
                                         align_pre=min_weight > 1)
-        combine = functools.partial(_combine_groups, n_post=n_post)
-        (res,) = compute(tree_reduce(parts, combine, name="group-counts-combine"), progress=progress)
+        res = _combined_groups(parts, n_post, "group-counts-combine", progress)
     return _finish_groups(res, n_pre, n_post)
