@@ -113,6 +113,8 @@ def fresh_memory_speed(mib: int = 256, tries: int = 3) -> dict[str, list[float] 
     pages are asked for with numpy's private switch for its huge-page advice
     (``None`` where numpy has none).
     """
+    # numpy's switch looked up here, not through connectome_dask.compute.dense's private lookup:
+    # benchmarks use the package's public API only (tests/test_house_rules.py)
     switch = None
     for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
         try:
