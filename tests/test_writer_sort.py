@@ -1,8 +1,8 @@
 """The writer's in-bucket sort and the spill's bucket split, against numpy's stable sorts.
 
-``_pair_order`` packs (pre, post, row) into one int64 and sorts it; the
-reference is ``np.lexsort`` (stable): equal pairs must keep their input
-order. ``spill_buckets`` must keep each bucket's rows in input order.
+``_pair_order`` counting-sorts a large bucket in two passes, or packs
+(pre, post, row) into one int64 and sorts it; the reference is
+``np.lexsort`` (stable): equal pairs must keep their input order. ``spill_buckets`` must keep each bucket's rows in input order.
 """
 
 from __future__ import annotations
@@ -15,13 +15,28 @@ from connectome_dask.store.writer import _pair_order
 
 
 @pytest.mark.parametrize("n_neurons", [1, 2, 7, 139_000, 2**31 - 1])  # the last cannot pack: the fallback
-@pytest.mark.parametrize("n", [0, 1, 5, 10_000])
+@pytest.mark.parametrize("n", [0, 1, 5, 10_000, 70_000])  # 70 k rows: the counting sort, up to 280 k neurons
 def test_pair_order_is_the_stable_order(n_neurons, n):
     rng = np.random.default_rng(n + n_neurons % 97)
     hi = min(n_neurons, 40)  # few distinct pairs: many ties
     pre = (rng.integers(0, hi, n) * (n_neurons // hi)).astype(np.int32)
     post = (rng.integers(0, hi, n) * (n_neurons // hi)).astype(np.int32)
     got = _pair_order(pre, post, n_neurons)
+    assert np.array_equal(got, np.lexsort((post, pre)))
+
+
+@pytest.mark.parametrize("lo", [0, 1, 5_000])
+def test_counting_pair_order_of_a_pre_range(lo):
+    """A bucket holds one range of pre indices (not from 0) and any post: the two-pass counting sort."""
+    from connectome_dask.kernels.scatter import stable_pair_order
+
+    rng = np.random.default_rng(lo)
+    n = 80_000
+    pre = (lo + rng.zipf(1.3, n) % 300).astype(np.int32)  # heavy tail: long runs of one pre
+    post = rng.integers(0, 9_000, n).astype(np.int32)
+    post[::7] = post[0]  # many equal pairs
+    got = stable_pair_order(pre, post, 9_000)
+    assert got.dtype == np.int64
     assert np.array_equal(got, np.lexsort((post, pre)))
 
 

@@ -69,10 +69,15 @@ __all__ = ["StoreWriter", "write_store"]
 def _pair_order(pre: np.ndarray, post: np.ndarray, n_neurons: int) -> np.ndarray:
     """The stable (pre, post) order of rows (dense indices in ``[0, n_neurons)``, checked by ``append``).
 
-    When ``pre``, ``post`` and the row number fit one int64 together, the
-    packed keys are unique, so sorting them (numpy's vectorised sort, no
-    argsort) gives exactly the stable order: 0.11 s instead of 0.52 s for a
-    stable ``argsort`` of 4 M random (pre, post) keys on this machine.
+    A bucket of at least 64 k rows whose neuron count is at most 4x its rows
+    (any whole brain's bucket) is put in order by a two-pass counting sort
+    (:func:`~connectome_dask.kernels.scatter.stable_pair_order`): 145 ms
+    instead of 295 ms for 4 M rows of a 139 k-neuron brain on this machine,
+    because a bucket's rows have few distinct keys per pass. Otherwise, when
+    ``pre``, ``post`` and the row number fit one int64 together, the packed
+    keys are unique, so sorting them (numpy's vectorised sort, no argsort)
+    gives exactly the stable order (0.11 s instead of 0.52 s for a stable
+    ``argsort`` of 4 M random keys); else a stable ``argsort``.
 
     Examples
     --------
@@ -80,6 +85,10 @@ def _pair_order(pre: np.ndarray, post: np.ndarray, n_neurons: int) -> np.ndarray
     [3, 1, 0, 2]
     """
     n = len(pre)
+    if n >= 1 << 16 and n_neurons <= 4 * n:
+        from ..kernels.scatter import stable_pair_order
+
+        return stable_pair_order(pre, post, int(n_neurons))
     nb = max(int(n_neurons - 1).bit_length(), 1)
     rb = max(int(n - 1).bit_length(), 1)
     if 2 * nb + rb <= 63:
