@@ -81,7 +81,7 @@ def test_bucket_with_a_truncated_piece_is_refused(tmp_path):
 
     pieces = [0]
     spill_buckets(tmp_path, np.array([0, 10]), np.arange(10) % 10, {"row": np.arange(10)}, pieces)
-    f = tmp_path / "b000000" / "000000.npy"
+    f = tmp_path / "b000000" / "000000.rows"
     f.write_bytes(f.read_bytes()[:-8])
     with pytest.raises(StoreError, match="truncated"):
         load_bucket(tmp_path, 0, pieces[0], ["row"])
@@ -89,29 +89,43 @@ def test_bucket_with_a_truncated_piece_is_refused(tmp_path):
 
 def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
     """Buckets of growing and shrinking size loaded and sorted into the same buffers, against fresh copies."""
-    from connectome_dask.store.writer import _take_columns
+    from connectome_dask.store.sort import load_rows, take_rows
 
     rng = np.random.default_rng(4)
-    n = 20_000
+    n = 200_000  # the largest buckets are taken on two threads
     keys = rng.integers(0, 100, n)
-    cols = {"row": np.arange(n, dtype=np.int64), "v": rng.random(n).astype(np.float32)}
-    bounds = np.array([0, 5, 60, 61, 100])  # bucket sizes ~1 k, 11 k, 200, 8 k
+    cols = {"row": np.arange(n, dtype=np.int64), "v": rng.random(n).astype(np.float32),
+            "roi": rng.integers(-1, 60, n).astype(np.int16)}
+    bounds = np.array([0, 5, 60, 61, 100])  # bucket sizes ~10 k, 110 k, 2 k, 80 k
     pieces = [0] * (len(bounds) - 1)
-    for s in range(0, n, 3_000):
-        spill_buckets(tmp_path, bounds, keys[s : s + 3_000], {c: a[s : s + 3_000] for c, a in cols.items()}, pieces)
+    for s in range(0, n, 30_000):
+        spill_buckets(tmp_path, bounds, keys[s : s + 30_000], {c: a[s : s + 30_000] for c, a in cols.items()},
+                      pieces)
     loads: dict = {}
     outs: dict = {}
     seen = []
     for b in range(len(bounds) - 1):
         sel = (keys >= bounds[b]) & (keys < bounds[b + 1])
-        got = load_bucket(tmp_path, b, pieces[b], ["row", "v"], buffers=loads)
-        assert got is not None and np.shares_memory(got["row"], loads["row"])
+        got = load_rows(tmp_path, b, pieces[b], buffers=loads)
+        assert got is not None and list(got.dtype.names) == ["row", "v", "roi"]
+        assert np.shares_memory(got, loads["<rows>"])
         order = np.argsort(got["v"], kind="stable")
-        srt = _take_columns(got, order, buffers=outs)
-        np.testing.assert_array_equal(srt["row"], cols["row"][sel][order])
-        np.testing.assert_array_equal(srt["v"], cols["v"][sel][order])
+        srt = take_rows(got, order, buffers=outs)
+        for c in cols:
+            np.testing.assert_array_equal(srt[c], cols[c][sel][order])
         seen.append(srt["row"].copy())
-    assert len(loads["row"]) >= max(len(x) for x in seen)  # grown to the largest bucket, never shrunk
+    assert len(loads["<rows>"]) >= max(len(x) for x in seen)  # grown to the largest bucket, never shrunk
+
+
+def test_pieces_of_other_fields_are_refused(tmp_path):
+    from connectome_dask.errors import StoreError
+    from connectome_dask.store.sort import load_rows
+
+    pieces = [0]
+    spill_buckets(tmp_path, np.array([0, 10]), np.arange(5), {"row": np.arange(5)}, pieces)
+    spill_buckets(tmp_path, np.array([0, 10]), np.arange(5), {"row": np.arange(5, dtype=np.int32)}, pieces)
+    with pytest.raises(StoreError, match="holds records of"):
+        load_rows(tmp_path, 0, pieces[0])
 
 
 @pytest.mark.parametrize("route", ["spilled_as_written", "read_back", "read_back_per_range", "one_range"])

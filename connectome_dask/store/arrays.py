@@ -176,11 +176,11 @@ def write_chunks(arr: Any, path: str | Path, first_chunk: int, data: np.ndarray)
     if layout is None:
         return False
     dtype, c = layout
-    data = np.ascontiguousarray(data, dtype=dtype)
     base = os.path.join(os.fspath(path), "c")
     os.makedirs(base, exist_ok=True)
     for k, s in enumerate(range(0, len(data), c)):
-        chunk = data[s : s + c]
+        # chunk by chunk: a strided view (a field of sorted records) is copied one cache-sized chunk at a time
+        chunk = np.ascontiguousarray(data[s : s + c], dtype=dtype)
         if len(chunk) < c:
             full = np.full(c, arr.metadata.fill_value, dtype=dtype)
             full[: len(chunk)] = chunk

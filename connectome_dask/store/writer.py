@@ -55,11 +55,11 @@ from .roi_major import copy_columns
 from .sort import (
     PostOrderSpill,
     _post_order,
-    _take_columns,
-    load_bucket,
+    load_rows,
     post_ranges,
     spill_buckets,
     spill_fits,
+    take_rows,
 )
 from .tables import _ChunkedAppender, _RoiPairTable
 
@@ -313,7 +313,7 @@ class StoreWriter:
             self._out = _ChunkedAppender(self.tmp / "synapses.zarr", self.columns, self.chunk_rows)
         return self._out
 
-    def _sorted_blocks(self) -> Iterable[dict[str, np.ndarray]]:
+    def _sorted_blocks(self) -> Iterable[np.ndarray]:
         if self.presorted:
             return
         # each bucket is read into the same buffers and sorted into one of two sets of buffers, in turn:
@@ -323,15 +323,21 @@ class StoreWriter:
         sorted_: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
         k = 0
         for b in range(len(self._bounds) - 1):
-            block = load_bucket(self._spill, b, self._pieces[b], self.columns, buffers=loads)
-            if block is None:
+            rows = load_rows(self._spill, b, self._pieces[b], buffers=loads)
+            if rows is None:
                 continue
-            order = _pair_order(block["pre"], block["post"], self.n_neurons)
-            yield _take_columns(block, order, buffers=sorted_[k % 2])
+            order = _pair_order(np.ascontiguousarray(rows["pre"]), np.ascontiguousarray(rows["post"]), self.n_neurons)
+            yield take_rows(rows, order, buffers=sorted_[k % 2])
             k += 1
 
-    def _write_sorted(self, block: Mapping[str, np.ndarray]) -> None:
-        """One sorted block into the synapse arrays, the pair table, the per-ROI table and the post-order spill."""
+    def _write_sorted(self, block: Mapping[str, np.ndarray] | np.ndarray) -> None:
+        """One sorted block (columns, or a bucket's sorted records) into the synapse arrays, the pair
+        table, the per-ROI table and the post-order spill."""
+        if isinstance(block, np.ndarray):
+            # the synapse arrays take views of the records' fields (copied a chunk at a time as they are
+            # compressed); the columns the tables scan are made contiguous once
+            scanned = {"pre", "post", "weight", ROI_PAIRS_COLUMN, *copy_columns(self.columns)}
+            block = {c: np.ascontiguousarray(block[c]) if c in scanned else block[c] for c in self.columns}
         self._appender().write(block)
         self._pair_table().write(block["pre"], block["post"], block.get("weight") if self.kind == "connections"
                                  else None)
