@@ -40,10 +40,12 @@ def test_counting_pair_order_of_a_pre_range(lo):
     assert np.array_equal(got, np.lexsort((post, pre)))
 
 
-def test_spill_keeps_each_buckets_rows_in_order(tmp_path):
+@pytest.mark.parametrize("scale", [1, 10**7])  # keys found by a table of buckets, or by a binary search
+@pytest.mark.parametrize("lo", [0, 12])
+def test_spill_keeps_each_buckets_rows_in_order(tmp_path, scale, lo):
     rng = np.random.default_rng(0)
-    keys = rng.integers(0, 1000, 50_000)
-    bounds = np.array([0, 10, 300, 301, 999, 1000])
+    keys = lo + rng.integers(0, 1000, 50_000) * scale
+    bounds = lo + np.array([0, 10, 300, 301, 999, 1000]) * scale
     pieces = [0] * (len(bounds) - 1)
     rows = np.arange(len(keys))
     for s in range(0, len(keys), 7_000):  # several pieces per bucket
@@ -115,6 +117,13 @@ def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
             np.testing.assert_array_equal(srt[c], cols[c][sel][order])
         seen.append(srt["row"].copy())
     assert len(loads["<rows>"]) >= max(len(x) for x in seen)  # grown to the largest bucket, never shrunk
+
+
+def test_keys_outside_the_buckets_are_refused(tmp_path):
+    from connectome_dask.errors import StoreError
+
+    with pytest.raises(StoreError, match="outside"):
+        spill_buckets(tmp_path, np.array([5, 10]), np.array([5, 10]), {"row": np.arange(2)}, [0])
 
 
 def test_pieces_of_other_fields_are_refused(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scatter_rows", "stable_pair_order"]
+__all__ = ["scatter_rows", "scatter_words", "stable_pair_order"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -92,3 +92,39 @@ def stable_pair_order(pre: np.ndarray, post: np.ndarray, n_post: int) -> np.ndar
         out[start[k]] = i
         start[k] += 1
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def scatter_words(dst: np.ndarray, first: int, src: np.ndarray, dest: np.ndarray) -> None:
+    """``dst[dest[i], first:first + k] = src[i, :]`` for each ``i`` (``k = src.shape[1]``), in place.
+
+    Packs one column into records while moving its rows: ``dst`` is the
+    records viewed as rows of words of the column's size, ``first`` the
+    column's word within a record, ``src`` the column (or a slice of it)
+    viewed as ``(n, 1)`` words and ``dest`` each row's record. The column
+    is read in order; the writes go to as many places as the rows' records
+    are spread over (a bucket split: one per bucket).
+
+    Parameters
+    ----------
+    dst
+        2-D array of words, one row per output record (written in place).
+    first
+        First word of the column in a record.
+    src
+        2-D array of words, one row per input row.
+    dest
+        Output record of each input row.
+
+    Examples
+    --------
+    >>> dst = np.zeros((2, 2), np.uint32)
+    >>> scatter_words(dst, 1, np.array([[7], [9]], np.uint32), np.array([1, 0]))
+    >>> dst.tolist()
+    [[0, 9], [0, 7]]
+    """
+    k = src.shape[1]
+    for i in range(dest.shape[0]):
+        r = dest[i]
+        for j in range(k):
+            dst[r, first + j] = src[i, j]

@@ -44,6 +44,9 @@ from .format import _create_array
 __all__ = ["PostOrderSpill", "iter_bucket", "load_bucket", "load_rows", "pack_rows", "post_ranges", "spill_buckets",
            "spill_fits", "take_rows", "write_piece", "write_rows"]
 
+#: bytes of records :func:`pack_rows` fills at a time (a slice that stays in a core's cache)
+_PACK_BYTES = 1 << 19
+
 #: key of the records' buffer in a ``buffers`` mapping (:func:`load_rows`; not a column name: those have no ``<``)
 _ROWS_BUFFER = "<rows>"
 
@@ -52,45 +55,106 @@ def _bucket_dir(spill: Path, b: int) -> Path:
     return spill / f"b{b:06d}"
 
 
-def pack_rows(block: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The block's columns as one packed record per row: a structured array, fields in the block's order.
+def _record_dtype(names: Iterable[str], dtypes: Iterable[Any]) -> np.dtype:
+    """The packed record of these fields: widest first (each field aligned to its size), no padding
+    between them, the record rounded up to whole 8-byte words."""
+    fields = sorted(zip(names, [np.dtype(d) for d in dtypes], strict=True), key=lambda f: -f[1].itemsize)
+    offsets = np.concatenate([[0], np.cumsum([f.itemsize for _, f in fields])]).astype(int)
+    size = -(-int(offsets[-1]) // 8) * 8
+    return np.dtype({"names": [c for c, _ in fields], "formats": [f for _, f in fields],
+                     "offsets": offsets[:-1].tolist(), "itemsize": size})
+
+
+def pack_rows(block: Mapping[str, np.ndarray], order: np.ndarray | None = None,
+              buffers: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The block's columns as one packed record per row (a structured array), optionally in ``order``.
 
     Parameters
     ----------
     block
         Column name -> 1-D array, all of one length.
+    order
+        A permutation of the rows: record ``i`` is row ``order[i]`` (default:
+        the rows in order). The columns are read in row order and each value
+        written straight into its record
+        (:func:`~connectome_dask.kernels.scatter.scatter_words`), a slice of
+        rows at a time so that the records they go to stay in cache: when
+        ``order`` is a bucket split, each slice writes to one run per bucket.
+    buffers
+        Arrays reused from call to call (fresh memory costs a page fault per
+        page); the result is then a view of one, valid until the next pack
+        into the same buffers.
 
     Returns
     -------
     numpy.ndarray
-        Structured, packed (no padding between fields); ``rows[c]`` is a view of column ``c``.
+        Structured: the fields widest first, one after another, the record
+        rounded up to whole 8-byte words (zeroed padding); ``rows[c]`` is a
+        view of column ``c``.
 
     Examples
     --------
     >>> rows = pack_rows({"pre": np.array([3, 1], np.int32), "w": np.array([0.5, 2.0])})
     >>> rows.dtype.itemsize, rows["pre"].tolist(), rows[1]["w"]
-    (12, [3, 1], np.float64(2.0))
+    (16, [3, 1], np.float64(2.0))
+    >>> pack_rows({"pre": np.array([3, 1, 4], np.int32)}, order=np.array([2, 0, 1]))["pre"].tolist()
+    [4, 3, 1]
     """
-    dt = np.dtype([(c, np.asarray(a).dtype) for c, a in block.items()])
-    n = len(next(iter(block.values()))) if block else 0
-    rows = np.empty(n, dtype=dt)
-    for c, a in block.items():
-        rows[c] = a
+    from ..kernels.scatter import scatter_words
+
+    cols = {c: np.asarray(a) for c, a in block.items()}
+    dt = _record_dtype(cols, [a.dtype for a in cols.values()])
+    n = len(next(iter(cols.values()))) if cols else 0
+    rows = _buffer(buffers, "<packed>", n, np.dtype((np.void, dt.itemsize))).view(dt)
+    used = sum(a.dtype.itemsize for a in cols.values())
+    if used < dt.itemsize:
+        rows.view(np.uint8).reshape(n, dt.itemsize)[:, used:] = 0
+    if order is None:
+        # a slice of records at a time, every column into it: the slice stays in cache while its fields
+        # are filled (a column at a time over all records moved every record's cache lines per column)
+        step = max(1, _PACK_BYTES // dt.itemsize)
+        for s in range(0, n, step):
+            part = rows[s:s + step]
+            for c, a in cols.items():
+                part[c] = a[s:s + step]
+        return rows
+    dest = np.empty(n, dtype=np.int64)
+    dest[order] = np.arange(n, dtype=np.int64)  # the record each row goes to
+    step = max(1, _PACK_BYTES // 64)
+    words = {}
+    for c, a in cols.items():
+        size = a.dtype.itemsize
+        if size in (1, 2, 4, 8) and a.flags.c_contiguous:
+            w = np.dtype(f"u{size}")
+            words[c] = (rows.view(w).reshape(n, dt.itemsize // size), dt.fields[c][1] // size, a.view(w).reshape(-1, 1))
+    for s in range(0, n, step):
+        for dst, first, src in words.values():
+            scatter_words(dst, first, src[s:s + step], dest[s:s + step])
+    for c, a in cols.items():  # other dtypes (none in a store): numpy's gather and a strided copy
+        if c not in words:
+            rows[c] = a[order]
     return rows
 
 
 def _void(rows: np.ndarray) -> np.ndarray:
-    """The records as opaque items of their size (numpy moves them with one copy each, not field by field)."""
+    """The records as opaque items of their size (how a spill piece stores them)."""
     return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+
+
+def _words(rows: np.ndarray) -> np.ndarray:
+    """The records as rows of a 2-D array of words: numpy takes those 2-3x faster than void items."""
+    w = np.uint64 if rows.dtype.itemsize % 8 == 0 else np.uint32
+    return rows.view(w).reshape(len(rows), rows.dtype.itemsize // np.dtype(w).itemsize)
 
 
 def take_rows(rows: np.ndarray, order: np.ndarray, buffers: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """``rows[order]`` for packed records (:func:`pack_rows`), on two threads for large blocks.
 
     The gather is random reads bound by memory latency; a record is one
-    read where separate columns were one each (0.21 s instead of 0.69 s
-    for 4 M rows of 12 columns on this machine). numpy's take releases the
-    GIL for plain records, so two threads each take half of ``order``.
+    read where separate columns were one each (4 M rows of 12 columns:
+    0.09 s instead of 0.69 s on this machine). Records move as rows of
+    words (a 2-D take), and numpy's take releases the GIL, so two threads
+    each take half of ``order``.
 
     Parameters
     ----------
@@ -111,22 +175,22 @@ def take_rows(rows: np.ndarray, order: np.ndarray, buffers: dict[str, np.ndarray
     >>> take_rows(pack_rows({"a": np.array([10, 20, 30])}), np.array([2, 0]))["a"].tolist()
     [30, 10]
     """
-    v = _void(rows)
-    out = _buffer(buffers, "<sorted>", len(order), v.dtype)
     n = len(order)
+    out = _buffer(buffers, "<sorted>", n, np.dtype((np.void, rows.dtype.itemsize))).view(rows.dtype)
+    src, dst = _words(rows), _words(out)
     if n < 1 << 16 or (os.cpu_count() or 1) < 2:
-        np.take(v, order, out=out)
+        np.take(src, order, axis=0, out=dst)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         h = n // 2
         with ThreadPoolExecutor(2) as ex:
-            list(ex.map(lambda a, b: np.take(v, order[a:b], out=out[a:b]), (0, h), (h, n)))
-    return out.view(rows.dtype)
+            list(ex.map(lambda a, b: np.take(src, order[a:b], axis=0, out=dst[a:b]), (0, h), (h, n)))
+    return out
 
 
 def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapping[str, np.ndarray] | np.ndarray,
-                  pieces: list[int]) -> None:
+                  pieces: list[int], buffers: dict[str, np.ndarray] | None = None) -> None:
     """Split ``block``'s rows by the ranges ``bounds`` of ``keys`` into spill files, one piece per bucket.
 
     Rows keep their order inside a bucket. Bucket ``b`` holds keys in
@@ -147,19 +211,32 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
         Column name -> array, one value per row, or those columns already packed (:func:`pack_rows`).
     pieces
         Pieces written so far per bucket; incremented for each bucket written to.
+    buffers
+        Arrays reused from call to call for the bucket-ordered rows (as in
+        :func:`pack_rows`); only for calls made one at a time.
     """
-    rows = block if isinstance(block, np.ndarray) else pack_rows(block)
-    b = np.searchsorted(bounds, keys, side="right") - 1
-    # bucket numbers as int16 when they fit: numpy's stable sort is then a radix sort (13x faster on 1 M rows)
-    order = np.argsort(b.astype(np.int16) if len(bounds) <= 2**15 else b, kind="stable")
-    starts = np.searchsorted(b[order], np.arange(len(bounds)))
-    v = _void(rows)
-    for k in range(len(bounds) - 1):
-        lo, hi = starts[k], starts[k + 1]
-        if lo == hi:
-            continue
-        part = rows if hi - lo == len(rows) else np.take(v, order[lo:hi]).view(rows.dtype)
-        write_rows(spill, k, pieces[k], part)
+    nb = len(bounds) - 1
+    lo, hi = int(bounds[0]), int(bounds[-1])
+    if len(keys) and (int(keys.min()) < lo or int(keys.max()) >= hi):
+        raise StoreError(f"internal error: spill keys {int(keys.min())}..{int(keys.max())} outside [{lo}, {hi})")
+    if nb <= 2**15 and hi - lo <= max(4 * len(keys), 1 << 20):
+        # keys are small ints (neuron indices): each key's bucket from a table of them (cache-sized), not
+        # a binary search per key; int16 bucket numbers make numpy's stable sort a radix sort
+        table = np.repeat(np.arange(nb, dtype=np.int16), np.diff(np.asarray(bounds, dtype=np.int64)))
+        b = table[np.asarray(keys) - lo] if lo else table[keys]
+    else:
+        b = np.searchsorted(bounds, keys, side="right") - 1
+        b = b.astype(np.int16) if nb <= 2**15 else b
+    order = np.argsort(b, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
+    nonempty = np.flatnonzero(starts[1:] > starts[:-1]).tolist()
+    # the rows in bucket order, packed as they are gathered; each bucket's piece a slice of them
+    if isinstance(block, np.ndarray):
+        rows = block if len(nonempty) <= 1 else take_rows(block, order, buffers=buffers)
+    else:
+        rows = pack_rows(block, None if len(nonempty) <= 1 else order, buffers=buffers)
+    for k in nonempty:
+        write_rows(spill, k, pieces[k], rows[starts[k]:starts[k + 1]])
         pieces[k] += 1
 
 
@@ -230,7 +307,9 @@ def load_rows(spill: Path, b: int, n_pieces: int, buffers: dict[str, np.ndarray]
             names = np.load(fh, allow_pickle=False).tolist()
             kinds = np.load(fh, allow_pickle=False).tolist()
             shape, item = _record_header(fh, path)
-            piece_dt = np.dtype([(c, np.dtype(k)) for c, k in zip(names, kinds, strict=True)])
+            piece_dt = _record_dtype(names, kinds) if len(names) == len(kinds) else None
+            if piece_dt is None:
+                raise StoreError(f"internal error: spill piece {path} names {len(names)} fields of {len(kinds)} dtypes")
             if item.itemsize != piece_dt.itemsize or item.kind != "V":
                 raise StoreError(f"internal error: spill piece {path} holds {item}, not records of {piece_dt}")
             if dt is None:
@@ -468,6 +547,7 @@ def _post_order(
     pieces = [0] * (len(bounds) - 1)
     held: dict[str, list[np.ndarray]] = {c: [] for c in [*dtypes, "_post"]}
     loads: dict[str, np.ndarray] = {}
+    packed: dict[str, np.ndarray] = {}  # the spilling thread's buffers (its calls run one at a time)
     if not single:
         spill.mkdir()
         write_marker(spill, "spill")
@@ -484,7 +564,7 @@ def _post_order(
                     for c in held:
                         held[c].append(block[c])
                     continue
-                spilling.submit(spill_buckets, spill, bounds, block["_post"], block, pieces)
+                spilling.submit(spill_buckets, spill, bounds, block["_post"], block, pieces, packed)
         if single:
             whole = pack_rows({c: np.concatenate(v) for c, v in held.items()})
             held = {}
@@ -549,6 +629,7 @@ class PostOrderSpill:
         self.dtypes = {**{c: np.dtype(d) for c, d in dtypes.items()}, "row": np.dtype("int64")}
         self.pieces = [0] * (len(self.bounds) - 1)
         self.rows = 0
+        self._buffers: dict[str, np.ndarray] = {}  # reused by each add (made one at a time)
         spill.mkdir()
         write_marker(spill, "spill")
 
@@ -566,7 +647,7 @@ class PostOrderSpill:
         cols = {c: block[c] for c in self.dtypes if c != "row"}
         cols["row"] = np.arange(self.rows, self.rows + n, dtype=np.int64)
         cols["_post"] = block["post"]
-        spill_buckets(self.spill, self.bounds, block["post"], pack_rows(cols), self.pieces)
+        spill_buckets(self.spill, self.bounds, block["post"], cols, self.pieces, buffers=self._buffers)
         self.rows += n
 
     def write(self, dst: Mapping[str, Path], chunk_rows: int) -> None:

@@ -226,6 +226,7 @@ class StoreWriter:
             else:
                 self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
         self._pieces = [0] * (len(self._bounds) - 1)
+        self._spill_buffers: dict[str, np.ndarray] = {}  # reused by each append's spill (fresh pages are slow)
         self._closed = False
         self._out: _ChunkedAppender | None = None
         self._pairs: _PairTable | None = None
@@ -283,7 +284,7 @@ class StoreWriter:
             self._last_key = int(key[-1])
             self._write_sorted(arrs)
             return
-        spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces)
+        spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces, buffers=self._spill_buffers)
 
     # -- finishing
     def _pair_table(self) -> _PairTable:
