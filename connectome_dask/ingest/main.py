@@ -17,6 +17,7 @@ import pyarrow.dataset as ds
 
 from .._compute import progress_bar
 from .._fsutil import check_name, scratch_dir
+from .._threads import Background
 from ..errors import IngestError
 from ..kernels import hashing as _hashing
 from ..labels import neuprint_label
@@ -681,6 +682,8 @@ def ingest(
         read_cols = plan.source_columns()
         bar = progress_bar(scan.n_rows, "ingest 2/2 (write)", progress=progress)
         try:
+            # a block is spilled on a second thread while the next is read and converted (the writer's
+            # appends run one at a time, in order; an error in one is raised at the next submit)
             with _write_errors(path), StoreWriter(
                 path,
                 n_neurons,
@@ -690,7 +693,7 @@ def ingest(
                 bucket_rows=bucket_rows,
                 overwrite=overwrite,
                 kind=store_kind,
-            ) as writer:
+            ) as writer, Background("connectome-dask-spill") as spilling:
                 buf: list[dict[str, np.ndarray]] = []
                 buffered = written = 0
                 for file, frag in src.fragments():
@@ -717,10 +720,11 @@ def ingest(
                         if bar is not None:
                             bar.update(batch.num_rows)
                         if buffered >= batch_rows:
-                            writer.append(_concat(buf))
+                            spilling.submit(writer.append, _concat(buf))
                             buf, buffered = [], 0
                 if buf:
-                    writer.append(_concat(buf))
+                    spilling.submit(writer.append, _concat(buf))
+                spilling.wait()
                 if written != scan.n_rows:
                     raise IngestError(
                         f"{src.label} changed while being ingested: {scan.n_rows} rows in pass 1, "

@@ -124,7 +124,7 @@ def pack_rows(block: Mapping[str, np.ndarray], order: np.ndarray | None = None,
     words = {}
     for c, a in cols.items():
         size = a.dtype.itemsize
-        if size in (1, 2, 4, 8) and a.flags.c_contiguous:
+        if size in (1, 2, 4, 8) and a.ndim == 1:  # contiguous, or a field of other records
             w = np.dtype(f"u{size}")
             words[c] = (rows.view(w).reshape(n, dt.itemsize // size), dt.fields[c][1] // size, a.view(w).reshape(-1, 1))
     for s in range(0, n, step):
@@ -633,15 +633,15 @@ class PostOrderSpill:
         spill.mkdir()
         write_marker(spill, "spill")
 
-    def add(self, block: Mapping[str, np.ndarray]) -> None:
+    def add(self, block: Mapping[str, np.ndarray] | np.ndarray) -> None:
         """Spill the next sorted block's by_post columns (with their row numbers) by post range.
 
         Parameters
         ----------
         block
             Column name -> the block's rows, in (pre, post) order after the
-            previous block's: ``post`` and every by_post column (views of
-            the sorted records are fine: they are packed here).
+            previous block's: ``post`` and every by_post column; or the
+            block's sorted records (their fields are packed here).
         """
         n = len(block["post"])
         cols = {c: block[c] for c in self.dtypes if c != "row"}

@@ -333,7 +333,7 @@ class StoreWriter:
 
     def _write_sorted(self, block: Mapping[str, np.ndarray] | np.ndarray) -> None:
         """One sorted block (columns, or a bucket's sorted records) into the synapse arrays, the pair
-        table, the per-ROI table and the post-order spill."""
+        table and the per-ROI table (the post-order spill is fed beside it, :meth:`_close`)."""
         if isinstance(block, np.ndarray):
             # the synapse arrays take views of the records' fields (copied a chunk at a time as they are
             # compressed); the columns the tables scan are made contiguous once
@@ -343,8 +343,6 @@ class StoreWriter:
         self._pair_table().write(block["pre"], block["post"], block.get("weight") if self.kind == "connections"
                                  else None)
         self._write_roi_pairs(block)
-        if self._post_spill is not None:
-            self._post_spill.add(block)
 
     def _post_bucket(self) -> int:
         return max(self.bucket_rows, self.chunk_rows)
@@ -434,10 +432,14 @@ class StoreWriter:
         out = self._appender()
         pairs = self._pair_table()
         self._post_spill = self._new_post_spill()
-        # a block is compressed and written on a second thread while the next bucket is loaded and sorted
-        with Background("connectome-dask-write") as write:
+        # a block is compressed and written on one thread, and split by post range on another, while the
+        # next bucket is loaded and sorted (each thread is done with a block once the next one is handed
+        # to it, before the sort reuses that block's buffers)
+        with Background("connectome-dask-write") as write, Background("connectome-dask-post-spill") as post:
             for block in self._sorted_blocks():
                 write.submit(self._write_sorted, block)
+                if self._post_spill is not None:
+                    post.submit(self._post_spill.add, block)
         n = out.finish()
         n_pairs = pairs.finish()
         roi_table = self._roi_pair_table()
