@@ -180,3 +180,21 @@ def test_post_order_copy_is_the_stable_post_order(tmp_path, monkeypatch, route):
     assert not [p for p in conn.path.rglob("*") if "_spill" in p.name]  # no spill left behind
     assert conn.check() == []
     assert bool(used) == (route == "spilled_as_written")
+
+
+def test_columns_named_like_the_buffers_load_intact(tmp_path):
+    """Column names are any printable names: ones that look like the records' buffer keys load intact."""
+    rng = np.random.default_rng(6)
+    n = 5_000
+    keys = rng.integers(0, 50, n)
+    cols = {"<rows>": rng.random(n), "<packed>": np.arange(n, dtype=np.int32), "col:<rows>": rng.random(n)}
+    bounds = np.array([0, 20, 50])
+    pieces = [0, 0]
+    spill_buckets(tmp_path, bounds, keys, cols, pieces, buffers={})
+    loads: dict = {}
+    for b in range(2):
+        sel = (keys >= bounds[b]) & (keys < bounds[b + 1])
+        got = load_bucket(tmp_path, b, pieces[b], list(cols), buffers=loads)
+        assert got is not None
+        for c in cols:
+            np.testing.assert_array_equal(got[c], cols[c][sel])
