@@ -122,12 +122,13 @@ def pack_rows(block: Mapping[str, np.ndarray], order: np.ndarray | None = None,
     dest = np.empty(n, dtype=np.int64)
     dest[order] = np.arange(n, dtype=np.int64)  # the record each row goes to
     step = max(1, _PACK_BYTES // 64)
+    offsets = {c: int(dt.fields[c][1]) for c in cols} if dt.fields else {}
     words = {}
     for c, a in cols.items():
         size = a.dtype.itemsize
         if size in (1, 2, 4, 8) and a.ndim == 1:  # contiguous, or a field of other records
             w = np.dtype(f"u{size}")
-            words[c] = (rows.view(w).reshape(n, dt.itemsize // size), dt.fields[c][1] // size, a.view(w).reshape(-1, 1))
+            words[c] = (rows.view(w).reshape(n, dt.itemsize // size), offsets[c] // size, a.view(w).reshape(-1, 1))
     for s in range(0, n, step):
         for dst, first, src in words.values():
             scatter_words(dst, first, src[s:s + step], dest[s:s + step])
@@ -224,7 +225,8 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
     if nb <= 2**15 and hi - lo <= max(4 * len(keys), 1 << 20):
         # keys are small ints (neuron indices): each key's bucket from a table of them (cache-sized), not
         # a binary search per key; int16 bucket numbers make numpy's stable sort a radix sort
-        table = np.repeat(np.arange(nb, dtype=np.int16), np.diff(np.asarray(bounds, dtype=np.int64)))
+        widths = np.diff(np.asarray(bounds, dtype=np.int64)).astype(np.int64)
+        table = np.repeat(np.arange(nb, dtype=np.int16), widths)
         b = table[np.asarray(keys) - lo] if lo else table[keys]
     else:
         b = np.searchsorted(bounds, keys, side="right") - 1
