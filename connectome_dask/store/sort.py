@@ -22,7 +22,7 @@ read back as views of the records' fields.
 
 Memory: two buckets (one written while the next is sorted) plus one chunk per column. Imports
 :mod:`~connectome_dask.store.format` (array creation) and, lazily, the
-``scatter_rows`` kernel.
+kernels of :mod:`connectome_dask.kernels.scatter`.
 """
 
 from __future__ import annotations
