@@ -119,6 +119,8 @@ def pack_rows(block: Mapping[str, np.ndarray], order: np.ndarray | None = None,
             for c, a in cols.items():
                 part[c] = a[s:s + step]
         return rows
+    if len(order) != n:
+        raise StoreError(f"internal error: pack_rows takes a permutation of the {n} rows, got {len(order)}")
     dest = np.empty(n, dtype=np.int64)
     dest[order] = np.arange(n, dtype=np.int64)  # the record each row goes to
     step = max(1, _PACK_BYTES // 64)
