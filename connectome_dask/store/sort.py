@@ -93,6 +93,11 @@ def pack_rows(block: Mapping[str, np.ndarray], order: np.ndarray | None = None,
         rounded up to whole 8-byte words (zeroed padding); ``rows[c]`` is a
         view of column ``c``.
 
+    Raises
+    ------
+    StoreError
+        ``order`` is not as long as the columns (an internal error).
+
     Examples
     --------
     >>> rows = pack_rows({"pre": np.array([3, 1], np.int32), "w": np.array([0.5, 2.0])})
@@ -219,6 +224,12 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
     buffers
         Arrays reused from call to call for the bucket-ordered rows (as in
         :func:`pack_rows`); only for calls made one at a time.
+
+    Raises
+    ------
+    StoreError
+        A key outside ``[bounds[0], bounds[-1])`` (an internal error: the
+        callers' keys are neuron indices of the buckets' range).
     """
     nb = len(bounds) - 1
     lo, hi = int(bounds[0]), int(bounds[-1])
