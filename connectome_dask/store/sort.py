@@ -199,7 +199,7 @@ def take_rows(rows: np.ndarray, order: np.ndarray, buffers: dict[str, np.ndarray
     return out
 
 
-def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapping[str, np.ndarray] | np.ndarray,
+def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapping[str, np.ndarray],
                   pieces: list[int], buffers: dict[str, np.ndarray] | None = None) -> None:
     """Split ``block``'s rows by the ranges ``bounds`` of ``keys`` into spill files, one piece per bucket.
 
@@ -218,7 +218,7 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
     keys
         One key per row of ``block``.
     block
-        Column name -> array, one value per row, or those columns already packed (:func:`pack_rows`).
+        Column name -> array, one value per row (packed here, :func:`pack_rows`).
     pieces
         Pieces written so far per bucket; incremented for each bucket written to.
     buffers
@@ -248,10 +248,7 @@ def spill_buckets(spill: Path, bounds: np.ndarray, keys: np.ndarray, block: Mapp
     starts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
     nonempty = np.flatnonzero(starts[1:] > starts[:-1]).tolist()
     # the rows in bucket order, packed as they are gathered; each bucket's piece a slice of them
-    if isinstance(block, np.ndarray):
-        rows = block if len(nonempty) <= 1 else take_rows(block, order, buffers=buffers)
-    else:
-        rows = pack_rows(block, None if len(nonempty) <= 1 else order, buffers=buffers)
+    rows = pack_rows(block, None if len(nonempty) <= 1 else order, buffers=buffers)
     for k in nonempty:
         write_rows(spill, k, pieces[k], rows[starts[k]:starts[k + 1]])
         pieces[k] += 1
