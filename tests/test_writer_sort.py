@@ -198,3 +198,70 @@ def test_columns_named_like_the_buffers_load_intact(tmp_path):
         assert got is not None
         for c in cols:
             np.testing.assert_array_equal(got[c], cols[c][sel])
+
+
+def _pre_counted_rows(seed=7, n=40_000, nn=400):
+    rng = np.random.default_rng(seed)
+    pre = (rng.zipf(1.4, n) % nn).astype(np.int32)
+    post = rng.integers(0, nn, n).astype(np.int32)
+    conf = rng.random(n).astype(np.float32)
+    return pre, post, conf, nn
+
+
+@pytest.mark.parametrize("budget", ["none", "some", "all"])
+def test_buckets_held_in_memory_write_the_same_sorted_store(tmp_path, budget):
+    """A writer holding none, some or all of its buckets in memory (``sort_memory``) writes the rows in the
+    stable (pre, post) order and the post-order copy in the stable post order (numpy's lexsort and argsort
+    of the input are the reference), and leaves no spill behind."""
+    import pandas as pd
+    import zarr
+
+    from connectome_dask.store import writer as W
+
+    pre, post, conf, nn = _pre_counted_rows()
+    counts = np.bincount(pre, minlength=nn)
+    record = 16  # pre, post, confidence: 12 bytes in 16-byte records
+    memory = {"none": 0, "some": 15_000 * record, "all": 10**9}[budget]
+    w = W.StoreWriter(tmp_path / "s", nn, {"confidence": "float32"}, chunk_rows=1000, pre_counts=counts,
+                      bucket_rows=4_000, sort_memory=memory)
+    held = w._held.nbytes
+    assert (held == 0) == (budget == "none")
+    assert (held == len(pre) * record) == (budget == "all")
+    for s in range(0, len(pre), 3_000):
+        w.append({"pre": pre[s:s + 3000], "post": post[s:s + 3000], "confidence": conf[s:s + 3000]})
+    conn = w.close(pd.DataFrame({"bodyId": np.arange(nn) + 100}))
+    order = np.lexsort((post, pre))  # stable: ties keep input order
+    rows = conn.read_synapses(["pre", "post", "confidence"])
+    for c, a in (("pre", pre), ("post", post), ("confidence", conf)):
+        np.testing.assert_array_equal(rows[c], a[order], err_msg=c)
+    perm = np.argsort(rows["post"], kind="stable")
+    idx = conn.path / conn.meta["index"]["path"]
+    np.testing.assert_array_equal(zarr.open_array(str(idx / "post_perm"), mode="r")[:], perm)
+    got = zarr.open_array(str(idx / conn.meta["index"]["by_post"]["confidence"]), mode="r")[:]
+    np.testing.assert_array_equal(got, rows["confidence"][perm])
+    assert not [p for p in conn.path.rglob("*") if "_spill" in p.name]
+    assert conn.check() == []
+
+
+def test_pre_counts_that_do_not_match_the_rows_are_refused(tmp_path):
+    """Held buckets are sized by ``pre_counts``: too many rows of a neuron fail at that append, too few at
+    close, a count list of the wrong length at once; each names the neuron and nothing is left at the path."""
+    import pandas as pd
+
+    from connectome_dask.errors import StoreError
+    from connectome_dask.store.writer import StoreWriter
+
+    counts = np.array([2, 1, 0])
+    with pytest.raises(StoreError, match="one per neuron"):
+        StoreWriter(tmp_path / "a", 4, pre_counts=counts)
+    w = StoreWriter(tmp_path / "b", 3, pre_counts=counts, sort_memory=10**6)
+    with pytest.raises(StoreError, match="pre index 1 has 2 rows so far, more than the 1"):
+        w.append({"pre": np.array([0, 1, 1]), "post": np.array([1, 0, 2])})
+    w.abort()
+    w = StoreWriter(tmp_path / "c", 3, pre_counts=counts, sort_memory=10**6)
+    w.append({"pre": np.array([0, 1]), "post": np.array([1, 0])})
+    with pytest.raises(StoreError, match="pre index 0 got 1 rows, not the 2"):
+        w.close(pd.DataFrame({"bodyId": [1, 2, 3]}))
+    with pytest.raises(StoreError, match=">= 0 bytes"):
+        StoreWriter(tmp_path / "d", 3, pre_counts=counts, sort_memory=-1)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []

@@ -53,8 +53,10 @@ from .format import (
 from .reader import Connectome, open
 from .roi_major import copy_columns
 from .sort import (
+    HeldBuckets,
     PostOrderSpill,
     _post_order,
+    _record_dtype,
     load_rows,
     post_ranges,
     spill_buckets,
@@ -126,6 +128,13 @@ class StoreWriter:
         Synapses per presynaptic index (if known), used to balance spill buckets.
     bucket_rows
         Maximum rows per spill bucket (memory bound of the sort).
+    sort_memory
+        Bytes of the external sort's buckets kept in memory instead of spill
+        files (the first buckets, up to this many bytes of packed rows; the
+        post-order copy's spill gets the same budget, filled as the first is
+        freed); ``None`` reads ``connectome_dask.sort_memory_bytes``. Only
+        with ``pre_counts`` (the buckets' sizes must be known); ``0`` spills
+        every bucket.
     overwrite
         Replace an existing store at ``path`` (only a connectome_dask store: any
         other directory is refused, naming the path).
@@ -179,9 +188,11 @@ class StoreWriter:
         presorted: bool = False,
         pre_counts: np.ndarray | None = None,
         bucket_rows: int = 1 << 25,
+        sort_memory: int | None = None,
         overwrite: bool = False,
         kind: str = "synapses",
     ) -> None:
+        from .. import config
 
         self.path = Path(os.path.abspath(path))
         self.overwrite = bool(overwrite)
@@ -197,6 +208,11 @@ class StoreWriter:
             raise StoreError(f"kind must be one of {list(STORE_KINDS)}, got {kind!r}")
         if kind == "connections" and self.columns.get("weight") != "int64":
             raise StoreError("a connection-level store (kind='connections') needs an int64 'weight' column")
+        if pre_counts is not None and len(pre_counts) != self.n_neurons:
+            raise StoreError(f"pre_counts has {len(pre_counts)} entries, expected one per neuron ({self.n_neurons})")
+        memory = config.get("sort_memory_bytes", 0) if sort_memory is None else sort_memory
+        if int(memory) < 0:
+            raise StoreError(f"sort_memory must be >= 0 bytes, got {memory}")
         self.kind = kind
         self.chunk_rows = int(chunk_rows)
         self.bucket_rows = int(bucket_rows)
@@ -226,6 +242,12 @@ class StoreWriter:
             else:
                 self._bounds = np.array([0, self.n_neurons], dtype=np.int64)
         self._pieces = [0] * (len(self._bounds) - 1)
+        self._sort_memory = int(memory) if pre_counts is not None and not presorted else 0
+        sizes = (np.diff(np.concatenate([[0], np.cumsum(np.asarray(pre_counts, dtype=np.int64))])[self._bounds])
+                 if self._sort_memory else np.zeros(len(self._pieces), dtype=np.int64))
+        record = _record_dtype(self.columns, self.columns.values())
+        self._held = HeldBuckets(sizes, record.itemsize, self._sort_memory)
+        self._given_pre = None if pre_counts is None else np.asarray(pre_counts, dtype=np.int64)
         self._spill_buffers: dict[str, np.ndarray] = {}  # reused by each append's spill (fresh pages are slow)
         self._closed = False
         self._out: _ChunkedAppender | None = None
@@ -246,7 +268,8 @@ class StoreWriter:
         ------
         StoreError
             A column is missing, a ``pre``/``post`` index is outside
-            ``[0, n_neurons)``, or with ``presorted=True`` the rows are not in
+            ``[0, n_neurons)``, a ``pre`` index has more rows than the
+            ``pre_counts`` the held buckets were sized by, or with ``presorted=True`` the rows are not in
             ``(pre, post)`` order (within the block or after the previous one).
 
         Examples
@@ -284,7 +307,14 @@ class StoreWriter:
             self._last_key = int(key[-1])
             self._write_sorted(arrs)
             return
-        spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces, buffers=self._spill_buffers)
+        if self._given_pre is not None and self._held.nbytes:
+            over = np.flatnonzero(self._pre_counts > self._given_pre)
+            if len(over):  # the held buckets are sized by pre_counts
+                i = int(over[0])
+                raise StoreError(f"pre index {i} has {int(self._pre_counts[i])} rows so far, more than the "
+                                 f"{int(self._given_pre[i])} pre_counts gave")
+        spill_buckets(self._spill, self._bounds, pre, arrs, self._pieces, buffers=self._spill_buffers,
+                      held=self._held)
 
     # -- finishing
     def _pair_table(self) -> _PairTable:
@@ -324,7 +354,10 @@ class StoreWriter:
         sorted_: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
         k = 0
         for b in range(len(self._bounds) - 1):
-            rows = load_rows(self._spill, b, self._pieces[b], buffers=loads)
+            if self._held.holds(b):
+                rows = self._held.pop(b)  # the bucket's own array, forgotten there: freed once sorted
+            else:
+                rows = load_rows(self._spill, b, self._pieces[b], buffers=loads)
             if rows is None:
                 continue
             order = _pair_order(np.ascontiguousarray(rows["pre"]), np.ascontiguousarray(rows["post"]), self.n_neurons)
@@ -361,7 +394,7 @@ class StoreWriter:
         if len(post_ranges(post_off, self._post_bucket())) <= 2 or not spill_fits(self.tmp, self._n_rows, dtypes):
             return None
         return PostOrderSpill(self.tmp / f"_spill-post-{uuid.uuid4().hex[:6]}", post_off, self._post_bucket(),
-                              dtypes)
+                              dtypes, memory=self._sort_memory)
 
     def close(
         self,
@@ -399,7 +432,8 @@ class StoreWriter:
         ------
         StoreError
             The writer was already closed, the neuron table does not fit
-            (length, ``bodyId``), an ROI name is bad or repeated, or the target
+            (length, ``bodyId``), the rows' ``pre`` counts differ from the
+            ``pre_counts`` given (with ``sort_memory``), an ROI name is bad or repeated, or the target
             changed so that it may no longer be replaced. Any error aborts the
             write: nothing appears at ``path``.
 
@@ -424,6 +458,11 @@ class StoreWriter:
         return open(self.path, set_default=False)
 
     def _close(self, neurons: pd.DataFrame, meta: dict, skeletons, rois) -> None:
+        if self._held.nbytes and self._given_pre is not None and not np.array_equal(self._pre_counts,
+                                                                                    self._given_pre):
+            i = int(np.flatnonzero(self._pre_counts != self._given_pre)[0])
+            raise StoreError(f"pre index {i} got {int(self._pre_counts[i])} rows, not the "
+                             f"{int(self._given_pre[i])} pre_counts gave")
         neurons = _prepare_neurons(neurons, self.n_neurons)
         weighted = self.kind == "connections"
         neurons["pre"] = self._pre_weight if weighted else self._pre_counts
