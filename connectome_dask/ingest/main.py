@@ -6,7 +6,7 @@ import contextlib
 import operator
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from .. import config
 from .._compute import progress_bar
 from .._fsutil import check_name, scratch_dir
 from .._threads import Background
@@ -77,6 +78,62 @@ class _Scan:
     # synapses per body on each side (rows, or sums of weight for connection stores): the label rule
     pre_syn: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     post_syn: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    # every row's (pre, post) positions among tally_ids, kept from pass 1 for pass 2 (None: not kept)
+    kept: _KeptIds | None = None
+    tally_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class _KeptIds:
+    """Pass 1's ID positions of every row, kept (up to a byte budget) so that pass 2 reads no ID column.
+
+    Pass 1 already decodes, validates and hashes both body ID columns; pass 2
+    read and probed them again (~0.8 CPU-seconds at 20 M rows, of ~19). The
+    positions index the tally's IDs in the order they arrived, so after
+    pass 1 a 139 k-entry table maps them to dense indices
+    (:meth:`take`). Memory: 8 bytes a row, each batch's freed as pass 2
+    takes it; above the budget nothing is kept (pass 2 reads the IDs).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self.nbytes = 0
+        self.files: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        self.dropped = self.budget <= 0
+
+    def add(self, file: str, offset: int, a: np.ndarray, b: np.ndarray) -> None:
+        if self.dropped:
+            return
+        self.nbytes += 8 * len(a)
+        if self.nbytes > self.budget:
+            self.files, self.dropped = {}, True
+            return
+        self.files.setdefault(file, []).append((offset, a.astype(np.int32), b.astype(np.int32)))
+
+    def take(self, file: str, offset: int, n: int, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense (pre, post) indices of rows ``[offset, offset + n)`` of ``file``; the pieces used are dropped.
+
+        Pass 2's batches are pass 1's (the same reader and batch size), so a
+        batch is one kept piece; the rows are gathered across pieces if not.
+        """
+        pieces = self.files.get(file, [])
+        parts_a, parts_b = [], []
+        want, stop = offset, offset + n
+        while want < stop:
+            if not pieces or pieces[0][0] > want:
+                raise IngestError(f"{file} changed while being ingested: rows from {want} on were not in pass 1",
+                                  file=file)
+            start, a, b = pieces[0]
+            hi = min(stop, start + len(a))
+            if hi > want:
+                parts_a.append(a[want - start:hi - start])
+                parts_b.append(b[want - start:hi - start])
+                want = hi
+            if hi >= start + len(a):
+                pieces.pop(0)
+        a = parts_a[0] if len(parts_a) == 1 else np.concatenate(parts_a) if parts_a else np.zeros(0, np.int32)
+        b = parts_b[0] if len(parts_b) == 1 else np.concatenate(parts_b) if parts_b else np.zeros(0, np.int32)
+        return rank[a], rank[b]
 
 
 class _Tally:
@@ -109,7 +166,8 @@ class _Tally:
             pos[miss] = _id_slots(self._tab, ids[miss])[0]
         return pos
 
-    def add(self, pre: np.ndarray, post: np.ndarray, w: np.ndarray | None) -> None:
+    def add(self, pre: np.ndarray, post: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Count a batch; returns its rows' positions among :attr:`ids` (the order IDs arrived in)."""
         a = self._positions(pre)
         b = self._positions(post)
         m = len(self._ids)
@@ -119,10 +177,16 @@ class _Tally:
         batch = np.stack(cols, axis=1).astype(np.int64, copy=False)
         if self._vals is None:
             self._vals = batch
-            return
+            return a, b
         if len(self._vals) < m:  # the batch brought new IDs
             self._vals = np.concatenate([self._vals, np.zeros((m - len(self._vals), batch.shape[1]), np.int64)])
         self._vals += batch
+        return a, b
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The distinct IDs in the order they arrived (what :meth:`add`'s positions index)."""
+        return self._ids
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted distinct IDs and their counts: rows as pre, rows as post[, weight as pre, weight as post]."""
@@ -250,17 +314,29 @@ def _diagnose_csv(file: str, columns: list[str], plan: _Plan) -> None:
         offset += batch.num_rows
 
 
-def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
+def _stamp(file: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a source file; ``(0, 0)`` for an in-memory table."""
+    try:
+        st = os.stat(file)
+    except (OSError, ValueError):
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any, keep_bytes: int = 0) -> _Scan:
     id_cols = [plan.ids["pre"], plan.ids["post"]]
     roi_cols = list(dict.fromkeys(plan.rois.values()))
     wcol = plan.extras.get("weight") if plan.kind == "connections" else None
     cols = list(dict.fromkeys(id_cols + roi_cols + ([wcol] if wcol else [])))
     tally = _Tally()
+    kept = _KeptIds(keep_bytes)
+    stamps: dict[str, tuple[int, int]] = {}
     rois: set[str] = set()
     n_total = 0
     file_rows: dict[str, int] = {}
     for file, frag in src.fragments():
         _check_schema(plan, _schema_of(frag, file), file)
+        stamps[file] = _stamp(file)
         offset = 0
         for batch in _batches(frag, cols, batch_rows, file, plan, src.fmt):
             n = batch.num_rows
@@ -269,7 +345,7 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
             pre = _ids_to_int64(batch.column(id_cols[0]), file, id_cols[0], offset)
             post = _ids_to_int64(batch.column(id_cols[1]), file, id_cols[1], offset)
             w = _weights(batch.column(wcol), file, wcol, offset) if wcol else None
-            tally.add(pre, post, w)
+            kept.add(file, offset, *tally.add(pre, post, w))
             for c in roi_cols:
                 col = _as_text(batch.column(c), file, c, offset)
                 new = _roi_values(col) - rois - plan.roi_none
@@ -287,7 +363,8 @@ def _pass1(src: _Source, plan: _Plan, batch_rows: int, bar: Any) -> _Scan:
     has_pre = counts[:, 0] > 0
     syn = counts[:, 2:4] if wcol else counts[:, 0:2]  # synapses per body: rows, or sums of weight
     return _Scan(body_ids, body_ids[has_pre], counts[has_pre, 0], n_total, sorted(rois), file_rows,
-                 (body_ids, syn[:, 0].copy()), (body_ids, syn[:, 1].copy()))
+                 (body_ids, syn[:, 0].copy()), (body_ids, syn[:, 1].copy()),
+                 None if kept.dropped else kept, tally.ids, stamps)
 
 
 def _encode(ids: np.ndarray, body_index: np.ndarray) -> np.ndarray:
@@ -350,11 +427,16 @@ def _convert_batch(
     out_dtypes: Mapping[str, str],
     file: str,
     offset: int,
+    ids: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
+    """One batch of pass 2 as the store's columns; ``ids``: its dense (pre, post) indices, if kept from pass 1."""
     out: dict[str, np.ndarray] = {}
-    for t in ("pre", "post"):
-        c = plan.ids[t]
-        out[t] = _encode(_ids_to_int64(batch.column(c), file, c, offset), body_index)
+    if ids is not None:
+        out["pre"], out["post"] = ids
+    else:
+        for t in ("pre", "post"):
+            c = plan.ids[t]
+            out[t] = _encode(_ids_to_int64(batch.column(c), file, c, offset), body_index)
     lists: dict[str, np.ndarray] = {}
     fast = _fast_positions(batch, plan, scale, shift)
     for t, (c, k) in plan.positions.items():
@@ -646,7 +728,7 @@ def ingest(
             total = _count_rows(src)  # reads every footer: an unreadable file is named here
         bar = progress_bar(total, "ingest 1/2 (ids)", progress=progress)
         try:
-            scan = _pass1(src, plan, batch_rows, bar)
+            scan = _pass1(src, plan, batch_rows, bar, keep_bytes=int(config.get("sort_memory_bytes", 0)))
         finally:
             if bar is not None:
                 bar.close()
@@ -680,6 +762,12 @@ def ingest(
 
         # ---- pass 2: convert and write
         read_cols = plan.source_columns()
+        kept, rank = scan.kept, None
+        if kept is not None:  # pass 1's ID positions: the ID columns are not read again
+            rank = np.searchsorted(body_ids, scan.tally_ids).astype(np.int32)
+            others = {c for c, _ in plan.positions.values()} | {*plan.floats.values(), *plan.extras.values(),
+                                                                *plan.rois.values()}
+            read_cols = [c for c in read_cols if c in others or c not in plan.ids.values()]
         bar = progress_bar(scan.n_rows, "ingest 2/2 (write)", progress=progress)
         try:
             # a block is spilled on a second thread while the next is read and converted (the writer's
@@ -697,10 +785,15 @@ def ingest(
                 buf: list[dict[str, np.ndarray]] = []
                 buffered = written = 0
                 for file, frag in src.fragments():
+                    if kept is not None and _stamp(file) != scan.stamps.get(file):
+                        raise IngestError(f"{file} changed while being ingested (its size or modification "
+                                          "time differs from pass 1)", file=file)
                     offset = 0
                     for batch in _batches(frag, read_cols, batch_rows, file, plan, src.fmt):
                         if batch.num_rows == 0:
                             continue
+                        ids = None if kept is None or rank is None else kept.take(file, offset, batch.num_rows,
+                                                                                  rank)
                         buf.append(
                             _convert_batch(
                                 batch,
@@ -712,6 +805,7 @@ def ingest(
                                 out_dtypes,
                                 file,
                                 offset,
+                                ids,
                             )
                         )
                         offset += batch.num_rows
