@@ -265,3 +265,30 @@ def test_pre_counts_that_do_not_match_the_rows_are_refused(tmp_path):
     with pytest.raises(StoreError, match=">= 0 bytes"):
         StoreWriter(tmp_path / "d", 3, pre_counts=counts, sort_memory=-1)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_take_columns_equals_numpys_take_of_every_field():
+    """Records of 8-, 4-, 2- and 1-byte fields (and a 16-byte one numpy moves) into columns in a random order,
+    on one thread and two, against ``rows[c][order]``; asked columns come in the order asked."""
+    from connectome_dask.errors import StoreError
+    from connectome_dask.store.sort import pack_rows, take_columns
+
+    rng = np.random.default_rng(9)
+    for n in (5, 200_000):
+        cols = {"row": np.arange(n, dtype=np.int64), "x": rng.random(n).astype(np.float32),
+                "roi": rng.integers(-1, 60, n).astype(np.int16), "flag": rng.random(n) < 0.5,
+                "z": rng.random(n) + 1j * rng.random(n), "pre": rng.integers(0, 10**6, n).astype(np.int32)}
+        rows = pack_rows(cols)
+        order = rng.permutation(n)[: n - 3]
+        buffers: dict = {}
+        got = take_columns(rows, order, buffers=buffers)
+        assert list(got) == list(rows.dtype.names)
+        for c, a in cols.items():
+            assert got[c].dtype == a.dtype and got[c].flags.c_contiguous, c
+            np.testing.assert_array_equal(got[c], a[order], err_msg=c)
+        again = take_columns(rows, order[::-1], buffers=buffers, columns=["pre", "roi"])
+        assert list(again) == ["pre", "roi"]
+        np.testing.assert_array_equal(again["roi"], cols["roi"][order[::-1]])
+        np.testing.assert_array_equal(again["pre"], cols["pre"][order[::-1]])
+    with pytest.raises(StoreError, match="outside"):
+        take_columns(rows, np.array([n]))

@@ -61,7 +61,7 @@ from .sort import (
     post_ranges,
     spill_buckets,
     spill_fits,
-    take_rows,
+    take_columns,
 )
 from .tables import _ChunkedAppender, _RoiPairTable
 
@@ -344,7 +344,7 @@ class StoreWriter:
             self._out = _ChunkedAppender(self.tmp / "synapses.zarr", self.columns, self.chunk_rows)
         return self._out
 
-    def _sorted_blocks(self) -> Iterable[np.ndarray]:
+    def _sorted_blocks(self) -> Iterable[dict[str, np.ndarray]]:
         if self.presorted:
             return
         # each bucket is read into the same buffers and sorted into one of two sets of buffers, in turn:
@@ -361,17 +361,12 @@ class StoreWriter:
             if rows is None:
                 continue
             order = _pair_order(np.ascontiguousarray(rows["pre"]), np.ascontiguousarray(rows["post"]), self.n_neurons)
-            yield take_rows(rows, order, buffers=sorted_[k % 2])
+            yield take_columns(rows, order, buffers=sorted_[k % 2])
             k += 1
 
-    def _write_sorted(self, block: Mapping[str, np.ndarray] | np.ndarray) -> None:
-        """One sorted block (columns, or a bucket's sorted records) into the synapse arrays, the pair
-        table and the per-ROI table (the post-order spill is fed beside it, :meth:`_close`)."""
-        if isinstance(block, np.ndarray):
-            # the synapse arrays take views of the records' fields (copied a chunk at a time as they are
-            # compressed); the columns the tables scan are made contiguous once
-            scanned = {"pre", "post", "weight", ROI_PAIRS_COLUMN, *copy_columns(self.columns)}
-            block = {c: np.ascontiguousarray(block[c]) if c in scanned else block[c] for c in self.columns}
+    def _write_sorted(self, block: Mapping[str, np.ndarray]) -> None:
+        """One sorted block of contiguous columns into the synapse arrays, the pair table and the per-ROI
+        table (the post-order spill is fed beside it, :meth:`_close`)."""
         self._appender().write(block)
         self._pair_table().write(block["pre"], block["post"], block.get("weight") if self.kind == "connections"
                                  else None)
