@@ -91,7 +91,7 @@ def test_bucket_with_a_truncated_piece_is_refused(tmp_path):
 
 def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
     """Buckets of growing and shrinking size loaded and sorted into the same buffers, against fresh copies."""
-    from connectome_dask.store.sort import load_rows, take_rows
+    from connectome_dask.store.sort import load_rows, take_columns
 
     rng = np.random.default_rng(4)
     n = 200_000  # the largest buckets are taken on two threads
@@ -112,7 +112,7 @@ def test_buckets_and_gathers_reuse_buffers_without_mixing_rows(tmp_path):
         assert got is not None and list(got.dtype.names) == ["row", "v", "roi"]
         assert np.shares_memory(got, loads["<rows>"])
         order = np.argsort(got["v"], kind="stable")
-        srt = take_rows(got, order, buffers=outs)
+        srt = take_columns(got, order, buffers=outs)
         for c in cols:
             np.testing.assert_array_equal(srt[c], cols[c][sel][order])
         seen.append(srt["row"].copy())

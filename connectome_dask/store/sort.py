@@ -19,8 +19,8 @@ column, and a bucket's piece is the records packed straight in bucket
 order. A sorted bucket comes out as contiguous columns
 (:func:`take_columns`: each record read once, its fields written a tile
 of rows at a time; 4 M rows of 11 columns in random order: 0.12 s on two
-threads, against 0.09 s for the records (:func:`take_rows`) plus 0.15 s
-to copy their fields out, on this machine), which the arrays compress and
+threads, against 0.09 s for numpy's take of the records as rows of words
+plus 0.15 s to copy their fields out, on this machine), which the arrays compress and
 the tables scan as they are.
 
 Memory: two buckets (one written while the next is sorted) plus one chunk per column. Imports
@@ -46,7 +46,7 @@ from .arrays import ChunkStream, read_array
 from .format import _create_array
 
 __all__ = ["HeldBuckets", "PostOrderSpill", "iter_bucket", "load_bucket", "load_rows", "pack_rows", "post_ranges", "spill_buckets",
-           "spill_fits", "take_columns", "take_rows", "write_piece", "write_rows"]
+           "spill_fits", "take_columns", "write_piece", "write_rows"]
 
 #: bytes of records :func:`pack_rows` fills at a time (a slice that stays in a core's cache)
 _PACK_BYTES = 1 << 19
@@ -153,60 +153,11 @@ def _void(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
 
 
-def _words(rows: np.ndarray) -> np.ndarray:
-    """The records as rows of a 2-D array of words: numpy takes those 2-3x faster than void items."""
-    w = np.uint64 if rows.dtype.itemsize % 8 == 0 else np.uint32
-    return rows.view(w).reshape(len(rows), rows.dtype.itemsize // np.dtype(w).itemsize)
-
-
-def take_rows(rows: np.ndarray, order: np.ndarray, buffers: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """``rows[order]`` for packed records (:func:`pack_rows`), on two threads for large blocks.
-
-    The gather is random reads bound by memory latency; a record is one
-    read where separate columns were one each (4 M rows of 11 columns in
-    random order: 0.09 s instead of 0.45 s for the columns on two threads,
-    on this machine). Records move as rows of words (a 2-D take: 2-3x
-    faster than void items), and numpy's take releases the GIL, so two
-    threads each take half of ``order``.
-
-    Parameters
-    ----------
-    rows
-        Packed records.
-    order
-        Row numbers to take, in the order wanted.
-    buffers
-        Arrays reused from block to block (as in :func:`load_rows`); the result is then a view of one.
-
-    Returns
-    -------
-    numpy.ndarray
-        The records in ``order``, of ``rows``' dtype.
-
-    Examples
-    --------
-    >>> take_rows(pack_rows({"a": np.array([10, 20, 30])}), np.array([2, 0]))["a"].tolist()
-    [30, 10]
-    """
-    n = len(order)
-    out = _buffer(buffers, "<sorted>", n, np.dtype((np.void, rows.dtype.itemsize))).view(rows.dtype)
-    src, dst = _words(rows), _words(out)
-    if n < 1 << 16 or (os.cpu_count() or 1) < 2:
-        np.take(src, order, axis=0, out=dst)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        h = n // 2
-        with ThreadPoolExecutor(2) as ex:
-            list(ex.map(lambda a, b: np.take(src, order[a:b], axis=0, out=dst[a:b]), (0, h), (h, n)))
-    return out
-
-
 def take_columns(rows: np.ndarray, order: np.ndarray, buffers: dict[str, np.ndarray] | None = None,
                  columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """``rows[order]`` as contiguous columns: each record read once, every field written to its column.
 
-    What :func:`take_rows` then a copy of each field would do in two passes
+    What numpy's take of the records then a copy of each field would do in two passes
     (the sorted records, then one strided pass over them per column, which
     drags every record's cache lines in again for each field): one random
     read per record (:func:`~connectome_dask.kernels.scatter.gather_fields`),
