@@ -175,19 +175,16 @@ def gather_fields(order: np.ndarray, lo: int, hi: int,
     tile = 2048
     for t0 in range(lo, hi, tile):
         t1 = min(t0 + tile, hi)
-        for k in range(f8.shape[0]):
-            w = f8[k]
-            for i in range(t0, t1):
-                o8[k, i] = s8[order[i], w]
-        for k in range(f4.shape[0]):
-            w = f4[k]
-            for i in range(t0, t1):
-                o4[k, i] = s4[order[i], w]
-        for k in range(f2.shape[0]):
-            w = f2[k]
-            for i in range(t0, t1):
-                o2[k, i] = s2[order[i], w]
-        for k in range(f1.shape[0]):
-            w = f1[k]
-            for i in range(t0, t1):
-                o1[k, i] = s1[order[i], w]
+        _gather_tile(order, t0, t1, s8, f8, o8)
+        _gather_tile(order, t0, t1, s4, f4, o4)
+        _gather_tile(order, t0, t1, s2, f2, o2)
+        _gather_tile(order, t0, t1, s1, f1, o1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_tile(order: np.ndarray, t0: int, t1: int, s: np.ndarray, f: np.ndarray, o: np.ndarray) -> None:
+    """``o[k, i] = s[order[i], f[k]]`` for the output rows ``[t0, t1)``, field after field."""
+    for k in range(f.shape[0]):
+        w = f[k]
+        for i in range(t0, t1):
+            o[k, i] = s[order[i], w]
