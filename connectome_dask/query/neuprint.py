@@ -473,12 +473,20 @@ def _stream_adjacencies(conn: Connectome, model: RoiModel, pre_idx: np.ndarray |
 
 
 def _name_column(names: list[str], slot: np.ndarray) -> pd.Series:
-    """``names[slot]`` as a column of pandas' default string dtype (built in Arrow when it is Arrow's)."""
+    """``names[slot]`` as a column of pandas' default string dtype (built in Arrow when it is Arrow's).
+
+    Examples
+    --------
+    >>> _name_column(["AL", "FB"], np.array([1, 0, 1])).tolist()
+    ['FB', 'AL', 'FB']
+    """
     dtype = pd.Series(names[:1] or ["x"]).dtype
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         import pyarrow as pa
 
-        arr = pa.DictionaryArray.from_arrays(pa.array(slot.astype(np.int32)), pa.array(names)).cast(pa.string())
+        # a take of the few names by the rows' slots, as pandas stores them (large_string): 36 ms for 4.8 M
+        # rows, where the cast of a dictionary array to string (then to large_string) took 59 ms
+        arr = pa.array(names, pa.large_string()).take(pa.array(slot))
         return pd.Series(pd.array(arr, dtype=dtype), copy=False)
     return pd.Series(np.asarray(names, dtype=object)[slot], dtype=dtype)
 
