@@ -636,6 +636,11 @@ def ingest(
         Rows read and converted per batch (memory of each pass).
     bucket_rows
         Rows per bucket of the writer's external sort (memory of the sort).
+        Up to ``connectome_dask.sort_memory_bytes`` (dask config, 512 MiB by
+        default) of the sort's buckets stay in memory instead of spill files,
+        and under the same budget pass 1 keeps every row's ID positions
+        (8 bytes a row) so that pass 2 reads no ID column; ``0`` spills
+        everything and reads the IDs twice.
     progress
         Show progress bars (default: dask config ``connectome_dask.progress``).
     kind
