@@ -377,8 +377,11 @@ class HeldBuckets:
             More rows than the bucket's size, records of another size, or a
             bucket not held (internal errors: the sizes come from the counts).
         """
-        if b not in self._held or rows.dtype.itemsize != self.itemsize:
-            raise StoreError(f"internal error: held bucket {b} takes {self.itemsize}-byte records of a held bucket")
+        if b not in self._held:
+            raise StoreError(f"internal error: bucket {b} is not held in memory")
+        if rows.dtype.itemsize != self.itemsize:
+            raise StoreError(f"internal error: held bucket {b} takes {self.itemsize}-byte records, "
+                             f"got {rows.dtype.itemsize}-byte ones")
         start = self._filled[b]
         stop = start + len(rows)
         if stop > int(self.sizes[b]):
@@ -414,6 +417,29 @@ class HeldBuckets:
         if filled != int(self.sizes[b]):
             raise StoreError(f"internal error: held bucket {b} of {int(self.sizes[b])} rows got {filled}")
         return arr
+
+    def load(self, spill: Path, b: int, n_pieces: int, buffers: dict[str, np.ndarray] | None = None
+             ) -> np.ndarray | None:
+        """Bucket ``b``'s records: :meth:`pop` when it is held, else :func:`load_rows` of its spill file.
+
+        Parameters
+        ----------
+        spill, b, n_pieces, buffers
+            As for :func:`load_rows`.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Packed records; ``None`` when the bucket got no rows.
+
+        Raises
+        ------
+        StoreError
+            As :meth:`pop` and :func:`load_rows` raise.
+        """
+        if self.holds(b):
+            return self.pop(b)  # the bucket's own array, forgotten here: freed once its consumer is done
+        return load_rows(spill, b, n_pieces, buffers=buffers)
 
     def clear(self) -> None:
         """Drop every held bucket (a failed write's)."""
@@ -853,8 +879,7 @@ class PostOrderSpill:
             outs = _post_outputs(dst, self.dtypes, self.rows, chunk_rows)
             loads: dict[str, np.ndarray] = {}
             if self.rows:
-                _write_post_ranges(lambda k: self.held.pop(k) if self.held.holds(k) else
-                                   load_rows(self.spill, k, self.pieces[k], buffers=loads),
+                _write_post_ranges(lambda k: self.held.load(self.spill, k, self.pieces[k], buffers=loads),
                                    self.bounds, self.dtypes, outs, dst, self.post_off)
         finally:
             self.held.clear()

@@ -57,7 +57,6 @@ from .sort import (
     PostOrderSpill,
     _post_order,
     _record_dtype,
-    load_rows,
     post_ranges,
     spill_buckets,
     spill_fits,
@@ -354,10 +353,7 @@ class StoreWriter:
         sorted_: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
         k = 0
         for b in range(len(self._bounds) - 1):
-            if self._held.holds(b):
-                rows = self._held.pop(b)  # the bucket's own array, forgotten there: freed once sorted
-            else:
-                rows = load_rows(self._spill, b, self._pieces[b], buffers=loads)
+            rows = self._held.load(self._spill, b, self._pieces[b], buffers=loads)
             if rows is None:
                 continue
             order = _pair_order(np.ascontiguousarray(rows["pre"]), np.ascontiguousarray(rows["post"]), self.n_neurons)
