@@ -55,6 +55,7 @@ __all__ = [
     "run_child",
     "write_json",
     "TreeSampler",
+    "CallPeak",
 ]
 
 
@@ -322,6 +323,32 @@ def _vmhwm_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CallPeak:
+    """Peak RSS of this process during a ``with`` block (its VmHWM, reset at entry).
+
+    The process's high-water mark is cleared (``/proc/self/clear_refs``: 5) on
+    entry, so ``mb`` is the peak of what the block did on top of what was
+    already resident, not of the whole child (imports, a previous call, or the
+    correctness check after the timed calls). ``None`` where the kernel offers
+    no reset (then the child's VmHWM is all there is).
+    """
+
+    def __init__(self) -> None:
+        self.mb: float | None = None
+
+    def __enter__(self) -> CallPeak:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._ok = True
+        except OSError:
+            self._ok = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.mb = _vmhwm_mb() if self._ok else None
 
 
 def _child_main(func: str, kwargs_json: str) -> None:

@@ -57,6 +57,7 @@ import numpy as np
 
 from ._common import (
     RESULTS,
+    CallPeak,
     dataset,
     ensure_rois,
     fmt_mb,
@@ -218,17 +219,21 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
     with _scheduler(scheduler) as sch, dask.config.set({"connectome_dask.use_roi_pair_table": roi_table,
                                                                      "connectome_dask.use_pair_table": roi_table}):
         res = None
+        peaks = []
         for _ in range(repeat):
             res = None  # peak RSS of one call: the previous repetition's result is released first
-            t0 = time.perf_counter()
-            conn = cd.open(store, set_default=False)
-            if kind == "roi_pairs":  # conn_df: bodyId_pre, bodyId_post, roi (name; NotPrimary = none), weight
-                _, res = cd.fetch_adjacencies(None, None, client=conn, progress=False)
-            elif kind == "pairs":
-                res = aggregate.pair_counts(conn, **kw)
-            else:
-                res = aggregate.adjacency(conn, by="type", **kw)
-            times.append(time.perf_counter() - t0)
+            with CallPeak() as cp:
+                t0 = time.perf_counter()
+                conn = cd.open(store, set_default=False)
+                if kind == "roi_pairs":  # conn_df: bodyId_pre, bodyId_post, roi (name; NotPrimary = none), weight
+                    _, res = cd.fetch_adjacencies(None, None, client=conn, progress=False)
+                elif kind == "pairs":
+                    res = aggregate.pair_counts(conn, **kw)
+                else:
+                    res = aggregate.adjacency(conn, by="type", **kw)
+                times.append(time.perf_counter() - t0)
+            peaks.append(cp.mb)
+    result_mb = (float(res.memory_usage(deep=True).sum()) if kind != "types" else float(res.nbytes)) / 2**20
     roi = None
     if kind == "roi_pairs":  # every ROI of this store is primary: a name is its code
         code = {n: i for i, n in enumerate(conn.roi_names)} | {"NotPrimary": -1}
@@ -244,7 +249,14 @@ def task_ours(store: str, scenario: str, subsets: str, out: str, repeat: int = 1
     _save(out, kind, a, b, w, roi)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": int(len(w)),
             "total": int(np.asarray(w).sum()), "paths": sorted(set(plans.methods)),
-            "has_roi_pair_table": bool(conn.has_roi_pair_table), "n_roi_pairs": int(conn.n_roi_pairs), **sch}
+            "has_roi_pair_table": bool(conn.has_roi_pair_table), "n_roi_pairs": int(conn.n_roi_pairs),
+            "call_peak_mb": _max_peak(peaks), "result_mb": result_mb, **sch}
+
+
+def _max_peak(peaks: list[float | None]) -> float | None:
+    """Highest per-call peak RSS (``None`` when this kernel cannot reset the high-water mark)."""
+    got = [p for p in peaks if p is not None]
+    return max(got) if got else None
 
 
 def _sql(kind: str, spec: dict, sub: dict, src: str) -> str:
@@ -284,20 +296,24 @@ def task_duckdb(scenario: str, subsets: str, out: str, neurons: str, parquet: st
         params["parquet"] = parquet
     times = []
     tab = None
+    peaks = []
     for _ in range(repeat):
         tab = None  # peak RSS of one query
-        t0 = time.perf_counter()
-        con = duckdb.connect(db, read_only=True) if db else duckdb.connect()
-        for side, t in sels.items():
-            con.register(f"sel_{side}", t)
-        tab = con.execute(q, params).to_arrow_table()
-        times.append(time.perf_counter() - t0)
-        con.close()
+        with CallPeak() as cp:
+            t0 = time.perf_counter()
+            con = duckdb.connect(db, read_only=True) if db else duckdb.connect()
+            for side, t in sels.items():
+                con.register(f"sel_{side}", t)
+            tab = con.execute(q, params).to_arrow_table()
+            times.append(time.perf_counter() - t0)
+            con.close()
+        peaks.append(cp.mb)
     w = tab["w"].to_numpy()
     _save(out, kind, tab["a"].to_numpy(zero_copy_only=False), tab["b"].to_numpy(zero_copy_only=False), w,
           tab["r"].to_numpy() if kind == "roi_pairs" else None)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": tab.num_rows,
-            "total": int(w.sum()), "query": q, "duckdb": duckdb.__version__}
+            "total": int(w.sum()), "query": q, "duckdb": duckdb.__version__, "call_peak_mb": _max_peak(peaks),
+            "result_mb": tab.nbytes / 2**20}
 
 
 def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: str, repeat: int = 1) -> dict:
@@ -307,35 +323,39 @@ def task_polars(scenario: str, subsets: str, out: str, neurons: str, parquet: st
     kind, spec, sub = _spec(scenario, subsets)
     times = []
     df = None
+    peaks = []
     for _ in range(repeat):
         df = None  # peak RSS of one query
-        t0 = time.perf_counter()
-        lf = pl.scan_parquet(parquet)
-        if spec.get("rois"):
-            lf = lf.filter(pl.col("roi").is_in(pl.Series(sub["roi_codes"], dtype=pl.Int16)))
-        if "confidence" in spec:
-            lf = lf.filter(pl.col("confidence") > pl.lit(spec["confidence"], dtype=pl.Float32))
-        for side in ("pre", "post"):
-            if side in spec:
-                lf = lf.filter(pl.col(side).is_in(pl.Series(sub[spec[side]], dtype=pl.Int64)))
-        if kind == "roi_pairs":
-            df = lf.group_by(["pre", "post", "roi"]).agg(pl.len().alias("w")).rename(
-                {"pre": "a", "post": "b", "roi": "r"}).collect()
-        elif kind == "pairs":
-            g = lf.group_by(["pre", "post"]).agg(pl.len().alias("w"))
-            if spec.get("min_weight", 1) > 1:
-                g = g.filter(pl.col("w") >= spec["min_weight"])
-            df = g.rename({"pre": "a", "post": "b"}).collect()
-        else:
-            nt = pl.scan_parquet(neurons).filter(pl.col("cell_type").is_not_null())
-            df = (lf.join(nt.rename({"root_id": "pre", "cell_type": "a"}), on="pre")
-                  .join(nt.rename({"root_id": "post", "cell_type": "b"}), on="post")
-                  .group_by(["a", "b"]).agg(pl.len().alias("w")).collect())
-        times.append(time.perf_counter() - t0)
+        with CallPeak() as cp:
+            t0 = time.perf_counter()
+            lf = pl.scan_parquet(parquet)
+            if spec.get("rois"):
+                lf = lf.filter(pl.col("roi").is_in(pl.Series(sub["roi_codes"], dtype=pl.Int16)))
+            if "confidence" in spec:
+                lf = lf.filter(pl.col("confidence") > pl.lit(spec["confidence"], dtype=pl.Float32))
+            for side in ("pre", "post"):
+                if side in spec:
+                    lf = lf.filter(pl.col(side).is_in(pl.Series(sub[spec[side]], dtype=pl.Int64)))
+            if kind == "roi_pairs":
+                df = lf.group_by(["pre", "post", "roi"]).agg(pl.len().alias("w")).rename(
+                    {"pre": "a", "post": "b", "roi": "r"}).collect()
+            elif kind == "pairs":
+                g = lf.group_by(["pre", "post"]).agg(pl.len().alias("w"))
+                if spec.get("min_weight", 1) > 1:
+                    g = g.filter(pl.col("w") >= spec["min_weight"])
+                df = g.rename({"pre": "a", "post": "b"}).collect()
+            else:
+                nt = pl.scan_parquet(neurons).filter(pl.col("cell_type").is_not_null())
+                df = (lf.join(nt.rename({"root_id": "pre", "cell_type": "a"}), on="pre")
+                      .join(nt.rename({"root_id": "post", "cell_type": "b"}), on="post")
+                      .group_by(["a", "b"]).agg(pl.len().alias("w")).collect())
+            times.append(time.perf_counter() - t0)
+        peaks.append(cp.mb)
     w = df["w"].to_numpy()
     _save(out, kind, df["a"].to_numpy(), df["b"].to_numpy(), w, df["r"].to_numpy() if kind == "roi_pairs" else None)
     return {"times_s": times, "seconds": min(times), "first_s": times[0], "rows": df.height,
-            "total": int(w.sum()), "polars": pl.__version__}
+            "total": int(w.sum()), "polars": pl.__version__, "call_peak_mb": _max_peak(peaks),
+            "result_mb": df.estimated_size() / 2**20}
 
 
 def compare(kind: str, a: Path, b: Path) -> dict:
@@ -525,7 +545,10 @@ def render(rep: dict) -> str:
          f"{fmt_s(rep.get('assign_rois', {}).get('seconds'))} s for `assign_rois` here). Ours: "
          "`aggregate.pair_counts` / `aggregate.adjacency(by='type')`, dask threads in the measuring process. "
          f"Every measurement in a fresh process, best of {_repeats(rep)} (first in parentheses), opening the "
-         "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next). Ratios: our time / the peer's "
+         "store / database included; peak RSS = process tree (psutil, 50 ms; each repetition's result is released before the next), "
+         "over the whole measuring process (the correctness check's copies after the timed calls included); "
+         "peak RSS of one call = the process's high-water mark reset before each timed call (`/proc/self/clear_refs`), "
+         "highest of the calls, the resident imports included. Ratios: our time / the peer's "
          "(target <= 0.3x), ours = threads; LocalCluster = `connectome_dask.cluster.local_cluster(n_workers=2, "
          "threads_per_worker=1, memory_limit='6GiB')` started in the measuring process (start-up not timed; its "
          "peak RSS is client + workers, not in the RSS column). Correct = every row (ours on both schedulers and "
@@ -534,9 +557,9 @@ def render(rep: dict) -> str:
          _roi_table_text(rep.get("roi_pair_table", {})), "",
          "| query | ours path | ours s | ours, synapse scan s | ours / scan | ours, 2-worker LocalCluster s | "
          "DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
-         "table | ours / polars | <= 0.3x DuckDB | <= 0.3x all | peak RSS MB ours / scan / DuckDB Parquet / table / polars | rows | "
-         "correct |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---|"]
+         "table | ours / polars | <= 0.3x DuckDB | <= 0.3x all | peak RSS MB ours / scan / DuckDB Parquet / table / polars | "
+         "peak RSS of one call MB ours / DuckDB Parquet / table / polars (result MB ours / DuckDB) | rows | correct |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|"]
     for r in rep.get("scenarios", {}).values():
         o = r["ours"]
 
@@ -550,12 +573,23 @@ def render(rep: dict) -> str:
         c = "yes" if corr and all(v["identical"] for v in corr.values()) else \
             ("NO: " + ", ".join(k for k, v in corr.items() if not v["identical"]) if corr else "—")
         rss = " / ".join(fmt_mb((r.get(k) or {}).get("tree_peak_rss_mb")) for k in ("ours", "ours_scan", *PEERS))
+        call = " / ".join(fmt_mb((r.get(k) or {}).get("call_peak_mb")) for k in ("ours", *PEERS))
+        call += (f" ({fmt_mb(o.get('result_mb'))} / {fmt_mb(r['duckdb_parquet'].get('result_mb'))})"
+                 if o.get("result_mb") is not None else "")
         sc = r.get("ours_scan")
         path = ", ".join(o.get("paths", [])) or "—"
         L.append(f"| {r['description']} | {path} | {t(o)} | {t(sc)} | {_ratio(o, sc) if sc else '—'} | "
                  f"{t(r.get('ours_cluster'))} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
                  f"{t(r['polars'])} | {_ratio(o, r['duckdb_parquet'])} | {_ratio(o, r['duckdb_table'])} | "
-                 f"{_ratio(o, r['polars'])} | {'yes' if ok_duck else 'no'} | {'yes' if ok else 'no'} | {rss} | {o.get('rows', 0):,} | {c} |")
+                 f"{_ratio(o, r['polars'])} | {'yes' if ok_duck else 'no'} | {'yes' if ok else 'no'} | {rss} | {call} | {o.get('rows', 0):,} | {c} |")
+    pr = rep.get("scenarios", {}).get("per_roi")
+    if pr and pr["ours"].get("call_peak_mb") is not None and pr["duckdb_parquet"].get("call_peak_mb") is not None:
+        o, d = pr["ours"], pr["duckdb_parquet"]
+        cap = d["call_peak_mb"] + o["result_mb"]
+        L += ["", f"`fetch_adjacencies(None, None)` peak RSS of one call: ours {fmt_mb(o['call_peak_mb'])} MB vs "
+                  f"DuckDB on Parquet's {fmt_mb(d['call_peak_mb'])} MB + our result ({fmt_mb(o['result_mb'])} MB, "
+                  f"`memory_usage(deep=True)`) = {fmt_mb(cap)} MB: target "
+                  f"{'**met**' if o['call_peak_mb'] <= cap else '**not met**'}."]
     L += ["", "Queries (DuckDB):", ""]
     for name, r in rep.get("scenarios", {}).items():
         q = r["duckdb_parquet"].get("query")
