@@ -41,6 +41,18 @@ def test_in_pair_order_matches_a_pandas_sort(monkeypatch, seed, threshold):
     assert np.array_equal(s, want["s"].to_numpy()) and np.array_equal(w, want["w"].to_numpy())
 
 
+@pytest.mark.parametrize("threshold", [1, 10**9])
+def test_in_pair_order_in_place_reorders_the_slots_given(monkeypatch, threshold):
+    monkeypatch.setattr(K, "_PARALLEL_ROWS", threshold)
+    pre, post, slot, weight, rank = _rows(3)
+    df = pd.DataFrame({"p": pre, "q": post, "s": slot, "w": weight, "r": rank[slot]})
+    want = df.sort_values(["p", "q", "w", "r"], ascending=[True, True, False, True], kind="stable")
+    mine = slot.copy()
+    s, w, ok = K.pair_rows_by_weight(pre, post, mine, weight, rank, slot_in_place=True)
+    assert ok and s is mine and np.array_equal(mine, want["s"].to_numpy())
+    assert np.array_equal(w, want["w"].to_numpy()) and np.array_equal(weight, df["w"].to_numpy())  # weights: a copy
+
+
 @pytest.mark.parametrize("where", ["first half", "second half"])
 def test_in_pair_order_refuses_rows_that_need_sums_on_either_thread(monkeypatch, where):
     monkeypatch.setattr(K, "_PARALLEL_ROWS", 1)

@@ -421,8 +421,15 @@ def _pairs_from_roi_table(conn: Connectome, filt: RowFilter, by_roi: bool, min_w
     parts = [task(paths, conn.token, s, e, pre_ok, post_ok, roi_ok, flags) for s, e in _roi_table_ranges(conn)]
     res = list(compute(*parts, progress=progress))
     names = ["pre", "post"] + (["roi"] if by_roi else []) + ["weight"]
-    out = tuple(np.concatenate([r[i] for r in res]) for i in range(len(names)))
-    if not by_roi and len(res) > 1:  # a pair's ROI rows may straddle a range seam: sum equal neighbours
+    n_parts = len(res)
+    cols = [list(c) for c in zip(*res, strict=True)]
+    del res
+    out_l = []
+    for i in range(len(names)):  # a column's parts are released once it is joined: one column's copy at a time
+        out_l.append(np.concatenate(cols[i]))
+        cols[i] = []
+    out = tuple(out_l)
+    if not by_roi and n_parts > 1:  # a pair's ROI rows may straddle a range seam: sum equal neighbours
         out = K.pair_weight_runs(out[0], out[1], out[2], np.ones(len(out[0]), dtype=bool))
     df = pd.DataFrame(dict(zip(names, out, strict=True)), copy=False)
     if min_weight > 1:

@@ -394,7 +394,7 @@ def _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, i0, i1):
 _PARALLEL_ROWS = 1 << 20
 
 
-def pair_rows_by_weight(pre, post, slot, weight, rank):
+def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False):
     """Each pair's rows ordered by weight (descending) then ``rank[slot]``, if no sums are needed.
 
     The rows (one per pair and label slot, e.g. a ROI name) come sorted by
@@ -414,16 +414,30 @@ def pair_rows_by_weight(pre, post, slot, weight, rank):
         Per-row int64 weight.
     rank
         Sort rank of each slot (ties of weight are broken by it).
+    slot_in_place
+        Reorder ``slot`` itself instead of a copy (a caller's temporary: one
+        array less on millions of rows). When ``ok`` is false its contents are
+        then unspecified.
 
     Returns
     -------
     slot, weight : numpy.ndarray
-        The rows' slots and weights in the new order (copies; pre/post are unchanged).
+        The rows' slots and weights in the new order (copies, or ``slot`` itself with
+        ``slot_in_place``; pre/post are unchanged).
     ok : bool
         False when a pair's slots do not strictly ascend or a weight is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s, w, ok = pair_rows_by_weight(np.array([0, 0, 1]), np.array([5, 5, 2]), np.array([0, 1, 0]),
+    ...                                np.array([2, 7, 1]), np.array([0, 1]))
+    >>> s.tolist(), w.tolist(), ok
+    ([1, 0, 0], [7, 2, 1], True)
     """
     n = pre.shape[0]
-    s_out = slot.copy()
+    # the kernel checks a pair's rows before it reorders them, and only that pair's rows: in place is safe
+    s_out = slot if slot_in_place else slot.copy()
     w_out = weight.copy()
     if n < _PARALLEL_ROWS:
         return s_out, w_out, bool(_rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, 0, n))
@@ -438,7 +452,7 @@ def pair_rows_by_weight(pre, post, slot, weight, rank):
                             [(0, mid), (mid, n)]))
     if all(parts):
         return s_out, w_out, True
-    return slot.copy(), weight.copy(), False
+    return s_out if slot_in_place else slot.copy(), weight.copy(), False
 
 
 @numba.njit(cache=True, nogil=True)

@@ -562,7 +562,8 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     """
     pre = pc["pre"].to_numpy()
     post = pc["post"].to_numpy()
-    code = pc["roi"].to_numpy().astype(np.int32) + 1
+    code = pc["roi"].to_numpy().astype(np.int32)
+    code += 1
     w = pc["weight"].to_numpy().astype(np.int64, copy=False)
     names, rank, prim_slot, extra = _roi_names(model, include_nonprimary)
     R = len(names)
@@ -590,7 +591,9 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         # every row is its (pair, ROI)'s total when each code has its own primary ROI (slots ascend
         # with the codes): conn_df is the rows, reordered inside each pair (e.g. the per-ROI
         # connection table of fetch_adjacencies(None, None)); anything else takes the general path
-        rs_f, sums_f, ok_f = pair_rows_by_weight(pre, post, prim_slot.astype(idt)[code], w, rank)
+        # the slots are this call's own temporary: reordered in place (one array of a row each less)
+        rs_f, sums_f, ok_f = pair_rows_by_weight(pre, post, prim_slot.astype(idt)[code], w, rank,
+                                                 slot_in_place=True)
         if ok_f:
             return pre, post, rs_f, sums_f, empty, names, (empty, empty), empty
     new = np.empty(n, dtype=bool)
