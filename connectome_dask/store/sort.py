@@ -391,7 +391,9 @@ class HeldBuckets:
             arr = self._arrays[b] = np.empty(int(self.sizes[b]), dtype=rows.dtype)
         elif arr.dtype != rows.dtype:
             raise StoreError(f"internal error: held bucket {b} holds records of {arr.dtype} and of {rows.dtype}")
-        arr[start:stop] = rows
+        # copied as whole records (void), not field by field: 5 ms instead of 35-42 ms per 1 M 48-byte records
+        raw = np.dtype((np.void, self.itemsize))
+        arr[start:stop].view(raw)[...] = np.ascontiguousarray(rows).view(raw)
         self._filled[b] = stop
 
     def pop(self, b: int) -> np.ndarray | None:
