@@ -7,8 +7,8 @@ to 32 MB as large arrays are freed) in its arenas, one per thread that
 allocated them, and Arrow's allocator keeps freed pages for reuse. The next
 such call then starts on top of them: measured at 20 M synapses, the resident
 size before a repeated call grew from 196 MB to 415-555 MB and each call's
-peak from 540 MB to 715-772 MB; releasing after each call kept them at
-313-347 MB and 662-681 MB, for about 5 ms a call.
+peak from 540 MB to 715-772 MB; releasing before each call (the previous
+result dropped) kept them at 313-347 MB and 662-681 MB, for 2-5 ms a call.
 
 No dependency offers this: dask's documentation gives the same ``malloc_trim``
 call as a snippet for workers (its nannies set ``MALLOC_TRIM_THRESHOLD_``
