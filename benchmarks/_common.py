@@ -328,11 +328,12 @@ def _vmhwm_mb() -> float:
 class CallPeak:
     """Peak RSS of this process during a ``with`` block (its VmHWM, reset at entry).
 
-    The process's high-water mark is cleared (``/proc/self/clear_refs``: 5) on
-    entry, so ``mb`` is the peak of what the block did on top of what was
-    already resident, not of the whole child (imports, a previous call, or the
-    correctness check after the timed calls). ``None`` where the kernel offers
-    no reset (then the child's VmHWM is all there is).
+    The process's high-water mark is reset to its current resident size
+    (``/proc/self/clear_refs``: 5) on entry, so ``mb`` is the highest resident
+    size during the block, what was resident at entry included, and not the
+    whole child's peak (a previous call's, or the correctness check's after the
+    timed calls). ``None`` where the kernel offers no reset (then the child's
+    VmHWM is all there is).
     """
 
     def __init__(self) -> None:
