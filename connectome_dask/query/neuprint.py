@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -331,8 +331,9 @@ def fetch_adjacencies(
     del pc
     body = conn.neurons["bodyId"].to_numpy().astype(np.int64, copy=False)
     rows = {"pre": pre, "post": post, "slot": slot, "weight": weight}
-    del pre, post, slot, weight  # _frames frees each once it is used
-    neuron_df, conn_df = _frames(conn, body, rows, names, props)
+    del pre, post, slot, weight  # _conn_frame frees each once it is used
+    used = np.zeros(conn.n_neurons, dtype=bool)
+    conn_df, neuron_df = _conn_frame(body, rows, names, used, beside=lambda: _neuron_frame(conn, used, props))
     if export_dir is not None:
         os.makedirs(export_dir, exist_ok=True)
         tot = _total_rows(body, rid, pair_pre, pair_post, totals)
@@ -380,7 +381,7 @@ def _conn_df_estimate(conn: Connectome, pre_idx: np.ndarray | None, post_idx: np
 #: (:mod:`.._memory`: this call's peak then does not stack on it)
 _RELEASE_BYTES = 64 << 20
 
-#: rows from which :func:`_conn_frame` builds its columns on three threads
+#: rows from which :func:`_conn_frame` builds its columns on two threads beside the caller's
 _THREADED_ROWS = 1 << 18
 
 
@@ -389,46 +390,27 @@ def _mark_used(used: np.ndarray, pre: np.ndarray, post: np.ndarray) -> None:
     used[post] = True
 
 
-def _conn_frame(body: np.ndarray, pre: np.ndarray, post: np.ndarray, names: list[str], slot: np.ndarray,
-                weight: np.ndarray, used: np.ndarray) -> pd.DataFrame:
-    """conn_df's rows (``bodyId_pre, bodyId_post, roi, weight``) from :func:`_roi_rows`' arrays.
+def _conn_frame(body: np.ndarray, rows: dict[str, np.ndarray], names: list[str], used: np.ndarray,
+                beside: Callable[[], Any] | None = None) -> tuple[pd.DataFrame, Any]:
+    """conn_df's rows (``bodyId_pre, bodyId_post, roi, weight``) from :func:`_roi_rows`' arrays, and ``beside()``.
 
-    Also marks the rows' neurons in ``used``. On millions of rows the ROI
-    name column (built by Arrow) and the marks (numpy scatters) are made on
-    two more threads while the body IDs are gathered: all three release the
-    GIL (fetch_adjacencies(None, None) at 20 M synapses: 60 ms -> 30 ms).
-    """
-    if len(slot) < _THREADED_ROWS:
-        _mark_used(used, pre, post)
-        return pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
-                             "roi": _name_column(names, slot), "weight": weight}, copy=False)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(2) as ex:
-        fut = ex.submit(_name_column, names, slot)
-        marks = ex.submit(_mark_used, used, pre, post)
-        bp, bq = body[pre], body[post]
-        roi = fut.result()
-        marks.result()
-    return pd.DataFrame({"bodyId_pre": bp, "bodyId_post": bq, "roi": roi, "weight": weight}, copy=False)
-
-
-def _frames(conn: Connectome, body: np.ndarray, rows: dict[str, np.ndarray], names: list[str],
-            props: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """neuron_df and conn_df from :func:`_roi_rows`' arrays, which ``rows`` hands over (emptied here).
-
-    On millions of rows in two steps of two threads each: the body IDs are
-    gathered while the rows' neurons are marked, then the (pre, post) indices
-    are freed before the ROI name column is built beside neuron_df; the peak
-    holds conn_df, the slots and no indices (38 MB less at 20 M synapses).
+    ``rows`` (``pre``, ``post``, ``slot``, ``weight``) is handed over: emptied
+    here, so each array is freed once it is used. Also marks the rows'
+    neurons in ``used``; ``beside`` (e.g. neuron_df from those marks) runs once
+    they are made. On millions of rows in two steps of two threads (numpy,
+    Arrow: the GIL is released): the body IDs are gathered while the neurons
+    are marked, then, the (pre, post) indices freed, the ROI name column is
+    built while ``beside`` runs; the peak then holds conn_df and the slots but
+    no indices (fetch_adjacencies(None, None) at 20 M synapses: 38 MB less).
     """
     pre, post, slot, weight = (rows.pop(k) for k in ("pre", "post", "slot", "weight"))
-    used = np.zeros(conn.n_neurons, dtype=bool)
     if len(weight) == 0:
-        return _neuron_frame(conn, used, props), _empty_conn_df()
+        return _empty_conn_df(), beside() if beside is not None else None
     if len(slot) < _THREADED_ROWS:
-        conn_df = _conn_frame(body, pre, post, names, slot, weight, used)
-        return _neuron_frame(conn, used, props), conn_df
+        _mark_used(used, pre, post)
+        df = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
+                           "roi": _name_column(names, slot), "weight": weight}, copy=False)
+        return df, beside() if beside is not None else None
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as ex:
@@ -439,10 +421,10 @@ def _frames(conn: Connectome, body: np.ndarray, rows: dict[str, np.ndarray], nam
         marks.result()
         del pre, post
         fut_roi = ex.submit(_name_column, names, slot)
-        neuron_df = _neuron_frame(conn, used, props)
+        got = beside() if beside is not None else None
         roi = fut_roi.result()
     del slot
-    return neuron_df, pd.DataFrame({"bodyId_pre": bp, "bodyId_post": bq, "roi": roi, "weight": weight}, copy=False)
+    return pd.DataFrame({"bodyId_pre": bp, "bodyId_post": bq, "roi": roi, "weight": weight}, copy=False), got
 
 
 def _neuron_frame(conn: Connectome, used: np.ndarray, props: list[str]) -> pd.DataFrame:
@@ -495,7 +477,7 @@ def _stream_adjacencies(conn: Connectome, model: RoiModel, pre_idx: np.ndarray |
                 conn, model, pc, include_nonprimary, rois_l, min_roi_weight, min_total_weight,
                 want_pairs=True, ordered=True)
             del pc
-            chunk = _conn_frame(body, pre, post, names, slot, weight, used)
+            chunk, _ = _conn_frame(body, {"pre": pre, "post": post, "slot": slot, "weight": weight}, names, used)
             mode = "w" if first else "a"
             chunk.to_csv(conn_tmp, index=False, header=first, mode=mode)
             _total_rows(body, rid, pair_pre, pair_post, totals).to_csv(tot_tmp, index=False, header=first, mode=mode)
