@@ -83,6 +83,69 @@ def test_local_cluster_defaults_memory_and_spilling():
     assert not tmpdir.exists()
 
 
+def _repeat_alloc_faults() -> list[int]:
+    """Page faults of five successive 32 MB allocations (each freed before the next)."""
+    import resource
+
+    import numpy as np
+
+    out = []
+    for _ in range(5):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a = np.ones(4_000_000)
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        del a
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tunables: Linux only")
+def test_local_cluster_workers_reuse_freed_memory(monkeypatch):
+    # distributed spawns workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's adaptive
+    # mmap threshold: every large array is fresh memory the kernel faults in again. The embedded
+    # cluster's workers keep glibc's defaults, even with a value an earlier nanny left in os.environ.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a nanny leaves it (not in /proc/self/environ)
+    with (
+        cl.local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        (env,) = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
+        (faults,) = client.run(_repeat_alloc_faults).values()
+    assert env is None
+    assert faults[0] > 100  # a fresh 32 MB array is faulted in
+    assert max(faults[2:]) < faults[0] / 4, faults  # later ones reuse the freed memory
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's environment is put back
+
+
+def test_local_cluster_keeps_a_users_malloc_trim_threshold():
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 131072}),
+        cl.local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        (env,) = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
+        (faults,) = client.run(_repeat_alloc_faults).values()
+    assert env == "131072"
+    assert min(faults[2:]) > faults[0] / 4, faults  # glibc's adaptive threshold is off, as the user asked
+
+
+def test_gather_direct_only_for_a_local_scheduler():
+    from types import SimpleNamespace as NS
+
+    from connectome_dask._compute import gather_direct
+
+    def client(address, chosen=None):
+        return NS(direct_to_workers=chosen, scheduler=NS(address=address))
+
+    assert gather_direct(client("tcp://127.0.0.1:8786")) is True
+    assert gather_direct(client("tcp://localhost:8786")) is True
+    assert gather_direct(client("inproc://10.0.0.1/123/1")) is True
+    assert gather_direct(client("tcp://[::1]:8786")) is True
+    assert gather_direct(client("tcp://10.0.0.7:8786")) is None  # a remote cluster: distributed decides
+    assert gather_direct(client("tls://node17:8786")) is None
+    assert gather_direct(client("tcp://127.0.0.1:8786", chosen=False)) is False  # the user's choice stands
+    assert gather_direct(client("tcp://10.0.0.7:8786", chosen=True)) is True
+
+
 def test_memory_fractions_follow_dask_config():
     with dask.config.set({"connectome_dask.cluster.memory.spill": 0.5}):
         assert cl._memory_fractions()["spill"] == 0.5
