@@ -556,10 +556,11 @@ def render(rep: dict) -> str:
          f"ROI list: {', '.join(rep.get('rois', []))}.", "",
          _roi_table_text(rep.get("roi_pair_table", {})), "",
          "| query | ours path | ours s | ours, synapse scan s | ours / scan | ours, 2-worker LocalCluster s | "
+         "LocalCluster / DuckDB Parquet | "
          "DuckDB Parquet s | DuckDB table s | polars s | ours / DuckDB Parquet | ours / DuckDB "
          "table | ours / polars | <= 0.3x DuckDB | <= 0.3x all | peak RSS MB ours / scan / DuckDB Parquet / table / polars | "
          "peak RSS of one call MB ours / DuckDB Parquet / table / polars (result MB ours / DuckDB) | rows | correct |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|"]
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|"]
     for r in rep.get("scenarios", {}).values():
         o = r["ours"]
 
@@ -576,10 +577,11 @@ def render(rep: dict) -> str:
         call = " / ".join(fmt_mb((r.get(k) or {}).get("call_peak_mb")) for k in ("ours", *PEERS))
         call += (f" ({fmt_mb(o.get('result_mb'))} / {fmt_mb(r['duckdb_parquet'].get('result_mb'))})"
                  if o.get("result_mb") is not None else "")
-        sc = r.get("ours_scan")
+        sc, oc = r.get("ours_scan"), r.get("ours_cluster")
         path = ", ".join(o.get("paths", [])) or "—"
         L.append(f"| {r['description']} | {path} | {t(o)} | {t(sc)} | {_ratio(o, sc) if sc else '—'} | "
-                 f"{t(r.get('ours_cluster'))} | {t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
+                 f"{t(r.get('ours_cluster'))} | {_ratio(oc, r['duckdb_parquet']) if oc else '—'} | "
+                 f"{t(r['duckdb_parquet'])} | {t(r['duckdb_table'])} | "
                  f"{t(r['polars'])} | {_ratio(o, r['duckdb_parquet'])} | {_ratio(o, r['duckdb_table'])} | "
                  f"{_ratio(o, r['polars'])} | {'yes' if ok_duck else 'no'} | {'yes' if ok else 'no'} | {rss} | {call} | {o.get('rows', 0):,} | {c} |")
     pr = rep.get("scenarios", {}).get("per_roi")
