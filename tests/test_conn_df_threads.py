@@ -53,6 +53,39 @@ def test_in_pair_order_in_place_reorders_the_slots_given(monkeypatch, threshold)
     assert np.array_equal(w, want["w"].to_numpy()) and np.array_equal(weight, df["w"].to_numpy())  # weights: a copy
 
 
+@pytest.mark.parametrize("threshold", [1, 10**9])
+def test_in_pair_order_looks_slots_up_from_codes(monkeypatch, threshold):
+    # codes -1..10 whose slots (slot_of[code + 1]) ascend with them: the same order as given the slots
+    monkeypatch.setattr(K, "_PARALLEL_ROWS", threshold)
+    pre, post, slot, weight, rank = _rows(4)
+    slot_of = np.arange(12, dtype=np.int32) * 3  # slot of code c: 3 * (c + 1) (rank is over 36 slots)
+    rank36 = np.random.default_rng(4).permutation(36).astype(np.int64)
+    codes = (slot - 1).astype(np.int16)
+    s, w, ok = K.pair_rows_by_weight(pre, post, codes, weight, rank36, slot_of=slot_of, shift=1)
+    df = pd.DataFrame({"p": pre, "q": post, "s": slot_of[slot], "w": weight, "r": rank36[slot_of[slot]]})
+    want = df.sort_values(["p", "q", "w", "r"], ascending=[True, True, False, True], kind="stable")
+    assert ok and s.dtype == slot_of.dtype
+    assert np.array_equal(s, want["s"].to_numpy()) and np.array_equal(w, want["w"].to_numpy())
+    assert np.array_equal(codes, (slot - 1).astype(np.int16))  # the codes are not touched
+    # two codes of a pair mapped to one slot need a sum: refused
+    dup = np.flatnonzero((pre[1:] == pre[:-1]) & (post[1:] == post[:-1]))[0]
+    merged = slot_of.copy()
+    merged[slot[dup + 1]] = merged[slot[dup]]
+    _, _, ok2 = K.pair_rows_by_weight(pre, post, codes, weight, rank36, slot_of=merged, shift=1)
+    assert not ok2
+
+
+def test_mark_neurons_equals_numpy_index_assignment():
+    rng = np.random.default_rng(5)
+    pre, post = rng.integers(0, 5000, 20_000).astype(np.int32), rng.integers(0, 5000, 20_000).astype(np.int32)
+    want = np.zeros(6000, dtype=bool)
+    want[pre] = True
+    want[post] = True
+    got = np.zeros(6000, dtype=bool)
+    K.mark_neurons(got, pre, post)
+    assert np.array_equal(got, want) and 0 < got.sum() < 6000
+
+
 @pytest.mark.parametrize("where", ["first half", "second half"])
 def test_in_pair_order_refuses_rows_that_need_sums_on_either_thread(monkeypatch, where):
     monkeypatch.setattr(K, "_PARALLEL_ROWS", 1)

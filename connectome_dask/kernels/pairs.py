@@ -14,6 +14,7 @@ import numpy as np
 from .bits import count_set, is_set
 
 __all__ = [
+    "mark_neurons",
     "pair_runs",
     "pair_roi_runs",
     "pair_roi_weight_runs",
@@ -363,16 +364,25 @@ def pair_weight_runs(pre, post, weight, keep):
 
 
 @numba.njit(cache=True, nogil=True)
-def _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, i0, i1):
-    """:func:`pair_rows_by_weight` on rows ``i0:i1`` (whole pairs), in place in ``s_out`` / ``w_out``."""
+def _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, i0, i1, smap, shift, use_map):
+    """:func:`pair_rows_by_weight` on rows ``i0:i1`` (whole pairs), in place in ``s_out`` / ``w_out``.
+
+    ``use_map``: ``slot`` holds codes, a row's slot is ``smap[code + shift]`` (written to ``s_out``).
+    """
     n = i1
     i = i0
     while i < n:
         if weight[i] <= 0:
             return False
+        if use_map:
+            s_out[i] = smap[slot[i] + shift]
         j = i + 1
         while j < n and pre[j] == pre[i] and post[j] == post[i]:
-            if slot[j] <= slot[j - 1] or weight[j] <= 0:
+            if use_map:
+                s_out[j] = smap[slot[j] + shift]
+                if s_out[j] <= s_out[j - 1] or weight[j] <= 0:
+                    return False
+            elif slot[j] <= slot[j - 1] or weight[j] <= 0:
                 return False
             j += 1
         for a in range(i + 1, j):
@@ -394,7 +404,7 @@ def _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, i0, i1):
 _PARALLEL_ROWS = 1 << 20
 
 
-def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False):
+def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False, slot_of=None, shift=0):
     """Each pair's rows ordered by weight (descending) then ``rank[slot]``, if no sums are needed.
 
     The rows (one per pair and label slot, e.g. a ROI name) come sorted by
@@ -418,12 +428,18 @@ def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False):
         Reorder ``slot`` itself instead of a copy (a caller's temporary: one
         array less on millions of rows). When ``ok`` is false its contents are
         then unspecified.
+    slot_of, shift
+        With ``slot_of``, ``slot`` holds per-row codes and a row's slot is
+        ``slot_of[code + shift]``, looked up in the same pass (a new array of
+        ``slot_of``'s dtype is returned; ``slot_in_place`` is ignored): no
+        array of slots is made first.
 
     Returns
     -------
     slot, weight : numpy.ndarray
         The rows' slots and weights in the new order (copies, or ``slot`` itself with
-        ``slot_in_place``; pre/post are unchanged).
+        ``slot_in_place``; pre/post are unchanged). With ``slot_of`` and ``ok`` false,
+        the slots' contents are unspecified.
     ok : bool
         False when a pair's slots do not strictly ascend or a weight is not positive.
 
@@ -434,13 +450,20 @@ def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False):
     ...                                np.array([2, 7, 1]), np.array([0, 1]))
     >>> s.tolist(), w.tolist(), ok
     ([1, 0, 0], [7, 2, 1], True)
+    >>> s, w, ok = pair_rows_by_weight(np.array([0, 0, 1]), np.array([5, 5, 2]), np.array([-1, 0, -1]),
+    ...                                np.array([2, 7, 1]), np.array([0, 1]), slot_of=np.array([0, 1]), shift=1)
+    >>> s.tolist(), w.tolist(), ok
+    ([1, 0, 0], [7, 2, 1], True)
     """
     n = pre.shape[0]
+    use_map = slot_of is not None
+    smap = np.asarray(slot_of) if use_map else np.zeros(1, dtype=slot.dtype)
     # the kernel checks a pair's rows before it reorders them, and only that pair's rows: in place is safe
-    s_out = slot if slot_in_place else slot.copy()
+    s_out = np.empty(n, dtype=smap.dtype) if use_map else (slot if slot_in_place else slot.copy())
     w_out = weight.copy()
+    args = (smap, int(shift), use_map)
     if n < _PARALLEL_ROWS:
-        return s_out, w_out, bool(_rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, 0, n))
+        return s_out, w_out, bool(_rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, 0, n, *args))
     # two halves split at a pair boundary, on two threads (the kernel releases the GIL)
     from concurrent.futures import ThreadPoolExecutor
 
@@ -448,11 +471,35 @@ def pair_rows_by_weight(pre, post, slot, weight, rank, slot_in_place=False):
     while mid < n and pre[mid] == pre[mid - 1] and post[mid] == post[mid - 1]:
         mid += 1
     with ThreadPoolExecutor(2) as ex:
-        parts = list(ex.map(lambda r: _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, *r),
+        parts = list(ex.map(lambda r: _rows_by_weight_range(pre, post, slot, weight, rank, s_out, w_out, *r, *args),
                             [(0, mid), (mid, n)]))
     if all(parts):
         return s_out, w_out, True
-    return s_out if slot_in_place else slot.copy(), weight.copy(), False
+    return s_out if (slot_in_place or use_map) else slot.copy(), weight.copy(), False
+
+
+@numba.njit(cache=True, nogil=True)
+def mark_neurons(used, pre, post):
+    """``used[pre] = True; used[post] = True`` in one pass (numpy's two index assignments: 35 ms for 4.8 M rows).
+
+    Parameters
+    ----------
+    used
+        Boolean mask over the neurons, set in place.
+    pre, post
+        Neuron indices (every value in ``0 .. len(used) - 1``; not checked).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> used = np.zeros(5, dtype=bool)
+    >>> mark_neurons(used, np.array([0, 0, 3]), np.array([1, 1, 1]))
+    >>> np.flatnonzero(used).tolist()
+    [0, 1, 3]
+    """
+    for i in range(pre.shape[0]):
+        used[pre[i]] = True
+        used[post[i]] = True
 
 
 @numba.njit(cache=True, nogil=True)

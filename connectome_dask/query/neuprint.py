@@ -27,7 +27,7 @@ from ..criteria import (
     neuron_roi_table,
 )
 from ..errors import ResultTooLarge
-from ..kernels.pairs import pair_rows_by_weight
+from ..kernels.pairs import mark_neurons, pair_rows_by_weight
 
 if TYPE_CHECKING:
     from ..store import Connectome
@@ -166,7 +166,7 @@ def _properties_df(conn: Connectome, idx: np.ndarray, properties: Sequence[str])
     bad = [p for p in props if p not in n.columns]
     if bad:
         raise UnknownColumnError(f"unknown neuron properties {bad}; available: {list(n.columns)}")
-    return n.iloc[np.sort(idx)][props].reset_index(drop=True)
+    return n[props].iloc[np.sort(idx)].reset_index(drop=True)  # the columns first: only theirs are taken
 
 
 def _empty_conn_df() -> pd.DataFrame:
@@ -386,8 +386,7 @@ _THREADED_ROWS = 1 << 18
 
 
 def _mark_used(used: np.ndarray, pre: np.ndarray, post: np.ndarray) -> None:
-    used[pre] = True
-    used[post] = True
+    mark_neurons(used, pre, post)  # one pass, the GIL released (numpy's two index assignments: 35 ms at 4.8 M rows)
 
 
 def _conn_frame(body: np.ndarray, rows: dict[str, np.ndarray], names: list[str], used: np.ndarray,
@@ -583,8 +582,7 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     """
     pre = pc["pre"].to_numpy()
     post = pc["post"].to_numpy()
-    code = pc["roi"].to_numpy().astype(np.int32)
-    code += 1
+    raw_code = pc["roi"].to_numpy()  # -1: no ROI; slot lookups index code + 1
     w = pc["weight"].to_numpy().astype(np.int64, copy=False)
     names, rank, prim_slot, extra = _roi_names(model, include_nonprimary)
     R = len(names)
@@ -592,10 +590,28 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     empty = np.zeros(0, np.int64)
     if n == 0:
         return empty, empty, empty, empty, empty, names, (empty, empty), empty
-    if not model:
-        code = np.zeros(n, dtype=np.int32)
     # int32 temporaries where they fit: this runs on millions of rows
     idt = np.int32 if n < 2**31 - 1 else np.int64
+    if not model:
+        raw_code = np.full(n, -1, dtype=np.int16)
+    body = conn.neurons["bodyId"].to_numpy()
+    in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
+    # the kernel does not bounds-check its lookups: codes outside the model take the general path (which raises)
+    codes_known = bool(raw_code.min() >= -1) and bool(raw_code.max() < len(prim_slot) - 1)
+    if (ordered and codes_known and not want_pairs and not rois and min_roi_weight <= 1 and min_total_weight <= 1
+            and in_body_order and not any(len(e) for e in extra)):
+        # every row is its (pair, ROI)'s total when each code has its own primary ROI (slots ascend
+        # with the codes): conn_df is the rows, reordered inside each pair (e.g. the per-ROI
+        # connection table of fetch_adjacencies(None, None)); anything else takes the general path.
+        # The kernel looks each row's slot up from its code as it goes (no int32 code copy, no slot array)
+        rs_f, sums_f, ok_f = pair_rows_by_weight(pre, post, raw_code, w, rank, slot_of=prim_slot.astype(idt),
+                                                 shift=1)
+        if ok_f:
+            return pre, post, rs_f, sums_f, empty, names, (empty, empty), empty
+        del rs_f, sums_f
+    code = raw_code.astype(np.int32)
+    code += 1
+    del raw_code
     unordered = False
     if not ordered:
         dp = np.diff(pre)
@@ -605,18 +621,6 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
         order = np.argsort(pre.astype(np.int64) * conn.n_neurons + post, kind="stable")
         pre, post, code, w = pre[order], post[order], code[order], w[order]
         del order
-    body = conn.neurons["bodyId"].to_numpy()
-    in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
-    if (ordered and not want_pairs and not rois and min_roi_weight <= 1 and min_total_weight <= 1
-            and in_body_order and not any(len(e) for e in extra)):
-        # every row is its (pair, ROI)'s total when each code has its own primary ROI (slots ascend
-        # with the codes): conn_df is the rows, reordered inside each pair (e.g. the per-ROI
-        # connection table of fetch_adjacencies(None, None)); anything else takes the general path
-        # the slots are this call's own temporary: reordered in place (one array of a row each less)
-        rs_f, sums_f, ok_f = pair_rows_by_weight(pre, post, prim_slot.astype(idt)[code], w, rank,
-                                                 slot_in_place=True)
-        if ok_f:
-            return pre, post, rs_f, sums_f, empty, names, (empty, empty), empty
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(pre[1:], pre[:-1], out=new[1:])
