@@ -597,9 +597,9 @@ def _roi_rows(conn: Connectome, model: RoiModel, pc: pd.DataFrame, include_nonpr
     body = conn.neurons["bodyId"].to_numpy()
     in_body_order = len(body) < 2 or bool(np.all(body[1:] > body[:-1]))
     # the kernel does not bounds-check its lookups: codes outside the model take the general path (which raises)
-    codes_known = bool(raw_code.min() >= -1) and bool(raw_code.max() < len(prim_slot) - 1)
-    if (ordered and codes_known and not want_pairs and not rois and min_roi_weight <= 1 and min_total_weight <= 1
-            and in_body_order and not any(len(e) for e in extra)):
+    if (ordered and not want_pairs and not rois and min_roi_weight <= 1 and min_total_weight <= 1
+            and in_body_order and not any(len(e) for e in extra)
+            and bool(raw_code.min() >= -1) and bool(raw_code.max() < len(prim_slot) - 1)):
         # every row is its (pair, ROI)'s total when each code has its own primary ROI (slots ascend
         # with the codes): conn_df is the rows, reordered inside each pair (e.g. the per-ROI
         # connection table of fetch_adjacencies(None, None)); anything else takes the general path.
