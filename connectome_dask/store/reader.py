@@ -1268,10 +1268,10 @@ class Connectome:
             # took 20-50 ms of every query that names ROIs)
             for d in sorted({posixpath.dirname(rel) for rel in ok}):
                 no_symlinks(self.path, posixpath.join(self.meta["rois"], d).rstrip("/"), p, error=StoreError)
-            base = self.path / self.meta["rois"]
-            for rel in ok:
-                if (base / rel).is_symlink():
-                    raise StoreError(f"{p}: {base / rel} is a symlink; stores never hold symlinks "
+            base = os.path.join(os.fspath(self.path), self.meta["rois"])
+            for rel in ok:  # os.path on strings: a tenth of pathlib's cost for the ~75 mesh files
+                if os.path.islink(os.path.join(base, rel)):
+                    raise StoreError(f"{p}: {os.path.join(base, rel)} is a symlink; stores never hold symlinks "
                                      "(refusing to follow it)")
             self._rois_info = info
         return self._rois_info
