@@ -403,13 +403,16 @@ def _conn_frame(body: np.ndarray, rows: dict[str, np.ndarray], names: list[str],
     no indices (fetch_adjacencies(None, None) at 20 M synapses: 38 MB less).
     """
     pre, post, slot, weight = (rows.pop(k) for k in ("pre", "post", "slot", "weight"))
+    if beside is None:
+        def beside() -> None:
+            return None
     if len(weight) == 0:
-        return _empty_conn_df(), beside() if beside is not None else None
+        return _empty_conn_df(), beside()
     if len(slot) < _THREADED_ROWS:
         _mark_used(used, pre, post)
         df = pd.DataFrame({"bodyId_pre": body[pre], "bodyId_post": body[post],
                            "roi": _name_column(names, slot), "weight": weight}, copy=False)
-        return df, beside() if beside is not None else None
+        return df, beside()
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as ex:
@@ -420,7 +423,7 @@ def _conn_frame(body: np.ndarray, rows: dict[str, np.ndarray], names: list[str],
         marks.result()
         del pre, post
         fut_roi = ex.submit(_name_column, names, slot)
-        got = beside() if beside is not None else None
+        got = beside()
         roi = fut_roi.result()
     del slot
     return pd.DataFrame({"bodyId_pre": bp, "bodyId_post": bq, "roi": roi, "weight": weight}, copy=False), got
